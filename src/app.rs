@@ -1,0 +1,1 @@
+//! Composition root (placeholder until the front-end lands).

@@ -1,0 +1,1 @@
+//! placeholder: owned by the sip work in progress.
