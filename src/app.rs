@@ -1,1 +1,172 @@
-//! Composition root (placeholder until the front-end lands).
+//! Composition root: binds the sockets, opens the store, starts every task on one
+//! `TaskTracker` under one `CancellationToken`, and drains on shutdown.
+//!
+//! Shutdown order: stop taking calls (new INVITEs get 503 + Retry-After), let calls in
+//! progress end for `limits.drain_secs`, hang up the rest (their contacts stay queued and
+//! become "disconnected" on the next start, keeping their place), then stop every task and
+//! the centre thread. `anyhow` lives here and in `main` only.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::centre::{self, CentreConfig, QueueId, QueueSpec};
+use crate::config::Config;
+use crate::media::announcer::Announcer;
+use crate::media::ports::RtpPorts;
+use crate::media::prompts::{Law, PromptSet};
+use crate::sip::{endpoint, transport, ua::UaConfig};
+use crate::store::SqliteStore;
+use crate::{calls, web};
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub fn centre_config(config: &Config) -> CentreConfig {
+    CentreConfig {
+        queues: config
+            .queues
+            .iter()
+            .map(|q| QueueSpec {
+                id: QueueId(q.id.clone()),
+                name: q.name.clone(),
+                skillset: q.skillset.clone(),
+                default_handle_secs: q.default_handle_secs,
+            })
+            .collect(),
+        keep_place_secs: config.data.keep_place_secs,
+        id_retention_secs: config.data.id_retention_secs,
+        max_live_contacts: config.limits.max_contacts,
+    }
+}
+
+fn prompts(config: &Config, law: Law) -> anyhow::Result<Arc<PromptSet>> {
+    let set = if config.media.prompt_dir.is_empty() {
+        PromptSet::embedded(law)
+    } else {
+        PromptSet::load_dir(std::path::Path::new(&config.media.prompt_dir), law)
+            .with_context(|| format!("loading prompts from {}", config.media.prompt_dir))?
+    };
+    Ok(Arc::new(set))
+}
+
+/// Runs the gateway until `shutdown` resolves, then drains and returns.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    let store = SqliteStore::open(&config.data.dir)
+        .with_context(|| format!("opening the store in {}", config.data.dir.display()))?;
+    let centre_token = CancellationToken::new();
+    let (centre, centre_thread) =
+        centre::spawn(centre_config(&config), Box::new(store), centre_token.clone())
+            .context("starting the contact centre")?;
+
+    let sockets = transport::bind(config.sip.listen)
+        .await
+        .with_context(|| format!("binding SIP on {}", config.sip.listen))?;
+    let sip_local = sockets.local;
+    let http = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+    let http_local = http.local_addr()?;
+
+    let announcer = Announcer::spawn(token.clone(), &tracker);
+    let rtp_ip = if sip_local.ip().is_unspecified() {
+        sip_local.ip()
+    } else {
+        sip_local.ip()
+    };
+    let ports = Arc::new(RtpPorts::new(
+        rtp_ip,
+        config.media.rtp_port_min,
+        config.media.rtp_port_max,
+    ));
+    let (ua_tx, ua_rx) = mpsc::unbounded_channel();
+    let ua_config = UaConfig {
+        max_calls: config.limits.max_calls,
+        retry_after_secs: config.limits.retry_after_secs,
+        public_host: (!config.sip.public_host.is_empty()).then(|| config.sip.public_host.clone()),
+        ..UaConfig::default()
+    };
+    let sip_token = CancellationToken::new();
+    let sip = endpoint::spawn(sockets, ua_config, ua_tx, sip_token.clone(), &tracker);
+    let mut public_url = config.public_url();
+    if config.http.public_url.is_empty() && config.http.listen.port() == 0 {
+        public_url = format!("http://{}", http_local);
+    }
+    let deps = calls::Deps {
+        config: config.clone(),
+        centre: centre.clone(),
+        sip: sip.clone(),
+        announcer,
+        ports,
+        pcmu: prompts(&config, Law::Pcmu)?,
+        pcma: prompts(&config, Law::Pcma)?,
+        public_url,
+    };
+    let calls_token = CancellationToken::new();
+    tracker.spawn(calls::run(ua_rx, deps, calls_token.clone(), tracker.clone()));
+
+    let router = web::router(web::WebState {
+        centre: centre.clone(),
+    });
+    let web_token = token.clone();
+    tracker.spawn(async move {
+        let serve = axum::serve(http, router)
+            .with_graceful_shutdown(async move { web_token.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    tracing::info!(sip = %sip_local, http = %http_local, data = %config.data.dir.display(), "holdline ready");
+
+    shutdown.await;
+    tracing::info!("shutting down: refusing new calls");
+    sip.drain().await;
+    let drain = Duration::from_secs(config.limits.drain_secs);
+    let deadline = tokio::time::Instant::now() + drain;
+    while sip.call_count().await > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Hang up what is left; their contacts stay queued for the next start.
+    calls_token.cancel();
+    let bye_deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while sip.call_count().await > 0 && tokio::time::Instant::now() < bye_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sip_token.cancel();
+    token.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 5 s");
+    }
+    centre_token.cancel();
+    drop(centre);
+    let _ = tokio::task::spawn_blocking(move || centre_thread.join()).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,1 +1,368 @@
-//! Call control (placeholder).
+//! Call control: turns SIP calls into contacts and carries out what the centre decides.
+//!
+//! Owns the per-call state that joins the three parts: one task per call holds the call's
+//! SIP key, its contact number and its announcement stream. The SIP endpoint owns protocol
+//! state, the centre owns the contact, the announcer owns the RTP pacing; this module only
+//! asks and tells. It is the front-end's application layer, so it may use `sip`, `media`
+//! and `centre`; nothing imports it but `app`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::centre::{
+    CentreError, CentreHandle, ContactId, ContactStatus, EndReason, MediaType, NewContact,
+    QueueId, WaitEstimate,
+};
+use crate::config::Config;
+use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamHandle, StreamSpec};
+use crate::media::ports::RtpPorts;
+use crate::media::prompts::{Law, PromptSet, WaitPhrase};
+use crate::media::sdp::{self, NegotiationError, Offer};
+use crate::sip::endpoint::SipHandle;
+use crate::sip::ua::{CallKey, IncomingCall, UaEvent};
+
+/// Everything a call task needs; cloned into each.
+#[derive(Clone)]
+pub struct Deps {
+    pub config: Arc<Config>,
+    pub centre: CentreHandle,
+    pub sip: SipHandle,
+    pub announcer: AnnouncerHandle,
+    pub ports: Arc<RtpPorts>,
+    pub pcmu: Arc<PromptSet>,
+    pub pcma: Arc<PromptSet>,
+    pub public_url: String,
+}
+
+/// Routes UA events to per-call tasks until cancelled.
+pub async fn run(
+    mut events: mpsc::UnboundedReceiver<UaEvent>,
+    deps: Deps,
+    token: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut calls: HashMap<CallKey, mpsc::UnboundedSender<UaEvent>> = HashMap::new();
+    loop {
+        let ev = tokio::select! {
+            ev = events.recv() => ev,
+            _ = token.cancelled() => None,
+        };
+        let Some(ev) = ev else { break };
+        match ev {
+            UaEvent::Incoming(ic) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                calls.insert(ic.key, tx);
+                let span = tracing::info_span!("call", call_id = %ic.call_id);
+                tracker.spawn(call_task(ic, rx, deps.clone(), token.clone()).instrument(span));
+            }
+            other => {
+                let key = match &other {
+                    UaEvent::Cancelled(k)
+                    | UaEvent::Confirmed(k)
+                    | UaEvent::AckTimeout(k)
+                    | UaEvent::RemoteBye(k)
+                    | UaEvent::Ended(k) => *k,
+                    UaEvent::Info { call, .. } => *call,
+                    UaEvent::Incoming(_) => unreachable!("matched above"),
+                };
+                let ended = matches!(other, UaEvent::Ended(_));
+                if let Some(tx) = calls.get(&key) {
+                    let _ = tx.send(other);
+                }
+                if ended {
+                    calls.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// How a call left us, for the contact.
+enum Outcome {
+    /// The caller went away (BYE, CANCEL, no ACK): the contact is abandoned.
+    CallerLeft,
+    /// We are shutting down: the contact keeps its place as "disconnected" on restart.
+    Shutdown,
+}
+
+async fn call_task(
+    ic: IncomingCall,
+    mut rx: mpsc::UnboundedReceiver<UaEvent>,
+    deps: Deps,
+    token: CancellationToken,
+) {
+    let key = ic.key;
+    let Some(queue) = deps.config.queue_for_number(&ic.user).cloned() else {
+        tracing::info!(user = %ic.user, "unknown service number");
+        deps.sip.reject(key, 404, vec![]).await;
+        return wait_ended(&mut rx).await;
+    };
+    let offer = match ic.content_type.as_deref().map(str::to_ascii_lowercase) {
+        Some(ct) if ct.starts_with("application/sdp") && !ic.body.is_empty() => {
+            Offer::parse(&ic.body)
+        }
+        // No offer in the INVITE (offer in the ACK) is not supported: say so.
+        _ => {
+            deps.sip
+                .reject(
+                    key,
+                    488,
+                    vec![("Warning".into(), "399 holdline \"an SDP offer is required in the INVITE\"".into())],
+                )
+                .await;
+            return wait_ended(&mut rx).await;
+        }
+    };
+    let prefer = law_preference(&deps.config.media.codecs);
+    let answer = match offer.as_ref().map(|o| sdp::negotiate(o, &prefer)) {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            let why = match e {
+                NegotiationError::NoCommonCodec => "no common codec: PCMU or PCMA needed",
+                NegotiationError::NoAudio => "no audio stream in the offer",
+            };
+            tracing::info!(%why, "codec mismatch");
+            deps.sip
+                .reject(key, 488, vec![("Warning".into(), format!("304 holdline \"{why}\""))])
+                .await;
+            return wait_ended(&mut rx).await;
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "malformed SDP offer");
+            deps.sip
+                .reject(key, 400, vec![("Warning".into(), "399 holdline \"malformed SDP\"".into())])
+                .await;
+            return wait_ended(&mut rx).await;
+        }
+    };
+    let local_ip: IpAddr = ic.peer.local.ip();
+    let socket = match deps.ports.bind().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "no RTP port free");
+            deps.sip.reject(key, 503, retry_after(&deps)).await;
+            return wait_ended(&mut rx).await;
+        }
+    };
+    let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    let media = if answer.video_offered() {
+        MediaType::Video
+    } else {
+        MediaType::Voice
+    };
+    let admitted = deps
+        .centre
+        .admit(NewContact {
+            queue: QueueId(queue.id.clone()),
+            media,
+            caller: ic.caller.clone(),
+            call_ref: ic.call_id.clone(),
+        })
+        .await;
+    let status = match admitted {
+        Ok(s) => s,
+        Err(e) => {
+            let (code, headers) = match e {
+                CentreError::UnknownQueue => (404, vec![]),
+                CentreError::Full | CentreError::ShuttingDown => (503, retry_after(&deps)),
+                _ => (500, vec![]),
+            };
+            tracing::warn!(error = %e, status = code, "contact not admitted");
+            deps.sip.reject(key, code, headers).await;
+            return wait_ended(&mut rx).await;
+        }
+    };
+    let id = status.id.clone();
+    tracing::debug!(contact = %id, queue = %queue.id, "contact admitted");
+    let sdp_text = answer.to_sdp(local_ip, rtp_port, rand::random::<u32>() as u64);
+    let call_info = format!(
+        "<{}/c/{}>;purpose=info",
+        deps.public_url.trim_end_matches('/'),
+        id
+    );
+    // Answer only if the caller is still there; a CANCEL may have crossed the admission.
+    if let Err(e) = deps
+        .sip
+        .answer(key, Bytes::from(sdp_text), vec![("Call-Info".into(), call_info)])
+        .await
+    {
+        tracing::info!(error = %e, "caller left before the answer");
+        end_contact(&deps, &id).await;
+        return wait_ended(&mut rx).await;
+    }
+    let prompts = match answer.law {
+        Law::Pcmu => deps.pcmu.clone(),
+        Law::Pcma => deps.pcma.clone(),
+    };
+    let started = deps
+        .announcer
+        .start(StreamSpec {
+            socket,
+            remote: answer.remote,
+            law: answer.law,
+            pt: answer.pt,
+            telephone_event_pt: answer.telephone_event_pt,
+            prompts: prompts.clone(),
+        })
+        .await;
+    let (stream, mut media_events) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "announcer refused the stream");
+            deps.sip.hangup(key).await;
+            end_contact(&deps, &id).await;
+            return wait_ended(&mut rx).await;
+        }
+    };
+    let mut intro = prompts.contact_number(id.as_str());
+    intro.extend(prompts.position(status.position.unwrap_or(1), &wait_phrase(&status)));
+    if let Some(web) = prompts.clip(&queue.web_clip) {
+        intro.push(web);
+    }
+    stream.enqueue(intro);
+
+    let every = Duration::from_secs(queue.announce_every_secs);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let outcome = loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(UaEvent::Info { content_type, body, .. }) => {
+                    if info_is_star(&content_type, &body) {
+                        stream.replace(prompts.contact_number(id.as_str()));
+                    }
+                }
+                Some(UaEvent::Confirmed(_)) => {}
+                Some(UaEvent::Cancelled(_)) | Some(UaEvent::AckTimeout(_))
+                | Some(UaEvent::RemoteBye(_)) | Some(UaEvent::Ended(_)) | None => break Outcome::CallerLeft,
+                Some(UaEvent::Incoming(_)) => {}
+            },
+            me = media_events.recv() => {
+                if let Some(MediaEvent::Dtmf('*')) = me {
+                    stream.replace(prompts.contact_number(id.as_str()));
+                }
+            }
+            _ = ticker.tick() => {
+                if let Some(st) = deps.centre.status(id.clone()).await {
+                    if let Some(pos) = st.position {
+                        stream.enqueue(prompts.position(pos, &wait_phrase(&st)));
+                    }
+                }
+            }
+            _ = token.cancelled() => break Outcome::Shutdown,
+        }
+    };
+    stream.stop().await;
+    match outcome {
+        Outcome::CallerLeft => {
+            end_contact(&deps, &id).await;
+            deps.sip.hangup(key).await; // no-op if the dialog is already gone
+        }
+        Outcome::Shutdown => {
+            // The contact is not ended: after the restart it is "disconnected" and keeps its
+            // place for the configured window.
+            deps.sip.hangup(key).await;
+        }
+    }
+    wait_ended(&mut rx).await;
+}
+
+async fn end_contact(deps: &Deps, id: &ContactId) {
+    match deps.centre.end(id.clone(), EndReason::Abandoned).await {
+        Ok(()) | Err(CentreError::AlreadyEnded) | Err(CentreError::NotFound) => {}
+        Err(e) => tracing::warn!(error = %e, contact = %id, "could not end contact"),
+    }
+}
+
+/// Waits (bounded) for the UA to forget the call, so the task's life covers the call's.
+async fn wait_ended(rx: &mut mpsc::UnboundedReceiver<UaEvent>) {
+    let _ = tokio::time::timeout(Duration::from_secs(70), async {
+        while let Some(ev) = rx.recv().await {
+            if matches!(ev, UaEvent::Ended(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+fn retry_after(deps: &Deps) -> Vec<(String, String)> {
+    vec![(
+        "Retry-After".into(),
+        deps.config.limits.retry_after_secs.to_string(),
+    )]
+}
+
+fn law_preference(codecs: &[String]) -> Vec<Law> {
+    codecs
+        .iter()
+        .filter_map(|c| match c.to_ascii_uppercase().as_str() {
+            "PCMU" => Some(Law::Pcmu),
+            "PCMA" => Some(Law::Pcma),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn wait_phrase(status: &ContactStatus) -> WaitPhrase {
+    match status.estimate {
+        WaitEstimate::NoAgents => WaitPhrase::NoAgents,
+        WaitEstimate::Range { high_secs, .. } if high_secs < 60 => WaitPhrase::LessThanAMinute,
+        WaitEstimate::Range {
+            low_secs,
+            high_secs,
+        } => WaitPhrase::Minutes {
+            low: (low_secs / 60).max(1),
+            high: high_secs.div_ceil(60).max(1),
+        },
+    }
+}
+
+/// SIP INFO DTMF (application/dtmf-relay "Signal=*" or application/dtmf "*").
+fn info_is_star(content_type: &str, body: &Bytes) -> bool {
+    let ct = content_type.to_ascii_lowercase();
+    let text = String::from_utf8_lossy(body);
+    if ct.starts_with("application/dtmf-relay") {
+        text.lines().any(|l| {
+            let mut kv = l.splitn(2, '=');
+            kv.next().is_some_and(|k| k.trim().eq_ignore_ascii_case("signal"))
+                && kv.next().is_some_and(|v| v.trim() == "*")
+        })
+    } else if ct.starts_with("application/dtmf") {
+        text.trim() == "*"
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_star_in_both_formats() {
+        assert!(info_is_star(
+            "application/dtmf-relay",
+            &Bytes::from_static(b"Signal=*\r\nDuration=160\r\n")
+        ));
+        assert!(info_is_star("application/dtmf", &Bytes::from_static(b"*")));
+        assert!(!info_is_star(
+            "application/dtmf-relay",
+            &Bytes::from_static(b"Signal=5\r\n")
+        ));
+        assert!(!info_is_star("text/plain", &Bytes::from_static(b"*")));
+    }
+
+    #[test]
+    fn codec_preference_follows_config() {
+        let p = law_preference(&["pcma".into(), "PCMU".into()]);
+        assert_eq!(p, vec![Law::Pcma, Law::Pcmu]);
+    }
+}

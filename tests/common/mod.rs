@@ -1,0 +1,466 @@
+//! Shared harness for the integration tests: the real `holdline` binary on 127.0.0.1 with
+//! its own ports and data directory, SIPp runs against it, and a minimal raw SIP client.
+//!
+//! Every wait here is for an event with a deadline, never a bare sleep for a condition.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const HOST: &str = "127.0.0.1";
+
+/// A UDP+TCP port free right now (the OS picks it; we check TCP too).
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind((HOST, 0)).expect("bind udp");
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind((HOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+/// An even port with the next three free too (SIPp's audio and video media ports).
+pub fn free_media_port() -> u16 {
+    for _ in 0..100 {
+        let p = free_port();
+        let base = p & !1;
+        if base > 1024
+            && (0..4).all(|i| UdpSocket::bind((HOST, base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no free media port block");
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "holdline-test-{}-{}-{}",
+        name,
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real gateway process.
+pub struct Gateway {
+    pub child: Option<Child>,
+    pub sip: SocketAddr,
+    pub http: SocketAddr,
+    pub data: PathBuf,
+    pub config: Option<PathBuf>,
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    pub fn start(name: &str) -> Self {
+        Self::start_with(name, None)
+    }
+
+    /// Starts with the embedded default, or with `config_toml` written to a file.
+    pub fn start_with(name: &str, config_toml: Option<&str>) -> Self {
+        let data = scratch_dir(name);
+        let config = config_toml.map(|text| {
+            let p = data.join("holdline.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        });
+        let mut g = Gateway {
+            child: None,
+            sip: SocketAddr::new(HOST.parse().unwrap(), free_port()),
+            http: SocketAddr::new(HOST.parse().unwrap(), free_port()),
+            data: data.join("data"),
+            config,
+            log: data.join("holdline.log"),
+        };
+        g.spawn();
+        g
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_holdline"));
+        cmd.arg("--sip")
+            .arg(self.sip.to_string())
+            .arg("--http")
+            .arg(self.http.to_string())
+            .arg("--data")
+            .arg(&self.data)
+            .env("RUST_LOG", "info,holdline=debug")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .stdin(Stdio::null());
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        self.child = Some(cmd.spawn().expect("start holdline"));
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// Ready = answers an OPTIONS over UDP with 200.
+    pub fn wait_ready(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let sock = UdpSocket::bind((HOST, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut n = 0;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("holdline exited early ({status}); log:\n{}", self.log_text());
+                }
+            }
+            n += 1;
+            let msg = options(&sock.local_addr().unwrap(), self.sip, &format!("ready-{n}"));
+            let _ = sock.send_to(msg.as_bytes(), self.sip);
+            let mut buf = [0u8; 4096];
+            if let Ok((len, _)) = sock.recv_from(&mut buf) {
+                if buf[..len].starts_with(b"SIP/2.0 200") {
+                    return;
+                }
+            }
+        }
+        panic!("holdline not ready in {within:?}; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no clean shutdown, nothing flushed that was not already committed.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                c.kill().unwrap();
+                panic!("holdline did not stop on SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.data.join("holdline.sqlite3"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the gateway's database")
+    }
+
+    /// GET a path of the web server; returns (status, body). Plain HTTP/1.1 over TCP.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.http
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn options(local: &SocketAddr, to: SocketAddr, call_id: &str) -> String {
+    format!(
+        "OPTIONS sip:support@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call_id}\r\nFrom: <sip:probe@{local}>;tag=p1\r\nTo: <sip:support@{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+/// Path of the SIPp binary, or a loud failure: these tests need a real SIPp.
+pub fn sipp_bin() -> PathBuf {
+    for p in ["/usr/bin/sipp", "/usr/local/bin/sipp"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("SIPp is not installed: install Debian's sip-tester (the README's test command does)");
+}
+
+pub struct SippRun {
+    pub ok: bool,
+    pub output: String,
+    pub dir: PathBuf,
+}
+
+/// Runs one SIPp scenario from `sip-scenarios/` against the gateway and waits (bounded).
+pub fn sipp(g: &Gateway, scenario: &str, service: &str, extra: &[&str], timeout: Duration) -> SippRun {
+    let dir = scratch_dir(&format!("sipp-{scenario}"));
+    let path = repo().join("sip-scenarios").join(format!("{scenario}.xml"));
+    assert!(path.exists(), "no scenario {}", path.display());
+    let port = free_port();
+    let mport = free_media_port();
+    let mut cmd = Command::new(sipp_bin());
+    cmd.current_dir(&dir)
+        .arg(g.sip.to_string())
+        .arg("-sf")
+        .arg(&path)
+        .arg("-s")
+        .arg(service)
+        .arg("-i")
+        .arg(HOST)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-mp")
+        .arg(mport.to_string())
+        .arg("-m")
+        .arg("1")
+        .arg("-l")
+        .arg("1")
+        .arg("-nostdin")
+        .arg("-timeout")
+        .arg(format!("{}s", timeout.as_secs()))
+        .arg("-timeout_error")
+        .arg("-max_recv_loops")
+        .arg("1000")
+        .arg("-trace_err")
+        .arg("-trace_msg")
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("start sipp");
+    let out = wait_output(child, timeout + Duration::from_secs(15));
+    let mut output = out.1;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with("_errors.log") || name.ends_with("_messages.log") {
+            output.push_str(&format!("\n--- {name}\n"));
+            output.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    SippRun {
+        ok: out.0,
+        output,
+        dir,
+    }
+}
+
+/// Waits for a child with a deadline; kills it past the deadline. (success, stdout+stderr)
+pub fn wait_output(mut child: Child, within: Duration) -> (bool, String) {
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let (tx, rx) = mpsc::channel();
+    for pipe in [stdout.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), stderr.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            let _ = tx.send(text);
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text: String = rx.iter().collect::<Vec<_>>().join("\n");
+    match status {
+        Some(s) => (s.success(), text),
+        None => (false, format!("TIMED OUT after {within:?}\n{text}")),
+    }
+}
+
+/// A minimal SIP caller on raw UDP sockets, for tests that need to look at what SIPp
+/// cannot check (RTP payload bytes) or to hold many calls open cheaply.
+pub struct Caller {
+    pub sip: UdpSocket,
+    pub rtp: UdpSocket,
+    pub gateway: SocketAddr,
+    pub call_id: String,
+    pub to_tag: String,
+    /// The 12-digit contact number from the 200 OK's Call-Info.
+    pub number: String,
+    pub call_info: String,
+    /// Where the gateway sends RTP from (the SDP answer's c= and m= port).
+    pub server_rtp: SocketAddr,
+    pub answer_sdp: String,
+    cseq: u32,
+}
+
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+pub fn header_value(msg: &str, name: &str) -> Option<String> {
+    msg.lines()
+        .find(|l| {
+            l.len() > name.len()
+                && l[..name.len()].eq_ignore_ascii_case(name)
+                && l.as_bytes()[name.len()] == b':'
+        })
+        .map(|l| l[name.len() + 1..].trim().to_owned())
+}
+
+impl Caller {
+    /// INVITE `service`, wait for the 200 OK (bounded), ACK it.
+    pub fn call(g: &Gateway, service: &str, codec_pt: u8) -> Caller {
+        let sip = UdpSocket::bind((HOST, 0)).unwrap();
+        let rtp = UdpSocket::bind((HOST, 0)).unwrap();
+        sip.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let local = sip.local_addr().unwrap();
+        let n = CALLS.fetch_add(1, Ordering::Relaxed);
+        let call_id = format!("test-{}-{n}@{HOST}", std::process::id());
+        let codec = if codec_pt == 8 { "PCMA" } else { "PCMU" };
+        let sdp = format!(
+            "v=0\r\no=t 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\nm=audio {} RTP/AVP {codec_pt} 101\r\na=rtpmap:{codec_pt} {codec}/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+            rtp.local_addr().unwrap().port()
+        );
+        let invite = format!(
+            "INVITE sip:{service}@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{n}inv\r\nFrom: \"Test\" <sip:+15550100{n}@{HOST}>;tag=t{n}\r\nTo: <sip:{service}@{gw}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:test@{local}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len(),
+            gw = g.sip,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        sip.send_to(invite.as_bytes(), g.sip).unwrap();
+        let ok = loop {
+            assert!(Instant::now() < deadline, "no 200 OK; log:\n{}", g.log_text());
+            let mut buf = [0u8; 8192];
+            let Ok((len, _)) = sip.recv_from(&mut buf) else {
+                sip.send_to(invite.as_bytes(), g.sip).unwrap();
+                continue;
+            };
+            let text = String::from_utf8_lossy(&buf[..len]).to_string();
+            if text.starts_with("SIP/2.0 200") {
+                break text;
+            }
+            assert!(text.starts_with("SIP/2.0 1"), "unexpected answer: {text}");
+        };
+        let to = header_value(&ok, "To").unwrap();
+        let to_tag = to.split(";tag=").nth(1).unwrap().to_owned();
+        let call_info = header_value(&ok, "Call-Info").expect("Call-Info in the 200 OK");
+        let url = call_info.trim_start_matches('<').split('>').next().unwrap();
+        let number = url.rsplit('/').next().unwrap().to_owned();
+        let answer_sdp = ok.split("\r\n\r\n").nth(1).unwrap().to_owned();
+        let port: u16 = answer_sdp
+            .lines()
+            .find(|l| l.starts_with("m=audio "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .expect("m=audio in the answer");
+        let mut c = Caller {
+            sip,
+            rtp,
+            gateway: g.sip,
+            call_id,
+            to_tag,
+            number,
+            call_info,
+            server_rtp: SocketAddr::new(HOST.parse().unwrap(), port),
+            answer_sdp,
+            cseq: 1,
+        };
+        c.send_in_dialog("ACK", 1, "ack");
+        c
+    }
+
+    fn send_in_dialog(&mut self, method: &str, cseq: u32, branch: &str) {
+        let local = self.sip.local_addr().unwrap();
+        let msg = format!(
+            "{method} sip:support@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch}{cseq}{id}\r\nFrom: \"Test\" <sip:test@{HOST}>;tag=t{id}\r\nTo: <sip:support@{gw}>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            gw = self.gateway,
+            tag = self.to_tag,
+            call_id = self.call_id,
+            id = self.call_id.len(),
+        );
+        self.sip.send_to(msg.as_bytes(), self.gateway).unwrap();
+    }
+
+    /// BYE and wait for its 200 (bounded).
+    pub fn hang_up(&mut self) {
+        self.cseq += 1;
+        let cseq = self.cseq;
+        self.send_in_dialog("BYE", cseq, "bye");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let mut buf = [0u8; 8192];
+            if let Ok((len, _)) = self.sip.recv_from(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..len]);
+                if text.starts_with("SIP/2.0 200") && text.contains("BYE") {
+                    return;
+                }
+            } else {
+                self.send_in_dialog("BYE", cseq, "bye");
+            }
+        }
+        panic!("BYE not answered");
+    }
+
+    /// Receives RTP for `frames` packets (bounded by time), returning (header, payload).
+    pub fn receive_rtp(&self, frames: usize, within: Duration) -> Vec<([u8; 12], Vec<u8>)> {
+        self.rtp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let deadline = Instant::now() + within;
+        let mut out = Vec::with_capacity(frames);
+        while out.len() < frames && Instant::now() < deadline {
+            let mut buf = [0u8; 2048];
+            if let Ok((len, from)) = self.rtp.recv_from(&mut buf) {
+                assert_eq!(from, self.server_rtp, "RTP comes from the port in the SDP answer");
+                let mut h = [0u8; 12];
+                h.copy_from_slice(&buf[..12]);
+                out.push((h, buf[12..len].to_vec()));
+            }
+        }
+        out
+    }
+}

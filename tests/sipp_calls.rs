@@ -1,0 +1,125 @@
+//! Call flows against the real binary, driven by SIPp scenarios from `sip-scenarios/`.
+//! Each test starts its own gateway on its own ports, so they run in parallel.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Gateway, sipp};
+
+fn contacts(g: &Gateway) -> Vec<(String, String, String)> {
+    let db = g.db();
+    let mut stmt = db
+        .prepare("SELECT id, queue, state || coalesce(':' || end_reason, '') FROM contacts ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn assert_ok(run: &common::SippRun, g: &Gateway) {
+    assert!(
+        run.ok,
+        "SIPp scenario failed:\n{}\n--- gateway log:\n{}",
+        run.output,
+        g.log_text()
+    );
+}
+
+#[test]
+fn caller_waits_and_hangs_up_over_udp() {
+    let g = Gateway::start("wait-udp");
+    let run = sipp(&g, "caller-waits-and-hangs-up", "support", &[], Duration::from_secs(30));
+    assert_ok(&run, &g);
+    let rows = contacts(&g);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].1, "support");
+    assert!(rows[0].2.starts_with("ended"), "BYE ends the contact: {rows:?}");
+    assert!(rows[0].2.contains("abandoned"), "{rows:?}");
+}
+
+#[test]
+fn caller_waits_and_hangs_up_over_tcp() {
+    let g = Gateway::start("wait-tcp");
+    let run = sipp(
+        &g,
+        "caller-waits-and-hangs-up",
+        "sales",
+        &["-t", "t1"],
+        Duration::from_secs(30),
+    );
+    assert_ok(&run, &g);
+    let rows = contacts(&g);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].1, "sales");
+}
+
+#[test]
+fn cancel_before_answer_gets_487() {
+    let g = Gateway::start("cancel");
+    let run = sipp(&g, "caller-cancels-before-answer", "support", &[], Duration::from_secs(30));
+    assert_ok(&run, &g);
+    // Whether the contact was created before the CANCEL won is a race the gateway may
+    // lose; what must hold is that nobody is left waiting.
+    assert!(contacts(&g).iter().all(|r| r.2.starts_with("ended")));
+}
+
+#[test]
+fn retransmitted_invite_makes_one_contact() {
+    let g = Gateway::start("retrans");
+    let run = sipp(&g, "caller-retransmits-invite", "support", &[], Duration::from_secs(30));
+    assert_ok(&run, &g);
+    assert_eq!(contacts(&g).len(), 1);
+}
+
+#[test]
+fn missing_ack_ends_the_call_with_bye_after_timer_h() {
+    let g = Gateway::start("noack");
+    let run = sipp(&g, "caller-never-acks", "support", &[], Duration::from_secs(60));
+    assert_ok(&run, &g);
+    // The 200 OK was retransmitted while the ACK was missing.
+    let retransmitted = run
+        .output
+        .matches("SIP/2.0 200 OK")
+        .count();
+    assert!(retransmitted >= 3, "expected 2xx retransmissions:\n{}", run.output);
+    let rows = contacts(&g);
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].2.starts_with("ended"), "{rows:?}");
+}
+
+#[test]
+fn missing_ack_over_tcp_also_gets_bye() {
+    let g = Gateway::start("noack-tcp");
+    let run = sipp(&g, "caller-never-acks", "support", &["-t", "t1"], Duration::from_secs(60));
+    assert_ok(&run, &g);
+}
+
+#[test]
+fn unknown_number_gets_404() {
+    let g = Gateway::start("unknown");
+    let run = sipp(&g, "caller-dials-unknown-number", "nobody", &[], Duration::from_secs(20));
+    assert_ok(&run, &g);
+    assert!(contacts(&g).is_empty());
+}
+
+#[test]
+fn codec_mismatch_gets_488() {
+    let g = Gateway::start("codec");
+    let run = sipp(&g, "caller-offers-no-common-codec", "support", &[], Duration::from_secs(20));
+    assert_ok(&run, &g);
+    assert!(contacts(&g).is_empty());
+}
+
+#[test]
+fn video_offer_is_answered_for_audio_and_recorded_as_video() {
+    let g = Gateway::start("video");
+    let run = sipp(&g, "caller-offers-video", "sales", &[], Duration::from_secs(20));
+    assert_ok(&run, &g);
+    let db = g.db();
+    let media: String = db
+        .query_row("SELECT media FROM contacts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(media, "video");
+}
