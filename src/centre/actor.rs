@@ -56,6 +56,9 @@ pub enum StartError {
     /// The OS refused a thread or timer.
     #[error("cannot start the centre thread: {0}")]
     Thread(std::io::Error),
+    /// The OS has no randomness to give; contact numbers must not be predictable.
+    #[error("cannot seed the contact-number generator: {0}")]
+    Entropy(String),
 }
 
 enum Request {
@@ -141,7 +144,8 @@ pub fn spawn(
 ) -> Result<(CentreHandle, JoinHandle<()>), StartError> {
     let stored = store.load().map_err(StartError::Load)?;
     let now = Timestamp::now_wall();
-    let (centre, changes) = Centre::restore(config, StdRng::from_os_rng(), stored, now);
+    let rng = StdRng::try_from_os_rng().map_err(|e| StartError::Entropy(e.to_string()))?;
+    let (centre, changes) = Centre::restore(config, rng, stored, now);
     store.apply(&changes).map_err(StartError::Persist)?;
     if !changes.is_empty() {
         tracing::info!(
