@@ -1,1 +1,40 @@
-//! placeholder: owned by the centre work in progress.
+//! The contact centre: the one source of truth about contacts and queues.
+//!
+//! A caller rings in; the SIP front-end asks the centre to [`admit`](CentreHandle::admit)
+//! a [`NewContact`] into a skill queue. The centre allocates a [`ContactId`] (the contact
+//! number the caller hears and later types into a web page), places the contact in its
+//! queue by seniority, and answers with a [`ContactStatus`]: position, contacts ahead and
+//! a [`WaitEstimate`]. Everything that changes is persisted through a
+//! [`Store`](crate::store::Store) before anyone is told about it.
+//!
+//! # Layers
+//! * [`contact`], [`queue`], [`estimate`]: value types and the estimate rule.
+//! * [`core`]: [`Centre`], a pure state machine. No clock (every call gets
+//!   `now: Timestamp`), no I/O, no async, randomness injected as a seeded `StdRng`, so it
+//!   is tested on a virtual clock. Each operation returns [`Change`]s for the store.
+//! * [`actor`]: owns a `Centre` and the store on one OS thread (SQLite blocks), takes
+//!   requests over a bounded channel, group-commits them and publishes [`Snapshot`]s.
+//!   Everyone else uses a cloneable [`CentreHandle`] or reads snapshots.
+//!
+//! # Lifecycle of a contact
+//! `Queued` (live call) → `Ended { Abandoned | Rejected }`; after a restart, `Queued`
+//! contacts become `Disconnected { until }` and keep their place until the keep-place
+//! window ends, then `Ended { Lost }`. Ended contacts are remembered for
+//! `id_retention_secs` so their numbers are not handed out again.
+//!
+//! Dependencies point one way: this module uses `store` only through its trait and never
+//! imports `sip`, `media` or `web`.
+
+pub mod actor;
+pub mod contact;
+pub mod core;
+pub mod estimate;
+pub mod queue;
+
+pub use contact::{
+    ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType, NewContact,
+    QueueId, Timestamp,
+};
+pub use core::{Centre, CentreError, Change, ContactEvent, QueueSummary, Snapshot, StoredContact};
+pub use estimate::WaitEstimate;
+pub use queue::{CentreConfig, QueueSpec};

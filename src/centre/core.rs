@@ -1,0 +1,1000 @@
+//! The centre's state machine: pure, clock-free, single-threaded.
+//!
+//! Every operation takes `now` and returns the [`Change`]s the store must persist. The
+//! actor applies a batch of operations, writes all their changes in one transaction and
+//! only then tells anyone; the batch is bracketed by [`Centre::begin`] and
+//! [`Centre::commit`], and if the write fails [`Centre::rollback`] makes sure the
+//! in-memory state never runs ahead of the disk.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use super::contact::{
+    ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact, QueueId, Timestamp,
+};
+use super::estimate::WaitEstimate;
+use super::queue::{CentreConfig, LineKey, Queue, saturating_u32};
+
+/// How many fresh random numbers `admit` draws before giving up. With 10^11 numbers and
+/// at most a few hundred thousand in use, one draw collides with odds of about 1 in
+/// 10^6; running out of attempts means the generator is broken, not that we are unlucky.
+const MAX_ID_ATTEMPTS: usize = 64;
+
+/// Ended contacts stay in snapshots this long so pages can show "your contact ended";
+/// [`Centre::status`] answers for them for the whole `id_retention_secs`.
+pub const ENDED_VISIBLE_SECS: u64 = 3600;
+
+/// What the centre can refuse. Each variant maps to one thing the caller can do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CentreError {
+    /// No such queue is configured (SIP: 404).
+    #[error("no queue {0} is configured")]
+    UnknownQueue(QueueId),
+    /// `max_live_contacts` reached; try again later (SIP: 503).
+    #[error("the centre is full")]
+    Full,
+    /// The change could not be made durable, so it was not made (SIP: 500).
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// No contact with that number (or it was forgotten after the retention period).
+    #[error("no such contact")]
+    NotFound,
+    /// The contact has already ended; nothing to do.
+    #[error("contact already ended")]
+    AlreadyEnded,
+    /// The centre is stopping and takes no more requests.
+    #[error("the centre is shutting down")]
+    ShuttingDown,
+}
+
+/// One contact as persisted: the whole row, upserted on every change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredContact {
+    pub id: ContactId,
+    pub queue: QueueId,
+    pub media: MediaType,
+    pub state: ContactState,
+    pub seniority: Timestamp,
+    /// Centre-wide admission sequence; breaks seniority ties and is unique per contact.
+    pub seq: u64,
+    pub created: Timestamp,
+    pub caller: String,
+    pub call_ref: String,
+}
+
+impl StoredContact {
+    fn line_key(&self) -> LineKey {
+        (self.seniority, self.seq)
+    }
+}
+
+/// An append-only history line about one contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactEvent {
+    pub contact: ContactId,
+    pub at: Timestamp,
+    /// "created", "queued", "disconnected", "ended:abandoned", "ended:lost", ...
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Something the store must persist, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    /// Upsert the whole row.
+    Contact(StoredContact),
+    /// Append to the contact's history.
+    Event(ContactEvent),
+}
+
+/// One queue as shown on dashboards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSummary {
+    pub id: QueueId,
+    pub name: String,
+    pub skillset: String,
+    /// Contacts holding a place (queued or disconnected).
+    pub waiting: u32,
+    pub staffed: u32,
+    pub estimate_for_new: WaitEstimate,
+}
+
+/// A consistent, immutable view of the centre at one instant, for readers that must not
+/// wait on the actor (web pages, announcements).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub at: Timestamp,
+    /// Live, disconnected and recently ended (see [`ENDED_VISIBLE_SECS`]) contacts.
+    pub contacts: HashMap<ContactId, ContactStatus>,
+    /// In configuration order.
+    pub queues: Vec<QueueSummary>,
+}
+
+/// The contact centre's live state. See the module docs.
+#[derive(Debug)]
+pub struct Centre {
+    keep_place_secs: u64,
+    id_retention_secs: u64,
+    max_live_contacts: usize,
+    /// In configuration order (summaries keep it); looked up through `queue_index`.
+    queues: Vec<Queue>,
+    queue_index: HashMap<QueueId, usize>,
+    /// Every contact we know: live ones and ended ones inside the retention period, whose
+    /// numbers must not be handed out again.
+    contacts: HashMap<ContactId, StoredContact>,
+    live: usize,
+    /// When something must happen to a contact: a disconnected contact's keep-place
+    /// window ends, or an ended contact is forgotten. Keyed by the unique `seq` so a
+    /// time range can be taken without a sentinel id.
+    deadlines: BTreeMap<(Timestamp, u64), ContactId>,
+    next_seq: u64,
+    rng: StdRng,
+    /// While a batch is open ([`Centre::begin`]): prior rows of contacts touched in it,
+    /// oldest first. `None` outside a batch so direct users of the core pay nothing.
+    journal: Option<Vec<(ContactId, Option<StoredContact>)>>,
+}
+
+impl Centre {
+    pub fn new(config: CentreConfig, rng: StdRng) -> Self {
+        let mut queues = Vec::with_capacity(config.queues.len());
+        let mut queue_index = HashMap::new();
+        for spec in config.queues {
+            // A duplicated queue id in the config: the first one wins, so ids stay unique.
+            if queue_index.contains_key(&spec.id) {
+                continue;
+            }
+            queue_index.insert(spec.id.clone(), queues.len());
+            queues.push(Queue::new(spec));
+        }
+        Centre {
+            keep_place_secs: config.keep_place_secs,
+            id_retention_secs: config.id_retention_secs,
+            max_live_contacts: config.max_live_contacts,
+            queues,
+            queue_index,
+            contacts: HashMap::new(),
+            live: 0,
+            deadlines: BTreeMap::new(),
+            next_seq: 1,
+            rng,
+            journal: None,
+        }
+    }
+
+    /// Rebuilds the centre from stored rows after a start.
+    ///
+    /// A restart drops every live call, so contacts that were `Queued` become
+    /// `Disconnected { since: now, until: now + keep_place }` and keep their seniority, so
+    /// a caller who rings back in time gets their place back. Contacts already
+    /// disconnected keep their original window (repeated restarts must not extend it).
+    /// Live contacts of a queue that is no longer configured end as `Lost`. Ended
+    /// contacts are kept only inside the retention period, to block reuse of their
+    /// numbers. The returned changes must be stored before the centre takes requests.
+    pub fn restore(
+        config: CentreConfig,
+        rng: StdRng,
+        stored: Vec<StoredContact>,
+        now: Timestamp,
+    ) -> (Self, Vec<Change>) {
+        let mut centre = Centre::new(config, rng);
+        let mut changes = Vec::new();
+        for row in stored {
+            centre.next_seq = centre.next_seq.max(row.seq.saturating_add(1));
+            if centre.contacts.contains_key(&row.id) {
+                // The store's primary key makes this impossible; first row wins if not.
+                continue;
+            }
+            let known_queue = centre.queue_index.contains_key(&row.queue);
+            match row.state {
+                ContactState::Ended { at, .. } => {
+                    if at.plus_secs(centre.id_retention_secs) > now {
+                        centre.put_row(row);
+                    }
+                }
+                ContactState::Queued | ContactState::Disconnected { .. } if !known_queue => {
+                    let detail = format!("queue {} is no longer configured", row.queue);
+                    let mut row = row;
+                    row.state = ContactState::Ended {
+                        at: now,
+                        reason: EndReason::Lost,
+                    };
+                    changes.push(Change::Event(ContactEvent {
+                        contact: row.id.clone(),
+                        at: now,
+                        kind: ended_kind(EndReason::Lost),
+                        detail,
+                    }));
+                    changes.push(Change::Contact(row.clone()));
+                    centre.put_row(row);
+                }
+                ContactState::Queued => {
+                    let until = now.plus_secs(centre.keep_place_secs);
+                    let mut row = row;
+                    row.state = ContactState::Disconnected { since: now, until };
+                    changes.push(Change::Contact(row.clone()));
+                    changes.push(Change::Event(ContactEvent {
+                        contact: row.id.clone(),
+                        at: now,
+                        kind: "disconnected".to_owned(),
+                        detail: format!("call lost in a restart; place kept until {until}"),
+                    }));
+                    centre.put_row(row);
+                }
+                ContactState::Disconnected { .. } => centre.put_row(row),
+            }
+        }
+        (centre, changes)
+    }
+
+    /// Admits a new contact at the back of its queue (by seniority = `now`).
+    pub fn admit(
+        &mut self,
+        now: Timestamp,
+        new: NewContact,
+    ) -> Result<(ContactStatus, Vec<Change>), CentreError> {
+        if !self.queue_index.contains_key(&new.queue) {
+            return Err(CentreError::UnknownQueue(new.queue));
+        }
+        if self.live >= self.max_live_contacts {
+            return Err(CentreError::Full);
+        }
+        let contacts = &self.contacts;
+        let id =
+            allocate_id(&mut self.rng, |id| contacts.contains_key(id)).ok_or(CentreError::Full)?;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let row = StoredContact {
+            id: id.clone(),
+            queue: new.queue,
+            media: new.media,
+            state: ContactState::Queued,
+            seniority: now,
+            seq,
+            created: now,
+            caller: new.caller,
+            call_ref: new.call_ref,
+        };
+        self.put_row(row.clone());
+        let status = self.status(&id).ok_or(CentreError::NotFound)?;
+        let changes = vec![
+            Change::Contact(row.clone()),
+            Change::Event(ContactEvent {
+                contact: id.clone(),
+                at: now,
+                kind: "created".to_owned(),
+                detail: format!(
+                    "{} from {} (call {})",
+                    row.media.label(),
+                    row.caller,
+                    row.call_ref
+                ),
+            }),
+            Change::Event(ContactEvent {
+                contact: id,
+                at: now,
+                kind: "queued".to_owned(),
+                detail: format!(
+                    "queue {} position {}",
+                    row.queue,
+                    status.position.unwrap_or(0)
+                ),
+            }),
+        ];
+        Ok((status, changes))
+    }
+
+    /// Ends a queued or disconnected contact; everyone behind it moves up.
+    pub fn end(
+        &mut self,
+        now: Timestamp,
+        id: &ContactId,
+        reason: EndReason,
+    ) -> Result<Vec<Change>, CentreError> {
+        let row = self.contacts.get(id).ok_or(CentreError::NotFound)?;
+        if !row.state.is_live() {
+            return Err(CentreError::AlreadyEnded);
+        }
+        Ok(self.end_row(now, id, reason, String::new()))
+    }
+
+    fn end_row(
+        &mut self,
+        now: Timestamp,
+        id: &ContactId,
+        reason: EndReason,
+        why: String,
+    ) -> Vec<Change> {
+        let Some(mut row) = self.contacts.get(id).cloned() else {
+            return Vec::new();
+        };
+        let position = self.position_of(&row);
+        row.state = ContactState::Ended { at: now, reason };
+        let mut detail = format!(
+            "from queue {} at position {}",
+            row.queue,
+            position.unwrap_or(0)
+        );
+        if !why.is_empty() {
+            detail = format!("{why}; {detail}");
+        }
+        self.put_row(row.clone());
+        vec![
+            Change::Contact(row),
+            Change::Event(ContactEvent {
+                contact: id.clone(),
+                at: now,
+                kind: ended_kind(reason),
+                detail,
+            }),
+        ]
+    }
+
+    /// Applies everything due at `now`: disconnected contacts whose window has run out end
+    /// as `Lost`; ended contacts past the retention period are forgotten (their numbers
+    /// may be drawn again; their stored rows and history stay).
+    pub fn tick(&mut self, now: Timestamp) -> Vec<Change> {
+        let mut changes = Vec::new();
+        while let Some((&(at, _), id)) = self.deadlines.first_key_value() {
+            if at > now {
+                break;
+            }
+            let id = id.clone();
+            let Some(row) = self.contacts.get(&id) else {
+                // Stale index entry; cannot happen while put_row/remove_row are the only
+                // writers, but must not loop forever if it does.
+                self.deadlines.pop_first();
+                continue;
+            };
+            match row.state {
+                ContactState::Disconnected { .. } => changes.extend(self.end_row(
+                    now,
+                    &id,
+                    EndReason::Lost,
+                    "keep-place window ran out".to_owned(),
+                )),
+                ContactState::Ended { .. } => self.remove_row(&id),
+                ContactState::Queued => {
+                    self.deadlines.pop_first();
+                }
+            }
+        }
+        changes
+    }
+
+    /// When [`Centre::tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.deadlines.first_key_value().map(|(&(at, _), _)| at)
+    }
+
+    /// The contact's status, for live contacts and ended ones still within retention.
+    pub fn status(&self, id: &ContactId) -> Option<ContactStatus> {
+        let row = self.contacts.get(id)?;
+        let position = self.position_of(row);
+        Some(self.status_of(row, position))
+    }
+
+    /// Sets how many agents are staffed on `queue` (ignored for an unknown queue).
+    pub fn set_staffed(&mut self, queue: &QueueId, agents: u32) {
+        if let Some(&i) = self.queue_index.get(queue) {
+            self.queues[i].staffed = agents;
+        }
+    }
+
+    /// Feeds one handled contact's duration into `queue`'s moving average.
+    pub fn record_handle_time(&mut self, queue: &QueueId, secs: u32) {
+        if let Some(&i) = self.queue_index.get(queue) {
+            self.queues[i].handle.record(secs);
+        }
+    }
+
+    /// Contacts holding a place in some queue.
+    pub fn live_count(&self) -> usize {
+        self.live
+    }
+
+    /// A consistent view for readers. Positions are handed out by walking each line once.
+    pub fn snapshot(&self, now: Timestamp) -> Snapshot {
+        let mut contacts = HashMap::with_capacity(self.live);
+        for queue in &self.queues {
+            for (i, id) in queue.line.values().enumerate() {
+                if let Some(row) = self.contacts.get(id) {
+                    let position = saturating_u32(i).saturating_add(1);
+                    contacts.insert(id.clone(), self.status_of(row, Some(position)));
+                }
+            }
+        }
+        // Ended contacts are in `deadlines` at (ended + retention); the recent ones are
+        // the tail of that range, so we never walk the whole retention period.
+        let visible_from = Timestamp(now.0.saturating_sub(ENDED_VISIBLE_SECS * 1000))
+            .plus_secs(self.id_retention_secs);
+        for id in self.deadlines.range((visible_from, 0)..).map(|(_, id)| id) {
+            if let Some(row) = self.contacts.get(id)
+                && !row.state.is_live()
+            {
+                contacts.insert(id.clone(), self.status_of(row, None));
+            }
+        }
+        let queues = self
+            .queues
+            .iter()
+            .map(|q| QueueSummary {
+                id: q.spec.id.clone(),
+                name: q.spec.name.clone(),
+                skillset: q.spec.skillset.clone(),
+                waiting: q.waiting(),
+                staffed: q.staffed,
+                estimate_for_new: q.estimate_for_new(),
+            })
+            .collect();
+        Snapshot {
+            at: now,
+            contacts,
+            queues,
+        }
+    }
+
+    /// Opens a batch: the current state becomes the one [`Centre::rollback`] returns to.
+    /// The actor opens one per group commit and closes it once the store has the changes.
+    pub fn begin(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    /// Closes the batch: its changes are durable and can no longer be rolled back.
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes every contact change since [`Centre::begin`] (the store write for them
+    /// failed) and closes the batch. Sequence numbers and the random generator are not
+    /// rewound: gaps and fresh numbers are harmless. Staffing and handle times are not
+    /// part of a batch.
+    pub fn rollback(&mut self) {
+        // Taken first, so undoing is not itself journaled.
+        let Some(journal) = self.journal.take() else {
+            return;
+        };
+        for (id, prior) in journal.into_iter().rev() {
+            match prior {
+                Some(row) => self.put_row(row),
+                None => self.remove_row(&id),
+            }
+        }
+    }
+
+    fn position_of(&self, row: &StoredContact) -> Option<u32> {
+        if !row.state.is_live() {
+            return None;
+        }
+        let &i = self.queue_index.get(&row.queue)?;
+        self.queues[i].position(&row.line_key())
+    }
+
+    fn status_of(&self, row: &StoredContact, position: Option<u32>) -> ContactStatus {
+        let queue = self.queue_index.get(&row.queue).map(|&i| &self.queues[i]);
+        let estimate = match (queue, position) {
+            (Some(q), Some(p)) => q.estimate_at(p),
+            // Ended contacts have no wait; callers check `position` first.
+            _ => WaitEstimate::NoAgents,
+        };
+        ContactStatus {
+            id: row.id.clone(),
+            queue: row.queue.clone(),
+            // A forgotten queue (ended contacts only) shows its id rather than nothing.
+            queue_name: queue.map_or_else(|| row.queue.0.clone(), |q| q.spec.name.clone()),
+            skillset: queue.map(|q| q.spec.skillset.clone()).unwrap_or_default(),
+            media: row.media,
+            state: row.state,
+            position,
+            ahead: position.map_or(0, |p| p.saturating_sub(1)),
+            estimate,
+            seniority: row.seniority,
+            created: row.created,
+            caller: row.caller.clone(),
+        }
+    }
+
+    fn deadline_of(&self, row: &StoredContact) -> Option<Timestamp> {
+        match row.state {
+            ContactState::Queued => None,
+            ContactState::Disconnected { until, .. } => Some(until),
+            ContactState::Ended { at, .. } => Some(at.plus_secs(self.id_retention_secs)),
+        }
+    }
+
+    /// The only way a contact row enters or changes: keeps the line, the live count and
+    /// the deadlines consistent, and journals the prior row for rollback.
+    fn put_row(&mut self, row: StoredContact) {
+        let prior = self.unindex(&row.id);
+        if let Some(journal) = &mut self.journal {
+            journal.push((row.id.clone(), prior));
+        }
+        if row.state.is_live() {
+            self.live += 1;
+            if let Some(&i) = self.queue_index.get(&row.queue) {
+                self.queues[i].line.insert(row.line_key(), row.id.clone());
+            }
+        }
+        if let Some(at) = self.deadline_of(&row) {
+            self.deadlines.insert((at, row.seq), row.id.clone());
+        }
+        self.contacts.insert(row.id.clone(), row);
+    }
+
+    /// The only way a contact row leaves (forgotten after retention, or rolled back).
+    fn remove_row(&mut self, id: &ContactId) {
+        let prior = self.unindex(id);
+        if let (Some(journal), Some(_)) = (&mut self.journal, &prior) {
+            journal.push((id.clone(), prior));
+        }
+    }
+
+    fn unindex(&mut self, id: &ContactId) -> Option<StoredContact> {
+        let old = self.contacts.remove(id)?;
+        if old.state.is_live() {
+            self.live -= 1;
+            if let Some(&i) = self.queue_index.get(&old.queue) {
+                self.queues[i].line.remove(&old.line_key());
+            }
+        }
+        if let Some(at) = self.deadline_of(&old) {
+            self.deadlines.remove(&(at, old.seq));
+        }
+        Some(old)
+    }
+}
+
+fn ended_kind(reason: EndReason) -> String {
+    format!("ended:{}", reason.as_str())
+}
+
+/// Draws numbers until one is not `taken`; `None` after [`MAX_ID_ATTEMPTS`] collisions.
+pub(crate) fn allocate_id<R: Rng + ?Sized>(
+    rng: &mut R,
+    taken: impl Fn(&ContactId) -> bool,
+) -> Option<ContactId> {
+    (0..MAX_ID_ATTEMPTS)
+        .map(|_| ContactId::random(rng))
+        .find(|id| !taken(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::centre::queue::QueueSpec;
+    use rand::{RngCore, SeedableRng};
+    use std::collections::HashSet;
+
+    const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+    fn config() -> CentreConfig {
+        CentreConfig {
+            queues: vec![
+                QueueSpec {
+                    id: QueueId("sales".into()),
+                    name: "Sales".into(),
+                    skillset: "sales-en".into(),
+                    default_handle_secs: 300,
+                },
+                QueueSpec {
+                    id: QueueId("support".into()),
+                    name: "Support".into(),
+                    skillset: "support-en".into(),
+                    default_handle_secs: 240,
+                },
+            ],
+            keep_place_secs: 600,
+            id_retention_secs: 30 * 24 * 3600,
+            max_live_contacts: 10_000,
+        }
+    }
+
+    fn centre(seed: u64) -> Centre {
+        Centre::new(config(), StdRng::seed_from_u64(seed))
+    }
+
+    fn new_contact(queue: &str, n: usize) -> NewContact {
+        NewContact {
+            queue: QueueId(queue.into()),
+            media: MediaType::Voice,
+            caller: format!("sip:caller{n}@example.test"),
+            call_ref: format!("call-{n}"),
+        }
+    }
+
+    fn admit(c: &mut Centre, now: Timestamp, queue: &str, n: usize) -> ContactStatus {
+        c.admit(now, new_contact(queue, n)).expect("admit").0
+    }
+
+    fn pos(c: &Centre, id: &ContactId) -> Option<u32> {
+        c.status(id).and_then(|s| s.position)
+    }
+
+    fn rows(changes: &[Change]) -> Vec<StoredContact> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Contact(r) => Some(r.clone()),
+                Change::Event(_) => None,
+            })
+            .collect()
+    }
+
+    /// Every row the centre would have written, as a store would hold it.
+    fn all_rows(c: &Centre) -> Vec<StoredContact> {
+        c.contacts.values().cloned().collect()
+    }
+
+    #[test]
+    fn admit_reports_position_and_changes() {
+        let mut c = centre(1);
+        let (s, changes) = c.admit(T0, new_contact("sales", 1)).expect("admit");
+        assert_eq!(s.position, Some(1));
+        assert_eq!(s.ahead, 0);
+        assert_eq!(s.queue_name, "Sales");
+        assert_eq!(s.skillset, "sales-en");
+        assert_eq!(s.state, ContactState::Queued);
+        assert_eq!(s.estimate, WaitEstimate::NoAgents);
+        let kinds: Vec<_> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Event(e) => Some(e.kind.as_str()),
+                Change::Contact(_) => None,
+            })
+            .collect();
+        assert_eq!(kinds, ["created", "queued"]);
+        assert_eq!(rows(&changes).len(), 1);
+    }
+
+    #[test]
+    fn positions_across_two_queues_after_admits_and_ends() {
+        let mut c = centre(2);
+        let mut sales = Vec::new();
+        let mut support = Vec::new();
+        for i in 0..10 {
+            let now = Timestamp(T0.0 + i as u64 * 1000);
+            sales.push(admit(&mut c, now, "sales", i).id);
+            support.push(admit(&mut c, now, "support", 100 + i).id);
+        }
+        for (i, id) in sales.iter().enumerate() {
+            assert_eq!(pos(&c, id), Some(i as u32 + 1));
+        }
+        // End sales #3 (position 4) and the first support contact.
+        let later = Timestamp(T0.0 + 60_000);
+        c.end(later, &sales[3], EndReason::Abandoned).expect("end");
+        c.end(later, &support[0], EndReason::Rejected).expect("end");
+        assert_eq!(pos(&c, &sales[2]), Some(3));
+        assert_eq!(pos(&c, &sales[4]), Some(4));
+        assert_eq!(pos(&c, &sales[9]), Some(9));
+        assert_eq!(pos(&c, &support[1]), Some(1));
+        assert_eq!(pos(&c, &support[9]), Some(9));
+        let ended = c.status(&sales[3]).expect("ended is still known");
+        assert_eq!(ended.position, None);
+        assert_eq!(ended.ahead, 0);
+        assert_eq!(
+            ended.state,
+            ContactState::Ended {
+                at: later,
+                reason: EndReason::Abandoned
+            }
+        );
+        assert_eq!(
+            c.end(later, &sales[3], EndReason::Abandoned),
+            Err(CentreError::AlreadyEnded)
+        );
+        assert_eq!(c.live_count(), 18);
+
+        let snap = c.snapshot(later);
+        assert_eq!(snap.queues[0].waiting, 9);
+        assert_eq!(snap.queues[1].waiting, 9);
+        for id in sales.iter().chain(&support) {
+            assert_eq!(snap.contacts[id], c.status(id).expect("known"));
+        }
+    }
+
+    #[test]
+    fn seniority_orders_the_line_with_admission_order_for_ties() {
+        let mut c = centre(3);
+        // Same millisecond: admission order decides.
+        let a = admit(&mut c, T0, "sales", 1).id;
+        let b = admit(&mut c, T0, "sales", 2).id;
+        // An earlier timestamp (a clock that stepped back) is more senior.
+        let early = admit(&mut c, Timestamp(T0.0 - 5), "sales", 3).id;
+        assert_eq!(pos(&c, &early), Some(1));
+        assert_eq!(pos(&c, &a), Some(2));
+        assert_eq!(pos(&c, &b), Some(3));
+        let snap = c.snapshot(T0);
+        assert_eq!(snap.contacts[&b].ahead, 2);
+        assert_eq!(snap.contacts[&early].seniority, Timestamp(T0.0 - 5));
+    }
+
+    #[test]
+    fn unknown_queue_and_full_are_refused() {
+        let mut cfg = config();
+        cfg.max_live_contacts = 2;
+        let mut c = Centre::new(cfg, StdRng::seed_from_u64(4));
+        assert_eq!(
+            c.admit(T0, new_contact("nope", 0)).map(|_| ()),
+            Err(CentreError::UnknownQueue(QueueId("nope".into())))
+        );
+        let a = admit(&mut c, T0, "sales", 1).id;
+        admit(&mut c, T0, "support", 2);
+        assert_eq!(
+            c.admit(T0, new_contact("sales", 3)).map(|_| ()),
+            Err(CentreError::Full)
+        );
+        c.end(T0, &a, EndReason::Abandoned).expect("end");
+        admit(&mut c, T0, "sales", 4);
+        let mut other = centre(4);
+        let unknown = ContactId::random(&mut StdRng::seed_from_u64(99));
+        assert_eq!(
+            other.end(T0, &unknown, EndReason::Abandoned),
+            Err(CentreError::NotFound)
+        );
+    }
+
+    #[test]
+    fn ids_are_unique_when_the_generator_repeats() {
+        // Centre `b` draws from the same seeded stream as `a`, and knows all of `a`'s
+        // contacts (live and ended), so its first draws all collide.
+        let mut a = centre(5);
+        let mut ids = Vec::new();
+        for i in 0..50 {
+            ids.push(admit(&mut a, T0, "sales", i).id);
+        }
+        for id in &ids[..25] {
+            a.end(T0, id, EndReason::Abandoned).expect("end");
+        }
+        let (mut b, _) = Centre::restore(
+            config(),
+            StdRng::seed_from_u64(5),
+            all_rows(&a),
+            Timestamp(T0.0 + 1000),
+        );
+        let mut seen: HashSet<ContactId> = ids.iter().cloned().collect();
+        for i in 0..50 {
+            let id = admit(&mut b, Timestamp(T0.0 + 2000), "support", i).id;
+            assert!(seen.insert(id.clone()), "{id} handed out twice");
+        }
+    }
+
+    /// Always produces the same bytes, so every id it makes is the same id.
+    struct Stuck;
+    impl RngCore for Stuck {
+        fn next_u32(&mut self) -> u32 {
+            7
+        }
+        fn next_u64(&mut self) -> u64 {
+            7
+        }
+        fn fill_bytes(&mut self, dst: &mut [u8]) {
+            dst.fill(7);
+        }
+    }
+
+    #[test]
+    fn allocation_gives_up_on_a_stuck_generator() {
+        let first = allocate_id(&mut Stuck, |_| false).expect("free");
+        assert_eq!(allocate_id(&mut Stuck, |id| *id == first), None);
+    }
+
+    #[test]
+    fn ids_are_not_reused_within_retention_but_are_forgotten_after() {
+        let mut c = centre(6);
+        let id = admit(&mut c, T0, "sales", 1).id;
+        c.end(T0, &id, EndReason::Abandoned).expect("end");
+        let retention_ms = config().id_retention_secs * 1000;
+        assert!(c.tick(Timestamp(T0.0 + retention_ms - 1)).is_empty());
+        assert!(c.status(&id).is_some());
+        assert_eq!(c.next_deadline(), Some(Timestamp(T0.0 + retention_ms)));
+        assert!(c.tick(Timestamp(T0.0 + retention_ms)).is_empty());
+        assert!(c.status(&id).is_none());
+        assert_eq!(c.next_deadline(), None);
+    }
+
+    #[test]
+    fn estimates_use_staffing_and_handle_time() {
+        let mut c = centre(7);
+        let sales = QueueId("sales".into());
+        let ids: Vec<_> = (0..5).map(|i| admit(&mut c, T0, "sales", i).id).collect();
+        assert_eq!(
+            c.status(&ids[4]).expect("known").estimate,
+            WaitEstimate::NoAgents
+        );
+        c.set_staffed(&sales, 2);
+        // position 5, 2 agents, 300 s: 3 rounds = 900 s -> 11..19 min.
+        assert_eq!(
+            c.status(&ids[4]).expect("known").estimate,
+            WaitEstimate::Range {
+                low_secs: 11 * 60,
+                high_secs: 19 * 60
+            }
+        );
+        for _ in 0..50 {
+            c.record_handle_time(&sales, 60);
+        }
+        match c.status(&ids[0]).expect("known").estimate {
+            WaitEstimate::Range { low_secs, .. } => assert!(low_secs >= 60),
+            WaitEstimate::NoAgents => panic!("staffed"),
+        }
+        let snap = c.snapshot(T0);
+        assert_eq!(snap.queues[0].staffed, 2);
+        assert_eq!(snap.queues[1].estimate_for_new, WaitEstimate::NoAgents);
+    }
+
+    #[test]
+    fn restore_disconnects_queued_contacts_in_place_then_loses_them() {
+        let mut a = centre(8);
+        let ids: Vec<_> = (0..6)
+            .map(|i| {
+                let q = if i % 2 == 0 { "sales" } else { "support" };
+                admit(&mut a, Timestamp(T0.0 + i as u64), q, i).id
+            })
+            .collect();
+        let gone = ids[2].clone();
+        a.end(Timestamp(T0.0 + 10), &gone, EndReason::Abandoned)
+            .expect("end");
+        let before = a.snapshot(T0);
+
+        let now = Timestamp(T0.0 + 60_000);
+        let (mut b, changes) =
+            Centre::restore(config(), StdRng::seed_from_u64(9), all_rows(&a), now);
+        let until = now.plus_secs(600);
+        let restored = rows(&changes);
+        assert_eq!(restored.len(), 5, "one row per contact that was queued");
+        for id in ids.iter().filter(|id| **id != gone) {
+            let s = b.status(id).expect("restored");
+            assert_eq!(s.state, ContactState::Disconnected { since: now, until });
+            assert_eq!(s.position, before.contacts[id].position);
+            assert_eq!(s.seniority, before.contacts[id].seniority);
+        }
+        assert!(matches!(
+            b.status(&gone).expect("ended kept").state,
+            ContactState::Ended { .. }
+        ));
+        // New callers queue behind the disconnected ones.
+        let newcomer = admit(&mut b, now, "sales", 99).id;
+        assert_eq!(pos(&b, &newcomer), Some(3));
+
+        assert_eq!(b.next_deadline(), Some(until));
+        assert!(b.tick(Timestamp(until.0 - 1)).is_empty());
+        let changes = b.tick(until);
+        assert_eq!(rows(&changes).len(), 5);
+        assert!(
+            changes
+                .iter()
+                .any(|c| matches!(c, Change::Event(e) if e.kind == "ended:lost"))
+        );
+        for id in ids.iter().filter(|id| **id != gone) {
+            assert_eq!(
+                b.status(id).expect("known").state,
+                ContactState::Ended {
+                    at: until,
+                    reason: EndReason::Lost
+                }
+            );
+        }
+        assert_eq!(pos(&b, &newcomer), Some(1));
+
+        // A second restart inside the window keeps the original window.
+        let (c, changes) = Centre::restore(
+            config(),
+            StdRng::seed_from_u64(10),
+            all_rows(&b),
+            Timestamp(until.0 + 1),
+        );
+        assert_eq!(
+            rows(&changes).len(),
+            1,
+            "only the newcomer was still queued"
+        );
+        assert!(c.snapshot(until).contacts.len() >= 6);
+    }
+
+    #[test]
+    fn restore_keeps_existing_disconnect_windows_and_ends_orphans() {
+        let mut a = centre(11);
+        let id = admit(&mut a, T0, "sales", 1).id;
+        let orphan = admit(&mut a, T0, "support", 2).id;
+        let now = Timestamp(T0.0 + 1000);
+        let (b, _) = Centre::restore(config(), StdRng::seed_from_u64(12), all_rows(&a), now);
+        let later = Timestamp(now.0 + 5000);
+        let mut cfg = config();
+        cfg.queues.truncate(1);
+        let (c, changes) = Centre::restore(cfg, StdRng::seed_from_u64(13), all_rows(&b), later);
+        assert_eq!(
+            c.status(&id).expect("kept").state,
+            ContactState::Disconnected {
+                since: now,
+                until: now.plus_secs(600)
+            }
+        );
+        let orphan_status = c.status(&orphan).expect("kept as ended");
+        assert!(matches!(
+            orphan_status.state,
+            ContactState::Ended {
+                reason: EndReason::Lost,
+                ..
+            }
+        ));
+        assert_eq!(orphan_status.queue_name, "support");
+        assert_eq!(rows(&changes).len(), 1);
+        assert_eq!(c.live_count(), 1);
+    }
+
+    #[test]
+    fn restore_drops_ended_contacts_past_retention_and_keeps_sequence() {
+        let mut a = centre(14);
+        let old = admit(&mut a, T0, "sales", 1).id;
+        a.end(T0, &old, EndReason::Abandoned).expect("end");
+        let live = admit(&mut a, T0, "sales", 2).id;
+        let later = T0.plus_secs(config().id_retention_secs + 1);
+        let (mut b, _) = Centre::restore(config(), StdRng::seed_from_u64(15), all_rows(&a), later);
+        assert!(b.status(&old).is_none());
+        let newer = admit(&mut b, Timestamp(T0.0), "sales", 3);
+        // Same seniority millisecond as `live`, but a later sequence number.
+        assert_eq!(newer.position, Some(2));
+        assert_eq!(pos(&b, &live), Some(1));
+    }
+
+    #[test]
+    fn rollback_undoes_a_batch_exactly() {
+        let mut c = centre(16);
+        let keep = admit(&mut c, T0, "sales", 1).id;
+        let doomed = admit(&mut c, T0, "sales", 2).id;
+        c.begin();
+        let before = c.snapshot(T0);
+        let later = Timestamp(T0.0 + 1000);
+        let extra = admit(&mut c, later, "sales", 3).id;
+        c.end(later, &doomed, EndReason::Abandoned).expect("end");
+        c.end(later, &keep, EndReason::Rejected).expect("end");
+        c.rollback();
+        assert_eq!(c.snapshot(T0), before);
+        assert!(c.status(&extra).is_none());
+        assert_eq!(c.live_count(), 2);
+        assert_eq!(c.next_deadline(), None);
+        // And the state still works afterwards.
+        c.end(later, &keep, EndReason::Abandoned).expect("end");
+        assert_eq!(pos(&c, &doomed), Some(1));
+    }
+
+    #[test]
+    fn snapshot_shows_recently_ended_only() {
+        let mut c = centre(17);
+        let id = admit(&mut c, T0, "sales", 1).id;
+        c.end(T0, &id, EndReason::Abandoned).expect("end");
+        assert!(c.snapshot(T0).contacts.contains_key(&id));
+        let later = T0.plus_secs(ENDED_VISIBLE_SECS + 1);
+        assert!(!c.snapshot(later).contacts.contains_key(&id));
+        assert!(c.status(&id).is_some());
+    }
+
+    #[test]
+    fn thousands_of_live_contacts_stay_consistent() {
+        let mut c = centre(18);
+        let mut ids = Vec::new();
+        for i in 0..3000 {
+            let q = if i % 3 == 0 { "support" } else { "sales" };
+            ids.push((q, admit(&mut c, Timestamp(T0.0 + i as u64), q, i).id));
+        }
+        for (_, id) in ids.iter().step_by(7) {
+            c.end(Timestamp(T0.0 + 10_000), id, EndReason::Abandoned)
+                .expect("end");
+        }
+        let snap = c.snapshot(Timestamp(T0.0 + 10_000));
+        for q in ["sales", "support"] {
+            let mut positions: Vec<u32> = ids
+                .iter()
+                .filter(|(qq, _)| *qq == q)
+                .filter_map(|(_, id)| snap.contacts[id].position)
+                .collect();
+            let expected: Vec<u32> = (1..=positions.len() as u32).collect();
+            let in_order = positions.clone();
+            positions.sort_unstable();
+            assert_eq!(positions, expected);
+            assert_eq!(in_order, expected, "admission order is seniority order");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! An in-memory [`Store`] with the SQLite store's semantics, for tests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Store, StoreError};
+use crate::centre::{Change, ContactEvent, ContactId, StoredContact};
+
+#[derive(Debug, Default)]
+struct Inner {
+    rows: HashMap<ContactId, StoredContact>,
+    events: Vec<ContactEvent>,
+    failing: bool,
+}
+
+/// Clones share the same storage, so a test can hand one clone to the actor and inspect
+/// (or "reopen") through another.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A test that panicked while holding the lock leaves consistent data behind
+        // (apply mutates only after every check), so poisoning is not a reason to fail.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// While set, every `load` and `apply` fails and changes nothing.
+    pub fn set_failing(&self, failing: bool) {
+        self.lock().failing = failing;
+    }
+
+    /// Stored rows in `seq` order.
+    pub fn rows(&self) -> Vec<StoredContact> {
+        let mut rows: Vec<_> = self.lock().rows.values().cloned().collect();
+        rows.sort_by_key(|r| r.seq);
+        rows
+    }
+
+    /// The event history in append order.
+    pub fn events(&self) -> Vec<ContactEvent> {
+        self.lock().events.clone()
+    }
+}
+
+impl Store for MemoryStore {
+    fn load(&mut self) -> Result<Vec<StoredContact>, StoreError> {
+        if self.lock().failing {
+            return Err(StoreError::Unavailable("memory store set to fail".into()));
+        }
+        Ok(self.rows())
+    }
+
+    fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        // Checked before touching anything: that is what makes the slice atomic.
+        if inner.failing {
+            return Err(StoreError::Unavailable("memory store set to fail".into()));
+        }
+        for change in changes {
+            match change {
+                Change::Contact(row) => {
+                    inner.rows.insert(row.id.clone(), row.clone());
+                }
+                Change::Event(event) => inner.events.push(event.clone()),
+            }
+        }
+        Ok(())
+    }
+}
