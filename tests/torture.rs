@@ -334,6 +334,59 @@ fn table_agrees_with_index_verdicts() {
     }
 }
 
+/// For the 400s, the part of the reason phrase that shows it was refused for the right
+/// reason (a 400 for some other defect would hide a parser bug).
+const WHY_400: &[(&str, &str)] = &[
+    ("badinv01", "(Via)"),
+    ("clerr", "Content-Length"),
+    ("ncl", "(Content-Length)"),
+    ("scalar02", "(CSeq)"),
+    ("quotbal", "(To)"),
+    ("ltgtruri", "Request-URI"),
+    ("lwsruri", "Request-Line"),
+    ("lwsstart", "Request-Line"),
+    ("trws", "Request-Line"),
+    ("escruri", "headers in Request-URI"),
+    ("regbadct", "(Contact)"),
+    ("badaspec", "(To)"),
+    ("baddn", "(From)"),
+    ("mismatch01", "CSeq method"),
+    ("insuf", "missing Call-ID"),
+    ("multi01", "multiple"),
+    ("mcl01", "conflicting Content-Length"),
+    ("4.2-ipv6-bad", "Request-URI"),
+    ("4.6-ipv6-in-sdp", "Content-Length"),
+    ("4.8-mult-ip-in-sdp", "Content-Length"),
+];
+
+fn reason_of(result: Result<Message, ParseError>) -> Option<String> {
+    match result {
+        Ok(Message::Request(req)) => match check_request(&req, &Policy::GATEWAY) {
+            Verdict::Reject { reason, .. } => Some(reason),
+            Verdict::Accept => None,
+        },
+        Err(ParseError::Invalid(inv)) => Some(inv.reason),
+        _ => None,
+    }
+}
+
+#[test]
+fn bad_requests_are_refused_for_the_right_reason() {
+    let cases = cases();
+    for c in cases.iter().filter(|c| c.datagram == Respond(400)) {
+        let (_, want) = WHY_400
+            .iter()
+            .find(|(f, _)| c.file.contains(f))
+            .unwrap_or_else(|| panic!("{}: no expected 400 reason", c.file));
+        let got = reason_of(parse_datagram(c.bytes)).unwrap_or_default();
+        assert!(
+            got.contains(want),
+            "{}: reason {got:?}, want {want:?}",
+            c.file
+        );
+    }
+}
+
 #[test]
 fn datagram_verdicts() {
     let cases = cases();
