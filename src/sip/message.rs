@@ -1373,3 +1373,234 @@ pub fn reason_phrase(status: u16) -> &'static str {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_case_sensitive_tokens() {
+        assert_eq!(Method::from_token("INVITE"), Some(Method::Invite));
+        assert_eq!(Method::from_token("invite"), Some(Method::Other("invite".into())));
+        assert_eq!(Method::from_token("IN VITE"), None);
+        assert_eq!(Method::from_token(""), None);
+        assert_eq!("PRACK".parse::<Method>(), Ok(Method::Prack));
+        assert!("A<B".parse::<Method>().is_err());
+        for m in ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "NEWTHING"] {
+            assert_eq!(Method::from_token(m).map(|m| m.as_str().to_owned()).as_deref(), Some(m));
+        }
+    }
+
+    #[test]
+    fn names_are_canonical_and_lookups_ignore_case() {
+        assert_eq!(canonical_name("i"), "Call-ID");
+        assert_eq!(canonical_name("V"), "Via");
+        assert_eq!(canonical_name("cseq"), "CSeq");
+        assert_eq!(canonical_name("X-Odd"), "X-Odd");
+        let mut h = Headers::new();
+        h.push("l", "0");
+        h.push("call-id", "abc");
+        h.push("X-Odd", "v");
+        assert_eq!(h.iter().next(), Some(("Content-Length", "0")));
+        assert_eq!(h.get("CALL-ID"), Some("abc"));
+        assert_eq!(h.get("i"), Some("abc"));
+        assert_eq!(h.get("x-odd"), Some("v"));
+        assert_eq!(h.count("Content-Length"), 1);
+        assert_eq!(h.remove("content-length"), 1);
+        assert!(!h.contains("l"));
+        h.push("Via", "a");
+        h.push("v", "b");
+        h.set("Via", "c");
+        assert_eq!(h.get_all("Via").collect::<Vec<_>>(), ["c"]);
+    }
+
+    #[test]
+    fn list_headers_split_on_top_level_commas_only() {
+        let mut h = Headers::new();
+        h.push("Via", "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/TCP b");
+        h.push("Via", "SIP/2.0/UDP c");
+        h.push("Contact", "\"Bell, A\" <sip:a@x;p=1,2>, <sip:b@y>");
+        h.push("Subject", "hello, world");
+        h.push("Supported", "");
+        assert_eq!(h.get_all("Via").count(), 3);
+        assert_eq!(h.get("Via"), Some("SIP/2.0/UDP a;branch=z9hG4bK1"));
+        assert_eq!(
+            h.get_all("m").collect::<Vec<_>>(),
+            ["\"Bell, A\" <sip:a@x;p=1,2>", "<sip:b@y>"]
+        );
+        assert_eq!(h.get_all("Subject").collect::<Vec<_>>(), ["hello, world"]);
+        assert_eq!(h.get_all("Supported").count(), 0);
+        assert_eq!(split_top_level("a,,b", b','), ["a", "", "b"]);
+        assert_eq!(split_top_level("\"x\\\",y\" , z", b','), ["\"x\\\",y\"", "z"]);
+    }
+
+    #[test]
+    fn via_reads_lws_ipv6_and_params() {
+        let v = Via::parse("SIP  /  2.0 / udp [2001:db8::9:1]:6050 ; branch = z9hG4bKx ;rport;x=1")
+            .expect("via");
+        assert_eq!(v.transport, "UDP");
+        assert_eq!((v.host.as_str(), v.port), ("2001:db8::9:1", Some(6050)));
+        assert_eq!(v.branch.as_deref(), Some("z9hG4bKx"));
+        assert_eq!(v.rport, Some(None));
+        assert_eq!(v.params, vec![("x".to_owned(), Some("1".to_owned()))]);
+        for received in ["2001:db8::9:255", "[2001:db8::9:255]"] {
+            let v = Via::parse(&format!("SIP/2.0/UDP h;received={received};rport=5061"))
+                .expect("via");
+            assert_eq!(v.received.as_deref(), Some("2001:db8::9:255"));
+            assert_eq!(v.rport, Some(Some(5061)));
+        }
+        let printed = Via::parse("SIP/2.0/TCP [::1]:5060;branch=z9hG4bKa;rport=7").expect("via");
+        assert_eq!(printed.to_string(), "SIP/2.0/TCP [::1]:5060;branch=z9hG4bKa;rport=7");
+        assert_eq!(Via::parse(&printed.to_string()), Ok(printed));
+        for bad in [
+            "SIP/2.0/UDP 192.0.2.15;;",
+            "SIP/2.0/UDP",
+            "SIP/2.0 host",
+            "SIP/2.0/UDP 2001:db8::1",
+            "SIP/2.0/UDP host:99999",
+            "SIP/2.0/UDP host;branch",
+            "SIP/2.0/UDP host;rport=x",
+            "",
+        ] {
+            assert!(Via::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let q = NameAddr::parse("\"J \\\"R\\\\\" <sip:j@x>;tag=1;p").expect("quoted");
+        assert_eq!(q.display.as_deref(), Some("J \"R\\"));
+        assert_eq!(q.uri, "sip:j@x");
+        assert_eq!(q.tag.as_deref(), Some("1"));
+        assert_eq!(q.params, vec![("p".to_owned(), None)]);
+        let t = NameAddr::parse("caller<sip:c@x>").expect("no LWS before <");
+        assert_eq!(t.display.as_deref(), Some("caller"));
+        let bare = NameAddr::parse("sip:u@x.com ; tag = 9 ;user=phone").expect("bare");
+        assert_eq!(bare.uri, "sip:u@x.com");
+        assert_eq!(bare.tag.as_deref(), Some("9"));
+        assert_eq!(bare.params, vec![("user".to_owned(), Some("phone".to_owned()))]);
+        assert!(NameAddr::parse("isbn:2983792873").is_ok());
+        assert!(NameAddr::parse("<sip:u@x?Route=%3Csip:y%3E>").is_ok());
+        assert_eq!(NameAddr::parse("<sip:u@x>").expect("plain").display, None);
+        for bad in [
+            "\"Mr. J. User <sip:j@x>",
+            "Bell, Alexander <sip:a@x>;tag=43",
+            "\"W\" < sip:w@x >",
+            "sip:u@x?Route=%3Csip:y%3E",
+            "<sip:a@x>;;",
+            "no-scheme",
+            "<sip:a@x>, <sip:b@y>",
+        ] {
+            assert!(NameAddr::parse(bad).is_err(), "{bad}");
+        }
+        let shown = NameAddr {
+            display: Some("A \"B\"".into()),
+            uri: "sip:a@x".into(),
+            tag: Some("t".into()),
+            params: vec![],
+        };
+        assert_eq!(shown.to_string(), "\"A \\\"B\\\"\" <sip:a@x>;tag=t");
+        assert_eq!(NameAddr::parse(&shown.to_string()), Ok(shown));
+    }
+
+    #[test]
+    fn cseq_bounds() {
+        assert_eq!(
+            CSeq::parse("0009\t INVITE"),
+            Ok(CSeq { seq: 9, method: Method::Invite })
+        );
+        assert_eq!(CSeq::parse("2147483647 ACK").map(|c| c.seq), Ok(CSeq::MAX_SEQ));
+        assert!(CSeq::parse("2147483648 ACK").is_err());
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
+        assert!(CSeq::parse("-1 INVITE").is_err());
+        assert!(CSeq::parse("1INVITE").is_err());
+        assert!(CSeq::parse("1 INVITE x").is_err());
+        assert_eq!(CSeq { seq: 3, method: Method::Bye }.to_string(), "3 BYE");
+    }
+
+    #[test]
+    fn sip_uris() {
+        let u = SipUri::parse("SIP:%75se%72;x=1@[2001:db8::10]:5070;lr;transport=tcp").expect("uri");
+        assert_eq!(u.scheme, "sip");
+        assert_eq!(u.user.as_deref(), Some("%75se%72;x=1"));
+        assert_eq!(u.user_unescaped().as_deref(), Some("user;x=1"));
+        assert_eq!((u.host.as_str(), u.port), ("2001:db8::10", Some(5070)));
+        assert_eq!(u.param("LR"), Some(None));
+        assert_eq!(u.param("transport"), Some(Some("tcp")));
+        assert_eq!(u.to_string(), "sip:%75se%72;x=1@[2001:db8::10]:5070;lr;transport=tcp");
+        let nul = SipUri::parse("sip:null-%00-null@example.com").expect("escaped NUL");
+        assert_eq!(nul.user_unescaped().as_deref(), Some("null-\0-null"));
+        let h = SipUri::parse("sips:u@x?Route=%3Csip:y%3E").expect("headers");
+        assert_eq!(h.headers.as_deref(), Some("Route=%3Csip:y%3E"));
+        assert!(SipUri::parse("sip:[2001:db8:::192.0.2.1]").is_ok());
+        for bad in [
+            "sip:2001:db8::10",
+            "tel:+1555",
+            "sip:",
+            "sip:u@",
+            "sip:u@host;",
+            "sip:u@host:port",
+            "sip:u @host",
+            "sip:u@[2001:db8::1",
+            "sip:u%zz@host",
+        ] {
+            assert!(SipUri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn request() -> Request {
+        let mut r = Request::new(Method::Invite, "sip:queue@gw");
+        r.headers.push("Via", "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2");
+        r.headers.push("Via", "SIP/2.0/UDP c;branch=z9hG4bK3");
+        r.headers.push("From", "<sip:caller@x>;tag=f1");
+        r.headers.push("To", "Queue <sip:queue@gw>");
+        r.headers.push("Call-ID", "c1");
+        r.headers.push("CSeq", "1 INVITE");
+        r.headers.push("Timestamp", "54");
+        r.headers.push("Content-Length", "999");
+        r.headers.push("Content-Type", "application/sdp");
+        r.body = Bytes::from_static(b"v=0\r\n");
+        r
+    }
+
+    #[test]
+    fn printing_writes_one_computed_content_length() {
+        let r = request();
+        let text = String::from_utf8(r.to_bytes()).expect("utf8");
+        assert!(text.starts_with("INVITE sip:queue@gw SIP/2.0\r\n"));
+        assert_eq!(text.matches("Content-Length").count(), 1);
+        assert!(text.ends_with("Content-Length: 5\r\n\r\nv=0\r\n"));
+        let mut evil = Request::new(Method::Options, "sip:x");
+        evil.headers.push("Subject", "hi\r\nVia: injected");
+        let text = String::from_utf8(evil.to_bytes()).expect("utf8");
+        assert!(!text.contains("\r\nVia"));
+    }
+
+    #[test]
+    fn response_for_request_copies_dialog_headers() {
+        let r = request();
+        let mut resp = Response::for_request(&r, 180, "Ringing");
+        let names: Vec<&str> = resp.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["Via", "Via", "From", "To", "Call-ID", "CSeq"]);
+        assert_eq!(resp.headers.get_all("Via").count(), 3);
+        assert!(resp.body.is_empty());
+        resp.set_to_tag("abc");
+        assert_eq!(resp.headers.get("To"), Some("Queue <sip:queue@gw>;tag=abc"));
+        resp.set_to_tag("def");
+        assert_eq!(resp.to().and_then(|t| t.tag).as_deref(), Some("def"));
+        assert_eq!(resp.headers.count("To"), 1);
+        let trying = Response::for_request(&r, 100, "Trying");
+        assert_eq!(trying.headers.get("Timestamp"), Some("54"));
+        let text = String::from_utf8(trying.to_bytes()).expect("utf8");
+        assert!(text.starts_with("SIP/2.0 100 Trying\r\n"));
+        assert!(text.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn reason_phrases() {
+        assert_eq!(reason_phrase(200), "OK");
+        assert_eq!(reason_phrase(416), "Unsupported URI Scheme");
+        assert_eq!(reason_phrase(420), "Bad Extension");
+        assert_eq!(reason_phrase(499), "Client Error");
+    }
+}

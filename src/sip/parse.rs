@@ -120,7 +120,9 @@ fn classify(start: &[u8]) -> Kind {
     if start.len() >= 4 && start[..4].eq_ignore_ascii_case(b"SIP/") {
         return Kind::Response;
     }
-    match start.iter().position(|b| *b == b' ') {
+    // A token then whitespace reads as an attempt at a request line: answer it with 400
+    // rather than dropping it silently, so the sender learns why.
+    match start.iter().position(|b| *b == b' ' || *b == b'\t') {
         Some(sp) if sp > 0 && start[..sp].iter().all(|b| is_token_byte(*b)) => Kind::Request,
         _ => Kind::Unknown,
     }
@@ -443,4 +445,200 @@ fn start_response(line: &[u8]) -> Result<(String, u16, String), (u16, &'static s
         return Err(BAD);
     }
     Ok((version.to_owned(), status, reason.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: &str = "OPTIONS sip:gw SIP/2.0\r\n\
+        Via: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\
+        From: <sip:a@x>;tag=1\r\n\
+        To: <sip:gw>\r\n\
+        Call-ID: c1\r\n\
+        CSeq: 1 OPTIONS\r\n";
+
+    fn with_body(extra_headers: &str, body: &str) -> Vec<u8> {
+        format!("{OPTIONS}{extra_headers}\r\n{body}").into_bytes()
+    }
+
+    fn invalid_of(r: Result<impl std::fmt::Debug, ParseError>) -> Invalid {
+        match r {
+            Err(ParseError::Invalid(i)) => i,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn request(m: Message) -> Request {
+        match m {
+            Message::Request(r) => r,
+            Message::Response(_) => panic!("not a request"),
+        }
+    }
+
+    #[test]
+    fn folding_colon_lws_and_compact_forms() {
+        let raw = "INVITE sip:gw SIP/2.0\r\n\
+            v : SIP/2.0/UDP h\r\n ;branch=z9hG4bK1\r\n\
+            f:\t<sip:a@x>;tag=1\r\n\
+            t  :<sip:gw>\r\n\
+            i: c1\r\n\
+            cseq: 007\r\n\t INVITE\r\n\
+            X-Unknown:  keep   this ;;, as is \r\n\
+            l: 0\r\n\r\n";
+        let r = request(parse_datagram(raw.as_bytes()).expect("parses"));
+        assert_eq!(r.method, Method::Invite);
+        assert_eq!(r.headers.get("Via"), Some("SIP/2.0/UDP h ;branch=z9hG4bK1"));
+        assert_eq!(r.top_via().and_then(|v| v.branch).as_deref(), Some("z9hG4bK1"));
+        assert_eq!(r.headers.get("From"), Some("<sip:a@x>;tag=1"));
+        assert_eq!(r.call_id(), Some("c1"));
+        assert_eq!(r.cseq().map(|c| c.seq), Some(7));
+        assert_eq!(r.headers.get("x-unknown"), Some("keep   this ;;, as is"));
+        let names: Vec<&str> = r.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["Via", "From", "To", "Call-ID", "CSeq", "X-Unknown", "Content-Length"]
+        );
+    }
+
+    #[test]
+    fn print_then_parse_round_trips() {
+        let raw = with_body("Content-Type: application/sdp\r\nContent-Length: 4\r\n", "v=0\n");
+        let (m, used) = parse_stream(&raw).expect("parses");
+        assert_eq!(used, raw.len());
+        let again = parse_datagram(&m.to_bytes()).expect("reparses");
+        assert_eq!(again, m);
+        let resp = "SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP h\r\nContent-Length: 0\r\n\r\n";
+        let m = parse_datagram(resp.as_bytes()).expect("response");
+        assert_eq!(m.to_bytes(), resp.as_bytes());
+    }
+
+    #[test]
+    fn datagram_framing() {
+        // No Content-Length: the body is the rest of the datagram (RFC 3261 18.3).
+        let m = request(parse_datagram(&with_body("", "abc\0def")).expect("parses"));
+        assert_eq!(&m.body[..], b"abc\0def");
+        // Extra octets after the declared body are ignored.
+        let m = request(parse_datagram(&with_body("Content-Length: 3\r\n", "abcJUNK")).expect("ok"));
+        assert_eq!(&m.body[..], b"abc");
+        // A longer Content-Length is a 400, never Incomplete.
+        let inv = invalid_of(parse_datagram(&with_body("Content-Length: 10\r\n", "abc")));
+        assert_eq!((inv.status, inv.kind, inv.resync), (400, Kind::Request, None));
+        assert!(inv.reason.contains("Content-Length"));
+        assert_eq!(inv.echo.get("Call-ID"), Some("c1"));
+        assert_eq!(inv.echo.len(), 5);
+        // Bare LF and a missing final empty line are tolerated on datagrams.
+        let lf = OPTIONS.replace("\r\n", "\n");
+        assert!(parse_datagram(lf.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn stream_framing() {
+        let one = with_body("Content-Length: 5\r\n", "hello");
+        for cut in 0..one.len() {
+            assert_eq!(parse_stream(&one[..cut]), Err(ParseError::Incomplete), "cut {cut}");
+        }
+        // Keep-alives first, two messages, then half of a third.
+        let mut buf = b"\r\n\r\n\n".to_vec();
+        buf.extend_from_slice(&one);
+        buf.extend_from_slice(&with_body("", "")); // no Content-Length: empty body on streams
+        buf.extend_from_slice(&one[..10]);
+        let (m, used) = parse_stream(&buf).expect("first");
+        assert_eq!(used, 5 + one.len());
+        assert_eq!(&m.body()[..], b"hello");
+        let (m, used2) = parse_stream(&buf[used..]).expect("second");
+        assert!(m.body().is_empty());
+        assert_eq!(parse_stream(&buf[used + used2..]), Err(ParseError::Incomplete));
+        assert_eq!(parse_stream(b"\r\n\r\n"), Err(ParseError::Incomplete));
+        assert_eq!(keepalive_len(b"\r\n\r\nINVITE"), 4);
+    }
+
+    #[test]
+    fn bad_content_length_loses_framing() {
+        for cl in ["Content-Length: -5\r\n", "l: five\r\n", "l: 5\r\nContent-Length: 4\r\n"] {
+            let buf = with_body(cl, "hello");
+            let inv = invalid_of(parse_stream(&buf));
+            assert_eq!((inv.status, inv.resync), (400, None), "{cl}");
+            assert_eq!(invalid_of(parse_datagram(&buf)).status, 400);
+        }
+        // Duplicates that agree still frame (validate refuses the duplicate later).
+        let buf = with_body("l: 5\r\nContent-Length: 005\r\n", "hello");
+        assert_eq!(parse_stream(&buf).map(|(_, n)| n), Ok(buf.len()));
+    }
+
+    #[test]
+    fn header_errors_keep_framing_when_length_is_known() {
+        let buf = with_body("Content-Length: 2\r\nX-Bad: \u{0}ok\r\nBad Name: x\r\n", "hi");
+        let inv = invalid_of(parse_stream(&buf));
+        assert_eq!(inv.status, 400);
+        assert!(inv.reason.contains("header name"));
+        assert_eq!(inv.resync, None, "a bad header line may have been the length");
+        let mut bad_utf8 = with_body("Content-Length: 2\r\n", "hi");
+        let pos = bad_utf8.windows(5).position(|w| w == b"To: <").expect("To");
+        bad_utf8.insert(pos + 4, 0xff);
+        let inv = invalid_of(parse_stream(&bad_utf8));
+        assert_eq!((inv.status, inv.resync), (400, Some(bad_utf8.len())));
+        let folded_first = b"OPTIONS sip:gw SIP/2.0\r\n cont\r\nl: 0\r\n\r\n";
+        assert_eq!(invalid_of(parse_stream(folded_first)).status, 400);
+    }
+
+    #[test]
+    fn request_line_must_be_exact() {
+        for line in [
+            "INVITE  sip:gw SIP/2.0",
+            "INVITE sip:gw SIP/2.0 ",
+            "INVITE sip:gw; lr SIP/2.0",
+            "INVITE <sip:gw> SIP/2.0",
+            "INVITE\tsip:gw SIP/2.0",
+            "INVITE sip:gw",
+            "INVITE sip:gw SIP/2",
+        ] {
+            let raw = format!("{line}\r\nl: 0\r\n\r\n");
+            let inv = invalid_of(parse_datagram(raw.as_bytes()));
+            assert_eq!((inv.status, inv.kind), (400, Kind::Request), "{line}");
+            assert!(!inv.reason.contains(['\r', '\n']));
+            assert_eq!(inv.resync, Some(raw.len()));
+        }
+        let inv = invalid_of(parse_datagram(b"OPTIONS sip:gw SIP/7.0\r\nl: 0\r\n\r\n"));
+        assert_eq!((inv.status, inv.kind), (505, Kind::Request));
+        assert!(parse_datagram(b"OPTIONS sip:gw sip/2.0\r\nl: 0\r\n\r\n").is_ok());
+        let inv = invalid_of(parse_datagram(b"<garbage>\r\n\r\n"));
+        assert_eq!(inv.kind, Kind::Unknown);
+    }
+
+    #[test]
+    fn status_lines() {
+        for (line, status) in [("SIP/2.0 100 ", 100), ("SIP/2.0 183", 183), ("SIP/2.0 699 x y", 699)] {
+            let raw = format!("{line}\r\nl: 0\r\n\r\n");
+            match parse_datagram(raw.as_bytes()) {
+                Ok(Message::Response(r)) => assert_eq!(r.status, status),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+        for line in ["SIP/2.0 4294967301 big", "SIP/2.0 99 x", "SIP/2.0 700 x", "SIP/2.0 2000 x"] {
+            let inv = invalid_of(parse_datagram(format!("{line}\r\n\r\n").as_bytes()));
+            assert_eq!(inv.kind, Kind::Response, "{line}");
+        }
+        let inv = invalid_of(parse_datagram(b"SIP/3.0 200 OK\r\n\r\n"));
+        assert_eq!((inv.status, inv.kind), (505, Kind::Response));
+    }
+
+    #[test]
+    fn bounds() {
+        let big = vec![b'a'; MAX_MESSAGE + 1];
+        assert_eq!(invalid_of(parse_datagram(&big)).status, 513);
+        let mut head = b"OPTIONS sip:gw SIP/2.0\r\n".to_vec();
+        head.extend(std::iter::repeat_n(b'x', MAX_MESSAGE + 10));
+        let inv = invalid_of(parse_stream(&head));
+        assert_eq!((inv.status, inv.kind, inv.resync), (513, Kind::Request, None));
+        let huge_body = with_body("Content-Length: 70000\r\n", "");
+        assert_eq!(invalid_of(parse_stream(&huge_body)).status, 513);
+        let overflow = with_body("Content-Length: 99999999999999999999999999\r\n", "");
+        assert_eq!(invalid_of(parse_stream(&overflow)).status, 513);
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(invalid_of(parse_datagram(&with_body(&many, ""))).status, 513);
+        let long = format!("Subject: {}\r\n", "s".repeat(MAX_LINE));
+        let inv = invalid_of(parse_datagram(&with_body(&long, "")));
+        assert!(inv.reason.contains("too long"));
+    }
 }
