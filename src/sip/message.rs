@@ -1381,13 +1381,23 @@ mod tests {
     #[test]
     fn methods_are_case_sensitive_tokens() {
         assert_eq!(Method::from_token("INVITE"), Some(Method::Invite));
-        assert_eq!(Method::from_token("invite"), Some(Method::Other("invite".into())));
+        assert_eq!(
+            Method::from_token("invite"),
+            Some(Method::Other("invite".into()))
+        );
         assert_eq!(Method::from_token("IN VITE"), None);
         assert_eq!(Method::from_token(""), None);
         assert_eq!("PRACK".parse::<Method>(), Ok(Method::Prack));
         assert!("A<B".parse::<Method>().is_err());
-        for m in ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "NEWTHING"] {
-            assert_eq!(Method::from_token(m).map(|m| m.as_str().to_owned()).as_deref(), Some(m));
+        for m in [
+            "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "NEWTHING",
+        ] {
+            assert_eq!(
+                Method::from_token(m)
+                    .map(|m| m.as_str().to_owned())
+                    .as_deref(),
+                Some(m)
+            );
         }
     }
 
@@ -1431,7 +1441,10 @@ mod tests {
         assert_eq!(h.get_all("Subject").collect::<Vec<_>>(), ["hello, world"]);
         assert_eq!(h.get_all("Supported").count(), 0);
         assert_eq!(split_top_level("a,,b", b','), ["a", "", "b"]);
-        assert_eq!(split_top_level("\"x\\\",y\" , z", b','), ["\"x\\\",y\"", "z"]);
+        assert_eq!(
+            split_top_level("\"x\\\",y\" , z", b','),
+            ["\"x\\\",y\"", "z"]
+        );
     }
 
     #[test]
@@ -1444,13 +1457,16 @@ mod tests {
         assert_eq!(v.rport, Some(None));
         assert_eq!(v.params, vec![("x".to_owned(), Some("1".to_owned()))]);
         for received in ["2001:db8::9:255", "[2001:db8::9:255]"] {
-            let v = Via::parse(&format!("SIP/2.0/UDP h;received={received};rport=5061"))
-                .expect("via");
+            let v =
+                Via::parse(&format!("SIP/2.0/UDP h;received={received};rport=5061")).expect("via");
             assert_eq!(v.received.as_deref(), Some("2001:db8::9:255"));
             assert_eq!(v.rport, Some(Some(5061)));
         }
         let printed = Via::parse("SIP/2.0/TCP [::1]:5060;branch=z9hG4bKa;rport=7").expect("via");
-        assert_eq!(printed.to_string(), "SIP/2.0/TCP [::1]:5060;branch=z9hG4bKa;rport=7");
+        assert_eq!(
+            printed.to_string(),
+            "SIP/2.0/TCP [::1]:5060;branch=z9hG4bKa;rport=7"
+        );
         assert_eq!(Via::parse(&printed.to_string()), Ok(printed));
         for bad in [
             "SIP/2.0/UDP 192.0.2.15;;",
@@ -1478,7 +1494,10 @@ mod tests {
         let bare = NameAddr::parse("sip:u@x.com ; tag = 9 ;user=phone").expect("bare");
         assert_eq!(bare.uri, "sip:u@x.com");
         assert_eq!(bare.tag.as_deref(), Some("9"));
-        assert_eq!(bare.params, vec![("user".to_owned(), Some("phone".to_owned()))]);
+        assert_eq!(
+            bare.params,
+            vec![("user".to_owned(), Some("phone".to_owned()))]
+        );
         assert!(NameAddr::parse("isbn:2983792873").is_ok());
         assert!(NameAddr::parse("<sip:u@x?Route=%3Csip:y%3E>").is_ok());
         assert_eq!(NameAddr::parse("<sip:u@x>").expect("plain").display, None);
@@ -1507,27 +1526,44 @@ mod tests {
     fn cseq_bounds() {
         assert_eq!(
             CSeq::parse("0009\t INVITE"),
-            Ok(CSeq { seq: 9, method: Method::Invite })
+            Ok(CSeq {
+                seq: 9,
+                method: Method::Invite
+            })
         );
-        assert_eq!(CSeq::parse("2147483647 ACK").map(|c| c.seq), Ok(CSeq::MAX_SEQ));
+        assert_eq!(
+            CSeq::parse("2147483647 ACK").map(|c| c.seq),
+            Ok(CSeq::MAX_SEQ)
+        );
         assert!(CSeq::parse("2147483648 ACK").is_err());
         assert!(CSeq::parse("36893488147419103232 REGISTER").is_err());
         assert!(CSeq::parse("-1 INVITE").is_err());
         assert!(CSeq::parse("1INVITE").is_err());
         assert!(CSeq::parse("1 INVITE x").is_err());
-        assert_eq!(CSeq { seq: 3, method: Method::Bye }.to_string(), "3 BYE");
+        assert_eq!(
+            CSeq {
+                seq: 3,
+                method: Method::Bye
+            }
+            .to_string(),
+            "3 BYE"
+        );
     }
 
     #[test]
     fn sip_uris() {
-        let u = SipUri::parse("SIP:%75se%72;x=1@[2001:db8::10]:5070;lr;transport=tcp").expect("uri");
+        let u =
+            SipUri::parse("SIP:%75se%72;x=1@[2001:db8::10]:5070;lr;transport=tcp").expect("uri");
         assert_eq!(u.scheme, "sip");
         assert_eq!(u.user.as_deref(), Some("%75se%72;x=1"));
         assert_eq!(u.user_unescaped().as_deref(), Some("user;x=1"));
         assert_eq!((u.host.as_str(), u.port), ("2001:db8::10", Some(5070)));
         assert_eq!(u.param("LR"), Some(None));
         assert_eq!(u.param("transport"), Some(Some("tcp")));
-        assert_eq!(u.to_string(), "sip:%75se%72;x=1@[2001:db8::10]:5070;lr;transport=tcp");
+        assert_eq!(
+            u.to_string(),
+            "sip:%75se%72;x=1@[2001:db8::10]:5070;lr;transport=tcp"
+        );
         let nul = SipUri::parse("sip:null-%00-null@example.com").expect("escaped NUL");
         assert_eq!(nul.user_unescaped().as_deref(), Some("null-\0-null"));
         let h = SipUri::parse("sips:u@x?Route=%3Csip:y%3E").expect("headers");
@@ -1550,7 +1586,10 @@ mod tests {
 
     fn request() -> Request {
         let mut r = Request::new(Method::Invite, "sip:queue@gw");
-        r.headers.push("Via", "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2");
+        r.headers.push(
+            "Via",
+            "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2",
+        );
         r.headers.push("Via", "SIP/2.0/UDP c;branch=z9hG4bK3");
         r.headers.push("From", "<sip:caller@x>;tag=f1");
         r.headers.push("To", "Queue <sip:queue@gw>");

@@ -489,7 +489,10 @@ mod tests {
         let r = request(parse_datagram(raw.as_bytes()).expect("parses"));
         assert_eq!(r.method, Method::Invite);
         assert_eq!(r.headers.get("Via"), Some("SIP/2.0/UDP h ;branch=z9hG4bK1"));
-        assert_eq!(r.top_via().and_then(|v| v.branch).as_deref(), Some("z9hG4bK1"));
+        assert_eq!(
+            r.top_via().and_then(|v| v.branch).as_deref(),
+            Some("z9hG4bK1")
+        );
         assert_eq!(r.headers.get("From"), Some("<sip:a@x>;tag=1"));
         assert_eq!(r.call_id(), Some("c1"));
         assert_eq!(r.cseq().map(|c| c.seq), Some(7));
@@ -497,13 +500,24 @@ mod tests {
         let names: Vec<&str> = r.headers.iter().map(|(n, _)| n).collect();
         assert_eq!(
             names,
-            ["Via", "From", "To", "Call-ID", "CSeq", "X-Unknown", "Content-Length"]
+            [
+                "Via",
+                "From",
+                "To",
+                "Call-ID",
+                "CSeq",
+                "X-Unknown",
+                "Content-Length"
+            ]
         );
     }
 
     #[test]
     fn print_then_parse_round_trips() {
-        let raw = with_body("Content-Type: application/sdp\r\nContent-Length: 4\r\n", "v=0\n");
+        let raw = with_body(
+            "Content-Type: application/sdp\r\nContent-Length: 4\r\n",
+            "v=0\n",
+        );
         let (m, used) = parse_stream(&raw).expect("parses");
         assert_eq!(used, raw.len());
         let again = parse_datagram(&m.to_bytes()).expect("reparses");
@@ -519,11 +533,15 @@ mod tests {
         let m = request(parse_datagram(&with_body("", "abc\0def")).expect("parses"));
         assert_eq!(&m.body[..], b"abc\0def");
         // Extra octets after the declared body are ignored.
-        let m = request(parse_datagram(&with_body("Content-Length: 3\r\n", "abcJUNK")).expect("ok"));
+        let m =
+            request(parse_datagram(&with_body("Content-Length: 3\r\n", "abcJUNK")).expect("ok"));
         assert_eq!(&m.body[..], b"abc");
         // A longer Content-Length is a 400, never Incomplete.
         let inv = invalid_of(parse_datagram(&with_body("Content-Length: 10\r\n", "abc")));
-        assert_eq!((inv.status, inv.kind, inv.resync), (400, Kind::Request, None));
+        assert_eq!(
+            (inv.status, inv.kind, inv.resync),
+            (400, Kind::Request, None)
+        );
         assert!(inv.reason.contains("Content-Length"));
         assert_eq!(inv.echo.get("Call-ID"), Some("c1"));
         assert_eq!(inv.echo.len(), 5);
@@ -536,7 +554,11 @@ mod tests {
     fn stream_framing() {
         let one = with_body("Content-Length: 5\r\n", "hello");
         for cut in 0..one.len() {
-            assert_eq!(parse_stream(&one[..cut]), Err(ParseError::Incomplete), "cut {cut}");
+            assert_eq!(
+                parse_stream(&one[..cut]),
+                Err(ParseError::Incomplete),
+                "cut {cut}"
+            );
         }
         // Keep-alives first, two messages, then half of a third.
         let mut buf = b"\r\n\r\n\n".to_vec();
@@ -548,14 +570,21 @@ mod tests {
         assert_eq!(&m.body()[..], b"hello");
         let (m, used2) = parse_stream(&buf[used..]).expect("second");
         assert!(m.body().is_empty());
-        assert_eq!(parse_stream(&buf[used + used2..]), Err(ParseError::Incomplete));
+        assert_eq!(
+            parse_stream(&buf[used + used2..]),
+            Err(ParseError::Incomplete)
+        );
         assert_eq!(parse_stream(b"\r\n\r\n"), Err(ParseError::Incomplete));
         assert_eq!(keepalive_len(b"\r\n\r\nINVITE"), 4);
     }
 
     #[test]
     fn bad_content_length_loses_framing() {
-        for cl in ["Content-Length: -5\r\n", "l: five\r\n", "l: 5\r\nContent-Length: 4\r\n"] {
+        for cl in [
+            "Content-Length: -5\r\n",
+            "l: five\r\n",
+            "l: 5\r\nContent-Length: 4\r\n",
+        ] {
             let buf = with_body(cl, "hello");
             let inv = invalid_of(parse_stream(&buf));
             assert_eq!((inv.status, inv.resync), (400, None), "{cl}");
@@ -568,11 +597,17 @@ mod tests {
 
     #[test]
     fn header_errors_keep_framing_when_length_is_known() {
-        let buf = with_body("Content-Length: 2\r\nX-Bad: \u{0}ok\r\nBad Name: x\r\n", "hi");
+        let buf = with_body(
+            "Content-Length: 2\r\nX-Bad: \u{0}ok\r\nBad Name: x\r\n",
+            "hi",
+        );
         let inv = invalid_of(parse_stream(&buf));
         assert_eq!(inv.status, 400);
         assert!(inv.reason.contains("header name"));
-        assert_eq!(inv.resync, None, "a bad header line may have been the length");
+        assert_eq!(
+            inv.resync, None,
+            "a bad header line may have been the length"
+        );
         let mut bad_utf8 = with_body("Content-Length: 2\r\n", "hi");
         let pos = bad_utf8.windows(5).position(|w| w == b"To: <").expect("To");
         bad_utf8.insert(pos + 4, 0xff);
@@ -608,14 +643,23 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        for (line, status) in [("SIP/2.0 100 ", 100), ("SIP/2.0 183", 183), ("SIP/2.0 699 x y", 699)] {
+        for (line, status) in [
+            ("SIP/2.0 100 ", 100),
+            ("SIP/2.0 183", 183),
+            ("SIP/2.0 699 x y", 699),
+        ] {
             let raw = format!("{line}\r\nl: 0\r\n\r\n");
             match parse_datagram(raw.as_bytes()) {
                 Ok(Message::Response(r)) => assert_eq!(r.status, status),
                 other => panic!("{line}: {other:?}"),
             }
         }
-        for line in ["SIP/2.0 4294967301 big", "SIP/2.0 99 x", "SIP/2.0 700 x", "SIP/2.0 2000 x"] {
+        for line in [
+            "SIP/2.0 4294967301 big",
+            "SIP/2.0 99 x",
+            "SIP/2.0 700 x",
+            "SIP/2.0 2000 x",
+        ] {
             let inv = invalid_of(parse_datagram(format!("{line}\r\n\r\n").as_bytes()));
             assert_eq!(inv.kind, Kind::Response, "{line}");
         }
@@ -630,13 +674,19 @@ mod tests {
         let mut head = b"OPTIONS sip:gw SIP/2.0\r\n".to_vec();
         head.extend(std::iter::repeat_n(b'x', MAX_MESSAGE + 10));
         let inv = invalid_of(parse_stream(&head));
-        assert_eq!((inv.status, inv.kind, inv.resync), (513, Kind::Request, None));
+        assert_eq!(
+            (inv.status, inv.kind, inv.resync),
+            (513, Kind::Request, None)
+        );
         let huge_body = with_body("Content-Length: 70000\r\n", "");
         assert_eq!(invalid_of(parse_stream(&huge_body)).status, 513);
         let overflow = with_body("Content-Length: 99999999999999999999999999\r\n", "");
         assert_eq!(invalid_of(parse_stream(&overflow)).status, 513);
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
-        assert_eq!(invalid_of(parse_datagram(&with_body(&many, ""))).status, 513);
+        assert_eq!(
+            invalid_of(parse_datagram(&with_body(&many, ""))).status,
+            513
+        );
         let long = format!("Subject: {}\r\n", "s".repeat(MAX_LINE));
         let inv = invalid_of(parse_datagram(&with_body(&long, "")));
         assert!(inv.reason.contains("too long"));

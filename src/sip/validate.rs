@@ -354,3 +354,291 @@ pub fn reject_invalid(inv: &Invalid, to_tag: &str) -> Option<Response> {
     }
     Some(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::Message;
+    use crate::sip::parse::parse_datagram;
+
+    const BASE: &[(&str, &str)] = &[
+        ("Via", "SIP/2.0/UDP h;branch=z9hG4bK1"),
+        ("From", "<sip:a@x>;tag=1"),
+        ("To", "<sip:gw@y>"),
+        ("Call-ID", "c1@h"),
+        ("CSeq", "1 METHOD"),
+        ("Max-Forwards", "70"),
+    ];
+
+    /// A valid request of `method`, with `edits` applied: ("Name", None) removes a header,
+    /// ("Name", Some(v)) replaces it, ("+Name", Some(v)) adds another line.
+    fn req(method: &str, uri: &str, edits: &[(&str, Option<&str>)], body: &str) -> Request {
+        let mut text = format!("{method} {uri} SIP/2.0\r\n");
+        let mut lines: Vec<(String, String)> = BASE
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.replace("METHOD", method)))
+            .collect();
+        for (name, value) in edits {
+            match (name.strip_prefix('+'), value) {
+                (Some(n), Some(v)) => lines.push((n.to_owned(), v.to_string())),
+                (None, None) => lines.retain(|(n, _)| n != name),
+                (None, Some(v)) => match lines.iter_mut().find(|(n, _)| n == name) {
+                    Some(line) => line.1 = v.to_string(),
+                    None => lines.push((name.to_string(), v.to_string())),
+                },
+                (Some(_), None) => unreachable!("test helper misuse"),
+            }
+        }
+        for (n, v) in lines {
+            text.push_str(&format!("{n}: {v}\r\n"));
+        }
+        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        match parse_datagram(text.as_bytes()) {
+            Ok(Message::Request(r)) => r,
+            other => panic!("test request did not parse: {other:?}\n{text}"),
+        }
+    }
+
+    fn status(r: &Request) -> Option<u16> {
+        match check_request(r, &Policy::GATEWAY) {
+            Verdict::Accept => None,
+            Verdict::Reject { status, .. } => Some(status),
+        }
+    }
+
+    fn verdict(r: &Request) -> (u16, String, Vec<(String, String)>) {
+        match check_request(r, &Policy::GATEWAY) {
+            Verdict::Accept => panic!("accepted"),
+            Verdict::Reject {
+                status,
+                reason,
+                headers,
+            } => (status, reason, headers),
+        }
+    }
+
+    #[test]
+    fn a_plain_request_is_accepted() {
+        assert_eq!(status(&req("OPTIONS", "sip:gw@y", &[], "")), None);
+        assert_eq!(
+            status(&req("INVITE", "sips:gw@[2001:db8::1]:5061", &[], "")),
+            None
+        );
+        // Max-Forwards 0 is only a proxy's concern; a missing one is tolerated (RFC 2543).
+        assert_eq!(
+            status(&req(
+                "OPTIONS",
+                "sip:gw@y",
+                &[("Max-Forwards", Some("0"))],
+                ""
+            )),
+            None
+        );
+        assert_eq!(
+            status(&req("OPTIONS", "sip:gw@y", &[("Max-Forwards", None)], "")),
+            None
+        );
+        // Bad Date zones are ignored; an empty branch is left to the transaction layer.
+        let odd = [
+            ("Date", Some("Fri, 01 Jan 2010 16:00:00 EST")),
+            ("Via", Some("SIP/2.0/UDP h;branch=z9hG4bK")),
+        ];
+        assert_eq!(status(&req("OPTIONS", "sip:gw@y", &odd, "")), None);
+    }
+
+    #[test]
+    fn mandatory_headers_present_and_single() {
+        for name in ["Call-ID", "From", "To", "CSeq", "Via"] {
+            let (s, reason, _) = verdict(&req("OPTIONS", "sip:gw@y", &[(name, None)], ""));
+            assert_eq!(s, 400);
+            assert!(reason.contains(name), "{reason}");
+        }
+        for (name, compact, value) in [
+            ("Call-ID", "i", "c2"),
+            ("From", "f", "<sip:b@x>;tag=2"),
+            ("To", "t", "<sip:c@x>"),
+            ("CSeq", "CSeq", "2 OPTIONS"),
+            ("Max-Forwards", "Max-Forwards", "5"),
+        ] {
+            let add = format!("+{compact}");
+            let (s, reason, _) = verdict(&req("OPTIONS", "sip:gw@y", &[(&add, Some(value))], ""));
+            assert_eq!(s, 400);
+            assert!(reason.contains(name), "{reason}");
+        }
+        let two_cl = req("OPTIONS", "sip:gw@y", &[("l", Some("0"))], "");
+        assert!(verdict(&two_cl).1.contains("Content-Length"));
+    }
+
+    #[test]
+    fn header_syntax() {
+        for (name, value) in [
+            ("To", "\"Mr. J. User <sip:j@x>"),
+            ("From", "Bell, Alexander <sip:a@x>;tag=1"),
+            ("To", "\"W\" < sip:w@x >"),
+            ("Contact", "sip:u@x?Route=%3Csip:y%3E"),
+            ("Contact", "<sip:u@x>;;"),
+            ("Via", "SIP/2.0/UDP h;;,;,,"),
+            ("CSeq", "2147483648 OPTIONS"),
+            ("CSeq", "1"),
+            ("Call-ID", "has space"),
+            ("Max-Forwards", "seventy"),
+        ] {
+            let (s, reason, _) = verdict(&req("OPTIONS", "sip:gw@y", &[(name, Some(value))], ""));
+            assert_eq!(s, 400, "{name}: {value}");
+            assert!(reason.contains(name), "{reason}");
+        }
+        let fine = [
+            ("Contact", Some("*")),
+            ("+Contact", Some("\"A, B\" <sip:a@x>, sip:b@y;expires=5")),
+            ("To", Some("isbn:2983792873")),
+            ("CSeq", Some("2147483647 OPTIONS")),
+        ];
+        assert_eq!(status(&req("OPTIONS", "sip:gw@y", &fine, "")), None);
+    }
+
+    #[test]
+    fn request_uri() {
+        let s = |uri: &str| status(&req("OPTIONS", uri, &[], ""));
+        assert_eq!(s("sip:gw@y?Route=%3Csip:x%3E"), Some(400));
+        assert_eq!(s("sip:2001:db8::10"), Some(400));
+        assert_eq!(s("gw@y"), Some(400));
+        assert_eq!(s("tel:+15555550100"), Some(416));
+        assert_eq!(s("nobodyKnowsThisScheme:totallyopaquecontent"), Some(416));
+        assert_eq!(s("sip:[2001:db8::10]:5070"), None);
+    }
+
+    #[test]
+    fn methods_501_400_405() {
+        let (s, _, h) = verdict(&req(
+            "NEWMETHOD",
+            "sip:gw@y",
+            &[("CSeq", Some("1 INVITE"))],
+            "",
+        ));
+        assert_eq!(s, 501, "501 wins over the CSeq mismatch");
+        assert_eq!(
+            h,
+            vec![(
+                "Allow".into(),
+                "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO".into()
+            )]
+        );
+        let mismatch = req("OPTIONS", "sip:gw@y", &[("CSeq", Some("1 INVITE"))], "");
+        assert!(verdict(&mismatch).1.contains("CSeq method"));
+        let (s, _, h) = verdict(&req("REGISTER", "sip:y", &[], ""));
+        assert_eq!(s, 405);
+        assert_eq!(h[0].0, "Allow");
+        assert_eq!(status(&req("invite", "sip:gw@y", &[], "")), Some(501));
+        assert_eq!(
+            allow_header(&Policy::GATEWAY),
+            "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+        );
+    }
+
+    #[test]
+    fn require_gets_420_except_ack_and_cancel() {
+        let r = [
+            ("Require", Some("100rel, timer")),
+            ("Proxy-Require", Some("x")),
+        ];
+        let (s, _, h) = verdict(&req("INVITE", "sip:gw@y", &r, ""));
+        assert_eq!(s, 420);
+        assert_eq!(h, vec![("Unsupported".into(), "100rel, timer".into())]);
+        assert_eq!(status(&req("ACK", "sip:gw@y", &r, "")), None);
+        assert_eq!(status(&req("CANCEL", "sip:gw@y", &r, "")), None);
+        let policy = Policy {
+            supported_extensions: &["100rel", "TIMER"],
+            ..Policy::GATEWAY
+        };
+        let ok = req("INVITE", "sip:gw@y", &r, "");
+        assert_eq!(check_request(&ok, &policy), Verdict::Accept);
+        // Proxy-Require alone is for proxies: a UAS ignores it.
+        let proxy_only = [("Proxy-Require", Some("x"))];
+        assert_eq!(status(&req("INVITE", "sip:gw@y", &proxy_only, "")), None);
+    }
+
+    #[test]
+    fn bodies_need_an_accepted_type() {
+        let sdp = [("Content-Type", Some("Application/SDP ; charset=utf-8"))];
+        assert_eq!(status(&req("INVITE", "sip:gw@y", &sdp, "v=0\r\n")), None);
+        let dtmf = [("c", Some("application/dtmf-relay"))];
+        assert_eq!(
+            status(&req("INFO", "sip:gw@y", &dtmf, "Signal=1\r\n")),
+            None
+        );
+        let (s, _, h) = verdict(&req("INVITE", "sip:gw@y", &[], "v=0\r\n"));
+        assert_eq!(s, 415, "a body without Content-Type");
+        assert_eq!(h[0].0, "Accept");
+        assert!(h[0].1.starts_with("application/sdp"));
+        let xml = [("Content-Type", Some("application/unknownformat"))];
+        assert_eq!(status(&req("INVITE", "sip:gw@y", &xml, "<a/>")), Some(415));
+        let gz = [
+            ("Content-Type", Some("application/sdp")),
+            ("e", Some("gzip")),
+        ];
+        assert_eq!(status(&req("INVITE", "sip:gw@y", &gz, "xx")), Some(415));
+        // An empty body needs no type.
+        assert_eq!(status(&req("INVITE", "sip:gw@y", &xml, "")), None);
+    }
+
+    #[test]
+    fn invite_accept_must_allow_sdp() {
+        let s = |accept: &str| status(&req("INVITE", "sip:gw@y", &[("Accept", Some(accept))], ""));
+        assert_eq!(s("text/nobodyKnowsThis"), Some(406));
+        assert_eq!(s(""), Some(406));
+        assert_eq!(s("text/plain, application/SDP;level=1"), None);
+        assert_eq!(s("application/*"), None);
+        assert_eq!(s("*/*"), None);
+        let opts = [("Accept", Some("text/nobodyKnowsThis"))];
+        assert_eq!(status(&req("OPTIONS", "sip:gw@y", &opts, "")), None);
+    }
+
+    #[test]
+    fn responses_to_send() {
+        let r = req("OPTIONS", "sip:gw@y", &[("Require", Some("foo"))], "");
+        let v = check_request(&r, &Policy::GATEWAY);
+        let resp = rejection(&r, &v, "t9").expect("answerable");
+        assert_eq!((resp.status, resp.reason.as_str()), (420, "Bad Extension"));
+        assert_eq!(resp.headers.get("Unsupported"), Some("foo"));
+        assert_eq!(resp.to().and_then(|t| t.tag).as_deref(), Some("t9"));
+        assert_eq!(rejection(&r, &Verdict::Accept, "t9"), None);
+        let ack = req("ACK", "sip:gw@y", &[("Call-ID", Some("bad id"))], "");
+        let v = check_request(&ack, &Policy::GATEWAY);
+        assert!(matches!(v, Verdict::Reject { .. }));
+        assert_eq!(rejection(&ack, &v, "t9"), None, "ACK is never answered");
+
+        let raw = b"OPTIONS sip:gw SIP/7.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nTo: <sip:gw>\r\ni: c\r\nl: 0\r\n\r\n";
+        let Err(crate::sip::parse::ParseError::Invalid(inv)) = parse_datagram(raw) else {
+            panic!("should be invalid")
+        };
+        let resp = reject_invalid(&inv, "t1").expect("answerable");
+        assert_eq!(resp.status, 505);
+        assert_eq!(resp.call_id(), Some("c"));
+        assert_eq!(resp.to().and_then(|t| t.tag).as_deref(), Some("t1"));
+        let resp_kind = Invalid {
+            kind: Kind::Response,
+            ..inv.clone()
+        };
+        assert_eq!(reject_invalid(&resp_kind, "t1"), None);
+        let no_via = Invalid {
+            echo: Headers::new(),
+            ..inv
+        };
+        assert_eq!(reject_invalid(&no_via, "t1"), None);
+    }
+
+    #[test]
+    fn response_sanity() {
+        let ok = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
+        let Ok(Message::Response(resp)) = parse_datagram(ok) else {
+            panic!("parses")
+        };
+        assert_eq!(check_response(&resp), Ok(()));
+        let mut bad = resp.clone();
+        bad.headers.set("CSeq", "9292394834772304023312 OPTIONS");
+        assert!(check_response(&bad).is_err());
+        let mut bad = resp;
+        bad.headers.remove("Call-ID");
+        assert!(check_response(&bad).is_err());
+    }
+}
