@@ -589,3 +589,45 @@ fn torture_details() {
         )]
     );
 }
+
+/// Damaged copies of every vector (bytes replaced, messages cut short) must never make
+/// the parser or the UAS checks panic; whatever they decide is fine.
+#[test]
+fn damaged_vectors_never_panic() {
+    let policy = Policy::GATEWAY;
+    let mut runs = 0usize;
+    for c in cases() {
+        let original = stream_bytes(&c);
+        let mut buf = original.to_vec();
+        for at in 0..original.len() {
+            // One replacement per position, rotating, keeps this affordable in debug builds.
+            const DAMAGE: [u8; 10] = [0, b' ', b':', b'\n', 0xC3, b'"', b'<', b';', b'[', b'%'];
+            for b in [DAMAGE[(at + c.file.len()) % DAMAGE.len()]] {
+                buf[at] = b;
+                for result in [parse_datagram(&buf), parse_stream(&buf).map(|(m, _)| m)] {
+                    runs += 1;
+                    match result {
+                        Ok(Message::Request(r)) => {
+                            let v = check_request(&r, &policy);
+                            let _ = rejection(&r, &v, "t");
+                            let _ = (r.top_via(), r.from(), r.to(), r.cseq(), r.to_bytes());
+                        }
+                        Ok(Message::Response(r)) => {
+                            let _ = (check_response(&r), r.to_bytes());
+                        }
+                        Err(ParseError::Invalid(inv)) => {
+                            let _ = reject_invalid(&inv, "t");
+                        }
+                        Err(ParseError::Incomplete) => {}
+                    }
+                }
+            }
+            buf[at] = original[at];
+            let _ = (
+                parse_datagram(&original[..at]),
+                parse_stream(&original[..at]),
+            );
+        }
+    }
+    assert!(runs > 50_000, "{runs}");
+}

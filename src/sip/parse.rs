@@ -392,13 +392,15 @@ fn check_version(v: &str) -> Result<(), (u16, &'static str)> {
     if v.eq_ignore_ascii_case("SIP/2.0") {
         return Ok(());
     }
-    let well_formed = v.len() > 4
-        && v[..4].eq_ignore_ascii_case("SIP/")
-        && v[4..].split_once('.').is_some_and(|(a, b)| {
-            !a.is_empty()
-                && !b.is_empty()
-                && (a.bytes().chain(b.bytes())).all(|c| c.is_ascii_digit())
-        });
+    // `get` rather than indexing: byte 4 may fall inside a multi-byte character.
+    let well_formed = v.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+        && v.get(4..)
+            .and_then(|r| r.split_once('.'))
+            .is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && (a.bytes().chain(b.bytes())).all(|c| c.is_ascii_digit())
+            });
     if well_formed {
         Err((505, "Version Not Supported"))
     } else {
