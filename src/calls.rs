@@ -171,7 +171,7 @@ async fn call_task(
         Ok(s) => s,
         Err(e) => {
             let (code, headers) = match e {
-                CentreError::UnknownQueue => (404, vec![]),
+                CentreError::UnknownQueue(_) => (404, vec![]),
                 CentreError::Full | CentreError::ShuttingDown => (503, retry_after(&deps)),
                 _ => (500, vec![]),
             };

@@ -35,6 +35,7 @@ pub use contact::{
     ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType, NewContact,
     QueueId, Timestamp,
 };
+pub use actor::{CentreHandle, StartError, spawn};
 pub use core::{Centre, CentreError, Change, ContactEvent, QueueSummary, Snapshot, StoredContact};
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};

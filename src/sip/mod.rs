@@ -9,8 +9,19 @@
 //! - [`parse`]: framing and reading messages from datagrams and streams.
 //! - [`validate`]: the UAS's accept/reject verdict on a parsed request.
 //!
-//! Transactions, dialogs, the endpoint and transports are separate modules added later.
+//! - [`transaction`]: RFC 3261 timers and transaction states.
+//! - [`ua`]: the user agent core (transactions, dialogs, CANCEL, overload), sans-IO.
+//! - [`transport`]: UDP and TCP sockets and stream framing.
+//! - [`endpoint`]: the driver task between sockets and the `ua` core.
+//!
+//! rsipstack was evaluated and not used here: its transactions and dialogs are tokio
+//! tasks, not sans-IO cores, and its parser did not give the torture corpus verdicts; see
+//! the README.
 
+pub mod endpoint;
 pub mod message;
 pub mod parse;
+pub mod transaction;
+pub mod transport;
+pub mod ua;
 pub mod validate;
