@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::ports::RtpSocket;
 use super::prompts::{Law, PromptSet};
 use super::rtp::{DtmfDetector, FRAME_SAMPLES, HEADER_LEN, Packetizer, parse_rtp};
 
@@ -185,7 +185,7 @@ pub enum AnnouncerError {
 pub struct StreamSpec {
     /// The stream's own RTP socket (from [`super::ports::RtpPorts`]); also where key
     /// presses arrive.
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<RtpSocket>,
     /// Where to send. An unspecified IP (`c=0.0.0.0`, hold) sends nothing until
     /// [`StreamHandle::set_remote`] gives a real address.
     pub remote: SocketAddr,
@@ -263,7 +263,7 @@ enum Command {
 /// One playing stream, owned by the announcer task alone.
 struct Stream {
     id: u64,
-    socket: Arc<UdpSocket>,
+    socket: Arc<RtpSocket>,
     remote: SocketAddr,
     playout: Playout,
     packetizer: Packetizer,
@@ -558,7 +558,7 @@ fn tick(
 
 /// Reads the stream's socket: audio is dropped, key presses become events.
 async fn receive(
-    socket: Arc<UdpSocket>,
+    socket: Arc<RtpSocket>,
     telephone_event_pt: u8,
     events: mpsc::Sender<MediaEvent>,
     token: CancellationToken,
@@ -598,6 +598,7 @@ mod tests {
     use super::*;
     use crate::media::rtp::telephone_event_payload;
     use std::net::{IpAddr, Ipv4Addr};
+    use tokio::net::UdpSocket;
 
     fn frames(p: &mut Playout, n: usize) -> (Vec<u8>, Vec<bool>) {
         let mut all = Vec::new();
@@ -698,7 +699,7 @@ mod tests {
         tracker: TaskTracker,
         announcer: AnnouncerHandle,
         sink: UdpSocket,
-        socket: Arc<UdpSocket>,
+        socket: Arc<RtpSocket>,
     }
 
     async fn rig(port_base: u16) -> Rig {

@@ -21,7 +21,7 @@ pub use announcer::{
     Announcer, AnnouncerConfig, AnnouncerError, AnnouncerHandle, AnnouncerStats, MediaEvent,
     Playout, StreamHandle, StreamSpec,
 };
-pub use ports::RtpPorts;
+pub use ports::{RtpPorts, RtpSocket};
 pub use prompts::{ClipRef, Law, Pauses, PromptError, PromptSet, WaitPhrase};
 pub use rtp::{DtmfDetector, Packetizer, RtpError, RtpPacket, parse_rtp};
 pub use sdp::{Answer, NegotiationError, Offer, SdpError, negotiate};
