@@ -22,6 +22,9 @@ pub use announcer::{
     Playout, StreamHandle, StreamSpec,
 };
 pub use ports::{RtpPorts, RtpSocket};
-pub use prompts::{ClipRef, Law, Pauses, PromptError, PromptSet, WaitPhrase};
+pub use prompts::{
+    ClipRef, Law, Pauses, PromptError, PromptSet, WaitPhrase, contact_number_clips, number_words,
+    position_clips,
+};
 pub use rtp::{DtmfDetector, Packetizer, RtpError, RtpPacket, parse_rtp};
 pub use sdp::{Answer, NegotiationError, Offer, SdpError, negotiate};
