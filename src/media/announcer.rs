@@ -1,0 +1,874 @@
+//! The announcer: one task paces every outgoing RTP stream.
+//!
+//! Thousands of concurrent streams each need a 160-byte packet every 20 ms. A task and a
+//! timer per stream would mean 100k timer wake-ups a second at 2,000 calls; instead one
+//! task wakes every 20 ms and, for each stream, sends the frames due since that stream's own
+//! start (so pacing never drifts), using non-blocking `try_send_to` so one slow socket cannot
+//! hold up the rest. Receiving is left to a small task per stream, because epoll already does
+//! the waiting for free and key presses are rare.
+//!
+//! The sans-IO parts are [`Playout`] (what bytes come next) and [`Pacer`] (how many frames
+//! are due at `now`); the tokio driver only glues them to sockets and channels.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::ports::RtpSocket;
+use super::prompts::{Law, PromptSet};
+use super::rtp::{DtmfDetector, FRAME_SAMPLES, HEADER_LEN, Packetizer, parse_rtp};
+
+/// Bytes of G.711 in one 20 ms frame.
+pub const FRAME_BYTES: usize = FRAME_SAMPLES;
+/// Packet interval.
+pub const FRAME: Duration = Duration::from_millis(20);
+
+/// What a stream plays: queued clips, then a looping filler (music on hold).
+///
+/// Clips are joined byte by byte: a frame may hold the tail of one clip and the head of the
+/// next, so a sentence built from many clips plays without gaps or clicks. The filler keeps
+/// its position across interruptions, so music resumes where it stopped rather than
+/// restarting the same few bars after every announcement.
+#[derive(Debug, Clone)]
+pub struct Playout {
+    queue: VecDeque<Bytes>,
+    filler: Bytes,
+    filler_pos: usize,
+    silence: u8,
+}
+
+impl Playout {
+    /// `filler` may be empty: then silence (`silence_byte`) is played when nothing is queued.
+    pub fn new(silence_byte: u8, filler: Bytes) -> Playout {
+        Playout {
+            queue: VecDeque::new(),
+            filler,
+            filler_pos: 0,
+            silence: silence_byte,
+        }
+    }
+
+    /// Appends clips after whatever is queued; they take over from the filler at the next
+    /// frame. This is how the periodic position update interrupts the music.
+    pub fn enqueue(&mut self, clips: Vec<Bytes>) {
+        self.queue
+            .extend(clips.into_iter().filter(|c| !c.is_empty()));
+    }
+
+    /// Drops everything queued and plays `clips` from the next frame (the `*` key).
+    pub fn replace(&mut self, clips: Vec<Bytes>) {
+        self.queue.clear();
+        self.enqueue(clips);
+    }
+
+    /// Whether queued speech is still playing (as opposed to the filler or silence).
+    pub fn is_speaking(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Fills one frame. Returns `true` when the queued speech ran out inside this frame, so
+    /// the caller can report that the announcement finished.
+    pub fn next_frame(&mut self, out: &mut [u8; FRAME_BYTES]) -> bool {
+        let was_speaking = self.is_speaking();
+        let mut filled = 0;
+        while filled < FRAME_BYTES {
+            let want = FRAME_BYTES - filled;
+            if let Some(clip) = self.queue.front_mut() {
+                let n = want.min(clip.len());
+                out[filled..filled + n].copy_from_slice(&clip[..n]);
+                clip.advance(n);
+                filled += n;
+                if clip.is_empty() {
+                    self.queue.pop_front();
+                }
+            } else if !self.filler.is_empty() {
+                // filler_pos < filler.len() always holds: it wraps to 0 below.
+                let n = want.min(self.filler.len() - self.filler_pos);
+                out[filled..filled + n]
+                    .copy_from_slice(&self.filler[self.filler_pos..self.filler_pos + n]);
+                self.filler_pos += n;
+                if self.filler_pos == self.filler.len() {
+                    self.filler_pos = 0;
+                }
+                filled += n;
+            } else {
+                out[filled..].fill(self.silence);
+                filled = FRAME_BYTES;
+            }
+        }
+        was_speaking && !self.is_speaking()
+    }
+}
+
+/// How many frames to skip and to send at one tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Due {
+    /// Frames so late they are dropped (the RTP timestamp still advances over them).
+    pub skip: u64,
+    /// Frames to send now.
+    pub send: u64,
+}
+
+/// Frame pacing of one stream, measured from its own start so it never drifts whatever the
+/// tick jitter is.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    start: Instant,
+    frames: u64,
+    max_catch_up: u64,
+}
+
+impl Pacer {
+    /// Frame `k` (from 0) is due at `start + (k + 1) * 20 ms`: the first frame goes out one
+    /// frame after the start, which gives the caller time to enqueue the first announcement
+    /// so it is not preceded by a scrap of music.
+    ///
+    /// When more than `max_catch_up` frames are due at once (the process stalled), all but
+    /// the newest are skipped: a burst would only overflow the far end's jitter buffer.
+    pub fn new(start: Instant, max_catch_up: u64) -> Pacer {
+        Pacer {
+            start,
+            frames: 0,
+            max_catch_up: max_catch_up.max(1),
+        }
+    }
+
+    pub fn poll(&mut self, now: Instant) -> Due {
+        let elapsed = now.saturating_duration_since(self.start);
+        let due = u64::try_from(elapsed.as_micros() / FRAME.as_micros()).unwrap_or(u64::MAX);
+        let behind = due.saturating_sub(self.frames);
+        self.frames = self.frames.max(due);
+        if behind > self.max_catch_up {
+            Due {
+                skip: behind - 1,
+                send: 1,
+            }
+        } else {
+            Due {
+                skip: 0,
+                send: behind,
+            }
+        }
+    }
+
+    /// Frames accounted for so far (sent or skipped).
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+}
+
+/// Something the stream's caller did or the announcer finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// A key press (RFC 4733): `'0'..='9'`, `'*'`, `'#'`, `'A'..='D'`.
+    Dtmf(char),
+    /// Everything enqueued so far has been played; the filler is playing now.
+    SpeechDone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AnnouncerError {
+    #[error("the announcer has shut down")]
+    Closed,
+}
+
+/// What a new stream needs.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    /// The stream's own RTP socket (from [`super::ports::RtpPorts`]); also where key
+    /// presses arrive.
+    pub socket: Arc<RtpSocket>,
+    /// Where to send. An unspecified IP (`c=0.0.0.0`, hold) sends nothing until
+    /// [`StreamHandle::set_remote`] gives a real address.
+    pub remote: SocketAddr,
+    pub law: Law,
+    pub pt: u8,
+    pub telephone_event_pt: Option<u8>,
+    /// Music on hold is taken from here.
+    pub prompts: Arc<PromptSet>,
+}
+
+/// Tuning of the announcer.
+#[derive(Debug, Clone, Copy)]
+pub struct AnnouncerConfig {
+    /// Bounded command queue shared by all streams.
+    pub command_capacity: usize,
+    /// Bounded event queue per stream; events beyond it are dropped (a caller hammering
+    /// keys does not need every press queued).
+    pub event_capacity: usize,
+    /// See [`Pacer::new`].
+    pub max_catch_up_frames: u64,
+}
+
+impl Default for AnnouncerConfig {
+    fn default() -> Self {
+        AnnouncerConfig {
+            command_capacity: 8192,
+            event_capacity: 16,
+            max_catch_up_frames: 3,
+        }
+    }
+}
+
+/// Counters since the announcer started, for logs, notes and load tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AnnouncerStats {
+    /// Streams currently playing.
+    pub streams: u64,
+    /// Packets handed to the kernel.
+    pub sent: u64,
+    /// Frames sent late: more than one frame of a stream at one tick (catch-up).
+    pub late: u64,
+    /// Frames dropped after a stall (timestamp advanced, nothing sent).
+    pub skipped: u64,
+    /// `try_send_to` failures (socket buffer full, ICMP unreachable, ...).
+    pub send_errors: u64,
+    pub ticks: u64,
+    /// Ticks that ran more than 10 ms after they were scheduled.
+    pub late_ticks: u64,
+    pub max_tick_lag_us: u64,
+    /// Time spent inside ticks, i.e. the announcer's own CPU for sending.
+    pub busy_us: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    streams: AtomicU64,
+    sent: AtomicU64,
+    late: AtomicU64,
+    skipped: AtomicU64,
+    send_errors: AtomicU64,
+    ticks: AtomicU64,
+    late_ticks: AtomicU64,
+    max_tick_lag_us: AtomicU64,
+    busy_us: AtomicU64,
+}
+
+enum Command {
+    Start(Box<Stream>),
+    Enqueue { id: u64, clips: Vec<Bytes> },
+    Replace { id: u64, clips: Vec<Bytes> },
+    Remote { id: u64, remote: SocketAddr },
+    Stop { id: u64, done: oneshot::Sender<()> },
+}
+
+/// One playing stream, owned by the announcer task alone.
+struct Stream {
+    id: u64,
+    socket: Arc<RtpSocket>,
+    remote: SocketAddr,
+    playout: Playout,
+    packetizer: Packetizer,
+    pacer: Pacer,
+    /// Set until the first packet is sent: RFC 3550's marker for the start of a talkspurt.
+    marker: bool,
+    events: mpsc::Sender<MediaEvent>,
+    token: CancellationToken,
+}
+
+/// Spawns the announcer task.
+pub struct Announcer;
+
+impl Announcer {
+    pub fn spawn(token: CancellationToken, tracker: &TaskTracker) -> AnnouncerHandle {
+        Announcer::spawn_with(AnnouncerConfig::default(), token, tracker)
+    }
+
+    pub fn spawn_with(
+        config: AnnouncerConfig,
+        token: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> AnnouncerHandle {
+        let (tx, rx) = mpsc::channel(config.command_capacity.max(1));
+        let counters = Arc::new(Counters::default());
+        tracker.spawn(run(rx, token.clone(), Arc::clone(&counters)));
+        AnnouncerHandle {
+            tx,
+            next_id: Arc::new(AtomicU64::new(1)),
+            token,
+            tracker: tracker.clone(),
+            counters,
+            config,
+        }
+    }
+}
+
+/// Starts streams; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AnnouncerHandle {
+    tx: mpsc::Sender<Command>,
+    next_id: Arc<AtomicU64>,
+    token: CancellationToken,
+    tracker: TaskTracker,
+    counters: Arc<Counters>,
+    config: AnnouncerConfig,
+}
+
+impl AnnouncerHandle {
+    /// Starts a stream playing music on hold (enqueue speech right away to start with it).
+    /// Returns the handle that controls it and its events (key presses, speech done).
+    pub async fn start(
+        &self,
+        spec: StreamSpec,
+    ) -> Result<(StreamHandle, mpsc::Receiver<MediaEvent>), AnnouncerError> {
+        if self.token.is_cancelled() {
+            return Err(AnnouncerError::Closed);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = self.token.child_token();
+        let (events_tx, events_rx) = mpsc::channel(self.config.event_capacity.max(1));
+        let stream = Stream {
+            id,
+            socket: Arc::clone(&spec.socket),
+            remote: spec.remote,
+            playout: Playout::new(spec.law.silence_byte(), spec.prompts.moh()),
+            // Random SSRC, sequence and timestamp (RFC 3550 §5.1), so packets of a previous
+            // call on the same port cannot be mistaken for this one's.
+            packetizer: Packetizer::new(spec.pt, rand::random(), rand::random(), rand::random()),
+            pacer: Pacer::new(Instant::now(), self.config.max_catch_up_frames),
+            marker: true,
+            events: events_tx.clone(),
+            token: token.clone(),
+        };
+        self.tx
+            .send(Command::Start(Box::new(stream)))
+            .await
+            .map_err(|_| AnnouncerError::Closed)?;
+        if let Some(pt) = spec.telephone_event_pt {
+            self.tracker
+                .spawn(receive(spec.socket, pt, events_tx, token.clone()));
+        }
+        Ok((
+            StreamHandle {
+                id,
+                tx: self.tx.clone(),
+                token,
+            },
+            events_rx,
+        ))
+    }
+
+    pub fn stats(&self) -> AnnouncerStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        AnnouncerStats {
+            streams: get(&c.streams),
+            sent: get(&c.sent),
+            late: get(&c.late),
+            skipped: get(&c.skipped),
+            send_errors: get(&c.send_errors),
+            ticks: get(&c.ticks),
+            late_ticks: get(&c.late_ticks),
+            max_tick_lag_us: get(&c.max_tick_lag_us),
+            busy_us: get(&c.busy_us),
+        }
+    }
+}
+
+/// Controls one stream. Dropping it stops the stream.
+#[derive(Debug)]
+pub struct StreamHandle {
+    id: u64,
+    tx: mpsc::Sender<Command>,
+    token: CancellationToken,
+}
+
+impl StreamHandle {
+    /// Plays `clips` after what is queued (before the music resumes).
+    pub fn enqueue(&self, clips: Vec<Bytes>) {
+        self.command(Command::Enqueue { id: self.id, clips });
+    }
+
+    /// Drops what is queued and plays `clips` from the next frame.
+    pub fn replace(&self, clips: Vec<Bytes>) {
+        self.command(Command::Replace { id: self.id, clips });
+    }
+
+    /// Changes where RTP goes (a re-INVITE); an unspecified IP pauses sending (hold), and
+    /// the announcement resumes where it paused.
+    pub fn set_remote(&self, remote: SocketAddr) {
+        self.command(Command::Remote {
+            id: self.id,
+            remote,
+        });
+    }
+
+    /// Stops the stream and waits until the announcer has let go of it (and so of its
+    /// socket, unless the caller still holds the `Arc`).
+    pub async fn stop(self) {
+        self.token.cancel();
+        let (done, wait) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::Stop { id: self.id, done })
+            .await
+            .is_ok()
+        {
+            let _ = wait.await;
+        }
+    }
+
+    // These calls are synchronous so the SIP side can use them from anywhere; the command
+    // queue is large and drained every tick, so a full queue means the announcer is wedged
+    // and dropping (loudly) is better than blocking signalling.
+    fn command(&self, cmd: Command) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(cmd) {
+            tracing::warn!(
+                stream = self.id,
+                "announcer command queue full; command dropped"
+            );
+        }
+    }
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        // The announcer drops cancelled streams at its next tick; no message needed, so this
+        // works even when the command queue is full.
+        self.token.cancel();
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Command>, token: CancellationToken, counters: Arc<Counters>) {
+    let mut streams: HashMap<u64, Stream> = HashMap::new();
+    let mut interval = tokio::time::interval(FRAME);
+    // The per-stream Pacer does its own catch-up from real time; extra ticks would only
+    // find nothing due.
+    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut packet = Vec::with_capacity(HEADER_LEN + FRAME_BYTES);
+    loop {
+        tokio::select! {
+            biased;
+            () = token.cancelled() => break,
+            scheduled = interval.tick() => {
+                tick(&mut streams, scheduled, &mut packet, &counters);
+            }
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                apply(&mut streams, cmd);
+                // Drain a batch so a burst of call set-ups costs one wake-up, but bounded so
+                // the next tick is never starved.
+                for _ in 0..256 {
+                    let Ok(cmd) = rx.try_recv() else { break };
+                    apply(&mut streams, cmd);
+                }
+                counters.streams.store(streams.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    streams.clear();
+    counters.streams.store(0, Ordering::Relaxed);
+}
+
+fn apply(streams: &mut HashMap<u64, Stream>, cmd: Command) {
+    match cmd {
+        Command::Start(stream) => {
+            streams.insert(stream.id, *stream);
+        }
+        Command::Enqueue { id, clips } => {
+            if let Some(s) = streams.get_mut(&id) {
+                s.playout.enqueue(clips);
+            }
+        }
+        Command::Replace { id, clips } => {
+            if let Some(s) = streams.get_mut(&id) {
+                s.playout.replace(clips);
+            }
+        }
+        Command::Remote { id, remote } => {
+            if let Some(s) = streams.get_mut(&id) {
+                s.remote = remote;
+            }
+        }
+        Command::Stop { id, done } => {
+            streams.remove(&id);
+            let _ = done.send(());
+        }
+    }
+}
+
+fn tick(
+    streams: &mut HashMap<u64, Stream>,
+    scheduled: Instant,
+    packet: &mut Vec<u8>,
+    counters: &Counters,
+) {
+    let now = Instant::now();
+    let lag = u64::try_from(now.saturating_duration_since(scheduled).as_micros()).unwrap_or(0);
+    let (mut sent, mut late, mut skipped, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let before = streams.len();
+    streams.retain(|_, s| !s.token.is_cancelled());
+    let mut frame = [0u8; FRAME_BYTES];
+    for s in streams.values_mut() {
+        let due = s.pacer.poll(now);
+        if due.send == 0 {
+            continue;
+        }
+        if s.remote.ip().is_unspecified() {
+            // On hold: time passes but nothing is played, so the announcement resumes
+            // where it stopped when the caller comes back.
+            s.packetizer
+                .skip(u32::try_from(due.skip + due.send).unwrap_or(u32::MAX));
+            continue;
+        }
+        if due.skip > 0 {
+            s.packetizer
+                .skip(u32::try_from(due.skip).unwrap_or(u32::MAX));
+            skipped += due.skip;
+        }
+        late += due.send - 1;
+        for _ in 0..due.send {
+            let speech_done = s.playout.next_frame(&mut frame);
+            packet.clear();
+            s.packetizer.write(&frame, s.marker, packet);
+            s.marker = false;
+            match s.socket.try_send_to(packet, s.remote) {
+                Ok(_) => sent += 1,
+                Err(_) => errors += 1,
+            }
+            if speech_done {
+                let _ = s.events.try_send(MediaEvent::SpeechDone);
+            }
+        }
+    }
+    let busy = u64::try_from(now.elapsed().as_micros()).unwrap_or(0);
+    let c = counters;
+    c.sent.fetch_add(sent, Ordering::Relaxed);
+    c.late.fetch_add(late, Ordering::Relaxed);
+    c.skipped.fetch_add(skipped, Ordering::Relaxed);
+    c.send_errors.fetch_add(errors, Ordering::Relaxed);
+    c.ticks.fetch_add(1, Ordering::Relaxed);
+    c.busy_us.fetch_add(busy, Ordering::Relaxed);
+    c.max_tick_lag_us.fetch_max(lag, Ordering::Relaxed);
+    if lag > 10_000 {
+        c.late_ticks.fetch_add(1, Ordering::Relaxed);
+    }
+    if streams.len() != before {
+        c.streams.store(streams.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Reads the stream's socket: audio is dropped, key presses become events.
+async fn receive(
+    socket: Arc<RtpSocket>,
+    telephone_event_pt: u8,
+    events: mpsc::Sender<MediaEvent>,
+    token: CancellationToken,
+) {
+    let mut detector = DtmfDetector::new(telephone_event_pt);
+    // Event packets are 16 bytes; longer audio packets are truncated, which is harmless
+    // since audio is discarded.
+    let mut buf = [0u8; 512];
+    loop {
+        let n = tokio::select! {
+            () = token.cancelled() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, _from)) => n,
+                // ICMP errors from earlier sends surface here on some systems; they say
+                // nothing about incoming packets.
+                Err(e) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "RTP receive failed; no more key presses");
+                    break;
+                }
+            },
+        };
+        let Some(packet) = buf.get(..n).and_then(|b| parse_rtp(b).ok()) else {
+            continue;
+        };
+        if let Some(key) = detector.feed(&packet) {
+            let _ = events.try_send(MediaEvent::Dtmf(key));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::rtp::telephone_event_payload;
+    use std::net::{IpAddr, Ipv4Addr};
+    use tokio::net::UdpSocket;
+
+    fn frames(p: &mut Playout, n: usize) -> (Vec<u8>, Vec<bool>) {
+        let mut all = Vec::new();
+        let mut done = Vec::new();
+        for _ in 0..n {
+            let mut f = [0u8; FRAME_BYTES];
+            done.push(p.next_frame(&mut f));
+            all.extend_from_slice(&f);
+        }
+        (all, done)
+    }
+
+    fn pattern(len: usize, seed: u8) -> Bytes {
+        Bytes::from(
+            (0..len)
+                .map(|i| seed.wrapping_add(i as u8))
+                .collect::<Vec<u8>>(),
+        )
+    }
+
+    #[test]
+    fn clips_join_across_frames_then_filler_loops() {
+        let moh = pattern(250, 100);
+        let mut p = Playout::new(0xFF, moh.clone());
+        let a = pattern(333, 1);
+        let b = pattern(7, 50);
+        let c = pattern(1, 9);
+        p.enqueue(vec![a.clone(), Bytes::new(), b.clone(), c.clone()]);
+        assert!(p.is_speaking());
+        let (out, done) = frames(&mut p, 6);
+        let speech: Vec<u8> = [a, b, c].concat(); // 341 bytes: ends inside frame 3
+        assert_eq!(&out[..341], &speech[..]);
+        let filler: Vec<u8> = moh.iter().copied().cycle().take(960 - 341).collect();
+        assert_eq!(&out[341..], &filler[..]);
+        assert_eq!(done, [false, false, true, false, false, false]);
+        assert!(!p.is_speaking());
+
+        // An interruption, then the music resumes where it stopped (619 % 250 = 119).
+        p.enqueue(vec![pattern(160, 7)]);
+        let (out, done) = frames(&mut p, 2);
+        assert_eq!(&out[..160], &pattern(160, 7)[..]);
+        let resumed: Vec<u8> = moh.iter().copied().cycle().skip(119).take(160).collect();
+        assert_eq!(&out[160..], &resumed[..]);
+        assert_eq!(done, [true, false]);
+    }
+
+    #[test]
+    fn silence_pads_only_when_nothing_is_left() {
+        let mut p = Playout::new(0xD5, Bytes::new());
+        p.enqueue(vec![pattern(100, 1), pattern(100, 2)]);
+        let (out, done) = frames(&mut p, 2);
+        assert_eq!(&out[..100], &pattern(100, 1)[..]);
+        assert_eq!(&out[100..200], &pattern(100, 2)[..]);
+        assert!(out[200..].iter().all(|&b| b == 0xD5));
+        assert_eq!(done, [false, true]);
+        let (out, done) = frames(&mut p, 1);
+        assert!(out.iter().all(|&b| b == 0xD5));
+        assert_eq!(done, [false]);
+    }
+
+    #[test]
+    fn replace_drops_the_queue() {
+        let mut p = Playout::new(0xFF, Bytes::new());
+        p.enqueue(vec![pattern(500, 1)]);
+        let _ = frames(&mut p, 1);
+        p.replace(vec![pattern(10, 200)]);
+        p.enqueue(vec![pattern(5, 3)]);
+        let (out, _) = frames(&mut p, 1);
+        assert_eq!(&out[..10], &pattern(10, 200)[..]);
+        assert_eq!(&out[10..15], &pattern(5, 3)[..]);
+        assert!(out[15..].iter().all(|&b| b == 0xFF));
+        p.replace(Vec::new());
+        assert!(!p.is_speaking());
+    }
+
+    #[test]
+    fn pacer_counts_from_start_and_skips_after_a_stall() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Pacer::new(t0, 3);
+        assert_eq!(p.poll(t0), Due::default());
+        assert_eq!(p.poll(t0 + ms(19)), Due::default());
+        assert_eq!(p.poll(t0 + ms(20)), Due { skip: 0, send: 1 });
+        assert_eq!(p.poll(t0 + ms(21)), Due::default());
+        // A late tick catches up without drift.
+        assert_eq!(p.poll(t0 + ms(65)), Due { skip: 0, send: 2 });
+        assert_eq!(p.poll(t0 + ms(80)), Due { skip: 0, send: 1 });
+        // A long stall: skip all but one.
+        assert_eq!(p.poll(t0 + ms(300)), Due { skip: 10, send: 1 });
+        assert_eq!(p.frames(), 15);
+        assert_eq!(p.poll(t0 + ms(320)), Due { skip: 0, send: 1 });
+        // Time going backwards (cannot with Instant, but be safe) sends nothing.
+        assert_eq!(p.poll(t0), Due::default());
+    }
+
+    struct Rig {
+        token: CancellationToken,
+        tracker: TaskTracker,
+        announcer: AnnouncerHandle,
+        sink: UdpSocket,
+        socket: Arc<RtpSocket>,
+    }
+
+    async fn rig(port_base: u16) -> Rig {
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let announcer = Announcer::spawn(token.clone(), &tracker);
+        let sink = UdpSocket::bind("127.0.0.1:0").await.expect("sink");
+        let ports = crate::media::ports::RtpPorts::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port_base,
+            port_base + 200,
+        );
+        let socket = ports.bind().await.expect("rtp socket");
+        Rig {
+            token,
+            tracker,
+            announcer,
+            sink,
+            socket,
+        }
+    }
+
+    impl Rig {
+        fn spec(&self, te: Option<u8>) -> StreamSpec {
+            StreamSpec {
+                socket: Arc::clone(&self.socket),
+                remote: self.sink.local_addr().expect("addr"),
+                law: Law::Pcmu,
+                pt: 0,
+                telephone_event_pt: te,
+                prompts: Arc::new(PromptSet::embedded(Law::Pcmu)),
+            }
+        }
+
+        async fn recv(&self) -> Option<Vec<u8>> {
+            let mut buf = [0u8; 2048];
+            let r = tokio::time::timeout(Duration::from_secs(2), self.sink.recv(&mut buf)).await;
+            match r {
+                Ok(Ok(n)) => Some(buf[..n].to_vec()),
+                _ => None,
+            }
+        }
+
+        async fn shutdown(self) {
+            self.token.cancel();
+            self.tracker.close();
+            self.tracker.wait().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn stream_sends_paced_packets_with_speech_then_music() {
+        let rig = rig(43_000).await;
+        let moh = PromptSet::embedded(Law::Pcmu).moh();
+        let (stream, mut events) = rig.announcer.start(rig.spec(None)).await.expect("start");
+        let a = pattern(333, 1);
+        let b = pattern(77, 3);
+        stream.enqueue(vec![a.clone(), b.clone()]);
+
+        let started = std::time::Instant::now();
+        let mut packets = Vec::new();
+        for _ in 0..50 {
+            packets.push(rig.recv().await.expect("packet"));
+        }
+        let elapsed = started.elapsed();
+        // 50 frames take about a second; allow generous slack for a busy test machine.
+        assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
+
+        let parsed: Vec<_> = packets.iter().map(|p| parse_rtp(p).expect("rtp")).collect();
+        let first = parsed[0];
+        for (i, p) in parsed.iter().enumerate() {
+            assert_eq!(p.pt, 0);
+            assert_eq!(p.ssrc, first.ssrc);
+            assert_eq!(p.marker, i == 0);
+            assert_eq!(p.seq, first.seq.wrapping_add(i as u16));
+            assert_eq!(p.ts, first.ts.wrapping_add(160 * i as u32));
+            assert_eq!(p.payload.len(), 160);
+        }
+        let payload: Vec<u8> = parsed
+            .iter()
+            .flat_map(|p| p.payload.iter().copied())
+            .collect();
+        // The enqueue normally lands before the first frame; if the machine was slow it may
+        // come a frame or two later, after some music. Either way the bytes are exactly:
+        // music[..j] + a + b + music[j..].
+        let speech: Vec<u8> = [a, b].concat();
+        let j = (0..=10 * 160)
+            .step_by(160)
+            .find(|&j| payload[j..].starts_with(&speech))
+            .expect("speech in stream");
+        assert_eq!(&payload[..j], &moh[..j]);
+        let rest = &payload[j + speech.len()..];
+        assert_eq!(rest, &moh[j..j + rest.len()]);
+
+        let ev = tokio::time::timeout(Duration::from_secs(1), events.recv()).await;
+        assert_eq!(ev.expect("event"), Some(MediaEvent::SpeechDone));
+        assert_eq!(rig.announcer.stats().streams, 1);
+
+        // Dropping the handle stops the stream.
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut buf = [0u8; 2048];
+        while rig.sink.try_recv(&mut buf).is_ok() {}
+        let more = tokio::time::timeout(Duration::from_millis(150), rig.sink.recv(&mut buf)).await;
+        assert!(more.is_err(), "packets after the stream was dropped");
+        assert_eq!(rig.announcer.stats().streams, 0);
+        rig.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn star_key_is_reported_once() {
+        let rig = rig(43_400).await;
+        let target = rig.socket.local_addr().expect("addr");
+        let (stream, mut events) = rig
+            .announcer
+            .start(rig.spec(Some(101)))
+            .await
+            .expect("start");
+        // A press of '*': start, two updates, end sent three times, as a phone does.
+        let mut pk = Packetizer::new(101, 0x1234, 10, 80_000);
+        for (i, (end, dur)) in [
+            (false, 160u16),
+            (false, 320),
+            (false, 480),
+            (true, 640),
+            (true, 640),
+            (true, 640),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut pkt = Vec::new();
+            pk.write(&telephone_event_payload(10, end, 10, dur), i == 0, &mut pkt);
+            // Same timestamp for every packet of one event (RFC 4733 §2.5.1.2): undo the
+            // packetizer's advance.
+            pk = Packetizer::new(101, 0x1234, pk.seq(), 80_000);
+            rig.sink.send_to(&pkt, target).await.expect("send");
+        }
+        let mut keys = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+            if let MediaEvent::Dtmf(k) = ev {
+                keys.push(k);
+            }
+        }
+        assert_eq!(keys, ['*']);
+        stream.stop().await;
+        assert_eq!(rig.announcer.stats().streams, 0);
+        rig.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn hold_address_sends_nothing_and_start_after_shutdown_fails() {
+        let rig = rig(43_800).await;
+        let mut spec = rig.spec(None);
+        spec.remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4000);
+        let (stream, _events) = rig.announcer.start(spec).await.expect("start");
+        let mut buf = [0u8; 64];
+        let got = tokio::time::timeout(Duration::from_millis(200), rig.sink.recv(&mut buf)).await;
+        assert!(got.is_err(), "sent while on hold");
+        // Off hold: packets flow.
+        stream.set_remote(rig.sink.local_addr().expect("addr"));
+        let first = rig.recv().await.expect("packet after resume");
+        assert!(parse_rtp(&first).expect("rtp").marker);
+        rig.token.cancel();
+        let again = rig.announcer.start(rig.spec(None)).await;
+        assert_eq!(again.err(), Some(AnnouncerError::Closed));
+        drop(stream);
+        rig.shutdown().await;
+    }
+}
