@@ -29,9 +29,8 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -78,9 +77,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let store = SqliteStore::open(&config.data.dir)
         .with_context(|| format!("opening the store in {}", config.data.dir.display()))?;
     let centre_token = CancellationToken::new();
-    let (centre, centre_thread) =
-        centre::spawn(centre_config(&config), Box::new(store), centre_token.clone())
-            .context("starting the contact centre")?;
+    let (centre, centre_thread) = centre::spawn(
+        centre_config(&config),
+        Box::new(store),
+        centre_token.clone(),
+    )
+    .context("starting the contact centre")?;
 
     let sockets = transport::bind(config.sip.listen)
         .await
@@ -126,7 +128,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         public_url,
     };
     let calls_token = CancellationToken::new();
-    tracker.spawn(calls::run(ua_rx, deps, calls_token.clone(), tracker.clone()));
+    tracker.spawn(calls::run(
+        ua_rx,
+        deps,
+        calls_token.clone(),
+        tracker.clone(),
+    ));
 
     let router = web::router(web::WebState {
         centre: centre.clone(),

@@ -18,11 +18,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::centre::{
-    CentreError, CentreHandle, ContactId, ContactStatus, EndReason, MediaType, NewContact,
-    QueueId, WaitEstimate,
+    CentreError, CentreHandle, ContactId, ContactStatus, EndReason, MediaType, NewContact, QueueId,
+    WaitEstimate,
 };
 use crate::config::Config;
-use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamHandle, StreamSpec};
+use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamSpec};
 use crate::media::ports::RtpPorts;
 use crate::media::prompts::{Law, PromptSet, WaitPhrase};
 use crate::media::sdp::{self, NegotiationError, Offer};
@@ -115,7 +115,10 @@ async fn call_task(
                 .reject(
                     key,
                     488,
-                    vec![("Warning".into(), "399 holdline \"an SDP offer is required in the INVITE\"".into())],
+                    vec![(
+                        "Warning".into(),
+                        "399 holdline \"an SDP offer is required in the INVITE\"".into(),
+                    )],
                 )
                 .await;
             return wait_ended(&mut rx).await;
@@ -128,17 +131,26 @@ async fn call_task(
             let why = match e {
                 NegotiationError::NoCommonCodec => "no common codec: PCMU or PCMA needed",
                 NegotiationError::NoAudio => "no audio stream in the offer",
+                NegotiationError::NoConnection => "no connection address in the offer",
             };
             tracing::info!(%why, "codec mismatch");
             deps.sip
-                .reject(key, 488, vec![("Warning".into(), format!("304 holdline \"{why}\""))])
+                .reject(
+                    key,
+                    488,
+                    vec![("Warning".into(), format!("304 holdline \"{why}\""))],
+                )
                 .await;
             return wait_ended(&mut rx).await;
         }
         Err(e) => {
             tracing::info!(error = %e, "malformed SDP offer");
             deps.sip
-                .reject(key, 400, vec![("Warning".into(), "399 holdline \"malformed SDP\"".into())])
+                .reject(
+                    key,
+                    400,
+                    vec![("Warning".into(), "399 holdline \"malformed SDP\"".into())],
+                )
                 .await;
             return wait_ended(&mut rx).await;
         }
@@ -191,7 +203,11 @@ async fn call_task(
     // Answer only if the caller is still there; a CANCEL may have crossed the admission.
     if let Err(e) = deps
         .sip
-        .answer(key, Bytes::from(sdp_text), vec![("Call-Info".into(), call_info)])
+        .answer(
+            key,
+            Bytes::from(sdp_text),
+            vec![("Call-Info".into(), call_info)],
+        )
         .await
     {
         tracing::info!(error = %e, "caller left before the answer");
@@ -332,7 +348,8 @@ fn info_is_star(content_type: &str, body: &Bytes) -> bool {
     if ct.starts_with("application/dtmf-relay") {
         text.lines().any(|l| {
             let mut kv = l.splitn(2, '=');
-            kv.next().is_some_and(|k| k.trim().eq_ignore_ascii_case("signal"))
+            kv.next()
+                .is_some_and(|k| k.trim().eq_ignore_ascii_case("signal"))
                 && kv.next().is_some_and(|v| v.trim() == "*")
         })
     } else if ct.starts_with("application/dtmf") {

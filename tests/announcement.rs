@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Caller, Gateway, repo};
-use holdline::media::prompts::{ClipRef, Law, Pauses, WaitPhrase, contact_number_clips, position_clips};
+use holdline::media::prompts::{
+    ClipRef, Law, Pauses, WaitPhrase, contact_number_clips, position_clips,
+};
 
 /// The expected bytes, read from the committed clip files (not from the gateway's memory).
 fn expected(law: Law, refs: &[ClipRef]) -> Vec<u8> {
@@ -19,10 +21,15 @@ fn expected(law: Law, refs: &[ClipRef]) -> Vec<u8> {
     for r in refs {
         match r {
             ClipRef::Clip(name) => {
-                let p = repo().join("prompts").join(dir).join(format!("{name}.{ext}"));
+                let p = repo()
+                    .join("prompts")
+                    .join(dir)
+                    .join(format!("{name}.{ext}"));
                 out.extend(std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())));
             }
-            ClipRef::Silence(ms) => out.extend(std::iter::repeat_n(law.silence_byte(), *ms as usize * 8)),
+            ClipRef::Silence(ms) => {
+                out.extend(std::iter::repeat_n(law.silence_byte(), *ms as usize * 8))
+            }
         }
     }
     out
@@ -31,7 +38,12 @@ fn expected(law: Law, refs: &[ClipRef]) -> Vec<u8> {
 fn check_call(law: Law) {
     let g = Gateway::start(&format!("announce-{law:?}"));
     let caller = Caller::call(&g, "support", law.payload_type());
-    assert_eq!(caller.number.len(), 12, "12-digit contact number: {}", caller.call_info);
+    assert_eq!(
+        caller.number.len(),
+        12,
+        "12-digit contact number: {}",
+        caller.call_info
+    );
     assert!(caller.number.bytes().all(|b| b.is_ascii_digit()));
     assert!(caller.call_info.contains(&format!("/c/{}>", caller.number)));
     assert!(caller.call_info.ends_with(";purpose=info"));
@@ -67,7 +79,10 @@ fn check_call(law: Law) {
             ts = t;
         }
     }
-    let audio: Vec<u8> = packets.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let audio: Vec<u8> = packets
+        .iter()
+        .flat_map(|(_, p)| p.iter().copied())
+        .collect();
     if audio[..intro.len()] != intro[..] {
         let at = audio.iter().zip(&intro).position(|(a, b)| a != b).unwrap();
         panic!(
@@ -77,7 +92,11 @@ fn check_call(law: Law) {
         );
     }
     let tail = &audio[intro.len()..];
-    assert_eq!(tail, &moh[..tail.len()], "music on hold follows the intro, joined byte by byte");
+    assert_eq!(
+        tail,
+        &moh[..tail.len()],
+        "music on hold follows the intro, joined byte by byte"
+    );
     drop(caller);
 }
 

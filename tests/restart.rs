@@ -36,7 +36,10 @@ fn contacts_survive_kill_9_and_keep_their_place() {
     for (b, a) in before.iter().zip(&after) {
         assert_eq!(a.0, b.0, "same number");
         assert_eq!(a.2, b.2, "same seniority");
-        assert!(a.1.starts_with("disconnected"), "lost calls are marked: {after:?}");
+        assert!(
+            a.1.starts_with("disconnected"),
+            "lost calls are marked: {after:?}"
+        );
     }
     let (code, body) = g.http_get("/healthz");
     assert_eq!(code, 200);
@@ -47,7 +50,10 @@ fn contacts_survive_kill_9_and_keep_their_place() {
         .iter()
         .find(|q| q["id"] == "support")
         .unwrap();
-    assert_eq!(support["waiting"], 3, "they still hold their places: {body}");
+    assert_eq!(
+        support["waiting"], 3,
+        "they still hold their places: {body}"
+    );
 
     // A new caller queues behind them.
     let late = Caller::call(&g, "support", 0);

@@ -10,7 +10,9 @@ use common::{Gateway, sipp};
 fn contacts(g: &Gateway) -> Vec<(String, String, String)> {
     let db = g.db();
     let mut stmt = db
-        .prepare("SELECT id, queue, state || coalesce(':' || end_reason, '') FROM contacts ORDER BY seq")
+        .prepare(
+            "SELECT id, queue, state || coalesce(':' || end_reason, '') FROM contacts ORDER BY seq",
+        )
         .unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
@@ -30,12 +32,21 @@ fn assert_ok(run: &common::SippRun, g: &Gateway) {
 #[test]
 fn caller_waits_and_hangs_up_over_udp() {
     let g = Gateway::start("wait-udp");
-    let run = sipp(&g, "caller-waits-and-hangs-up", "support", &[], Duration::from_secs(30));
+    let run = sipp(
+        &g,
+        "caller-waits-and-hangs-up",
+        "support",
+        &[],
+        Duration::from_secs(30),
+    );
     assert_ok(&run, &g);
     let rows = contacts(&g);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].1, "support");
-    assert!(rows[0].2.starts_with("ended"), "BYE ends the contact: {rows:?}");
+    assert!(
+        rows[0].2.starts_with("ended"),
+        "BYE ends the contact: {rows:?}"
+    );
     assert!(rows[0].2.contains("abandoned"), "{rows:?}");
 }
 
@@ -58,7 +69,13 @@ fn caller_waits_and_hangs_up_over_tcp() {
 #[test]
 fn cancel_before_answer_gets_487() {
     let g = Gateway::start("cancel");
-    let run = sipp(&g, "caller-cancels-before-answer", "support", &[], Duration::from_secs(30));
+    let run = sipp(
+        &g,
+        "caller-cancels-before-answer",
+        "support",
+        &[],
+        Duration::from_secs(30),
+    );
     assert_ok(&run, &g);
     // Whether the contact was created before the CANCEL won is a race the gateway may
     // lose; what must hold is that nobody is left waiting.
@@ -68,7 +85,13 @@ fn cancel_before_answer_gets_487() {
 #[test]
 fn retransmitted_invite_makes_one_contact() {
     let g = Gateway::start("retrans");
-    let run = sipp(&g, "caller-retransmits-invite", "support", &[], Duration::from_secs(30));
+    let run = sipp(
+        &g,
+        "caller-retransmits-invite",
+        "support",
+        &[],
+        Duration::from_secs(30),
+    );
     assert_ok(&run, &g);
     assert_eq!(contacts(&g).len(), 1);
 }
@@ -76,14 +99,21 @@ fn retransmitted_invite_makes_one_contact() {
 #[test]
 fn missing_ack_ends_the_call_with_bye_after_timer_h() {
     let g = Gateway::start("noack");
-    let run = sipp(&g, "caller-never-acks", "support", &[], Duration::from_secs(60));
+    let run = sipp(
+        &g,
+        "caller-never-acks",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
     assert_ok(&run, &g);
     // The 200 OK was retransmitted while the ACK was missing.
-    let retransmitted = run
-        .output
-        .matches("SIP/2.0 200 OK")
-        .count();
-    assert!(retransmitted >= 3, "expected 2xx retransmissions:\n{}", run.output);
+    let retransmitted = run.output.matches("SIP/2.0 200 OK").count();
+    assert!(
+        retransmitted >= 3,
+        "expected 2xx retransmissions:\n{}",
+        run.output
+    );
     let rows = contacts(&g);
     assert_eq!(rows.len(), 1);
     assert!(rows[0].2.starts_with("ended"), "{rows:?}");
@@ -92,14 +122,26 @@ fn missing_ack_ends_the_call_with_bye_after_timer_h() {
 #[test]
 fn missing_ack_over_tcp_also_gets_bye() {
     let g = Gateway::start("noack-tcp");
-    let run = sipp(&g, "caller-never-acks", "support", &["-t", "t1"], Duration::from_secs(60));
+    let run = sipp(
+        &g,
+        "caller-never-acks",
+        "support",
+        &["-t", "t1"],
+        Duration::from_secs(60),
+    );
     assert_ok(&run, &g);
 }
 
 #[test]
 fn unknown_number_gets_404() {
     let g = Gateway::start("unknown");
-    let run = sipp(&g, "caller-dials-unknown-number", "nobody", &[], Duration::from_secs(20));
+    let run = sipp(
+        &g,
+        "caller-dials-unknown-number",
+        "nobody",
+        &[],
+        Duration::from_secs(20),
+    );
     assert_ok(&run, &g);
     assert!(contacts(&g).is_empty());
 }
@@ -107,7 +149,13 @@ fn unknown_number_gets_404() {
 #[test]
 fn codec_mismatch_gets_488() {
     let g = Gateway::start("codec");
-    let run = sipp(&g, "caller-offers-no-common-codec", "support", &[], Duration::from_secs(20));
+    let run = sipp(
+        &g,
+        "caller-offers-no-common-codec",
+        "support",
+        &[],
+        Duration::from_secs(20),
+    );
     assert_ok(&run, &g);
     assert!(contacts(&g).is_empty());
 }
@@ -115,7 +163,13 @@ fn codec_mismatch_gets_488() {
 #[test]
 fn video_offer_is_answered_for_audio_and_recorded_as_video() {
     let g = Gateway::start("video");
-    let run = sipp(&g, "caller-offers-video", "sales", &[], Duration::from_secs(20));
+    let run = sipp(
+        &g,
+        "caller-offers-video",
+        "sales",
+        &[],
+        Duration::from_secs(20),
+    );
     assert_ok(&run, &g);
     let db = g.db();
     let media: String = db

@@ -31,11 +31,11 @@ pub mod core;
 pub mod estimate;
 pub mod queue;
 
+pub use actor::{CentreHandle, StartError, spawn};
 pub use contact::{
     ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType, NewContact,
     QueueId, Timestamp,
 };
-pub use actor::{CentreHandle, StartError, spawn};
 pub use core::{Centre, CentreError, Change, ContactEvent, QueueSummary, Snapshot, StoredContact};
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};

@@ -93,7 +93,10 @@ pub struct NonInviteServer {
 /// response or Timer F.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NonInviteClientState {
-    Trying { retransmit: Option<Retransmit>, timeout: Instant },
+    Trying {
+        retransmit: Option<Retransmit>,
+        timeout: Instant,
+    },
     /// Final received: keep absorbing response retransmissions until Timer K.
     Completed { until: Instant },
 }

@@ -118,8 +118,7 @@ pub async fn connect(
     token: CancellationToken,
     tracker: TaskTracker,
 ) -> std::io::Result<()> {
-    let stream =
-        tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(remote)).await??;
+    let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(remote)).await??;
     let t2 = tracker.clone();
     tracker.spawn(run_connection(stream, remote, to_driver, token, t2));
     Ok(())

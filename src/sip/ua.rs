@@ -16,7 +16,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::message::{CSeq, Headers, Method, NameAddr, Request, Response, SipUri, Via, reason_phrase};
+use super::message::{CSeq, Headers, Method, NameAddr, Request, Response, SipUri, reason_phrase};
 use super::parse::{Invalid, Kind};
 use super::transaction::{
     InviteServerState, NonInviteClientState, NonInviteServer, Retransmit, Timers,
@@ -205,7 +205,6 @@ enum CallState {
 struct Call {
     call_id: String,
     local_tag: String,
-    remote_tag: Option<String>,
     remote_uri: String,
     local_uri: String,
     remote_target: Option<SipUri>,
@@ -427,7 +426,10 @@ impl UserAgent {
         if c.state != CallState::Early {
             return Err(UaError::NotPending);
         }
-        let txn_id = *self.server_ids.get(&c.invite_txn).ok_or(UaError::NotPending)?;
+        let txn_id = *self
+            .server_ids
+            .get(&c.invite_txn)
+            .ok_or(UaError::NotPending)?;
         let (_, txn) = self.server.get(&txn_id).ok_or(UaError::NotPending)?;
         let ServerKind::Invite(InviteServerState::Proceeding) = txn.kind else {
             return Err(UaError::NotPending);
@@ -471,7 +473,10 @@ impl UserAgent {
         if c.state != CallState::Early {
             return Err(UaError::NotPending);
         }
-        let txn_id = *self.server_ids.get(&c.invite_txn).ok_or(UaError::NotPending)?;
+        let txn_id = *self
+            .server_ids
+            .get(&c.invite_txn)
+            .ok_or(UaError::NotPending)?;
         let mut all = vec![];
         all.extend(headers);
         self.final_non_2xx(now, txn_id, status, reason_phrase(status), all);
@@ -510,12 +515,25 @@ impl UserAgent {
     fn new_invite(&mut self, now: Instant, peer: Peer, req: Request, key: TxnKey) {
         let call_id = req.call_id().unwrap_or_default().to_owned();
         let from = req.from();
-        let from_tag = from.as_ref().and_then(|f| f.tag.clone()).unwrap_or_default();
+        let from_tag = from
+            .as_ref()
+            .and_then(|f| f.tag.clone())
+            .unwrap_or_default();
         let initial = (call_id.clone(), from_tag.clone());
         if self.by_initial.contains_key(&initial) {
             // Same Call-ID and From tag under a new branch: a merged (forked or
             // re-sent with a new branch) request. Never a second contact (RFC 3261 §8.2.2.2).
-            self.reply_new_txn(now, peer, &req, key, 482, "Loop Detected", vec![], None, None);
+            self.reply_new_txn(
+                now,
+                peer,
+                &req,
+                key,
+                482,
+                "Loop Detected",
+                vec![],
+                None,
+                None,
+            );
             return;
         }
         if self.draining {
@@ -580,7 +598,6 @@ impl UserAgent {
         let call = Call {
             call_id: call_id.clone(),
             local_tag: local_tag.clone(),
-            remote_tag: from.as_ref().and_then(|f| f.tag.clone()),
             remote_uri: req.headers.get("From").unwrap_or_default().to_owned(),
             local_uri: req.headers.get("To").unwrap_or_default().to_owned(),
             remote_target,
@@ -654,11 +671,19 @@ impl UserAgent {
             return;
         };
         let call = self.server.get(&invite_id).and_then(|(_, t)| t.call);
-        let local_tag = call.and_then(|c| self.calls.get(&c)).map(|c| c.local_tag.clone());
+        let local_tag = call
+            .and_then(|c| self.calls.get(&c))
+            .map(|c| c.local_tag.clone());
         self.reply_new_txn(now, peer, &req, key, 200, "OK", vec![], local_tag, None);
         let proceeding = matches!(
             self.server.get(&invite_id),
-            Some((_, ServerTxn { kind: ServerKind::Invite(InviteServerState::Proceeding), .. }))
+            Some((
+                _,
+                ServerTxn {
+                    kind: ServerKind::Invite(InviteServerState::Proceeding),
+                    ..
+                }
+            ))
         );
         if proceeding {
             self.final_non_2xx(now, invite_id, 487, "Request Terminated", vec![]);
@@ -694,7 +719,17 @@ impl UserAgent {
         };
         if seq <= remote_cseq {
             // CSeq must grow within the dialog (RFC 3261 §12.2.2): a lower one is stale.
-            self.reply_new_txn(now, peer, &req, key, 500, "Server Internal Error (CSeq out of order)", vec![], Some(to_tag), Some(id));
+            self.reply_new_txn(
+                now,
+                peer,
+                &req,
+                key,
+                500,
+                "Server Internal Error (CSeq out of order)",
+                vec![],
+                Some(to_tag),
+                Some(id),
+            );
             return;
         }
         if let Some(c) = self.calls.get_mut(&id) {
@@ -702,38 +737,100 @@ impl UserAgent {
         }
         match req.method {
             Method::Bye => {
-                self.reply_new_txn(now, peer, &req, key, 200, "OK", vec![], Some(to_tag), Some(id));
+                self.reply_new_txn(
+                    now,
+                    peer,
+                    &req,
+                    key,
+                    200,
+                    "OK",
+                    vec![],
+                    Some(to_tag),
+                    Some(id),
+                );
                 self.events.push_back(UaEvent::RemoteBye(CallKey(id)));
                 self.forget_call(id);
             }
             Method::Info => {
-                self.reply_new_txn(now, peer, &req, key, 200, "OK", vec![], Some(to_tag), Some(id));
+                self.reply_new_txn(
+                    now,
+                    peer,
+                    &req,
+                    key,
+                    200,
+                    "OK",
+                    vec![],
+                    Some(to_tag),
+                    Some(id),
+                );
                 self.events.push_back(UaEvent::Info {
                     call: CallKey(id),
-                    content_type: req.headers.get("Content-Type").unwrap_or_default().to_owned(),
+                    content_type: req
+                        .headers
+                        .get("Content-Type")
+                        .unwrap_or_default()
+                        .to_owned(),
                     body: req.body.clone(),
                 });
             }
             Method::Options => {
                 let allow = validate::allow_header(&policy());
-                self.reply_new_txn(now, peer, &req, key, 200, "OK", vec![("Allow".into(), allow)], Some(to_tag), Some(id));
+                self.reply_new_txn(
+                    now,
+                    peer,
+                    &req,
+                    key,
+                    200,
+                    "OK",
+                    vec![("Allow".into(), allow)],
+                    Some(to_tag),
+                    Some(id),
+                );
             }
             Method::Invite => self.reinvite(now, peer, req, key, id, state),
             _ => {
                 let allow = validate::allow_header(&policy());
-                self.reply_new_txn(now, peer, &req, key, 405, "Method Not Allowed", vec![("Allow".into(), allow)], Some(to_tag), Some(id));
+                self.reply_new_txn(
+                    now,
+                    peer,
+                    &req,
+                    key,
+                    405,
+                    "Method Not Allowed",
+                    vec![("Allow".into(), allow)],
+                    Some(to_tag),
+                    Some(id),
+                );
             }
         }
     }
 
     /// A re-INVITE (session refresh, hold): we keep the session as it is and answer with
     /// the same SDP, retransmitted until its ACK like any 2xx.
-    fn reinvite(&mut self, now: Instant, peer: Peer, req: Request, key: TxnKey, id: u64, state: CallState) {
+    fn reinvite(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        req: Request,
+        key: TxnKey,
+        id: u64,
+        state: CallState,
+    ) {
         let local_tag = self.calls[&id].local_tag.clone();
         if state != CallState::Confirmed {
             // RFC 3261 §14.2: an INVITE while another is pending gets 500 + Retry-After.
             let h = vec![("Retry-After".into(), "1".into())];
-            self.reply_new_txn(now, peer, &req, key, 500, "Server Internal Error (INVITE pending)", h, Some(local_tag), Some(id));
+            self.reply_new_txn(
+                now,
+                peer,
+                &req,
+                key,
+                500,
+                "Server Internal Error (INVITE pending)",
+                h,
+                Some(local_tag),
+                Some(id),
+            );
             return;
         }
         let timers = self.config.timers;
@@ -770,7 +867,11 @@ impl UserAgent {
                 reliable,
             };
         }
-        let next = if reliable { retransmit.give_up } else { retransmit.next };
+        let next = if reliable {
+            retransmit.give_up
+        } else {
+            retransmit.next
+        };
         self.arm(next, TimerRef::Call(id));
     }
 
@@ -783,11 +884,21 @@ impl UserAgent {
         if let Some(&id) = self.server_ids.get(&key) {
             let completed = matches!(
                 self.server.get(&id),
-                Some((_, ServerTxn { kind: ServerKind::Invite(InviteServerState::Completed { .. }), .. }))
+                Some((
+                    _,
+                    ServerTxn {
+                        kind: ServerKind::Invite(InviteServerState::Completed { .. }),
+                        ..
+                    }
+                ))
             );
             if completed {
                 let reliable = self.server[&id].1.peer.transport.reliable();
-                let until = if reliable { now } else { now + self.config.timers.t4 };
+                let until = if reliable {
+                    now
+                } else {
+                    now + self.config.timers.t4
+                };
                 self.set_invite_state(id, InviteServerState::Confirmed { until });
                 self.arm(until, TimerRef::Server(id));
                 return;
@@ -930,9 +1041,13 @@ impl UserAgent {
         let state = if reliable {
             // No Timer G on TCP; Timer H still bounds the wait for ACK.
             r.next = r.give_up;
-            InviteServerState::Completed { retransmit: Some(r) }
+            InviteServerState::Completed {
+                retransmit: Some(r),
+            }
         } else {
-            InviteServerState::Completed { retransmit: Some(r) }
+            InviteServerState::Completed {
+                retransmit: Some(r),
+            }
         };
         self.set_invite_state(txn_id, state);
         self.arm(r.next, TimerRef::Server(txn_id));
@@ -1112,14 +1227,20 @@ impl UserAgent {
             ServerKind::NonInvite(n) => done = now >= n.until,
             ServerKind::Invite(InviteServerState::Accepted { until })
             | ServerKind::Invite(InviteServerState::Confirmed { until }) => done = now >= *until,
-            ServerKind::Invite(InviteServerState::Completed { retransmit: Some(r) }) => {
+            ServerKind::Invite(InviteServerState::Completed {
+                retransmit: Some(r),
+            }) => {
                 if now >= r.give_up {
                     done = true; // Timer H: the ACK never came.
                 } else if now >= r.next {
                     if !txn.peer.transport.reliable() && r.fire(now, &timers) {
                         resend = txn.last_response.clone().map(|b| (txn.peer, b));
                     }
-                    rearm = Some(if txn.peer.transport.reliable() { r.give_up } else { r.next });
+                    rearm = Some(if txn.peer.transport.reliable() {
+                        r.give_up
+                    } else {
+                        r.next
+                    });
                 } else {
                     rearm = Some(r.next);
                 }
@@ -1163,7 +1284,10 @@ impl UserAgent {
         let mut timed_out = false;
         let mut done = false;
         match &mut txn.state {
-            NonInviteClientState::Trying { retransmit, timeout } => {
+            NonInviteClientState::Trying {
+                retransmit,
+                timeout,
+            } => {
                 if now >= *timeout {
                     timed_out = true; // Timer F
                 } else if let Some(r) = retransmit {
@@ -1236,7 +1360,8 @@ impl UserAgent {
 
     fn forget_call(&mut self, id: u64) {
         if let Some(c) = self.calls.remove(&id) {
-            self.by_dialog.remove(&(c.call_id.clone(), c.local_tag.clone()));
+            self.by_dialog
+                .remove(&(c.call_id.clone(), c.local_tag.clone()));
             self.by_initial.remove(&c.initial_key);
             self.events.push_back(UaEvent::Ended(CallKey(id)));
         }
@@ -1290,7 +1415,7 @@ fn txn_key(req: &Request) -> TxnKey {
 }
 
 fn split_commas(v: &str) -> Vec<String> {
-    super::message::split_header_values(v)
+    super::message::split_list(v)
         .into_iter()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty())
@@ -1340,10 +1465,25 @@ mod tests {
         })
     }
 
-    fn request(method: &str, branch: &str, call_id: &str, cseq: u32, to_tag: Option<&str>, body: &str) -> String {
+    fn request(
+        method: &str,
+        branch: &str,
+        call_id: &str,
+        cseq: u32,
+        to_tag: Option<&str>,
+        body: &str,
+    ) -> String {
         let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
-        let ct = if body.is_empty() { String::new() } else { "Content-Type: application/sdp\r\n".into() };
-        let cseq_method = if method == "ACK" || method == "CANCEL" { method } else { method };
+        let ct = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".into()
+        };
+        let cseq_method = if method == "ACK" || method == "CANCEL" {
+            method
+        } else {
+            method
+        };
         format!(
             "{method} sip:support@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\nFrom: <sip:alice@127.0.0.1:5070>;tag=a1\r\nTo: <sip:support@127.0.0.1:5060>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {cseq_method}\r\nContact: <sip:alice@127.0.0.1:5070>\r\nMax-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{body}",
             body.len()
@@ -1373,7 +1513,10 @@ mod tests {
 
     fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
         msg.lines()
-            .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+            .find(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            })
             .map(|l| l[name.len() + 1..].trim())
     }
 
@@ -1401,7 +1544,13 @@ mod tests {
         let mut ua = ua();
         let t0 = Instant::now();
         let call = incoming(&mut ua, t0);
-        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![("Call-Info".into(), "<http://x/c/1>;purpose=info".into())]).unwrap();
+        ua.answer(
+            t0,
+            call,
+            Bytes::from_static(b"v=0\r\n"),
+            vec![("Call-Info".into(), "<http://x/c/1>;purpose=info".into())],
+        )
+        .unwrap();
         let ok = sent(&mut ua).pop().unwrap();
         assert_eq!(status_of(&ok), 200);
         assert!(header(&ok, "Contact").unwrap().contains("127.0.0.1:5060"));
@@ -1409,7 +1558,11 @@ mod tests {
         assert!(header(&ok, "Call-Info").is_some());
         let tag = to_tag(&ok);
         // retransmitted INVITE after the 2xx is absorbed
-        feed(&mut ua, t0, &request("INVITE", "z9hG4bK1", "c1", 1, None, SDP));
+        feed(
+            &mut ua,
+            t0,
+            &request("INVITE", "z9hG4bK1", "c1", 1, None, SDP),
+        );
         assert!(sent(&mut ua).is_empty());
         ua.handle_timeout(t0 + Duration::from_millis(500));
         assert_eq!(sent(&mut ua).len(), 1, "first 2xx retransmission at T1");
@@ -1421,7 +1574,12 @@ mod tests {
         feed(&mut ua, t0 + Duration::from_secs(2), &ack);
         feed(&mut ua, t0 + Duration::from_secs(2), &ack);
         let evs = events(&mut ua);
-        assert_eq!(evs.iter().filter(|e| matches!(e, UaEvent::Confirmed(_))).count(), 1);
+        assert_eq!(
+            evs.iter()
+                .filter(|e| matches!(e, UaEvent::Confirmed(_)))
+                .count(),
+            1
+        );
         ua.handle_timeout(t0 + Duration::from_secs(40));
         assert!(sent(&mut ua).is_empty(), "no retransmission after ACK");
     }
@@ -1431,20 +1589,35 @@ mod tests {
         let mut ua = ua();
         let t0 = Instant::now();
         let call = incoming(&mut ua, t0);
-        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![]).unwrap();
+        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![])
+            .unwrap();
         sent(&mut ua);
         let mut now = t0;
         let mut retransmissions = 0;
         while now < t0 + Duration::from_secs(31) {
             now = ua.poll_timeout().unwrap();
             ua.handle_timeout(now);
-            retransmissions += sent(&mut ua).iter().filter(|m| m.starts_with("SIP/2.0 200")).count();
+            retransmissions += sent(&mut ua)
+                .iter()
+                .filter(|m| m.starts_with("SIP/2.0 200"))
+                .count();
         }
-        assert_eq!(retransmissions, 10, "0.5 1.5 3.5 7.5 11.5 15.5 19.5 23.5 27.5 31.5");
+        assert_eq!(
+            retransmissions, 10,
+            "0.5 1.5 3.5 7.5 11.5 15.5 19.5 23.5 27.5 31.5"
+        );
         ua.handle_timeout(t0 + Duration::from_secs(32));
         let out = sent(&mut ua);
-        assert!(out.iter().any(|m| m.starts_with("BYE sip:alice@127.0.0.1:5070 SIP/2.0")), "{out:?}");
-        assert!(events(&mut ua).iter().any(|e| matches!(e, UaEvent::AckTimeout(_))));
+        assert!(
+            out.iter()
+                .any(|m| m.starts_with("BYE sip:alice@127.0.0.1:5070 SIP/2.0")),
+            "{out:?}"
+        );
+        assert!(
+            events(&mut ua)
+                .iter()
+                .any(|e| matches!(e, UaEvent::AckTimeout(_)))
+        );
         let bye = out.iter().find(|m| m.starts_with("BYE")).unwrap();
         assert_eq!(header(bye, "CSeq").map(|c| c.ends_with("BYE")), Some(true));
         assert!(header(bye, "From").unwrap().contains(";tag="));
@@ -1456,14 +1629,22 @@ mod tests {
         let mut ua = ua();
         let t0 = Instant::now();
         incoming(&mut ua, t0);
-        feed(&mut ua, t0, &request("INVITE", "z9hG4bK1", "c1", 1, None, SDP));
+        feed(
+            &mut ua,
+            t0,
+            &request("INVITE", "z9hG4bK1", "c1", 1, None, SDP),
+        );
         let out = sent(&mut ua);
         assert_eq!(out.len(), 1);
         assert_eq!(status_of(&out[0]), 100);
         assert!(events(&mut ua).is_empty());
         assert_eq!(ua.call_count(), 1);
         // same dialog-forming INVITE under a new branch: merged request
-        feed(&mut ua, t0, &request("INVITE", "z9hG4bK9", "c1", 1, None, SDP));
+        feed(
+            &mut ua,
+            t0,
+            &request("INVITE", "z9hG4bK9", "c1", 1, None, SDP),
+        );
         assert_eq!(status_of(&sent(&mut ua)[0]), 482);
         assert!(events(&mut ua).is_empty());
     }
@@ -1473,18 +1654,32 @@ mod tests {
         let mut ua = ua();
         let t0 = Instant::now();
         let call = incoming(&mut ua, t0);
-        feed(&mut ua, t0, &request("CANCEL", "z9hG4bK1", "c1", 1, None, ""));
+        feed(
+            &mut ua,
+            t0,
+            &request("CANCEL", "z9hG4bK1", "c1", 1, None, ""),
+        );
         let out = sent(&mut ua);
-        assert_eq!(out.iter().map(|m| status_of(m)).collect::<Vec<_>>(), vec![200, 487]);
+        assert_eq!(
+            out.iter().map(|m| status_of(m)).collect::<Vec<_>>(),
+            vec![200, 487]
+        );
         assert!(header(&out[0], "CSeq").unwrap().ends_with("CANCEL"));
         assert!(header(&out[1], "CSeq").unwrap().ends_with("INVITE"));
         assert!(matches!(events(&mut ua).as_slice(), [UaEvent::Cancelled(k)] if *k == call));
-        assert_eq!(ua.answer(t0, call, Bytes::new(), vec![]), Err(UaError::NotPending));
+        assert_eq!(
+            ua.answer(t0, call, Bytes::new(), vec![]),
+            Err(UaError::NotPending)
+        );
         // 487 retransmitted (Timer G) until the ACK
         ua.handle_timeout(t0 + Duration::from_millis(500));
         assert_eq!(status_of(&sent(&mut ua)[0]), 487);
         let tag = to_tag(&out[1]);
-        feed(&mut ua, t0 + Duration::from_millis(600), &request("ACK", "z9hG4bK1", "c1", 1, Some(&tag), ""));
+        feed(
+            &mut ua,
+            t0 + Duration::from_millis(600),
+            &request("ACK", "z9hG4bK1", "c1", 1, Some(&tag), ""),
+        );
         ua.handle_timeout(t0 + Duration::from_secs(2));
         assert!(sent(&mut ua).is_empty());
         ua.handle_timeout(t0 + Duration::from_secs(6));
@@ -1495,7 +1690,11 @@ mod tests {
     #[test]
     fn cancel_without_transaction_is_481() {
         let mut ua = ua();
-        feed(&mut ua, Instant::now(), &request("CANCEL", "z9hG4bK5", "zz", 1, None, ""));
+        feed(
+            &mut ua,
+            Instant::now(),
+            &request("CANCEL", "z9hG4bK5", "zz", 1, None, ""),
+        );
         assert_eq!(status_of(&sent(&mut ua)[0]), 481);
     }
 
@@ -1504,21 +1703,45 @@ mod tests {
         let mut ua = ua();
         let t0 = Instant::now();
         let call = incoming(&mut ua, t0);
-        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![]).unwrap();
+        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![])
+            .unwrap();
         let tag = to_tag(&sent(&mut ua).pop().unwrap());
-        feed(&mut ua, t0, &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""));
+        feed(
+            &mut ua,
+            t0,
+            &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""),
+        );
         events(&mut ua);
-        feed(&mut ua, t0, &request("BYE", "z9hG4bK3", "c1", 2, Some("nope"), ""));
+        feed(
+            &mut ua,
+            t0,
+            &request("BYE", "z9hG4bK3", "c1", 2, Some("nope"), ""),
+        );
         assert_eq!(status_of(&sent(&mut ua)[0]), 481);
-        feed(&mut ua, t0, &request("BYE", "z9hG4bK4", "c1", 2, Some(&tag), ""));
+        feed(
+            &mut ua,
+            t0,
+            &request("BYE", "z9hG4bK4", "c1", 2, Some(&tag), ""),
+        );
         assert_eq!(status_of(&sent(&mut ua)[0]), 200);
         let evs = events(&mut ua);
-        assert!(matches!(evs.as_slice(), [UaEvent::RemoteBye(_), UaEvent::Ended(_)]), "{evs:?}");
+        assert!(
+            matches!(evs.as_slice(), [UaEvent::RemoteBye(_), UaEvent::Ended(_)]),
+            "{evs:?}"
+        );
         // the BYE retransmission is answered from the transaction, not 481
-        feed(&mut ua, t0, &request("BYE", "z9hG4bK4", "c1", 2, Some(&tag), ""));
+        feed(
+            &mut ua,
+            t0,
+            &request("BYE", "z9hG4bK4", "c1", 2, Some(&tag), ""),
+        );
         assert_eq!(status_of(&sent(&mut ua)[0]), 200);
         // out-of-dialog BYE
-        feed(&mut ua, t0, &request("BYE", "z9hG4bK8", "other", 2, None, ""));
+        feed(
+            &mut ua,
+            t0,
+            &request("BYE", "z9hG4bK8", "other", 2, None, ""),
+        );
         assert_eq!(status_of(&sent(&mut ua)[0]), 481);
     }
 
@@ -1526,11 +1749,19 @@ mod tests {
     fn options_register_and_unknown_methods() {
         let mut ua = ua();
         let t0 = Instant::now();
-        feed(&mut ua, t0, &request("OPTIONS", "z9hG4bKo", "o1", 1, None, ""));
+        feed(
+            &mut ua,
+            t0,
+            &request("OPTIONS", "z9hG4bKo", "o1", 1, None, ""),
+        );
         let ok = sent(&mut ua).pop().unwrap();
         assert_eq!(status_of(&ok), 200);
         assert!(header(&ok, "Allow").unwrap().contains("INVITE"));
-        feed(&mut ua, t0, &request("REGISTER", "z9hG4bKr", "r1", 1, None, ""));
+        feed(
+            &mut ua,
+            t0,
+            &request("REGISTER", "z9hG4bKr", "r1", 1, None, ""),
+        );
         let r = sent(&mut ua).pop().unwrap();
         assert_eq!(status_of(&r), 405);
         assert!(header(&r, "Allow").is_some());
@@ -1543,14 +1774,29 @@ mod tests {
         let mut ua = ua(); // max_calls = 2
         let t0 = Instant::now();
         for i in 0..3 {
-            feed(&mut ua, t0, &request("INVITE", &format!("z9hG4bKx{i}"), &format!("call{i}"), 1, None, SDP));
+            feed(
+                &mut ua,
+                t0,
+                &request(
+                    "INVITE",
+                    &format!("z9hG4bKx{i}"),
+                    &format!("call{i}"),
+                    1,
+                    None,
+                    SDP,
+                ),
+            );
         }
         let out = sent(&mut ua);
         let codes: Vec<u16> = out.iter().map(|m| status_of(m)).collect();
         assert_eq!(codes, vec![100, 100, 503]);
         assert_eq!(header(&out[2], "Retry-After"), Some("30"));
         ua.start_draining();
-        feed(&mut ua, t0, &request("INVITE", "z9hG4bKd", "calld", 1, None, SDP));
+        feed(
+            &mut ua,
+            t0,
+            &request("INVITE", "z9hG4bKd", "calld", 1, None, SDP),
+        );
         let d = sent(&mut ua).pop().unwrap();
         assert_eq!(status_of(&d), 503);
         assert!(header(&d, "Retry-After").is_some());
@@ -1561,16 +1807,29 @@ mod tests {
         let mut ua = ua();
         let t0 = Instant::now();
         let call = incoming(&mut ua, t0);
-        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![]).unwrap();
+        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![])
+            .unwrap();
         let tag = to_tag(&sent(&mut ua).pop().unwrap());
-        feed(&mut ua, t0, &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""));
+        feed(
+            &mut ua,
+            t0,
+            &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""),
+        );
         events(&mut ua);
         ua.hangup(t0, call).unwrap();
         let bye = sent(&mut ua).pop().unwrap();
         assert!(bye.starts_with("BYE "));
         ua.handle_timeout(t0 + Duration::from_millis(500));
         assert_eq!(sent(&mut ua).len(), 1, "Timer E");
-        let branch = header(&bye, "Via").unwrap().split("branch=").nth(1).unwrap().split(';').next().unwrap().to_owned();
+        let branch = header(&bye, "Via")
+            .unwrap()
+            .split("branch=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
         let cseq = header(&bye, "CSeq").unwrap().to_owned();
         let ok = format!(
             "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch={branch}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: c1\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n",
@@ -1596,6 +1855,9 @@ mod tests {
         ua.handle_timeout(t0 + Duration::from_millis(500));
         assert_eq!(status_of(&sent(&mut ua)[0]), 404);
         ua.handle_timeout(t0 + Duration::from_secs(32));
-        assert!(matches!(events(&mut ua).as_slice(), [UaEvent::Ended(_)]), "Timer H frees the call");
+        assert!(
+            matches!(events(&mut ua).as_slice(), [UaEvent::Ended(_)]),
+            "Timer H frees the call"
+        );
     }
 }

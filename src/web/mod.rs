@@ -31,7 +31,9 @@ async fn healthz(State(state): State<Arc<WebState>>) -> Json<serde_json::Value> 
     let queues: Vec<_> = snapshot
         .queues
         .iter()
-        .map(|q| json!({ "id": q.id.0, "name": q.name, "waiting": q.waiting, "staffed": q.staffed }))
+        .map(
+            |q| json!({ "id": q.id.0, "name": q.name, "waiting": q.waiting, "staffed": q.staffed }),
+        )
         .collect();
     Json(json!({ "status": "ok", "queues": queues }))
 }

@@ -31,9 +31,7 @@ pub fn free_media_port() -> u16 {
     for _ in 0..100 {
         let p = free_port();
         let base = p & !1;
-        if base > 1024
-            && (0..4).all(|i| UdpSocket::bind((HOST, base + i)).is_ok())
-        {
+        if base > 1024 && (0..4).all(|i| UdpSocket::bind((HOST, base + i)).is_ok()) {
             return base;
         }
     }
@@ -120,12 +118,16 @@ impl Gateway {
     pub fn wait_ready(&mut self, within: Duration) {
         let deadline = Instant::now() + within;
         let sock = UdpSocket::bind((HOST, 0)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let mut n = 0;
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("holdline exited early ({status}); log:\n{}", self.log_text());
+                    panic!(
+                        "holdline exited early ({status}); log:\n{}",
+                        self.log_text()
+                    );
                 }
             }
             n += 1;
@@ -138,7 +140,10 @@ impl Gateway {
                 }
             }
         }
-        panic!("holdline not ready in {within:?}; log:\n{}", self.log_text());
+        panic!(
+            "holdline not ready in {within:?}; log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -167,7 +172,10 @@ impl Gateway {
             }
             if Instant::now() > deadline {
                 c.kill().unwrap();
-                panic!("holdline did not stop on SIGTERM; log:\n{}", self.log_text());
+                panic!(
+                    "holdline did not stop on SIGTERM; log:\n{}",
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -236,7 +244,13 @@ pub struct SippRun {
 }
 
 /// Runs one SIPp scenario from `sip-scenarios/` against the gateway and waits (bounded).
-pub fn sipp(g: &Gateway, scenario: &str, service: &str, extra: &[&str], timeout: Duration) -> SippRun {
+pub fn sipp(
+    g: &Gateway,
+    scenario: &str,
+    service: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> SippRun {
     let dir = scratch_dir(&format!("sipp-{scenario}"));
     let path = repo().join("sip-scenarios").join(format!("{scenario}.xml"));
     assert!(path.exists(), "no scenario {}", path.display());
@@ -293,7 +307,13 @@ pub fn wait_output(mut child: Child, within: Duration) -> (bool, String) {
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let (tx, rx) = mpsc::channel();
-    for pipe in [stdout.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), stderr.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+    for pipe in [
+        stdout.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        stderr.map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
         let tx = tx.clone();
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -358,7 +378,8 @@ impl Caller {
     pub fn call(g: &Gateway, service: &str, codec_pt: u8) -> Caller {
         let sip = UdpSocket::bind((HOST, 0)).unwrap();
         let rtp = UdpSocket::bind((HOST, 0)).unwrap();
-        sip.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        sip.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let local = sip.local_addr().unwrap();
         let n = CALLS.fetch_add(1, Ordering::Relaxed);
         let call_id = format!("test-{}-{n}@{HOST}", std::process::id());
@@ -375,7 +396,11 @@ impl Caller {
         let deadline = Instant::now() + Duration::from_secs(10);
         sip.send_to(invite.as_bytes(), g.sip).unwrap();
         let ok = loop {
-            assert!(Instant::now() < deadline, "no 200 OK; log:\n{}", g.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "no 200 OK; log:\n{}",
+                g.log_text()
+            );
             let mut buf = [0u8; 8192];
             let Ok((len, _)) = sip.recv_from(&mut buf) else {
                 sip.send_to(invite.as_bytes(), g.sip).unwrap();
@@ -449,13 +474,18 @@ impl Caller {
 
     /// Receives RTP for `frames` packets (bounded by time), returning (header, payload).
     pub fn receive_rtp(&self, frames: usize, within: Duration) -> Vec<([u8; 12], Vec<u8>)> {
-        self.rtp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        self.rtp
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let deadline = Instant::now() + within;
         let mut out = Vec::with_capacity(frames);
         while out.len() < frames && Instant::now() < deadline {
             let mut buf = [0u8; 2048];
             if let Ok((len, from)) = self.rtp.recv_from(&mut buf) {
-                assert_eq!(from, self.server_rtp, "RTP comes from the port in the SDP answer");
+                assert_eq!(
+                    from, self.server_rtp,
+                    "RTP comes from the port in the SDP answer"
+                );
                 let mut h = [0u8; 12];
                 h.copy_from_slice(&buf[..12]);
                 out.push((h, buf[12..len].to_vec()));
