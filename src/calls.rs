@@ -164,6 +164,21 @@ async fn call_task(
             return wait_ended(&mut rx).await;
         }
     };
+    // Optional ring time before answering; a CANCEL meanwhile means no contact at all.
+    if deps.config.sip.answer_delay_ms > 0 {
+        let ring = tokio::time::sleep(Duration::from_millis(deps.config.sip.answer_delay_ms));
+        tokio::pin!(ring);
+        loop {
+            tokio::select! {
+                _ = &mut ring => break,
+                ev = rx.recv() => match ev {
+                    Some(UaEvent::Ended(_)) | None => return,
+                    Some(UaEvent::Cancelled(_)) => return wait_ended(&mut rx).await,
+                    Some(_) => {}
+                },
+            }
+        }
+    }
     let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
     let media = if answer.video_offered() {
         MediaType::Video

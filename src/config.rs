@@ -70,6 +70,10 @@ pub struct SipConfig {
     /// is a wildcard. Empty: use the local address the kernel routes to the caller from.
     #[serde(default)]
     pub public_host: String,
+    /// Wait this long after 100 Trying before answering (0 = answer at once). Some sites
+    /// want a moment of ringing; a caller who gives up meanwhile never becomes a contact.
+    #[serde(default)]
+    pub answer_delay_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
