@@ -96,7 +96,12 @@ fn cancel_before_answer_gets_487() {
     assert_ok(&run, &g);
     // The caller left while ringing: no contact was ever created.
     assert!(contacts(&g).is_empty(), "{:?}", contacts(&g));
-    assert_eq!(final_count(&run, "487"), 1, "the ACK stopped the 487:\n{}", run.output);
+    assert_eq!(
+        final_count(&run, "487"),
+        1,
+        "the ACK stopped the 487:\n{}",
+        run.output
+    );
 }
 
 #[test]
@@ -112,7 +117,11 @@ fn retransmitted_invite_makes_one_contact() {
     assert_ok(&run, &g);
     assert_eq!(contacts(&g).len(), 1);
     let trying = run.output.matches("SIP/2.0 100 Trying").count();
-    assert!(trying >= 2, "the retransmission was answered with 100 again:\n{}", run.output);
+    assert!(
+        trying >= 2,
+        "the retransmission was answered with 100 again:\n{}",
+        run.output
+    );
 }
 
 #[test]
@@ -162,6 +171,12 @@ fn unknown_number_gets_404() {
         Duration::from_secs(20),
     );
     assert_ok(&run, &g);
+    assert_eq!(
+        final_count(&run, "404"),
+        1,
+        "the ACK stopped the 404:\n{}",
+        run.output
+    );
     assert!(contacts(&g).is_empty());
 }
 
@@ -176,6 +191,12 @@ fn codec_mismatch_gets_488() {
         Duration::from_secs(20),
     );
     assert_ok(&run, &g);
+    assert_eq!(
+        final_count(&run, "488"),
+        1,
+        "the ACK stopped the 488:\n{}",
+        run.output
+    );
     assert!(contacts(&g).is_empty());
 }
 
