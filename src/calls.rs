@@ -260,31 +260,49 @@ async fn call_task(
     }
     stream.enqueue(intro);
 
+    // Music is interrupted every `announce_every_secs` of music: the clock starts when the
+    // spoken part ends, so a long intro or a `*` replay never gets an update queued behind it.
     let every = Duration::from_secs(queue.announce_every_secs);
-    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut next_update: Option<tokio::time::Instant> = None;
+    let mut media_open = true;
     let outcome = loop {
+        let update_due = async {
+            match next_update {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(UaEvent::Info { content_type, body, .. }) => {
                     if info_is_star(&content_type, &body) {
+                        next_update = None;
                         stream.replace(prompts.contact_number(id.as_str()));
                     }
                 }
-                Some(UaEvent::Confirmed(_)) => {}
+                Some(UaEvent::Confirmed(_)) | Some(UaEvent::Incoming(_)) => {}
                 Some(UaEvent::Cancelled(_)) | Some(UaEvent::AckTimeout(_))
                 | Some(UaEvent::RemoteBye(_)) | Some(UaEvent::Ended(_)) | None => break Outcome::CallerLeft,
-                Some(UaEvent::Incoming(_)) => {}
             },
-            me = media_events.recv() => {
-                if let Some(MediaEvent::Dtmf('*')) = me {
+            me = media_events.recv(), if media_open => match me {
+                Some(MediaEvent::Dtmf('*')) => {
+                    next_update = None;
                     stream.replace(prompts.contact_number(id.as_str()));
                 }
-            }
-            _ = ticker.tick() => {
-                if let Some(st) = deps.centre.status(id.clone()).await {
-                    if let Some(pos) = st.position {
-                        stream.enqueue(prompts.position(pos, &wait_phrase(&st)));
+                Some(MediaEvent::SpeechDone) => {
+                    next_update = Some(tokio::time::Instant::now() + every);
+                }
+                Some(_) => {}
+                None => media_open = false,
+            },
+            _ = update_due => {
+                next_update = None;
+                match deps.centre.status(id.clone()).await {
+                    Some(st) if st.position.is_some() => {
+                        stream.enqueue(prompts.position(st.position.unwrap_or(1), &wait_phrase(&st)));
                     }
+                    // No longer waiting (e.g. ended elsewhere): keep the music going.
+                    _ => next_update = Some(tokio::time::Instant::now() + every),
                 }
             }
             _ = token.cancelled() => break Outcome::Shutdown,
