@@ -109,3 +109,80 @@ fn announcement_bytes_match_the_contact_number_pcmu() {
 fn announcement_bytes_match_the_contact_number_pcma() {
     check_call(Law::Pcma);
 }
+
+/// Sends the RFC 4733 telephone-event for `*` (event 10) as a phone does: three updates
+/// and three end packets, all with the event's RTP timestamp.
+fn press_star(caller: &Caller) {
+    let mut seq: u16 = 1000;
+    let ts: u32 = 123_456;
+    for (i, (end, duration)) in [
+        (false, 160u16),
+        (false, 320),
+        (false, 480),
+        (true, 640),
+        (true, 640),
+        (true, 640),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut p = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
+        p.extend(seq.to_be_bytes());
+        p.extend(ts.to_be_bytes());
+        p.extend(0x5eed_u32.to_be_bytes());
+        p.extend([10, if end { 0x80 | 10 } else { 10 }]);
+        p.extend(duration.to_be_bytes());
+        caller.rtp.send_to(&p, caller.server_rtp).unwrap();
+        seq += 1;
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    (from..=haystack.len().saturating_sub(needle.len()))
+        .step_by(1)
+        .find(|&i| haystack[i..i + needle.len()] == *needle)
+}
+
+#[test]
+fn star_repeats_the_number_and_music_is_interrupted_by_the_position() {
+    let config = std::fs::read_to_string(repo().join("holdline.toml"))
+        .unwrap()
+        .replace("announce_every_secs = 30", "announce_every_secs = 5");
+    let g = Gateway::start_with("announce-star", Some(&config));
+    let caller = Caller::call(&g, "support", 0);
+    let law = Law::Pcmu;
+    let before = caller.receive_rtp(50, Duration::from_secs(10));
+    assert_eq!(before.len(), 50);
+    press_star(&caller);
+    let number = expected(
+        law,
+        &contact_number_clips(&caller.number, Pauses::default()),
+    );
+    let position = expected(
+        law,
+        &position_clips(1, &WaitPhrase::NoAgents, Pauses::default()),
+    );
+    let moh = expected(law, &[ClipRef::Clip("moh")]);
+    // The replay, 5 s of music, then the position sentence.
+    let frames = (number.len() + 5 * 8000 + position.len()).div_ceil(160) + 100;
+    let after = caller.receive_rtp(frames, Duration::from_secs(frames as u64 / 50 + 15));
+    assert_eq!(after.len(), frames, "RTP stopped early");
+    let audio: Vec<u8> = after.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    // The replay starts on a frame boundary within a few frames of the key press.
+    let start = (0..10)
+        .map(|f| f * 160)
+        .find(|&at| audio[at..].starts_with(&number))
+        .unwrap_or_else(|| panic!("the contact number was not replayed after '*'"));
+    let replay_end = start + number.len();
+    // Then music, from where the music had got to (it had not started yet: the beginning).
+    let music = &audio[replay_end..replay_end + 4 * 8000];
+    assert_eq!(music, &moh[..music.len()], "music on hold after the replay");
+    // After about 5 s of music the position interrupts it.
+    let at =
+        find(&audio, &position, replay_end).expect("the position sentence interrupts the music");
+    let music_secs = (at - replay_end) as f64 / 8000.0;
+    assert!(
+        (4.9..=5.5).contains(&music_secs),
+        "position came after {music_secs:.2} s of music, configured 5 s"
+    );
+}
