@@ -5,6 +5,8 @@
 //! The vectors are loaded with `include_bytes!` (some hold NUL/BEL/DEL and binary bodies)
 //! and their SHA-256 is checked so an editor or git setting cannot silently change them.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -630,4 +632,74 @@ fn damaged_vectors_never_panic() {
         }
     }
     assert!(runs > 50_000, "{runs}");
+}
+
+/// Every torture message sent over real UDP to the real gateway: the first final answer is
+/// the verdict of the table, nothing answers a response or garbage, and the gateway keeps
+/// serving afterwards.
+#[test]
+fn torture_messages_over_udp_to_the_running_gateway() {
+    use std::time::{Duration, Instant};
+    let mut g = common::Gateway::start("torture-wire");
+    let mut report = Vec::new();
+    // Several vectors reuse one Via branch; to a UAS the second would be a retransmission
+    // of the first (RFC 3261 §17.2.3) and get the first's answer. Such a vector goes to a
+    // fresh gateway.
+    let mut seen = BTreeSet::new();
+    for case in cases() {
+        if let Ok(Message::Request(r)) = parse_datagram(case.bytes) {
+            let key = (
+                r.top_via().and_then(|v| v.branch).unwrap_or_default(),
+                r.top_via().map(|v| v.host).unwrap_or_default(),
+                r.method.as_str().to_owned(),
+            );
+            if seen.contains(&key) {
+                g = common::Gateway::start("torture-wire");
+                seen.clear();
+            }
+            seen.insert(key);
+        }
+        let sock = std::net::UdpSocket::bind((common::HOST, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        sock.send_to(case.bytes, g.sip).unwrap();
+        let wait = match case.datagram {
+            DropResponse | DropInvalidResponse | DropGarbage => Duration::from_millis(400),
+            _ => Duration::from_secs(3),
+        };
+        let deadline = Instant::now() + wait;
+        let mut finals = Vec::new();
+        while Instant::now() < deadline && finals.is_empty() {
+            let mut buf = [0u8; 65_536];
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                let code: u16 = text.get(8..11).and_then(|c| c.parse().ok()).unwrap_or(0);
+                if code >= 200 {
+                    finals.push(code);
+                }
+            }
+        }
+        let got = finals.first().copied();
+        let ok = match case.datagram {
+            Respond(code) => got == Some(code),
+            // Handed to the application: it answers (404 for an unknown service number,
+            // 200 for OPTIONS...) but never with a parse rejection or a server error.
+            Accept => got.is_some_and(|c| c != 400 && c < 500),
+            DropResponse | DropInvalidResponse | DropGarbage => got.is_none(),
+            Incomplete => true,
+        };
+        if !ok {
+            report.push(format!(
+                "{}: expected {:?}, got {:?}",
+                case.file, case.datagram, got
+            ));
+        }
+    }
+    g.wait_ready(Duration::from_secs(5));
+    assert!(
+        report.is_empty(),
+        "wire verdicts differ:\n{}\n--- log:\n{}",
+        report.join("\n"),
+        g.log_text()
+    );
 }

@@ -359,7 +359,7 @@ impl UserAgent {
         }
         let key = txn_key(&req);
         if let Some(&id) = self.server_ids.get(&key) {
-            self.retransmission(id);
+            self.retransmission(id, peer);
             return;
         }
         if let Verdict::Reject {
@@ -934,11 +934,15 @@ impl UserAgent {
         }
     }
 
-    /// A request that matched a transaction: resend what we last sent (absorbing it).
-    fn retransmission(&mut self, id: u64) {
-        let Some((_, txn)) = self.server.get(&id) else {
+    /// A request that matched a transaction: resend what we last sent (absorbing it), to
+    /// where this copy came from (RFC 3581: a NAT may have rebound the caller's port).
+    fn retransmission(&mut self, id: u64, peer: Peer) {
+        let Some((_, txn)) = self.server.get_mut(&id) else {
             return;
         };
+        if peer.transport == txn.peer.transport {
+            txn.peer = peer;
+        }
         if let ServerKind::Invite(InviteServerState::Accepted { .. }) = txn.kind {
             return; // RFC 6026: absorbed; the 2xx is retransmitted by its own timer.
         }
