@@ -94,11 +94,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let http_local = http.local_addr()?;
 
     let announcer = Announcer::spawn(token.clone(), &tracker);
-    let rtp_ip = if sip_local.ip().is_unspecified() {
-        sip_local.ip()
-    } else {
-        sip_local.ip()
-    };
+    // RTP binds where SIP listens (a wildcard listens on every address, as SIP does).
+    let rtp_ip = sip_local.ip();
     let ports = Arc::new(RtpPorts::new(
         rtp_ip,
         config.media.rtp_port_min,

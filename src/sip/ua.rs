@@ -1083,10 +1083,10 @@ impl UserAgent {
     ) -> Vec<u8> {
         let (_, txn) = &self.server[&txn_id];
         let mut r = Response::for_request(&txn.request, status, reason);
-        if let Some(c) = txn.call.and_then(|c| self.calls.get(&c)) {
-            if txn.request.to().and_then(|t| t.tag).is_none() {
-                r.set_to_tag(&c.local_tag);
-            }
+        if let Some(c) = txn.call.and_then(|c| self.calls.get(&c))
+            && txn.request.to().and_then(|t| t.tag).is_none()
+        {
+            r.set_to_tag(&c.local_tag);
         }
         r.headers.push("Server", "holdline");
         for (n, v) in headers {
@@ -1145,12 +1145,11 @@ impl UserAgent {
             .and_then(|n| SipUri::parse(&n.uri).ok())
             .or_else(|| c.remote_target.clone());
         let mut peer = c.peer;
-        if peer.transport == TransportKind::Udp {
-            if let Some(uri) = &first_hop {
-                if let Ok(ip) = uri.host.parse::<IpAddr>() {
-                    peer.remote = SocketAddr::new(ip, uri.port.unwrap_or(5060));
-                }
-            }
+        if peer.transport == TransportKind::Udp
+            && let Some(uri) = &first_hop
+            && let Ok(ip) = uri.host.parse::<IpAddr>()
+        {
+            peer.remote = SocketAddr::new(ip, uri.port.unwrap_or(5060));
         }
         let request_uri = c
             .remote_target
@@ -1168,7 +1167,7 @@ impl UserAgent {
         let mut headers = Headers::default();
         headers.push(
             "Via",
-            &format!(
+            format!(
                 "SIP/2.0/{} {host}:{};branch={branch};rport",
                 peer.transport.via_token(),
                 peer.local.port()
@@ -1178,12 +1177,12 @@ impl UserAgent {
         for r in &c.route_set {
             headers.push("Route", r);
         }
-        headers.push("From", &with_tag(&c.local_uri, &c.local_tag));
+        headers.push("From", with_tag(&c.local_uri, &c.local_tag));
         headers.push("To", &c.remote_uri);
         headers.push("Call-ID", &c.call_id);
         headers.push(
             "CSeq",
-            &CSeq {
+            CSeq {
                 seq: c.local_cseq,
                 method: Method::Bye,
             }
@@ -1294,10 +1293,11 @@ impl UserAgent {
             } => {
                 if now >= *timeout {
                     timed_out = true; // Timer F
-                } else if let Some(r) = retransmit {
-                    if now >= r.next && r.fire(now, &timers) {
-                        resend = Some((txn.peer, txn.request.clone()));
-                    }
+                } else if let Some(r) = retransmit
+                    && now >= r.next
+                    && r.fire(now, &timers)
+                {
+                    resend = Some((txn.peer, txn.request.clone()));
                 }
             }
             NonInviteClientState::Completed { until } => done = now >= *until,
@@ -1483,11 +1483,7 @@ mod tests {
         } else {
             "Content-Type: application/sdp\r\n".into()
         };
-        let cseq_method = if method == "ACK" || method == "CANCEL" {
-            method
-        } else {
-            method
-        };
+        let cseq_method = method;
         format!(
             "{method} sip:support@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\nFrom: <sip:alice@127.0.0.1:5070>;tag=a1\r\nTo: <sip:support@127.0.0.1:5060>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {cseq_method}\r\nContact: <sip:alice@127.0.0.1:5070>\r\nMax-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{body}",
             body.len()

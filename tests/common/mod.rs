@@ -122,22 +122,22 @@ impl Gateway {
             .unwrap();
         let mut n = 0;
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "holdline exited early ({status}); log:\n{}",
-                        self.log_text()
-                    );
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "holdline exited early ({status}); log:\n{}",
+                    self.log_text()
+                );
             }
             n += 1;
             let msg = options(&sock.local_addr().unwrap(), self.sip, &format!("ready-{n}"));
             let _ = sock.send_to(msg.as_bytes(), self.sip);
             let mut buf = [0u8; 4096];
-            if let Ok((len, _)) = sock.recv_from(&mut buf) {
-                if buf[..len].starts_with(b"SIP/2.0 200") {
-                    return;
-                }
+            if let Ok((len, _)) = sock.recv_from(&mut buf)
+                && buf[..len].starts_with(b"SIP/2.0 200")
+            {
+                return;
             }
         }
         panic!(
