@@ -62,3 +62,36 @@ fn contacts_survive_kill_9_and_keep_their_place() {
     assert_eq!(last.0, late.number);
     assert_eq!(last.1, "queued");
 }
+
+#[test]
+fn sigterm_hangs_up_but_keeps_places_for_the_restart() {
+    let config = std::fs::read_to_string(common::repo().join("holdline.toml"))
+        .unwrap()
+        .replace("drain_secs = 5", "drain_secs = 1");
+    let mut g = Gateway::start_with("sigterm", Some(&config));
+    let a = Caller::call(&g, "sales", 8);
+    let b = Caller::call(&g, "sales", 0);
+    let child_done = std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            // Both callers are hung up with a real BYE during the drain.
+            a.expect_request("BYE", std::time::Duration::from_secs(15));
+            b.expect_request("BYE", std::time::Duration::from_secs(15));
+        });
+        let status = g.terminate();
+        waiter.join().unwrap();
+        status
+    });
+    assert!(
+        child_done.success(),
+        "clean exit on SIGTERM; log:\n{}",
+        g.log_text()
+    );
+    let stored = rows(&g);
+    assert_eq!(stored.len(), 2);
+    assert!(
+        stored.iter().all(|r| r.1 == "queued"),
+        "a shutdown is not the caller leaving: {stored:?}"
+    );
+    g.spawn();
+    assert!(rows(&g).iter().all(|r| r.1 == "disconnected"));
+}

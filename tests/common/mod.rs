@@ -494,3 +494,33 @@ impl Caller {
         out
     }
 }
+
+impl Caller {
+    /// Waits (bounded) for a request of `method` from the gateway and answers it 200 OK.
+    pub fn expect_request(&self, method: &str, within: Duration) -> String {
+        self.sip
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let mut buf = [0u8; 8192];
+            let Ok((len, from)) = self.sip.recv_from(&mut buf) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&buf[..len]).to_string();
+            if !text.starts_with(&format!("{method} ")) {
+                continue;
+            }
+            let mut ok = String::from("SIP/2.0 200 OK\r\n");
+            for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
+                if let Some(v) = header_value(&text, h) {
+                    ok.push_str(&format!("{h}: {v}\r\n"));
+                }
+            }
+            ok.push_str("Content-Length: 0\r\n\r\n");
+            self.sip.send_to(ok.as_bytes(), from).unwrap();
+            return text;
+        }
+        panic!("no {method} from the gateway within {within:?}");
+    }
+}
