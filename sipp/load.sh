@@ -16,6 +16,8 @@ HTTP_PORT=${HTTP_PORT:-28080}
 SIPP_PORT=${SIPP_PORT:-25070}
 MEDIA_PORT=${MEDIA_PORT:-26000}
 work=$(mktemp -d /tmp/holdline-load.XXXXXX)
+# Each call holds an RTP socket: raise the soft open-file limit as far as allowed.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --quiet
 cat > "$work/holdline.toml" <<TOML
 $(sed -e "s/^max_calls = .*/max_calls = $((CALLS + 100))/" holdline.toml)
@@ -27,7 +29,6 @@ trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break; sleep 0.1; done
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-ulimit -n 65536 || true
 sipp 127.0.0.1:$SIP_PORT -sf sip-scenarios/load-caller-holds.xml -s support -i 127.0.0.1 \
   -p $SIPP_PORT -mp $MEDIA_PORT -m "$CALLS" -l "$CALLS" -r "$RATE" -d "$HOLD_MS" \
   -nostdin -timeout $(( HOLD_MS / 1000 + CALLS / RATE + 120 ))s -timeout_error \
