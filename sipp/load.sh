@@ -41,6 +41,15 @@ window=$(( HOLD_MS / 1000 - CALLS / RATE - 15 ))
 c0=$(cpu); t0=$(date +%s.%N)
 sleep "$window"
 c1=$(cpu); t1=$(date +%s.%N)
+# RTP actually on the wire to the callers (SIPp's media port), counted by dumpcap for 5 s.
+rtp_rate="(dumpcap not installed: apt-get install tshark)"
+if command -v dumpcap >/dev/null 2>&1; then
+  dumpcap -q -i lo -f "udp and dst port $MEDIA_PORT" -a duration:5 -w "$work/rtp.pcapng" >/dev/null 2>&1 || true
+  if [ -s "$work/rtp.pcapng" ]; then
+    n=$(capinfos -c -M "$work/rtp.pcapng" | awk -F: '/Number of packets/ {gsub(/ /, "", $2); print $2}')
+    rtp_rate="$n packets in 5 s = $((n / 5)) packets/s (expected $((CALLS * 50))/s at 50 per call)"
+  fi
+fi
 health=$(curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" || echo '{}')
 wait $sipp_pid && sipp_rc=0 || sipp_rc=$?
 rss=$(awk '/VmHWM/ {print $2" "$3}' /proc/$pid/status)
@@ -48,6 +57,7 @@ echo "calls=$CALLS rate=$RATE hold_ms=$HOLD_MS"
 awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v tk="$ticks" \
   'BEGIN { printf "holdline CPU with all calls up: %.1f%% of one core over %.0f s\n", 100*(c1-c0)/tk/(t1-t0), t1-t0 }'
 echo "holdline peak RSS: $rss"
+echo "RTP to the callers: $rtp_rate"
 echo "healthz during the window: $health"
 tail -n 1 "$work/stat.csv" | awk -F';' '{print "sipp last stat line (see header in '"$work"'/stat.csv)"}'
 grep -E "Successful call|Failed call" "$work/sipp.out" | tail -n 2 || true
