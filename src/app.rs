@@ -110,10 +110,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     };
     let sip_token = CancellationToken::new();
     let sip = endpoint::spawn(sockets, ua_config, ua_tx, sip_token.clone(), &tracker);
-    let mut public_url = config.public_url();
-    if config.http.public_url.is_empty() && config.http.listen.port() == 0 {
-        public_url = format!("http://{}", http_local);
-    }
+    let public_url = if !config.http.public_url.is_empty() {
+        Some(config.public_url())
+    } else if config.http.listen.ip().is_unspecified() {
+        None
+    } else {
+        Some(format!("http://{http_local}"))
+    };
     let deps = calls::Deps {
         config: config.clone(),
         centre: centre.clone(),
@@ -123,6 +126,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         pcmu: prompts(&config, Law::Pcmu)?,
         pcma: prompts(&config, Law::Pcma)?,
         public_url,
+        http_port: http_local.port(),
     };
     let calls_token = CancellationToken::new();
     tracker.spawn(calls::run(

@@ -39,7 +39,10 @@ pub struct Deps {
     pub ports: Arc<RtpPorts>,
     pub pcmu: Arc<PromptSet>,
     pub pcma: Arc<PromptSet>,
-    pub public_url: String,
+    /// Base URL of the caller pages; `None`: derived per call from the address it reached.
+    pub public_url: Option<String>,
+    /// The port the web server actually listens on.
+    pub http_port: u16,
 }
 
 /// Routes UA events to per-call tasks until cancelled.
@@ -208,13 +211,22 @@ async fn call_task(
         }
     };
     let id = status.id.clone();
-    tracing::debug!(contact = %id, queue = %queue.id, "contact admitted");
+    tracing::debug!(contact = %id.redacted(), queue = %queue.id, "contact admitted");
     let sdp_text = answer.to_sdp(local_ip, rtp_port, rand::random::<u32>() as u64);
-    let call_info = format!(
-        "<{}/c/{}>;purpose=info",
-        deps.public_url.trim_end_matches('/'),
-        id
-    );
+    let base = match &deps.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        // No public URL configured and HTTP on a wildcard: the caller reached us at this
+        // address, so their browser most likely can too.
+        None => format!(
+            "http://{}:{}",
+            match local_ip {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            },
+            deps.http_port
+        ),
+    };
+    let call_info = format!("<{base}/c/{id}>;purpose=info");
     // Answer only if the caller is still there; a CANCEL may have crossed the admission.
     if let Err(e) = deps
         .sip
@@ -326,7 +338,7 @@ async fn call_task(
 async fn end_contact(deps: &Deps, id: &ContactId) {
     match deps.centre.end(id.clone(), EndReason::Abandoned).await {
         Ok(()) | Err(CentreError::AlreadyEnded) | Err(CentreError::NotFound) => {}
-        Err(e) => tracing::warn!(error = %e, contact = %id, "could not end contact"),
+        Err(e) => tracing::warn!(error = %e, contact = %id.redacted(), "could not end contact"),
     }
 }
 

@@ -81,6 +81,12 @@ impl ContactId {
     }
 
     /// The 12 digits.
+    /// For logs: the number is a lookup secret, so only its last three digits are shown.
+    pub fn redacted(&self) -> String {
+        let keep = self.0.len().saturating_sub(3);
+        format!("{}{}", "*".repeat(keep), &self.0[keep..])
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
