@@ -342,10 +342,14 @@ impl AnnouncerHandle {
             .send(Command::Start(Box::new(stream)))
             .await
             .map_err(|_| AnnouncerError::Closed)?;
-        if let Some(pt) = spec.telephone_event_pt {
-            self.tracker
-                .spawn(receive(spec.socket, pt, events_tx, token.clone()));
-        }
+        // Always read: incoming audio is drained and dropped (not left to fill the kernel
+        // buffer); key presses are recognised when telephone-event was negotiated.
+        self.tracker.spawn(receive(
+            spec.socket,
+            spec.telephone_event_pt,
+            events_tx,
+            token.clone(),
+        ));
         Ok((
             StreamHandle {
                 id,
@@ -559,11 +563,11 @@ fn tick(
 /// Reads the stream's socket: audio is dropped, key presses become events.
 async fn receive(
     socket: Arc<RtpSocket>,
-    telephone_event_pt: u8,
+    telephone_event_pt: Option<u8>,
     events: mpsc::Sender<MediaEvent>,
     token: CancellationToken,
 ) {
-    let mut detector = DtmfDetector::new(telephone_event_pt);
+    let mut detector = telephone_event_pt.map(DtmfDetector::new);
     // Event packets are 16 bytes; longer audio packets are truncated, which is harmless
     // since audio is discarded.
     let mut buf = [0u8; 512];
@@ -587,7 +591,7 @@ async fn receive(
         let Some(packet) = buf.get(..n).and_then(|b| parse_rtp(b).ok()) else {
             continue;
         };
-        if let Some(key) = detector.feed(&packet) {
+        if let Some(key) = detector.as_mut().and_then(|d| d.feed(&packet)) {
             let _ = events.try_send(MediaEvent::Dtmf(key));
         }
     }
