@@ -118,6 +118,16 @@ impl CentreHandle {
         self.snapshots.borrow().contacts.get(&id).cloned()
     }
 
+    /// Carries out a caller's command: validated against the contact's current state,
+    /// committed, then confirmed; its effects go to `subscribe_effects` receivers.
+    /// (Placeholder signature for the caller-page work; the centre side lands with it.)
+    pub async fn command(
+        &self,
+        _request: super::command::CommandRequest,
+    ) -> Result<super::command::Confirmation, super::command::CommandError> {
+        Err(super::command::CommandError::ShuttingDown)
+    }
+
     /// Snapshots, one per committed batch. Readers never wait on the centre thread.
     pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshots.clone()

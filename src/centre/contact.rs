@@ -330,6 +330,21 @@ pub struct ContactStatus {
     pub seniority: Timestamp,
     pub created: Timestamp,
     pub caller: String,
+    /// Grows by one on every change to this contact; pages send it back with commands so
+    /// a stale page is detected.
+    pub version: u64,
+    /// The contact still has a live SIP call (false once substituted, disconnected or ended).
+    pub live_call: bool,
+    /// The call-back, email or web form that replaced the live call, if any.
+    pub substitute: Option<super::command::Substitute>,
+    /// The controls the caller may use now.
+    pub options: Vec<super::command::ActionKind>,
+    /// Queues this contact may move to, with the place and wait it would get there.
+    pub move_targets: Vec<super::command::MoveTarget>,
+    /// The caller's own number (from From / P-Asserted-Identity) as the call-back default.
+    pub default_callback_number: Option<String>,
+    /// The last time the position number went up, and why.
+    pub position_rise: Option<super::command::PositionRise>,
 }
 
 #[cfg(test)]

@@ -493,6 +493,14 @@ impl Centre {
             seniority: row.seniority,
             created: row.created,
             caller: row.caller.clone(),
+            // Filled in by the command work (issue 3).
+            version: 0,
+            live_call: false,
+            substitute: None,
+            options: Vec::new(),
+            move_targets: Vec::new(),
+            default_callback_number: None,
+            position_rise: None,
         }
     }
 

@@ -26,12 +26,17 @@
 //! imports `sip`, `media` or `web`.
 
 pub mod actor;
+pub mod command;
 pub mod contact;
 pub mod core;
 pub mod estimate;
 pub mod queue;
 
 pub use actor::{CentreHandle, StartError, spawn};
+pub use command::{
+    ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
+    MoveTarget, PositionRise, RiseReason, Substitute, Window,
+};
 pub use contact::{
     ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType, NewContact,
     QueueId, Timestamp,

@@ -1,0 +1,228 @@
+//! Commands that alter a contact (the caller's controls on the web page and the JSON API),
+//! their confirmations, refusals, and the effects the front-end must carry out.
+//!
+//! This file is the contract between the centre and its users (web, calls): the centre
+//! validates a command against the contact's current state, persists it, and only then
+//! confirms it and emits its effects. Commands are idempotent by `CommandId`.
+
+use serde::{Deserialize, Serialize};
+
+use super::contact::{ContactId, QueueId, Timestamp};
+use super::estimate::WaitEstimate;
+
+/// Client-chosen idempotency key: the same id sent twice (double click, retry) gets the
+/// first answer again and changes nothing. 1 to 64 characters of `[A-Za-z0-9_-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CommandId(pub String);
+
+/// A time window for a call-back, in wall-clock unix milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+}
+
+/// What the caller asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Command {
+    /// Move to another queue, keeping seniority.
+    MoveQueue { to: QueueId },
+    /// Hang up and be called back on `number` (optionally within `window`), keeping the place.
+    Callback {
+        number: String,
+        window: Option<Window>,
+    },
+    /// Hang up and leave an email instead, keeping the place.
+    Email {
+        subject: String,
+        message: String,
+        reply_to: String,
+    },
+    /// Hang up and leave a web form instead, keeping the place.
+    WebForm {
+        name: String,
+        subject: String,
+        message: String,
+        reply_to: String,
+    },
+    /// A pending call-back is no longer wanted: the contact ends.
+    CancelCallback,
+    /// Change a pending call-back's number or window.
+    ChangeCallback {
+        number: String,
+        window: Option<Window>,
+    },
+}
+
+impl Command {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Command::MoveQueue { .. } => ActionKind::MoveQueue,
+            Command::Callback { .. } => ActionKind::Callback,
+            Command::Email { .. } => ActionKind::Email,
+            Command::WebForm { .. } => ActionKind::WebForm,
+            Command::CancelCallback => ActionKind::CancelCallback,
+            Command::ChangeCallback { .. } => ActionKind::ChangeCallback,
+        }
+    }
+}
+
+/// The controls, by name (what a page may offer now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    MoveQueue,
+    Callback,
+    Email,
+    WebForm,
+    CancelCallback,
+    ChangeCallback,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::MoveQueue => "move_queue",
+            ActionKind::Callback => "callback",
+            ActionKind::Email => "email",
+            ActionKind::WebForm => "web_form",
+            ActionKind::CancelCallback => "cancel_callback",
+            ActionKind::ChangeCallback => "change_callback",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub id: CommandId,
+    pub contact: ContactId,
+    /// The contact version the page showed; a different current version means the page is
+    /// stale and the command is refused with the current status.
+    pub expected_version: Option<u64>,
+    pub command: Command,
+}
+
+/// What was done, in the centre's words (the page turns it into a sentence).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "done", rename_all = "snake_case")]
+pub enum Confirmation {
+    Moved {
+        from: QueueId,
+        to: QueueId,
+        position: u32,
+    },
+    CallbackBooked {
+        number: String,
+        window: Option<Window>,
+        position: u32,
+    },
+    EmailQueued {
+        position: u32,
+    },
+    WebFormQueued {
+        position: u32,
+    },
+    CallbackCancelled,
+    CallbackChanged {
+        number: String,
+        window: Option<Window>,
+    },
+}
+
+/// A substitute communication that replaced the live call, kept with the contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Substitute {
+    Callback {
+        number: String,
+        window: Option<Window>,
+    },
+    Email {
+        subject: String,
+        message: String,
+        reply_to: String,
+    },
+    WebForm {
+        name: String,
+        subject: String,
+        message: String,
+        reply_to: String,
+    },
+}
+
+/// A queue this contact may move to, with what it would get there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveTarget {
+    pub queue: QueueId,
+    pub name: String,
+    pub skillset: String,
+    /// The place the contact would take there (seniority kept).
+    pub position: u32,
+    pub estimate: WaitEstimate,
+}
+
+/// Why a contact's position number went up (got worse), for the page to explain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionRise {
+    pub from: u32,
+    pub to: u32,
+    pub reason: RiseReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RiseReason {
+    /// A contact with earlier seniority (or priority) joined the queue ahead.
+    SeniorJoined,
+    /// Fewer agents: the estimate grew (agents arrive in a later issue).
+    AgentsLeft,
+}
+
+/// Why a command was refused. Each variant says what the caller can do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No such contact (or forgotten): the same answer as a wrong number.
+    #[error("no such contact")]
+    NotFound,
+    /// The page was stale or the contact's state does not allow this now; `current` is
+    /// what the page should show instead.
+    #[error("not allowed now: {reason}")]
+    NotAllowed {
+        reason: String,
+        current: Box<super::ContactStatus>,
+    },
+    /// A field is wrong; the form is shown again with the caller's input and this message.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// The command id was already used for another contact or another command.
+    #[error("command id reused for a different command")]
+    IdReused,
+    /// The change could not be made durable, so it was not made.
+    #[error("storage failed: {0}")]
+    Storage(String),
+    /// The centre is stopping.
+    #[error("the centre is shutting down")]
+    ShuttingDown,
+}
+
+/// What the front-end must do after the centre committed a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// End the live call (SIP BYE) after the farewell prompt. The contact goes on as its
+    /// substitute.
+    EndCall {
+        call_ref: String,
+        farewell: Farewell,
+    },
+    /// The live call's contact moved: announce its new position now.
+    Reannounce { call_ref: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Farewell {
+    /// "We will call you back. Goodbye."
+    Callback,
+    /// "Goodbye." (email or web form left)
+    Goodbye,
+}
