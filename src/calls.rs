@@ -18,8 +18,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::centre::{
-    CentreError, CentreHandle, ContactId, ContactStatus, EndReason, MediaType, NewContact, QueueId,
-    WaitEstimate,
+    CentreError, CentreHandle, ContactId, ContactStatus, Effect, EndReason, Farewell, MediaType,
+    NewContact, QueueId, WaitEstimate,
 };
 use crate::config::Config;
 use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamSpec};
@@ -45,45 +45,77 @@ pub struct Deps {
     pub http_port: u16,
 }
 
-/// Routes UA events to per-call tasks until cancelled.
+/// What a call task hears: its SIP events and the centre's effects for its contact.
+#[derive(Debug)]
+enum CallMsg {
+    Sip(UaEvent),
+    Centre(Effect),
+}
+
+/// Routes UA events and centre effects to per-call tasks until cancelled.
 pub async fn run(
     mut events: mpsc::UnboundedReceiver<UaEvent>,
     deps: Deps,
     token: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut calls: HashMap<CallKey, mpsc::UnboundedSender<UaEvent>> = HashMap::new();
+    let mut calls: HashMap<CallKey, mpsc::UnboundedSender<CallMsg>> = HashMap::new();
+    // Effects name calls by their Call-ID (the contact's opaque call_ref).
+    let mut by_call_id: HashMap<String, CallKey> = HashMap::new();
+    let mut call_ids: HashMap<CallKey, String> = HashMap::new();
+    let mut effects = deps.centre.subscribe_effects();
+    let mut effects_open = true;
     loop {
-        let ev = tokio::select! {
-            ev = events.recv() => ev,
-            _ = token.cancelled() => None,
-        };
-        let Some(ev) = ev else { break };
-        match ev {
-            UaEvent::Incoming(ic) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                calls.insert(ic.key, tx);
-                let span = tracing::info_span!("call", call_id = %ic.call_id);
-                tracker.spawn(call_task(ic, rx, deps.clone(), token.clone()).instrument(span));
-            }
-            other => {
-                let key = match &other {
-                    UaEvent::Cancelled(k)
-                    | UaEvent::Confirmed(k)
-                    | UaEvent::AckTimeout(k)
-                    | UaEvent::RemoteBye(k)
-                    | UaEvent::Ended(k) => *k,
-                    UaEvent::Info { call, .. } => *call,
-                    UaEvent::Incoming(_) => unreachable!("matched above"),
-                };
-                let ended = matches!(other, UaEvent::Ended(_));
-                if let Some(tx) = calls.get(&key) {
-                    let _ = tx.send(other);
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                match ev {
+                    UaEvent::Incoming(ic) => {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        calls.insert(ic.key, tx);
+                        by_call_id.insert(ic.call_id.clone(), ic.key);
+                        call_ids.insert(ic.key, ic.call_id.clone());
+                        let span = tracing::info_span!("call", call_id = %ic.call_id);
+                        tracker.spawn(call_task(ic, rx, deps.clone(), token.clone()).instrument(span));
+                    }
+                    other => {
+                        let key = match &other {
+                            UaEvent::Cancelled(k)
+                            | UaEvent::Confirmed(k)
+                            | UaEvent::AckTimeout(k)
+                            | UaEvent::RemoteBye(k)
+                            | UaEvent::Ended(k) => *k,
+                            UaEvent::Info { call, .. } => *call,
+                            UaEvent::Incoming(_) => unreachable!("matched above"),
+                        };
+                        let ended = matches!(other, UaEvent::Ended(_));
+                        if let Some(tx) = calls.get(&key) {
+                            let _ = tx.send(CallMsg::Sip(other));
+                        }
+                        if ended {
+                            calls.remove(&key);
+                            if let Some(call_id) = call_ids.remove(&key) {
+                                by_call_id.remove(&call_id);
+                            }
+                        }
+                    }
                 }
-                if ended {
-                    calls.remove(&key);
-                }
             }
+            effect = effects.recv(), if effects_open => match effect {
+                Ok(effect) => {
+                    let call_ref = match &effect {
+                        Effect::EndCall { call_ref, .. } | Effect::Reannounce { call_ref } => call_ref,
+                    };
+                    if let Some(tx) = by_call_id.get(call_ref).and_then(|k| calls.get(k)) {
+                        let _ = tx.send(CallMsg::Centre(effect));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::error!(missed = n, "call layer fell behind the centre's effects");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => effects_open = false,
+            },
+            _ = token.cancelled() => break,
         }
     }
 }
@@ -94,11 +126,14 @@ enum Outcome {
     CallerLeft,
     /// We are shutting down: the contact keeps its place as "disconnected" on restart.
     Shutdown,
+    /// The centre replaced the call by a call-back, email or form: we hang up, the
+    /// contact goes on.
+    Substituted,
 }
 
 async fn call_task(
     ic: IncomingCall,
-    mut rx: mpsc::UnboundedReceiver<UaEvent>,
+    mut rx: mpsc::UnboundedReceiver<CallMsg>,
     deps: Deps,
     token: CancellationToken,
 ) {
@@ -175,8 +210,8 @@ async fn call_task(
             tokio::select! {
                 _ = &mut ring => break,
                 ev = rx.recv() => match ev {
-                    Some(UaEvent::Ended(_)) | None => return,
-                    Some(UaEvent::Cancelled(_)) => return wait_ended(&mut rx).await,
+                    Some(CallMsg::Sip(UaEvent::Ended(_))) | None => return,
+                    Some(CallMsg::Sip(UaEvent::Cancelled(_))) => return wait_ended(&mut rx).await,
                     Some(_) => {}
                 },
             }
@@ -277,7 +312,16 @@ async fn call_task(
     let every = Duration::from_secs(queue.announce_every_secs);
     let mut next_update: Option<tokio::time::Instant> = None;
     let mut media_open = true;
+    // Set once the centre replaced this call by a call-back/email/form: the deadline for
+    // the farewell prompt, after which the call is ended regardless.
+    let mut farewell: Option<tokio::time::Instant> = None;
     let outcome = loop {
+        let farewell_due = async {
+            match farewell {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let update_due = async {
             match next_update {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -286,21 +330,42 @@ async fn call_task(
         };
         tokio::select! {
             ev = rx.recv() => match ev {
-                Some(UaEvent::Info { content_type, body, .. }) => {
-                    if info_is_star(&content_type, &body) {
+                Some(CallMsg::Sip(UaEvent::Info { content_type, body, .. })) => {
+                    if info_is_star(&content_type, &body) && farewell.is_none() {
                         next_update = None;
                         stream.replace(prompts.contact_number(id.as_str()));
                     }
                 }
-                Some(UaEvent::Confirmed(_)) | Some(UaEvent::Incoming(_)) => {}
-                Some(UaEvent::Cancelled(_)) | Some(UaEvent::AckTimeout(_))
-                | Some(UaEvent::RemoteBye(_)) | Some(UaEvent::Ended(_)) | None => break Outcome::CallerLeft,
+                Some(CallMsg::Sip(UaEvent::Confirmed(_))) | Some(CallMsg::Sip(UaEvent::Incoming(_))) => {}
+                // A hang-up during the farewell is fine: the substitute goes on.
+                Some(CallMsg::Sip(_)) | None if farewell.is_some() => break Outcome::Substituted,
+                Some(CallMsg::Sip(_)) | None => break Outcome::CallerLeft,
+                Some(CallMsg::Centre(Effect::Reannounce { .. })) => {
+                    if farewell.is_none()
+                        && let Some(st) = deps.centre.status(id.clone()).await
+                    {
+                        next_update = None;
+                        stream.replace(prompts.position(st.position.unwrap_or(1), &wait_phrase(&st)));
+                    }
+                }
+                Some(CallMsg::Centre(Effect::EndCall { farewell: kind, .. })) => {
+                    // The contact goes on as a call-back, email or form: say goodbye, then
+                    // BYE once the prompt has played (bounded, in case the stream stalls).
+                    next_update = None;
+                    stream.replace(match kind {
+                        Farewell::Callback => prompts.callback_goodbye(),
+                        Farewell::Goodbye => prompts.goodbye(),
+                    });
+                    farewell = Some(tokio::time::Instant::now() + Duration::from_secs(10));
+                }
             },
+            _ = farewell_due => break Outcome::Substituted,
             me = media_events.recv(), if media_open => match me {
-                Some(MediaEvent::Dtmf('*')) => {
+                Some(MediaEvent::Dtmf('*')) if farewell.is_none() => {
                     next_update = None;
                     stream.replace(prompts.contact_number(id.as_str()));
                 }
+                Some(MediaEvent::SpeechDone) if farewell.is_some() => break Outcome::Substituted,
                 Some(MediaEvent::SpeechDone) => {
                     next_update = Some(tokio::time::Instant::now() + every);
                 }
@@ -326,6 +391,9 @@ async fn call_task(
             end_contact(&deps, &id).await;
             deps.sip.hangup(key).await; // no-op if the dialog is already gone
         }
+        Outcome::Substituted => {
+            deps.sip.hangup(key).await;
+        }
         Outcome::Shutdown => {
             // The contact is not ended: after the restart it is "disconnected" and keeps its
             // place for the configured window.
@@ -336,6 +404,13 @@ async fn call_task(
 }
 
 async fn end_contact(deps: &Deps, id: &ContactId) {
+    // The caller may hang up in the instant after a call-back/email/form replaced the call
+    // (before its effect reached us): that contact is not abandoned.
+    if let Some(st) = deps.centre.status(id.clone()).await
+        && st.substitute.is_some()
+    {
+        return;
+    }
     match deps.centre.end(id.clone(), EndReason::Abandoned).await {
         Ok(()) | Err(CentreError::AlreadyEnded) | Err(CentreError::NotFound) => {}
         Err(e) => tracing::warn!(error = %e, contact = %id.redacted(), "could not end contact"),
@@ -343,10 +418,10 @@ async fn end_contact(deps: &Deps, id: &ContactId) {
 }
 
 /// Waits (bounded) for the UA to forget the call, so the task's life covers the call's.
-async fn wait_ended(rx: &mut mpsc::UnboundedReceiver<UaEvent>) {
+async fn wait_ended(rx: &mut mpsc::UnboundedReceiver<CallMsg>) {
     let _ = tokio::time::timeout(Duration::from_secs(70), async {
         while let Some(ev) = rx.recv().await {
-            if matches!(ev, UaEvent::Ended(_)) {
+            if matches!(ev, CallMsg::Sip(UaEvent::Ended(_))) {
                 break;
             }
         }

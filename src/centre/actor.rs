@@ -128,6 +128,11 @@ impl CentreHandle {
         Err(super::command::CommandError::ShuttingDown)
     }
 
+    /// Effects of committed commands (placeholder until the caller-page work lands).
+    pub fn subscribe_effects(&self) -> tokio::sync::broadcast::Receiver<super::command::Effect> {
+        tokio::sync::broadcast::channel(1).1
+    }
+
     /// Snapshots, one per committed batch. Readers never wait on the centre thread.
     pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshots.clone()
