@@ -242,6 +242,8 @@ pub enum EndReason {
     Lost,
     /// Admitted, but the call could not be answered.
     Rejected,
+    /// The caller cancelled their pending call-back.
+    Cancelled,
 }
 
 impl EndReason {
@@ -251,6 +253,7 @@ impl EndReason {
             EndReason::Abandoned => "abandoned",
             EndReason::Lost => "lost",
             EndReason::Rejected => "rejected",
+            EndReason::Cancelled => "cancelled",
         }
     }
 }
@@ -268,6 +271,7 @@ impl FromStr for EndReason {
             "abandoned" => EndReason::Abandoned,
             "lost" => EndReason::Lost,
             "rejected" => EndReason::Rejected,
+            "cancelled" => EndReason::Cancelled,
             _ => {
                 return Err(UnknownName {
                     what: "end reason",
@@ -465,8 +469,18 @@ mod tests {
         ] {
             assert_eq!(m.as_str().parse::<MediaType>(), Ok(m));
         }
-        for r in [EndReason::Abandoned, EndReason::Lost, EndReason::Rejected] {
+        for r in [
+            EndReason::Abandoned,
+            EndReason::Lost,
+            EndReason::Rejected,
+            EndReason::Cancelled,
+        ] {
             assert_eq!(r.as_str().parse::<EndReason>(), Ok(r));
+            // serde and the stored name agree.
+            assert_eq!(
+                serde_json::to_string(&r).expect("json"),
+                format!("\"{}\"", r.as_str())
+            );
         }
         assert_eq!(MediaType::Voice.label(), "voice call");
         assert!("fax".parse::<MediaType>().is_err());

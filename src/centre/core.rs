@@ -12,6 +12,13 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+use super::callback::{
+    CallbackRules, check_email, check_text, check_window, default_callback_number,
+};
+use super::command::{
+    ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
+    MoveTarget, PositionRise, RiseReason, Substitute, Window,
+};
 use super::contact::{
     ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact, QueueId, Timestamp,
 };
@@ -63,12 +70,65 @@ pub struct StoredContact {
     pub created: Timestamp,
     pub caller: String,
     pub call_ref: String,
+    /// Grows by one on every change to the contact (1 once admitted).
+    pub version: u64,
+    /// The call-back, email or web form that replaced the call, if any.
+    pub substitute: Option<Substitute>,
+    /// The last time the position number went up (got worse), and why.
+    pub position_rise: Option<PositionRise>,
 }
 
 impl StoredContact {
     fn line_key(&self) -> LineKey {
         (self.seniority, self.seq)
     }
+
+    /// Queued with its SIP call attached: a voice or video contact not yet replaced by a
+    /// substitute (disconnected contacts have lost their call).
+    pub fn has_live_call(&self) -> bool {
+        self.state == ContactState::Queued
+            && matches!(self.media, MediaType::Voice | MediaType::Video)
+            && self.substitute.is_none()
+    }
+}
+
+/// An accepted command as remembered (and persisted) for idempotency: a repeat of `id`
+/// with the same contact and command gets `confirmation` again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCommand {
+    pub id: CommandId,
+    pub contact: ContactId,
+    pub command: Command,
+    pub confirmation: Confirmation,
+    pub at: Timestamp,
+}
+
+/// Everything a store hands back at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// In admission (`seq`) order.
+    pub contacts: Vec<StoredContact>,
+    /// In acceptance order.
+    pub commands: Vec<StoredCommand>,
+}
+
+impl From<Vec<StoredContact>> for Stored {
+    fn from(contacts: Vec<StoredContact>) -> Self {
+        Stored {
+            contacts,
+            commands: Vec::new(),
+        }
+    }
+}
+
+/// What an accepted command yields: the answer, what to store, what the front-end must do.
+pub type CommandOutcome = (Confirmation, Vec<Change>, Vec<Effect>);
+
+/// A change to the remembered commands, for rollback.
+#[derive(Debug)]
+enum CommandUndo {
+    Added(CommandId),
+    Removed(StoredCommand),
 }
 
 /// An append-only history line about one contact.
@@ -88,6 +148,8 @@ pub enum Change {
     Contact(StoredContact),
     /// Append to the contact's history.
     Event(ContactEvent),
+    /// Remember an accepted command (idempotency across restarts).
+    Command(StoredCommand),
 }
 
 /// One queue as shown on dashboards.
@@ -132,9 +194,16 @@ pub struct Centre {
     deadlines: BTreeMap<(Timestamp, u64), ContactId>,
     next_seq: u64,
     rng: StdRng,
+    callback_rules: CallbackRules,
+    /// Accepted commands of known contacts, by id.
+    commands: HashMap<CommandId, StoredCommand>,
+    /// The ids in `commands` per contact, so a forgotten contact's commands go with it.
+    commands_by_contact: HashMap<ContactId, Vec<CommandId>>,
     /// While a batch is open ([`Centre::begin`]): prior rows of contacts touched in it,
     /// oldest first. `None` outside a batch so direct users of the core pay nothing.
     journal: Option<Vec<(ContactId, Option<StoredContact>)>>,
+    /// The same for remembered commands.
+    command_journal: Option<Vec<CommandUndo>>,
 }
 
 impl Centre {
@@ -160,15 +229,21 @@ impl Centre {
             deadlines: BTreeMap::new(),
             next_seq: 1,
             rng,
+            callback_rules: config.callback,
+            commands: HashMap::new(),
+            commands_by_contact: HashMap::new(),
             journal: None,
+            command_journal: None,
         }
     }
 
     /// Rebuilds the centre from stored rows after a start.
     ///
-    /// A restart drops every live call, so contacts that were `Queued` become
-    /// `Disconnected { since: now, until: now + keep_place }` and keep their seniority, so
-    /// a caller who rings back in time gets their place back. Contacts already
+    /// A restart drops every live call, so contacts that were `Queued` with a live call
+    /// become `Disconnected { since: now, until: now + keep_place }` and keep their
+    /// seniority, so a caller who rings back in time gets their place back. Contacts whose
+    /// call was already replaced (call-back, email, web form) have no call to lose and
+    /// stay `Queued` in their place. Remembered commands of known contacts are kept. Contacts already
     /// disconnected keep their original window (repeated restarts must not extend it).
     /// Live contacts of a queue that is no longer configured end as `Lost`. Ended
     /// contacts are kept only inside the retention period, to block reuse of their
@@ -176,12 +251,13 @@ impl Centre {
     pub fn restore(
         config: CentreConfig,
         rng: StdRng,
-        stored: Vec<StoredContact>,
+        stored: impl Into<Stored>,
         now: Timestamp,
     ) -> (Self, Vec<Change>) {
+        let stored = stored.into();
         let mut centre = Centre::new(config, rng);
         let mut changes = Vec::new();
-        for row in stored {
+        for row in stored.contacts {
             centre.next_seq = centre.next_seq.max(row.seq.saturating_add(1));
             if centre.contacts.contains_key(&row.id) {
                 // The store's primary key makes this impossible; first row wins if not.
@@ -201,6 +277,7 @@ impl Centre {
                         at: now,
                         reason: EndReason::Lost,
                     };
+                    row.version += 1;
                     changes.push(Change::Event(ContactEvent {
                         contact: row.id.clone(),
                         at: now,
@@ -210,10 +287,11 @@ impl Centre {
                     changes.push(Change::Contact(row.clone()));
                     centre.put_row(row);
                 }
-                ContactState::Queued => {
+                ContactState::Queued if row.has_live_call() => {
                     let until = now.plus_secs(centre.keep_place_secs);
                     let mut row = row;
                     row.state = ContactState::Disconnected { since: now, until };
+                    row.version += 1;
                     changes.push(Change::Contact(row.clone()));
                     changes.push(Change::Event(ContactEvent {
                         contact: row.id.clone(),
@@ -223,7 +301,14 @@ impl Centre {
                     }));
                     centre.put_row(row);
                 }
-                ContactState::Disconnected { .. } => centre.put_row(row),
+                ContactState::Queued | ContactState::Disconnected { .. } => centre.put_row(row),
+            }
+        }
+        for command in stored.commands {
+            if centre.contacts.contains_key(&command.contact)
+                && !centre.commands.contains_key(&command.id)
+            {
+                centre.remember(command);
             }
         }
         (centre, changes)
@@ -256,6 +341,9 @@ impl Centre {
             created: now,
             caller: new.caller,
             call_ref: new.call_ref,
+            version: 1,
+            substitute: None,
+            position_rise: None,
         };
         self.put_row(row.clone());
         let status = self.status(&id).ok_or(CentreError::NotFound)?;
@@ -312,6 +400,7 @@ impl Centre {
         };
         let position = self.position_of(&row);
         row.state = ContactState::Ended { at: now, reason };
+        row.version += 1;
         let mut detail = format!(
             "from queue {} at position {}",
             row.queue,
@@ -355,7 +444,10 @@ impl Centre {
                     EndReason::Lost,
                     "keep-place window ran out".to_owned(),
                 )),
-                ContactState::Ended { .. } => self.remove_row(&id),
+                ContactState::Ended { .. } => {
+                    self.remove_row(&id);
+                    self.forget_commands(&id);
+                }
                 ContactState::Queued => {
                     self.deadlines.pop_first();
                 }
@@ -398,11 +490,19 @@ impl Centre {
     /// A consistent view for readers. Positions are handed out by walking each line once.
     pub fn snapshot(&self, now: Timestamp) -> Snapshot {
         let mut contacts = HashMap::with_capacity(self.live);
+        // Each line's keys once, so a contact's place in every other queue (move targets)
+        // is a binary search rather than a walk.
+        let lines: Vec<Vec<LineKey>> = self
+            .queues
+            .iter()
+            .map(|q| q.line.keys().copied().collect())
+            .collect();
+        let ahead_in = |i: usize, key: &LineKey| lines[i].partition_point(|k| k < key);
         for queue in &self.queues {
             for (i, id) in queue.line.values().enumerate() {
                 if let Some(row) = self.contacts.get(id) {
                     let position = saturating_u32(i).saturating_add(1);
-                    contacts.insert(id.clone(), self.status_of(row, Some(position)));
+                    contacts.insert(id.clone(), self.status_with(row, Some(position), &ahead_in));
                 }
             }
         }
@@ -414,7 +514,7 @@ impl Centre {
             if let Some(row) = self.contacts.get(id)
                 && !row.state.is_live()
             {
-                contacts.insert(id.clone(), self.status_of(row, None));
+                contacts.insert(id.clone(), self.status_with(row, None, &ahead_in));
             }
         }
         let queues = self
@@ -440,11 +540,13 @@ impl Centre {
     /// The actor opens one per group commit and closes it once the store has the changes.
     pub fn begin(&mut self) {
         self.journal = Some(Vec::new());
+        self.command_journal = Some(Vec::new());
     }
 
     /// Closes the batch: its changes are durable and can no longer be rolled back.
     pub fn commit(&mut self) {
         self.journal = None;
+        self.command_journal = None;
     }
 
     /// Undoes every contact change since [`Centre::begin`] (the store write for them
@@ -453,6 +555,16 @@ impl Centre {
     /// part of a batch.
     pub fn rollback(&mut self) {
         // Taken first, so undoing is not itself journaled.
+        if let Some(journal) = self.command_journal.take() {
+            for undo in journal.into_iter().rev() {
+                match undo {
+                    CommandUndo::Added(id) => {
+                        self.unremember(&id);
+                    }
+                    CommandUndo::Removed(command) => self.remember(command),
+                }
+            }
+        }
         let Some(journal) = self.journal.take() else {
             return;
         };
@@ -473,7 +585,38 @@ impl Centre {
     }
 
     fn status_of(&self, row: &StoredContact, position: Option<u32>) -> ContactStatus {
+        self.status_with(row, position, &|i, key| {
+            self.queues[i].line.range(..*key).count()
+        })
+    }
+
+    /// `ahead_in(i, key)`: how many contacts of queue `i` are ahead of line key `key`.
+    fn status_with(
+        &self,
+        row: &StoredContact,
+        position: Option<u32>,
+        ahead_in: &dyn Fn(usize, &LineKey) -> usize,
+    ) -> ContactStatus {
         let queue = self.queue_index.get(&row.queue).map(|&i| &self.queues[i]);
+        let move_targets = if row.state.is_live() {
+            self.queues
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| q.spec.id != row.queue)
+                .map(|(i, q)| {
+                    let position = saturating_u32(ahead_in(i, &row.line_key())).saturating_add(1);
+                    MoveTarget {
+                        queue: q.spec.id.clone(),
+                        name: q.spec.name.clone(),
+                        skillset: q.spec.skillset.clone(),
+                        position,
+                        estimate: q.estimate_at(position),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let estimate = match (queue, position) {
             (Some(q), Some(p)) => q.estimate_at(p),
             // Ended contacts have no wait; callers check `position` first.
@@ -493,14 +636,13 @@ impl Centre {
             seniority: row.seniority,
             created: row.created,
             caller: row.caller.clone(),
-            // Filled in by the command work (issue 3).
-            version: 0,
-            live_call: false,
-            substitute: None,
-            options: Vec::new(),
-            move_targets: Vec::new(),
-            default_callback_number: None,
-            position_rise: None,
+            version: row.version,
+            live_call: row.has_live_call(),
+            substitute: row.substitute.clone(),
+            options: options(row, !move_targets.is_empty()),
+            move_targets,
+            default_callback_number: default_callback_number(&row.caller),
+            position_rise: row.position_rise.clone(),
         }
     }
 
@@ -554,6 +696,450 @@ impl Centre {
     }
 }
 
+/// Longest subject of an email or web form, in characters.
+pub const SUBJECT_MAX_CHARS: usize = 200;
+/// Longest message of an email or web form, in characters.
+pub const MESSAGE_MAX_CHARS: usize = 5000;
+/// Longest name on a web form, in characters.
+pub const NAME_MAX_CHARS: usize = 100;
+/// Longest command id.
+pub const COMMAND_ID_MAX_LEN: usize = 64;
+
+/// The controls a contact in this state may use (see [`Centre::command`]).
+fn options(row: &StoredContact, can_move: bool) -> Vec<ActionKind> {
+    if !row.state.is_live() {
+        return Vec::new();
+    }
+    let mut options = Vec::new();
+    if can_move {
+        options.push(ActionKind::MoveQueue);
+    }
+    match row.substitute {
+        None => options.extend([ActionKind::Callback, ActionKind::Email, ActionKind::WebForm]),
+        Some(Substitute::Callback { .. }) => {
+            options.extend([ActionKind::CancelCallback, ActionKind::ChangeCallback]);
+        }
+        Some(Substitute::Email { .. } | Substitute::WebForm { .. }) => {}
+    }
+    options
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> CommandError {
+    CommandError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn check_command_id(id: &CommandId) -> Result<(), CommandError> {
+    let s = id.0.as_str();
+    if s.is_empty()
+        || s.len() > COMMAND_ID_MAX_LEN
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            "command_id",
+            format!("a command id has 1 to {COMMAND_ID_MAX_LEN} letters, digits, '_' or '-'"),
+        ));
+    }
+    Ok(())
+}
+
+/// A phone number for logs and history: only its last four digits.
+fn redact_number(number: &str) -> String {
+    let keep = number.len().saturating_sub(4);
+    format!("{}{}", "*".repeat(keep), &number[keep..])
+}
+
+fn describe_window(window: Option<&Window>) -> String {
+    window.map_or_else(
+        || "any time".to_owned(),
+        |w| format!("between {} and {}", w.not_before, w.not_after),
+    )
+}
+
+fn substitute_label(s: &Substitute) -> &'static str {
+    match s {
+        Substitute::Callback { .. } => "a call-back is already booked",
+        Substitute::Email { .. } => "an email has already been left",
+        Substitute::WebForm { .. } => "a web form has already been left",
+    }
+}
+
+impl Centre {
+    /// Carries out a caller's command on their contact.
+    ///
+    /// Order of checks: the command id's form; a remembered id (same contact and command:
+    /// the first confirmation again, with no changes and no effects; anything else:
+    /// `IdReused`); the contact (`NotFound`); the page's version (`NotAllowed`, "the page
+    /// was out of date"); whether the contact's state allows the command (`NotAllowed`);
+    /// the fields (`Invalid`, naming the field as in the command). An accepted command
+    /// returns its confirmation, the changes to store (including the command itself, so
+    /// the id is remembered across restarts) and the effects for the front-end, which must
+    /// be carried out only once the changes are stored.
+    ///
+    /// Allowed commands: a contact with a live call or a disconnected one may move,
+    /// or replace its call by a call-back, an email or a web form, keeping its seniority
+    /// and queue (its place); a pending call-back may be moved, cancelled or changed; a
+    /// left email or web form may be moved. Ended contacts allow nothing.
+    pub fn command(
+        &mut self,
+        now: Timestamp,
+        request: CommandRequest,
+    ) -> Result<CommandOutcome, CommandError> {
+        check_command_id(&request.id)?;
+        if let Some(done) = self.commands.get(&request.id) {
+            return if done.contact == request.contact && done.command == request.command {
+                Ok((done.confirmation.clone(), Vec::new(), Vec::new()))
+            } else {
+                Err(CommandError::IdReused)
+            };
+        }
+        let row = self
+            .contacts
+            .get(&request.contact)
+            .cloned()
+            .ok_or(CommandError::NotFound)?;
+        if let Some(expected) = request.expected_version
+            && expected != row.version
+        {
+            return Err(self.not_allowed(&row, "the page was out of date"));
+        }
+        if !row.state.is_live() {
+            return Err(self.not_allowed(&row, "the contact has already ended"));
+        }
+        let (confirmation, mut changes, effects) = match request.command.clone() {
+            Command::MoveQueue { to } => self.move_queue(now, row, to)?,
+            Command::Callback { number, window } => {
+                self.require_no_substitute(&row)?;
+                let number = self.check_callback(now, &number, window.as_ref())?;
+                let detail = format!(
+                    "call-back to {} {}",
+                    redact_number(&number),
+                    describe_window(window.as_ref())
+                );
+                let (position, changes, effects) = self.substitute(
+                    now,
+                    row,
+                    Substitute::Callback {
+                        number: number.clone(),
+                        window,
+                    },
+                    ("callback", detail),
+                );
+                let confirmation = Confirmation::CallbackBooked {
+                    number,
+                    window,
+                    position,
+                };
+                (confirmation, changes, effects)
+            }
+            Command::Email {
+                subject,
+                message,
+                reply_to,
+            } => {
+                self.require_no_substitute(&row)?;
+                let subject = check_text(&subject, "a subject", SUBJECT_MAX_CHARS)
+                    .map_err(|m| invalid("subject", m))?;
+                let message = check_text(&message, "a message", MESSAGE_MAX_CHARS)
+                    .map_err(|m| invalid("message", m))?;
+                let reply_to = check_email(&reply_to).map_err(|m| invalid("reply_to", m))?;
+                let detail = format!(
+                    "email left: subject {} characters, message {} characters",
+                    subject.chars().count(),
+                    message.chars().count()
+                );
+                let (position, changes, effects) = self.substitute(
+                    now,
+                    row,
+                    Substitute::Email {
+                        subject,
+                        message,
+                        reply_to,
+                    },
+                    ("email", detail),
+                );
+                (Confirmation::EmailQueued { position }, changes, effects)
+            }
+            Command::WebForm {
+                name,
+                subject,
+                message,
+                reply_to,
+            } => {
+                self.require_no_substitute(&row)?;
+                let name = check_text(&name, "your name", NAME_MAX_CHARS)
+                    .map_err(|m| invalid("name", m))?;
+                let subject = check_text(&subject, "a subject", SUBJECT_MAX_CHARS)
+                    .map_err(|m| invalid("subject", m))?;
+                let message = check_text(&message, "a message", MESSAGE_MAX_CHARS)
+                    .map_err(|m| invalid("message", m))?;
+                let reply_to = check_email(&reply_to).map_err(|m| invalid("reply_to", m))?;
+                let detail = format!(
+                    "web form left: subject {} characters, message {} characters",
+                    subject.chars().count(),
+                    message.chars().count()
+                );
+                let (position, changes, effects) = self.substitute(
+                    now,
+                    row,
+                    Substitute::WebForm {
+                        name,
+                        subject,
+                        message,
+                        reply_to,
+                    },
+                    ("web_form", detail),
+                );
+                (Confirmation::WebFormQueued { position }, changes, effects)
+            }
+            Command::CancelCallback => {
+                self.require_pending_callback(&row)?;
+                let position = self.position_of(&row).unwrap_or(0);
+                let mut changes = vec![Change::Event(ContactEvent {
+                    contact: row.id.clone(),
+                    at: now,
+                    kind: "callback_cancelled".to_owned(),
+                    detail: format!("by the caller at position {position}"),
+                })];
+                changes.extend(self.end_row(
+                    now,
+                    &row.id,
+                    EndReason::Cancelled,
+                    "call-back cancelled".to_owned(),
+                ));
+                (Confirmation::CallbackCancelled, changes, Vec::new())
+            }
+            Command::ChangeCallback { number, window } => {
+                self.require_pending_callback(&row)?;
+                let number = self.check_callback(now, &number, window.as_ref())?;
+                let mut row = row;
+                row.substitute = Some(Substitute::Callback {
+                    number: number.clone(),
+                    window,
+                });
+                row.version += 1;
+                self.put_row(row.clone());
+                let changes = vec![
+                    Change::Event(ContactEvent {
+                        contact: row.id.clone(),
+                        at: now,
+                        kind: "callback_changed".to_owned(),
+                        detail: format!(
+                            "now to {} {}",
+                            redact_number(&number),
+                            describe_window(window.as_ref())
+                        ),
+                    }),
+                    Change::Contact(row),
+                ];
+                (
+                    Confirmation::CallbackChanged { number, window },
+                    changes,
+                    Vec::new(),
+                )
+            }
+        };
+        let stored = StoredCommand {
+            id: request.id,
+            contact: request.contact,
+            command: request.command,
+            confirmation: confirmation.clone(),
+            at: now,
+        };
+        self.remember(stored.clone());
+        changes.push(Change::Command(stored));
+        Ok((confirmation, changes, effects))
+    }
+
+    fn not_allowed(&self, row: &StoredContact, reason: &str) -> CommandError {
+        CommandError::NotAllowed {
+            reason: reason.to_owned(),
+            current: Box::new(self.status_of(row, self.position_of(row))),
+        }
+    }
+
+    /// A live call or a lost one (disconnected): nothing has replaced it yet.
+    fn require_no_substitute(&self, row: &StoredContact) -> Result<(), CommandError> {
+        match &row.substitute {
+            None => Ok(()),
+            Some(s) => Err(self.not_allowed(row, substitute_label(s))),
+        }
+    }
+
+    fn require_pending_callback(&self, row: &StoredContact) -> Result<(), CommandError> {
+        match &row.substitute {
+            Some(Substitute::Callback { .. }) => Ok(()),
+            _ => Err(self.not_allowed(row, "a call-back is not pending")),
+        }
+    }
+
+    /// The normalised number, after the window (if any) was checked too.
+    fn check_callback(
+        &self,
+        now: Timestamp,
+        number: &str,
+        window: Option<&Window>,
+    ) -> Result<String, CommandError> {
+        let number = self
+            .callback_rules
+            .normalise(number)
+            .map_err(|m| invalid("number", m))?;
+        if let Some(window) = window {
+            check_window(window, now).map_err(|m| invalid("window", m))?;
+        }
+        Ok(number)
+    }
+
+    /// Replaces the contact's call (live or lost) by `substitute`, keeping its queue and
+    /// seniority. Returns the position, the changes and the effects (hang up a live call).
+    fn substitute(
+        &mut self,
+        now: Timestamp,
+        row: StoredContact,
+        substitute: Substitute,
+        (kind, detail): (&str, String),
+    ) -> (u32, Vec<Change>, Vec<Effect>) {
+        let mut effects = Vec::new();
+        let (media, farewell) = match substitute {
+            Substitute::Callback { .. } => (MediaType::Callback, Farewell::Callback),
+            Substitute::Email { .. } => (MediaType::Email, Farewell::Goodbye),
+            Substitute::WebForm { .. } => (MediaType::WebForm, Farewell::Goodbye),
+        };
+        if row.has_live_call() {
+            effects.push(Effect::EndCall {
+                call_ref: row.call_ref.clone(),
+                farewell,
+            });
+        }
+        let was = row.media;
+        let mut row = row;
+        row.media = media;
+        row.substitute = Some(substitute);
+        row.state = ContactState::Queued;
+        row.version += 1;
+        self.put_row(row.clone());
+        let position = self.position_of(&row).unwrap_or(0);
+        let changes = vec![
+            Change::Event(ContactEvent {
+                contact: row.id.clone(),
+                at: now,
+                kind: kind.to_owned(),
+                detail: format!(
+                    "{detail}; replaces the {} at position {position} in queue {}",
+                    was.label(),
+                    row.queue
+                ),
+            }),
+            Change::Contact(row),
+        ];
+        (position, changes, effects)
+    }
+
+    fn move_queue(
+        &mut self,
+        now: Timestamp,
+        row: StoredContact,
+        to: QueueId,
+    ) -> Result<CommandOutcome, CommandError> {
+        let Some(&target) = self.queue_index.get(&to) else {
+            return Err(invalid("to", "There is no such queue."));
+        };
+        if to == row.queue {
+            return Err(invalid("to", "You are already in that queue."));
+        }
+        let from = row.queue.clone();
+        let from_position = self.position_of(&row).unwrap_or(0);
+        let key = row.line_key();
+        let line = &self.queues[target].line;
+        let ahead = line.range(..key).count();
+        let behind: Vec<ContactId> = line.range(key..).map(|(_, id)| id.clone()).collect();
+        let mut effects = Vec::new();
+        if row.has_live_call() {
+            effects.push(Effect::Reannounce {
+                call_ref: row.call_ref.clone(),
+            });
+        }
+        let mut row = row;
+        row.queue = to.clone();
+        row.version += 1;
+        // A rise is about this queue's line; a new line starts without one.
+        row.position_rise = None;
+        self.put_row(row.clone());
+        let position = self.position_of(&row).unwrap_or(0);
+        let mut changes = vec![
+            Change::Event(ContactEvent {
+                contact: row.id.clone(),
+                at: now,
+                kind: "moved".to_owned(),
+                detail: format!(
+                    "from queue {from} position {from_position} to queue {to} position {position}"
+                ),
+            }),
+            Change::Contact(row),
+        ];
+        for (i, id) in behind.iter().enumerate() {
+            let Some(mut other) = self.contacts.get(id).cloned() else {
+                continue;
+            };
+            let was = saturating_u32(ahead + i).saturating_add(1);
+            other.position_rise = Some(PositionRise {
+                from: was,
+                to: was.saturating_add(1),
+                reason: RiseReason::SeniorJoined,
+            });
+            other.version += 1;
+            self.put_row(other.clone());
+            changes.push(Change::Contact(other));
+        }
+        let confirmation = Confirmation::Moved { from, to, position };
+        Ok((confirmation, changes, effects))
+    }
+
+    /// Remembers an accepted command (journaled inside a batch).
+    fn remember(&mut self, command: StoredCommand) {
+        if let Some(journal) = &mut self.command_journal {
+            journal.push(CommandUndo::Added(command.id.clone()));
+        }
+        self.commands_by_contact
+            .entry(command.contact.clone())
+            .or_default()
+            .push(command.id.clone());
+        self.commands.insert(command.id.clone(), command);
+    }
+
+    /// Forgets one command without journaling (used by rollback).
+    fn unremember(&mut self, id: &CommandId) -> Option<StoredCommand> {
+        let command = self.commands.remove(id)?;
+        if let Some(ids) = self.commands_by_contact.get_mut(&command.contact) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.commands_by_contact.remove(&command.contact);
+            }
+        }
+        Some(command)
+    }
+
+    /// A forgotten contact's commands go with it (journaled inside a batch).
+    fn forget_commands(&mut self, contact: &ContactId) {
+        for id in self.commands_by_contact.remove(contact).unwrap_or_default() {
+            if let Some(command) = self.commands.remove(&id)
+                && let Some(journal) = &mut self.command_journal
+            {
+                journal.push(CommandUndo::Removed(command));
+            }
+        }
+    }
+
+    /// How many accepted commands are remembered (tests and metrics).
+    pub fn remembered_commands(&self) -> usize {
+        self.commands.len()
+    }
+}
+
 fn ended_kind(reason: EndReason) -> String {
     format!("ended:{}", reason.as_str())
 }
@@ -596,6 +1182,7 @@ mod tests {
             keep_place_secs: 600,
             id_retention_secs: 30 * 24 * 3600,
             max_live_contacts: 10_000,
+            callback: CallbackRules::default(),
         }
     }
 
@@ -625,7 +1212,7 @@ mod tests {
             .iter()
             .filter_map(|c| match c {
                 Change::Contact(r) => Some(r.clone()),
-                Change::Event(_) => None,
+                _ => None,
             })
             .collect()
     }
@@ -649,7 +1236,7 @@ mod tests {
             .iter()
             .filter_map(|c| match c {
                 Change::Event(e) => Some(e.kind.as_str()),
-                Change::Contact(_) => None,
+                _ => None,
             })
             .collect();
         assert_eq!(kinds, ["created", "queued"]);
