@@ -682,6 +682,147 @@ mod tests {
         stop(token, thread).await;
     }
 
+    fn move_to(contact: &ContactId, id: &str, to: &str) -> CommandRequest {
+        CommandRequest {
+            id: crate::centre::CommandId(id.into()),
+            contact: contact.clone(),
+            expected_version: None,
+            command: crate::centre::Command::MoveQueue {
+                to: QueueId(to.into()),
+            },
+        }
+    }
+
+    /// Records what was durable when each apply happened, so a test can see that a reply
+    /// or an effect came after the commit.
+    #[tokio::test]
+    async fn commands_are_committed_before_the_reply_and_effects_follow_the_commit() {
+        let store = MemoryStore::new();
+        let token = CancellationToken::new();
+        let (handle, thread) =
+            spawn(config(), Box::new(store.clone()), token.clone()).expect("spawn");
+        let mut effects = handle.subscribe_effects();
+        let a = handle.admit(contact(0)).await.expect("admit");
+        let b = handle.admit(contact(1)).await.expect("admit");
+
+        let request = CommandRequest {
+            id: crate::centre::CommandId("cb-1".into()),
+            contact: a.id.clone(),
+            expected_version: Some(a.version),
+            command: crate::centre::Command::Callback {
+                number: "+44 20 7946 0000".into(),
+                window: None,
+            },
+        };
+        let confirmation = handle.command(request.clone()).await.expect("callback");
+        assert_eq!(
+            confirmation,
+            Confirmation::CallbackBooked {
+                number: "+442079460000".into(),
+                window: None,
+                position: 1
+            }
+        );
+        // Committed before the reply: the row and the command are in the store.
+        let row = store
+            .rows()
+            .into_iter()
+            .find(|r| r.id == a.id)
+            .expect("row");
+        assert!(row.substitute.is_some());
+        assert_eq!(store.commands().len(), 1);
+        let effect = tokio::time::timeout(Duration::from_secs(5), effects.recv())
+            .await
+            .expect("in time")
+            .expect("effect");
+        assert_eq!(
+            effect,
+            Effect::EndCall {
+                call_ref: "call-0".into(),
+                farewell: crate::centre::Farewell::Callback
+            }
+        );
+        // The snapshot carries the new fields.
+        let snap = handle.snapshots().borrow().clone();
+        let s = &snap.contacts[&a.id];
+        assert_eq!((s.version, s.live_call), (2, false));
+        assert_eq!(
+            s.options,
+            [
+                crate::centre::ActionKind::MoveQueue,
+                crate::centre::ActionKind::CancelCallback,
+                crate::centre::ActionKind::ChangeCallback
+            ]
+        );
+        assert_eq!(snap.contacts[&b.id].move_targets.len(), 1);
+
+        // A double submit: the same answer, nothing stored, no second effect.
+        assert_eq!(handle.command(request).await, Ok(confirmation));
+        assert_eq!(store.commands().len(), 1);
+        handle
+            .command(move_to(&b.id, "mv-1", "sales"))
+            .await
+            .expect("move");
+        let next = effects.recv().await.expect("effect");
+        assert_eq!(
+            next,
+            Effect::Reannounce {
+                call_ref: "call-1".into()
+            },
+            "the repeat produced no effect of its own"
+        );
+        assert_eq!(
+            handle.command(move_to(&a.id, "mv-1", "sales")).await,
+            Err(CommandError::IdReused)
+        );
+
+        // A failed write: refused as Storage, nothing remembered, no effect.
+        store.set_failing(true);
+        assert!(matches!(
+            handle.command(move_to(&b.id, "mv-2", "support")).await,
+            Err(CommandError::Storage(_))
+        ));
+        store.set_failing(false);
+        assert!(matches!(
+            effects.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+        assert_eq!(
+            handle.status(b.id.clone()).await.expect("known").queue,
+            QueueId("sales".into())
+        );
+        // The id was not remembered, so a retry does the work.
+        assert_eq!(
+            handle.command(move_to(&b.id, "mv-2", "support")).await,
+            Ok(Confirmation::Moved {
+                from: QueueId("sales".into()),
+                to: QueueId("support".into()),
+                position: 1
+            })
+        );
+        stop(token, thread).await;
+        assert_eq!(
+            handle.command(move_to(&b.id, "mv-3", "sales")).await,
+            Err(CommandError::ShuttingDown)
+        );
+
+        // After a restart the call-back is still queued in its place and ids are known.
+        let token = CancellationToken::new();
+        let (handle, thread) =
+            spawn(config(), Box::new(store.clone()), token.clone()).expect("respawn");
+        let s = handle.status(a.id.clone()).await.expect("kept");
+        assert_eq!((s.state, s.position), (ContactState::Queued, Some(1)));
+        assert!(matches!(
+            handle.status(b.id.clone()).await.expect("kept").state,
+            ContactState::Disconnected { .. }
+        ));
+        assert_eq!(
+            handle.command(move_to(&a.id, "mv-2", "sales")).await,
+            Err(CommandError::IdReused)
+        );
+        stop(token, thread).await;
+    }
+
     #[test]
     fn a_broken_store_fails_the_start() {
         let store = MemoryStore::new();

@@ -462,7 +462,11 @@ mod tests {
         }
         assert!(dir.path().join(format!("{DB_FILE}-wal")).exists());
         let mut reopened = SqliteStore::open(dir.path()).expect("reopen");
-        assert_eq!(reopened.load().expect("load"), expected);
+        let loaded = reopened.load().expect("load");
+        assert_eq!(loaded, expected);
+        // Substitutes and remembered commands came back too.
+        assert_eq!(loaded.commands.len(), 4);
+        assert!(loaded.contacts.iter().any(|r| r.substitute.is_some()));
     }
 
     const CRASH_DIR_VAR: &str = "HOLDLINE_TEST_CRASH_DIR";
@@ -536,6 +540,51 @@ mod tests {
             SqliteStore::open(dir.path()),
             Err(StoreError::NewerSchema { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_rows() {
+        let dir = TempDir::new("sqlite-migrate-1-2");
+        std::fs::create_dir_all(dir.path()).expect("dir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("raw open");
+            schema_version(&conn).expect("version table");
+            conn.execute_batch(MIGRATIONS[0]).expect("migration 1");
+            conn.execute("INSERT INTO schema_version (id, version) VALUES (1, 1)", [])
+                .expect("version 1");
+            let id = sample().1.contacts[0].id.clone();
+            conn.execute(
+                "INSERT INTO contacts (id, queue, media, state, seniority, seq, created,
+                     caller, call_ref)
+                 VALUES (?1, 'sales', 'voice', 'queued', 5, 1, 5, 'sip:x@y', 'c1')",
+                [id.as_str()],
+            )
+            .expect("old row");
+        }
+        let mut store = SqliteStore::open(dir.path()).expect("migrate");
+        let loaded = store.load().expect("load");
+        assert_eq!(loaded.contacts.len(), 1);
+        let row = &loaded.contacts[0];
+        assert_eq!((row.version, &row.substitute), (1, &None));
+        assert!(loaded.commands.is_empty());
+        // And the new columns and table take writes.
+        store.apply(&sample().0).expect("apply");
+        assert_eq!(store.load().expect("load").commands.len(), 4);
+    }
+
+    #[test]
+    fn unreadable_substitutes_are_reported() {
+        let dir = TempDir::new("sqlite-corrupt-substitute");
+        let mut store = SqliteStore::open(dir.path()).expect("open");
+        store.apply(&sample().0).expect("apply");
+        store
+            .conn
+            .execute(
+                "UPDATE contacts SET substitute = '{\"kind\":\"fax\"}' WHERE substitute IS NOT NULL",
+                [],
+            )
+            .expect("corrupt");
+        assert!(matches!(store.load(), Err(StoreError::Corrupt(_))));
     }
 
     #[test]
