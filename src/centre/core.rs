@@ -374,7 +374,8 @@ impl Centre {
         Ok((status, changes))
     }
 
-    /// Ends a queued or disconnected contact; everyone behind it moves up.
+    /// Ends a queued or disconnected contact; everyone behind it moves up. The hang-up of
+    /// a call already replaced by a substitute changes nothing (see below).
     pub fn end(
         &mut self,
         now: Timestamp,
@@ -384,6 +385,13 @@ impl Centre {
         let row = self.contacts.get(id).ok_or(CentreError::NotFound)?;
         if !row.state.is_live() {
             return Err(CentreError::AlreadyEnded);
+        }
+        // The call of a contact whose call was replaced (call-back, email, web form) ends
+        // by design, after its farewell or as the caller hangs up first: that is the end
+        // of the call, not of the contact, which keeps its place.
+        if row.substitute.is_some() && matches!(reason, EndReason::Abandoned | EndReason::Rejected)
+        {
+            return Ok(Vec::new());
         }
         Ok(self.end_row(now, id, reason, String::new()))
     }
@@ -2045,8 +2053,9 @@ mod command_tests {
         let e = run(&mut c, 9, "z3", &formed, callback("+15550100")).unwrap_err();
         assert_eq!(reason(e), "a web form has already been left");
 
-        c.end(at(10), &formed, EndReason::Abandoned).expect("end");
-        let e = run(&mut c, 11, "z4", &formed, email()).unwrap_err();
+        let gone = admit(&mut c, 9, "sales");
+        c.end(at(10), &gone, EndReason::Abandoned).expect("end");
+        let e = run(&mut c, 11, "z4", &gone, email()).unwrap_err();
         match e {
             CommandError::NotAllowed { reason, current } => {
                 assert_eq!(reason, "the contact has already ended");
@@ -2370,7 +2379,7 @@ mod command_tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(touched, [live.clone()]);
+        assert_eq!(touched, std::slice::from_ref(&live));
         let s = status(&r, &live);
         assert_eq!(
             s.state,
@@ -2404,6 +2413,20 @@ mod command_tests {
         assert_eq!(c.remembered_commands(), 0);
         // The id is free again, and the command works.
         run(&mut c, 20, "m", &a, Command::MoveQueue { to: q("support") }).expect("move");
+        assert_eq!(status(&c, &b).position, Some(2));
+    }
+
+    #[test]
+    fn the_hang_up_after_a_substitute_does_not_end_the_contact() {
+        let mut c = centre();
+        let a = admit(&mut c, 0, "sales");
+        let b = admit(&mut c, 1, "sales");
+        run(&mut c, 2, "cb", &a, callback("+15550100")).expect("cb");
+        run(&mut c, 2, "em", &b, email()).expect("email");
+        for id in [&a, &b] {
+            assert_eq!(c.end(at(3), id, EndReason::Abandoned), Ok(Vec::new()));
+            assert_eq!(status(&c, id).state, ContactState::Queued);
+        }
         assert_eq!(status(&c, &b).position, Some(2));
     }
 
