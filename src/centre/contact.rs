@@ -329,8 +329,8 @@ pub struct ContactStatus {
     pub ahead: u32,
     /// Wait estimate for `position`; meaningless (reported as `NoAgents`) once ended.
     pub estimate: WaitEstimate,
-    /// Queue order key: earlier seniority is served first. Equal to `created` today; moves
-    /// between queues (later) keep it so a caller does not lose their turn.
+    /// Queue order key: earlier seniority is served first. Set at admission (`created`);
+    /// moves between queues and substitutes keep it so a caller does not lose their turn.
     pub seniority: Timestamp,
     pub created: Timestamp,
     pub caller: String,
