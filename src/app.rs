@@ -55,6 +55,7 @@ pub fn centre_config(config: &Config) -> CentreConfig {
         keep_place_secs: config.data.keep_place_secs,
         id_retention_secs: config.data.id_retention_secs,
         max_live_contacts: config.limits.max_contacts,
+        callback: centre::CallbackRules::default(),
     }
 }
 

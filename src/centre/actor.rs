@@ -16,9 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
 use super::core::{Centre, CentreError, Snapshot};
 use super::queue::CentreConfig;
@@ -30,6 +31,10 @@ pub const REQUEST_CAPACITY: usize = 1024;
 /// Most requests folded into one store transaction: bounds the latency one batch adds
 /// to the requests at its front.
 pub const MAX_BATCH: usize = 256;
+
+/// Effects a slow subscriber may fall behind by before it misses some (it then sees
+/// `RecvError::Lagged`).
+pub const EFFECT_CAPACITY: usize = 1024;
 
 /// After a failed store write, ticks (which would hit the same failure) wait this long.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
@@ -75,6 +80,10 @@ enum Request {
         id: ContactId,
         reply: oneshot::Sender<Option<ContactStatus>>,
     },
+    Command {
+        request: CommandRequest,
+        reply: oneshot::Sender<Result<Confirmation, CommandError>>,
+    },
 }
 
 /// The way into the centre for everyone else. Cheap to clone.
@@ -82,6 +91,7 @@ enum Request {
 pub struct CentreHandle {
     requests: mpsc::Sender<Request>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    effects: broadcast::Sender<Effect>,
 }
 
 impl CentreHandle {
@@ -118,14 +128,23 @@ impl CentreHandle {
         self.snapshots.borrow().contacts.get(&id).cloned()
     }
 
-    /// Carries out a caller's command: validated against the contact's current state,
-    /// committed, then confirmed; its effects go to `subscribe_effects` receivers.
-    /// (Placeholder signature for the caller-page work; the centre side lands with it.)
-    pub async fn command(
-        &self,
-        _request: super::command::CommandRequest,
-    ) -> Result<super::command::Confirmation, super::command::CommandError> {
-        Err(super::command::CommandError::ShuttingDown)
+    /// Carries out a caller's command: validated against the contact's current state
+    /// (see [`Centre::command`]), committed, then confirmed; its effects go to
+    /// [`subscribe_effects`](Self::subscribe_effects) receivers once committed. If the
+    /// write fails nothing was changed and the answer is `Storage`.
+    pub async fn command(&self, request: CommandRequest) -> Result<Confirmation, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Command { request, reply })
+            .await
+            .map_err(|_| CommandError::ShuttingDown)?;
+        answer.await.map_err(|_| CommandError::ShuttingDown)?
+    }
+
+    /// Effects of committed commands (end a call, re-announce a position), in commit
+    /// order. Only effects committed after this call are received.
+    pub fn subscribe_effects(&self) -> broadcast::Receiver<Effect> {
+        self.effects.subscribe()
     }
 
     /// Effects of committed commands (placeholder until the caller-page work lands).
@@ -176,11 +195,13 @@ pub fn spawn(
         .map_err(StartError::Thread)?;
     let (requests, inbox) = mpsc::channel(REQUEST_CAPACITY);
     let (publish, snapshots) = watch::channel(Arc::new(centre.snapshot(now)));
+    let (effects, _) = broadcast::channel(EFFECT_CAPACITY);
     let actor = Actor {
         centre,
         store,
         inbox,
         publish,
+        effects: effects.clone(),
         shutdown,
         last_now: now,
         tick_after: None,
@@ -193,6 +214,7 @@ pub fn spawn(
         CentreHandle {
             requests,
             snapshots,
+            effects,
         },
         thread,
     ))
@@ -203,6 +225,7 @@ struct Actor {
     store: Box<dyn Store>,
     inbox: mpsc::Receiver<Request>,
     publish: watch::Sender<Arc<Snapshot>>,
+    effects: broadcast::Sender<Effect>,
     shutdown: CancellationToken,
     /// Time never runs backwards for the core, even if the wall clock is stepped back:
     /// seniority must follow admission order.
@@ -229,6 +252,12 @@ enum Pending {
         Result<(), CentreError>,
     ),
     Status(oneshot::Sender<Option<ContactStatus>>, ContactId),
+    /// `changed`: the command was new (not a repeat) and so depends on the write.
+    Command {
+        reply: oneshot::Sender<Result<Confirmation, CommandError>>,
+        result: Result<Confirmation, CommandError>,
+        changed: bool,
+    },
 }
 
 impl Actor {
@@ -295,6 +324,7 @@ impl Actor {
             Vec::new()
         };
         let mut pending = Vec::with_capacity(batch.len());
+        let mut effects = Vec::new();
         for request in batch {
             match request {
                 Request::Admit { contact, reply } => {
@@ -311,6 +341,23 @@ impl Actor {
                     pending.push(Pending::End(reply, result));
                 }
                 Request::Status { id, reply } => pending.push(Pending::Status(reply, id)),
+                Request::Command { request, reply } => {
+                    let mut changed = false;
+                    let result = self
+                        .centre
+                        .command(now, request)
+                        .map(|(confirmation, c, e)| {
+                            changed = !c.is_empty();
+                            changes.extend(c);
+                            effects.extend(e);
+                            confirmation
+                        });
+                    pending.push(Pending::Command {
+                        reply,
+                        result,
+                        changed,
+                    });
+                }
             }
         }
 
@@ -326,6 +373,10 @@ impl Actor {
                 if !changes.is_empty() {
                     self.publish
                         .send_replace(Arc::new(self.centre.snapshot(now)));
+                }
+                // Committed: now the front-end may act. No subscriber is not an error.
+                for effect in effects {
+                    let _ = self.effects.send(effect);
                 }
             }
             Some(e) => {
@@ -365,6 +416,22 @@ impl Actor {
                 Pending::Status(reply, id) => {
                     let _ = reply.send(self.centre.status(&id));
                 }
+                Pending::Command {
+                    reply,
+                    result,
+                    changed,
+                } => {
+                    let answer = match result {
+                        Ok(_) if changed && failure.is_some() => Err(CommandError::Storage(
+                            failure
+                                .as_ref()
+                                .map(ToString::to_string)
+                                .unwrap_or_default(),
+                        )),
+                        other => other,
+                    };
+                    let _ = reply.send(answer);
+                }
             }
         }
     }
@@ -394,6 +461,7 @@ mod tests {
             keep_place_secs: 600,
             id_retention_secs: 30 * 86_400,
             max_live_contacts: 5000,
+            callback: crate::centre::CallbackRules::default(),
         }
     }
 
@@ -424,7 +492,7 @@ mod tests {
     /// Counts transactions, to see group commit at work.
     struct Counting(SqliteStore, Arc<std::sync::atomic::AtomicUsize>);
     impl Store for Counting {
-        fn load(&mut self) -> Result<Vec<StoredContact>, StoreError> {
+        fn load(&mut self) -> Result<crate::centre::Stored, StoreError> {
             self.0.load()
         }
         fn apply(&mut self, changes: &[crate::centre::Change]) -> Result<(), StoreError> {
@@ -497,7 +565,7 @@ mod tests {
         );
 
         let mut reopened = SqliteStore::open(dir.path()).expect("reopen");
-        let rows = reopened.load().expect("load");
+        let rows = reopened.load().expect("load").contacts;
         assert_eq!(rows.len(), 500);
         assert!(rows.iter().all(|r| ids.contains(&r.id)));
         assert!(rows.iter().all(|r| r.state == ContactState::Queued));
@@ -616,6 +684,147 @@ mod tests {
             .map(|e| e.kind)
             .collect();
         assert_eq!(kinds, ["created", "queued", "disconnected", "ended:lost"]);
+        stop(token, thread).await;
+    }
+
+    fn move_to(contact: &ContactId, id: &str, to: &str) -> CommandRequest {
+        CommandRequest {
+            id: crate::centre::CommandId(id.into()),
+            contact: contact.clone(),
+            expected_version: None,
+            command: crate::centre::Command::MoveQueue {
+                to: QueueId(to.into()),
+            },
+        }
+    }
+
+    /// Records what was durable when each apply happened, so a test can see that a reply
+    /// or an effect came after the commit.
+    #[tokio::test]
+    async fn commands_are_committed_before_the_reply_and_effects_follow_the_commit() {
+        let store = MemoryStore::new();
+        let token = CancellationToken::new();
+        let (handle, thread) =
+            spawn(config(), Box::new(store.clone()), token.clone()).expect("spawn");
+        let mut effects = handle.subscribe_effects();
+        let a = handle.admit(contact(0)).await.expect("admit");
+        let b = handle.admit(contact(1)).await.expect("admit");
+
+        let request = CommandRequest {
+            id: crate::centre::CommandId("cb-1".into()),
+            contact: a.id.clone(),
+            expected_version: Some(a.version),
+            command: crate::centre::Command::Callback {
+                number: "+44 20 7946 0000".into(),
+                window: None,
+            },
+        };
+        let confirmation = handle.command(request.clone()).await.expect("callback");
+        assert_eq!(
+            confirmation,
+            Confirmation::CallbackBooked {
+                number: "+442079460000".into(),
+                window: None,
+                position: 1
+            }
+        );
+        // Committed before the reply: the row and the command are in the store.
+        let row = store
+            .rows()
+            .into_iter()
+            .find(|r| r.id == a.id)
+            .expect("row");
+        assert!(row.substitute.is_some());
+        assert_eq!(store.commands().len(), 1);
+        let effect = tokio::time::timeout(Duration::from_secs(5), effects.recv())
+            .await
+            .expect("in time")
+            .expect("effect");
+        assert_eq!(
+            effect,
+            Effect::EndCall {
+                call_ref: "call-0".into(),
+                farewell: crate::centre::Farewell::Callback
+            }
+        );
+        // The snapshot carries the new fields.
+        let snap = handle.snapshots().borrow().clone();
+        let s = &snap.contacts[&a.id];
+        assert_eq!((s.version, s.live_call), (2, false));
+        assert_eq!(
+            s.options,
+            [
+                crate::centre::ActionKind::MoveQueue,
+                crate::centre::ActionKind::CancelCallback,
+                crate::centre::ActionKind::ChangeCallback
+            ]
+        );
+        assert_eq!(snap.contacts[&b.id].move_targets.len(), 1);
+
+        // A double submit: the same answer, nothing stored, no second effect.
+        assert_eq!(handle.command(request).await, Ok(confirmation));
+        assert_eq!(store.commands().len(), 1);
+        handle
+            .command(move_to(&b.id, "mv-1", "sales"))
+            .await
+            .expect("move");
+        let next = effects.recv().await.expect("effect");
+        assert_eq!(
+            next,
+            Effect::Reannounce {
+                call_ref: "call-1".into()
+            },
+            "the repeat produced no effect of its own"
+        );
+        assert_eq!(
+            handle.command(move_to(&a.id, "mv-1", "sales")).await,
+            Err(CommandError::IdReused)
+        );
+
+        // A failed write: refused as Storage, nothing remembered, no effect.
+        store.set_failing(true);
+        assert!(matches!(
+            handle.command(move_to(&b.id, "mv-2", "support")).await,
+            Err(CommandError::Storage(_))
+        ));
+        store.set_failing(false);
+        assert!(matches!(
+            effects.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+        assert_eq!(
+            handle.status(b.id.clone()).await.expect("known").queue,
+            QueueId("sales".into())
+        );
+        // The id was not remembered, so a retry does the work.
+        assert_eq!(
+            handle.command(move_to(&b.id, "mv-2", "support")).await,
+            Ok(Confirmation::Moved {
+                from: QueueId("sales".into()),
+                to: QueueId("support".into()),
+                position: 1
+            })
+        );
+        stop(token, thread).await;
+        assert_eq!(
+            handle.command(move_to(&b.id, "mv-3", "sales")).await,
+            Err(CommandError::ShuttingDown)
+        );
+
+        // After a restart the call-back is still queued in its place and ids are known.
+        let token = CancellationToken::new();
+        let (handle, thread) =
+            spawn(config(), Box::new(store.clone()), token.clone()).expect("respawn");
+        let s = handle.status(a.id.clone()).await.expect("kept");
+        assert_eq!((s.state, s.position), (ContactState::Queued, Some(1)));
+        assert!(matches!(
+            handle.status(b.id.clone()).await.expect("kept").state,
+            ContactState::Disconnected { .. }
+        ));
+        assert_eq!(
+            handle.command(move_to(&a.id, "mv-2", "sales")).await,
+            Err(CommandError::IdReused)
+        );
         stop(token, thread).await;
     }
 

@@ -242,6 +242,8 @@ pub enum EndReason {
     Lost,
     /// Admitted, but the call could not be answered.
     Rejected,
+    /// The caller cancelled their pending call-back.
+    Cancelled,
 }
 
 impl EndReason {
@@ -251,6 +253,7 @@ impl EndReason {
             EndReason::Abandoned => "abandoned",
             EndReason::Lost => "lost",
             EndReason::Rejected => "rejected",
+            EndReason::Cancelled => "cancelled",
         }
     }
 }
@@ -268,6 +271,7 @@ impl FromStr for EndReason {
             "abandoned" => EndReason::Abandoned,
             "lost" => EndReason::Lost,
             "rejected" => EndReason::Rejected,
+            "cancelled" => EndReason::Cancelled,
             _ => {
                 return Err(UnknownName {
                     what: "end reason",
@@ -325,8 +329,8 @@ pub struct ContactStatus {
     pub ahead: u32,
     /// Wait estimate for `position`; meaningless (reported as `NoAgents`) once ended.
     pub estimate: WaitEstimate,
-    /// Queue order key: earlier seniority is served first. Equal to `created` today; moves
-    /// between queues (later) keep it so a caller does not lose their turn.
+    /// Queue order key: earlier seniority is served first. Set at admission (`created`);
+    /// moves between queues and substitutes keep it so a caller does not lose their turn.
     pub seniority: Timestamp,
     pub created: Timestamp,
     pub caller: String,
@@ -465,8 +469,18 @@ mod tests {
         ] {
             assert_eq!(m.as_str().parse::<MediaType>(), Ok(m));
         }
-        for r in [EndReason::Abandoned, EndReason::Lost, EndReason::Rejected] {
+        for r in [
+            EndReason::Abandoned,
+            EndReason::Lost,
+            EndReason::Rejected,
+            EndReason::Cancelled,
+        ] {
             assert_eq!(r.as_str().parse::<EndReason>(), Ok(r));
+            // serde and the stored name agree.
+            assert_eq!(
+                serde_json::to_string(&r).expect("json"),
+                format!("\"{}\"", r.as_str())
+            );
         }
         assert_eq!(MediaType::Voice.label(), "voice call");
         assert!("fax".parse::<MediaType>().is_err());

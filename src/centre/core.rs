@@ -12,6 +12,13 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+use super::callback::{
+    CallbackRules, check_email, check_text, check_window, default_callback_number,
+};
+use super::command::{
+    ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
+    MoveTarget, PositionRise, RiseReason, Substitute, Window,
+};
 use super::contact::{
     ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact, QueueId, Timestamp,
 };
@@ -63,12 +70,65 @@ pub struct StoredContact {
     pub created: Timestamp,
     pub caller: String,
     pub call_ref: String,
+    /// Grows by one on every change to the contact (1 once admitted).
+    pub version: u64,
+    /// The call-back, email or web form that replaced the call, if any.
+    pub substitute: Option<Substitute>,
+    /// The last time the position number went up (got worse), and why.
+    pub position_rise: Option<PositionRise>,
 }
 
 impl StoredContact {
     fn line_key(&self) -> LineKey {
         (self.seniority, self.seq)
     }
+
+    /// Queued with its SIP call attached: a voice or video contact not yet replaced by a
+    /// substitute (disconnected contacts have lost their call).
+    pub fn has_live_call(&self) -> bool {
+        self.state == ContactState::Queued
+            && matches!(self.media, MediaType::Voice | MediaType::Video)
+            && self.substitute.is_none()
+    }
+}
+
+/// An accepted command as remembered (and persisted) for idempotency: a repeat of `id`
+/// with the same contact and command gets `confirmation` again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCommand {
+    pub id: CommandId,
+    pub contact: ContactId,
+    pub command: Command,
+    pub confirmation: Confirmation,
+    pub at: Timestamp,
+}
+
+/// Everything a store hands back at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// In admission (`seq`) order.
+    pub contacts: Vec<StoredContact>,
+    /// In acceptance order.
+    pub commands: Vec<StoredCommand>,
+}
+
+impl From<Vec<StoredContact>> for Stored {
+    fn from(contacts: Vec<StoredContact>) -> Self {
+        Stored {
+            contacts,
+            commands: Vec::new(),
+        }
+    }
+}
+
+/// What an accepted command yields: the answer, what to store, what the front-end must do.
+pub type CommandOutcome = (Confirmation, Vec<Change>, Vec<Effect>);
+
+/// A change to the remembered commands, for rollback.
+#[derive(Debug)]
+enum CommandUndo {
+    Added(CommandId),
+    Removed(StoredCommand),
 }
 
 /// An append-only history line about one contact.
@@ -88,6 +148,8 @@ pub enum Change {
     Contact(StoredContact),
     /// Append to the contact's history.
     Event(ContactEvent),
+    /// Remember an accepted command (idempotency across restarts).
+    Command(StoredCommand),
 }
 
 /// One queue as shown on dashboards.
@@ -132,9 +194,16 @@ pub struct Centre {
     deadlines: BTreeMap<(Timestamp, u64), ContactId>,
     next_seq: u64,
     rng: StdRng,
+    callback_rules: CallbackRules,
+    /// Accepted commands of known contacts, by id.
+    commands: HashMap<CommandId, StoredCommand>,
+    /// The ids in `commands` per contact, so a forgotten contact's commands go with it.
+    commands_by_contact: HashMap<ContactId, Vec<CommandId>>,
     /// While a batch is open ([`Centre::begin`]): prior rows of contacts touched in it,
     /// oldest first. `None` outside a batch so direct users of the core pay nothing.
     journal: Option<Vec<(ContactId, Option<StoredContact>)>>,
+    /// The same for remembered commands.
+    command_journal: Option<Vec<CommandUndo>>,
 }
 
 impl Centre {
@@ -160,15 +229,21 @@ impl Centre {
             deadlines: BTreeMap::new(),
             next_seq: 1,
             rng,
+            callback_rules: config.callback,
+            commands: HashMap::new(),
+            commands_by_contact: HashMap::new(),
             journal: None,
+            command_journal: None,
         }
     }
 
     /// Rebuilds the centre from stored rows after a start.
     ///
-    /// A restart drops every live call, so contacts that were `Queued` become
-    /// `Disconnected { since: now, until: now + keep_place }` and keep their seniority, so
-    /// a caller who rings back in time gets their place back. Contacts already
+    /// A restart drops every live call, so contacts that were `Queued` with a live call
+    /// become `Disconnected { since: now, until: now + keep_place }` and keep their
+    /// seniority, so a caller who rings back in time gets their place back. Contacts whose
+    /// call was already replaced (call-back, email, web form) have no call to lose and
+    /// stay `Queued` in their place. Remembered commands of known contacts are kept. Contacts already
     /// disconnected keep their original window (repeated restarts must not extend it).
     /// Live contacts of a queue that is no longer configured end as `Lost`. Ended
     /// contacts are kept only inside the retention period, to block reuse of their
@@ -176,12 +251,13 @@ impl Centre {
     pub fn restore(
         config: CentreConfig,
         rng: StdRng,
-        stored: Vec<StoredContact>,
+        stored: impl Into<Stored>,
         now: Timestamp,
     ) -> (Self, Vec<Change>) {
+        let stored = stored.into();
         let mut centre = Centre::new(config, rng);
         let mut changes = Vec::new();
-        for row in stored {
+        for row in stored.contacts {
             centre.next_seq = centre.next_seq.max(row.seq.saturating_add(1));
             if centre.contacts.contains_key(&row.id) {
                 // The store's primary key makes this impossible; first row wins if not.
@@ -201,6 +277,7 @@ impl Centre {
                         at: now,
                         reason: EndReason::Lost,
                     };
+                    row.version += 1;
                     changes.push(Change::Event(ContactEvent {
                         contact: row.id.clone(),
                         at: now,
@@ -210,10 +287,11 @@ impl Centre {
                     changes.push(Change::Contact(row.clone()));
                     centre.put_row(row);
                 }
-                ContactState::Queued => {
+                ContactState::Queued if row.has_live_call() => {
                     let until = now.plus_secs(centre.keep_place_secs);
                     let mut row = row;
                     row.state = ContactState::Disconnected { since: now, until };
+                    row.version += 1;
                     changes.push(Change::Contact(row.clone()));
                     changes.push(Change::Event(ContactEvent {
                         contact: row.id.clone(),
@@ -223,7 +301,14 @@ impl Centre {
                     }));
                     centre.put_row(row);
                 }
-                ContactState::Disconnected { .. } => centre.put_row(row),
+                ContactState::Queued | ContactState::Disconnected { .. } => centre.put_row(row),
+            }
+        }
+        for command in stored.commands {
+            if centre.contacts.contains_key(&command.contact)
+                && !centre.commands.contains_key(&command.id)
+            {
+                centre.remember(command);
             }
         }
         (centre, changes)
@@ -256,6 +341,9 @@ impl Centre {
             created: now,
             caller: new.caller,
             call_ref: new.call_ref,
+            version: 1,
+            substitute: None,
+            position_rise: None,
         };
         self.put_row(row.clone());
         let status = self.status(&id).ok_or(CentreError::NotFound)?;
@@ -286,7 +374,8 @@ impl Centre {
         Ok((status, changes))
     }
 
-    /// Ends a queued or disconnected contact; everyone behind it moves up.
+    /// Ends a queued or disconnected contact; everyone behind it moves up. The hang-up of
+    /// a call already replaced by a substitute changes nothing (see below).
     pub fn end(
         &mut self,
         now: Timestamp,
@@ -296,6 +385,13 @@ impl Centre {
         let row = self.contacts.get(id).ok_or(CentreError::NotFound)?;
         if !row.state.is_live() {
             return Err(CentreError::AlreadyEnded);
+        }
+        // The call of a contact whose call was replaced (call-back, email, web form) ends
+        // by design, after its farewell or as the caller hangs up first: that is the end
+        // of the call, not of the contact, which keeps its place.
+        if row.substitute.is_some() && matches!(reason, EndReason::Abandoned | EndReason::Rejected)
+        {
+            return Ok(Vec::new());
         }
         Ok(self.end_row(now, id, reason, String::new()))
     }
@@ -312,6 +408,7 @@ impl Centre {
         };
         let position = self.position_of(&row);
         row.state = ContactState::Ended { at: now, reason };
+        row.version += 1;
         let mut detail = format!(
             "from queue {} at position {}",
             row.queue,
@@ -355,7 +452,10 @@ impl Centre {
                     EndReason::Lost,
                     "keep-place window ran out".to_owned(),
                 )),
-                ContactState::Ended { .. } => self.remove_row(&id),
+                ContactState::Ended { .. } => {
+                    self.remove_row(&id);
+                    self.forget_commands(&id);
+                }
                 ContactState::Queued => {
                     self.deadlines.pop_first();
                 }
@@ -398,11 +498,19 @@ impl Centre {
     /// A consistent view for readers. Positions are handed out by walking each line once.
     pub fn snapshot(&self, now: Timestamp) -> Snapshot {
         let mut contacts = HashMap::with_capacity(self.live);
+        // Each line's keys once, so a contact's place in every other queue (move targets)
+        // is a binary search rather than a walk.
+        let lines: Vec<Vec<LineKey>> = self
+            .queues
+            .iter()
+            .map(|q| q.line.keys().copied().collect())
+            .collect();
+        let ahead_in = |i: usize, key: &LineKey| lines[i].partition_point(|k| k < key);
         for queue in &self.queues {
             for (i, id) in queue.line.values().enumerate() {
                 if let Some(row) = self.contacts.get(id) {
                     let position = saturating_u32(i).saturating_add(1);
-                    contacts.insert(id.clone(), self.status_of(row, Some(position)));
+                    contacts.insert(id.clone(), self.status_with(row, Some(position), &ahead_in));
                 }
             }
         }
@@ -414,7 +522,7 @@ impl Centre {
             if let Some(row) = self.contacts.get(id)
                 && !row.state.is_live()
             {
-                contacts.insert(id.clone(), self.status_of(row, None));
+                contacts.insert(id.clone(), self.status_with(row, None, &ahead_in));
             }
         }
         let queues = self
@@ -440,11 +548,13 @@ impl Centre {
     /// The actor opens one per group commit and closes it once the store has the changes.
     pub fn begin(&mut self) {
         self.journal = Some(Vec::new());
+        self.command_journal = Some(Vec::new());
     }
 
     /// Closes the batch: its changes are durable and can no longer be rolled back.
     pub fn commit(&mut self) {
         self.journal = None;
+        self.command_journal = None;
     }
 
     /// Undoes every contact change since [`Centre::begin`] (the store write for them
@@ -453,6 +563,16 @@ impl Centre {
     /// part of a batch.
     pub fn rollback(&mut self) {
         // Taken first, so undoing is not itself journaled.
+        if let Some(journal) = self.command_journal.take() {
+            for undo in journal.into_iter().rev() {
+                match undo {
+                    CommandUndo::Added(id) => {
+                        self.unremember(&id);
+                    }
+                    CommandUndo::Removed(command) => self.remember(command),
+                }
+            }
+        }
         let Some(journal) = self.journal.take() else {
             return;
         };
@@ -473,7 +593,38 @@ impl Centre {
     }
 
     fn status_of(&self, row: &StoredContact, position: Option<u32>) -> ContactStatus {
+        self.status_with(row, position, &|i, key| {
+            self.queues[i].line.range(..*key).count()
+        })
+    }
+
+    /// `ahead_in(i, key)`: how many contacts of queue `i` are ahead of line key `key`.
+    fn status_with(
+        &self,
+        row: &StoredContact,
+        position: Option<u32>,
+        ahead_in: &dyn Fn(usize, &LineKey) -> usize,
+    ) -> ContactStatus {
         let queue = self.queue_index.get(&row.queue).map(|&i| &self.queues[i]);
+        let move_targets = if row.state.is_live() {
+            self.queues
+                .iter()
+                .enumerate()
+                .filter(|(_, q)| q.spec.id != row.queue)
+                .map(|(i, q)| {
+                    let position = saturating_u32(ahead_in(i, &row.line_key())).saturating_add(1);
+                    MoveTarget {
+                        queue: q.spec.id.clone(),
+                        name: q.spec.name.clone(),
+                        skillset: q.spec.skillset.clone(),
+                        position,
+                        estimate: q.estimate_at(position),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let estimate = match (queue, position) {
             (Some(q), Some(p)) => q.estimate_at(p),
             // Ended contacts have no wait; callers check `position` first.
@@ -493,14 +644,13 @@ impl Centre {
             seniority: row.seniority,
             created: row.created,
             caller: row.caller.clone(),
-            // Filled in by the command work (issue 3).
-            version: 0,
-            live_call: false,
-            substitute: None,
-            options: Vec::new(),
-            move_targets: Vec::new(),
-            default_callback_number: None,
-            position_rise: None,
+            version: row.version,
+            live_call: row.has_live_call(),
+            substitute: row.substitute.clone(),
+            options: options(row, !move_targets.is_empty()),
+            move_targets,
+            default_callback_number: default_callback_number(&row.caller),
+            position_rise: row.position_rise.clone(),
         }
     }
 
@@ -554,6 +704,450 @@ impl Centre {
     }
 }
 
+/// Longest subject of an email or web form, in characters.
+pub const SUBJECT_MAX_CHARS: usize = 200;
+/// Longest message of an email or web form, in characters.
+pub const MESSAGE_MAX_CHARS: usize = 5000;
+/// Longest name on a web form, in characters.
+pub const NAME_MAX_CHARS: usize = 100;
+/// Longest command id.
+pub const COMMAND_ID_MAX_LEN: usize = 64;
+
+/// The controls a contact in this state may use (see [`Centre::command`]).
+fn options(row: &StoredContact, can_move: bool) -> Vec<ActionKind> {
+    if !row.state.is_live() {
+        return Vec::new();
+    }
+    let mut options = Vec::new();
+    if can_move {
+        options.push(ActionKind::MoveQueue);
+    }
+    match row.substitute {
+        None => options.extend([ActionKind::Callback, ActionKind::Email, ActionKind::WebForm]),
+        Some(Substitute::Callback { .. }) => {
+            options.extend([ActionKind::CancelCallback, ActionKind::ChangeCallback]);
+        }
+        Some(Substitute::Email { .. } | Substitute::WebForm { .. }) => {}
+    }
+    options
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> CommandError {
+    CommandError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn check_command_id(id: &CommandId) -> Result<(), CommandError> {
+    let s = id.0.as_str();
+    if s.is_empty()
+        || s.len() > COMMAND_ID_MAX_LEN
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            "command_id",
+            format!("a command id has 1 to {COMMAND_ID_MAX_LEN} letters, digits, '_' or '-'"),
+        ));
+    }
+    Ok(())
+}
+
+/// A phone number for logs and history: only its last four digits.
+fn redact_number(number: &str) -> String {
+    let keep = number.len().saturating_sub(4);
+    format!("{}{}", "*".repeat(keep), &number[keep..])
+}
+
+fn describe_window(window: Option<&Window>) -> String {
+    window.map_or_else(
+        || "any time".to_owned(),
+        |w| format!("between {} and {}", w.not_before, w.not_after),
+    )
+}
+
+fn substitute_label(s: &Substitute) -> &'static str {
+    match s {
+        Substitute::Callback { .. } => "a call-back is already booked",
+        Substitute::Email { .. } => "an email has already been left",
+        Substitute::WebForm { .. } => "a web form has already been left",
+    }
+}
+
+impl Centre {
+    /// Carries out a caller's command on their contact.
+    ///
+    /// Order of checks: the command id's form; a remembered id (same contact and command:
+    /// the first confirmation again, with no changes and no effects; anything else:
+    /// `IdReused`); the contact (`NotFound`); the page's version (`NotAllowed`, "the page
+    /// was out of date"); whether the contact's state allows the command (`NotAllowed`);
+    /// the fields (`Invalid`, naming the field as in the command). An accepted command
+    /// returns its confirmation, the changes to store (including the command itself, so
+    /// the id is remembered across restarts) and the effects for the front-end, which must
+    /// be carried out only once the changes are stored.
+    ///
+    /// Allowed commands: a contact with a live call or a disconnected one may move,
+    /// or replace its call by a call-back, an email or a web form, keeping its seniority
+    /// and queue (its place); a pending call-back may be moved, cancelled or changed; a
+    /// left email or web form may be moved. Ended contacts allow nothing.
+    pub fn command(
+        &mut self,
+        now: Timestamp,
+        request: CommandRequest,
+    ) -> Result<CommandOutcome, CommandError> {
+        check_command_id(&request.id)?;
+        if let Some(done) = self.commands.get(&request.id) {
+            return if done.contact == request.contact && done.command == request.command {
+                Ok((done.confirmation.clone(), Vec::new(), Vec::new()))
+            } else {
+                Err(CommandError::IdReused)
+            };
+        }
+        let row = self
+            .contacts
+            .get(&request.contact)
+            .cloned()
+            .ok_or(CommandError::NotFound)?;
+        if let Some(expected) = request.expected_version
+            && expected != row.version
+        {
+            return Err(self.not_allowed(&row, "the page was out of date"));
+        }
+        if !row.state.is_live() {
+            return Err(self.not_allowed(&row, "the contact has already ended"));
+        }
+        let (confirmation, mut changes, effects) = match request.command.clone() {
+            Command::MoveQueue { to } => self.move_queue(now, row, to)?,
+            Command::Callback { number, window } => {
+                self.require_no_substitute(&row)?;
+                let number = self.check_callback(now, &number, window.as_ref())?;
+                let detail = format!(
+                    "call-back to {} {}",
+                    redact_number(&number),
+                    describe_window(window.as_ref())
+                );
+                let (position, changes, effects) = self.substitute(
+                    now,
+                    row,
+                    Substitute::Callback {
+                        number: number.clone(),
+                        window,
+                    },
+                    ("callback", detail),
+                );
+                let confirmation = Confirmation::CallbackBooked {
+                    number,
+                    window,
+                    position,
+                };
+                (confirmation, changes, effects)
+            }
+            Command::Email {
+                subject,
+                message,
+                reply_to,
+            } => {
+                self.require_no_substitute(&row)?;
+                let subject = check_text(&subject, "a subject", SUBJECT_MAX_CHARS)
+                    .map_err(|m| invalid("subject", m))?;
+                let message = check_text(&message, "a message", MESSAGE_MAX_CHARS)
+                    .map_err(|m| invalid("message", m))?;
+                let reply_to = check_email(&reply_to).map_err(|m| invalid("reply_to", m))?;
+                let detail = format!(
+                    "email left: subject {} characters, message {} characters",
+                    subject.chars().count(),
+                    message.chars().count()
+                );
+                let (position, changes, effects) = self.substitute(
+                    now,
+                    row,
+                    Substitute::Email {
+                        subject,
+                        message,
+                        reply_to,
+                    },
+                    ("email", detail),
+                );
+                (Confirmation::EmailQueued { position }, changes, effects)
+            }
+            Command::WebForm {
+                name,
+                subject,
+                message,
+                reply_to,
+            } => {
+                self.require_no_substitute(&row)?;
+                let name = check_text(&name, "your name", NAME_MAX_CHARS)
+                    .map_err(|m| invalid("name", m))?;
+                let subject = check_text(&subject, "a subject", SUBJECT_MAX_CHARS)
+                    .map_err(|m| invalid("subject", m))?;
+                let message = check_text(&message, "a message", MESSAGE_MAX_CHARS)
+                    .map_err(|m| invalid("message", m))?;
+                let reply_to = check_email(&reply_to).map_err(|m| invalid("reply_to", m))?;
+                let detail = format!(
+                    "web form left: subject {} characters, message {} characters",
+                    subject.chars().count(),
+                    message.chars().count()
+                );
+                let (position, changes, effects) = self.substitute(
+                    now,
+                    row,
+                    Substitute::WebForm {
+                        name,
+                        subject,
+                        message,
+                        reply_to,
+                    },
+                    ("web_form", detail),
+                );
+                (Confirmation::WebFormQueued { position }, changes, effects)
+            }
+            Command::CancelCallback => {
+                self.require_pending_callback(&row)?;
+                let position = self.position_of(&row).unwrap_or(0);
+                let mut changes = vec![Change::Event(ContactEvent {
+                    contact: row.id.clone(),
+                    at: now,
+                    kind: "callback_cancelled".to_owned(),
+                    detail: format!("by the caller at position {position}"),
+                })];
+                changes.extend(self.end_row(
+                    now,
+                    &row.id,
+                    EndReason::Cancelled,
+                    "call-back cancelled".to_owned(),
+                ));
+                (Confirmation::CallbackCancelled, changes, Vec::new())
+            }
+            Command::ChangeCallback { number, window } => {
+                self.require_pending_callback(&row)?;
+                let number = self.check_callback(now, &number, window.as_ref())?;
+                let mut row = row;
+                row.substitute = Some(Substitute::Callback {
+                    number: number.clone(),
+                    window,
+                });
+                row.version += 1;
+                self.put_row(row.clone());
+                let changes = vec![
+                    Change::Event(ContactEvent {
+                        contact: row.id.clone(),
+                        at: now,
+                        kind: "callback_changed".to_owned(),
+                        detail: format!(
+                            "now to {} {}",
+                            redact_number(&number),
+                            describe_window(window.as_ref())
+                        ),
+                    }),
+                    Change::Contact(row),
+                ];
+                (
+                    Confirmation::CallbackChanged { number, window },
+                    changes,
+                    Vec::new(),
+                )
+            }
+        };
+        let stored = StoredCommand {
+            id: request.id,
+            contact: request.contact,
+            command: request.command,
+            confirmation: confirmation.clone(),
+            at: now,
+        };
+        self.remember(stored.clone());
+        changes.push(Change::Command(stored));
+        Ok((confirmation, changes, effects))
+    }
+
+    fn not_allowed(&self, row: &StoredContact, reason: &str) -> CommandError {
+        CommandError::NotAllowed {
+            reason: reason.to_owned(),
+            current: Box::new(self.status_of(row, self.position_of(row))),
+        }
+    }
+
+    /// A live call or a lost one (disconnected): nothing has replaced it yet.
+    fn require_no_substitute(&self, row: &StoredContact) -> Result<(), CommandError> {
+        match &row.substitute {
+            None => Ok(()),
+            Some(s) => Err(self.not_allowed(row, substitute_label(s))),
+        }
+    }
+
+    fn require_pending_callback(&self, row: &StoredContact) -> Result<(), CommandError> {
+        match &row.substitute {
+            Some(Substitute::Callback { .. }) => Ok(()),
+            _ => Err(self.not_allowed(row, "a call-back is not pending")),
+        }
+    }
+
+    /// The normalised number, after the window (if any) was checked too.
+    fn check_callback(
+        &self,
+        now: Timestamp,
+        number: &str,
+        window: Option<&Window>,
+    ) -> Result<String, CommandError> {
+        let number = self
+            .callback_rules
+            .normalise(number)
+            .map_err(|m| invalid("number", m))?;
+        if let Some(window) = window {
+            check_window(window, now).map_err(|m| invalid("window", m))?;
+        }
+        Ok(number)
+    }
+
+    /// Replaces the contact's call (live or lost) by `substitute`, keeping its queue and
+    /// seniority. Returns the position, the changes and the effects (hang up a live call).
+    fn substitute(
+        &mut self,
+        now: Timestamp,
+        row: StoredContact,
+        substitute: Substitute,
+        (kind, detail): (&str, String),
+    ) -> (u32, Vec<Change>, Vec<Effect>) {
+        let mut effects = Vec::new();
+        let (media, farewell) = match substitute {
+            Substitute::Callback { .. } => (MediaType::Callback, Farewell::Callback),
+            Substitute::Email { .. } => (MediaType::Email, Farewell::Goodbye),
+            Substitute::WebForm { .. } => (MediaType::WebForm, Farewell::Goodbye),
+        };
+        if row.has_live_call() {
+            effects.push(Effect::EndCall {
+                call_ref: row.call_ref.clone(),
+                farewell,
+            });
+        }
+        let was = row.media;
+        let mut row = row;
+        row.media = media;
+        row.substitute = Some(substitute);
+        row.state = ContactState::Queued;
+        row.version += 1;
+        self.put_row(row.clone());
+        let position = self.position_of(&row).unwrap_or(0);
+        let changes = vec![
+            Change::Event(ContactEvent {
+                contact: row.id.clone(),
+                at: now,
+                kind: kind.to_owned(),
+                detail: format!(
+                    "{detail}; replaces the {} at position {position} in queue {}",
+                    was.label(),
+                    row.queue
+                ),
+            }),
+            Change::Contact(row),
+        ];
+        (position, changes, effects)
+    }
+
+    fn move_queue(
+        &mut self,
+        now: Timestamp,
+        row: StoredContact,
+        to: QueueId,
+    ) -> Result<CommandOutcome, CommandError> {
+        let Some(&target) = self.queue_index.get(&to) else {
+            return Err(invalid("to", "There is no such queue."));
+        };
+        if to == row.queue {
+            return Err(invalid("to", "You are already in that queue."));
+        }
+        let from = row.queue.clone();
+        let from_position = self.position_of(&row).unwrap_or(0);
+        let key = row.line_key();
+        let line = &self.queues[target].line;
+        let ahead = line.range(..key).count();
+        let behind: Vec<ContactId> = line.range(key..).map(|(_, id)| id.clone()).collect();
+        let mut effects = Vec::new();
+        if row.has_live_call() {
+            effects.push(Effect::Reannounce {
+                call_ref: row.call_ref.clone(),
+            });
+        }
+        let mut row = row;
+        row.queue = to.clone();
+        row.version += 1;
+        // A rise is about this queue's line; a new line starts without one.
+        row.position_rise = None;
+        self.put_row(row.clone());
+        let position = self.position_of(&row).unwrap_or(0);
+        let mut changes = vec![
+            Change::Event(ContactEvent {
+                contact: row.id.clone(),
+                at: now,
+                kind: "moved".to_owned(),
+                detail: format!(
+                    "from queue {from} position {from_position} to queue {to} position {position}"
+                ),
+            }),
+            Change::Contact(row),
+        ];
+        for (i, id) in behind.iter().enumerate() {
+            let Some(mut other) = self.contacts.get(id).cloned() else {
+                continue;
+            };
+            let was = saturating_u32(ahead + i).saturating_add(1);
+            other.position_rise = Some(PositionRise {
+                from: was,
+                to: was.saturating_add(1),
+                reason: RiseReason::SeniorJoined,
+            });
+            other.version += 1;
+            self.put_row(other.clone());
+            changes.push(Change::Contact(other));
+        }
+        let confirmation = Confirmation::Moved { from, to, position };
+        Ok((confirmation, changes, effects))
+    }
+
+    /// Remembers an accepted command (journaled inside a batch).
+    fn remember(&mut self, command: StoredCommand) {
+        if let Some(journal) = &mut self.command_journal {
+            journal.push(CommandUndo::Added(command.id.clone()));
+        }
+        self.commands_by_contact
+            .entry(command.contact.clone())
+            .or_default()
+            .push(command.id.clone());
+        self.commands.insert(command.id.clone(), command);
+    }
+
+    /// Forgets one command without journaling (used by rollback).
+    fn unremember(&mut self, id: &CommandId) -> Option<StoredCommand> {
+        let command = self.commands.remove(id)?;
+        if let Some(ids) = self.commands_by_contact.get_mut(&command.contact) {
+            ids.retain(|i| i != id);
+            if ids.is_empty() {
+                self.commands_by_contact.remove(&command.contact);
+            }
+        }
+        Some(command)
+    }
+
+    /// A forgotten contact's commands go with it (journaled inside a batch).
+    fn forget_commands(&mut self, contact: &ContactId) {
+        for id in self.commands_by_contact.remove(contact).unwrap_or_default() {
+            if let Some(command) = self.commands.remove(&id)
+                && let Some(journal) = &mut self.command_journal
+            {
+                journal.push(CommandUndo::Removed(command));
+            }
+        }
+    }
+
+    /// How many accepted commands are remembered (tests and metrics).
+    pub fn remembered_commands(&self) -> usize {
+        self.commands.len()
+    }
+}
+
 fn ended_kind(reason: EndReason) -> String {
     format!("ended:{}", reason.as_str())
 }
@@ -596,6 +1190,7 @@ mod tests {
             keep_place_secs: 600,
             id_retention_secs: 30 * 24 * 3600,
             max_live_contacts: 10_000,
+            callback: CallbackRules::default(),
         }
     }
 
@@ -625,7 +1220,7 @@ mod tests {
             .iter()
             .filter_map(|c| match c {
                 Change::Contact(r) => Some(r.clone()),
-                Change::Event(_) => None,
+                _ => None,
             })
             .collect()
     }
@@ -649,7 +1244,7 @@ mod tests {
             .iter()
             .filter_map(|c| match c {
                 Change::Event(e) => Some(e.kind.as_str()),
-                Change::Contact(_) => None,
+                _ => None,
             })
             .collect();
         assert_eq!(kinds, ["created", "queued"]);
@@ -1004,5 +1599,884 @@ mod tests {
             assert_eq!(positions, expected);
             assert_eq!(in_order, expected, "admission order is seniority order");
         }
+    }
+}
+
+#[cfg(test)]
+mod command_tests {
+    use super::*;
+    use crate::centre::queue::QueueSpec;
+    use rand::SeedableRng;
+
+    const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+    fn config() -> CentreConfig {
+        CentreConfig {
+            queues: ["sales", "support", "billing"]
+                .into_iter()
+                .map(|q| QueueSpec {
+                    id: QueueId(q.into()),
+                    name: q.to_uppercase(),
+                    skillset: format!("{q}-en"),
+                    default_handle_secs: 300,
+                })
+                .collect(),
+            keep_place_secs: 600,
+            id_retention_secs: 30 * 24 * 3600,
+            max_live_contacts: 10_000,
+            callback: CallbackRules::default(),
+        }
+    }
+
+    fn centre() -> Centre {
+        Centre::new(config(), StdRng::seed_from_u64(7))
+    }
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp(T0.0 + ms)
+    }
+
+    fn q(s: &str) -> QueueId {
+        QueueId(s.into())
+    }
+
+    /// Admits a voice caller at `T0 + ms` whose From carries a phone number.
+    fn admit(c: &mut Centre, ms: u64, queue: &str) -> ContactId {
+        c.admit(
+            at(ms),
+            NewContact {
+                queue: q(queue),
+                media: MediaType::Voice,
+                caller: format!("\"Caller {ms}\" <sip:+1555010{ms:04}@example.test>;tag=x"),
+                call_ref: format!("call-{ms}"),
+            },
+        )
+        .expect("admit")
+        .0
+        .id
+    }
+
+    fn req(id: &str, contact: &ContactId, command: Command) -> CommandRequest {
+        CommandRequest {
+            id: CommandId(id.into()),
+            contact: contact.clone(),
+            expected_version: None,
+            command,
+        }
+    }
+
+    fn run(
+        c: &mut Centre,
+        ms: u64,
+        id: &str,
+        contact: &ContactId,
+        command: Command,
+    ) -> Result<CommandOutcome, CommandError> {
+        c.command(at(ms), req(id, contact, command))
+    }
+
+    fn callback(number: &str) -> Command {
+        Command::Callback {
+            number: number.into(),
+            window: None,
+        }
+    }
+
+    fn email() -> Command {
+        Command::Email {
+            subject: "My order".into(),
+            message: "It has not arrived. SECRET-BODY".into(),
+            reply_to: "me@example.com".into(),
+        }
+    }
+
+    fn web_form() -> Command {
+        Command::WebForm {
+            name: "Ada".into(),
+            subject: "Refund".into(),
+            message: "Please refund me. SECRET-BODY".into(),
+            reply_to: "ada@example.org".into(),
+        }
+    }
+
+    fn status(c: &Centre, id: &ContactId) -> ContactStatus {
+        c.status(id).expect("known")
+    }
+
+    fn events(changes: &[Change]) -> Vec<&ContactEvent> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reason(e: CommandError) -> String {
+        match e {
+            CommandError::NotAllowed { reason, .. } => reason,
+            other => panic!("expected NotAllowed, got {other:?}"),
+        }
+    }
+
+    fn field(e: CommandError) -> String {
+        match e {
+            CommandError::Invalid { field, .. } => field,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn move_keeps_seniority_and_overtakes_juniors_in_the_target() {
+        let mut c = centre();
+        let s1 = admit(&mut c, 0, "sales");
+        let senior = admit(&mut c, 10, "sales");
+        let u1 = admit(&mut c, 5, "support");
+        let u2 = admit(&mut c, 20, "support");
+        let u3 = admit(&mut c, 30, "support");
+        assert_eq!(status(&c, &senior).version, 1);
+        // The page's move target says what the move will give.
+        let target = status(&c, &senior)
+            .move_targets
+            .into_iter()
+            .find(|t| t.queue == q("support"))
+            .expect("support offered");
+        assert_eq!((target.position, target.name.as_str()), (2, "SUPPORT"));
+
+        let (conf, changes, effects) = run(
+            &mut c,
+            100,
+            "m1",
+            &senior,
+            Command::MoveQueue { to: q("support") },
+        )
+        .expect("move");
+        assert_eq!(
+            conf,
+            Confirmation::Moved {
+                from: q("sales"),
+                to: q("support"),
+                position: 2
+            }
+        );
+        assert_eq!(
+            effects,
+            [Effect::Reannounce {
+                call_ref: "call-10".into()
+            }]
+        );
+        let s = status(&c, &senior);
+        assert_eq!((s.queue.as_str(), s.position), ("support", Some(2)));
+        assert_eq!(s.seniority, at(10), "seniority kept");
+        assert_eq!(s.version, 2);
+        assert!(s.live_call);
+        assert_eq!(status(&c, &s1).position, Some(1));
+        // The more senior support caller is untouched; the two behind rose by one.
+        let first = status(&c, &u1);
+        assert_eq!(
+            (first.position, first.position_rise, first.version),
+            (Some(1), None, 1)
+        );
+        for (id, from) in [(&u2, 2), (&u3, 3)] {
+            let s = status(&c, id);
+            assert_eq!(s.position, Some(from + 1));
+            assert_eq!(
+                s.position_rise,
+                Some(PositionRise {
+                    from,
+                    to: from + 1,
+                    reason: RiseReason::SeniorJoined
+                })
+            );
+            assert_eq!(s.version, 2);
+        }
+        let rows: Vec<_> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Contact(r) => Some(r.id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rows, [senior.clone(), u2, u3]);
+        let ev = events(&changes);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, "moved");
+        assert!(
+            ev[0]
+                .detail
+                .contains("sales position 2 to queue support position 2")
+        );
+        assert!(matches!(changes.last(), Some(Change::Command(_))));
+    }
+
+    #[test]
+    fn move_refusals_name_the_field_or_the_state() {
+        let mut c = centre();
+        let id = admit(&mut c, 0, "sales");
+        let e = run(&mut c, 1, "a", &id, Command::MoveQueue { to: q("nope") }).unwrap_err();
+        assert_eq!(field(e), "to");
+        let e = run(&mut c, 1, "b", &id, Command::MoveQueue { to: q("sales") }).unwrap_err();
+        assert_eq!(field(e), "to");
+        c.end(at(2), &id, EndReason::Abandoned).expect("end");
+        let e = run(&mut c, 3, "c", &id, Command::MoveQueue { to: q("support") }).unwrap_err();
+        assert_eq!(reason(e), "the contact has already ended");
+        assert_eq!(c.remembered_commands(), 0, "refusals are not remembered");
+    }
+
+    #[test]
+    fn callback_from_a_live_call_keeps_the_place_and_hangs_up_once() {
+        let mut c = centre();
+        let a = admit(&mut c, 0, "sales");
+        let b = admit(&mut c, 10, "sales");
+        let d = admit(&mut c, 20, "sales");
+        let before = status(&c, &b);
+        assert!(before.live_call);
+        assert_eq!(
+            before.default_callback_number.as_deref(),
+            Some("+15550100010")
+        );
+        let (conf, changes, effects) =
+            run(&mut c, 100, "cb", &b, callback("+1 (555) 010-0010")).expect("callback");
+        assert_eq!(
+            conf,
+            Confirmation::CallbackBooked {
+                number: "+15550100010".into(),
+                window: None,
+                position: 2
+            }
+        );
+        assert_eq!(
+            effects,
+            [Effect::EndCall {
+                call_ref: "call-10".into(),
+                farewell: Farewell::Callback
+            }]
+        );
+        let s = status(&c, &b);
+        assert_eq!(s.media, MediaType::Callback);
+        assert_eq!(s.state, ContactState::Queued);
+        assert_eq!(
+            (s.queue.clone(), s.position, s.seniority),
+            (q("sales"), Some(2), at(10))
+        );
+        assert!(!s.live_call);
+        assert_eq!(s.version, 2);
+        assert_eq!(
+            s.substitute,
+            Some(Substitute::Callback {
+                number: "+15550100010".into(),
+                window: None
+            })
+        );
+        assert_eq!(
+            s.options,
+            [
+                ActionKind::MoveQueue,
+                ActionKind::CancelCallback,
+                ActionKind::ChangeCallback
+            ]
+        );
+        assert_eq!(status(&c, &a).position, Some(1));
+        assert_eq!(status(&c, &d).position, Some(3));
+        let ev = events(&changes);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, "callback");
+        assert!(!ev[0].detail.contains("+15550100010"), "{}", ev[0].detail);
+        assert!(ev[0].detail.contains("0010"));
+
+        // The same submit again: the same answer, nothing to store, no second hang-up.
+        let (again, changes, effects) =
+            run(&mut c, 200, "cb", &b, callback("+1 (555) 010-0010")).expect("repeat");
+        assert_eq!(again, conf);
+        assert!(changes.is_empty() && effects.is_empty());
+        assert_eq!(status(&c, &b).version, 2);
+    }
+
+    #[test]
+    fn callback_for_a_disconnected_contact_keeps_its_place_past_the_window() {
+        let mut c = centre();
+        let a = admit(&mut c, 0, "sales");
+        let b = admit(&mut c, 10, "sales");
+        let now = at(1000);
+        let (mut c, _) = Centre::restore(
+            config(),
+            StdRng::seed_from_u64(8),
+            c.contacts.values().cloned().collect::<Vec<_>>(),
+            now,
+        );
+        let s = status(&c, &b);
+        assert!(matches!(s.state, ContactState::Disconnected { .. }));
+        assert!(!s.live_call);
+        assert_eq!(
+            s.options,
+            [
+                ActionKind::MoveQueue,
+                ActionKind::Callback,
+                ActionKind::Email,
+                ActionKind::WebForm
+            ]
+        );
+        let window = Window {
+            not_before: now.plus_secs(3600),
+            not_after: now.plus_secs(7200),
+        };
+        let (conf, _, effects) = c
+            .command(
+                now,
+                CommandRequest {
+                    id: CommandId("keep-place".into()),
+                    contact: b.clone(),
+                    expected_version: Some(s.version),
+                    command: Command::Callback {
+                        number: "020 7946 0000".into(),
+                        window: Some(window),
+                    },
+                },
+            )
+            .expect("callback keeping the place");
+        assert!(effects.is_empty(), "no call to end");
+        assert_eq!(
+            conf,
+            Confirmation::CallbackBooked {
+                number: "02079460000".into(),
+                window: Some(window),
+                position: 2
+            }
+        );
+        assert_eq!(status(&c, &b).state, ContactState::Queued);
+        // When the keep-place window runs out only the one without a call-back is lost.
+        let changes = c.tick(now.plus_secs(601));
+        assert_eq!(
+            changes
+                .iter()
+                .filter(|c| matches!(c, Change::Contact(_)))
+                .count(),
+            1
+        );
+        assert!(matches!(status(&c, &a).state, ContactState::Ended { .. }));
+        assert_eq!(status(&c, &b).position, Some(1));
+    }
+
+    #[test]
+    fn email_and_web_form_keep_the_place_and_say_goodbye() {
+        let mut c = centre();
+        let _a = admit(&mut c, 0, "sales");
+        let e = admit(&mut c, 10, "sales");
+        let w = admit(&mut c, 20, "sales");
+        let (conf, changes, effects) = run(&mut c, 100, "e1", &e, email()).expect("email");
+        assert_eq!(conf, Confirmation::EmailQueued { position: 2 });
+        assert_eq!(
+            effects,
+            [Effect::EndCall {
+                call_ref: "call-10".into(),
+                farewell: Farewell::Goodbye
+            }]
+        );
+        let ev = events(&changes);
+        assert_eq!(ev[0].kind, "email");
+        assert!(!ev[0].detail.contains("SECRET-BODY"));
+        let (conf, changes, effects) = run(&mut c, 100, "w1", &w, web_form()).expect("form");
+        assert_eq!(conf, Confirmation::WebFormQueued { position: 3 });
+        assert_eq!(effects.len(), 1);
+        assert_eq!(events(&changes)[0].kind, "web_form");
+        assert!(!events(&changes)[0].detail.contains("SECRET-BODY"));
+        for (id, media) in [(&e, MediaType::Email), (&w, MediaType::WebForm)] {
+            let s = status(&c, id);
+            assert_eq!(s.media, media);
+            assert_eq!(
+                s.seniority,
+                at(if media == MediaType::Email { 10 } else { 20 })
+            );
+            assert_eq!(s.options, [ActionKind::MoveQueue]);
+            assert!(!s.live_call);
+        }
+        assert!(matches!(
+            status(&c, &w).substitute,
+            Some(Substitute::WebForm { ref name, .. }) if name == "Ada"
+        ));
+        // A left email can still move; its place in the new queue is by seniority.
+        let (conf, _, effects) = run(
+            &mut c,
+            200,
+            "e2",
+            &e,
+            Command::MoveQueue { to: q("billing") },
+        )
+        .expect("move");
+        assert_eq!(
+            conf,
+            Confirmation::Moved {
+                from: q("sales"),
+                to: q("billing"),
+                position: 1
+            }
+        );
+        assert!(effects.is_empty(), "no call to re-announce");
+    }
+
+    #[test]
+    fn commands_not_allowed_in_the_state_say_why() {
+        let mut c = centre();
+        let live = admit(&mut c, 0, "sales");
+        let e = run(&mut c, 1, "x1", &live, Command::CancelCallback).unwrap_err();
+        assert_eq!(reason(e), "a call-back is not pending");
+        let e = run(
+            &mut c,
+            1,
+            "x2",
+            &live,
+            Command::ChangeCallback {
+                number: "+15550100".into(),
+                window: None,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(reason(e), "a call-back is not pending");
+
+        run(&mut c, 2, "cb", &live, callback("+15550100")).expect("callback");
+        for (n, cmd) in [callback("+15550199"), email(), web_form()]
+            .into_iter()
+            .enumerate()
+        {
+            let e = run(&mut c, 3, &format!("y{n}"), &live, cmd).unwrap_err();
+            assert_eq!(reason(e), "a call-back is already booked");
+        }
+        let mailed = admit(&mut c, 4, "sales");
+        run(&mut c, 5, "em", &mailed, email()).expect("email");
+        let e = run(&mut c, 6, "z1", &mailed, Command::CancelCallback).unwrap_err();
+        assert_eq!(reason(e), "a call-back is not pending");
+        let e = run(&mut c, 6, "z2", &mailed, web_form()).unwrap_err();
+        assert_eq!(reason(e), "an email has already been left");
+        let formed = admit(&mut c, 7, "sales");
+        run(&mut c, 8, "wf", &formed, web_form()).expect("form");
+        let e = run(&mut c, 9, "z3", &formed, callback("+15550100")).unwrap_err();
+        assert_eq!(reason(e), "a web form has already been left");
+
+        let gone = admit(&mut c, 9, "sales");
+        c.end(at(10), &gone, EndReason::Abandoned).expect("end");
+        let e = run(&mut c, 11, "z4", &gone, email()).unwrap_err();
+        match e {
+            CommandError::NotAllowed { reason, current } => {
+                assert_eq!(reason, "the contact has already ended");
+                assert!(current.options.is_empty());
+                assert!(current.move_targets.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        let unknown = ContactId::random(&mut StdRng::seed_from_u64(1234));
+        assert_eq!(
+            run(&mut c, 12, "z5", &unknown, email()).unwrap_err(),
+            CommandError::NotFound
+        );
+    }
+
+    #[test]
+    fn a_stale_page_is_refused_with_the_current_status() {
+        let mut c = centre();
+        let id = admit(&mut c, 0, "sales");
+        run(&mut c, 1, "m", &id, Command::MoveQueue { to: q("support") }).expect("move");
+        let mut stale = req("again", &id, Command::MoveQueue { to: q("billing") });
+        stale.expected_version = Some(1);
+        match c.command(at(2), stale.clone()) {
+            Err(CommandError::NotAllowed { reason, current }) => {
+                assert_eq!(reason, "the page was out of date");
+                assert_eq!(current.version, 2);
+                assert_eq!(current.queue, q("support"));
+            }
+            other => panic!("{other:?}"),
+        }
+        stale.expected_version = Some(2);
+        c.command(at(3), stale).expect("current page");
+        assert_eq!(status(&c, &id).version, 3);
+    }
+
+    #[test]
+    fn invalid_fields_are_named_as_in_the_command() {
+        let mut c = centre();
+        let id = admit(&mut c, 0, "sales");
+        let numbers = [
+            ("+1 900 555 0100", "Premium-rate"),
+            ("09011 234567", "Premium-rate"),
+            ("12345", "too short"),
+            ("call me", "only digits"),
+            ("+1555O100100", "only digits"),
+        ];
+        for (n, (number, says)) in numbers.into_iter().enumerate() {
+            match run(&mut c, 1, &format!("n{n}"), &id, callback(number)) {
+                Err(CommandError::Invalid { field, message }) => {
+                    assert_eq!(field, "number");
+                    assert!(message.contains(says), "{number}: {message}");
+                }
+                other => panic!("{number}: {other:?}"),
+            }
+        }
+        let now = at(1000);
+        let windows = [
+            (now.plus_secs(60), now.plus_secs(60)),
+            (now.plus_secs(120), now.plus_secs(60)),
+            (Timestamp(now.0 - 7200), Timestamp(now.0 - 60)),
+            (now.plus_secs(8 * 86_400), now.plus_secs(9 * 86_400)),
+        ];
+        for (n, (not_before, not_after)) in windows.into_iter().enumerate() {
+            let cmd = Command::Callback {
+                number: "+15550100".into(),
+                window: Some(Window {
+                    not_before,
+                    not_after,
+                }),
+            };
+            let e = c.command(now, req(&format!("w{n}"), &id, cmd)).unwrap_err();
+            assert_eq!(field(e), "window", "window {n}");
+        }
+        let bad_email = |reply_to: &str| Command::Email {
+            subject: "s".into(),
+            message: "m".into(),
+            reply_to: reply_to.into(),
+        };
+        for (n, addr) in [
+            "",
+            "no-at.example.com",
+            "a@b",
+            "a b@example.com",
+            "a@@example.com",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let e = run(&mut c, 2, &format!("e{n}"), &id, bad_email(addr)).unwrap_err();
+            assert_eq!(field(e), "reply_to", "{addr:?}");
+        }
+        let cases = [
+            (
+                Command::Email {
+                    subject: " ".into(),
+                    message: "m".into(),
+                    reply_to: "a@b.c".into(),
+                },
+                "subject",
+            ),
+            (
+                Command::Email {
+                    subject: "x".repeat(201),
+                    message: "m".into(),
+                    reply_to: "a@b.c".into(),
+                },
+                "subject",
+            ),
+            (
+                Command::Email {
+                    subject: "s".into(),
+                    message: "m".repeat(5001),
+                    reply_to: "a@b.c".into(),
+                },
+                "message",
+            ),
+            (
+                Command::WebForm {
+                    name: "".into(),
+                    subject: "s".into(),
+                    message: "m".into(),
+                    reply_to: "a@b.c".into(),
+                },
+                "name",
+            ),
+            (
+                Command::WebForm {
+                    name: "n".repeat(101),
+                    subject: "s".into(),
+                    message: "m".into(),
+                    reply_to: "a@b.c".into(),
+                },
+                "name",
+            ),
+            (
+                Command::WebForm {
+                    name: "n".into(),
+                    subject: "s".into(),
+                    message: "".into(),
+                    reply_to: "a@b.c".into(),
+                },
+                "message",
+            ),
+        ];
+        for (n, (cmd, want)) in cases.into_iter().enumerate() {
+            let e = run(&mut c, 3, &format!("f{n}"), &id, cmd).unwrap_err();
+            assert_eq!(field(e), want, "case {n}");
+        }
+        // Bounds are inclusive.
+        let ok = Command::WebForm {
+            name: "n".repeat(100),
+            subject: "s".repeat(200),
+            message: "m".repeat(5000),
+            reply_to: format!("{}@example.com", "a".repeat(242)),
+        };
+        run(&mut c, 4, "ok", &id, ok).expect("at the limits");
+        for bad in ["", &"a".repeat(65), "has space", "semi;colon", "ünï"] {
+            let e = run(&mut c, 5, bad, &id, Command::MoveQueue { to: q("support") }).unwrap_err();
+            assert_eq!(field(e), "command_id", "{bad:?}");
+        }
+        run(
+            &mut c,
+            5,
+            &"a-Z_9".repeat(12),
+            &id,
+            Command::MoveQueue { to: q("support") },
+        )
+        .expect("64 characters is fine");
+        assert_eq!(status(&c, &id).version, 3, "refusals change nothing");
+    }
+
+    #[test]
+    fn cancel_and_change_a_pending_callback() {
+        let mut c = centre();
+        let a = admit(&mut c, 0, "sales");
+        let b = admit(&mut c, 10, "sales");
+        run(&mut c, 20, "cb", &a, callback("+15550100")).expect("callback");
+        let window = Window {
+            not_before: at(100),
+            not_after: at(100_000),
+        };
+        let (conf, changes, effects) = run(
+            &mut c,
+            30,
+            "chg",
+            &a,
+            Command::ChangeCallback {
+                number: "+44 20 7946 0000".into(),
+                window: Some(window),
+            },
+        )
+        .expect("change");
+        assert_eq!(
+            conf,
+            Confirmation::CallbackChanged {
+                number: "+442079460000".into(),
+                window: Some(window)
+            }
+        );
+        assert!(effects.is_empty());
+        assert_eq!(events(&changes)[0].kind, "callback_changed");
+        let s = status(&c, &a);
+        assert_eq!((s.position, s.version), (Some(1), 3));
+        assert_eq!(
+            s.substitute,
+            Some(Substitute::Callback {
+                number: "+442079460000".into(),
+                window: Some(window)
+            })
+        );
+        let e = run(
+            &mut c,
+            31,
+            "chg2",
+            &a,
+            Command::ChangeCallback {
+                number: "+1900 555 0100".into(),
+                window: None,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(field(e), "number");
+
+        let (conf, changes, effects) =
+            run(&mut c, 40, "cancel", &a, Command::CancelCallback).expect("cancel");
+        assert_eq!(conf, Confirmation::CallbackCancelled);
+        assert!(effects.is_empty());
+        let kinds: Vec<_> = events(&changes).iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["callback_cancelled", "ended:cancelled"]);
+        assert_eq!(
+            status(&c, &a).state,
+            ContactState::Ended {
+                at: at(40),
+                reason: EndReason::Cancelled
+            }
+        );
+        assert_eq!(status(&c, &b).position, Some(1));
+        let e = run(&mut c, 50, "cancel2", &a, Command::CancelCallback).unwrap_err();
+        assert_eq!(reason(e), "the contact has already ended");
+    }
+
+    #[test]
+    fn reused_ids_are_refused_and_ids_survive_a_restore() {
+        let mut c = centre();
+        let a = admit(&mut c, 0, "sales");
+        let b = admit(&mut c, 10, "sales");
+        let mut all = Vec::new();
+        let (conf, changes, _) = run(
+            &mut c,
+            20,
+            "same",
+            &a,
+            Command::MoveQueue { to: q("support") },
+        )
+        .expect("move");
+        all.extend(changes);
+        assert_eq!(
+            run(
+                &mut c,
+                21,
+                "same",
+                &b,
+                Command::MoveQueue { to: q("support") }
+            ),
+            Err(CommandError::IdReused)
+        );
+        assert_eq!(
+            run(
+                &mut c,
+                21,
+                "same",
+                &a,
+                Command::MoveQueue { to: q("billing") }
+            ),
+            Err(CommandError::IdReused)
+        );
+        // A repeat is answered even when the page version it carries is stale now.
+        let mut repeat = req("same", &a, Command::MoveQueue { to: q("support") });
+        repeat.expected_version = Some(1);
+        assert_eq!(c.command(at(22), repeat.clone()).expect("repeat").0, conf);
+
+        let stored = Stored {
+            contacts: c.contacts.values().cloned().collect(),
+            commands: all
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Command(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .collect(),
+        };
+        let (mut r, _) = Centre::restore(config(), StdRng::seed_from_u64(9), stored, at(5000));
+        assert_eq!(r.remembered_commands(), 1);
+        let (again, changes, effects) = r.command(at(5001), repeat).expect("after restart");
+        assert_eq!(again, conf);
+        assert!(changes.is_empty() && effects.is_empty());
+        assert_eq!(
+            r.command(at(5001), req("same", &b, email())),
+            Err(CommandError::IdReused)
+        );
+    }
+
+    #[test]
+    fn restore_keeps_substitutes_queued_and_disconnects_live_calls() {
+        let mut c = centre();
+        let live = admit(&mut c, 0, "sales");
+        let cb = admit(&mut c, 10, "sales");
+        let em = admit(&mut c, 20, "support");
+        let wf = admit(&mut c, 30, "billing");
+        run(&mut c, 40, "1", &cb, callback("+15550100")).expect("cb");
+        run(&mut c, 40, "2", &em, email()).expect("email");
+        run(&mut c, 40, "3", &wf, web_form()).expect("form");
+        let before = c.snapshot(at(50));
+        let now = at(10_000);
+        let rows: Vec<_> = c.contacts.values().cloned().collect();
+        let (r, changes) = Centre::restore(config(), StdRng::seed_from_u64(10), rows, now);
+        let touched: Vec<_> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Contact(r) => Some(r.id.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(touched, std::slice::from_ref(&live));
+        let s = status(&r, &live);
+        assert_eq!(
+            s.state,
+            ContactState::Disconnected {
+                since: now,
+                until: now.plus_secs(600)
+            }
+        );
+        assert_eq!(s.version, 2);
+        for id in [&cb, &em, &wf] {
+            let s = status(&r, id);
+            assert_eq!(s.state, ContactState::Queued);
+            assert_eq!(s.position, before.contacts[id].position);
+            assert_eq!(s.substitute, before.contacts[id].substitute);
+            assert_eq!(s.version, before.contacts[id].version);
+        }
+        assert_eq!(status(&r, &cb).position, Some(2));
+    }
+
+    #[test]
+    fn rollback_forgets_the_command_and_its_changes() {
+        let mut c = centre();
+        let a = admit(&mut c, 0, "sales");
+        let b = admit(&mut c, 5, "support");
+        let before = c.snapshot(at(1));
+        c.begin();
+        run(&mut c, 10, "m", &a, Command::MoveQueue { to: q("support") }).expect("move");
+        run(&mut c, 10, "cb", &b, callback("+15550100")).expect("cb");
+        c.rollback();
+        assert_eq!(c.snapshot(at(1)), before);
+        assert_eq!(c.remembered_commands(), 0);
+        // The id is free again, and the command works.
+        run(&mut c, 20, "m", &a, Command::MoveQueue { to: q("support") }).expect("move");
+        assert_eq!(status(&c, &b).position, Some(2));
+    }
+
+    #[test]
+    fn the_hang_up_after_a_substitute_does_not_end_the_contact() {
+        let mut c = centre();
+        let a = admit(&mut c, 0, "sales");
+        let b = admit(&mut c, 1, "sales");
+        run(&mut c, 2, "cb", &a, callback("+15550100")).expect("cb");
+        run(&mut c, 2, "em", &b, email()).expect("email");
+        for id in [&a, &b] {
+            assert_eq!(c.end(at(3), id, EndReason::Abandoned), Ok(Vec::new()));
+            assert_eq!(status(&c, id).state, ContactState::Queued);
+        }
+        assert_eq!(status(&c, &b).position, Some(2));
+    }
+
+    #[test]
+    fn forgotten_contacts_take_their_commands_with_them() {
+        let mut c = centre();
+        let a = admit(&mut c, 0, "sales");
+        run(&mut c, 1, "cb", &a, callback("+15550100")).expect("cb");
+        run(&mut c, 2, "x", &a, Command::CancelCallback).expect("cancel");
+        assert_eq!(c.remembered_commands(), 2);
+        c.tick(at(2).plus_secs(config().id_retention_secs));
+        assert!(c.status(&a).is_none());
+        assert_eq!(c.remembered_commands(), 0);
+    }
+
+    #[test]
+    fn status_offers_targets_with_their_place_and_wait() {
+        let mut c = centre();
+        for ms in [0, 20, 40] {
+            admit(&mut c, ms, "support");
+        }
+        admit(&mut c, 5, "billing");
+        let me = admit(&mut c, 30, "sales");
+        c.set_staffed(&q("support"), 1);
+        let s = status(&c, &me);
+        let targets: Vec<_> = s
+            .move_targets
+            .iter()
+            .map(|t| (t.queue.as_str(), t.position, t.skillset.as_str()))
+            .collect();
+        assert_eq!(
+            targets,
+            [("support", 3, "support-en"), ("billing", 2, "billing-en")]
+        );
+        let support = &s.move_targets[0];
+        assert_eq!(support.estimate, c.queues[1].estimate_at(3));
+        assert_ne!(support.estimate, WaitEstimate::NoAgents);
+        assert_eq!(c.snapshot(at(50)).contacts[&me], s, "snapshot agrees");
+        assert_eq!(s.default_callback_number.as_deref(), Some("+15550100030"));
+
+        // One queue: nowhere to move, so no move control.
+        let mut cfg = config();
+        cfg.queues.truncate(1);
+        let mut single = Centre::new(cfg, StdRng::seed_from_u64(3));
+        let id = admit(&mut single, 0, "sales");
+        let s = status(&single, &id);
+        assert!(s.move_targets.is_empty());
+        assert_eq!(
+            s.options,
+            [ActionKind::Callback, ActionKind::Email, ActionKind::WebForm]
+        );
     }
 }

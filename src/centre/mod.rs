@@ -18,14 +18,20 @@
 //!
 //! # Lifecycle of a contact
 //! `Queued` (live call) → `Ended { Abandoned | Rejected }`; after a restart, `Queued`
-//! contacts become `Disconnected { until }` and keep their place until the keep-place
-//! window ends, then `Ended { Lost }`. Ended contacts are remembered for
+//! contacts with a live call become `Disconnected { until }` and keep their place until
+//! the keep-place window ends, then `Ended { Lost }`. A caller's [`Command`] may replace
+//! the live (or lost) call by a call-back, email or web form ([`Substitute`]): the contact
+//! stays `Queued` with the same seniority and queue, with no call attached, and survives
+//! restarts as it is; a pending call-back may be cancelled (`Ended { Cancelled }`). Moves
+//! between queues keep seniority. Commands are remembered by [`CommandId`] (persisted) so
+//! a repeated submit gets the first answer again. Ended contacts are remembered for
 //! `id_retention_secs` so their numbers are not handed out again.
 //!
 //! Dependencies point one way: this module uses `store` only through its trait and never
 //! imports `sip`, `media` or `web`.
 
 pub mod actor;
+pub mod callback;
 pub mod command;
 pub mod contact;
 pub mod core;
@@ -33,6 +39,7 @@ pub mod estimate;
 pub mod queue;
 
 pub use actor::{CentreHandle, StartError, spawn};
+pub use callback::{CallbackRules, default_callback_number};
 pub use command::{
     ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
     MoveTarget, PositionRise, RiseReason, Substitute, Window,
@@ -41,6 +48,9 @@ pub use contact::{
     ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType, NewContact,
     QueueId, Timestamp,
 };
-pub use core::{Centre, CentreError, Change, ContactEvent, QueueSummary, Snapshot, StoredContact};
+pub use core::{
+    Centre, CentreError, Change, CommandOutcome, ContactEvent, QueueSummary, Snapshot, Stored,
+    StoredCommand, StoredContact,
+};
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};

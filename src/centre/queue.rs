@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::callback::CallbackRules;
 use super::contact::{ContactId, QueueId, Timestamp};
 use super::estimate::{HandleTimeAverage, WaitEstimate, estimate};
 
@@ -29,6 +30,8 @@ pub struct CentreConfig {
     pub id_retention_secs: u64,
     /// Admission is refused (`Full`) once this many contacts are queued or disconnected.
     pub max_live_contacts: usize,
+    /// Which numbers a caller may ask to be called back on.
+    pub callback: CallbackRules,
 }
 
 /// Queue order key. Seniority first (earliest served first), then a centre-wide sequence

@@ -4,12 +4,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Store, StoreError};
-use crate::centre::{Change, ContactEvent, ContactId, StoredContact};
+use crate::centre::{
+    Change, CommandId, ContactEvent, ContactId, Stored, StoredCommand, StoredContact,
+};
 
 #[derive(Debug, Default)]
 struct Inner {
     rows: HashMap<ContactId, StoredContact>,
     events: Vec<ContactEvent>,
+    commands: Vec<StoredCommand>,
+    command_ids: std::collections::HashSet<CommandId>,
     failing: bool,
 }
 
@@ -43,6 +47,11 @@ impl MemoryStore {
         rows
     }
 
+    /// Remembered commands in acceptance order.
+    pub fn commands(&self) -> Vec<StoredCommand> {
+        self.lock().commands.clone()
+    }
+
     /// The event history in append order.
     pub fn events(&self) -> Vec<ContactEvent> {
         self.lock().events.clone()
@@ -50,11 +59,14 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn load(&mut self) -> Result<Vec<StoredContact>, StoreError> {
+    fn load(&mut self) -> Result<Stored, StoreError> {
         if self.lock().failing {
             return Err(StoreError::Unavailable("memory store set to fail".into()));
         }
-        Ok(self.rows())
+        Ok(Stored {
+            contacts: self.rows(),
+            commands: self.commands(),
+        })
     }
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
@@ -63,12 +75,28 @@ impl Store for MemoryStore {
         if inner.failing {
             return Err(StoreError::Unavailable("memory store set to fail".into()));
         }
+        // Like the SQLite primary key: a command id is stored once, or the slice fails.
+        let mut ids = std::collections::HashSet::new();
+        for change in changes {
+            if let Change::Command(c) = change
+                && (inner.command_ids.contains(&c.id) || !ids.insert(c.id.clone()))
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "command {} stored twice",
+                    c.id.0
+                )));
+            }
+        }
         for change in changes {
             match change {
                 Change::Contact(row) => {
                     inner.rows.insert(row.id.clone(), row.clone());
                 }
                 Change::Event(event) => inner.events.push(event.clone()),
+                Change::Command(command) => {
+                    inner.command_ids.insert(command.id.clone());
+                    inner.commands.push(command.clone());
+                }
             }
         }
         Ok(())

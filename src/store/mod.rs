@@ -5,7 +5,7 @@
 //! crash never leaves half a batch. [`SqliteStore`] is the real thing; [`MemoryStore`]
 //! has the same semantics for tests (and can be told to fail).
 
-use crate::centre::{Change, StoredContact};
+use crate::centre::{Change, Stored};
 
 pub mod memory;
 pub mod sqlite;
@@ -40,8 +40,9 @@ pub enum StoreError {
 
 /// Where the centre's changes go before anyone is told about them.
 pub trait Store: Send {
-    /// Every stored contact row, in admission (`seq`) order.
-    fn load(&mut self) -> Result<Vec<StoredContact>, StoreError>;
+    /// Every stored contact row, in admission (`seq`) order, and every remembered
+    /// command, in acceptance order.
+    fn load(&mut self) -> Result<Stored, StoreError>;
     /// Writes all of `changes` in one atomic transaction: all or nothing.
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError>;
 }
@@ -50,7 +51,8 @@ pub trait Store: Send {
 pub(crate) mod tests {
     use super::*;
     use crate::centre::{
-        Centre, CentreConfig, EndReason, MediaType, NewContact, QueueId, QueueSpec, Timestamp,
+        Centre, CentreConfig, Command, CommandId, CommandRequest, EndReason, MediaType, NewContact,
+        QueueId, QueueSpec, StoredContact, Timestamp, Window,
     };
     use rand::SeedableRng;
     use rand::rngs::StdRng;
@@ -84,21 +86,26 @@ pub(crate) mod tests {
 
     pub(crate) fn config() -> CentreConfig {
         CentreConfig {
-            queues: vec![QueueSpec {
-                id: QueueId("sales".into()),
-                name: "Sales".into(),
-                skillset: "sales".into(),
-                default_handle_secs: 300,
-            }],
+            queues: ["sales", "support"]
+                .into_iter()
+                .map(|q| QueueSpec {
+                    id: QueueId(q.into()),
+                    name: q.to_uppercase(),
+                    skillset: q.into(),
+                    default_handle_secs: 300,
+                })
+                .collect(),
             keep_place_secs: 600,
             id_retention_secs: 86_400,
             max_live_contacts: 100,
+            callback: crate::centre::CallbackRules::default(),
         }
     }
 
-    /// Changes covering every state (queued, disconnected, ended), produced by a real
-    /// centre, and the rows a store must hold after applying them, in `seq` order.
-    pub(crate) fn sample() -> (Vec<Change>, Vec<StoredContact>) {
+    /// Changes covering every state (queued, disconnected, ended), every substitute kind,
+    /// a position rise and remembered commands, produced by a real centre, and what a
+    /// store must load after applying them (rows in `seq` order).
+    pub(crate) fn sample() -> (Vec<Change>, Stored) {
         let t0 = Timestamp(1_700_000_000_000);
         let mut centre = Centre::new(config(), StdRng::seed_from_u64(42));
         let mut changes = Vec::new();
@@ -154,7 +161,89 @@ pub(crate) mod tests {
             )
             .expect("admit");
         changes.extend(c);
-        let expected = final_rows(&changes);
+        // Commands: a call-back with a window, a web form and an email (each keeping its
+        // place), and a senior contact moving ahead of a support caller.
+        let mut admit = |n: u64, queue: &str| {
+            let (status, c) = centre2
+                .admit(
+                    Timestamp(t0.0 + 50 + n),
+                    NewContact {
+                        queue: QueueId(queue.into()),
+                        media: MediaType::Voice,
+                        caller: format!("<tel:+4420794600{n:02}>"),
+                        call_ref: format!("call-s{n}"),
+                    },
+                )
+                .expect("admit");
+            changes.extend(c);
+            status.id
+        };
+        let support = admit(0, "support");
+        let callback = admit(1, "sales");
+        let form = admit(2, "sales");
+        let email = admit(3, "sales");
+        let now = Timestamp(t0.0 + 100);
+        let commands = [
+            (
+                &callback,
+                Command::Callback {
+                    number: "+44 20 7946 0001".into(),
+                    window: Some(Window {
+                        not_before: now,
+                        not_after: now.plus_secs(3600),
+                    }),
+                },
+            ),
+            (
+                &form,
+                Command::WebForm {
+                    name: "Ada".into(),
+                    subject: "Invoice".into(),
+                    message: "Please \"call\" me; ünïcode ok".into(),
+                    reply_to: "ada@example.com".into(),
+                },
+            ),
+            (
+                &email,
+                Command::Email {
+                    subject: "Hello".into(),
+                    message: "Line one\nline two".into(),
+                    reply_to: "bob@example.org".into(),
+                },
+            ),
+            (
+                &ids[2],
+                Command::MoveQueue {
+                    to: QueueId("support".into()),
+                },
+            ),
+        ];
+        for (n, (contact, command)) in commands.into_iter().enumerate() {
+            let (_, c, _) = centre2
+                .command(
+                    now,
+                    CommandRequest {
+                        id: CommandId(format!("cmd-{n}")),
+                        contact: contact.clone(),
+                        expected_version: None,
+                        command,
+                    },
+                )
+                .expect("command");
+            changes.extend(c);
+        }
+        let overtaken = centre2.status(&support).expect("support contact");
+        assert!(overtaken.position_rise.is_some());
+        let expected = Stored {
+            contacts: final_rows(&changes),
+            commands: changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Command(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .collect(),
+        };
         (changes, expected)
     }
 
@@ -171,7 +260,7 @@ pub(crate) mod tests {
 
     /// Applies the sample in two transactions and checks `load` gives the final rows.
     pub(crate) fn round_trip(store: &mut dyn Store) {
-        assert!(store.load().expect("load empty").is_empty());
+        assert_eq!(store.load().expect("load empty"), Stored::default());
         let (changes, expected) = sample();
         let (first, second) = changes.split_at(changes.len() / 2);
         store.apply(first).expect("apply first");
@@ -179,22 +268,70 @@ pub(crate) mod tests {
         store.apply(&[]).expect("apply nothing");
         let loaded = store.load().expect("load");
         assert_eq!(loaded, expected);
-        let states: Vec<&str> = loaded
+        let states: Vec<String> = loaded
+            .contacts
             .iter()
-            .map(|r| match r.state {
-                crate::centre::ContactState::Queued => "queued",
-                crate::centre::ContactState::Disconnected { .. } => "disconnected",
-                crate::centre::ContactState::Ended { .. } => "ended",
+            .map(|r| {
+                let state = match r.state {
+                    crate::centre::ContactState::Queued => "queued",
+                    crate::centre::ContactState::Disconnected { .. } => "disconnected",
+                    crate::centre::ContactState::Ended { .. } => "ended",
+                };
+                format!("{state}/{}/{}", r.media.as_str(), r.queue)
             })
             .collect();
-        assert_eq!(states, ["disconnected", "ended", "disconnected", "queued"]);
+        assert_eq!(
+            states,
+            [
+                "disconnected/voice/sales",
+                "ended/video/sales",
+                "disconnected/voice/support",
+                "queued/voice/sales",
+                "queued/voice/support",
+                "queued/callback/sales",
+                "queued/webform/sales",
+                "queued/email/sales",
+            ]
+        );
+        assert_eq!(
+            loaded
+                .contacts
+                .iter()
+                .filter(|r| r.substitute.is_some())
+                .count(),
+            3
+        );
+        assert_eq!(
+            loaded
+                .contacts
+                .iter()
+                .filter(|r| r.position_rise.is_some())
+                .count(),
+            1
+        );
+        assert_eq!(loaded.commands.len(), 4);
+        // A command id is remembered once: storing it again fails the whole slice.
+        let again = changes
+            .iter()
+            .find(|c| matches!(c, Change::Command(_)))
+            .cloned()
+            .expect("a command");
+        assert!(store.apply(&[again]).is_err());
+        assert_eq!(store.load().expect("load"), loaded);
+    }
+
+    fn event_count(changes: &[Change]) -> usize {
+        changes
+            .iter()
+            .filter(|c| matches!(c, Change::Event(_)))
+            .count()
     }
 
     #[test]
     fn round_trip_through_memory() {
         let mut store = MemoryStore::new();
         round_trip(&mut store);
-        assert_eq!(store.events().len(), 3 * 2 + 1 + 2 + 2);
+        assert_eq!(store.events().len(), event_count(&sample().0));
     }
 
     #[test]
@@ -205,11 +342,12 @@ pub(crate) mod tests {
         assert!(store.apply(&changes).is_err());
         assert!(store.load().is_err());
         store.set_failing(false);
-        assert!(store.load().expect("load").is_empty());
+        assert_eq!(store.load().expect("load"), Stored::default());
         assert!(store.events().is_empty());
         // Clones share storage.
         let mut other = store.clone();
         other.apply(&changes).expect("apply");
-        assert_eq!(store.rows(), sample().1);
+        assert_eq!(store.rows(), sample().1.contacts);
+        assert_eq!(store.commands(), sample().1.commands);
     }
 }

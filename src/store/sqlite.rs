@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, StoreError};
 use crate::centre::{
-    Change, ContactEvent, ContactId, ContactState, EndReason, MediaType, QueueId, StoredContact,
-    Timestamp,
+    Change, CommandId, ContactEvent, ContactId, ContactState, EndReason, MediaType, QueueId,
+    Stored, StoredCommand, StoredContact, Timestamp,
 };
 
 /// File name inside the data directory.
@@ -41,6 +41,21 @@ const MIGRATIONS: &[&str] = &[
         detail  TEXT NOT NULL
     ) STRICT;
     CREATE INDEX contact_events_contact ON contact_events (contact, id);",
+    // 1 -> 2: caller commands. Each contact row gets its version, the substitute that
+    // replaced its call and its last position rise (both JSON, NULL for none); end_reason
+    // may now also be 'cancelled' (a free TEXT column, so no change needed). Accepted
+    // commands are remembered by id, with the confirmation a repeat gets again.
+    "ALTER TABLE contacts ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE contacts ADD COLUMN substitute TEXT;
+    ALTER TABLE contacts ADD COLUMN position_rise TEXT;
+    CREATE TABLE commands (
+        id           TEXT PRIMARY KEY NOT NULL,
+        contact      TEXT NOT NULL,
+        command      TEXT NOT NULL,   -- JSON
+        confirmation TEXT NOT NULL,   -- JSON
+        at           INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX commands_contact ON commands (contact);",
 ];
 
 /// The newest schema this build understands.
@@ -167,6 +182,14 @@ fn from_sql_int(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} is negative")))
 }
 
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what} {s:?}: {e}")))
+}
+
 fn parse_id(s: &str) -> Result<ContactId, StoreError> {
     s.parse()
         .map_err(|e| StoreError::Corrupt(format!("contact id {s:?}: {e}")))
@@ -186,6 +209,9 @@ struct RawRow {
     created: i64,
     caller: String,
     call_ref: String,
+    version: i64,
+    substitute: Option<String>,
+    position_rise: Option<String>,
 }
 
 impl RawRow {
@@ -203,6 +229,9 @@ impl RawRow {
             created: r.get(9)?,
             caller: r.get(10)?,
             call_ref: r.get(11)?,
+            version: r.get(12)?,
+            substitute: r.get(13)?,
+            position_rise: r.get(14)?,
         })
     }
 
@@ -242,22 +271,66 @@ impl RawRow {
             created: Timestamp(from_sql_int(self.created, "created")?),
             caller: self.caller,
             call_ref: self.call_ref,
+            version: from_sql_int(self.version, "version")?,
+            substitute: self
+                .substitute
+                .as_deref()
+                .map(|s| from_json(s, "substitute"))
+                .transpose()
+                .map_err(|e| corrupt(&e.to_string()))?,
+            position_rise: self
+                .position_rise
+                .as_deref()
+                .map(|s| from_json(s, "position rise"))
+                .transpose()
+                .map_err(|e| corrupt(&e.to_string()))?,
             id,
         })
     }
 }
 
 impl Store for SqliteStore {
-    fn load(&mut self) -> Result<Vec<StoredContact>, StoreError> {
+    fn load(&mut self) -> Result<Stored, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, queue, media, state, state_at, state_until, end_reason,
-                    seniority, seq, created, caller, call_ref
+                    seniority, seq, created, caller, call_ref,
+                    version, substitute, position_rise
              FROM contacts ORDER BY seq",
         )?;
         let raw = stmt
             .query_map([], RawRow::read)?
             .collect::<Result<Vec<_>, _>>()?;
-        raw.into_iter().map(RawRow::decode).collect()
+        let contacts = raw
+            .into_iter()
+            .map(RawRow::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, contact, command, confirmation, at FROM commands ORDER BY rowid",
+        )?;
+        let raw = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let commands = raw
+            .into_iter()
+            .map(|(id, contact, command, confirmation, at)| {
+                Ok(StoredCommand {
+                    contact: parse_id(&contact)?,
+                    command: from_json(&command, &format!("command {id}"))?,
+                    confirmation: from_json(&confirmation, &format!("confirmation {id}"))?,
+                    at: Timestamp(from_sql_int(at, "command time")?),
+                    id: CommandId(id),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Stored { contacts, commands })
     }
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
@@ -271,14 +344,21 @@ impl Store for SqliteStore {
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO contacts (id, queue, media, state, state_at, state_until,
-                     end_reason, seniority, seq, created, caller, call_ref)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     end_reason, seniority, seq, created, caller, call_ref,
+                     version, substitute, position_rise)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT (id) DO UPDATE SET
                      queue = excluded.queue, media = excluded.media, state = excluded.state,
                      state_at = excluded.state_at, state_until = excluded.state_until,
                      end_reason = excluded.end_reason, seniority = excluded.seniority,
                      seq = excluded.seq, created = excluded.created,
-                     caller = excluded.caller, call_ref = excluded.call_ref",
+                     caller = excluded.caller, call_ref = excluded.call_ref,
+                     version = excluded.version, substitute = excluded.substitute,
+                     position_rise = excluded.position_rise",
+            )?;
+            let mut remember = tx.prepare_cached(
+                "INSERT INTO commands (id, contact, command, confirmation, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             let mut append = tx.prepare_cached(
                 "INSERT INTO contact_events (contact, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -314,6 +394,15 @@ impl Store for SqliteStore {
                             to_sql_int(row.created.0, "created")?,
                             row.caller,
                             row.call_ref,
+                            to_sql_int(row.version, "version")?,
+                            row.substitute
+                                .as_ref()
+                                .map(|s| to_json(s, "substitute"))
+                                .transpose()?,
+                            row.position_rise
+                                .as_ref()
+                                .map(|r| to_json(r, "position rise"))
+                                .transpose()?,
                         ])?;
                     }
                     Change::Event(e) => {
@@ -322,6 +411,15 @@ impl Store for SqliteStore {
                             to_sql_int(e.at.0, "event time")?,
                             e.kind,
                             e.detail,
+                        ])?;
+                    }
+                    Change::Command(c) => {
+                        remember.execute(params![
+                            c.id.0,
+                            c.contact.as_str(),
+                            to_json(&c.command, "command")?,
+                            to_json(&c.confirmation, "confirmation")?,
+                            to_sql_int(c.at.0, "command time")?,
                         ])?;
                     }
                 }
@@ -364,7 +462,11 @@ mod tests {
         }
         assert!(dir.path().join(format!("{DB_FILE}-wal")).exists());
         let mut reopened = SqliteStore::open(dir.path()).expect("reopen");
-        assert_eq!(reopened.load().expect("load"), expected);
+        let loaded = reopened.load().expect("load");
+        assert_eq!(loaded, expected);
+        // Substitutes and remembered commands came back too.
+        assert_eq!(loaded.commands.len(), 4);
+        assert!(loaded.contacts.iter().any(|r| r.substitute.is_some()));
     }
 
     const CRASH_DIR_VAR: &str = "HOLDLINE_TEST_CRASH_DIR";
@@ -417,7 +519,7 @@ mod tests {
             row.created = Timestamp(u64::MAX);
         }
         assert!(store.apply(&changes).is_err());
-        assert!(store.load().expect("load").is_empty());
+        assert_eq!(store.load().expect("load"), Stored::default());
     }
 
     #[test]
@@ -438,6 +540,51 @@ mod tests {
             SqliteStore::open(dir.path()),
             Err(StoreError::NewerSchema { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_rows() {
+        let dir = TempDir::new("sqlite-migrate-1-2");
+        std::fs::create_dir_all(dir.path()).expect("dir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("raw open");
+            schema_version(&conn).expect("version table");
+            conn.execute_batch(MIGRATIONS[0]).expect("migration 1");
+            conn.execute("INSERT INTO schema_version (id, version) VALUES (1, 1)", [])
+                .expect("version 1");
+            let id = sample().1.contacts[0].id.clone();
+            conn.execute(
+                "INSERT INTO contacts (id, queue, media, state, seniority, seq, created,
+                     caller, call_ref)
+                 VALUES (?1, 'sales', 'voice', 'queued', 5, 1, 5, 'sip:x@y', 'c1')",
+                [id.as_str()],
+            )
+            .expect("old row");
+        }
+        let mut store = SqliteStore::open(dir.path()).expect("migrate");
+        let loaded = store.load().expect("load");
+        assert_eq!(loaded.contacts.len(), 1);
+        let row = &loaded.contacts[0];
+        assert_eq!((row.version, &row.substitute), (1, &None));
+        assert!(loaded.commands.is_empty());
+        // And the new columns and table take writes.
+        store.apply(&sample().0).expect("apply");
+        assert_eq!(store.load().expect("load").commands.len(), 4);
+    }
+
+    #[test]
+    fn unreadable_substitutes_are_reported() {
+        let dir = TempDir::new("sqlite-corrupt-substitute");
+        let mut store = SqliteStore::open(dir.path()).expect("open");
+        store.apply(&sample().0).expect("apply");
+        store
+            .conn
+            .execute(
+                "UPDATE contacts SET substitute = '{\"kind\":\"fax\"}' WHERE substitute IS NOT NULL",
+                [],
+            )
+            .expect("corrupt");
+        assert!(matches!(store.load(), Err(StoreError::Corrupt(_))));
     }
 
     #[test]
