@@ -147,10 +147,6 @@ impl CentreHandle {
         self.effects.subscribe()
     }
 
-    /// Effects of committed commands (placeholder until the caller-page work lands).
-    pub fn subscribe_effects(&self) -> tokio::sync::broadcast::Receiver<super::command::Effect> {
-        tokio::sync::broadcast::channel(1).1
-    }
 
     /// Snapshots, one per committed batch. Readers never wait on the centre thread.
     pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
