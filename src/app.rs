@@ -55,7 +55,12 @@ pub fn centre_config(config: &Config) -> CentreConfig {
         keep_place_secs: config.data.keep_place_secs,
         id_retention_secs: config.data.id_retention_secs,
         max_live_contacts: config.limits.max_contacts,
-        callback: centre::CallbackRules::default(),
+        callback: centre::CallbackRules {
+            allowed_prefixes: config.callback.allowed_prefixes.clone(),
+            blocked_prefixes: config.callback.blocked_prefixes.clone(),
+            min_digits: config.callback.min_digits,
+            max_digits: config.callback.max_digits,
+        },
     }
 }
 

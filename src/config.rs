@@ -57,6 +57,7 @@ pub struct Config {
     pub data: DataConfig,
     pub media: MediaConfig,
     pub limits: LimitsConfig,
+    pub callback: CallbackConfig,
     #[serde(rename = "queue")]
     pub queues: Vec<QueueConfig>,
 }
@@ -120,6 +121,18 @@ pub struct LimitsConfig {
     pub retry_after_secs: u32,
     /// How long to let calls finish on shutdown before ending them with BYE.
     pub drain_secs: u64,
+}
+
+/// Which numbers a caller may ask to be called back on (checked by the centre).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackConfig {
+    /// A number must start with one of these after normalising; empty allows any.
+    pub allowed_prefixes: Vec<String>,
+    /// Refused prefixes: premium-rate and other numbers the centre must never dial.
+    pub blocked_prefixes: Vec<String>,
+    pub min_digits: usize,
+    pub max_digits: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +223,10 @@ impl Config {
                 .any(|c| !c.eq_ignore_ascii_case("PCMU") && !c.eq_ignore_ascii_case("PCMA"))
         {
             return invalid("media.codecs lists PCMU and/or PCMA".into());
+        }
+        let cb = &self.callback;
+        if cb.min_digits == 0 || cb.min_digits > cb.max_digits || cb.max_digits > 15 {
+            return invalid("callback: 1 <= min_digits <= max_digits <= 15".into());
         }
         if self.limits.max_calls == 0 {
             return invalid("limits.max_calls must be at least 1".into());

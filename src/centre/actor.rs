@@ -147,7 +147,6 @@ impl CentreHandle {
         self.effects.subscribe()
     }
 
-
     /// Snapshots, one per committed batch. Readers never wait on the centre thread.
     pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshots.clone()
