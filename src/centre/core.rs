@@ -323,6 +323,9 @@ impl Centre {
         if !self.queue_index.contains_key(&new.queue) {
             return Err(CentreError::UnknownQueue(new.queue));
         }
+        if let Some(changes) = self.rejoin(now, &new) {
+            return changes;
+        }
         if self.live >= self.max_live_contacts {
             return Err(CentreError::Full);
         }
@@ -372,6 +375,53 @@ impl Centre {
             }),
         ];
         Ok((status, changes))
+    }
+
+    /// A caller whose call was lost in a restart rings the same queue again from the same
+    /// number: they get their contact back — same contact number, same place — instead of a
+    /// new one at the back. Matching is on the caller's phone number (From /
+    /// P-Asserted-Identity), the oldest disconnected contact first.
+    fn rejoin(
+        &mut self,
+        now: Timestamp,
+        new: &NewContact,
+    ) -> Option<Result<(ContactStatus, Vec<Change>), CentreError>> {
+        if !matches!(new.media, MediaType::Voice | MediaType::Video) {
+            return None;
+        }
+        let number = super::callback::default_callback_number(&new.caller)?;
+        let mut row = self
+            .contacts
+            .values()
+            .filter(|r| {
+                r.queue == new.queue
+                    && matches!(r.state, ContactState::Disconnected { .. })
+                    && r.substitute.is_none()
+                    && super::callback::default_callback_number(&r.caller).as_deref()
+                        == Some(number.as_str())
+            })
+            .min_by_key(|r| r.line_key())?
+            .clone();
+        row.state = ContactState::Queued;
+        row.media = new.media;
+        row.call_ref = new.call_ref.clone();
+        row.version += 1;
+        let id = row.id.clone();
+        self.put_row(row.clone());
+        let status = match self.status(&id) {
+            Some(s) => s,
+            None => return Some(Err(CentreError::NotFound)),
+        };
+        let changes = vec![
+            Change::Contact(row),
+            Change::Event(ContactEvent {
+                contact: id,
+                at: now,
+                kind: "rejoined".to_owned(),
+                detail: format!("redialled; position {}", status.position.unwrap_or(0)),
+            }),
+        ];
+        Some(Ok((status, changes)))
     }
 
     /// Ends a queued or disconnected contact; everyone behind it moves up. The hang-up of
@@ -1228,6 +1278,52 @@ mod tests {
     /// Every row the centre would have written, as a store would hold it.
     fn all_rows(c: &Centre) -> Vec<StoredContact> {
         c.contacts.values().cloned().collect()
+    }
+
+    #[test]
+    fn a_disconnected_caller_who_redials_gets_number_and_place_back() {
+        let phone = |n: u32| NewContact {
+            queue: QueueId("support".into()),
+            media: MediaType::Voice,
+            caller: format!("\"Caller\" <sip:+4420794600{n:02}@example.test>;tag=x"),
+            call_ref: format!("before-{n}"),
+        };
+        let mut a = centre(11);
+        let first = a.admit(T0, phone(1)).expect("admit").0;
+        let second = a.admit(T0, phone(2)).expect("admit").0;
+        let (mut b, _) = Centre::restore(
+            config(),
+            StdRng::seed_from_u64(11),
+            all_rows(&a),
+            Timestamp(T0.0 + 1000),
+        );
+        // Caller 2 rings again first: same number, still behind caller 1.
+        let mut again = phone(2);
+        again.call_ref = "after-2".into();
+        let (back, changes) = b.admit(Timestamp(T0.0 + 2000), again).expect("rejoin");
+        assert_eq!(back.id, second.id);
+        assert_eq!(back.position, Some(2));
+        assert_eq!(back.state, ContactState::Queued);
+        assert!(back.live_call);
+        assert!(rows(&changes).iter().all(|r| r.call_ref == "after-2"));
+        // Caller 1 is still disconnected; a stranger gets a new contact at the back.
+        assert!(matches!(
+            b.status(&first.id).unwrap().state,
+            ContactState::Disconnected { .. }
+        ));
+        let stranger = b.admit(Timestamp(T0.0 + 3000), phone(3)).expect("admit").0;
+        assert_ne!(stranger.id, first.id);
+        assert_eq!(stranger.position, Some(3));
+        // Non-phone callers (sip:name@host) are never matched.
+        let (mut c, _) = Centre::restore(
+            config(),
+            StdRng::seed_from_u64(12),
+            all_rows(&a),
+            Timestamp(T0.0 + 1000),
+        );
+        let anon = admit(&mut c, Timestamp(T0.0 + 2000), "support", 9);
+        assert_ne!(anon.id, first.id);
+        assert_ne!(anon.id, second.id);
     }
 
     #[test]
