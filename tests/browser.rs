@@ -25,7 +25,7 @@ fn chromium_shows_the_gateways_healthz() {
     let b = Browser::start();
     b.goto(&format!("http://{}/healthz", g.http));
     assert_eq!(b.http_status(), 200);
-    let text = b.wait_for_text("body", |t| t.contains("\"status\""), UI);
+    let text = b.wait_for_text("pre", |t| t.contains("\"status\""), UI);
     let json: serde_json::Value = serde_json::from_str(text.trim())
         .unwrap_or_else(|e| panic!("healthz shown as JSON text ({e}): {text}"));
     assert_eq!(json["status"], "ok", "{json}");
