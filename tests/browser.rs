@@ -141,6 +141,9 @@ fn caller_moves_queue_then_chooses_callback() {
     b.wait_for_text("#confirmation", |t| !t.trim().is_empty(), UI);
     b.wait_for_text("#queue", |t| t.trim() == "Sales — English", UI);
 
+    // Back to the status page (its forms), as a caller following the page's own link.
+    b.goto(&format!("http://{}/c/{number}", g.http));
+    b.wait_for_text("#queue", |t| t.trim() == "Sales — English", UI);
     b.fill("#callback-number", "+44 20 7946 0018");
     b.click("#callback-submit");
     // The gateway hangs up the call: the caller will be called back instead.

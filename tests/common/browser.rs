@@ -227,7 +227,7 @@ impl Browser {
                         cut -= 1;
                     }
                     src.truncate(cut);
-                    src.push_str("…");
+                    src.push('…');
                 }
                 format!("--- at {url}\n{src}")
             }
