@@ -217,3 +217,35 @@ fn video_offer_is_answered_for_audio_and_recorded_as_video() {
         .unwrap();
     assert_eq!(media, "video");
 }
+
+/// `caller-holds-until-bye` (the browser tests' caller) holds in the background until the
+/// gateway hangs up; a clean shutdown is one way the gateway sends that BYE.
+#[test]
+fn holding_caller_answers_the_gateways_bye() {
+    let mut g = Gateway::start("hold-until-bye");
+    let sipp = common::sipp_spawn(
+        &g,
+        "caller-holds-until-bye",
+        "support",
+        &[],
+        Duration::from_secs(30),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while contacts(&g).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was never parked; log:\n{}",
+            g.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = g.terminate();
+    assert!(status.success(), "clean exit; log:\n{}", g.log_text());
+    let run = sipp.wait();
+    assert_ok(&run, &g);
+    assert!(
+        run.output.lines().any(|l| l.starts_with("BYE ")),
+        "{}",
+        run.output
+    );
+}

@@ -4,6 +4,8 @@
 //! Every wait here is for an event with a deadline, never a bare sleep for a condition.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -251,6 +253,26 @@ pub fn sipp(
     extra: &[&str],
     timeout: Duration,
 ) -> SippRun {
+    sipp_spawn(g, scenario, service, extra, timeout).wait()
+}
+
+/// A SIPp run going on in the background (for tests that act while the call is up).
+pub struct SippChild {
+    child: Option<Child>,
+    output: Option<mpsc::Receiver<String>>,
+    pub dir: PathBuf,
+    pub timeout: Duration,
+}
+
+/// Starts one SIPp scenario in the background; SIPp itself gives up after `timeout`
+/// (`-timeout … -timeout_error`), and [`SippChild::wait`] kills it a little after that.
+pub fn sipp_spawn(
+    g: &Gateway,
+    scenario: &str,
+    service: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> SippChild {
     let dir = scratch_dir(&format!("sipp-{scenario}"));
     let path = repo().join("sip-scenarios").join(format!("{scenario}.xml"));
     assert!(path.exists(), "no scenario {}", path.display());
@@ -285,25 +307,56 @@ pub fn sipp(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = cmd.spawn().expect("start sipp");
-    let out = wait_output(child, timeout + Duration::from_secs(15));
-    let mut output = out.1;
-    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with("_errors.log") || name.ends_with("_messages.log") {
-            output.push_str(&format!("\n--- {name}\n"));
-            output.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+    let mut child = cmd.spawn().expect("start sipp");
+    let output = drain(&mut child);
+    SippChild {
+        child: Some(child),
+        output: Some(output),
+        dir,
+        timeout,
+    }
+}
+
+impl SippChild {
+    /// Waits for SIPp to end by itself (bounded: killed past its own timeout + 15 s).
+    pub fn wait(mut self) -> SippRun {
+        let child = self.child.take().expect("not waited yet");
+        let rx = self.output.take().expect("not waited yet");
+        let out = wait_drained(child, rx, self.timeout + Duration::from_secs(15));
+        let mut output = out.1;
+        for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.ends_with("_errors.log") || name.ends_with("_messages.log") {
+                output.push_str(&format!("\n--- {name}\n"));
+                output.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        SippRun {
+            ok: out.0,
+            output,
+            dir: self.dir.clone(),
         }
     }
-    SippRun {
-        ok: out.0,
-        output,
-        dir,
+}
+
+impl Drop for SippChild {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
 /// Waits for a child with a deadline; kills it past the deadline. (success, stdout+stderr)
 pub fn wait_output(mut child: Child, within: Duration) -> (bool, String) {
+    let rx = drain(&mut child);
+    wait_drained(child, rx, within)
+}
+
+/// Reads the child's stdout and stderr on threads from now on (so a chatty child never
+/// blocks on a full pipe); the receiver yields each stream's text when it closes.
+pub fn drain(child: &mut Child) -> mpsc::Receiver<String> {
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let (tx, rx) = mpsc::channel();
@@ -324,7 +377,15 @@ pub fn wait_output(mut child: Child, within: Duration) -> (bool, String) {
             let _ = tx.send(text);
         });
     }
-    drop(tx);
+    rx
+}
+
+/// Waits for a drained child with a deadline; kills it past the deadline.
+pub fn wait_drained(
+    mut child: Child,
+    rx: mpsc::Receiver<String>,
+    within: Duration,
+) -> (bool, String) {
     let deadline = Instant::now() + within;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
