@@ -220,7 +220,7 @@ async fn status_page(
         Ok(found) => found,
         Err(r) => return r,
     };
-    let page = StatusPage::build(&state, &session.id, &status, View::default());
+    let page = StatusPage::build(&state.web.secret, &session.id, &status, View::default());
     session.apply(render(StatusCode::OK, &page))
 }
 
@@ -246,7 +246,7 @@ async fn done(
         confirmation: Some(text),
         ..View::default()
     };
-    let page = StatusPage::build(&state, &session.id, &status, view);
+    let page = StatusPage::build(&state.web.secret, &session.id, &status, view);
     session.apply(render(StatusCode::OK, &page))
 }
 
@@ -282,7 +282,7 @@ async fn action(
         };
         render(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &StatusPage::build(state, &session, status, view),
+            &StatusPage::build(&state.web.secret, &session, status, view),
         )
     };
     let parsed = forms::command_id(form.command_id.as_deref().unwrap_or(""))
@@ -325,7 +325,7 @@ async fn action(
             };
             render(
                 StatusCode::CONFLICT,
-                &StatusPage::build(&state, &session, &current, view),
+                &StatusPage::build(&state.web.secret, &session, &current, view),
             )
         }
         Err(CommandError::IdReused) => match state.lookup(ip, &id).await {
@@ -339,7 +339,7 @@ async fn action(
                 };
                 render(
                     StatusCode::CONFLICT,
-                    &StatusPage::build(&state, &session, &status, view),
+                    &StatusPage::build(&state.web.secret, &session, &status, view),
                 )
             }
             None => not_found(),
@@ -448,7 +448,7 @@ fn target_label(t: &crate::centre::MoveTarget) -> String {
 
 impl StatusPage {
     pub(crate) fn build(
-        state: &AppState,
+        secret: &[u8; 32],
         session: &str,
         status: &ContactStatus,
         view: View,
@@ -567,7 +567,7 @@ impl StatusPage {
             d: words::display(status),
             any_options: !status.options.is_empty(),
             version: status.version,
-            csrf: csrf::token(&state.web.secret, session, status.id.as_str()),
+            csrf: csrf::token(secret, session, status.id.as_str()),
             command_ids: CommandIds {
                 move_queue: forms::fresh_command_id(),
                 callback: forms::fresh_command_id(),

@@ -130,8 +130,8 @@ pub fn state(status: &ContactStatus) -> String {
             Some(Substitute::WebForm { reply_to, .. }) => {
                 format!("Waiting: your web form is in the queue. We will reply to {reply_to}.")
             }
-            None if status.live_call => "Waiting: please stay on the line.".to_owned(),
-            None => "Waiting.".to_owned(),
+            // Queued without a substitute means the call is live (see `ContactState`).
+            None => "Waiting: please stay on the line.".to_owned(),
         },
         ContactState::Disconnected { until, .. } => format!(
             "Disconnected: your call was lost when our system restarted. You keep your place until {}: ask for a call-back below to keep it, or call again to rejoin.",
