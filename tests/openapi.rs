@@ -68,7 +68,13 @@ async fn the_router_answers_every_documented_route_itself() {
         let app = app.clone();
         async move {
             let r = app
-                .oneshot(Request::builder().method(method).uri(uri).body(Body::empty()).expect("req"))
+                .oneshot(
+                    Request::builder()
+                        .method(method)
+                        .uri(uri)
+                        .body(Body::empty())
+                        .expect("req"),
+                )
                 .await
                 .expect("response");
             r.headers()
@@ -87,6 +93,10 @@ async fn the_router_answers_every_documented_route_itself() {
             "{method} {path}"
         );
     }
-    assert!(ask("get", "/api/nothing/{id}").await.starts_with("text/html"));
+    assert!(
+        ask("get", "/api/nothing/{id}")
+            .await
+            .starts_with("text/html")
+    );
     token.cancel();
 }

@@ -43,11 +43,19 @@ pub(crate) fn routes() -> Router<AppState> {
 #[derive(Debug)]
 pub enum AppError {
     NotFound,
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     Forbidden,
     BadRequest(String),
-    Invalid { field: String, message: String },
-    NotAllowed { reason: String, current: Box<ContactStatus> },
+    Invalid {
+        field: String,
+        message: String,
+    },
+    NotAllowed {
+        reason: String,
+        current: Box<ContactStatus>,
+    },
     IdReused,
     Unavailable,
 }
@@ -56,7 +64,9 @@ impl From<CommandError> for AppError {
     fn from(e: CommandError) -> Self {
         match e {
             CommandError::NotFound => AppError::NotFound,
-            CommandError::NotAllowed { reason, current } => AppError::NotAllowed { reason, current },
+            CommandError::NotAllowed { reason, current } => {
+                AppError::NotAllowed { reason, current }
+            }
             CommandError::Invalid { field, message } => AppError::Invalid { field, message },
             CommandError::IdReused => AppError::IdReused,
             CommandError::Storage(e) => {
@@ -91,7 +101,9 @@ impl IntoResponse for AppError {
                 "forbidden",
                 "Missing or wrong CSRF token, or another site's Origin",
             ),
-            AppError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Malformed request"),
+            AppError::BadRequest(_) => {
+                (StatusCode::BAD_REQUEST, "bad-request", "Malformed request")
+            }
             AppError::Invalid { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",
@@ -121,7 +133,9 @@ impl IntoResponse for AppError {
         let detail = match &self {
             AppError::NotFound => "No contact has that number.".to_owned(),
             AppError::RateLimited { retry_after_secs } => {
-                format!("Too many numbers that we could not find; retry after {retry_after_secs} s.")
+                format!(
+                    "Too many numbers that we could not find; retry after {retry_after_secs} s."
+                )
             }
             AppError::Forbidden => {
                 "Send the X-CSRF-Token from GET /api/contacts/{id} with the same hl_session cookie."

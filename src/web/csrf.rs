@@ -34,7 +34,9 @@ pub fn session_cookie(session: &str) -> String {
 pub fn session_from_cookies(header: &str) -> Option<&str> {
     header.split(';').find_map(|pair| {
         let (name, value) = pair.trim().split_once('=')?;
-        (name == SESSION_COOKIE).then_some(value).and_then(valid_session)
+        (name == SESSION_COOKIE)
+            .then_some(value)
+            .and_then(valid_session)
     })
 }
 
@@ -64,7 +66,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len())
@@ -87,7 +89,10 @@ mod tests {
         assert_eq!(t.len(), 64);
         assert!(verify(&SECRET, &s, "123456789012", &t));
         assert!(!verify(&SECRET, &s, "123456789013", &t), "other contact");
-        assert!(!verify(&SECRET, &new_session(), "123456789012", &t), "other session");
+        assert!(
+            !verify(&SECRET, &new_session(), "123456789012", &t),
+            "other session"
+        );
         assert!(!verify(&[8; 32], &s, "123456789012", &t), "other secret");
     }
 

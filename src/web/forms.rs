@@ -98,7 +98,10 @@ fn text(field: &str, value: &str, max: usize, what: &str) -> Result<(), FieldErr
     if len > max {
         return Err(FieldError::new(
             field,
-            format!("{} is too long: at most {max} characters, this has {len}.", capital(what)),
+            format!(
+                "{} is too long: at most {max} characters, this has {len}.",
+                capital(what)
+            ),
         ));
     }
     Ok(())
@@ -198,9 +201,8 @@ fn window(form: &ActionForm) -> Result<Option<Window>, FieldError> {
     let nb = form.not_before.as_deref().unwrap_or("").trim();
     let na = form.not_after.as_deref().unwrap_or("").trim();
     let parse = |field: &str, v: &str| {
-        words::parse_datetime_local(v).ok_or_else(|| {
-            FieldError::new(field, "Enter a date and time like 2026-11-24T10:00.")
-        })
+        words::parse_datetime_local(v)
+            .ok_or_else(|| FieldError::new(field, "Enter a date and time like 2026-11-24T10:00."))
     };
     match (nb.is_empty(), na.is_empty()) {
         (true, true) => Ok(None),

@@ -4,17 +4,15 @@
 //! Templates only format; everything they show is computed here or in [`words`].
 
 use askama::Template;
+use axum::Router;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 
-use crate::centre::{
-    ActionKind, CommandError, CommandRequest, ContactId, ContactStatus,
-};
+use crate::centre::{ActionKind, CommandError, CommandRequest, ContactId, ContactStatus};
 
 use super::forms::{self, ActionForm, FieldError};
 use super::words::{self, Display};
@@ -174,8 +172,7 @@ async fn lookup(
             },
         )
     };
-    let id = match (typed.chars().count() <= forms::MAX_LOOKUP)
-        .then(|| typed.parse::<ContactId>())
+    let id = match (typed.chars().count() <= forms::MAX_LOOKUP).then(|| typed.parse::<ContactId>())
     {
         Some(Ok(id)) => id,
         Some(Err(e)) => {
@@ -184,9 +181,7 @@ async fn lookup(
             ));
         }
         None => {
-            return again(
-                "Please check the number: a contact number has 12 digits.".to_owned(),
-            );
+            return again("Please check the number: a contact number has 12 digits.".to_owned());
         }
     };
     match state.lookup(ip, &id).await {

@@ -280,7 +280,10 @@ async fn unknown_and_wrong_numbers_look_the_same() {
     let b = get(&f.app, &format!("/api/contacts/{}", typo(&f.id))).await;
     assert_eq!(a.status(), StatusCode::NOT_FOUND);
     assert_eq!(b.status(), StatusCode::NOT_FOUND);
-    assert_eq!(header_of(&a, header::CONTENT_TYPE), "application/problem+json");
+    assert_eq!(
+        header_of(&a, header::CONTENT_TYPE),
+        "application/problem+json"
+    );
     assert_eq!(body(a).await, body(b).await);
 }
 
@@ -302,16 +305,26 @@ async fn failed_lookups_are_rate_limited_per_client() {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header_of(&r, header::RETRY_AFTER), "12");
     assert!(body(r).await.contains("Too many attempts"));
-    let r = send(&f.app, attempt(format!("/api/contacts/{}", f.id), "192.0.2.1")).await;
+    let r = send(
+        &f.app,
+        attempt(format!("/api/contacts/{}", f.id), "192.0.2.1"),
+    )
+    .await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(header_of(&r, header::CONTENT_TYPE), "application/problem+json");
+    assert_eq!(
+        header_of(&r, header::CONTENT_TYPE),
+        "application/problem+json"
+    );
     let r = send(&f.app, attempt(format!("/c/{}/events", f.id), "192.0.2.1")).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     // The entry form too.
     let (c, csrf) = entry_session(&f.app).await;
     let mut post = form_post("/lookup", &c, &format!("number={}&csrf={csrf}", f.id));
     post.extensions_mut().insert(from("192.0.2.1"));
-    assert_eq!(send(&f.app, post).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        send(&f.app, post).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // Another client (and another /64) is not limited.
     let r = send(&f.app, attempt(format!("/c/{}", f.id), "192.0.2.2")).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -343,7 +356,11 @@ async fn state_changing_requests_need_the_csrf_token() {
         unknown_number(&f.id).as_str(),
     );
     for token in ["", "deadbeef", &"0".repeat(64), &other] {
-        let r = send(&f.app, form_post(&uri, &c, &format!("{fields}&csrf={token}"))).await;
+        let r = send(
+            &f.app,
+            form_post(&uri, &c, &format!("{fields}&csrf={token}")),
+        )
+        .await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "token {token:?}");
         assert!(body(r).await.contains("did not come from this site"));
     }
@@ -364,12 +381,17 @@ async fn state_changing_requests_need_the_csrf_token() {
         }
         let r = send(
             &f.app,
-            b.body(Body::from(r#"{"command_id":"a1","action":"cancel_callback"}"#))
-                .expect("request"),
+            b.body(Body::from(
+                r#"{"command_id":"a1","action":"cancel_callback"}"#,
+            ))
+            .expect("request"),
         )
         .await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
-        assert_eq!(header_of(&r, header::CONTENT_TYPE), "application/problem+json");
+        assert_eq!(
+            header_of(&r, header::CONTENT_TYPE),
+            "application/problem+json"
+        );
     }
 }
 
@@ -378,15 +400,25 @@ async fn another_sites_origin_is_refused() {
     let f = fixture().await;
     let (c, csrf) = entry_session(&f.app).await;
     let body_text = format!("number={}&csrf={csrf}", f.id);
-    for bad in ["http://evil.example", "null", "https://gateway.test.evil.example"] {
+    for bad in [
+        "http://evil.example",
+        "null",
+        "https://gateway.test.evil.example",
+    ] {
         let mut r = form_post("/lookup", &c, &body_text);
         r.headers_mut()
             .insert(header::ORIGIN, bad.parse().expect("header"));
-        assert_eq!(send(&f.app, r).await.status(), StatusCode::FORBIDDEN, "{bad}");
+        assert_eq!(
+            send(&f.app, r).await.status(),
+            StatusCode::FORBIDDEN,
+            "{bad}"
+        );
     }
     let mut r = form_post("/lookup", &c, &body_text);
-    r.headers_mut()
-        .insert(header::ORIGIN, "http://gateway.test".parse().expect("header"));
+    r.headers_mut().insert(
+        header::ORIGIN,
+        "http://gateway.test".parse().expect("header"),
+    );
     assert_eq!(send(&f.app, r).await.status(), StatusCode::SEE_OTHER);
     // No Origin at all is allowed (older browsers; the token still guards).
     let r = form_post("/lookup", &c, &body_text);
@@ -408,8 +440,16 @@ async fn security_headers_are_on_every_response() {
         let r = get(&f.app, &uri).await;
         assert_eq!(header_of(&r, header::CONTENT_SECURITY_POLICY), CSP, "{uri}");
         assert_eq!(header_of(&r, header::X_FRAME_OPTIONS), "DENY", "{uri}");
-        assert_eq!(header_of(&r, header::REFERRER_POLICY), "no-referrer", "{uri}");
-        assert_eq!(header_of(&r, header::X_CONTENT_TYPE_OPTIONS), "nosniff", "{uri}");
+        assert_eq!(
+            header_of(&r, header::REFERRER_POLICY),
+            "no-referrer",
+            "{uri}"
+        );
+        assert_eq!(
+            header_of(&r, header::X_CONTENT_TYPE_OPTIONS),
+            "nosniff",
+            "{uri}"
+        );
         if !uri.starts_with("/static/") {
             assert_eq!(header_of(&r, header::CACHE_CONTROL), "no-store", "{uri}");
         }
@@ -435,7 +475,10 @@ async fn api_get_returns_the_status_json_with_a_csrf_token() {
     assert_eq!(v["estimate"]["kind"], "no_agents");
     assert!(v["version"].is_u64());
     assert!(v["options"].is_array());
-    assert_eq!(v["display"]["position"], "You are 1st. No one is ahead of you.");
+    assert_eq!(
+        v["display"]["position"],
+        "You are 1st. No one is ahead of you."
+    );
     assert_eq!(
         v["csrf"],
         csrf::token(&SECRET, c.trim_start_matches("hl_session="), f.id.as_str())
@@ -565,7 +608,11 @@ fn an_invalid_form_keeps_what_was_typed_next_to_the_error() {
     assert!(page.contains(
         r#"<p id="error-reply_to" class="error" role="alert">Enter an email address like name@example.com.</p>"#
     ));
-    assert!(page.contains("My &#60;b&#62;bill&#60;/b&#62;") || page.contains("My &lt;b&gt;bill&lt;/b&gt;"), "escaped");
+    assert!(
+        page.contains("My &#60;b&#62;bill&#60;/b&#62;")
+            || page.contains("My &lt;b&gt;bill&lt;/b&gt;"),
+        "escaped"
+    );
     assert!(page.contains(">It is wrong</textarea>"));
     assert!(page.contains(r#"value="nope""#));
     assert_eq!(page.matches("class=\"error\"").count(), 1);
@@ -624,7 +671,10 @@ fn disconnected_and_ended_pages_say_what_happened() {
 #[test]
 fn paths_are_redacted_for_logs() {
     let id: ContactId = "000000000000".parse().expect("valid");
-    assert_eq!(redact_path(&format!("/c/{id}/actions")), "/c/*********000/actions");
+    assert_eq!(
+        redact_path(&format!("/c/{id}/actions")),
+        "/c/*********000/actions"
+    );
     assert_eq!(redact_path("/c/123456789/x"), "/c/*********/x");
 }
 
@@ -646,7 +696,10 @@ mod commands_pending {
     async fn a_callback_redirects_to_a_confirmation() {
         let f = fixture().await;
         let (c, token, page) = page_token(&f).await;
-        assert!(page.contains(r#"<form id="callback-form""#), "callback offered");
+        assert!(
+            page.contains(r#"<form id="callback-form""#),
+            "callback offered"
+        );
         let version = field(&page, "version");
         let r = send(
             &f.app,
@@ -680,7 +733,9 @@ mod commands_pending {
             form_post(
                 &format!("/c/{}/actions", f.id),
                 &c,
-                &format!("csrf={token}&command_id=s1&version=9999&action=callback&number=%2B441234567"),
+                &format!(
+                    "csrf={token}&command_id=s1&version=9999&action=callback&number=%2B441234567"
+                ),
             ),
         )
         .await;

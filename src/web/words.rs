@@ -52,9 +52,7 @@ pub fn rise(status: &ContactStatus) -> Option<String> {
 pub fn wait(estimate: &WaitEstimate) -> String {
     match *estimate {
         WaitEstimate::NoAgents => "No agents are available at the moment.".to_owned(),
-        WaitEstimate::Range { high_secs, .. } if high_secs <= 60 => {
-            "less than a minute".to_owned()
-        }
+        WaitEstimate::Range { high_secs, .. } if high_secs <= 60 => "less than a minute".to_owned(),
         WaitEstimate::Range {
             low_secs,
             high_secs,
@@ -107,11 +105,7 @@ pub fn time(t: Timestamp) -> String {
 /// " between 2026-11-24 10:00 UTC and 2026-11-24 12:00 UTC", or "".
 pub fn window(window: &Option<Window>) -> String {
     match window {
-        Some(w) => format!(
-            " between {} and {}",
-            time(w.not_before),
-            time(w.not_after)
-        ),
+        Some(w) => format!(" between {} and {}", time(w.not_before), time(w.not_after)),
         None => String::new(),
     }
 }
@@ -120,10 +114,9 @@ pub fn window(window: &Option<Window>) -> String {
 pub fn state(status: &ContactStatus) -> String {
     match status.state {
         ContactState::Queued => match &status.substitute {
-            Some(Substitute::Callback { number, window: w }) => format!(
-                "Waiting: we will call you back on {number}{}.",
-                window(w)
-            ),
+            Some(Substitute::Callback { number, window: w }) => {
+                format!("Waiting: we will call you back on {number}{}.", window(w))
+            }
             Some(Substitute::Email { reply_to, .. }) => {
                 format!("Waiting: your email is in the queue. We will reply to {reply_to}.")
             }
@@ -346,7 +339,10 @@ pub(crate) mod tests {
     fn queued_sentences() {
         let first = status(1, 0);
         assert_eq!(position(&first), "You are 1st. No one is ahead of you.");
-        assert_eq!(position(&status(2, 1)), "You are 2nd. 1 caller is ahead of you.");
+        assert_eq!(
+            position(&status(2, 1)),
+            "You are 2nd. 1 caller is ahead of you."
+        );
         assert_eq!(
             position(&status(3, 2)),
             "You are 3rd. 2 callers are ahead of you."
@@ -456,7 +452,13 @@ pub(crate) mod tests {
             parse_datetime_local("2024-02-29T00:00:30").map(|t| t.0 % 60_000),
             Some(30_000)
         );
-        for bad in ["", "2026-11-24", "2026-02-30T10:00", "2026-11-24T24:00", "x-y-zTa:b"] {
+        for bad in [
+            "",
+            "2026-11-24",
+            "2026-02-30T10:00",
+            "2026-11-24T24:00",
+            "x-y-zTa:b",
+        ] {
             assert_eq!(parse_datetime_local(bad), None, "{bad}");
         }
     }
