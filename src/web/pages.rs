@@ -106,6 +106,18 @@ pub(crate) fn unavailable() -> Response {
     r
 }
 
+fn form_rejected(rejection: &FormRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Too much text",
+            "What you sent is longer than we accept (16 KiB in all). Go back, shorten it and try again.",
+        )
+    } else {
+        bad_request()
+    }
+}
+
 fn bad_request() -> Response {
     message(
         StatusCode::BAD_REQUEST,
@@ -143,8 +155,9 @@ async fn lookup(
     headers: HeaderMap,
     form: Result<Form<LookupForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return bad_request();
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return form_rejected(&rejection),
     };
     let Some(session) = Session::from_headers(&headers) else {
         return forbidden();
@@ -258,8 +271,9 @@ async fn action(
     let Ok(id) = raw.parse::<ContactId>() else {
         return not_found();
     };
-    let Ok(Form(form)) = form else {
-        return bad_request();
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return form_rejected(&rejection),
     };
     let Some(session) = Session::from_headers(&headers) else {
         return forbidden();

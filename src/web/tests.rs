@@ -785,3 +785,76 @@ mod commands_pending {
         assert_eq!(send(&f.app, post()).await.status(), StatusCode::SEE_OTHER);
     }
 }
+
+#[tokio::test]
+async fn api_input_errors_are_problems_and_bodies_are_bounded() {
+    let f = fixture().await;
+    let r = get(&f.app, &format!("/api/contacts/{}", f.id)).await;
+    let c = cookie(&r);
+    let v: serde_json::Value = serde_json::from_str(&body(r).await).expect("json");
+    let token = v["csrf"].as_str().expect("csrf").to_owned();
+    let post = |json: String| {
+        Request::post(format!("/api/contacts/{}/actions", f.id))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::COOKIE, &c)
+            .header("x-csrf-token", &token)
+            .body(Body::from(json))
+            .expect("request")
+    };
+    let r = send(&f.app, post(r#"{"command_id":"a","action":"fax"}"#.into())).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        header_of(&r, header::CONTENT_TYPE),
+        "application/problem+json"
+    );
+    let r = send(
+        &f.app,
+        post(
+            r#"{"command_id":"a","action":"email","subject":"s","message":"m","reply_to":"x"}"#
+                .into(),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v: serde_json::Value = serde_json::from_str(&body(r).await).expect("json");
+    assert_eq!(v["field"], "reply_to");
+    assert_eq!(v["status"], 422);
+    assert_eq!(v["type"], "/problems/invalid");
+    let r = send(
+        &f.app,
+        post(format!(
+            r#"{{"command_id":"a","action":"email","subject":"s","message":"{}","reply_to":"a@b.c"}}"#,
+            "m".repeat(BODY_LIMIT)
+        )),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Until the centre side lands, a valid command is refused as unavailable (503), never
+    // with internals.
+    let r = send(
+        &f.app,
+        post(r#"{"command_id":"a","action":"cancel_callback"}"#.into()),
+    )
+    .await;
+    if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+        let text = body(r).await;
+        assert!(text.contains("/problems/unavailable"), "{text}");
+        assert!(!text.contains("shutting"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_form_is_refused() {
+    let f = fixture().await;
+    let (c, csrf) = entry_session(&f.app).await;
+    let r = send(
+        &f.app,
+        form_post(
+            "/lookup",
+            &c,
+            &format!("csrf={csrf}&number={}", "1".repeat(BODY_LIMIT + 1)),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
