@@ -141,6 +141,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         centre: centre.clone(),
         secret: rand::random(),
         limits: web::RateLimits::default(),
+        shutdown: token.clone(),
     });
     let web_token = token.clone();
     tracker.spawn(async move {

@@ -61,6 +61,7 @@ async fn the_router_answers_every_documented_route_itself() {
         centre,
         secret: [1; 32],
         limits: RateLimits::default(),
+        shutdown: CancellationToken::new(),
     });
     let ask = |method: &str, path: &str| {
         let uri = path.replace("{id}", "000000000000");

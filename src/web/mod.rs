@@ -34,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::centre::{CentreHandle, CommandId, Confirmation, ContactId, ContactStatus};
 
@@ -55,6 +56,9 @@ pub struct WebState {
     /// Key of the CSRF tokens: random at startup, so tokens die with the process.
     pub secret: [u8; 32],
     pub limits: RateLimits,
+    /// Cancelled when the server stops: ends the event streams, which would otherwise
+    /// hold the graceful shutdown open.
+    pub shutdown: CancellationToken,
 }
 
 /// The router's state: the given `WebState` plus what the web server keeps itself.

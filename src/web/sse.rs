@@ -69,7 +69,9 @@ pub fn status_stream(
 fn sse(state: &AppState, status: ContactStatus) -> Response {
     let mut rx = state.web.centre.snapshots();
     rx.mark_unchanged();
-    Sse::new(status_stream(status, rx))
+    let stop = state.web.shutdown.clone().cancelled_owned();
+    let stream = futures_util::StreamExt::take_until(status_stream(status, rx), stop);
+    Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
 }

@@ -64,6 +64,7 @@ async fn fixture() -> Fixture {
         centre: centre.clone(),
         secret: SECRET,
         limits: RateLimits::default(),
+        shutdown: CancellationToken::new(),
     });
     Fixture {
         app,
@@ -857,4 +858,27 @@ async fn an_oversized_form_is_refused() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn event_streams_end_when_the_server_stops() {
+    let f = fixture().await;
+    let stop = CancellationToken::new();
+    let app = router(WebState {
+        centre: f.centre.clone(),
+        secret: SECRET,
+        limits: RateLimits::default(),
+        shutdown: stop.clone(),
+    });
+    let r = get(&app, &format!("/c/{}/events", f.id)).await;
+    let mut stream = r.into_body().into_data_stream();
+    assert!(next_chunk(&mut stream).await.contains("event: status"));
+    stop.cancel();
+    let end = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        futures_util::StreamExt::next(&mut stream),
+    )
+    .await
+    .expect("ends in time");
+    assert!(end.is_none(), "stream ended");
 }
