@@ -142,12 +142,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracker.clone(),
     ));
 
+    // CSRF key: random per start, so tokens from before a restart are refused.
     let router = web::router(web::WebState {
         centre: centre.clone(),
+        secret: rand::random(),
+        limits: web::RateLimits::default(),
+        shutdown: token.clone(),
     });
     let web_token = token.clone();
     tracker.spawn(async move {
-        let serve = axum::serve(http, router)
+        // Connect info gives the rate limit each client's address.
+        let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let serve = axum::serve(http, app)
             .with_graceful_shutdown(async move { web_token.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server failed");

@@ -1,33 +1,154 @@
 //! The web server: pages and the JSON API keyed on the contact number.
 //!
 //! Owns HTTP routing only; it reads the centre's snapshots and sends commands through
-//! `CentreHandle`. Must not import `sip` or `media`. The caller pages arrive with the
-//! caller-page issue; until then it serves the operator's health check.
+//! `CentreHandle`. Must not import `sip` or `media`.
+//!
+//! * [`pages`]: server-rendered HTML (askama templates in `templates/`), forms with
+//!   post/redirect/get, working without JavaScript; `static/live.js` adds live updates.
+//! * [`api`]: the same as JSON, errors as `application/problem+json` (`docs/openapi.yaml`).
+//! * [`sse`]: server-sent events from the centre's snapshots for both.
+//! * [`limit`]: failed lookups are rate-limited per client and in total.
+//! * [`csrf`]: every state-changing request carries an HMAC token bound to the browser
+//!   session and the contact; `Origin`, when sent, must match `Host`.
+//! * [`words`]: the plain-words sentences; [`forms`]: input bounds and commands.
 
-use std::sync::Arc;
+pub mod api;
+pub mod csrf;
+pub mod forms;
+pub mod limit;
+pub mod pages;
+pub mod sse;
+pub mod words;
 
-use axum::extract::State;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
-use crate::centre::CentreHandle;
+use crate::centre::{CentreHandle, CommandId, Confirmation, ContactId, ContactStatus};
 
+pub use limit::RateLimits;
+
+/// Largest request body accepted (forms and API).
+pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// Confirmations remembered for the post/redirect/get page.
+const DONE_CAPACITY: usize = 10_000;
+
+pub const CSP: &str =
+    "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+/// What the web server needs from the rest of the gateway.
 #[derive(Clone)]
 pub struct WebState {
     pub centre: CentreHandle,
+    /// Key of the CSRF tokens: random at startup, so tokens die with the process.
+    pub secret: [u8; 32],
+    pub limits: RateLimits,
+    /// Cancelled when the server stops: ends the event streams, which would otherwise
+    /// hold the graceful shutdown open.
+    pub shutdown: CancellationToken,
+}
+
+/// The router's state: the given `WebState` plus what the web server keeps itself.
+pub(crate) struct Shared {
+    pub(crate) web: WebState,
+    limiter: Mutex<limit::Limiter>,
+    done: Mutex<DoneCache>,
+}
+
+pub(crate) type AppState = Arc<Shared>;
+
+impl Shared {
+    /// `Err(retry_after)` when this client (or everyone) made too many failed lookups.
+    pub(crate) fn gate(&self, ip: IpAddr) -> Result<(), Duration> {
+        let mut limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.check(ip, Instant::now())
+    }
+
+    pub(crate) fn failed_lookup(&self, ip: IpAddr) {
+        let mut limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.record_failure(ip, Instant::now());
+    }
+
+    /// Looks a contact up; a miss counts against the client's lookup budget.
+    pub(crate) async fn lookup(&self, ip: IpAddr, id: &ContactId) -> Option<ContactStatus> {
+        let found = self.web.centre.status(id.clone()).await;
+        if found.is_none() {
+            self.failed_lookup(ip);
+            tracing::info!(contact = %id.redacted(), "lookup found nothing");
+        }
+        found
+    }
+
+    pub(crate) fn remember(&self, id: &ContactId, command: &CommandId, done: Confirmation) {
+        let mut cache = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        cache.insert((id.clone(), command.0.clone()), done);
+    }
+
+    pub(crate) fn recall(&self, id: &ContactId, command: &str) -> Option<Confirmation> {
+        let cache = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        cache.map.get(&(id.clone(), command.to_owned())).cloned()
+    }
+}
+
+/// Bounded map of recent confirmations (oldest forgotten first).
+#[derive(Default)]
+struct DoneCache {
+    map: HashMap<(ContactId, String), Confirmation>,
+    order: VecDeque<(ContactId, String)>,
+}
+
+impl DoneCache {
+    fn insert(&mut self, key: (ContactId, String), done: Confirmation) {
+        if self.map.insert(key.clone(), done).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > DONE_CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
 }
 
 /// The whole web surface as a value, so tests can serve it on any listener.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so the rate limit
+/// sees client addresses (without, every client shares one budget).
 pub fn router(state: WebState) -> Router {
-    Router::new()
+    let limiter = Mutex::new(limit::Limiter::new(state.limits, Instant::now()));
+    let shared = Arc::new(Shared {
+        web: state,
+        limiter,
+        done: Mutex::new(DoneCache::default()),
+    });
+    pages::routes()
+        .merge(api::routes())
         .route("/healthz", get(healthz))
-        .with_state(Arc::new(state))
+        .route("/static/live.js", get(live_js))
+        .route("/static/style.css", get(style_css))
+        .fallback(pages::fallback)
+        .layer(middleware::from_fn(check_origin))
+        .layer(middleware::from_fn(security_headers))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared)
 }
 
 /// Liveness plus the figures an operator checks first: contacts waiting per queue.
-async fn healthz(State(state): State<Arc<WebState>>) -> Json<serde_json::Value> {
-    let snapshot = state.centre.snapshots().borrow().clone();
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = state.web.centre.snapshots().borrow().clone();
     let queues: Vec<_> = snapshot
         .queues
         .iter()
@@ -37,3 +158,168 @@ async fn healthz(State(state): State<Arc<WebState>>) -> Json<serde_json::Value> 
         .collect();
     Json(json!({ "status": "ok", "queues": queues }))
 }
+
+async fn live_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("../../static/live.js"),
+    )
+        .into_response()
+}
+
+async fn style_css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("../../static/style.css"),
+    )
+        .into_response()
+}
+
+/// The headers every response carries; contact pages and the API are never cached.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let is_static = request.uri().path().starts_with("/static/");
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !is_static {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// A state-changing request whose `Origin` is not this site is refused (403).
+async fn check_origin(request: Request, next: Next) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if !safe && !origin_matches(request.headers()) {
+        tracing::info!(path = %redact_path(request.uri().path()), "refused: Origin is another site");
+        let api = request.uri().path().starts_with("/api/");
+        return forbidden(api);
+    }
+    next.run(request).await
+}
+
+/// True when there is no `Origin`, or it names the `Host` the request was sent to.
+pub fn origin_matches(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let (Ok(origin), Some(Ok(host))) = (
+        origin.to_str(),
+        headers.get(header::HOST).map(HeaderValue::to_str),
+    ) else {
+        return false;
+    };
+    match origin.split_once("://") {
+        Some((scheme, authority)) if scheme == "http" || scheme == "https" => {
+            authority.eq_ignore_ascii_case(host)
+        }
+        _ => false,
+    }
+}
+
+/// The 403 answer (page or problem+json).
+pub(crate) fn forbidden(api: bool) -> Response {
+    if api {
+        api::AppError::Forbidden.into_response()
+    } else {
+        pages::forbidden()
+    }
+}
+
+/// A path with any contact number in it masked, for logs.
+pub(crate) fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| match seg.parse::<ContactId>() {
+            Ok(id) => id.redacted(),
+            Err(_) if seg.len() > 8 && seg.bytes().all(|b| b.is_ascii_digit()) => {
+                "*".repeat(seg.len())
+            }
+            Err(_) => seg.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The client's address (from the listener's connect info; unspecified without it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Client(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// The browser session from the `hl_session` cookie, or a fresh one to be set.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub id: String,
+    /// Not sent by the browser: the response must set the cookie.
+    pub fresh: bool,
+}
+
+impl Session {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<String> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(csrf::session_from_cookies)
+            .map(str::to_owned)
+    }
+
+    /// Adds `Set-Cookie` to `response` when the session is new.
+    pub(crate) fn apply(&self, mut response: Response) -> Response {
+        if self.fresh
+            && let Ok(v) = HeaderValue::from_str(&csrf::session_cookie(&self.id))
+        {
+            response.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        response
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(match Session::from_headers(&parts.headers) {
+            Some(id) => Session { id, fresh: false },
+            None => Session {
+                id: csrf::new_session(),
+                fresh: true,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,282 @@
+//! The JSON API: the same as the pages, for scripts and apps. Errors are
+//! `application/problem+json` (RFC 9457), mapped in one place: [`AppError`].
+//! Described in `docs/openapi.yaml`; a test keeps the two in step through [`API_ROUTES`].
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::centre::{Command, CommandError, CommandRequest, ContactId, ContactStatus};
+
+use super::forms::{self, FieldError};
+use super::{AppState, Client, Session, csrf, limit, sse};
+
+/// Every route served under `/api/`, as (method, path).
+pub const API_ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/contacts/{id}"),
+    ("post", "/api/contacts/{id}/actions"),
+    ("get", "/api/contacts/{id}/events"),
+];
+
+fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
+    match (method, path) {
+        ("get", "/api/contacts/{id}") => get(contact),
+        ("post", "/api/contacts/{id}/actions") => post(action),
+        ("get", "/api/contacts/{id}/events") => get(sse::api_events),
+        _ => unreachable!("API_ROUTES lists a route without a handler: {method} {path}"),
+    }
+}
+
+/// The API routes, built from [`API_ROUTES`] so the list cannot drift from the router.
+pub(crate) fn routes() -> Router<AppState> {
+    API_ROUTES
+        .iter()
+        .fold(Router::new(), |r, (m, p)| r.route(p, handler(m, p)))
+}
+
+/// Every way an API request can fail, and the one place they become responses.
+#[derive(Debug)]
+pub enum AppError {
+    NotFound,
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    Forbidden,
+    BadRequest(String),
+    Invalid {
+        field: String,
+        message: String,
+    },
+    NotAllowed {
+        reason: String,
+        current: Box<ContactStatus>,
+    },
+    IdReused,
+    Unavailable,
+}
+
+impl From<CommandError> for AppError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::NotFound => AppError::NotFound,
+            CommandError::NotAllowed { reason, current } => {
+                AppError::NotAllowed { reason, current }
+            }
+            CommandError::Invalid { field, message } => AppError::Invalid { field, message },
+            CommandError::IdReused => AppError::IdReused,
+            CommandError::Storage(e) => {
+                tracing::warn!(error = %e, "command not stored");
+                AppError::Unavailable
+            }
+            CommandError::ShuttingDown => AppError::Unavailable,
+        }
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        AppError::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = match &self {
+            AppError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Contact not found"),
+            AppError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many failed lookups",
+            ),
+            AppError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Missing or wrong CSRF token, or another site's Origin",
+            ),
+            AppError::BadRequest(_) => {
+                (StatusCode::BAD_REQUEST, "bad-request", "Malformed request")
+            }
+            AppError::Invalid { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "A field is not valid",
+            ),
+            AppError::NotAllowed { .. } => (
+                StatusCode::CONFLICT,
+                "not-allowed",
+                "Not allowed in the contact's current state",
+            ),
+            AppError::IdReused => (
+                StatusCode::CONFLICT,
+                "command-id-reused",
+                "The command id was used for a different command",
+            ),
+            AppError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Try again shortly; nothing was changed",
+            ),
+        };
+        let mut body = json!({
+            "type": format!("/problems/{slug}"),
+            "title": title,
+            "status": status.as_u16(),
+        });
+        let detail = match &self {
+            AppError::NotFound => "No contact has that number.".to_owned(),
+            AppError::RateLimited { retry_after_secs } => {
+                format!(
+                    "Too many numbers that we could not find; retry after {retry_after_secs} s."
+                )
+            }
+            AppError::Forbidden => {
+                "Send the X-CSRF-Token from GET /api/contacts/{id} with the same hl_session cookie."
+                    .to_owned()
+            }
+            AppError::BadRequest(m) => m.clone(),
+            AppError::Invalid { message, .. } => message.clone(),
+            AppError::NotAllowed { reason, .. } => reason.clone(),
+            AppError::IdReused => "Use a fresh command_id for a new command.".to_owned(),
+            AppError::Unavailable => "The change could not be made now.".to_owned(),
+        };
+        body["detail"] = json!(detail);
+        match &self {
+            AppError::Invalid { field, .. } => body["field"] = json!(field),
+            AppError::NotAllowed { current, .. } => body["current"] = sse::status_json(current),
+            _ => {}
+        }
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response();
+        match self {
+            AppError::RateLimited { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            AppError::Unavailable => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// A path's contact number, checked, and looked up within the rate limit.
+pub(crate) async fn find(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    raw: &str,
+) -> Result<(ContactId, ContactStatus), AppError> {
+    state.gate(ip).map_err(|wait| AppError::RateLimited {
+        retry_after_secs: limit::retry_after_secs(wait),
+    })?;
+    let id: ContactId = raw.parse().map_err(|_| AppError::NotFound)?;
+    let status = state.lookup(ip, &id).await.ok_or(AppError::NotFound)?;
+    Ok((id, status))
+}
+
+async fn contact(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    session: Session,
+    Path(raw): Path<String>,
+) -> Response {
+    match find(&state, ip, &raw).await {
+        Ok((id, status)) => {
+            let mut body = sse::status_json(&status);
+            body["csrf"] = json!(csrf::token(&state.web.secret, &session.id, id.as_str()));
+            session.apply(axum::Json(body).into_response())
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `{"command_id", "version"?, "action", ...fields}`: the command's own JSON shape
+/// (see `Command`) plus the idempotency key and the version the client last saw.
+#[derive(Deserialize)]
+struct ApiCommand {
+    command_id: String,
+    version: Option<u64>,
+    #[serde(flatten)]
+    command: Command,
+}
+
+async fn action(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    state.gate(ip).map_err(|wait| AppError::RateLimited {
+        retry_after_secs: limit::retry_after_secs(wait),
+    })?;
+    let id: ContactId = raw.parse().map_err(|_| AppError::NotFound)?;
+    let session = Session::from_headers(&headers).ok_or(AppError::Forbidden)?;
+    let token = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !csrf::verify(&state.web.secret, &session, id.as_str(), token) {
+        tracing::info!(contact = %id.redacted(), "refused: missing or wrong CSRF token");
+        return Err(AppError::Forbidden);
+    }
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_body {
+        return Err(AppError::BadRequest(
+            "Send the command as application/json.".to_owned(),
+        ));
+    }
+    let request: ApiCommand = serde_json::from_slice(&body)
+        .map_err(|e| AppError::BadRequest(format!("The body is not a command: {e}")))?;
+    let command_id = forms::command_id(&request.command_id)?;
+    forms::validate(&request.command)?;
+    let confirmation = match state
+        .web
+        .centre
+        .command(CommandRequest {
+            id: command_id.clone(),
+            contact: id.clone(),
+            expected_version: request.version,
+            command: request.command,
+        })
+        .await
+    {
+        Ok(c) => c,
+        Err(CommandError::NotFound) => {
+            state.failed_lookup(ip);
+            return Err(AppError::NotFound);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    state.remember(&id, &command_id, confirmation.clone());
+    let status = state
+        .web
+        .centre
+        .status(id.clone())
+        .await
+        .ok_or(AppError::NotFound)?;
+    Ok(axum::Json(json!({
+        "confirmation": confirmation,
+        "status": sse::status_json(&status),
+    }))
+    .into_response())
+}

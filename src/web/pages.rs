@@ -1,0 +1,596 @@
+//! The caller's pages: entry form, status page with its controls, confirmations, and the
+//! plain pages for not found, too many attempts, forbidden and unavailable.
+//!
+//! Templates only format; everything they show is computed here or in [`words`].
+
+use askama::Template;
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::centre::{ActionKind, CommandError, CommandRequest, ContactId, ContactStatus};
+
+use super::forms::{self, ActionForm, FieldError};
+use super::words::{self, Display};
+use super::{AppState, Client, Session, csrf, limit};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(entry))
+        .route("/lookup", post(lookup))
+        .route("/c/{id}", get(status_page))
+        .route("/c/{id}/actions", post(action))
+        .route("/c/{id}/done/{command_id}", get(done))
+        .route("/c/{id}/events", get(super::sse::page_events))
+}
+
+/// Renders a template with a status code; a template failure is a logged 500.
+pub(crate) fn render<T: Template>(status: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a page template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+fn message(status: StatusCode, title: &str, message: &str) -> Response {
+    render(status, &MessagePage { title, message })
+}
+
+/// The one answer for a number we do not know, whatever the reason (unknown, mistyped,
+/// forgotten): the same status and the same bytes.
+pub(crate) fn not_found() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "Contact not found",
+        "We could not find a contact with that number. Check the number you heard on the phone and enter it again.",
+    )
+}
+
+pub(crate) async fn fallback() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is no page at this address.",
+    )
+}
+
+pub(crate) fn too_many(retry_after: std::time::Duration) -> Response {
+    let secs = limit::retry_after_secs(retry_after);
+    let mut r = message(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many attempts",
+        &format!(
+            "Too many contact numbers were tried that we could not find. Please wait {secs} seconds and try again."
+        ),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+pub(crate) fn forbidden() -> Response {
+    message(
+        StatusCode::FORBIDDEN,
+        "Please try again",
+        "This form has expired or did not come from this site. Go back, reload the page and try again.",
+    )
+}
+
+pub(crate) fn unavailable() -> Response {
+    let mut r = message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Please try again shortly",
+        "We could not do that just now. Nothing was changed. Please try again in a moment.",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+fn form_rejected(rejection: &FormRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Too much text",
+            "What you sent is longer than we accept (16 KiB in all). Go back, shorten it and try again.",
+        )
+    } else {
+        bad_request()
+    }
+}
+
+fn bad_request() -> Response {
+    message(
+        StatusCode::BAD_REQUEST,
+        "Please try again",
+        "The form was damaged on its way. Go back, reload the page and try again.",
+    )
+}
+
+#[derive(Template)]
+#[template(path = "entry.html")]
+struct EntryPage {
+    csrf: String,
+    number: String,
+    error: Option<String>,
+}
+
+async fn entry(State(state): State<AppState>, session: Session) -> Response {
+    let page = EntryPage {
+        csrf: csrf::token(&state.web.secret, &session.id, ""),
+        number: String::new(),
+        error: None,
+    };
+    session.apply(render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+struct LookupForm {
+    number: Option<String>,
+    csrf: Option<String>,
+}
+
+async fn lookup(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    headers: HeaderMap,
+    form: Result<Form<LookupForm>, FormRejection>,
+) -> Response {
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return form_rejected(&rejection),
+    };
+    let Some(session) = Session::from_headers(&headers) else {
+        return forbidden();
+    };
+    if !csrf::verify(
+        &state.web.secret,
+        &session,
+        "",
+        form.csrf.as_deref().unwrap_or(""),
+    ) {
+        return forbidden();
+    }
+    if let Err(wait) = state.gate(ip) {
+        return too_many(wait);
+    }
+    let typed = form.number.unwrap_or_default();
+    let again = |error: String| {
+        let number: String = typed.chars().take(forms::MAX_LOOKUP).collect();
+        render(
+            StatusCode::OK,
+            &EntryPage {
+                csrf: csrf::token(&state.web.secret, &session, ""),
+                number,
+                error: Some(error),
+            },
+        )
+    };
+    let id = match (typed.chars().count() <= forms::MAX_LOOKUP).then(|| typed.parse::<ContactId>())
+    {
+        Some(Ok(id)) => id,
+        Some(Err(e)) => {
+            return again(format!(
+                "Please check the number: {e}. A contact number has 12 digits."
+            ));
+        }
+        None => {
+            return again("Please check the number: a contact number has 12 digits.".to_owned());
+        }
+    };
+    match state.lookup(ip, &id).await {
+        Some(_) => Redirect::to(&format!("/c/{id}")).into_response(),
+        None => again(
+            "We could not find a contact with that number. Check the number you heard on the phone and enter it again."
+                .to_owned(),
+        ),
+    }
+}
+
+/// A path's contact number, checked, and looked up within the rate limit.
+pub(crate) async fn find(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    raw: &str,
+) -> Result<(ContactId, ContactStatus), Response> {
+    state.gate(ip).map_err(too_many)?;
+    let id: ContactId = raw.parse().map_err(|_| not_found())?;
+    let status = state.lookup(ip, &id).await.ok_or_else(not_found)?;
+    Ok((id, status))
+}
+
+async fn status_page(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    session: Session,
+    Path(raw): Path<String>,
+) -> Response {
+    let (_, status) = match find(&state, ip, &raw).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let page = StatusPage::build(&state.web.secret, &session.id, &status, View::default());
+    session.apply(render(StatusCode::OK, &page))
+}
+
+async fn done(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    session: Session,
+    Path((raw, command)): Path<(String, String)>,
+) -> Response {
+    let (id, status) = match find(&state, ip, &raw).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    if forms::command_id(&command).is_err() {
+        return not_found();
+    }
+    let snapshot = state.web.centre.snapshots().borrow().clone();
+    let text = state.recall(&id, &command).map_or_else(
+        || "Your request was carried out.".to_owned(),
+        |c| words::confirmation(&c, &snapshot),
+    );
+    let view = View {
+        confirmation: Some(text),
+        ..View::default()
+    };
+    let page = StatusPage::build(&state.web.secret, &session.id, &status, view);
+    session.apply(render(StatusCode::OK, &page))
+}
+
+async fn action(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Response {
+    if let Err(wait) = state.gate(ip) {
+        return too_many(wait);
+    }
+    let Ok(id) = raw.parse::<ContactId>() else {
+        return not_found();
+    };
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => return form_rejected(&rejection),
+    };
+    let Some(session) = Session::from_headers(&headers) else {
+        return forbidden();
+    };
+    let token = form.csrf.as_deref().unwrap_or("");
+    if !csrf::verify(&state.web.secret, &session, id.as_str(), token) {
+        tracing::info!(contact = %id.redacted(), "refused: missing or wrong CSRF token");
+        return forbidden();
+    }
+    let kind = form.action.as_deref().and_then(forms::action_kind);
+    let invalid = |state: &AppState, status: &ContactStatus, e: FieldError| {
+        let view = View {
+            typed: Some((kind, form.clone(), e)),
+            ..View::default()
+        };
+        render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &StatusPage::build(&state.web.secret, &session, status, view),
+        )
+    };
+    let parsed = forms::command_id(form.command_id.as_deref().unwrap_or(""))
+        .and_then(|cid| Ok((cid, forms::command_from_form(&form)?)));
+    let (command_id, command) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            return match state.lookup(ip, &id).await {
+                Some(status) => invalid(&state, &status, e),
+                None => not_found(),
+            };
+        }
+    };
+    let request = CommandRequest {
+        id: command_id.clone(),
+        contact: id.clone(),
+        expected_version: forms::version(&form),
+        command,
+    };
+    match state.web.centre.command(request).await {
+        Ok(confirmation) => {
+            tracing::info!(contact = %id.redacted(), action = ?kind.map(ActionKind::as_str), "command done");
+            state.remember(&id, &command_id, confirmation);
+            Redirect::to(&format!("/c/{id}/done/{}", command_id.0)).into_response()
+        }
+        Err(CommandError::NotFound) => {
+            state.failed_lookup(ip);
+            not_found()
+        }
+        Err(CommandError::Invalid { field, message }) => match state.lookup(ip, &id).await {
+            Some(status) => invalid(&state, &status, FieldError { field, message }),
+            None => not_found(),
+        },
+        Err(CommandError::NotAllowed { reason, current }) => {
+            let view = View {
+                notice: Some(format!(
+                    "That could not be done: {reason}. This is your contact as it is now."
+                )),
+                ..View::default()
+            };
+            render(
+                StatusCode::CONFLICT,
+                &StatusPage::build(&state.web.secret, &session, &current, view),
+            )
+        }
+        Err(CommandError::IdReused) => match state.lookup(ip, &id).await {
+            Some(status) => {
+                let view = View {
+                    notice: Some(
+                        "This form was already used for something else. Please use the form below again."
+                            .to_owned(),
+                    ),
+                    ..View::default()
+                };
+                render(
+                    StatusCode::CONFLICT,
+                    &StatusPage::build(&state.web.secret, &session, &status, view),
+                )
+            }
+            None => not_found(),
+        },
+        Err(CommandError::Storage(e)) => {
+            tracing::warn!(contact = %id.redacted(), error = %e, "command not stored");
+            unavailable()
+        }
+        Err(CommandError::ShuttingDown) => unavailable(),
+    }
+}
+
+/// What a status page shows besides the status itself.
+#[derive(Default)]
+pub(crate) struct View {
+    pub confirmation: Option<String>,
+    pub notice: Option<String>,
+    /// The form that was sent back (its action, what was typed, what is wrong).
+    pub typed: Option<(Option<ActionKind>, ActionForm, FieldError)>,
+}
+
+pub(crate) struct FieldErr {
+    pub field: String,
+    pub message: String,
+}
+
+pub(crate) struct MoveOption {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+pub(crate) struct MoveForm {
+    pub targets: Vec<MoveOption>,
+    pub error: Option<FieldErr>,
+}
+
+#[derive(Default)]
+pub(crate) struct CallbackForm {
+    pub number: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub error: Option<FieldErr>,
+}
+
+#[derive(Default)]
+pub(crate) struct TextForm {
+    pub name: String,
+    pub subject: String,
+    pub message: String,
+    pub reply_to: String,
+    pub error: Option<FieldErr>,
+}
+
+pub(crate) struct CommandIds {
+    pub move_queue: String,
+    pub callback: String,
+    pub change_callback: String,
+    pub cancel_callback: String,
+    pub email: String,
+    pub web_form: String,
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+pub(crate) struct StatusPage {
+    pub number: String,
+    pub number_grouped: String,
+    pub confirmation: Option<String>,
+    pub notice: Option<String>,
+    pub d: Display,
+    pub any_options: bool,
+    pub version: u64,
+    pub csrf: String,
+    pub command_ids: CommandIds,
+    pub move_form: Option<MoveForm>,
+    pub callback_form: Option<CallbackForm>,
+    pub change_callback_form: Option<CallbackForm>,
+    pub cancel_callback: bool,
+    pub email_form: Option<TextForm>,
+    pub webform_form: Option<TextForm>,
+}
+
+fn group(id: &ContactId) -> String {
+    let s = id.as_str();
+    [&s[0..4], &s[4..8], &s[8..12]].join(" ")
+}
+
+fn target_label(t: &crate::centre::MoveTarget) -> String {
+    let name = if t.skillset.is_empty() {
+        t.name.clone()
+    } else if t.skillset.starts_with(&t.name) {
+        t.skillset.clone()
+    } else {
+        format!("{} — {}", t.name, t.skillset)
+    };
+    let wait = match t.estimate {
+        crate::centre::WaitEstimate::NoAgents => "no agents available".to_owned(),
+        e => words::wait(&e),
+    };
+    format!(
+        "{name}: {wait} (you would be {})",
+        words::ordinal(t.position)
+    )
+}
+
+impl StatusPage {
+    pub(crate) fn build(
+        secret: &[u8; 32],
+        session: &str,
+        status: &ContactStatus,
+        view: View,
+    ) -> StatusPage {
+        let has = |k: ActionKind| status.options.contains(&k);
+        let (typed_kind, typed, error) = match view.typed {
+            Some((kind, form, e)) => (
+                kind,
+                Some(form),
+                Some(FieldErr {
+                    field: e.field,
+                    message: e.message,
+                }),
+            ),
+            None => (None, None, None),
+        };
+        let mut error = error;
+        let mut notice = view.notice;
+        // The sent-back form's values and error go to that form only; an error for a form
+        // no longer offered (or one without fields) becomes the notice.
+        let shown = typed_kind.is_some_and(|k| has(k) && k != ActionKind::CancelCallback);
+        if !shown && let Some(e) = error.take() {
+            notice.get_or_insert(e.message);
+        }
+        let typed_for = |k: ActionKind| {
+            if typed_kind == Some(k) {
+                typed.as_ref()
+            } else {
+                None
+            }
+        };
+        let mut error_for = |k: ActionKind| {
+            if typed_kind == Some(k) {
+                error.take()
+            } else {
+                None
+            }
+        };
+        let v = |f: Option<&ActionForm>, get: fn(&ActionForm) -> &Option<String>| {
+            f.and_then(|f| get(f).clone()).unwrap_or_default()
+        };
+        let move_form = has(ActionKind::MoveQueue).then(|| {
+            let chosen = v(typed_for(ActionKind::MoveQueue), |f| &f.to);
+            MoveForm {
+                targets: status
+                    .move_targets
+                    .iter()
+                    .map(|t| MoveOption {
+                        value: t.queue.0.clone(),
+                        label: target_label(t),
+                        selected: t.queue.0 == chosen,
+                    })
+                    .collect(),
+                error: error_for(ActionKind::MoveQueue),
+            }
+        });
+        let default_number = status.default_callback_number.clone().unwrap_or_default();
+        let callback_form = has(ActionKind::Callback).then(|| {
+            let f = typed_for(ActionKind::Callback);
+            CallbackForm {
+                number: f.map_or_else(|| default_number.clone(), |f| v(Some(f), |f| &f.number)),
+                not_before: v(f, |f| &f.not_before),
+                not_after: v(f, |f| &f.not_after),
+                error: error_for(ActionKind::Callback),
+            }
+        });
+        let change_callback_form = has(ActionKind::ChangeCallback).then(|| {
+            let error = error_for(ActionKind::ChangeCallback);
+            match typed_for(ActionKind::ChangeCallback) {
+                Some(f) => CallbackForm {
+                    number: v(Some(f), |f| &f.number),
+                    not_before: v(Some(f), |f| &f.not_before),
+                    not_after: v(Some(f), |f| &f.not_after),
+                    error,
+                },
+                None => {
+                    let (number, window) = match &status.substitute {
+                        Some(crate::centre::Substitute::Callback { number, window }) => {
+                            (number.clone(), *window)
+                        }
+                        _ => (default_number.clone(), None),
+                    };
+                    CallbackForm {
+                        number,
+                        not_before: window
+                            .map(|w| words::datetime_local(w.not_before))
+                            .unwrap_or_default(),
+                        not_after: window
+                            .map(|w| words::datetime_local(w.not_after))
+                            .unwrap_or_default(),
+                        error,
+                    }
+                }
+            }
+        });
+        let mut text_form = |k: ActionKind| {
+            has(k).then(|| {
+                let f = typed_for(k);
+                TextForm {
+                    name: v(f, |f| &f.name),
+                    subject: v(f, |f| &f.subject),
+                    message: v(f, |f| &f.message),
+                    reply_to: v(f, |f| &f.reply_to),
+                    error: error_for(k),
+                }
+            })
+        };
+        let email_form = text_form(ActionKind::Email);
+        let webform_form = text_form(ActionKind::WebForm);
+        let cancel_callback = has(ActionKind::CancelCallback);
+        StatusPage {
+            number: status.id.to_string(),
+            number_grouped: group(&status.id),
+            confirmation: view.confirmation,
+            notice,
+            d: words::display(status),
+            any_options: !status.options.is_empty(),
+            version: status.version,
+            csrf: csrf::token(secret, session, status.id.as_str()),
+            command_ids: CommandIds {
+                move_queue: forms::fresh_command_id(),
+                callback: forms::fresh_command_id(),
+                change_callback: forms::fresh_command_id(),
+                cancel_callback: forms::fresh_command_id(),
+                email: forms::fresh_command_id(),
+                web_form: forms::fresh_command_id(),
+            },
+            move_form,
+            callback_form,
+            change_callback_form,
+            cancel_callback,
+            email_form,
+            webform_form,
+        }
+    }
+}

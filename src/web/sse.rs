@@ -1,0 +1,99 @@
+//! Server-sent events: a contact's status, sent whenever the centre publishes a snapshot
+//! in which that contact changed (version, position, estimate or state). No polling: the
+//! stream waits on the centre's `watch` channel.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use tokio::sync::watch;
+
+use crate::centre::{ContactId, ContactState, ContactStatus, Snapshot, WaitEstimate};
+
+use super::{AppState, Client, api, pages, words};
+
+/// The status JSON both the API and the events send: the centre's status plus the
+/// plain-words texts (`display`) the page shows.
+pub fn status_json(status: &ContactStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.insert(
+            "display".into(),
+            serde_json::to_value(words::display(status)).unwrap_or_default(),
+        );
+    }
+    v
+}
+
+/// What, when it changes, is worth an event.
+type Key = (u64, Option<u32>, u32, WaitEstimate, ContactState);
+
+fn key(s: &ContactStatus) -> Key {
+    (s.version, s.position, s.ahead, s.estimate, s.state)
+}
+
+fn event(status: &ContactStatus) -> Event {
+    Event::default()
+        .event("status")
+        .data(status_json(status).to_string())
+}
+
+/// The first event now, then one per change; ends when the contact is no longer in the
+/// snapshots (forgotten) or the centre stops.
+pub fn status_stream(
+    first: ContactStatus,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    let id: ContactId = first.id.clone();
+    let first_event = event(&first);
+    let rest = stream::unfold(
+        (snapshots, key(&first), id),
+        |(mut rx, mut last, id)| async move {
+            loop {
+                rx.changed().await.ok()?;
+                let current = rx.borrow_and_update().contacts.get(&id).cloned()?;
+                let k = key(&current);
+                if k != last {
+                    last = k;
+                    return Some((Ok(event(&current)), (rx, last, id)));
+                }
+            }
+        },
+    );
+    futures_util::StreamExt::chain(stream::once(async move { Ok(first_event) }), rest)
+}
+
+fn sse(state: &AppState, status: ContactStatus) -> Response {
+    let mut rx = state.web.centre.snapshots();
+    rx.mark_unchanged();
+    let stop = state.web.shutdown.clone().cancelled_owned();
+    let stream = futures_util::StreamExt::take_until(status_stream(status, rx), stop);
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+pub(crate) async fn page_events(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    Path(raw): Path<String>,
+) -> Response {
+    match pages::find(&state, ip, &raw).await {
+        Ok((_, status)) => sse(&state, status),
+        Err(r) => r,
+    }
+}
+
+pub(crate) async fn api_events(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    Path(raw): Path<String>,
+) -> Response {
+    match api::find(&state, ip, &raw).await {
+        Ok((_, status)) => sse(&state, status),
+        Err(e) => e.into_response(),
+    }
+}

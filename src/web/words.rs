@@ -1,0 +1,466 @@
+//! Plain-words sentences for the pages (and the live updates): position, wait, state,
+//! confirmations. Pure functions of the centre's values, tested beside them.
+
+use serde::Serialize;
+
+use crate::centre::{
+    Confirmation, ContactState, ContactStatus, EndReason, RiseReason, Snapshot, Substitute,
+    Timestamp, WaitEstimate, Window,
+};
+
+/// 1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st, 22nd, 101st, 111th ...
+pub fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// "You are 3rd. 2 callers are ahead of you."
+pub fn position(status: &ContactStatus) -> String {
+    let Some(place) = status.position else {
+        return "You are no longer in the queue.".to_owned();
+    };
+    let ahead = match status.ahead {
+        0 => "No one is ahead of you.".to_owned(),
+        1 => "1 caller is ahead of you.".to_owned(),
+        n => format!("{n} callers are ahead of you."),
+    };
+    format!("You are {}. {ahead}", ordinal(place))
+}
+
+/// Why the place number went up, if it did and the contact still has a place.
+pub fn rise(status: &ContactStatus) -> Option<String> {
+    let rise = status.position_rise.as_ref()?;
+    status.position?;
+    let why = match rise.reason {
+        RiseReason::SeniorJoined => "a caller who has waited longer joined your queue",
+        RiseReason::AgentsLeft => "fewer agents are available",
+    };
+    Some(format!(
+        "Your place changed from {} to {} because {why}.",
+        ordinal(rise.from),
+        ordinal(rise.to)
+    ))
+}
+
+/// "about 4–6 minutes", "less than a minute", or "No agents are available at the moment."
+pub fn wait(estimate: &WaitEstimate) -> String {
+    match *estimate {
+        WaitEstimate::NoAgents => "No agents are available at the moment.".to_owned(),
+        WaitEstimate::Range { high_secs, .. } if high_secs <= 60 => "less than a minute".to_owned(),
+        WaitEstimate::Range {
+            low_secs,
+            high_secs,
+        } => {
+            let (low, high) = (low_secs / 60, high_secs / 60);
+            if low >= high {
+                format!("about {high} minute{}", if high == 1 { "" } else { "s" })
+            } else {
+                format!("about {low}–{high} minutes")
+            }
+        }
+    }
+}
+
+/// The wait line for the status (empty once ended).
+pub fn status_wait(status: &ContactStatus) -> String {
+    if status.position.is_none() || !status.state.is_live() {
+        return String::new();
+    }
+    wait(&status.estimate)
+}
+
+/// "Support — English" (the skillset names the queue and its language).
+pub fn queue(status: &ContactStatus) -> String {
+    if status.skillset.is_empty() {
+        status.queue_name.clone()
+    } else if status.skillset.starts_with(&status.queue_name) {
+        status.skillset.clone()
+    } else {
+        format!("{} — {}", status.queue_name, status.skillset)
+    }
+}
+
+pub fn agent(_status: &ContactStatus) -> String {
+    "No agent assigned yet".to_owned()
+}
+
+/// "2026-11-24 10:05 UTC"
+pub fn time(t: Timestamp) -> String {
+    let secs = t.0 / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+/// " between 2026-11-24 10:00 UTC and 2026-11-24 12:00 UTC", or "".
+pub fn window(window: &Option<Window>) -> String {
+    match window {
+        Some(w) => format!(" between {} and {}", time(w.not_before), time(w.not_after)),
+        None => String::new(),
+    }
+}
+
+/// Where the contact is in its life, in plain words.
+pub fn state(status: &ContactStatus) -> String {
+    match status.state {
+        ContactState::Queued => match &status.substitute {
+            Some(Substitute::Callback { number, window: w }) => {
+                format!("Waiting: we will call you back on {number}{}.", window(w))
+            }
+            Some(Substitute::Email { reply_to, .. }) => {
+                format!("Waiting: your email is in the queue. We will reply to {reply_to}.")
+            }
+            Some(Substitute::WebForm { reply_to, .. }) => {
+                format!("Waiting: your web form is in the queue. We will reply to {reply_to}.")
+            }
+            // Queued without a substitute means the call is live (see `ContactState`).
+            None => "Waiting: please stay on the line.".to_owned(),
+        },
+        ContactState::Disconnected { until, .. } => format!(
+            "Disconnected: your call was lost when our system restarted. You keep your place until {}: ask for a call-back below to keep it, or call again to rejoin.",
+            time(until)
+        ),
+        ContactState::Ended { at, reason } => {
+            let how = match reason {
+                EndReason::Abandoned => "the call was hung up before an agent answered",
+                EndReason::Lost => {
+                    "the call was lost in a restart and the time to keep your place ran out"
+                }
+                EndReason::Rejected => "the call could not be answered",
+                EndReason::Cancelled => "you cancelled your call-back",
+            };
+            format!("Ended at {}: {how}.", time(at))
+        }
+    }
+}
+
+fn queue_name(snapshot: &Snapshot, id: &crate::centre::QueueId) -> String {
+    snapshot
+        .queues
+        .iter()
+        .find(|q| &q.id == id)
+        .map_or_else(|| id.0.clone(), |q| q.name.clone())
+}
+
+/// What was done, as a sentence.
+pub fn confirmation(done: &Confirmation, snapshot: &Snapshot) -> String {
+    match done {
+        Confirmation::Moved { from, to, position } => format!(
+            "You moved from {} to {}. You are now {}.",
+            queue_name(snapshot, from),
+            queue_name(snapshot, to),
+            ordinal(*position)
+        ),
+        Confirmation::CallbackBooked {
+            number,
+            window: w,
+            position,
+        } => format!(
+            "We will call you back on {number}{}. You keep your place ({}). The call will end now.",
+            window(w),
+            ordinal(*position)
+        ),
+        Confirmation::EmailQueued { position } => format!(
+            "Your email is in the queue and keeps your place ({}). The call will end now.",
+            ordinal(*position)
+        ),
+        Confirmation::WebFormQueued { position } => format!(
+            "Your web form is in the queue and keeps your place ({}). The call will end now.",
+            ordinal(*position)
+        ),
+        Confirmation::CallbackCancelled => "Your call-back is cancelled.".to_owned(),
+        Confirmation::CallbackChanged { number, window: w } => {
+            format!("We will now call you back on {number}{}.", window(w))
+        }
+    }
+}
+
+/// The texts live updates put into the page, by element id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Display {
+    pub position: String,
+    pub rise: String,
+    pub wait: String,
+    pub agent: String,
+    pub queue: String,
+    pub media: String,
+    pub state: String,
+}
+
+pub fn display(status: &ContactStatus) -> Display {
+    Display {
+        position: position(status),
+        rise: rise(status).unwrap_or_default(),
+        wait: status_wait(status),
+        agent: agent(status),
+        queue: queue(status),
+        media: status.media.label().to_owned(),
+        state: state(status),
+    }
+}
+
+/// Howard Hinnant's days-to-civil: (year, month, day) of a day count since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Day count since 1970-01-01 of a civil date.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses an HTML `datetime-local` value ("2026-11-24T10:05", seconds optional), read as
+/// UTC, into a timestamp.
+pub fn parse_datetime_local(s: &str) -> Option<Timestamp> {
+    let (date, clock) = s.trim().split_once('T')?;
+    let mut d = date.split('-');
+    let y: i64 = d.next()?.parse().ok()?;
+    let m: u32 = d.next()?.parse().ok()?;
+    let day: u32 = d.next()?.parse().ok()?;
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    if !(1970..=9999).contains(&y) {
+        return None;
+    }
+    let mut c = clock.split(':');
+    let h: u64 = c.next()?.parse().ok()?;
+    let min: u64 = c.next()?.parse().ok()?;
+    let sec: u64 = match c.next() {
+        Some(s) => s.split('.').next()?.parse().ok()?,
+        None => 0,
+    };
+    if c.next().is_some() || h > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    let days = days_from_civil(y, m, day);
+    if civil_from_days(days) != (y, m, day) {
+        return None; // 2026-02-30
+    }
+    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + min * 60 + sec;
+    Some(Timestamp(secs * 1000))
+}
+
+/// The `datetime-local` value of a timestamp (for putting a window back in a form).
+pub fn datetime_local(t: Timestamp) -> String {
+    let secs = t.0 / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::centre::{
+        ActionKind, ContactId, MediaType, PositionRise, QueueId, Substitute, WaitEstimate,
+    };
+
+    pub(crate) fn status(position: u32, ahead: u32) -> ContactStatus {
+        ContactStatus {
+            id: "000000000000".parse::<ContactId>().expect("valid"),
+            queue: QueueId("support".into()),
+            queue_name: "Support".into(),
+            skillset: "Support — English".into(),
+            media: MediaType::Voice,
+            state: ContactState::Queued,
+            position: Some(position),
+            ahead,
+            estimate: WaitEstimate::Range {
+                low_secs: 240,
+                high_secs: 360,
+            },
+            seniority: Timestamp(1_700_000_000_000),
+            created: Timestamp(1_700_000_000_000),
+            caller: "sip:alice@example.com".into(),
+            version: 4,
+            live_call: true,
+            substitute: None,
+            options: vec![ActionKind::MoveQueue, ActionKind::Callback],
+            move_targets: vec![],
+            default_callback_number: Some("+441234567890".into()),
+            position_rise: None,
+        }
+    }
+
+    #[test]
+    fn ordinals() {
+        let cases = [
+            (1, "1st"),
+            (2, "2nd"),
+            (3, "3rd"),
+            (4, "4th"),
+            (10, "10th"),
+            (11, "11th"),
+            (12, "12th"),
+            (13, "13th"),
+            (21, "21st"),
+            (22, "22nd"),
+            (23, "23rd"),
+            (101, "101st"),
+            (111, "111th"),
+            (112, "112th"),
+            (1013, "1013th"),
+        ];
+        for (n, want) in cases {
+            assert_eq!(ordinal(n), want);
+        }
+    }
+
+    #[test]
+    fn queued_sentences() {
+        let first = status(1, 0);
+        assert_eq!(position(&first), "You are 1st. No one is ahead of you.");
+        assert_eq!(
+            position(&status(2, 1)),
+            "You are 2nd. 1 caller is ahead of you."
+        );
+        assert_eq!(
+            position(&status(3, 2)),
+            "You are 3rd. 2 callers are ahead of you."
+        );
+        assert_eq!(
+            position(&status(22, 21)),
+            "You are 22nd. 21 callers are ahead of you."
+        );
+        let d = display(&first);
+        assert_eq!(d.wait, "about 4–6 minutes");
+        assert_eq!(d.queue, "Support — English");
+        assert_eq!(d.media, "voice call");
+        assert_eq!(d.agent, "No agent assigned yet");
+        assert_eq!(d.state, "Waiting: please stay on the line.");
+        assert_eq!(d.rise, "");
+    }
+
+    #[test]
+    fn waits_in_words() {
+        assert_eq!(
+            wait(&WaitEstimate::NoAgents),
+            "No agents are available at the moment."
+        );
+        let r = |l, h| WaitEstimate::Range {
+            low_secs: l,
+            high_secs: h,
+        };
+        assert_eq!(wait(&r(0, 60)), "less than a minute");
+        assert_eq!(wait(&r(120, 120)), "about 2 minutes");
+        assert_eq!(wait(&r(60, 120)), "about 1–2 minutes");
+    }
+
+    #[test]
+    fn a_rise_says_why() {
+        let mut s = status(3, 2);
+        s.position_rise = Some(PositionRise {
+            from: 2,
+            to: 3,
+            reason: RiseReason::SeniorJoined,
+        });
+        assert_eq!(
+            rise(&s).as_deref(),
+            Some(
+                "Your place changed from 2nd to 3rd because a caller who has waited longer joined your queue."
+            )
+        );
+    }
+
+    #[test]
+    fn disconnected_says_lost_in_restart_and_until_when() {
+        let mut s = status(2, 1);
+        s.live_call = false;
+        s.state = ContactState::Disconnected {
+            since: Timestamp(0),
+            until: Timestamp(600_000),
+        };
+        let d = display(&s);
+        assert_eq!(d.position, "You are 2nd. 1 caller is ahead of you.");
+        assert!(d.state.starts_with("Disconnected: your call was lost"));
+        assert!(d.state.contains("1970-01-01 00:10 UTC"), "{}", d.state);
+    }
+
+    #[test]
+    fn callback_pending_says_the_number_and_window() {
+        let mut s = status(3, 2);
+        s.live_call = false;
+        s.media = MediaType::Callback;
+        s.substitute = Some(Substitute::Callback {
+            number: "+441234567890".into(),
+            window: Some(Window {
+                not_before: Timestamp(1_764_000_000_000),
+                not_after: Timestamp(1_764_003_600_000),
+            }),
+        });
+        let d = display(&s);
+        assert_eq!(d.media, "call-back");
+        assert_eq!(
+            d.state,
+            "Waiting: we will call you back on +441234567890 between 2025-11-24 16:00 UTC and 2025-11-24 17:00 UTC."
+        );
+    }
+
+    #[test]
+    fn ended_says_how() {
+        let mut s = status(1, 0);
+        s.position = None;
+        s.ahead = 0;
+        s.state = ContactState::Ended {
+            at: Timestamp(0),
+            reason: EndReason::Abandoned,
+        };
+        let d = display(&s);
+        assert_eq!(d.position, "You are no longer in the queue.");
+        assert_eq!(d.wait, "");
+        assert_eq!(
+            d.state,
+            "Ended at 1970-01-01 00:00 UTC: the call was hung up before an agent answered."
+        );
+    }
+
+    #[test]
+    fn datetime_local_round_trips() {
+        let t = parse_datetime_local("2026-11-24T10:05").expect("valid");
+        assert_eq!(datetime_local(t), "2026-11-24T10:05");
+        assert_eq!(time(t), "2026-11-24 10:05 UTC");
+        assert_eq!(
+            parse_datetime_local("2024-02-29T00:00:30").map(|t| t.0 % 60_000),
+            Some(30_000)
+        );
+        for bad in [
+            "",
+            "2026-11-24",
+            "2026-02-30T10:00",
+            "2026-11-24T24:00",
+            "x-y-zTa:b",
+        ] {
+            assert_eq!(parse_datetime_local(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,28 @@
+// Live updates for the status page: listens to the contact's server-sent events and
+// puts the new plain-words texts into the page by element id. No inline script (CSP).
+(function () {
+  "use strict";
+  var controls = document.getElementById("controls");
+  if (!controls || !window.EventSource) { return; }
+  var shown = Number(controls.getAttribute("data-version"));
+  var source = new EventSource(controls.getAttribute("data-events"));
+  source.addEventListener("status", function (e) {
+    var data;
+    try { data = JSON.parse(e.data); } catch (err) { return; }
+    var d = data.display || {};
+    ["position", "wait", "agent", "queue", "media", "state"].forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el && typeof d[id] === "string") { el.textContent = d[id]; }
+    });
+    var rise = document.getElementById("rise");
+    if (rise && typeof d.rise === "string") {
+      rise.textContent = d.rise;
+      rise.hidden = d.rise === "";
+    }
+    // Another tab or the phone changed the contact: the controls here may be stale.
+    var hint = document.getElementById("reload-hint");
+    if (hint && typeof data.version === "number" && data.version !== shown) {
+      hint.hidden = false;
+    }
+  });
+}());
