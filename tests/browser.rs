@@ -127,7 +127,6 @@ fn assert_fresh_status(b: &Browser, queue_name: &str) {
 }
 
 #[test]
-#[ignore = "needs the caller pages (web branch)"]
 fn caller_moves_queue_then_chooses_callback() {
     let g = Gateway::start("browser-move-callback");
     let (sipp, number) = sipp_caller(&g, "support");
@@ -157,7 +156,6 @@ fn caller_moves_queue_then_chooses_callback() {
 }
 
 #[test]
-#[ignore = "needs the caller pages (web branch)"]
 fn caller_leaves_an_email_instead() {
     let g = Gateway::start("browser-email");
     let (sipp, number) = sipp_caller(&g, "support");
@@ -180,7 +178,6 @@ fn caller_leaves_an_email_instead() {
 }
 
 #[test]
-#[ignore = "needs the caller pages (web branch)"]
 fn second_browser_sees_live_update() {
     let g = Gateway::start("browser-live");
     let caller = Caller::call(&g, "support", 0);
@@ -209,7 +206,6 @@ fn second_browser_sees_live_update() {
 }
 
 #[test]
-#[ignore = "needs the caller pages (web branch)"]
 fn status_page_refuses_framing_and_keeps_typed_input() {
     let g = Gateway::start("browser-framing");
     let caller = Caller::call(&g, "support", 0);

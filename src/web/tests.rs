@@ -694,7 +694,6 @@ mod commands_pending {
     }
 
     #[tokio::test]
-    #[ignore = "needs CentreHandle::command"]
     async fn a_callback_redirects_to_a_confirmation() {
         let f = fixture().await;
         let (c, token, page) = page_token(&f).await;
@@ -726,7 +725,6 @@ mod commands_pending {
     }
 
     #[tokio::test]
-    #[ignore = "needs CentreHandle::command"]
     async fn a_stale_page_gets_409_with_the_notice() {
         let f = fixture().await;
         let (c, token, _) = page_token(&f).await;
@@ -746,7 +744,6 @@ mod commands_pending {
     }
 
     #[tokio::test]
-    #[ignore = "needs CentreHandle::command"]
     async fn the_api_books_a_callback_and_returns_the_new_status() {
         let f = fixture().await;
         let r = get(&f.app, &format!("/api/contacts/{}", f.id)).await;
@@ -772,7 +769,6 @@ mod commands_pending {
     }
 
     #[tokio::test]
-    #[ignore = "needs CentreHandle::command"]
     async fn the_same_command_id_twice_changes_nothing_more() {
         let f = fixture().await;
         let (c, token, _) = page_token(&f).await;

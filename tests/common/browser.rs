@@ -399,12 +399,14 @@ impl Drop for Browser {
 /// SIGKILL to the process group led by `child` (chromedriver and the Chromium it started),
 /// then reap it.
 fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-KILL")
-        .arg(format!("-{}", child.id()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    // Through the syscall, not the `kill` program: on some machines `kill -KILL -PGID`
+    // is not Debian's procps and signals every process instead of the group.
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
