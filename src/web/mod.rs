@@ -193,7 +193,9 @@ async fn security_headers(request: Request, next: Next) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // same-origin, not no-referrer: the number in URLs never leaves the site, and
+        // browsers still send our own Origin with form posts (no-referrer makes it "null").
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -444,7 +444,7 @@ async fn security_headers_are_on_every_response() {
         assert_eq!(header_of(&r, header::X_FRAME_OPTIONS), "DENY", "{uri}");
         assert_eq!(
             header_of(&r, header::REFERRER_POLICY),
-            "no-referrer",
+            "same-origin",
             "{uri}"
         );
         assert_eq!(
@@ -720,7 +720,7 @@ mod commands_pending {
         assert_eq!(done.status(), StatusCode::OK);
         let page = body(done).await;
         assert!(page.contains(r#"<p id="confirmation""#));
-        assert!(page.contains("We will call you back on +441234567"));
+        assert!(page.contains("Call-back booked: we will call you back on +441234567"));
         assert!(page.contains(r#"<dd id="media">call-back</dd>"#));
     }
 

@@ -166,7 +166,7 @@ pub fn confirmation(done: &Confirmation, snapshot: &Snapshot) -> String {
             window: w,
             position,
         } => format!(
-            "We will call you back on {number}{}. You keep your place ({}). The call will end now.",
+            "Call-back booked: we will call you back on {number}{}. You keep your place ({}). The call will end now.",
             window(w),
             ordinal(*position)
         ),
@@ -180,7 +180,7 @@ pub fn confirmation(done: &Confirmation, snapshot: &Snapshot) -> String {
         ),
         Confirmation::CallbackCancelled => "Your call-back is cancelled.".to_owned(),
         Confirmation::CallbackChanged { number, window: w } => {
-            format!("We will now call you back on {number}{}.", window(w))
+            format!("Call-back changed: we will now call you back on {number}{}.", window(w))
         }
     }
 }
