@@ -20,6 +20,9 @@ use super::{AppState, Client, api, pages, words};
 pub fn status_json(status: &ContactStatus) -> serde_json::Value {
     let mut v = serde_json::to_value(status).unwrap_or_default();
     if let Some(map) = v.as_object_mut() {
+        // The raw SIP From/P-Asserted-Identity is for the centre and agents, not for
+        // whoever holds the contact number.
+        map.remove("caller");
         map.insert(
             "display".into(),
             serde_json::to_value(words::display(status)).unwrap_or_default(),

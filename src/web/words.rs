@@ -180,7 +180,10 @@ pub fn confirmation(done: &Confirmation, snapshot: &Snapshot) -> String {
         ),
         Confirmation::CallbackCancelled => "Your call-back is cancelled.".to_owned(),
         Confirmation::CallbackChanged { number, window: w } => {
-            format!("Call-back changed: we will now call you back on {number}{}.", window(w))
+            format!(
+                "Call-back changed: we will now call you back on {number}{}.",
+                window(w)
+            )
         }
     }
 }
