@@ -680,10 +680,10 @@ impl Http {
             rest.to_owned()
         };
         for (n, v) in &headers {
-            if n.eq_ignore_ascii_case("set-cookie") {
-                if let Some(pair) = v.split(';').next() {
-                    self.cookie = Some(pair.trim().to_owned());
-                }
+            if n.eq_ignore_ascii_case("set-cookie")
+                && let Some(pair) = v.split(';').next()
+            {
+                self.cookie = Some(pair.trim().to_owned());
             }
         }
         HttpResponse {
