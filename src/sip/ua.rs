@@ -23,30 +23,10 @@ use super::transaction::{
 };
 use super::validate::{self, Policy, Verdict};
 
-/// Methods this gateway implements; everything else gets 501 with this Allow list.
-pub const IMPLEMENTED: &[Method] = &[
-    Method::Invite,
-    Method::Ack,
-    Method::Bye,
-    Method::Cancel,
-    Method::Options,
-    Method::Info,
-];
-/// Understood but refused here: REGISTER until agents register (a later issue).
-pub const NOT_ALLOWED: &[Method] = &[Method::Register];
-pub const BODY_TYPES: &[&str] = &[
-    "application/sdp",
-    "application/dtmf-relay",
-    "application/dtmf",
-];
-
+/// The gateway's UAS policy (implemented methods, REGISTER refused, body types): one
+/// definition, in `validate`, shared by the verdicts and the Allow headers.
 pub fn policy() -> Policy<'static> {
-    Policy {
-        implemented: IMPLEMENTED,
-        not_allowed: NOT_ALLOWED,
-        supported_extensions: &[],
-        accepted_body_types: BODY_TYPES,
-    }
+    Policy::GATEWAY
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1534,6 +1514,17 @@ mod tests {
         }
     }
 
+    /// An answered and ACKed call: (its key, our To tag). Events so far are drained.
+    fn confirmed(ua: &mut UserAgent, t0: Instant) -> (CallKey, String) {
+        let call = incoming(ua, t0);
+        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![])
+            .unwrap();
+        let tag = to_tag(&sent(ua).pop().unwrap());
+        feed(ua, t0, &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""));
+        events(ua);
+        (call, tag)
+    }
+
     fn to_tag(msg: &str) -> String {
         let to = header(msg, "To").unwrap();
         to.split(";tag=").nth(1).unwrap().to_owned()
@@ -1702,16 +1693,7 @@ mod tests {
     fn bye_ends_the_dialog_and_unknown_dialogs_get_481() {
         let mut ua = ua();
         let t0 = Instant::now();
-        let call = incoming(&mut ua, t0);
-        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![])
-            .unwrap();
-        let tag = to_tag(&sent(&mut ua).pop().unwrap());
-        feed(
-            &mut ua,
-            t0,
-            &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""),
-        );
-        events(&mut ua);
+        let (_, tag) = confirmed(&mut ua, t0);
         feed(
             &mut ua,
             t0,
@@ -1806,16 +1788,7 @@ mod tests {
     fn our_bye_is_retransmitted_on_udp_and_completes_on_200() {
         let mut ua = ua();
         let t0 = Instant::now();
-        let call = incoming(&mut ua, t0);
-        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![])
-            .unwrap();
-        let tag = to_tag(&sent(&mut ua).pop().unwrap());
-        feed(
-            &mut ua,
-            t0,
-            &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""),
-        );
-        events(&mut ua);
+        let (call, _) = confirmed(&mut ua, t0);
         ua.hangup(t0, call).unwrap();
         let bye = sent(&mut ua).pop().unwrap();
         assert!(bye.starts_with("BYE "));
