@@ -53,7 +53,14 @@ fn every_substitute_survives_kill_9_with_its_place() {
         assert_eq!(v["state"]["state"], "queued", "not disconnected: {v}");
     }
     let (cb, _) = status(&mut http, &callers[0].number);
-    assert_eq!(cb["substitute"]["number"], "+442079460018");
+    assert_eq!(
+        cb["substitute"]["number"], "the number ending 0018",
+        "masked: {cb}"
+    );
+    assert!(
+        !cb.to_string().contains("2079460018"),
+        "the number leaked: {cb}"
+    );
     let (em, _) = status(&mut http, &callers[1].number);
     assert_eq!(em["substitute"]["subject"], "Router");
     // The fourth had a live call: it was lost in the crash and keeps its place, marked.
@@ -112,6 +119,33 @@ fn a_move_is_confirmed_and_the_caller_hears_the_new_position() {
 }
 
 #[test]
+fn an_empty_number_means_the_number_the_caller_rings_from() {
+    let g = Gateway::start("api-own-number");
+    let caller = Caller::call(&g, "support", 0);
+    let mut http = Http::new(&g);
+    let (v, _) = status(&mut http, &caller.number);
+    let hint = v["default_callback_number"]
+        .as_str()
+        .expect("a default")
+        .to_owned();
+    assert!(hint.starts_with("the number ending "), "masked: {v}");
+    let r = act(
+        &mut http,
+        &caller.number,
+        json!({"command_id": "own", "action": "callback", "number": "", "window": null}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"]["substitute"]["number"], hint.as_str());
+    caller.expect_request("BYE", Duration::from_secs(15));
+    // The full number is in the store for the agent who will dial it.
+    let full: String = g
+        .db()
+        .query_row("SELECT substitute FROM contacts", [], |r| r.get(0))
+        .unwrap();
+    assert!(full.contains("+15550100"), "{full}");
+}
+
+#[test]
 fn refusals_over_the_api() {
     let g = Gateway::start("api-refusals");
     let caller = Caller::call(&g, "support", 0);
@@ -163,7 +197,21 @@ fn refusals_over_the_api() {
         json!({"command_id": "chg", "action": "change_callback", "number": "+44 20 7946 0042", "window": null}),
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["status"]["substitute"]["number"], "+442079460042");
+    assert_eq!(
+        r.json()["status"]["substitute"]["number"],
+        "the number ending 0042"
+    );
+    // An empty number changes only the window: the number stays.
+    let r = act(
+        &mut http,
+        &n,
+        json!({"command_id": "keep", "action": "change_callback", "number": "", "window": null}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["status"]["substitute"]["number"],
+        "the number ending 0042"
+    );
     let r = act(
         &mut http,
         &n,

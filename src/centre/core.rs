@@ -872,6 +872,19 @@ impl Centre {
             Command::MoveQueue { to } => self.move_queue(now, row, to)?,
             Command::Callback { number, window } => {
                 self.require_no_substitute(&row)?;
+                // Empty = "the number I am calling from": the page never shows that number
+                // in full to whoever holds the contact number, so it cannot send it back.
+                let number = if number.trim().is_empty() {
+                    default_callback_number(&row.caller).ok_or_else(|| {
+                        invalid(
+                            "number",
+                            "We cannot see the number you are calling from: enter the number to call."
+                                .to_owned(),
+                        )
+                    })?
+                } else {
+                    number
+                };
                 let number = self.check_callback(now, &number, window.as_ref())?;
                 let detail = format!(
                     "call-back to {} {}",
@@ -973,6 +986,16 @@ impl Centre {
             }
             Command::ChangeCallback { number, window } => {
                 self.require_pending_callback(&row)?;
+                // Empty = keep the number (only the window changes).
+                let number = match (&row.substitute, number.trim().is_empty()) {
+                    (
+                        Some(Substitute::Callback {
+                            number: current, ..
+                        }),
+                        true,
+                    ) => current.clone(),
+                    _ => number,
+                };
                 let number = self.check_callback(now, &number, window.as_ref())?;
                 let mut row = row;
                 row.substitute = Some(Substitute::Callback {

@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::centre::{Command, CommandError, CommandRequest, ContactId, ContactStatus};
 
 use super::forms::{self, FieldError};
-use super::{AppState, Client, Session, csrf, limit, sse};
+use super::{AppState, Client, Session, csrf, limit, sse, words};
 
 /// Every route served under `/api/`, as (method, path).
 pub const API_ROUTES: &[(&str, &str)] = &[
@@ -274,6 +274,14 @@ async fn action(
         .status(id.clone())
         .await
         .ok_or(AppError::NotFound)?;
+    let mut confirmation = serde_json::to_value(&confirmation).unwrap_or_default();
+    if let Some(n) = confirmation
+        .get("number")
+        .and_then(|n| n.as_str())
+        .map(words::masked)
+    {
+        confirmation["number"] = json!(n);
+    }
     Ok(axum::Json(json!({
         "confirmation": confirmation,
         "status": sse::status_json(&status),

@@ -162,7 +162,10 @@ pub fn validate(command: &Command) -> Result<(), FieldError> {
             Ok(())
         }
         Command::Callback { number, window } | Command::ChangeCallback { number, window } => {
-            phone("number", number)?;
+            // Empty means "my own number" / "keep the number"; the centre decides.
+            if !number.trim().is_empty() {
+                phone("number", number)?;
+            }
             if let Some(w) = window
                 && w.not_after <= w.not_before
             {

@@ -392,6 +392,8 @@ pub(crate) struct CallbackForm {
     pub not_before: String,
     pub not_after: String,
     pub error: Option<FieldErr>,
+    /// What an empty number means, with only the last digits of the number shown.
+    pub hint: String,
 }
 
 #[derive(Default)]
@@ -514,43 +516,58 @@ impl StatusPage {
                 error: error_for(ActionKind::MoveQueue),
             }
         });
-        let default_number = status.default_callback_number.clone().unwrap_or_default();
+        // Whoever holds the contact number must not learn the caller's phone number: the
+        // forms never show it; an empty field means "my own number" / "keep the number".
+        let own_hint = status
+            .default_callback_number
+            .as_deref()
+            .map(|n| {
+                format!(
+                    "Leave empty to be called back on the number you are calling from ({}).",
+                    words::masked(n).trim_start_matches("the ")
+                )
+            })
+            .unwrap_or_default();
         let callback_form = has(ActionKind::Callback).then(|| {
             let f = typed_for(ActionKind::Callback);
             CallbackForm {
-                number: f.map_or_else(|| default_number.clone(), |f| v(Some(f), |f| &f.number)),
+                number: v(f, |f| &f.number),
                 not_before: v(f, |f| &f.not_before),
                 not_after: v(f, |f| &f.not_after),
                 error: error_for(ActionKind::Callback),
+                hint: own_hint.clone(),
             }
         });
         let change_callback_form = has(ActionKind::ChangeCallback).then(|| {
             let error = error_for(ActionKind::ChangeCallback);
+            let (current, window) = match &status.substitute {
+                Some(crate::centre::Substitute::Callback { number, window }) => {
+                    (Some(number.as_str()), *window)
+                }
+                _ => (None, None),
+            };
+            let hint = current
+                .map(|n| format!("Leave empty to keep {}.", words::masked(n)))
+                .unwrap_or_default();
             match typed_for(ActionKind::ChangeCallback) {
                 Some(f) => CallbackForm {
                     number: v(Some(f), |f| &f.number),
                     not_before: v(Some(f), |f| &f.not_before),
                     not_after: v(Some(f), |f| &f.not_after),
                     error,
+                    hint,
                 },
-                None => {
-                    let (number, window) = match &status.substitute {
-                        Some(crate::centre::Substitute::Callback { number, window }) => {
-                            (number.clone(), *window)
-                        }
-                        _ => (default_number.clone(), None),
-                    };
-                    CallbackForm {
-                        number,
-                        not_before: window
-                            .map(|w| words::datetime_local(w.not_before))
-                            .unwrap_or_default(),
-                        not_after: window
-                            .map(|w| words::datetime_local(w.not_after))
-                            .unwrap_or_default(),
-                        error,
-                    }
-                }
+                None => CallbackForm {
+                    number: String::new(),
+                    not_before: window
+                        .map(|w| words::datetime_local(w.not_before))
+                        .unwrap_or_default(),
+                    not_after: window
+                        .map(|w| words::datetime_local(w.not_after))
+                        .unwrap_or_default(),
+                    error,
+                    hint,
+                },
             }
         });
         let mut text_form = |k: ActionKind| {

@@ -23,6 +23,15 @@ pub fn status_json(status: &ContactStatus) -> serde_json::Value {
         // The raw SIP From/P-Asserted-Identity is for the centre and agents, not for
         // whoever holds the contact number.
         map.remove("caller");
+        // Phone numbers only as their last digits (see `words::masked`).
+        if let Some(n) = status.default_callback_number.as_deref() {
+            map.insert("default_callback_number".into(), words::masked(n).into());
+        }
+        if let Some(crate::centre::Substitute::Callback { number, .. }) = &status.substitute
+            && let Some(sub) = map.get_mut("substitute").and_then(|v| v.as_object_mut())
+        {
+            sub.insert("number".into(), words::masked(number).into());
+        }
         map.insert(
             "display".into(),
             serde_json::to_value(words::display(status)).unwrap_or_default(),

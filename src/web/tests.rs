@@ -572,7 +572,9 @@ fn a_queued_page_offers_its_controls() {
         r#"<select id="move-to" name="to">"#,
         r#"<option value="sales">Sales — English: about 2–3 minutes (you would be 1st)</option>"#,
         r#"<form id="callback-form""#,
-        r#"id="callback-number" name="number" type="tel" autocomplete="tel" maxlength="32" value="+441234567890""#,
+        // The caller's own number is never shown in full: an empty field means "mine".
+        r#"id="callback-number" name="number" type="tel" autocomplete="tel" maxlength="32" value="""#,
+        "the number you are calling from (number ending 7890)",
         r#"<form id="email-form""#,
         r#"<form id="webform-form""#,
         r#"name="version" value="4""#,
@@ -581,6 +583,10 @@ fn a_queued_page_offers_its_controls() {
         assert!(page.contains(needle), "{needle} missing in\n{page}");
     }
     assert!(!page.contains("cancel-callback-form"));
+    assert!(
+        !page.contains("+441234567890"),
+        "the caller's number leaked"
+    );
     // Every form has its own fresh command id.
     let ids: std::collections::HashSet<_> = page
         .match_indices("name=\"command_id\" value=\"")
@@ -635,7 +641,9 @@ fn a_pending_callback_page_offers_cancel_and_change() {
     s.options = vec![ActionKind::CancelCallback, ActionKind::ChangeCallback];
     let page = rendered(&s, View::default());
     assert!(page.contains(r#"<dd id="media">call-back</dd>"#));
-    assert!(page.contains("we will call you back on +441111 between"));
+    assert!(page.contains("we will call you back on the number ending 1111 between"));
+    assert!(page.contains("Leave empty to keep the number ending 1111."));
+    assert!(!page.contains("+441111"), "the call-back number leaked");
     assert!(page.contains(r#"<form id="cancel-callback-form""#));
     assert!(page.contains(r#"<button id="cancel-callback-submit""#));
     assert!(page.contains(r#"<form id="change-callback-form""#));
@@ -720,7 +728,7 @@ mod commands_pending {
         assert_eq!(done.status(), StatusCode::OK);
         let page = body(done).await;
         assert!(page.contains(r#"<p id="confirmation""#));
-        assert!(page.contains("Call-back booked: we will call you back on +441234567"));
+        assert!(page.contains("Call-back booked: we will call you back on the number ending 4567"));
         assert!(page.contains(r#"<dd id="media">call-back</dd>"#));
     }
 

@@ -115,7 +115,11 @@ pub fn state(status: &ContactStatus) -> String {
     match status.state {
         ContactState::Queued => match &status.substitute {
             Some(Substitute::Callback { number, window: w }) => {
-                format!("Waiting: we will call you back on {number}{}.", window(w))
+                format!(
+                    "Waiting: we will call you back on {}{}.",
+                    masked(number),
+                    window(w)
+                )
             }
             Some(Substitute::Email { reply_to, .. }) => {
                 format!("Waiting: your email is in the queue. We will reply to {reply_to}.")
@@ -166,7 +170,8 @@ pub fn confirmation(done: &Confirmation, snapshot: &Snapshot) -> String {
             window: w,
             position,
         } => format!(
-            "Call-back booked: we will call you back on {number}{}. You keep your place ({}). The call will end now.",
+            "Call-back booked: we will call you back on {}{}. You keep your place ({}). The call will end now.",
+            masked(number),
             window(w),
             ordinal(*position)
         ),
@@ -181,7 +186,8 @@ pub fn confirmation(done: &Confirmation, snapshot: &Snapshot) -> String {
         Confirmation::CallbackCancelled => "Your call-back is cancelled.".to_owned(),
         Confirmation::CallbackChanged { number, window: w } => {
             format!(
-                "Call-back changed: we will now call you back on {number}{}.",
+                "Call-back changed: we will now call you back on {}{}.",
+                masked(number),
                 window(w)
             )
         }
@@ -279,6 +285,17 @@ pub fn datetime_local(t: Timestamp) -> String {
         rem / 3600,
         (rem % 3600) / 60
     )
+}
+
+/// A phone number as pages and the API show it: whoever holds the contact number sees only
+/// its last four digits ("the number ending 0018"); the caller knows the rest.
+pub fn masked(number: &str) -> String {
+    let digits: Vec<char> = number.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() <= 4 {
+        return "the number you gave".to_owned();
+    }
+    let tail: String = digits[digits.len() - 4..].iter().collect();
+    format!("the number ending {tail}")
 }
 
 #[cfg(test)]
@@ -425,7 +442,7 @@ pub(crate) mod tests {
         assert_eq!(d.media, "call-back");
         assert_eq!(
             d.state,
-            "Waiting: we will call you back on +441234567890 between 2025-11-24 16:00 UTC and 2025-11-24 17:00 UTC."
+            "Waiting: we will call you back on the number ending 7890 between 2025-11-24 16:00 UTC and 2025-11-24 17:00 UTC."
         );
     }
 
