@@ -19,6 +19,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::agent::{AgentError, AgentId};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
 use super::core::{Centre, CentreError, Snapshot};
@@ -84,6 +85,22 @@ enum Request {
         request: CommandRequest,
         reply: oneshot::Sender<Result<Confirmation, CommandError>>,
     },
+    Agent {
+        agent: AgentId,
+        op: AgentOp,
+        reply: oneshot::Sender<Result<(), AgentError>>,
+    },
+}
+
+/// What an agent (or the front-end on their behalf) asks for.
+enum AgentOp {
+    Login,
+    Ready,
+    NotReady(String),
+    Logout,
+    Answered,
+    Failed(String),
+    Handled,
 }
 
 /// The way into the centre for everyone else. Cheap to clone.
@@ -139,6 +156,48 @@ impl CentreHandle {
             .await
             .map_err(|_| CommandError::ShuttingDown)?;
         answer.await.map_err(|_| CommandError::ShuttingDown)?
+    }
+
+    /// Logs an agent in (not ready). Returns once committed.
+    pub async fn agent_login(&self, agent: AgentId) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Login).await
+    }
+
+    /// The agent is ready; routing may offer them a contact at once (an `Offer` effect).
+    pub async fn agent_ready(&self, agent: AgentId) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Ready).await
+    }
+
+    pub async fn agent_not_ready(&self, agent: AgentId, reason: String) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::NotReady(reason)).await
+    }
+
+    pub async fn agent_logout(&self, agent: AgentId) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Logout).await
+    }
+
+    /// The agent answered the offered contact.
+    pub async fn offer_answered(&self, agent: AgentId) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Answered).await
+    }
+
+    /// The offer failed (`why`): the agent goes not ready, the contact back to its place.
+    pub async fn offer_failed(&self, agent: AgentId, why: String) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Failed(why)).await
+    }
+
+    /// The agent finished the contact: it ends `Completed`, the agent wraps up.
+    pub async fn contact_handled(&self, agent: AgentId) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Handled).await
+    }
+
+    async fn agent_request(&self, agent: AgentId, op: AgentOp) -> Result<(), AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Agent { agent, op, reply })
+            .await
+            .map_err(|_| AgentError::ShuttingDown)?;
+        answer.await.map_err(|_| AgentError::ShuttingDown)?
     }
 
     /// Effects of committed commands (end a call, re-announce a position), in commit
@@ -253,6 +312,11 @@ enum Pending {
         result: Result<Confirmation, CommandError>,
         changed: bool,
     },
+    Agent {
+        reply: oneshot::Sender<Result<(), AgentError>>,
+        result: Result<(), AgentError>,
+        changed: bool,
+    },
 }
 
 impl Actor {
@@ -353,8 +417,33 @@ impl Actor {
                         changed,
                     });
                 }
+                Request::Agent { agent, op, reply } => {
+                    let c = &mut self.centre;
+                    let outcome = match op {
+                        AgentOp::Login => c.agent_login(now, &agent),
+                        AgentOp::Ready => c.agent_ready(now, &agent),
+                        AgentOp::NotReady(reason) => c.agent_not_ready(now, &agent, &reason),
+                        AgentOp::Logout => c.agent_logout(now, &agent),
+                        AgentOp::Answered => c.offer_answered(now, &agent),
+                        AgentOp::Failed(why) => c.offer_failed(now, &agent, &why),
+                        AgentOp::Handled => c.contact_handled(now, &agent),
+                    };
+                    let mut changed = false;
+                    let result = outcome.map(|(c, e)| {
+                        changed = !c.is_empty();
+                        changes.extend(c);
+                        effects.extend(e);
+                    });
+                    pending.push(Pending::Agent {
+                        reply,
+                        result,
+                        changed,
+                    });
+                }
             }
         }
+        // Offers routing made inside admits, ends and the tick.
+        effects.extend(self.centre.take_effects());
 
         let failure = if changes.is_empty() {
             None
@@ -427,6 +516,19 @@ impl Actor {
                     };
                     let _ = reply.send(answer);
                 }
+                Pending::Agent {
+                    reply,
+                    result,
+                    changed,
+                } => {
+                    let answer = match result {
+                        Ok(()) if changed && failure.is_some() => {
+                            Err(AgentError::Storage(storage_error().to_string()))
+                        }
+                        other => other,
+                    };
+                    let _ = reply.send(answer);
+                }
             }
         }
     }
@@ -457,6 +559,9 @@ mod tests {
             id_retention_secs: 30 * 86_400,
             max_live_contacts: 5000,
             callback: crate::centre::CallbackRules::default(),
+            agents: Vec::new(),
+            wrap_up_secs: 30,
+            offer_timeout_secs: 20,
         }
     }
 

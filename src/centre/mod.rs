@@ -31,6 +31,7 @@
 //! imports `sip`, `media` or `web`.
 
 pub mod actor;
+pub mod agent;
 pub mod callback;
 pub mod command;
 pub mod contact;
@@ -39,6 +40,9 @@ pub mod estimate;
 pub mod queue;
 
 pub use actor::{CentreHandle, StartError, spawn};
+pub use agent::{
+    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Reach, StoredAgent,
+};
 pub use callback::{CallbackRules, default_callback_number};
 pub use command::{
     ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
@@ -49,8 +53,8 @@ pub use contact::{
     QueueId, Timestamp,
 };
 pub use core::{
-    Centre, CentreError, Change, CommandOutcome, ContactEvent, QueueSummary, Snapshot, Stored,
-    StoredCommand, StoredContact,
+    AgentOutcome, Centre, CentreError, Change, CommandOutcome, ContactEvent, QueueSummary,
+    Snapshot, Stored, StoredCommand, StoredContact,
 };
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};

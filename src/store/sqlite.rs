@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, StoreError};
 use crate::centre::{
-    Change, CommandId, ContactEvent, ContactId, ContactState, EndReason, MediaType, QueueId,
-    Stored, StoredCommand, StoredContact, Timestamp,
+    AgentId, Change, CommandId, ContactEvent, ContactId, ContactState, EndReason, MediaType,
+    QueueId, Stored, StoredAgent, StoredCommand, StoredContact, Timestamp,
 };
 
 /// File name inside the data directory.
@@ -56,6 +56,14 @@ const MIGRATIONS: &[&str] = &[
         at           INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX commands_contact ON commands (contact);",
+    // 2 -> 3: agents, one row each with its last state (JSON) and when it was entered;
+    // end_reason may now also be 'completed' (free TEXT). Which agent a contact is with
+    // is not stored on the contact: after a restart it is treated like any live call.
+    "CREATE TABLE agents (
+        id       TEXT PRIMARY KEY NOT NULL,
+        state    TEXT NOT NULL,   -- JSON
+        state_at INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The newest schema this build understands.
@@ -285,6 +293,8 @@ impl RawRow {
                 .transpose()
                 .map_err(|e| corrupt(&e.to_string()))?,
             id,
+            agent: None,
+            connected: false,
         })
     }
 }
@@ -330,7 +340,33 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Stored { contacts, commands })
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, state, state_at FROM agents ORDER BY rowid")?;
+        let raw = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let agents = raw
+            .into_iter()
+            .map(|(id, state, at)| {
+                Ok(StoredAgent {
+                    state: from_json(&state, &format!("agent {id} state"))?,
+                    at: Timestamp(from_sql_int(at, "agent state time")?),
+                    id: AgentId(id),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Stored {
+            contacts,
+            commands,
+            agents,
+        })
     }
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
@@ -359,6 +395,11 @@ impl Store for SqliteStore {
             let mut remember = tx.prepare_cached(
                 "INSERT INTO commands (id, contact, command, confirmation, at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut agent = tx.prepare_cached(
+                "INSERT INTO agents (id, state, state_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET
+                     state = excluded.state, state_at = excluded.state_at",
             )?;
             let mut append = tx.prepare_cached(
                 "INSERT INTO contact_events (contact, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -411,6 +452,13 @@ impl Store for SqliteStore {
                             to_sql_int(e.at.0, "event time")?,
                             e.kind,
                             e.detail,
+                        ])?;
+                    }
+                    Change::Agent(a) => {
+                        agent.execute(params![
+                            a.id.as_str(),
+                            to_json(&a.state, "agent state")?,
+                            to_sql_int(a.at.0, "agent state time")?,
                         ])?;
                     }
                     Change::Command(c) => {
