@@ -324,7 +324,11 @@ impl Centre {
         let stored = stored.into();
         let mut centre = Centre::new(config, rng);
         let mut changes = Vec::new();
-        for row in stored.contacts {
+        for mut row in stored.contacts {
+            // Whoever was offered or handling the contact is logged out now (below): the
+            // contact is treated like any other live call.
+            row.agent = None;
+            row.connected = false;
             centre.next_seq = centre.next_seq.max(row.seq.saturating_add(1));
             if centre.contacts.contains_key(&row.id) {
                 // The store's primary key makes this impossible; first row wins if not.
@@ -885,10 +889,10 @@ impl Centre {
         if row.state.is_live() {
             self.live += 1;
         }
-        if row.in_line() {
-            if let Some(&i) = self.queue_index.get(&row.queue) {
-                self.queues[i].line.insert(row.line_key(), row.id.clone());
-            }
+        if row.in_line()
+            && let Some(&i) = self.queue_index.get(&row.queue)
+        {
+            self.queues[i].line.insert(row.line_key(), row.id.clone());
         }
         if let Some(at) = self.deadline_of(&row) {
             self.deadlines.insert((at, row.seq), row.id.clone());
@@ -909,10 +913,10 @@ impl Centre {
         if old.state.is_live() {
             self.live -= 1;
         }
-        if old.in_line() {
-            if let Some(&i) = self.queue_index.get(&old.queue) {
-                self.queues[i].line.remove(&old.line_key());
-            }
+        if old.in_line()
+            && let Some(&i) = self.queue_index.get(&old.queue)
+        {
+            self.queues[i].line.remove(&old.line_key());
         }
         if let Some(at) = self.deadline_of(&old) {
             self.deadlines.remove(&(at, old.seq));
