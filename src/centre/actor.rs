@@ -938,3 +938,133 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+    use crate::centre::agent::{AgentSpec, AgentState, Reach};
+    use crate::centre::contact::{MediaType, QueueId};
+    use crate::centre::queue::QueueSpec;
+    use crate::store::MemoryStore;
+
+    fn config() -> CentreConfig {
+        CentreConfig {
+            queues: vec![QueueSpec {
+                id: QueueId("sales".into()),
+                name: "Sales".into(),
+                skillset: "sales".into(),
+                default_handle_secs: 180,
+            }],
+            keep_place_secs: 600,
+            id_retention_secs: 86_400,
+            max_live_contacts: 100,
+            callback: crate::centre::CallbackRules::default(),
+            agents: vec![AgentSpec {
+                id: AgentId("ada".into()),
+                name: "Ada".into(),
+                skills: vec![(QueueId("sales".into()), 7)],
+                reach: Reach::Uri("sip:ada@agents.test".into()),
+            }],
+            wrap_up_secs: 0,
+            offer_timeout_secs: 20,
+        }
+    }
+
+    fn agent_rows(store: &mut MemoryStore) -> Vec<AgentState> {
+        store
+            .load()
+            .expect("load")
+            .agents
+            .into_iter()
+            .map(|a| a.state)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn agent_requests_are_committed_before_the_reply_and_offers_follow_the_commit() {
+        let mut store = MemoryStore::new();
+        let token = CancellationToken::new();
+        let (handle, thread) =
+            spawn(config(), Box::new(store.clone()), token.clone()).expect("spawn");
+        let mut effects = handle.subscribe_effects();
+        let ada = AgentId("ada".into());
+        assert!(matches!(
+            handle.agent_ready(ada.clone()).await,
+            Err(AgentError::NotAllowed { .. })
+        ));
+        assert!(matches!(
+            handle.agent_login(AgentId("bob".into())).await,
+            Err(AgentError::UnknownAgent(_))
+        ));
+        handle.agent_login(ada.clone()).await.expect("login");
+        assert!(matches!(
+            agent_rows(&mut store)[..],
+            [AgentState::NotReady { .. }]
+        ));
+        handle.agent_ready(ada.clone()).await.expect("ready");
+        let status = handle
+            .admit(NewContact {
+                queue: QueueId("sales".into()),
+                media: MediaType::Voice,
+                caller: "sip:c@example.test".into(),
+                call_ref: "call-1".into(),
+            })
+            .await
+            .expect("admit");
+        // Offered inside the admit's batch: stored, then published, then sent.
+        assert_eq!(status.agent.map(|v| v.name), Some("Ada".into()));
+        assert!(matches!(
+            agent_rows(&mut store)[..],
+            [AgentState::Reserved { .. }]
+        ));
+        match effects.recv().await.expect("effect") {
+            Effect::Offer {
+                agent, call_ref, ..
+            } => {
+                assert_eq!(agent, ada);
+                assert_eq!(call_ref.as_deref(), Some("call-1"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let snap = handle.snapshots().borrow().clone();
+        assert!(matches!(snap.agents[0].state, AgentState::Reserved { .. }));
+        handle.offer_answered(ada.clone()).await.expect("answered");
+        handle.contact_handled(ada.clone()).await.expect("handled");
+        let ended = handle.status(status.id.clone()).await.expect("status");
+        assert!(matches!(
+            ended.state,
+            crate::centre::ContactState::Ended {
+                reason: EndReason::Completed,
+                ..
+            }
+        ));
+        // A failed write is refused and leaves the agent as it was.
+        store.set_failing(true);
+        assert!(matches!(
+            handle.agent_logout(ada.clone()).await,
+            Err(AgentError::Storage(_))
+        ));
+        store.set_failing(false);
+        assert!(matches!(
+            handle.agent_not_ready(ada.clone(), "lunch".into()).await,
+            Ok(())
+        ));
+        assert!(matches!(
+            handle.snapshots().borrow().agents[0].state,
+            AgentState::NotReady { .. }
+        ));
+        handle.agent_logout(ada.clone()).await.expect("logout");
+        assert_eq!(agent_rows(&mut store), [AgentState::LoggedOut]);
+        assert!(
+            store
+                .events()
+                .iter()
+                .any(|e| e.kind == "ended:completed" && e.contact == status.id)
+        );
+        token.cancel();
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("join task")
+            .expect("centre thread panicked");
+    }
+}

@@ -620,6 +620,113 @@ mod tests {
         assert_eq!(store.load().expect("load").commands.len(), 4);
     }
 
+    fn agent(id: &str, state: crate::centre::AgentState, at: u64) -> StoredAgent {
+        StoredAgent {
+            id: AgentId(id.into()),
+            state,
+            at: Timestamp(at),
+        }
+    }
+
+    #[test]
+    fn agent_rows_round_trip_and_keep_only_the_last_state() {
+        use crate::centre::AgentState;
+        let dir = TempDir::new("sqlite-agents");
+        let mut store = SqliteStore::open(dir.path()).expect("open");
+        let contact = sample().1.contacts[0].id.clone();
+        let states = [
+            agent(
+                "ada",
+                AgentState::NotReady {
+                    reason: "logged in".into(),
+                },
+                1,
+            ),
+            agent(
+                "bob",
+                AgentState::Ready {
+                    since: Timestamp(2),
+                },
+                2,
+            ),
+            agent(
+                "ada",
+                AgentState::Reserved {
+                    contact: contact.clone(),
+                    until: Timestamp(9),
+                },
+                3,
+            ),
+        ];
+        store
+            .apply(
+                &states
+                    .iter()
+                    .cloned()
+                    .map(Change::Agent)
+                    .collect::<Vec<_>>(),
+            )
+            .expect("apply");
+        let busy = agent(
+            "ada",
+            AgentState::Busy {
+                contact,
+                since: Timestamp(4),
+            },
+            4,
+        );
+        store.apply(&[Change::Agent(busy.clone())]).expect("apply");
+        drop(store);
+        let mut store = SqliteStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.load().expect("load").agents,
+            [busy, states[1].clone()]
+        );
+        store
+            .conn
+            .execute("UPDATE agents SET state = '{\"state\":\"asleep\"}'", [])
+            .expect("corrupt");
+        assert!(matches!(store.load(), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_version_2_database_is_migrated_and_takes_agents() {
+        let dir = TempDir::new("sqlite-migrate-2-3");
+        std::fs::create_dir_all(dir.path()).expect("dir");
+        let id = sample().1.contacts[0].id.clone();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("raw open");
+            schema_version(&conn).expect("version table");
+            conn.execute_batch(MIGRATIONS[0]).expect("migration 1");
+            conn.execute_batch(MIGRATIONS[1]).expect("migration 2");
+            conn.execute("INSERT INTO schema_version (id, version) VALUES (1, 2)", [])
+                .expect("version 2");
+            conn.execute(
+                "INSERT INTO contacts (id, queue, media, state, state_at, end_reason,
+                     seniority, seq, created, caller, call_ref, version)
+                 VALUES (?1, 'sales', 'voice', 'ended', 9, 'cancelled', 5, 1, 5, 'sip:x@y',
+                     'c1', 3)",
+                [id.as_str()],
+            )
+            .expect("old row");
+        }
+        let mut store = SqliteStore::open(dir.path()).expect("migrate");
+        let loaded = store.load().expect("load");
+        assert_eq!(loaded.contacts.len(), 1);
+        assert_eq!(loaded.contacts[0].version, 3);
+        assert!(loaded.agents.is_empty());
+        let v: i64 = store
+            .conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, 3);
+        let ada = agent("ada", crate::centre::AgentState::LoggedOut, 5);
+        store
+            .apply(&[Change::Agent(ada.clone())])
+            .expect("agents table");
+        assert_eq!(store.load().expect("load").agents, [ada]);
+    }
+
     #[test]
     fn unreadable_substitutes_are_reported() {
         let dir = TempDir::new("sqlite-corrupt-substitute");
