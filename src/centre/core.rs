@@ -660,7 +660,8 @@ impl Centre {
         Some(self.status_of(row, position))
     }
 
-    /// Sets how many agents are staffed on `queue` (ignored for an unknown queue).
+    /// Sets how many agents are staffed on `queue` (ignored for an unknown queue). Any
+    /// agent state change recounts staffing from the agents, replacing this.
     pub fn set_staffed(&mut self, queue: &QueueId, agents: u32) {
         if let Some(&i) = self.queue_index.get(queue) {
             self.queues[i].staffed = agents;

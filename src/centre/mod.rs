@@ -27,6 +27,13 @@
 //! a repeated submit gets the first answer again. Ended contacts are remembered for
 //! `id_retention_secs` so their numbers are not handed out again.
 //!
+//! # Agents and routing
+//! Configured [`AgentSpec`]s log in, get ready, are offered contacts ([`Effect::Offer`]),
+//! answer (busy), finish (`Ended { Completed }`, handle time recorded) and wrap up; see
+//! [`agent`] for the states and the routing rule. A contact offered to or connected with an
+//! agent leaves its line (everyone behind moves up) and goes back to its place if the
+//! offer fails. Staffing for estimates is the number of logged-in agents with the skill.
+//!
 //! Dependencies point one way: this module uses `store` only through its trait and never
 //! imports `sip`, `media` or `web`.
 
