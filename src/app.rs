@@ -61,6 +61,9 @@ pub fn centre_config(config: &Config) -> CentreConfig {
             min_digits: config.callback.min_digits,
             max_digits: config.callback.max_digits,
         },
+        agents: Vec::new(),
+        wrap_up_secs: 30,
+        offer_timeout_secs: 20,
     }
 }
 

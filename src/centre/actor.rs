@@ -19,6 +19,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::agent::{AgentError, AgentId};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
 use super::core::{Centre, CentreError, Snapshot};
@@ -84,6 +85,22 @@ enum Request {
         request: CommandRequest,
         reply: oneshot::Sender<Result<Confirmation, CommandError>>,
     },
+    Agent {
+        agent: AgentId,
+        op: AgentOp,
+        reply: oneshot::Sender<Result<(), AgentError>>,
+    },
+}
+
+/// What an agent (or the front-end on their behalf) asks for.
+enum AgentOp {
+    Login,
+    Ready,
+    NotReady(String),
+    Logout,
+    Answered,
+    Failed(String),
+    Handled,
 }
 
 /// The way into the centre for everyone else. Cheap to clone.
@@ -139,6 +156,48 @@ impl CentreHandle {
             .await
             .map_err(|_| CommandError::ShuttingDown)?;
         answer.await.map_err(|_| CommandError::ShuttingDown)?
+    }
+
+    /// Logs an agent in (not ready). Returns once committed.
+    pub async fn agent_login(&self, agent: AgentId) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Login).await
+    }
+
+    /// The agent is ready; routing may offer them a contact at once (an `Offer` effect).
+    pub async fn agent_ready(&self, agent: AgentId) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Ready).await
+    }
+
+    pub async fn agent_not_ready(&self, agent: AgentId, reason: String) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::NotReady(reason)).await
+    }
+
+    pub async fn agent_logout(&self, agent: AgentId) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Logout).await
+    }
+
+    /// The agent answered the offered contact.
+    pub async fn offer_answered(&self, agent: AgentId) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Answered).await
+    }
+
+    /// The offer failed (`why`): the agent goes not ready, the contact back to its place.
+    pub async fn offer_failed(&self, agent: AgentId, why: String) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Failed(why)).await
+    }
+
+    /// The agent finished the contact: it ends `Completed`, the agent wraps up.
+    pub async fn contact_handled(&self, agent: AgentId) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Handled).await
+    }
+
+    async fn agent_request(&self, agent: AgentId, op: AgentOp) -> Result<(), AgentError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::Agent { agent, op, reply })
+            .await
+            .map_err(|_| AgentError::ShuttingDown)?;
+        answer.await.map_err(|_| AgentError::ShuttingDown)?
     }
 
     /// Effects of committed commands (end a call, re-announce a position), in commit
@@ -253,6 +312,11 @@ enum Pending {
         result: Result<Confirmation, CommandError>,
         changed: bool,
     },
+    Agent {
+        reply: oneshot::Sender<Result<(), AgentError>>,
+        result: Result<(), AgentError>,
+        changed: bool,
+    },
 }
 
 impl Actor {
@@ -353,8 +417,33 @@ impl Actor {
                         changed,
                     });
                 }
+                Request::Agent { agent, op, reply } => {
+                    let c = &mut self.centre;
+                    let outcome = match op {
+                        AgentOp::Login => c.agent_login(now, &agent),
+                        AgentOp::Ready => c.agent_ready(now, &agent),
+                        AgentOp::NotReady(reason) => c.agent_not_ready(now, &agent, &reason),
+                        AgentOp::Logout => c.agent_logout(now, &agent),
+                        AgentOp::Answered => c.offer_answered(now, &agent),
+                        AgentOp::Failed(why) => c.offer_failed(now, &agent, &why),
+                        AgentOp::Handled => c.contact_handled(now, &agent),
+                    };
+                    let mut changed = false;
+                    let result = outcome.map(|(c, e)| {
+                        changed = !c.is_empty();
+                        changes.extend(c);
+                        effects.extend(e);
+                    });
+                    pending.push(Pending::Agent {
+                        reply,
+                        result,
+                        changed,
+                    });
+                }
             }
         }
+        // Offers routing made inside admits, ends and the tick.
+        effects.extend(self.centre.take_effects());
 
         let failure = if changes.is_empty() {
             None
@@ -427,6 +516,19 @@ impl Actor {
                     };
                     let _ = reply.send(answer);
                 }
+                Pending::Agent {
+                    reply,
+                    result,
+                    changed,
+                } => {
+                    let answer = match result {
+                        Ok(()) if changed && failure.is_some() => {
+                            Err(AgentError::Storage(storage_error().to_string()))
+                        }
+                        other => other,
+                    };
+                    let _ = reply.send(answer);
+                }
             }
         }
     }
@@ -457,6 +559,9 @@ mod tests {
             id_retention_secs: 30 * 86_400,
             max_live_contacts: 5000,
             callback: crate::centre::CallbackRules::default(),
+            agents: Vec::new(),
+            wrap_up_secs: 30,
+            offer_timeout_secs: 20,
         }
     }
 
@@ -831,5 +936,135 @@ mod tests {
             spawn(config(), Box::new(store), CancellationToken::new()),
             Err(StartError::Load(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+    use crate::centre::agent::{AgentSpec, AgentState, Reach};
+    use crate::centre::contact::{MediaType, QueueId};
+    use crate::centre::queue::QueueSpec;
+    use crate::store::MemoryStore;
+
+    fn config() -> CentreConfig {
+        CentreConfig {
+            queues: vec![QueueSpec {
+                id: QueueId("sales".into()),
+                name: "Sales".into(),
+                skillset: "sales".into(),
+                default_handle_secs: 180,
+            }],
+            keep_place_secs: 600,
+            id_retention_secs: 86_400,
+            max_live_contacts: 100,
+            callback: crate::centre::CallbackRules::default(),
+            agents: vec![AgentSpec {
+                id: AgentId("ada".into()),
+                name: "Ada".into(),
+                skills: vec![(QueueId("sales".into()), 7)],
+                reach: Reach::Uri("sip:ada@agents.test".into()),
+            }],
+            wrap_up_secs: 0,
+            offer_timeout_secs: 20,
+        }
+    }
+
+    fn agent_rows(store: &mut MemoryStore) -> Vec<AgentState> {
+        store
+            .load()
+            .expect("load")
+            .agents
+            .into_iter()
+            .map(|a| a.state)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn agent_requests_are_committed_before_the_reply_and_offers_follow_the_commit() {
+        let mut store = MemoryStore::new();
+        let token = CancellationToken::new();
+        let (handle, thread) =
+            spawn(config(), Box::new(store.clone()), token.clone()).expect("spawn");
+        let mut effects = handle.subscribe_effects();
+        let ada = AgentId("ada".into());
+        assert!(matches!(
+            handle.agent_ready(ada.clone()).await,
+            Err(AgentError::NotAllowed { .. })
+        ));
+        assert!(matches!(
+            handle.agent_login(AgentId("bob".into())).await,
+            Err(AgentError::UnknownAgent(_))
+        ));
+        handle.agent_login(ada.clone()).await.expect("login");
+        assert!(matches!(
+            agent_rows(&mut store)[..],
+            [AgentState::NotReady { .. }]
+        ));
+        handle.agent_ready(ada.clone()).await.expect("ready");
+        let status = handle
+            .admit(NewContact {
+                queue: QueueId("sales".into()),
+                media: MediaType::Voice,
+                caller: "sip:c@example.test".into(),
+                call_ref: "call-1".into(),
+            })
+            .await
+            .expect("admit");
+        // Offered inside the admit's batch: stored, then published, then sent.
+        assert_eq!(status.agent.map(|v| v.name), Some("Ada".into()));
+        assert!(matches!(
+            agent_rows(&mut store)[..],
+            [AgentState::Reserved { .. }]
+        ));
+        match effects.recv().await.expect("effect") {
+            Effect::Offer {
+                agent, call_ref, ..
+            } => {
+                assert_eq!(agent, ada);
+                assert_eq!(call_ref.as_deref(), Some("call-1"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let snap = handle.snapshots().borrow().clone();
+        assert!(matches!(snap.agents[0].state, AgentState::Reserved { .. }));
+        handle.offer_answered(ada.clone()).await.expect("answered");
+        handle.contact_handled(ada.clone()).await.expect("handled");
+        let ended = handle.status(status.id.clone()).await.expect("status");
+        assert!(matches!(
+            ended.state,
+            crate::centre::ContactState::Ended {
+                reason: EndReason::Completed,
+                ..
+            }
+        ));
+        // A failed write is refused and leaves the agent as it was.
+        store.set_failing(true);
+        assert!(matches!(
+            handle.agent_logout(ada.clone()).await,
+            Err(AgentError::Storage(_))
+        ));
+        store.set_failing(false);
+        assert!(matches!(
+            handle.agent_not_ready(ada.clone(), "lunch".into()).await,
+            Ok(())
+        ));
+        assert!(matches!(
+            handle.snapshots().borrow().agents[0].state,
+            AgentState::NotReady { .. }
+        ));
+        handle.agent_logout(ada.clone()).await.expect("logout");
+        assert_eq!(agent_rows(&mut store), [AgentState::LoggedOut]);
+        assert!(
+            store
+                .events()
+                .iter()
+                .any(|e| e.kind == "ended:completed" && e.contact == status.id)
+        );
+        token.cancel();
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("join task")
+            .expect("centre thread panicked");
     }
 }

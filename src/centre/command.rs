@@ -175,7 +175,7 @@ pub struct PositionRise {
 pub enum RiseReason {
     /// A contact with earlier seniority (or priority) joined the queue ahead.
     SeniorJoined,
-    /// Fewer agents: the estimate grew (agents arrive in a later issue).
+    /// Fewer agents: the estimate grew.
     AgentsLeft,
 }
 
@@ -217,6 +217,16 @@ pub enum Effect {
     },
     /// The live call's contact moved: announce its new position now.
     Reannounce { call_ref: String },
+    /// Offer `contact` to `agent` at `target`: bridge the live call (`call_ref`) or, for
+    /// a call-back, email or web form, present it. Answer with `offer_answered` or
+    /// `offer_failed`; no answer within the offer timeout counts as failed.
+    Offer {
+        agent: super::agent::AgentId,
+        contact: ContactId,
+        call_ref: Option<String>,
+        media: super::contact::MediaType,
+        target: super::agent::Reach,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

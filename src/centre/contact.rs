@@ -244,6 +244,8 @@ pub enum EndReason {
     Rejected,
     /// The caller cancelled their pending call-back.
     Cancelled,
+    /// An agent handled the contact.
+    Completed,
 }
 
 impl EndReason {
@@ -254,6 +256,7 @@ impl EndReason {
             EndReason::Lost => "lost",
             EndReason::Rejected => "rejected",
             EndReason::Cancelled => "cancelled",
+            EndReason::Completed => "completed",
         }
     }
 }
@@ -272,6 +275,7 @@ impl FromStr for EndReason {
             "lost" => EndReason::Lost,
             "rejected" => EndReason::Rejected,
             "cancelled" => EndReason::Cancelled,
+            "completed" => EndReason::Completed,
             _ => {
                 return Err(UnknownName {
                     what: "end reason",
@@ -349,6 +353,11 @@ pub struct ContactStatus {
     pub default_callback_number: Option<String>,
     /// The last time the position number went up, and why.
     pub position_rise: Option<super::command::PositionRise>,
+    /// The agent the contact is being offered to or is connected with (out of the line
+    /// meanwhile: `position` is `None`).
+    pub agent: Option<super::agent::AgentView>,
+    /// The agent answered: the contact is being handled.
+    pub connected: bool,
 }
 
 #[cfg(test)]
@@ -474,6 +483,7 @@ mod tests {
             EndReason::Lost,
             EndReason::Rejected,
             EndReason::Cancelled,
+            EndReason::Completed,
         ] {
             assert_eq!(r.as_str().parse::<EndReason>(), Ok(r));
             // serde and the stored name agree.

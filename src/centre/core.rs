@@ -12,6 +12,9 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+use super::agent::{
+    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, SKILL_LEVELS, StoredAgent,
+};
 use super::callback::{
     CallbackRules, check_email, check_text, check_window, default_callback_number,
 };
@@ -22,7 +25,7 @@ use super::command::{
 use super::contact::{
     ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact, QueueId, Timestamp,
 };
-use super::estimate::WaitEstimate;
+use super::estimate::{HandleTimeAverage, WaitEstimate};
 use super::queue::{CentreConfig, LineKey, Queue, saturating_u32};
 
 /// How many fresh random numbers `admit` draws before giving up. With 10^11 numbers and
@@ -76,11 +79,30 @@ pub struct StoredContact {
     pub substitute: Option<Substitute>,
     /// The last time the position number went up (got worse), and why.
     pub position_rise: Option<PositionRise>,
+    /// The agent this contact is offered to or connected with. Not stored with the row:
+    /// the agent's own row says it, and after a restart the contact is treated like any
+    /// live call (its call is gone), so a loaded row never has one.
+    #[serde(skip)]
+    pub agent: Option<AgentId>,
+    /// The agent answered the offer (the contact is being handled).
+    #[serde(skip)]
+    pub connected: bool,
 }
 
 impl StoredContact {
     fn line_key(&self) -> LineKey {
         (self.seniority, self.seq)
+    }
+
+    /// Holds a place in its queue's line: live and not with an agent.
+    fn in_line(&self) -> bool {
+        self.state.is_live() && self.agent.is_none()
+    }
+
+    /// May be offered to an agent: queued (disconnected contacts have lost their call)
+    /// and not already with one.
+    fn routable(&self) -> bool {
+        self.state == ContactState::Queued && self.agent.is_none()
     }
 
     /// Queued with its SIP call attached: a voice or video contact not yet replaced by a
@@ -110,6 +132,8 @@ pub struct Stored {
     pub contacts: Vec<StoredContact>,
     /// In acceptance order.
     pub commands: Vec<StoredCommand>,
+    /// The last stored state of each agent.
+    pub agents: Vec<StoredAgent>,
 }
 
 impl From<Vec<StoredContact>> for Stored {
@@ -117,6 +141,7 @@ impl From<Vec<StoredContact>> for Stored {
         Stored {
             contacts,
             commands: Vec::new(),
+            agents: Vec::new(),
         }
     }
 }
@@ -150,6 +175,8 @@ pub enum Change {
     Event(ContactEvent),
     /// Remember an accepted command (idempotency across restarts).
     Command(StoredCommand),
+    /// Upsert an agent's state.
+    Agent(StoredAgent),
 }
 
 /// One queue as shown on dashboards.
@@ -173,6 +200,8 @@ pub struct Snapshot {
     pub contacts: HashMap<ContactId, ContactStatus>,
     /// In configuration order.
     pub queues: Vec<QueueSummary>,
+    /// In configuration order.
+    pub agents: Vec<AgentStatus>,
 }
 
 /// The contact centre's live state. See the module docs.
@@ -204,6 +233,23 @@ pub struct Centre {
     journal: Option<Vec<(ContactId, Option<StoredContact>)>>,
     /// The same for remembered commands.
     command_journal: Option<Vec<CommandUndo>>,
+    /// In configuration order; looked up through `agent_index`.
+    agents: Vec<Agent>,
+    agent_index: HashMap<AgentId, usize>,
+    wrap_up_secs: u32,
+    offer_timeout_secs: u32,
+    /// The same for agent states (index, prior state) and handle-time averages.
+    agent_journal: Option<Vec<(usize, AgentState)>>,
+    handle_journal: Option<Vec<(usize, HandleTimeAverage)>>,
+    /// Offers made by routing inside `admit`, `end` and `tick` (whose signatures carry
+    /// no effects), for the actor to send once the batch is committed.
+    routed: Vec<Effect>,
+}
+
+#[derive(Debug, Clone)]
+struct Agent {
+    spec: AgentSpec,
+    state: AgentState,
 }
 
 impl Centre {
@@ -218,7 +264,28 @@ impl Centre {
             queue_index.insert(spec.id.clone(), queues.len());
             queues.push(Queue::new(spec));
         }
+        let mut agents = Vec::with_capacity(config.agents.len());
+        let mut agent_index = HashMap::new();
+        for mut spec in config.agents {
+            if agent_index.contains_key(&spec.id) {
+                continue;
+            }
+            spec.skills
+                .retain(|(q, level)| queue_index.contains_key(q) && SKILL_LEVELS.contains(level));
+            agent_index.insert(spec.id.clone(), agents.len());
+            agents.push(Agent {
+                spec,
+                state: AgentState::LoggedOut,
+            });
+        }
         Centre {
+            agents,
+            agent_index,
+            wrap_up_secs: config.wrap_up_secs,
+            offer_timeout_secs: config.offer_timeout_secs,
+            agent_journal: None,
+            handle_journal: None,
+            routed: Vec::new(),
             keep_place_secs: config.keep_place_secs,
             id_retention_secs: config.id_retention_secs,
             max_live_contacts: config.max_live_contacts,
@@ -257,7 +324,11 @@ impl Centre {
         let stored = stored.into();
         let mut centre = Centre::new(config, rng);
         let mut changes = Vec::new();
-        for row in stored.contacts {
+        for mut row in stored.contacts {
+            // Whoever was offered or handling the contact is logged out now (below): the
+            // contact is treated like any other live call.
+            row.agent = None;
+            row.connected = false;
             centre.next_seq = centre.next_seq.max(row.seq.saturating_add(1));
             if centre.contacts.contains_key(&row.id) {
                 // The store's primary key makes this impossible; first row wins if not.
@@ -311,6 +382,19 @@ impl Centre {
                 centre.remember(command);
             }
         }
+        // Agents come back logged out: their phones' calls are gone with the process and
+        // they must say they are there again. How long they had been idle does not matter
+        // then. Contacts they were offered or handling were loaded without an agent, so
+        // they were treated above like any live call (disconnected, place kept).
+        for agent in stored.agents {
+            if centre.agent_index.contains_key(&agent.id) && agent.state.is_logged_in() {
+                changes.push(Change::Agent(StoredAgent {
+                    id: agent.id,
+                    state: AgentState::LoggedOut,
+                    at: now,
+                }));
+            }
+        }
         (centre, changes)
     }
 
@@ -347,10 +431,14 @@ impl Centre {
             version: 1,
             substitute: None,
             position_rise: None,
+            agent: None,
+            connected: false,
         };
         self.put_row(row.clone());
+        let (routed, effects) = self.route(now);
+        self.routed.extend(effects);
         let status = self.status(&id).ok_or(CentreError::NotFound)?;
-        let changes = vec![
+        let mut changes = vec![
             Change::Contact(row.clone()),
             Change::Event(ContactEvent {
                 contact: id.clone(),
@@ -374,6 +462,7 @@ impl Centre {
                 ),
             }),
         ];
+        changes.extend(routed);
         Ok((status, changes))
     }
 
@@ -408,11 +497,13 @@ impl Centre {
         row.version += 1;
         let id = row.id.clone();
         self.put_row(row.clone());
+        let (routed, effects) = self.route(now);
+        self.routed.extend(effects);
         let status = match self.status(&id) {
             Some(s) => s,
             None => return Some(Err(CentreError::NotFound)),
         };
-        let changes = vec![
+        let mut changes = vec![
             Change::Contact(row),
             Change::Event(ContactEvent {
                 contact: id,
@@ -421,6 +512,7 @@ impl Centre {
                 detail: format!("redialled; position {}", status.position.unwrap_or(0)),
             }),
         ];
+        changes.extend(routed);
         Some(Ok((status, changes)))
     }
 
@@ -443,7 +535,25 @@ impl Centre {
         {
             return Ok(Vec::new());
         }
-        Ok(self.end_row(now, id, reason, String::new()))
+        let (agent, queue) = (row.agent.clone(), row.queue.clone());
+        let mut changes = Vec::new();
+        if let Some(agent) = agent.and_then(|a| self.agent_index.get(&a).copied()) {
+            // The caller hung up while offered (the agent is free again) or while talking
+            // (the agent wraps up).
+            changes.extend(match self.agents[agent].state {
+                AgentState::Busy { since, .. } => {
+                    self.record_handle_secs(&queue, now, since);
+                    let until = now.plus_secs(u64::from(self.wrap_up_secs));
+                    self.set_agent(now, agent, AgentState::WrapUp { until })
+                }
+                _ => self.set_agent(now, agent, AgentState::Ready { since: now }),
+            });
+        }
+        changes.extend(self.end_row(now, id, reason, String::new()));
+        let (routed, effects) = self.route(now);
+        self.routed.extend(effects);
+        changes.extend(routed);
+        Ok(changes)
     }
 
     fn end_row(
@@ -458,6 +568,8 @@ impl Centre {
         };
         let position = self.position_of(&row);
         row.state = ContactState::Ended { at: now, reason };
+        row.agent = None;
+        row.connected = false;
         row.version += 1;
         let mut detail = format!(
             "from queue {} at position {}",
@@ -511,12 +623,34 @@ impl Centre {
                 }
             }
         }
+        for i in 0..self.agents.len() {
+            match self.agents[i].state {
+                AgentState::Reserved { until, .. } if until <= now => {
+                    if let Ok((c, _)) = self.fail_offer(now, i, "no answer") {
+                        changes.extend(c);
+                    }
+                }
+                AgentState::WrapUp { until } if until <= now => {
+                    changes.extend(self.set_agent(now, i, AgentState::Ready { since: now }));
+                }
+                _ => {}
+            }
+        }
+        let (routed, effects) = self.route(now);
+        self.routed.extend(effects);
+        changes.extend(routed);
         changes
     }
 
-    /// When [`Centre::tick`] next has something to do.
+    /// When [`Centre::tick`] next has something to do: a contact's deadline, an offer's
+    /// timeout or the end of a wrap-up.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first_key_value().map(|(&(at, _), _)| at)
+        let contacts = self.deadlines.first_key_value().map(|(&(at, _), _)| at);
+        let agents = self.agents.iter().filter_map(|a| a.state.deadline()).min();
+        match (contacts, agents) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The contact's status, for live contacts and ended ones still within retention.
@@ -526,7 +660,8 @@ impl Centre {
         Some(self.status_of(row, position))
     }
 
-    /// Sets how many agents are staffed on `queue` (ignored for an unknown queue).
+    /// Sets how many agents are staffed on `queue` (ignored for an unknown queue). Any
+    /// agent state change recounts staffing from the agents, replacing this.
     pub fn set_staffed(&mut self, queue: &QueueId, agents: u32) {
         if let Some(&i) = self.queue_index.get(queue) {
             self.queues[i].staffed = agents;
@@ -564,6 +699,12 @@ impl Centre {
                 }
             }
         }
+        // Contacts with an agent are out of the lines.
+        for id in self.agents.iter().filter_map(|a| a.state.contact()) {
+            if let Some(row) = self.contacts.get(id) {
+                contacts.insert(id.clone(), self.status_with(row, None, &ahead_in));
+            }
+        }
         // Ended contacts are in `deadlines` at (ended + retention); the recent ones are
         // the tail of that range, so we never walk the whole retention period.
         let visible_from = Timestamp(now.0.saturating_sub(ENDED_VISIBLE_SECS * 1000))
@@ -591,6 +732,7 @@ impl Centre {
             at: now,
             contacts,
             queues,
+            agents: self.agent_statuses(),
         }
     }
 
@@ -599,19 +741,37 @@ impl Centre {
     pub fn begin(&mut self) {
         self.journal = Some(Vec::new());
         self.command_journal = Some(Vec::new());
+        self.agent_journal = Some(Vec::new());
+        self.handle_journal = Some(Vec::new());
+        self.routed.clear();
     }
 
     /// Closes the batch: its changes are durable and can no longer be rolled back.
     pub fn commit(&mut self) {
         self.journal = None;
         self.command_journal = None;
+        self.agent_journal = None;
+        self.handle_journal = None;
     }
 
     /// Undoes every contact change since [`Centre::begin`] (the store write for them
     /// failed) and closes the batch. Sequence numbers and the random generator are not
-    /// rewound: gaps and fresh numbers are harmless. Staffing and handle times are not
-    /// part of a batch.
+    /// rewound: gaps and fresh numbers are harmless. Agent states (and so staffing) and
+    /// handle times recorded in the batch are undone too.
     pub fn rollback(&mut self) {
+        // Offers of an undone batch were never made.
+        self.routed.clear();
+        if let Some(journal) = self.agent_journal.take() {
+            for (i, prior) in journal.into_iter().rev() {
+                self.agents[i].state = prior;
+            }
+            self.restaff();
+        }
+        if let Some(journal) = self.handle_journal.take() {
+            for (i, prior) in journal.into_iter().rev() {
+                self.queues[i].handle = prior;
+            }
+        }
         // Taken first, so undoing is not itself journaled.
         if let Some(journal) = self.command_journal.take() {
             for undo in journal.into_iter().rev() {
@@ -656,7 +816,7 @@ impl Centre {
         ahead_in: &dyn Fn(usize, &LineKey) -> usize,
     ) -> ContactStatus {
         let queue = self.queue_index.get(&row.queue).map(|&i| &self.queues[i]);
-        let move_targets = if row.state.is_live() {
+        let move_targets = if row.in_line() {
             self.queues
                 .iter()
                 .enumerate()
@@ -701,6 +861,14 @@ impl Centre {
             move_targets,
             default_callback_number: default_callback_number(&row.caller),
             position_rise: row.position_rise.clone(),
+            agent: row.agent.as_ref().map(|id| AgentView {
+                id: id.clone(),
+                name: self
+                    .agent_index
+                    .get(id)
+                    .map_or_else(|| id.0.clone(), |&i| self.agents[i].spec.name.clone()),
+            }),
+            connected: row.connected,
         }
     }
 
@@ -721,9 +889,11 @@ impl Centre {
         }
         if row.state.is_live() {
             self.live += 1;
-            if let Some(&i) = self.queue_index.get(&row.queue) {
-                self.queues[i].line.insert(row.line_key(), row.id.clone());
-            }
+        }
+        if row.in_line()
+            && let Some(&i) = self.queue_index.get(&row.queue)
+        {
+            self.queues[i].line.insert(row.line_key(), row.id.clone());
         }
         if let Some(at) = self.deadline_of(&row) {
             self.deadlines.insert((at, row.seq), row.id.clone());
@@ -743,9 +913,11 @@ impl Centre {
         let old = self.contacts.remove(id)?;
         if old.state.is_live() {
             self.live -= 1;
-            if let Some(&i) = self.queue_index.get(&old.queue) {
-                self.queues[i].line.remove(&old.line_key());
-            }
+        }
+        if old.in_line()
+            && let Some(&i) = self.queue_index.get(&old.queue)
+        {
+            self.queues[i].line.remove(&old.line_key());
         }
         if let Some(at) = self.deadline_of(&old) {
             self.deadlines.remove(&(at, old.seq));
@@ -765,7 +937,7 @@ pub const COMMAND_ID_MAX_LEN: usize = 64;
 
 /// The controls a contact in this state may use (see [`Centre::command`]).
 fn options(row: &StoredContact, can_move: bool) -> Vec<ActionKind> {
-    if !row.state.is_live() {
+    if !row.in_line() {
         return Vec::new();
     }
     let mut options = Vec::new();
@@ -867,6 +1039,9 @@ impl Centre {
         }
         if !row.state.is_live() {
             return Err(self.not_allowed(&row, "the contact has already ended"));
+        }
+        if row.agent.is_some() {
+            return Err(self.not_allowed(&row, "an agent is taking the contact now"));
         }
         let (confirmation, mut changes, effects) = match request.command.clone() {
             Command::MoveQueue { to } => self.move_queue(now, row, to)?,
@@ -1033,6 +1208,10 @@ impl Centre {
         };
         self.remember(stored.clone());
         changes.push(Change::Command(stored));
+        let mut effects = effects;
+        let (routed, offers) = self.route(now);
+        changes.extend(routed);
+        effects.extend(offers);
         Ok((confirmation, changes, effects))
     }
 
@@ -1221,6 +1400,352 @@ impl Centre {
     }
 }
 
+/// What an accepted agent request yields: what to store and what the front-end must do.
+pub type AgentOutcome = (Vec<Change>, Vec<Effect>);
+
+impl Centre {
+    /// Logs the agent in: `NotReady { "logged in" }` (they say when they are ready).
+    pub fn agent_login(
+        &mut self,
+        now: Timestamp,
+        id: &AgentId,
+    ) -> Result<AgentOutcome, AgentError> {
+        let i = self.agent(id)?;
+        match self.agents[i].state {
+            AgentState::LoggedOut => {}
+            ref s => return Err(refused(s, "log in: already logged in")),
+        }
+        let changes = self.set_agent(
+            now,
+            i,
+            AgentState::NotReady {
+                reason: "logged in".to_owned(),
+            },
+        );
+        Ok(self.routed_after(now, changes))
+    }
+
+    /// Ready to take a contact (from not ready or wrap-up); routing runs at once.
+    pub fn agent_ready(
+        &mut self,
+        now: Timestamp,
+        id: &AgentId,
+    ) -> Result<AgentOutcome, AgentError> {
+        let i = self.agent(id)?;
+        match self.agents[i].state {
+            AgentState::NotReady { .. } | AgentState::WrapUp { .. } => {}
+            AgentState::Ready { .. } => return Ok((Vec::new(), Vec::new())),
+            ref s => return Err(refused(s, "become ready")),
+        }
+        let changes = self.set_agent(now, i, AgentState::Ready { since: now });
+        Ok(self.routed_after(now, changes))
+    }
+
+    /// Not ready for `reason` (from ready or wrap-up).
+    pub fn agent_not_ready(
+        &mut self,
+        now: Timestamp,
+        id: &AgentId,
+        reason: &str,
+    ) -> Result<AgentOutcome, AgentError> {
+        let i = self.agent(id)?;
+        match self.agents[i].state {
+            AgentState::NotReady { .. } | AgentState::Ready { .. } | AgentState::WrapUp { .. } => {}
+            ref s => return Err(refused(s, "become not ready")),
+        }
+        let reason = reason.trim();
+        let reason = if reason.is_empty() {
+            "not ready"
+        } else {
+            reason
+        };
+        let changes = self.set_agent(
+            now,
+            i,
+            AgentState::NotReady {
+                reason: reason.chars().take(200).collect(),
+            },
+        );
+        Ok(self.routed_after(now, changes))
+    }
+
+    /// Logs the agent out (not while a contact is offered to or with them).
+    pub fn agent_logout(
+        &mut self,
+        now: Timestamp,
+        id: &AgentId,
+    ) -> Result<AgentOutcome, AgentError> {
+        let i = self.agent(id)?;
+        match self.agents[i].state {
+            AgentState::Reserved { .. } | AgentState::Busy { .. } => {
+                return Err(refused(&self.agents[i].state, "log out with a contact"));
+            }
+            AgentState::LoggedOut => return Ok((Vec::new(), Vec::new())),
+            _ => {}
+        }
+        let changes = self.set_agent(now, i, AgentState::LoggedOut);
+        Ok(self.routed_after(now, changes))
+    }
+
+    /// The agent answered the offer: `Busy`, and the contact is connected to them.
+    pub fn offer_answered(
+        &mut self,
+        now: Timestamp,
+        id: &AgentId,
+    ) -> Result<AgentOutcome, AgentError> {
+        let i = self.agent(id)?;
+        let AgentState::Reserved { contact, .. } = self.agents[i].state.clone() else {
+            return Err(refused(&self.agents[i].state, "answer: nothing is offered"));
+        };
+        let mut changes = self.set_agent(
+            now,
+            i,
+            AgentState::Busy {
+                contact: contact.clone(),
+                since: now,
+            },
+        );
+        if let Some(mut row) = self.contacts.get(&contact).cloned() {
+            row.connected = true;
+            row.version += 1;
+            self.put_row(row.clone());
+            changes.push(Change::Event(ContactEvent {
+                contact: contact.clone(),
+                at: now,
+                kind: "connected".to_owned(),
+                detail: format!("to agent {id}"),
+            }));
+            changes.push(Change::Contact(row));
+        }
+        Ok((changes, Vec::new()))
+    }
+
+    /// The offer failed (no answer, refused, unreachable): the agent is put not ready
+    /// ("no answer") and the contact goes back to its place, the head of its queue.
+    pub fn offer_failed(
+        &mut self,
+        now: Timestamp,
+        id: &AgentId,
+        why: &str,
+    ) -> Result<AgentOutcome, AgentError> {
+        let i = self.agent(id)?;
+        let changes = self.fail_offer(now, i, why)?.0;
+        Ok(self.routed_after(now, changes))
+    }
+
+    /// The agent finished the contact: it ends `Completed`, its handle time feeds the
+    /// queue's average and the agent wraps up for `wrap_up_secs`.
+    pub fn contact_handled(
+        &mut self,
+        now: Timestamp,
+        id: &AgentId,
+    ) -> Result<AgentOutcome, AgentError> {
+        let i = self.agent(id)?;
+        let AgentState::Busy { contact, since } = self.agents[i].state.clone() else {
+            return Err(refused(
+                &self.agents[i].state,
+                "finish: no contact is connected",
+            ));
+        };
+        let until = now.plus_secs(u64::from(self.wrap_up_secs));
+        let mut changes = self.set_agent(now, i, AgentState::WrapUp { until });
+        if let Some(queue) = self.contacts.get(&contact).map(|r| r.queue.clone()) {
+            self.record_handle_secs(&queue, now, since);
+            changes.extend(self.end_row(
+                now,
+                &contact,
+                EndReason::Completed,
+                format!("handled by agent {id}"),
+            ));
+        }
+        Ok(self.routed_after(now, changes))
+    }
+
+    /// Every agent, in configuration order.
+    pub fn agent_statuses(&self) -> Vec<AgentStatus> {
+        self.agents
+            .iter()
+            .map(|a| AgentStatus {
+                id: a.spec.id.clone(),
+                name: a.spec.name.clone(),
+                state: a.state.clone(),
+                skills: a.spec.skills.clone(),
+                contact: a.state.contact().cloned(),
+                idle_since: match a.state {
+                    AgentState::Ready { since } => Some(since),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
+    fn agent(&self, id: &AgentId) -> Result<usize, AgentError> {
+        self.agent_index
+            .get(id)
+            .copied()
+            .ok_or_else(|| AgentError::UnknownAgent(id.clone()))
+    }
+
+    fn routed_after(&mut self, now: Timestamp, mut changes: Vec<Change>) -> AgentOutcome {
+        let (routed, effects) = self.route(now);
+        changes.extend(routed);
+        (changes, effects)
+    }
+
+    fn fail_offer(
+        &mut self,
+        now: Timestamp,
+        i: usize,
+        why: &str,
+    ) -> Result<AgentOutcome, AgentError> {
+        let AgentState::Reserved { contact, .. } = self.agents[i].state.clone() else {
+            return Err(refused(
+                &self.agents[i].state,
+                "fail an offer: nothing is offered",
+            ));
+        };
+        let mut changes = self.set_agent(
+            now,
+            i,
+            AgentState::NotReady {
+                reason: "no answer".to_owned(),
+            },
+        );
+        if let Some(mut row) = self.contacts.get(&contact).cloned() {
+            // Seniority untouched: back in the line it is where it was, at the head.
+            row.agent = None;
+            row.connected = false;
+            row.version += 1;
+            self.put_row(row.clone());
+            changes.push(Change::Event(ContactEvent {
+                contact: contact.clone(),
+                at: now,
+                kind: "offer_failed".to_owned(),
+                detail: format!("agent {}: {why}", self.agents[i].spec.id),
+            }));
+            changes.push(Change::Contact(row));
+        }
+        Ok((changes, Vec::new()))
+    }
+
+    /// The only way an agent's state changes: journaled, staffing kept in step, stored.
+    fn set_agent(&mut self, now: Timestamp, i: usize, state: AgentState) -> Vec<Change> {
+        let prior = std::mem::replace(&mut self.agents[i].state, state.clone());
+        if let Some(journal) = &mut self.agent_journal {
+            journal.push((i, prior));
+        }
+        self.restaff();
+        vec![Change::Agent(StoredAgent {
+            id: self.agents[i].spec.id.clone(),
+            state,
+            at: now,
+        })]
+    }
+
+    /// Staffed per queue: logged-in agents with a skill for it.
+    fn restaff(&mut self) {
+        for q in &mut self.queues {
+            q.staffed = 0;
+        }
+        for a in &self.agents {
+            if a.state.is_logged_in() {
+                for (queue, _) in &a.spec.skills {
+                    if let Some(&i) = self.queue_index.get(queue) {
+                        self.queues[i].staffed += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn record_handle_secs(&mut self, queue: &QueueId, now: Timestamp, since: Timestamp) {
+        if let Some(&i) = self.queue_index.get(queue) {
+            if let Some(journal) = &mut self.handle_journal {
+                journal.push((i, self.queues[i].handle));
+            }
+            let secs = u32::try_from(now.millis_since(since) / 1000).unwrap_or(u32::MAX);
+            self.queues[i].handle.record(secs);
+        }
+    }
+
+    /// Offers waiting contacts to ready agents; see the [`agent`](super::agent) module.
+    fn route(&mut self, now: Timestamp) -> AgentOutcome {
+        let mut changes = Vec::new();
+        let mut effects = Vec::new();
+        let mut ready: Vec<(Timestamp, usize)> = self
+            .agents
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match a.state {
+                AgentState::Ready { since } => Some((since, i)),
+                _ => None,
+            })
+            .collect();
+        ready.sort_unstable();
+        for (_, i) in ready {
+            let best = self.agents[i]
+                .spec
+                .skills
+                .iter()
+                .filter_map(|(q, _)| self.queue_index.get(q))
+                .filter_map(|&qi| {
+                    self.queues[qi]
+                        .line
+                        .iter()
+                        .find(|(_, id)| self.contacts.get(*id).is_some_and(StoredContact::routable))
+                })
+                .min_by_key(|(key, _)| **key)
+                .map(|(_, id)| id.clone());
+            let Some(contact) = best else { continue };
+            let Some(mut row) = self.contacts.get(&contact).cloned() else {
+                continue;
+            };
+            let agent_id = self.agents[i].spec.id.clone();
+            let until = now.plus_secs(u64::from(self.offer_timeout_secs));
+            changes.extend(self.set_agent(
+                now,
+                i,
+                AgentState::Reserved {
+                    contact: contact.clone(),
+                    until,
+                },
+            ));
+            row.agent = Some(agent_id.clone());
+            row.connected = false;
+            row.version += 1;
+            self.put_row(row.clone());
+            effects.push(Effect::Offer {
+                agent: agent_id.clone(),
+                contact: contact.clone(),
+                call_ref: row.has_live_call().then(|| row.call_ref.clone()),
+                media: row.media,
+                target: self.agents[i].spec.reach.clone(),
+            });
+            changes.push(Change::Event(ContactEvent {
+                contact,
+                at: now,
+                kind: "offered".to_owned(),
+                detail: format!("to agent {agent_id}"),
+            }));
+            changes.push(Change::Contact(row));
+        }
+        (changes, effects)
+    }
+
+    /// Effects of routing inside `admit`, `end` and `tick` since the batch began; the
+    /// actor sends them after the commit.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.routed)
+    }
+}
+
+fn refused(state: &AgentState, what: &str) -> AgentError {
+    AgentError::NotAllowed {
+        state: state.name(),
+        what: what.to_owned(),
+    }
+}
+
 fn ended_kind(reason: EndReason) -> String {
     format!("ended:{}", reason.as_str())
 }
@@ -1264,6 +1789,9 @@ mod tests {
             id_retention_secs: 30 * 24 * 3600,
             max_live_contacts: 10_000,
             callback: CallbackRules::default(),
+            agents: Vec::new(),
+            wrap_up_secs: 30,
+            offer_timeout_secs: 20,
         }
     }
 
@@ -1744,6 +2272,9 @@ mod command_tests {
             id_retention_secs: 30 * 24 * 3600,
             max_live_contacts: 10_000,
             callback: CallbackRules::default(),
+            agents: Vec::new(),
+            wrap_up_secs: 30,
+            offer_timeout_secs: 20,
         }
     }
 
@@ -2465,6 +2996,7 @@ mod command_tests {
                     _ => None,
                 })
                 .collect(),
+            agents: Vec::new(),
         };
         let (mut r, _) = Centre::restore(config(), StdRng::seed_from_u64(9), stored, at(5000));
         assert_eq!(r.remembered_commands(), 1);

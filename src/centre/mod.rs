@@ -27,10 +27,18 @@
 //! a repeated submit gets the first answer again. Ended contacts are remembered for
 //! `id_retention_secs` so their numbers are not handed out again.
 //!
+//! # Agents and routing
+//! Configured [`AgentSpec`]s log in, get ready, are offered contacts ([`Effect::Offer`]),
+//! answer (busy), finish (`Ended { Completed }`, handle time recorded) and wrap up; see
+//! [`agent`] for the states and the routing rule. A contact offered to or connected with an
+//! agent leaves its line (everyone behind moves up) and goes back to its place if the
+//! offer fails. Staffing for estimates is the number of logged-in agents with the skill.
+//!
 //! Dependencies point one way: this module uses `store` only through its trait and never
 //! imports `sip`, `media` or `web`.
 
 pub mod actor;
+pub mod agent;
 pub mod callback;
 pub mod command;
 pub mod contact;
@@ -39,6 +47,9 @@ pub mod estimate;
 pub mod queue;
 
 pub use actor::{CentreHandle, StartError, spawn};
+pub use agent::{
+    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Reach, StoredAgent,
+};
 pub use callback::{CallbackRules, default_callback_number};
 pub use command::{
     ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
@@ -49,8 +60,8 @@ pub use contact::{
     QueueId, Timestamp,
 };
 pub use core::{
-    Centre, CentreError, Change, CommandOutcome, ContactEvent, QueueSummary, Snapshot, Stored,
-    StoredCommand, StoredContact,
+    AgentOutcome, Centre, CentreError, Change, CommandOutcome, ContactEvent, QueueSummary,
+    Snapshot, Stored, StoredCommand, StoredContact,
 };
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};

@@ -32,6 +32,12 @@ pub struct CentreConfig {
     pub max_live_contacts: usize,
     /// Which numbers a caller may ask to be called back on.
     pub callback: CallbackRules,
+    /// The agents, in configuration order (ties in idle time go to the first).
+    pub agents: Vec<super::agent::AgentSpec>,
+    /// After a contact an agent wraps up this long before being ready again.
+    pub wrap_up_secs: u32,
+    /// An offer not answered within this long counts as no answer.
+    pub offer_timeout_secs: u32,
 }
 
 /// Queue order key. Seniority first (earliest served first), then a centre-wide sequence
@@ -46,7 +52,7 @@ pub(crate) struct Queue {
     /// hand out every position in one pass (snapshots); a single contact's rank is a
     /// range count, which is microseconds at the 2,000-contact scale we size for.
     pub line: BTreeMap<LineKey, ContactId>,
-    /// Agents staffed on this queue (0 until agents exist).
+    /// Agents logged in with a skill for this queue.
     pub staffed: u32,
     pub handle: HandleTimeAverage,
 }

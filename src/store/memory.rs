@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Store, StoreError};
 use crate::centre::{
-    Change, CommandId, ContactEvent, ContactId, Stored, StoredCommand, StoredContact,
+    Change, CommandId, ContactEvent, ContactId, Stored, StoredAgent, StoredCommand, StoredContact,
 };
 
 #[derive(Debug, Default)]
@@ -14,6 +14,8 @@ struct Inner {
     events: Vec<ContactEvent>,
     commands: Vec<StoredCommand>,
     command_ids: std::collections::HashSet<CommandId>,
+    /// Agents in first-stored order, each with its last state.
+    agents: Vec<StoredAgent>,
     failing: bool,
 }
 
@@ -66,6 +68,7 @@ impl Store for MemoryStore {
         Ok(Stored {
             contacts: self.rows(),
             commands: self.commands(),
+            agents: self.lock().agents.clone(),
         })
     }
 
@@ -93,6 +96,10 @@ impl Store for MemoryStore {
                     inner.rows.insert(row.id.clone(), row.clone());
                 }
                 Change::Event(event) => inner.events.push(event.clone()),
+                Change::Agent(agent) => match inner.agents.iter_mut().find(|a| a.id == agent.id) {
+                    Some(a) => *a = agent.clone(),
+                    None => inner.agents.push(agent.clone()),
+                },
                 Change::Command(command) => {
                     inner.command_ids.insert(command.id.clone());
                     inner.commands.push(command.clone());

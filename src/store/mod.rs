@@ -99,6 +99,9 @@ pub(crate) mod tests {
             id_retention_secs: 86_400,
             max_live_contacts: 100,
             callback: crate::centre::CallbackRules::default(),
+            agents: Vec::new(),
+            wrap_up_secs: 30,
+            offer_timeout_secs: 20,
         }
     }
 
@@ -243,6 +246,7 @@ pub(crate) mod tests {
                     _ => None,
                 })
                 .collect(),
+            agents: Vec::new(),
         };
         (changes, expected)
     }

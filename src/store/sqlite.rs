@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, StoreError};
 use crate::centre::{
-    Change, CommandId, ContactEvent, ContactId, ContactState, EndReason, MediaType, QueueId,
-    Stored, StoredCommand, StoredContact, Timestamp,
+    AgentId, Change, CommandId, ContactEvent, ContactId, ContactState, EndReason, MediaType,
+    QueueId, Stored, StoredAgent, StoredCommand, StoredContact, Timestamp,
 };
 
 /// File name inside the data directory.
@@ -56,6 +56,14 @@ const MIGRATIONS: &[&str] = &[
         at           INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX commands_contact ON commands (contact);",
+    // 2 -> 3: agents, one row each with its last state (JSON) and when it was entered;
+    // end_reason may now also be 'completed' (free TEXT). Which agent a contact is with
+    // is not stored on the contact: after a restart it is treated like any live call.
+    "CREATE TABLE agents (
+        id       TEXT PRIMARY KEY NOT NULL,
+        state    TEXT NOT NULL,   -- JSON
+        state_at INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// The newest schema this build understands.
@@ -285,6 +293,8 @@ impl RawRow {
                 .transpose()
                 .map_err(|e| corrupt(&e.to_string()))?,
             id,
+            agent: None,
+            connected: false,
         })
     }
 }
@@ -330,7 +340,33 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Stored { contacts, commands })
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, state, state_at FROM agents ORDER BY rowid")?;
+        let raw = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let agents = raw
+            .into_iter()
+            .map(|(id, state, at)| {
+                Ok(StoredAgent {
+                    state: from_json(&state, &format!("agent {id} state"))?,
+                    at: Timestamp(from_sql_int(at, "agent state time")?),
+                    id: AgentId(id),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Stored {
+            contacts,
+            commands,
+            agents,
+        })
     }
 
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError> {
@@ -359,6 +395,11 @@ impl Store for SqliteStore {
             let mut remember = tx.prepare_cached(
                 "INSERT INTO commands (id, contact, command, confirmation, at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut agent = tx.prepare_cached(
+                "INSERT INTO agents (id, state, state_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET
+                     state = excluded.state, state_at = excluded.state_at",
             )?;
             let mut append = tx.prepare_cached(
                 "INSERT INTO contact_events (contact, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
@@ -411,6 +452,13 @@ impl Store for SqliteStore {
                             to_sql_int(e.at.0, "event time")?,
                             e.kind,
                             e.detail,
+                        ])?;
+                    }
+                    Change::Agent(a) => {
+                        agent.execute(params![
+                            a.id.as_str(),
+                            to_json(&a.state, "agent state")?,
+                            to_sql_int(a.at.0, "agent state time")?,
                         ])?;
                     }
                     Change::Command(c) => {
@@ -570,6 +618,113 @@ mod tests {
         // And the new columns and table take writes.
         store.apply(&sample().0).expect("apply");
         assert_eq!(store.load().expect("load").commands.len(), 4);
+    }
+
+    fn agent(id: &str, state: crate::centre::AgentState, at: u64) -> StoredAgent {
+        StoredAgent {
+            id: AgentId(id.into()),
+            state,
+            at: Timestamp(at),
+        }
+    }
+
+    #[test]
+    fn agent_rows_round_trip_and_keep_only_the_last_state() {
+        use crate::centre::AgentState;
+        let dir = TempDir::new("sqlite-agents");
+        let mut store = SqliteStore::open(dir.path()).expect("open");
+        let contact = sample().1.contacts[0].id.clone();
+        let states = [
+            agent(
+                "ada",
+                AgentState::NotReady {
+                    reason: "logged in".into(),
+                },
+                1,
+            ),
+            agent(
+                "bob",
+                AgentState::Ready {
+                    since: Timestamp(2),
+                },
+                2,
+            ),
+            agent(
+                "ada",
+                AgentState::Reserved {
+                    contact: contact.clone(),
+                    until: Timestamp(9),
+                },
+                3,
+            ),
+        ];
+        store
+            .apply(
+                &states
+                    .iter()
+                    .cloned()
+                    .map(Change::Agent)
+                    .collect::<Vec<_>>(),
+            )
+            .expect("apply");
+        let busy = agent(
+            "ada",
+            AgentState::Busy {
+                contact,
+                since: Timestamp(4),
+            },
+            4,
+        );
+        store.apply(&[Change::Agent(busy.clone())]).expect("apply");
+        drop(store);
+        let mut store = SqliteStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.load().expect("load").agents,
+            [busy, states[1].clone()]
+        );
+        store
+            .conn
+            .execute("UPDATE agents SET state = '{\"state\":\"asleep\"}'", [])
+            .expect("corrupt");
+        assert!(matches!(store.load(), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_version_2_database_is_migrated_and_takes_agents() {
+        let dir = TempDir::new("sqlite-migrate-2-3");
+        std::fs::create_dir_all(dir.path()).expect("dir");
+        let id = sample().1.contacts[0].id.clone();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("raw open");
+            schema_version(&conn).expect("version table");
+            conn.execute_batch(MIGRATIONS[0]).expect("migration 1");
+            conn.execute_batch(MIGRATIONS[1]).expect("migration 2");
+            conn.execute("INSERT INTO schema_version (id, version) VALUES (1, 2)", [])
+                .expect("version 2");
+            conn.execute(
+                "INSERT INTO contacts (id, queue, media, state, state_at, end_reason,
+                     seniority, seq, created, caller, call_ref, version)
+                 VALUES (?1, 'sales', 'voice', 'ended', 9, 'cancelled', 5, 1, 5, 'sip:x@y',
+                     'c1', 3)",
+                [id.as_str()],
+            )
+            .expect("old row");
+        }
+        let mut store = SqliteStore::open(dir.path()).expect("migrate");
+        let loaded = store.load().expect("load");
+        assert_eq!(loaded.contacts.len(), 1);
+        assert_eq!(loaded.contacts[0].version, 3);
+        assert!(loaded.agents.is_empty());
+        let v: i64 = store
+            .conn
+            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, 3);
+        let ada = agent("ada", crate::centre::AgentState::LoggedOut, 5);
+        store
+            .apply(&[Change::Agent(ada.clone())])
+            .expect("agents table");
+        assert_eq!(store.load().expect("load").agents, [ada]);
     }
 
     #[test]

@@ -38,6 +38,9 @@ fn config() -> CentreConfig {
         id_retention_secs: 86_400,
         max_live_contacts: 100,
         callback: crate::centre::CallbackRules::default(),
+        agents: Vec::new(),
+        wrap_up_secs: 30,
+        offer_timeout_secs: 20,
     }
 }
 

@@ -142,6 +142,7 @@ pub fn state(status: &ContactStatus) -> String {
                 }
                 EndReason::Rejected => "the call could not be answered",
                 EndReason::Cancelled => "you cancelled your call-back",
+                EndReason::Completed => "an agent took care of it",
             };
             format!("Ended at {}: {how}.", time(at))
         }
@@ -329,6 +330,8 @@ pub(crate) mod tests {
             move_targets: vec![],
             default_callback_number: Some("+441234567890".into()),
             position_rise: None,
+            agent: None,
+            connected: false,
         }
     }
 
