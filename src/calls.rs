@@ -85,7 +85,10 @@ pub async fn run(
                             | UaEvent::AckTimeout(k)
                             | UaEvent::RemoteBye(k)
                             | UaEvent::Ended(k) => *k,
-                            UaEvent::Info { call, .. } => *call,
+                            UaEvent::Info { call, .. }
+                            | UaEvent::ReferFailed { call, .. }
+                            | UaEvent::ReferProgress { call, .. } => *call,
+                            UaEvent::ReferAccepted(k) => *k,
                             UaEvent::Incoming(_) => unreachable!("matched above"),
                         };
                         let ended = matches!(other, UaEvent::Ended(_));
@@ -338,6 +341,12 @@ async fn call_task(
                     }
                 }
                 Some(CallMsg::Sip(UaEvent::Confirmed(_))) | Some(CallMsg::Sip(UaEvent::Incoming(_))) => {}
+                // REFER to an agent arrives with the agent console; nothing refers yet.
+                Some(CallMsg::Sip(
+                    UaEvent::ReferAccepted(_)
+                    | UaEvent::ReferFailed { .. }
+                    | UaEvent::ReferProgress { .. },
+                )) => {}
                 // A hang-up during the farewell is fine: the substitute goes on.
                 Some(CallMsg::Sip(_)) | None if farewell.is_some() => break Outcome::Substituted,
                 Some(CallMsg::Sip(_)) | None => break Outcome::CallerLeft,

@@ -98,6 +98,20 @@ pub enum UaEvent {
         content_type: String,
         body: Bytes,
     },
+    /// Our REFER was accepted (2xx, normally 202).
+    ReferAccepted(CallKey),
+    /// Our REFER was refused (or timed out: 408).
+    ReferFailed {
+        call: CallKey,
+        status: u16,
+    },
+    /// A NOTIFY reported the referred call's progress (the sipfrag status); `done` when the
+    /// subscription ended.
+    ReferProgress {
+        call: CallKey,
+        status: u16,
+        done: bool,
+    },
     /// The UA has forgotten the call: always the last event of every call.
     Ended(CallKey),
 }
@@ -161,6 +175,7 @@ struct ClientTxn {
     peer: Peer,
     request: Vec<u8>,
     call: u64,
+    method: Method,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,14 +337,33 @@ impl UserAgent {
         } else {
             now + self.config.timers.t4
         };
-        let call = {
+        let (call, method) = {
             let (_, txn) = self.client.get_mut(&id).expect("indexed client txn");
             txn.state = NonInviteClientState::Completed { until };
-            txn.call
+            (txn.call, txn.method.clone())
         };
         self.arm(until, TimerRef::Client(id));
-        tracing::debug!(status = resp.status, "BYE answered");
-        self.forget_call(call);
+        tracing::debug!(
+            status = resp.status,
+            method = method.as_str(),
+            "request answered"
+        );
+        self.client_outcome(call, &method, resp.status);
+    }
+
+    /// What a finished client transaction means for its call (`status` 408 = Timer F).
+    fn client_outcome(&mut self, call: u64, method: &Method, status: u16) {
+        match method {
+            Method::Refer if (200..300).contains(&status) => {
+                self.events.push_back(UaEvent::ReferAccepted(CallKey(call)));
+            }
+            Method::Refer => self.events.push_back(UaEvent::ReferFailed {
+                call: CallKey(call),
+                status,
+            }),
+            // BYE: whatever the answer, the dialog is over.
+            _ => self.forget_call(call),
+        }
     }
 
     pub fn handle_request(&mut self, now: Instant, peer: Peer, req: Request) {
@@ -488,6 +522,34 @@ impl UserAgent {
             }
             CallState::Terminating | CallState::Closing => Ok(()),
         }
+    }
+
+    /// Asks the caller to call `target` instead (RFC 3515 REFER, in the dialog). The answer
+    /// comes as `ReferAccepted` (202) or `ReferFailed`; progress as `ReferProgress` from the
+    /// caller's NOTIFYs (message/sipfrag), which the UA answers with 200.
+    pub fn refer(&mut self, now: Instant, call: CallKey, target: &str) -> Result<(), UaError> {
+        let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
+        if c.state != CallState::Confirmed {
+            return Err(UaError::NotPending);
+        }
+        let referred_by = self.contact_uri(&c.peer);
+        let target = target.trim();
+        let refer_to = if target.starts_with('<') {
+            target.to_owned()
+        } else {
+            format!("<{target}>")
+        };
+        self.send_in_dialog(
+            now,
+            call.0,
+            Method::Refer,
+            vec![
+                ("Refer-To".into(), refer_to),
+                ("Referred-By".into(), referred_by.clone()),
+                ("Contact".into(), referred_by),
+            ],
+        );
+        Ok(())
     }
 
     // ---- requests -------------------------------------------------------------------
@@ -768,6 +830,32 @@ impl UserAgent {
                 );
             }
             Method::Invite => self.reinvite(now, peer, req, key, id, state),
+            Method::Notify => {
+                // RFC 3515 §2.4.4: the REFER's progress as a message/sipfrag status line.
+                self.reply_new_txn(
+                    now,
+                    peer,
+                    &req,
+                    key,
+                    200,
+                    "OK",
+                    vec![],
+                    Some(to_tag),
+                    Some(id),
+                );
+                let status = sipfrag_status(&req.body);
+                let done = req
+                    .headers
+                    .get("Subscription-State")
+                    .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("terminated"));
+                if let Some(status) = status {
+                    self.events.push_back(UaEvent::ReferProgress {
+                        call: CallKey(id),
+                        status,
+                        done,
+                    });
+                }
+            }
             _ => {
                 let allow = validate::allow_header(&policy());
                 self.reply_new_txn(
@@ -1107,13 +1195,26 @@ impl UserAgent {
     // ---- our BYE ----------------------------------------------------------------------
 
     fn send_bye(&mut self, now: Instant, id: u64) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.state = CallState::Terminating;
+        }
+        self.send_in_dialog(now, id, Method::Bye, Vec::new());
+    }
+
+    /// Sends a request in the call's dialog (BYE, REFER) as a client non-INVITE transaction.
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        id: u64,
+        method: Method,
+        extra: Vec<(String, String)>,
+    ) {
         let branch = format!("z9hG4bK{}", self.token());
         let timers = self.config.timers;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         c.local_cseq += 1;
-        c.state = CallState::Terminating;
         let c = &self.calls[&id];
         // In-dialog requests go to the remote target (or the first route) when it is an IP
         // literal; otherwise back where the INVITE came from (no DNS in the core, and the
@@ -1164,13 +1265,16 @@ impl UserAgent {
             "CSeq",
             CSeq {
                 seq: c.local_cseq,
-                method: Method::Bye,
+                method: method.clone(),
             }
             .to_string(),
         );
         headers.push("User-Agent", "holdline");
+        for (n, v) in &extra {
+            headers.push(n, v);
+        }
         let bye = Request {
-            method: Method::Bye,
+            method: method.clone(),
             uri: request_uri,
             version: "SIP/2.0".into(),
             headers,
@@ -1190,6 +1294,7 @@ impl UserAgent {
                     peer,
                     request: bytes.clone(),
                     call: id,
+                    method,
                 },
             ),
         );
@@ -1284,6 +1389,7 @@ impl UserAgent {
         }
         let deadline = txn.state.deadline();
         let call = txn.call;
+        let method = txn.method.clone();
         if let Some((peer, bytes)) = resend {
             self.transmits.push_back(Transmit { peer, bytes });
         }
@@ -1292,8 +1398,8 @@ impl UserAgent {
                 self.client_ids.remove(&branch);
             }
             if timed_out {
-                tracing::info!("BYE timed out (Timer F)");
-                self.forget_call(call);
+                tracing::info!(method = method.as_str(), "request timed out (Timer F)");
+                self.client_outcome(call, &method, 408);
             }
         } else {
             self.arm(deadline, TimerRef::Client(id));
@@ -1396,6 +1502,15 @@ fn txn_key(req: &Request) -> TxnKey {
             method,
         },
     }
+}
+
+/// The status code of a message/sipfrag body's status line ("SIP/2.0 180 Ringing").
+fn sipfrag_status(body: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(body).ok()?;
+    let line = text.lines().next()?.trim();
+    let rest = line.strip_prefix("SIP/2.0 ")?;
+    let code: u16 = rest.get(..3)?.parse().ok()?;
+    (100..700).contains(&code).then_some(code)
 }
 
 fn split_commas(v: &str) -> Vec<String> {
@@ -1814,6 +1929,138 @@ mod tests {
         ua.handle_timeout(t0 + Duration::from_secs(10));
         assert!(sent(&mut ua).is_empty());
         assert!(ua.is_idle());
+    }
+
+    /// A response to the request `req` we sent, as the caller would answer it.
+    fn answer_to(req: &str, status: u16, reason: &str) -> String {
+        format!(
+            "SIP/2.0 {status} {reason}\r\nVia: {}\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {}\r\nContent-Length: 0\r\n\r\n",
+            header(req, "Via").unwrap(),
+            header(req, "From").unwrap(),
+            header(req, "To").unwrap(),
+            header(req, "Call-ID").unwrap(),
+            header(req, "CSeq").unwrap(),
+        )
+    }
+
+    fn notify(tag: &str, cseq: u32, frag: &str, state: &str) -> String {
+        format!(
+            "NOTIFY sip:holdline@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKn{cseq}\r\nFrom: <sip:alice@127.0.0.1:5070>;tag=a1\r\nTo: <sip:support@127.0.0.1:5060>;tag={tag}\r\nCall-ID: c1\r\nCSeq: {cseq} NOTIFY\r\nEvent: refer\r\nSubscription-State: {state}\r\nContent-Type: message/sipfrag;version=2.0\r\nMax-Forwards: 70\r\nContent-Length: {}\r\n\r\n{frag}",
+            frag.len()
+        )
+    }
+
+    #[test]
+    fn refer_goes_out_in_the_dialog_and_notify_progress_is_reported() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, tag) = confirmed(&mut ua, t0);
+        ua.refer(t0, call, "sip:agent1@127.0.0.1:5080").unwrap();
+        let refer = sent(&mut ua).pop().unwrap();
+        assert!(
+            refer.starts_with("REFER sip:alice@127.0.0.1:5070 SIP/2.0"),
+            "{refer}"
+        );
+        assert_eq!(
+            header(&refer, "Refer-To"),
+            Some("<sip:agent1@127.0.0.1:5080>")
+        );
+        assert!(header(&refer, "Referred-By").is_some());
+        assert!(header(&refer, "CSeq").unwrap().ends_with(" REFER"));
+        assert!(header(&refer, "To").unwrap().contains("tag=a1"));
+        // Unreliable transport: Timer E retransmits until the answer.
+        ua.handle_timeout(t0 + Duration::from_millis(500));
+        assert_eq!(sent(&mut ua).len(), 1);
+        feed(
+            &mut ua,
+            t0 + Duration::from_millis(600),
+            &answer_to(&refer, 202, "Accepted"),
+        );
+        assert!(matches!(events(&mut ua).as_slice(), [UaEvent::ReferAccepted(k)] if *k == call));
+        ua.handle_timeout(t0 + Duration::from_secs(3));
+        assert!(sent(&mut ua).is_empty(), "no retransmission after the 202");
+        // Progress: 100 Trying, then the agent answered (200) and the subscription ends.
+        let at = t0 + Duration::from_secs(1);
+        feed(
+            &mut ua,
+            at,
+            &notify(&tag, 2, "SIP/2.0 100 Trying\r\n", "active;expires=60"),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200, "each NOTIFY is answered");
+        feed(
+            &mut ua,
+            at,
+            &notify(
+                &tag,
+                3,
+                "SIP/2.0 200 OK\r\n",
+                "terminated;reason=noresource",
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        let evs = events(&mut ua);
+        assert!(
+            matches!(
+                evs.as_slice(),
+                [
+                    UaEvent::ReferProgress {
+                        status: 100,
+                        done: false,
+                        ..
+                    },
+                    UaEvent::ReferProgress {
+                        status: 200,
+                        done: true,
+                        ..
+                    },
+                ]
+            ),
+            "{evs:?}"
+        );
+        // The call is still ours until someone hangs up.
+        assert_eq!(ua.call_count(), 1);
+    }
+
+    #[test]
+    fn a_refused_or_unanswered_refer_is_reported_as_failed() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, _) = confirmed(&mut ua, t0);
+        ua.refer(t0, call, "<sip:agent1@127.0.0.1:5080>").unwrap();
+        let refer = sent(&mut ua).pop().unwrap();
+        feed(&mut ua, t0, &answer_to(&refer, 603, "Decline"));
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ReferFailed { status: 603, .. }]
+        ));
+        // No answer at all: Timer F (64*T1) reports 408.
+        ua.refer(t0, call, "sip:agent2@127.0.0.1:5080").unwrap();
+        sent(&mut ua);
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(33) {
+            now += Duration::from_millis(250);
+            ua.handle_timeout(now);
+        }
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ReferFailed { status: 408, .. }]
+        ));
+        assert_eq!(ua.call_count(), 1, "a failed REFER leaves the call up");
+        // Not before the call is confirmed.
+        let mut ua2 = self::ua();
+        let early = incoming(&mut ua2, t0);
+        assert_eq!(ua2.refer(t0, early, "sip:a@b"), Err(UaError::NotPending));
+    }
+
+    #[test]
+    fn notify_outside_a_dialog_is_481() {
+        let mut ua = ua();
+        feed(
+            &mut ua,
+            Instant::now(),
+            &notify("nope", 2, "SIP/2.0 100 Trying\r\n", "active"),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
     }
 
     #[test]

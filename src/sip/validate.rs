@@ -49,6 +49,8 @@ impl Policy<'static> {
             Method::Cancel,
             Method::Options,
             Method::Info,
+            // In-dialog only: the progress of our REFERs (RFC 3515).
+            Method::Notify,
         ],
         not_allowed: &[Method::Register],
         supported_extensions: &[],
@@ -56,6 +58,7 @@ impl Policy<'static> {
             "application/sdp",
             "application/dtmf-relay",
             "application/dtmf",
+            "message/sipfrag",
         ],
     };
 }
@@ -520,7 +523,7 @@ mod tests {
             h,
             vec![(
                 "Allow".into(),
-                "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO".into()
+                "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY".into()
             )]
         );
         let mismatch = req("OPTIONS", "sip:gw@y", &[("CSeq", Some("1 INVITE"))], "");
@@ -531,7 +534,7 @@ mod tests {
         assert_eq!(status(&req("invite", "sip:gw@y", &[], "")), Some(501));
         assert_eq!(
             allow_header(&Policy::GATEWAY),
-            "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+            "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
         );
     }
 
