@@ -250,7 +250,12 @@ async fn call_task(
         }
     };
     let id = status.id.clone();
-    tracing::debug!(contact = %id.redacted(), queue = %queue.id, "contact admitted");
+    // A fresh contact has version 1; a higher one is a caller who rang again after a restart
+    // and got their old contact back (matched on the calling number). Calling numbers can be
+    // spoofed, so such a call is never told the contact number (no Call-Info, no spoken
+    // number, `*` repeats the position): the secret stays with whoever heard it first.
+    let rejoined = status.version > 1;
+    tracing::debug!(contact = %id.redacted(), queue = %queue.id, rejoined, "contact admitted");
     let sdp_text = answer.to_sdp(local_ip, rtp_port, rand::random::<u32>() as u64);
     let base = match &deps.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
@@ -272,7 +277,11 @@ async fn call_task(
         .answer(
             key,
             Bytes::from(sdp_text),
-            vec![("Call-Info".into(), call_info)],
+            if rejoined {
+                vec![]
+            } else {
+                vec![("Call-Info".into(), call_info)]
+            },
         )
         .await
     {
@@ -304,7 +313,18 @@ async fn call_task(
             return wait_ended(&mut rx).await;
         }
     };
-    let mut intro = prompts.contact_number(id.as_str());
+    let spoken_key = |st: &ContactStatus| {
+        if rejoined {
+            prompts.position(st.position.unwrap_or(1), &wait_phrase(st))
+        } else {
+            prompts.contact_number(id.as_str())
+        }
+    };
+    let mut intro = if rejoined {
+        Vec::new()
+    } else {
+        prompts.contact_number(id.as_str())
+    };
     intro.extend(prompts.position(status.position.unwrap_or(1), &wait_phrase(&status)));
     if let Some(web) = prompts.clip(&queue.web_clip) {
         intro.push(web);
@@ -337,7 +357,10 @@ async fn call_task(
                 Some(CallMsg::Sip(UaEvent::Info { content_type, body, .. })) => {
                     if info_is_star(&content_type, &body) && farewell.is_none() {
                         next_update = None;
-                        stream.replace(prompts.contact_number(id.as_str()));
+                        match (rejoined, deps.centre.status(id.clone()).await) {
+                        (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
+                        _ => stream.replace(spoken_key(&status)),
+                    }
                     }
                 }
                 Some(CallMsg::Sip(UaEvent::Confirmed(_))) | Some(CallMsg::Sip(UaEvent::Incoming(_))) => {}
@@ -375,7 +398,10 @@ async fn call_task(
             me = media_events.recv(), if media_open => match me {
                 Some(MediaEvent::Dtmf('*')) if farewell.is_none() => {
                     next_update = None;
-                    stream.replace(prompts.contact_number(id.as_str()));
+                    match (rejoined, deps.centre.status(id.clone()).await) {
+                        (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
+                        _ => stream.replace(spoken_key(&status)),
+                    }
                 }
                 Some(MediaEvent::SpeechDone) if farewell.is_some() => break Outcome::Substituted,
                 Some(MediaEvent::SpeechDone) => {

@@ -95,3 +95,39 @@ fn sigterm_hangs_up_but_keeps_places_for_the_restart() {
     g.spawn();
     assert!(rows(&g).iter().all(|r| r.1 == "disconnected"));
 }
+
+#[test]
+fn a_caller_who_rings_again_after_a_crash_gets_the_place_back_but_not_told_the_number() {
+    let mut g = Gateway::start("rejoin");
+    let first = Caller::call_as(&g, "support", 0, "+15550177");
+    let other = Caller::call_as(&g, "support", 0, "+15550188");
+    assert_eq!(first.number.len(), 12);
+    g.kill9();
+    g.spawn();
+    // Rings again from the same number: the same contact, still ahead of the other caller.
+    let again = Caller::call_as(&g, "support", 0, "+15550177");
+    assert!(
+        again.call_info.is_empty(),
+        "a calling number can be spoofed: no Call-Info on a rejoined call, got {}",
+        again.call_info
+    );
+    let stored = rows(&g);
+    assert_eq!(stored.len(), 2, "no new contact: {stored:?}");
+    assert_eq!(stored[0].0, first.number);
+    assert_eq!(stored[0].1, "queued", "{stored:?}");
+    assert_eq!(stored[1].0, other.number);
+    assert_eq!(stored[1].1, "disconnected");
+    // It hears its position first, not the contact number.
+    let expected: Vec<u8> =
+        holdline::media::prompts::PromptSet::embedded(holdline::media::prompts::Law::Pcmu)
+            .position(1, &holdline::media::prompts::WaitPhrase::NoAgents)
+            .concat();
+    let head = again.receive_rtp(50, std::time::Duration::from_secs(10));
+    let audio: Vec<u8> = head.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    assert_eq!(audio.len(), 50 * 160);
+    assert_eq!(
+        &audio[..],
+        &expected[..audio.len()],
+        "the position, not the number"
+    );
+}

@@ -437,6 +437,13 @@ pub fn header_value(msg: &str, name: &str) -> Option<String> {
 impl Caller {
     /// INVITE `service`, wait for the 200 OK (bounded), ACK it.
     pub fn call(g: &Gateway, service: &str, codec_pt: u8) -> Caller {
+        let n = CALLS.load(Ordering::Relaxed);
+        Self::call_as(g, service, codec_pt, &format!("+15550100{n}"))
+    }
+
+    /// The same, calling from the phone number `from_user` (the From user part). A 200 OK
+    /// without Call-Info leaves `number` and `call_info` empty.
+    pub fn call_as(g: &Gateway, service: &str, codec_pt: u8, from_user: &str) -> Caller {
         let sip = UdpSocket::bind((HOST, 0)).unwrap();
         let rtp = UdpSocket::bind((HOST, 0)).unwrap();
         sip.set_read_timeout(Some(Duration::from_millis(500)))
@@ -450,7 +457,7 @@ impl Caller {
             rtp.local_addr().unwrap().port()
         );
         let invite = format!(
-            "INVITE sip:{service}@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{n}inv\r\nFrom: \"Test\" <sip:+15550100{n}@{HOST}>;tag=t{n}\r\nTo: <sip:{service}@{gw}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:test@{local}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            "INVITE sip:{service}@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{n}inv\r\nFrom: \"Test\" <sip:{from_user}@{HOST}>;tag=t{n}\r\nTo: <sip:{service}@{gw}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:test@{local}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
             sdp.len(),
             gw = g.sip,
         );
@@ -475,9 +482,13 @@ impl Caller {
         };
         let to = header_value(&ok, "To").unwrap();
         let to_tag = to.split(";tag=").nth(1).unwrap().to_owned();
-        let call_info = header_value(&ok, "Call-Info").expect("Call-Info in the 200 OK");
-        let url = call_info.trim_start_matches('<').split('>').next().unwrap();
-        let number = url.rsplit('/').next().unwrap().to_owned();
+        let call_info = header_value(&ok, "Call-Info").unwrap_or_default();
+        let url = call_info
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or("");
+        let number = url.rsplit('/').next().unwrap_or("").to_owned();
         let answer_sdp = ok.split("\r\n\r\n").nth(1).unwrap().to_owned();
         let port: u16 = answer_sdp
             .lines()
