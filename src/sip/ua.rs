@@ -435,7 +435,6 @@ impl UserAgent {
         sdp: Bytes,
         extra_headers: Vec<(String, String)>,
     ) -> Result<(), UaError> {
-        let timers = self.config.timers;
         let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
         if c.state != CallState::Early {
             return Err(UaError::NotPending);
@@ -454,25 +453,44 @@ impl UserAgent {
         headers.extend(extra_headers);
         let response = self.build_response(txn_id, 200, "OK", headers, sdp.clone());
         let cseq = self.calls[&call.0].remote_cseq;
-        let until = now + timers.timeout();
+        if let Some(c) = self.calls.get_mut(&call.0) {
+            c.answer_sdp = Some(sdp);
+        }
+        self.send_2xx(now, call.0, txn_id, response, cseq, reliable);
+        Ok(())
+    }
+
+    /// Sends a 2xx to an INVITE (initial or re-INVITE) and keeps retransmitting it (T1
+    /// doubling to T2, unreliable transports only) until its ACK or 64*T1 (RFC 3261
+    /// §13.3.1.4; the transaction itself is in RFC 6026's Accepted state meanwhile).
+    fn send_2xx(
+        &mut self,
+        now: Instant,
+        call: u64,
+        txn_id: u64,
+        response: Vec<u8>,
+        cseq: u32,
+        reliable: bool,
+    ) {
+        let timers = self.config.timers;
         self.send_on_txn(txn_id, response.clone());
+        let until = now + timers.timeout();
         self.set_invite_state(txn_id, InviteServerState::Accepted { until });
         let retransmit = Retransmit::start(now, &timers);
-        let c = self.calls.get_mut(&call.0).expect("checked");
-        c.answer_sdp = Some(sdp);
-        c.state = CallState::AwaitingAck {
-            response,
-            cseq,
-            retransmit,
-            reliable,
-        };
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.state = CallState::AwaitingAck {
+                response,
+                cseq,
+                retransmit,
+                reliable,
+            };
+        }
         let next = if reliable {
             retransmit.give_up
         } else {
             retransmit.next
         };
-        self.arm(next, TimerRef::Call(call.0));
-        Ok(())
+        self.arm(next, TimerRef::Call(call));
     }
 
     /// Refuse a call that was never answered (404, 488, 503, 480...).
@@ -661,20 +679,12 @@ impl UserAgent {
         };
         let content_type = req.headers.get("Content-Type").map(str::to_owned);
         let body = req.body.clone();
-        let txn_id = self.id();
-        self.server_ids.insert(key.clone(), txn_id);
-        self.server.insert(
-            txn_id,
-            (
-                key,
-                ServerTxn {
-                    kind: ServerKind::Invite(InviteServerState::Proceeding),
-                    peer,
-                    request: req,
-                    last_response: None,
-                    call: Some(id),
-                },
-            ),
+        let txn_id = self.open_server_txn(
+            key,
+            ServerKind::Invite(InviteServerState::Proceeding),
+            peer,
+            req,
+            Some(id),
         );
         self.by_dialog.insert((call_id.clone(), local_tag), id);
         self.by_initial.insert(initial, id);
@@ -901,46 +911,19 @@ impl UserAgent {
             );
             return;
         }
-        let timers = self.config.timers;
         let sdp = self.calls[&id].answer_sdp.clone().unwrap_or_default();
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
-        let txn_id = self.id();
-        self.server_ids.insert(key.clone(), txn_id);
-        self.server.insert(
-            txn_id,
-            (
-                key,
-                ServerTxn {
-                    kind: ServerKind::Invite(InviteServerState::Proceeding),
-                    peer,
-                    request: req,
-                    last_response: None,
-                    call: Some(id),
-                },
-            ),
+        let txn_id = self.open_server_txn(
+            key,
+            ServerKind::Invite(InviteServerState::Proceeding),
+            peer,
+            req,
+            Some(id),
         );
         let mut headers = self.dialog_headers(&self.calls[&id]);
         headers.push(("Content-Type".into(), "application/sdp".into()));
         let response = self.build_response(txn_id, 200, "OK", headers, sdp);
-        self.send_on_txn(txn_id, response.clone());
-        let until = now + timers.timeout();
-        self.set_invite_state(txn_id, InviteServerState::Accepted { until });
-        let reliable = peer.transport.reliable();
-        let retransmit = Retransmit::start(now, &timers);
-        if let Some(c) = self.calls.get_mut(&id) {
-            c.state = CallState::AwaitingAck {
-                response,
-                cseq,
-                retransmit,
-                reliable,
-            };
-        }
-        let next = if reliable {
-            retransmit.give_up
-        } else {
-            retransmit.next
-        };
-        self.arm(next, TimerRef::Call(id));
+        self.send_2xx(now, id, txn_id, response, cseq, peer.transport.reliable());
     }
 
     fn handle_ack(&mut self, now: Instant, req: Request) {
@@ -1060,20 +1043,7 @@ impl UserAgent {
             response.headers.push(&n, &v);
         }
         let bytes = response.to_bytes();
-        self.server_ids.insert(key.clone(), id);
-        self.server.insert(
-            id,
-            (
-                key,
-                ServerTxn {
-                    kind,
-                    peer,
-                    request: req.clone(),
-                    last_response: None,
-                    call,
-                },
-            ),
-        );
+        self.insert_server_txn(id, key, kind, peer, req.clone(), call);
         if invite {
             self.send_on_txn(id, bytes);
             self.enter_completed(now, id);
@@ -1085,6 +1055,45 @@ impl UserAgent {
             };
             self.arm(until, TimerRef::Server(id));
         }
+    }
+
+    /// Registers a server transaction under its RFC 3261 key; returns its id.
+    fn open_server_txn(
+        &mut self,
+        key: TxnKey,
+        kind: ServerKind,
+        peer: Peer,
+        request: Request,
+        call: Option<u64>,
+    ) -> u64 {
+        let id = self.id();
+        self.insert_server_txn(id, key, kind, peer, request, call);
+        id
+    }
+
+    fn insert_server_txn(
+        &mut self,
+        id: u64,
+        key: TxnKey,
+        kind: ServerKind,
+        peer: Peer,
+        request: Request,
+        call: Option<u64>,
+    ) {
+        self.server_ids.insert(key.clone(), id);
+        self.server.insert(
+            id,
+            (
+                key,
+                ServerTxn {
+                    kind,
+                    peer,
+                    request,
+                    last_response: None,
+                    call,
+                },
+            ),
+        );
     }
 
     fn final_non_2xx(
