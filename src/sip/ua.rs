@@ -427,14 +427,9 @@ impl UserAgent {
         }
     }
 
-    /// Accept the call: 200 OK with the SDP answer, retransmitted until ACK.
-    pub fn answer(
-        &mut self,
-        now: Instant,
-        call: CallKey,
-        sdp: Bytes,
-        extra_headers: Vec<(String, String)>,
-    ) -> Result<(), UaError> {
+    /// The INVITE transaction of a call still waiting for its one final answer (answered or
+    /// rejected once; a CANCEL may have got there first).
+    fn pending_invite(&self, call: CallKey) -> Result<u64, UaError> {
         let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
         if c.state != CallState::Early {
             return Err(UaError::NotPending);
@@ -443,10 +438,28 @@ impl UserAgent {
             .server_ids
             .get(&c.invite_txn)
             .ok_or(UaError::NotPending)?;
-        let (_, txn) = self.server.get(&txn_id).ok_or(UaError::NotPending)?;
-        let ServerKind::Invite(InviteServerState::Proceeding) = txn.kind else {
-            return Err(UaError::NotPending);
-        };
+        match self.server.get(&txn_id) {
+            Some((
+                _,
+                ServerTxn {
+                    kind: ServerKind::Invite(InviteServerState::Proceeding),
+                    ..
+                },
+            )) => Ok(txn_id),
+            _ => Err(UaError::NotPending),
+        }
+    }
+
+    /// Accept the call: 200 OK with the SDP answer, retransmitted until ACK.
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        sdp: Bytes,
+        extra_headers: Vec<(String, String)>,
+    ) -> Result<(), UaError> {
+        let txn_id = self.pending_invite(call)?;
+        let c = &self.calls[&call.0];
         let reliable = c.peer.transport.reliable();
         let mut headers = self.dialog_headers(c);
         headers.push(("Content-Type".into(), "application/sdp".into()));
@@ -501,17 +514,8 @@ impl UserAgent {
         status: u16,
         headers: Vec<(String, String)>,
     ) -> Result<(), UaError> {
-        let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
-        if c.state != CallState::Early {
-            return Err(UaError::NotPending);
-        }
-        let txn_id = *self
-            .server_ids
-            .get(&c.invite_txn)
-            .ok_or(UaError::NotPending)?;
-        let mut all = vec![];
-        all.extend(headers);
-        self.final_non_2xx(now, txn_id, status, reason_phrase(status), all);
+        let txn_id = self.pending_invite(call)?;
+        self.final_non_2xx(now, txn_id, status, reason_phrase(status), headers);
         if let Some(c) = self.calls.get_mut(&call.0) {
             c.state = CallState::Closing;
         }
