@@ -954,6 +954,20 @@ fn options(row: &StoredContact, can_move: bool) -> Vec<ActionKind> {
     options
 }
 
+/// The fields an email and a web form share, checked and trimmed, errors named by field.
+fn check_message(
+    subject: &str,
+    message: &str,
+    reply_to: &str,
+) -> Result<(String, String, String), CommandError> {
+    let subject =
+        check_text(subject, "a subject", SUBJECT_MAX_CHARS).map_err(|m| invalid("subject", m))?;
+    let message =
+        check_text(message, "a message", MESSAGE_MAX_CHARS).map_err(|m| invalid("message", m))?;
+    let reply_to = check_email(reply_to).map_err(|m| invalid("reply_to", m))?;
+    Ok((subject, message, reply_to))
+}
+
 fn invalid(field: &str, message: impl Into<String>) -> CommandError {
     CommandError::Invalid {
         field: field.to_owned(),
@@ -1088,11 +1102,7 @@ impl Centre {
                 reply_to,
             } => {
                 self.require_no_substitute(&row)?;
-                let subject = check_text(&subject, "a subject", SUBJECT_MAX_CHARS)
-                    .map_err(|m| invalid("subject", m))?;
-                let message = check_text(&message, "a message", MESSAGE_MAX_CHARS)
-                    .map_err(|m| invalid("message", m))?;
-                let reply_to = check_email(&reply_to).map_err(|m| invalid("reply_to", m))?;
+                let (subject, message, reply_to) = check_message(&subject, &message, &reply_to)?;
                 let detail = format!(
                     "email left: subject {} characters, message {} characters",
                     subject.chars().count(),
@@ -1119,11 +1129,7 @@ impl Centre {
                 self.require_no_substitute(&row)?;
                 let name = check_text(&name, "your name", NAME_MAX_CHARS)
                     .map_err(|m| invalid("name", m))?;
-                let subject = check_text(&subject, "a subject", SUBJECT_MAX_CHARS)
-                    .map_err(|m| invalid("subject", m))?;
-                let message = check_text(&message, "a message", MESSAGE_MAX_CHARS)
-                    .map_err(|m| invalid("message", m))?;
-                let reply_to = check_email(&reply_to).map_err(|m| invalid("reply_to", m))?;
+                let (subject, message, reply_to) = check_message(&subject, &message, &reply_to)?;
                 let detail = format!(
                     "web form left: subject {} characters, message {} characters",
                     subject.chars().count(),
