@@ -74,6 +74,10 @@ speak no_agents "No agents are available at the moment."
 speak web_info "To see or change your place, visit our website and enter your contact number."
 speak goodbye "Goodbye."
 speak callback_goodbye "We will call you back. Goodbye."
+speak connecting_agent "Please hold. We are connecting you to an agent now."
+speak moving_call "We are moving your call now. Please hold."
+speak not_connected "We could not connect you. You keep your place in the queue."
+speak callback_connecting "This is a call-back. We are calling the customer now. Please hold."
 
 # Music on hold: a gentle I-vi-IV-V progression in C, four chords of 5 s (20 s in all).
 # Each chord fades in and out, so the loop point (end -> start) is silent on both sides and

@@ -173,6 +173,10 @@ clips!(
     "web_info",
     "goodbye",
     "callback_goodbye",
+    "connecting_agent",
+    "moving_call",
+    "not_connected",
+    "callback_connecting",
     "moh",
 );
 
@@ -415,6 +419,29 @@ impl PromptSet {
 
     pub fn callback_goodbye(&self) -> Vec<Bytes> {
         self.resolve(&[ClipRef::Clip("callback_goodbye")])
+    }
+
+    /// "Please hold. We are connecting you to an agent now." (before the REFER to an agent)
+    pub fn connecting_agent(&self) -> Vec<Bytes> {
+        self.resolve(&[ClipRef::Clip("connecting_agent")])
+    }
+
+    /// "We are moving your call now. Please hold." (before the REFER to another site)
+    pub fn moving_call(&self) -> Vec<Bytes> {
+        self.resolve(&[ClipRef::Clip("moving_call")])
+    }
+
+    /// "We could not connect you. You keep your place in the queue." (a failed offer or move)
+    pub fn not_connected(&self) -> Vec<Bytes> {
+        self.resolve(&[
+            ClipRef::Clip("not_connected"),
+            ClipRef::Silence(self.pauses.between_sentences_ms),
+        ])
+    }
+
+    /// What the agent hears while a call-back dials the customer.
+    pub fn callback_connecting(&self) -> Vec<Bytes> {
+        self.resolve(&[ClipRef::Clip("callback_connecting")])
     }
 
     /// The music-on-hold loop (the announcer's filler).
