@@ -460,10 +460,70 @@ impl Answer {
     }
 }
 
+/// Writes an SDP offer for one audio stream at `ip:port` with `formats` (law and payload
+/// type, in preference order) and optional RFC 4733 events. Used when the gateway calls
+/// out: with its own RTP address (an agent hears a prompt), or, in third-party call control
+/// (RFC 3725), with the address of the *other* party, so the two send media to each other.
+pub fn offer_sdp(
+    ip: IpAddr,
+    port: u16,
+    formats: &[(Law, u8)],
+    telephone_event_pt: Option<u8>,
+    session_id: u64,
+    version: u64,
+) -> String {
+    let addr_type = match ip {
+        IpAddr::V4(_) => "IP4",
+        IpAddr::V6(_) => "IP6",
+    };
+    let mut s = String::with_capacity(256);
+    let _ = write!(
+        s,
+        "v=0\r\no=holdline {session_id} {version} IN {addr_type} {ip}\r\n\
+         s=holdline\r\nc=IN {addr_type} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP"
+    );
+    for (_, pt) in formats {
+        let _ = write!(s, " {pt}");
+    }
+    if let Some(te) = telephone_event_pt {
+        let _ = write!(s, " {te}");
+    }
+    s.push_str("\r\n");
+    for (law, pt) in formats {
+        let _ = write!(s, "a=rtpmap:{pt} {}/8000\r\n", law.encoding_name());
+    }
+    if let Some(te) = telephone_event_pt {
+        let _ = write!(
+            s,
+            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-15\r\n"
+        );
+    }
+    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn our_offer_parses_and_negotiates() {
+        let sdp = offer_sdp(
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            40_000,
+            &[(Law::Pcmu, 0), (Law::Pcma, 8)],
+            Some(101),
+            7,
+            2,
+        );
+        let offer = Offer::parse(sdp.as_bytes()).unwrap();
+        let a = negotiate(&offer, &[Law::Pcma, Law::Pcmu]).unwrap();
+        assert_eq!((a.law, a.pt), (Law::Pcmu, 0), "the offer's order decides");
+        assert_eq!(a.telephone_event_pt, Some(101));
+        assert_eq!(a.remote, "192.0.2.1:40000".parse().unwrap());
+        assert!(sdp.starts_with("v=0\r\no=holdline 7 2 IN IP4 192.0.2.1\r\n"));
+    }
 
     /// SIPp's built-in uac scenario offer.
     const SIPP: &str = "v=0\r\n\
