@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,11 +18,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::centre::{
-    CentreError, CentreHandle, ContactId, ContactStatus, Effect, EndReason, Farewell, MediaType,
-    NewContact, QueueId, WaitEstimate,
+    AgentId, CentreError, CentreHandle, ContactId, ContactStatus, Effect, EndReason, Farewell,
+    MediaType, NewContact, QueueId, WaitEstimate,
 };
 use crate::config::Config;
-use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamSpec};
+use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamHandle, StreamSpec};
 use crate::media::ports::RtpPorts;
 use crate::media::prompts::{Law, PromptSet, WaitPhrase};
 use crate::media::sdp::{self, NegotiationError, Offer};
@@ -45,11 +45,56 @@ pub struct Deps {
     pub http_port: u16,
 }
 
+mod outbound;
+
 /// What a call task hears: its SIP events and the centre's effects for its contact.
 #[derive(Debug)]
 enum CallMsg {
     Sip(UaEvent),
     Centre(Effect),
+}
+
+/// Which task hears the SIP events of which call. Calls we place (to agents and through
+/// the trunk) are registered by the task that placed them; an event that arrives for a key
+/// not registered yet (the far end answered before the task got its key back) is kept
+/// until the registration, under the same lock, so nothing is lost or misrouted.
+#[derive(Default)]
+struct RouteTable {
+    by_key: HashMap<CallKey, mpsc::UnboundedSender<CallMsg>>,
+    early: HashMap<CallKey, Vec<UaEvent>>,
+}
+
+/// Shared by the router and the tasks that place calls.
+#[derive(Clone, Default)]
+pub(crate) struct Routes(Arc<Mutex<RouteTable>>);
+
+impl Routes {
+    /// Sends `key`'s events to `tx` from now on, first any that arrived before.
+    pub(crate) fn register(&self, key: CallKey, tx: &mpsc::UnboundedSender<CallMsg>) {
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for ev in t.early.remove(&key).unwrap_or_default() {
+            let _ = tx.send(CallMsg::Sip(ev));
+        }
+        t.by_key.insert(key, tx.clone());
+    }
+
+    fn deliver(&self, key: CallKey, ev: UaEvent) {
+        let ended = matches!(ev, UaEvent::Ended(_));
+        let mut t = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match t.by_key.get(&key) {
+            Some(tx) => {
+                let _ = tx.send(CallMsg::Sip(ev));
+            }
+            // Bounded: only keys of calls we placed a moment ago can be early, and each
+            // call's events are few; `Ended` clears them.
+            None if !ended => t.early.entry(key).or_default().push(ev),
+            None => {}
+        }
+        if ended {
+            t.by_key.remove(&key);
+            t.early.remove(&key);
+        }
+    }
 }
 
 /// Routes UA events and centre effects to per-call tasks until cancelled.
@@ -59,9 +104,9 @@ pub async fn run(
     token: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let mut calls: HashMap<CallKey, mpsc::UnboundedSender<CallMsg>> = HashMap::new();
+    let routes = Routes::default();
     // Effects name calls by their Call-ID (the contact's opaque call_ref).
-    let mut by_call_id: HashMap<String, CallKey> = HashMap::new();
+    let mut by_call_id: HashMap<String, mpsc::UnboundedSender<CallMsg>> = HashMap::new();
     let mut call_ids: HashMap<CallKey, String> = HashMap::new();
     let mut effects = deps.centre.subscribe_effects();
     let mut effects_open = true;
@@ -72,46 +117,64 @@ pub async fn run(
                 match ev {
                     UaEvent::Incoming(ic) => {
                         let (tx, rx) = mpsc::unbounded_channel();
-                        calls.insert(ic.key, tx);
-                        by_call_id.insert(ic.call_id.clone(), ic.key);
+                        routes.register(ic.key, &tx);
+                        by_call_id.insert(ic.call_id.clone(), tx.clone());
                         call_ids.insert(ic.key, ic.call_id.clone());
                         let span = tracing::info_span!("call", call_id = %ic.call_id);
-                        tracker.spawn(call_task(ic, rx, deps.clone(), token.clone()).instrument(span));
+                        let task = call_task(ic, tx, rx, deps.clone(), routes.clone(), token.clone());
+                        tracker.spawn(task.instrument(span));
+                    }
+                    UaEvent::Registered { user, contact, expires } => {
+                        tracing::info!(agent = %user, contact = ?contact, expires, "agent phone registration");
                     }
                     other => {
-                        let key = match &other {
-                            UaEvent::Cancelled(k)
-                            | UaEvent::Confirmed(k)
-                            | UaEvent::AckTimeout(k)
-                            | UaEvent::RemoteBye(k)
-                            | UaEvent::Ended(k) => *k,
-                            UaEvent::Info { call, .. }
-                            | UaEvent::ReferFailed { call, .. }
-                            | UaEvent::ReferProgress { call, .. } => *call,
-                            UaEvent::ReferAccepted(k) => *k,
-                            UaEvent::Incoming(_) => unreachable!("matched above"),
-                        };
-                        let ended = matches!(other, UaEvent::Ended(_));
-                        if let Some(tx) = calls.get(&key) {
-                            let _ = tx.send(CallMsg::Sip(other));
+                        let Some(key) = event_call(&other) else { continue };
+                        if matches!(other, UaEvent::Ended(_))
+                            && let Some(call_id) = call_ids.remove(&key)
+                        {
+                            by_call_id.remove(&call_id);
                         }
-                        if ended {
-                            calls.remove(&key);
-                            if let Some(call_id) = call_ids.remove(&key) {
-                                by_call_id.remove(&call_id);
-                            }
-                        }
+                        routes.deliver(key, other);
                     }
                 }
             }
             effect = effects.recv(), if effects_open => match effect {
                 Ok(effect) => {
                     let call_ref = match &effect {
-                        Effect::EndCall { call_ref, .. } | Effect::Reannounce { call_ref } => call_ref,
-                        Effect::Offer { .. } => continue,
+                        Effect::EndCall { call_ref, .. }
+                        | Effect::Reannounce { call_ref }
+                        | Effect::Transfer { call_ref, .. } => call_ref.clone(),
+                        Effect::Offer { call_ref: Some(call_ref), .. } => call_ref.clone(),
+                        Effect::Offer { agent, contact, call_ref: None, callback_number: Some(number), attempt, target, .. } => {
+                            if deps.config.callback.trunk.is_empty() {
+                                // Not dialled by us: the centre gave it to the agent's console.
+                                continue;
+                            }
+                            let task = outbound::callback(
+                                deps.clone(),
+                                routes.clone(),
+                                outbound::CallbackOffer {
+                                    agent: agent.clone(),
+                                    contact: contact.clone(),
+                                    number: number.clone(),
+                                    attempt: *attempt,
+                                    reach: target.clone(),
+                                },
+                                token.clone(),
+                            );
+                            let span = tracing::info_span!("callback", agent = %agent, attempt = *attempt);
+                            tracker.spawn(task.instrument(span));
+                            continue;
+                        }
+                        // Emails and web forms: the centre hands them to the agent's console.
+                        Effect::Offer { call_ref: None, .. } => continue,
                     };
-                    if let Some(tx) = by_call_id.get(call_ref).and_then(|k| calls.get(k)) {
+                    if let Some(tx) = by_call_id.get(&call_ref) {
                         let _ = tx.send(CallMsg::Centre(effect));
+                    } else if let Effect::Offer { agent, .. } = effect {
+                        // The call went away between the offer and now; its end frees the
+                        // agent in the centre, but say so in case the end was not recorded.
+                        tracing::info!(agent = %agent, "offered call is gone");
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
@@ -124,6 +187,28 @@ pub async fn run(
     }
 }
 
+/// The call an event is about (`None` for events about no call).
+fn event_call(ev: &UaEvent) -> Option<CallKey> {
+    Some(match ev {
+        UaEvent::Incoming(ic) => ic.key,
+        UaEvent::Cancelled(k)
+        | UaEvent::Confirmed(k)
+        | UaEvent::AckTimeout(k)
+        | UaEvent::RemoteBye(k)
+        | UaEvent::Ended(k)
+        | UaEvent::ReferAccepted(k) => *k,
+        UaEvent::Info { call, .. }
+        | UaEvent::ReferFailed { call, .. }
+        | UaEvent::ReferProgress { call, .. }
+        | UaEvent::Progress { call, .. }
+        | UaEvent::Answered { call, .. }
+        | UaEvent::OutgoingFailed { call, .. }
+        | UaEvent::ReinviteAnswered { call, .. }
+        | UaEvent::ReinviteFailed { call, .. } => *call,
+        UaEvent::Registered { .. } => return None,
+    })
+}
+
 /// How a call left us, for the contact.
 enum Outcome {
     /// The caller went away (BYE, CANCEL, no ACK): the contact is abandoned.
@@ -133,12 +218,69 @@ enum Outcome {
     /// The centre replaced the call by a call-back, email or form: we hang up, the
     /// contact goes on.
     Substituted,
+    /// The caller was transferred (REFER) to an agent or another site: we hang up; the
+    /// centre already knows (offer answered / transfer done).
+    HandedOff,
+    /// The call was bridged to an agent by third-party call control and has ended; the
+    /// contact was handled (the bridge told the centre).
+    Bridged,
+}
+
+/// Where a hand-off sends the caller.
+enum HandoffTo {
+    /// An agent the centre offered this contact to.
+    Agent(AgentId),
+    /// A remote queue (another site) the caller chose on the web page.
+    Site,
+}
+
+/// A REFER of this call in progress (RFC 3515 with the NOTIFY sipfrag progress).
+struct Handoff {
+    to: HandoffTo,
+    /// From the configuration (the agent's URI or REGISTER binding, or the remote queue's
+    /// URI): never an address taken from a request.
+    uri: String,
+    /// The REFER is sent once the "connecting" prompt has played, or at `refer_by`.
+    referred: bool,
+    refer_by: tokio::time::Instant,
+    /// No final result by then counts as "no answer".
+    deadline: tokio::time::Instant,
+}
+
+impl Handoff {
+    fn new(to: HandoffTo, uri: String, ring: Duration) -> Handoff {
+        let now = tokio::time::Instant::now();
+        Handoff {
+            to,
+            uri,
+            referred: false,
+            refer_by: now + Duration::from_secs(8),
+            deadline: now + Duration::from_secs(8) + ring,
+        }
+    }
+
+    fn due(&self) -> tokio::time::Instant {
+        if self.referred {
+            self.deadline
+        } else {
+            self.refer_by
+        }
+    }
+}
+
+/// REFER answered this way means the caller's equipment does not do transfers at all
+/// (method not allowed / not implemented / extension not supported): a different path
+/// (bridging) is taken instead of counting it against the agent.
+fn refuses_refer(status: u16) -> bool {
+    matches!(status, 405 | 420 | 501)
 }
 
 async fn call_task(
     ic: IncomingCall,
+    tx: mpsc::UnboundedSender<CallMsg>,
     mut rx: mpsc::UnboundedReceiver<CallMsg>,
     deps: Deps,
+    routes: Routes,
     token: CancellationToken,
 ) {
     let key = ic.key;
@@ -339,6 +481,9 @@ async fn call_task(
     // Set once the centre replaced this call by a call-back/email/form: the deadline for
     // the farewell prompt, after which the call is ended regardless.
     let mut farewell: Option<tokio::time::Instant> = None;
+    // A REFER to an agent or another site in progress.
+    let mut handoff: Option<Handoff> = None;
+    let ring = Duration::from_secs(deps.config.agent_settings.ring_secs);
     let outcome = loop {
         let farewell_due = async {
             match farewell {
@@ -352,29 +497,94 @@ async fn call_task(
                 None => std::future::pending().await,
             }
         };
+        let handoff_due = async {
+            match handoff.as_ref().map(Handoff::due) {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(CallMsg::Sip(UaEvent::Info { content_type, body, .. })) => {
-                    if info_is_star(&content_type, &body) && farewell.is_none() {
+                    if info_is_star(&content_type, &body) && farewell.is_none() && handoff.is_none() {
                         next_update = None;
                         match (rejoined, deps.centre.status(id.clone()).await) {
-                        (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
-                        _ => stream.replace(spoken_key(&status)),
-                    }
+                            (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
+                            _ => stream.replace(spoken_key(&status)),
+                        }
                     }
                 }
-                Some(CallMsg::Sip(UaEvent::Confirmed(_))) | Some(CallMsg::Sip(UaEvent::Incoming(_))) => {}
-                // REFER to an agent arrives with the agent console; nothing refers yet.
                 Some(CallMsg::Sip(
-                    UaEvent::ReferAccepted(_)
-                    | UaEvent::ReferFailed { .. }
-                    | UaEvent::ReferProgress { .. },
+                    UaEvent::Confirmed(_)
+                    | UaEvent::Incoming(_)
+                    | UaEvent::ReferAccepted(_)
+                    | UaEvent::Progress { .. }
+                    | UaEvent::Answered { .. }
+                    | UaEvent::OutgoingFailed { .. }
+                    | UaEvent::ReinviteAnswered { .. }
+                    | UaEvent::ReinviteFailed { .. }
+                    | UaEvent::Registered { .. },
                 )) => {}
-                // A hang-up during the farewell is fine: the substitute goes on.
+                Some(CallMsg::Sip(UaEvent::ReferFailed { status: code, .. })) => {
+                    let Some(h) = handoff.take() else { continue };
+                    match h.to {
+                        HandoffTo::Agent(agent) if refuses_refer(code) => {
+                            // The caller's phone cannot be transferred: keep the call and
+                            // join it to the agent by third-party call control instead.
+                            tracing::info!(status = code, "caller refuses REFER: bridging to the agent");
+                            stream.set_remote(UNSPECIFIED);
+                            match outbound::bridge_caller(
+                                &deps, &routes, &tx, &mut rx, key, &answer, &agent, &h.uri, &token,
+                            )
+                            .await
+                            {
+                                outbound::Bridge::Ended => break Outcome::Bridged,
+                                outbound::Bridge::CallerLeft => break Outcome::CallerLeft,
+                                outbound::Bridge::Shutdown => break Outcome::Shutdown,
+                                outbound::Bridge::NotConnected(why) => {
+                                    stream.set_remote(answer.remote);
+                                    let _ = deps.centre.offer_failed(agent, why).await;
+                                    not_connected(&deps, &id, &stream, &prompts).await;
+                                    next_update = None;
+                                }
+                            }
+                        }
+                        to => {
+                            handoff_failed(&deps, &id, to, format!("transfer refused ({code})")).await;
+                            not_connected(&deps, &id, &stream, &prompts).await;
+                            next_update = None;
+                        }
+                    }
+                }
+                Some(CallMsg::Sip(UaEvent::ReferProgress { status: code, done, .. })) => {
+                    if (200..300).contains(&code) {
+                        match handoff.take() {
+                            Some(h) => {
+                                handoff_done(&deps, &id, h.to).await;
+                                break Outcome::HandedOff;
+                            }
+                            None => {
+                                // Success after we gave up (the agent answered late): the
+                                // caller is with them now, whatever the centre thought.
+                                tracing::warn!(status = code, "transfer succeeded after it was given up");
+                            }
+                        }
+                    } else if (code >= 300 || done) && let Some(h) = handoff.take() {
+                        let why = match code {
+                            408 | 480 | 487 => "no answer".to_owned(),
+                            486 | 600 => "busy".to_owned(),
+                            _ => format!("transfer failed ({code})"),
+                        };
+                        handoff_failed(&deps, &id, h.to, why).await;
+                        not_connected(&deps, &id, &stream, &prompts).await;
+                        next_update = None;
+                    }
+                }
                 Some(CallMsg::Sip(_)) | None if farewell.is_some() => break Outcome::Substituted,
                 Some(CallMsg::Sip(_)) | None => break Outcome::CallerLeft,
                 Some(CallMsg::Centre(Effect::Reannounce { .. })) => {
                     if farewell.is_none()
+                        && handoff.is_none()
                         && let Some(st) = deps.centre.status(id.clone()).await
                     {
                         next_update = None;
@@ -391,12 +601,50 @@ async fn call_task(
                     });
                     farewell = Some(tokio::time::Instant::now() + Duration::from_secs(10));
                 }
-                // Offers are not sent to calls (filtered above); agents come later.
-                Some(CallMsg::Centre(Effect::Offer { .. })) => {}
+                Some(CallMsg::Centre(Effect::Offer { agent, target, .. })) => {
+                    if farewell.is_some() || handoff.is_some() {
+                        let _ = deps.centre.offer_failed(agent, "the call is already being handed over".into()).await;
+                        continue;
+                    }
+                    match outbound::agent_uri(&deps, &agent, &target).await {
+                        Some(uri) => {
+                            tracing::info!(agent = %agent, "offering the call to an agent");
+                            next_update = None;
+                            stream.replace(prompts.connecting_agent());
+                            handoff = Some(Handoff::new(HandoffTo::Agent(agent), uri, ring));
+                        }
+                        None => {
+                            tracing::info!(agent = %agent, "agent phone not registered");
+                            let _ = deps.centre.offer_failed(agent, "phone not registered".into()).await;
+                        }
+                    }
+                }
+                Some(CallMsg::Centre(Effect::Transfer { target, .. })) => {
+                    if farewell.is_some() || handoff.is_some() {
+                        let _ = deps.centre.transfer_result(id.clone(), false, "the call is already being handed over".into()).await;
+                        continue;
+                    }
+                    tracing::info!("moving the call to another site");
+                    next_update = None;
+                    stream.replace(prompts.moving_call());
+                    handoff = Some(Handoff::new(HandoffTo::Site, target, ring));
+                }
             },
             _ = farewell_due => break Outcome::Substituted,
+            _ = handoff_due => {
+                let referred = handoff.as_ref().is_some_and(|h| h.referred);
+                if referred {
+                    if let Some(h) = handoff.take() {
+                        handoff_failed(&deps, &id, h.to, "no answer".into()).await;
+                        not_connected(&deps, &id, &stream, &prompts).await;
+                        next_update = None;
+                    }
+                } else if let Some(h) = handoff.take() {
+                    handoff = send_refer(&deps, &id, key, h, &stream, &prompts).await;
+                }
+            }
             me = media_events.recv(), if media_open => match me {
-                Some(MediaEvent::Dtmf('*')) if farewell.is_none() => {
+                Some(MediaEvent::Dtmf('*')) if farewell.is_none() && handoff.is_none() => {
                     next_update = None;
                     match (rejoined, deps.centre.status(id.clone()).await) {
                         (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
@@ -404,9 +652,14 @@ async fn call_task(
                     }
                 }
                 Some(MediaEvent::SpeechDone) if farewell.is_some() => break Outcome::Substituted,
-                Some(MediaEvent::SpeechDone) => {
-                    next_update = Some(tokio::time::Instant::now() + every);
-                }
+                Some(MediaEvent::SpeechDone) => match handoff.take() {
+                    // The "connecting" prompt has played: now the REFER.
+                    Some(h) if !h.referred => {
+                        handoff = send_refer(&deps, &id, key, h, &stream, &prompts).await;
+                    }
+                    Some(h) => handoff = Some(h),
+                    None => next_update = Some(tokio::time::Instant::now() + every),
+                },
                 Some(_) => {}
                 None => media_open = false,
             },
@@ -416,7 +669,7 @@ async fn call_task(
                     Some(st) if st.position.is_some() => {
                         stream.enqueue(prompts.position(st.position.unwrap_or(1), &wait_phrase(&st)));
                     }
-                    // No longer waiting (e.g. ended elsewhere): keep the music going.
+                    // No longer waiting (e.g. offered or ended elsewhere): keep the music going.
                     _ => next_update = Some(tokio::time::Instant::now() + every),
                 }
             }
@@ -426,10 +679,14 @@ async fn call_task(
     stream.stop().await;
     match outcome {
         Outcome::CallerLeft => {
+            if let Some(h) = handoff.take() {
+                // Hung up while being connected: neither the agent nor the site got them.
+                handoff_failed(&deps, &id, h.to, "the caller hung up".into()).await;
+            }
             end_contact(&deps, &id).await;
             deps.sip.hangup(key).await; // no-op if the dialog is already gone
         }
-        Outcome::Substituted => {
+        Outcome::Substituted | Outcome::HandedOff | Outcome::Bridged => {
             deps.sip.hangup(key).await;
         }
         Outcome::Shutdown => {
@@ -439,6 +696,68 @@ async fn call_task(
         }
     }
     wait_ended(&mut rx).await;
+}
+
+/// Pauses an announcement stream (an unspecified remote sends nothing).
+const UNSPECIFIED: std::net::SocketAddr =
+    std::net::SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// Sends the REFER of `h`; `None` (and the failure told to the centre) if it cannot go.
+async fn send_refer(
+    deps: &Deps,
+    id: &ContactId,
+    key: CallKey,
+    mut h: Handoff,
+    stream: &StreamHandle,
+    prompts: &PromptSet,
+) -> Option<Handoff> {
+    match deps.sip.refer(key, h.uri.clone()).await {
+        Ok(()) => {
+            h.referred = true;
+            h.deadline = tokio::time::Instant::now() + Duration::from_secs(deps.config.agent_settings.ring_secs) + Duration::from_secs(5);
+            Some(h)
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "REFER could not be sent");
+            handoff_failed(deps, id, h.to, format!("transfer not possible: {e}")).await;
+            not_connected(deps, id, stream, prompts).await;
+            None
+        }
+    }
+}
+
+/// Tells the centre a hand-off succeeded: the agent answered, or the other site took the call.
+async fn handoff_done(deps: &Deps, id: &ContactId, to: HandoffTo) {
+    let r = match to {
+        HandoffTo::Agent(agent) => deps.centre.offer_answered(agent).await.map_err(|e| e.to_string()),
+        HandoffTo::Site => deps.centre.transfer_result(id.clone(), true, String::new()).await.map_err(|e| e.to_string()),
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, contact = %id.redacted(), "hand-off result not recorded");
+    }
+}
+
+/// Tells the centre a hand-off failed: the contact goes back to its place.
+async fn handoff_failed(deps: &Deps, id: &ContactId, to: HandoffTo, why: String) {
+    tracing::info!(%why, contact = %id.redacted(), "hand-off failed");
+    let r = match to {
+        HandoffTo::Agent(agent) => deps.centre.offer_failed(agent, why).await.map_err(|e| e.to_string()),
+        HandoffTo::Site => deps.centre.transfer_result(id.clone(), false, why).await.map_err(|e| e.to_string()),
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, contact = %id.redacted(), "hand-off failure not recorded");
+    }
+}
+
+/// "We could not connect you. You keep your place in the queue." and the place.
+async fn not_connected(deps: &Deps, id: &ContactId, stream: &StreamHandle, prompts: &PromptSet) {
+    let mut clips = prompts.not_connected();
+    if let Some(st) = deps.centre.status(id.clone()).await
+        && let Some(position) = st.position
+    {
+        clips.extend(prompts.position(position, &wait_phrase(&st)));
+    }
+    stream.replace(clips);
 }
 
 async fn end_contact(deps: &Deps, id: &ContactId) {

@@ -317,6 +317,43 @@ pub fn sipp_spawn(
     }
 }
 
+/// Starts one SIPp scenario as a UAS (an agent's phone, another site, the outbound trunk)
+/// listening on `port` for `calls` calls, in the background; bounded like [`sipp_spawn`].
+pub fn sipp_uas(scenario: &str, port: u16, calls: u32, timeout: Duration) -> SippChild {
+    let dir = scratch_dir(&format!("sipp-{scenario}"));
+    let path = repo().join("sip-scenarios").join(format!("{scenario}.xml"));
+    assert!(path.exists(), "no scenario {}", path.display());
+    let mut cmd = Command::new(sipp_bin());
+    cmd.current_dir(&dir)
+        .arg("-sf")
+        .arg(&path)
+        .arg("-i")
+        .arg(HOST)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-mp")
+        .arg(free_media_port().to_string())
+        .arg("-m")
+        .arg(calls.to_string())
+        .arg("-nostdin")
+        .arg("-timeout")
+        .arg(format!("{}s", timeout.as_secs()))
+        .arg("-timeout_error")
+        .arg("-trace_err")
+        .arg("-trace_msg")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start sipp");
+    let output = drain(&mut child);
+    SippChild {
+        child: Some(child),
+        output: Some(output),
+        dir,
+        timeout,
+    }
+}
+
 impl SippChild {
     /// Waits for SIPp to end by itself (bounded: killed past its own timeout + 15 s).
     pub fn wait(mut self) -> SippRun {
@@ -522,6 +559,45 @@ impl Caller {
             id = self.call_id.len(),
         );
         self.sip.send_to(msg.as_bytes(), self.gateway).unwrap();
+    }
+
+    /// Sends an in-dialog `method` with `headers` and returns the final status (bounded).
+    pub fn request(&mut self, method: &str, headers: &[(&str, &str)]) -> u16 {
+        self.cseq += 1;
+        let cseq = self.cseq;
+        let local = self.sip.local_addr().unwrap();
+        let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+        let msg = format!(
+            "{method} sip:support@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreq{cseq}{id}\r\nFrom: \"Test\" <sip:test@{HOST}>;tag=t{id}\r\nTo: <sip:support@{gw}>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:test@{local}>\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
+            gw = self.gateway,
+            tag = self.to_tag,
+            call_id = self.call_id,
+            id = self.call_id.len(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        self.sip.send_to(msg.as_bytes(), self.gateway).unwrap();
+        while Instant::now() < deadline {
+            let mut buf = [0u8; 8192];
+            match self.sip.recv_from(&mut buf) {
+                Ok((len, _)) => {
+                    let text = String::from_utf8_lossy(&buf[..len]).to_string();
+                    let status: u16 = text
+                        .strip_prefix("SIP/2.0 ")
+                        .and_then(|r| r.get(..3))
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(0);
+                    let same = header_value(&text, "CSeq")
+                        .is_some_and(|c| c == format!("{cseq} {method}"));
+                    if status >= 200 && same {
+                        return status;
+                    }
+                }
+                Err(_) => {
+                    self.sip.send_to(msg.as_bytes(), self.gateway).unwrap();
+                }
+            }
+        }
+        panic!("{method} not answered");
     }
 
     /// BYE and wait for its 200 (bounded).

@@ -1,0 +1,547 @@
+//! Agents take contacts, end to end against the real binary with real SIP peers (SIPp):
+//! a held caller is REFERred to a ready agent's phone; a failed or unanswered transfer puts
+//! the contact back at the head and the agent not ready; a move to another site REFERs to
+//! that site's configured URI; a call-back is dialled out (agent first, then the customer
+//! through the trunk) with its attempts on the caller's page; and no REFER or call-back
+//! ever goes to an address taken from a request.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use common::{Caller, Gateway, Http, HttpResponse, free_port, sipp_spawn, sipp_uas};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A complete configuration: two local queues, `extra` (agents, remote queues) appended,
+/// call-backs through `trunk` (empty: not dialled), short timers so tests stay quick.
+fn config(trunk: &str, extra: &str) -> String {
+    format!(
+        r#"
+[sip]
+listen = "127.0.0.1:5060"
+public_host = ""
+answer_delay_ms = 0
+
+[http]
+listen = "127.0.0.1:8080"
+public_url = ""
+
+[data]
+dir = "./holdline-data"
+keep_place_secs = 900
+id_retention_secs = 2592000
+
+[media]
+prompt_dir = ""
+rtp_port_min = 20000
+rtp_port_max = 39999
+codecs = ["PCMU", "PCMA"]
+
+[limits]
+max_calls = 100
+max_contacts = 100
+retry_after_secs = 30
+drain_secs = 1
+
+[agents]
+wrap_up_secs = 2
+ring_secs = 3
+realm = "holdline"
+
+[callback]
+allowed_prefixes = []
+blocked_prefixes = ["+1900"]
+min_digits = 6
+max_digits = 15
+trunk = "{trunk}"
+attempts = 2
+retry_secs = 3
+ring_secs = 5
+caller_id = "centre"
+
+[log]
+queue_log = "queue_log"
+
+[[queue]]
+id = "support"
+name = "Support"
+skillset = "Support — English"
+numbers = ["support", "100"]
+default_handle_secs = 300
+announce_every_secs = 30
+
+[[queue]]
+id = "sales"
+name = "Sales"
+skillset = "Sales — English"
+numbers = ["sales", "200"]
+default_handle_secs = 240
+announce_every_secs = 30
+{extra}
+"#
+    )
+}
+
+fn agent_at(id: &str, name: &str, port: u16) -> String {
+    format!(
+        r#"
+[[agent]]
+id = "{id}"
+name = "{name}"
+password = "{PASSWORD}"
+skills = {{ support = 5, sales = 5 }}
+uri = "sip:{id}@127.0.0.1:{port}"
+"#
+    )
+}
+
+fn base64(input: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = input.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &x)| n | (u32::from(x) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One agent's API calls, authenticated with HTTP Basic (no cookie, no CSRF).
+struct Agent {
+    http: Http,
+    auth: String,
+}
+
+impl Agent {
+    fn new(g: &Gateway, id: &str) -> Agent {
+        Agent {
+            http: Http::new(g),
+            auth: format!("Basic {}", base64(&format!("{id}:{PASSWORD}"))),
+        }
+    }
+
+    fn me(&mut self) -> Value {
+        let r = self
+            .http
+            .send("GET", "/api/agent/me", &[("Authorization", &self.auth)], None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
+    fn post(&mut self, path: &str, body: Value) -> HttpResponse {
+        let text = body.to_string();
+        let auth = self.auth.clone();
+        self.http.send(
+            "POST",
+            path,
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            Some(&text),
+        )
+    }
+
+    fn state(&mut self, state: &str) {
+        let r = self.post("/api/agent/state", json!({ "state": state }));
+        assert!(r.status == 200 || r.status == 204, "{state}: {} {}", r.status, r.body);
+    }
+
+    /// Logs in and goes ready.
+    fn ready(&mut self) {
+        self.state("logged_in");
+        self.state("ready");
+    }
+
+    /// Polls until `pred` holds for `/api/agent/me` (bounded).
+    fn wait_for(&mut self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let me = self.me();
+            if pred(&me) {
+                return me;
+            }
+            assert!(Instant::now() < deadline, "agent never {what}: {me}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn state_name(me: &Value) -> &str {
+    me["state"]["state"].as_str().or(me["state"].as_str()).unwrap_or("")
+}
+
+/// Contact numbers in admission order, once `n` are committed (bounded wait).
+fn contacts(g: &Gateway, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ids: Vec<String> = {
+            let db = g.db();
+            let mut st = db.prepare("SELECT id FROM contacts ORDER BY seq").unwrap();
+            st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        };
+        if ids.len() >= n {
+            return ids;
+        }
+        assert!(Instant::now() < deadline, "only {} contacts", ids.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn contact(http: &mut Http, number: &str) -> Value {
+    let r = http.get(&format!("/api/contacts/{number}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+/// Polls the contact's JSON until `pred` holds (bounded).
+fn wait_contact(http: &mut Http, number: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = contact(http, number);
+        if pred(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "contact never {what}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn end_reason(g: &Gateway, number: &str) -> Option<String> {
+    g.db()
+        .query_row(
+            "SELECT end_reason FROM contacts WHERE id = ?1",
+            [number],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .unwrap()
+}
+
+fn wait_end_reason(g: &Gateway, number: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(r) = end_reason(g, number) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "contact never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn queue_log(g: &Gateway) -> String {
+    std::fs::read_to_string(g.data.join("queue_log")).unwrap_or_default()
+}
+
+/// The queue_log events (5th field) of one call, in order.
+fn log_events(g: &Gateway, callid: &str) -> Vec<String> {
+    queue_log(g)
+        .lines()
+        .filter(|l| l.split('|').nth(1) == Some(callid))
+        .filter_map(|l| l.split('|').nth(4).map(str::to_owned))
+        .collect()
+}
+
+fn call_ref(g: &Gateway, number: &str) -> String {
+    g.db()
+        .query_row("SELECT call_ref FROM contacts WHERE id = ?1", [number], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_held_call_reaches_a_ready_agent_through_refer() {
+    let agent_port = free_port();
+    let mut g = Gateway::start_with(
+        "agents-refer",
+        Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
+    );
+    let phone = sipp_uas("agent-phone-answers", agent_port, 1, Duration::from_secs(60));
+    let caller = sipp_spawn(&g, "caller-accepts-refer", "support", &[], Duration::from_secs(60));
+    let number = contacts(&g, 1).remove(0);
+    let mut http = Http::new(&g);
+    let mut ada = Agent::new(&g, "ada");
+    ada.ready();
+
+    let run = caller.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let run = phone.wait();
+    assert!(run.ok, "agent phone: {}", run.output);
+
+    let v = wait_contact(&mut http, &number, "connected", |v| v["connected"] == true);
+    assert_eq!(v["agent"]["name"], "Ada Lovelace", "{v}");
+    let me = ada.wait_for("busy", Duration::from_secs(5), |me| state_name(me) == "busy");
+    assert_eq!(me["contact"]["id"], number.as_str(), "{me}");
+    let r = ada.post("/api/agent/done", json!({}));
+    assert!(r.status == 200 || r.status == 204, "{} {}", r.status, r.body);
+    assert_eq!(wait_end_reason(&g, &number), "completed");
+    ada.wait_for("in wrap-up", Duration::from_secs(5), |me| state_name(me) == "wrap_up");
+    ada.wait_for("ready after wrap-up", Duration::from_secs(10), |me| state_name(me) == "ready");
+
+    let events = log_events(&g, &call_ref(&g, &number));
+    for e in ["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"] {
+        assert!(events.iter().any(|x| x == e), "{e} missing: {events:?}\n{}", queue_log(&g));
+    }
+    let log = queue_log(&g);
+    assert!(log.lines().any(|l| l.contains("|ada|AGENTLOGIN")), "{log}");
+    g.terminate();
+}
+
+#[test]
+fn a_failed_transfer_puts_the_contact_back_at_the_head_and_the_agent_not_ready() {
+    let agent_port = free_port();
+    let mut g = Gateway::start_with(
+        "agents-refer-fails",
+        Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
+    );
+    let first = sipp_spawn(&g, "caller-refer-fails", "support", &[], Duration::from_secs(60));
+    let first_number = contacts(&g, 1).remove(0);
+    let mut second = Caller::call(&g, "support", 0);
+    let mut http = Http::new(&g);
+    assert_eq!(contact(&mut http, &second.number)["position"], 2);
+
+    let mut ada = Agent::new(&g, "ada");
+    ada.ready();
+    let me = ada.wait_for("not ready", Duration::from_secs(20), |me| state_name(me) == "not_ready");
+    assert!(me.to_string().contains("no answer"), "reason: {me}");
+    let v = wait_contact(&mut http, &first_number, "back in line", |v| v["position"] == 1);
+    assert!(v["agent"].is_null(), "{v}");
+    assert_eq!(contact(&mut http, &second.number)["position"], 2);
+
+    let run = first.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    assert_eq!(wait_end_reason(&g, &first_number), "abandoned");
+    let events = log_events(&g, &call_ref(&g, &first_number));
+    assert!(events.iter().any(|e| e == "RINGNOANSWER"), "{events:?}");
+    second.hang_up();
+    g.terminate();
+}
+
+#[test]
+fn an_agent_who_does_not_answer_goes_not_ready() {
+    let agent_port = free_port();
+    let mut g = Gateway::start_with(
+        "agents-no-answer",
+        Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
+    );
+    let phone = sipp_uas("agent-phone-rings", agent_port, 1, Duration::from_secs(60));
+    let caller = sipp_spawn(&g, "caller-refer-agent-rings", "support", &[], Duration::from_secs(60));
+    let number = contacts(&g, 1).remove(0);
+    let mut http = Http::new(&g);
+    let mut ada = Agent::new(&g, "ada");
+    ada.ready();
+    // Offered (the page says who they are being connected to) ...
+    let v = wait_contact(&mut http, &number, "offered", |v| !v["agent"].is_null());
+    assert_eq!(v["agent"]["name"], "Ada Lovelace");
+    // ... and after the ring time (3 s) back in line, the agent not ready.
+    let me = ada.wait_for("not ready", Duration::from_secs(15), |me| state_name(me) == "not_ready");
+    assert!(me.to_string().contains("no answer"), "{me}");
+    let v = wait_contact(&mut http, &number, "back in line", |v| v["position"] == 1);
+    assert!(v["agent"].is_null(), "{v}");
+
+    let run = caller.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let run = phone.wait();
+    assert!(run.ok, "agent phone: {}", run.output);
+    g.terminate();
+}
+
+#[test]
+fn a_move_to_a_remote_queue_refers_the_caller_to_its_configured_uri() {
+    let site_port = free_port();
+    let remote = format!(
+        r#"
+[[queue]]
+id = "paris"
+name = "Paris office"
+skillset = "Support — French"
+uri = "sip:support@127.0.0.1:{site_port}"
+"#
+    );
+    let mut g = Gateway::start_with("agents-remote", Some(&config("", &remote)));
+    let site = sipp_uas("agent-phone-answers", site_port, 1, Duration::from_secs(60));
+    let caller = sipp_spawn(&g, "caller-accepts-refer", "support", &[], Duration::from_secs(60));
+    let number = contacts(&g, 1).remove(0);
+    let mut http = Http::new(&g);
+    let v = contact(&mut http, &number);
+    let paris = v["move_targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["queue"] == "paris")
+        .unwrap_or_else(|| panic!("paris offered as a move target: {v}"))
+        .clone();
+    assert_eq!(paris["remote"], true, "{paris}");
+    let csrf = v["csrf"].as_str().unwrap().to_owned();
+    let r = http.post_json(
+        &format!("/api/contacts/{number}/actions"),
+        &csrf,
+        &json!({"command_id": "mv-paris", "action": "move_queue", "to": "paris", "version": v["version"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let run = caller.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let run = site.wait();
+    assert!(run.ok, "remote site: {}", run.output);
+    assert_eq!(wait_end_reason(&g, &number), "transferred");
+    let events = log_events(&g, &call_ref(&g, &number));
+    assert!(events.iter().any(|e| e == "TRANSFER"), "{events:?}");
+    g.terminate();
+}
+
+#[test]
+fn a_call_back_is_dialled_out_retried_and_connected() {
+    let agent_port = free_port();
+    let trunk_port = free_port();
+    let trunk = format!("sip:127.0.0.1:{trunk_port}");
+    let mut g = Gateway::start_with(
+        "agents-callback",
+        Some(&config(&trunk, &agent_at("ada", "Ada Lovelace", agent_port))),
+    );
+    // The agent's phone takes both attempts; the trunk is busy the first time.
+    let phone = sipp_uas("agent-phone-callback", agent_port, 2, Duration::from_secs(90));
+    let busy = sipp_uas("trunk-customer-busy", trunk_port, 1, Duration::from_secs(60));
+    let mut caller = Caller::call(&g, "support", 0);
+    let mut http = Http::new(&g);
+    let v = contact(&mut http, &caller.number);
+    let csrf = v["csrf"].as_str().unwrap().to_owned();
+    let r = http.post_json(
+        &format!("/api/contacts/{}/actions", caller.number),
+        &csrf,
+        &json!({"command_id": "cb-1", "action": "callback", "number": "+15551230001", "window": null}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    caller.expect_request("BYE", Duration::from_secs(15));
+
+    let mut ada = Agent::new(&g, "ada");
+    ada.ready();
+    let run = busy.wait();
+    assert!(run.ok, "busy trunk: {}", run.output);
+    // Attempt 1 is on the page; attempt 2 comes after the retry delay (3 s).
+    let v = wait_contact(&mut http, &caller.number, "attempted once", |v| {
+        v["attempts"].as_array().is_some_and(|a| a.len() == 1)
+    });
+    assert_eq!(v["attempts"][0]["outcome"], "busy", "{v}");
+    let answers = sipp_uas("trunk-customer-answers", trunk_port, 1, Duration::from_secs(60));
+    let run = answers.wait();
+    assert!(run.ok, "answering trunk: {}", run.output);
+    let run = phone.wait();
+    assert!(run.ok, "agent phone: {}", run.output);
+    assert_eq!(wait_end_reason(&g, &caller.number), "completed");
+    let v = contact(&mut http, &caller.number);
+    let outcomes: Vec<&str> = v["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["busy", "connected"], "{v}");
+    // The trunk saw the number the caller asked for, and nothing else.
+    assert!(
+        std::fs::read_dir(&run.dir).is_ok(),
+        "trunk traces kept for inspection"
+    );
+    g.terminate();
+}
+
+#[test]
+fn targets_taken_from_requests_are_refused() {
+    // A socket standing for an attacker's host: nothing may ever be sent to it.
+    let evil = UdpSocket::bind("127.0.0.1:0").unwrap();
+    evil.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let evil_addr = evil.local_addr().unwrap();
+    let trunk_port = free_port();
+    let mut g = Gateway::start_with(
+        "agents-targets",
+        Some(&config(&format!("sip:127.0.0.1:{trunk_port}"), "")),
+    );
+    let mut caller = Caller::call(&g, "support", 0);
+    let mut http = Http::new(&g);
+    let v = contact(&mut http, &caller.number);
+    let csrf = v["csrf"].as_str().unwrap().to_owned();
+    let path = format!("/api/contacts/{}/actions", caller.number);
+    // A queue that is a SIP URI is no queue of ours.
+    let r = http.post_json(
+        &path,
+        &csrf,
+        &json!({"command_id": "t-1", "action": "move_queue", "to": format!("sip:x@{evil_addr}")}),
+    );
+    assert!(r.status == 404 || r.status == 422, "{} {}", r.status, r.body);
+    // A call-back "number" that is an address is refused with the field named.
+    for bad in [format!("sip:1@{evil_addr}"), format!("123456@{evil_addr}"), "1234567;maddr=127.0.0.1".into()] {
+        let r = http.post_json(
+            &path,
+            &csrf,
+            &json!({"command_id": format!("t-{}", bad.len()), "action": "callback", "number": bad, "window": null}),
+        );
+        assert_eq!(r.status, 422, "{bad}: {}", r.body);
+        assert_eq!(r.json()["field"], "number", "{}", r.body);
+    }
+    // A REFER sent to the gateway is never acted on.
+    let status = caller.request("REFER", &[("Refer-To", &format!("<sip:x@{evil_addr}>"))]);
+    assert_eq!(status, 405, "REFER from a caller");
+    let mut buf = [0u8; 2048];
+    for _ in 0..5 {
+        assert!(evil.recv_from(&mut buf).is_err(), "the gateway sent something to the address in a request");
+    }
+    caller.hang_up();
+    g.terminate();
+}
+
+#[test]
+fn a_registered_agent_phone_gets_the_call_at_its_binding() {
+    let uas_port = free_port();
+    let agent = format!(
+        r#"
+[[agent]]
+id = "grace"
+name = "Grace Hopper"
+password = "{PASSWORD}"
+skills = {{ support = 5 }}
+"#
+    );
+    let mut g = Gateway::start_with("agents-register", Some(&config("", &agent)));
+    // Without credentials the registrar challenges; a REGISTER for nobody's phone is refused.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let register = format!(
+        "REGISTER sip:{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreg1\r\nFrom: <sip:grace@{gw}>;tag=r1\r\nTo: <sip:grace@{gw}>\r\nCall-ID: reg-1@test\r\nCSeq: 1 REGISTER\r\nContact: <sip:grace@{local}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        gw = g.sip
+    );
+    sock.send_to(register.as_bytes(), g.sip).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer to REGISTER");
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(text.starts_with("SIP/2.0 401"), "{text}");
+    assert!(common::header_value(&text, "WWW-Authenticate").is_some_and(|h| h.starts_with("Digest ")), "{text}");
+
+    // The phone registers with its password; its binding is where the call goes.
+    let reg = sipp_spawn(
+        &g,
+        "agent-phone-registers",
+        "grace",
+        &["-au", "grace", "-ap", PASSWORD, "-key", "uasport", &uas_port.to_string()],
+        Duration::from_secs(20),
+    );
+    let run = reg.wait();
+    assert!(run.ok, "registration: {}", run.output);
+    let phone = sipp_uas("agent-phone-answers", uas_port, 1, Duration::from_secs(60));
+    let caller = sipp_spawn(&g, "caller-accepts-refer", "support", &[], Duration::from_secs(60));
+    let number = contacts(&g, 1).remove(0);
+    let mut grace = Agent::new(&g, "grace");
+    grace.ready();
+    let run = caller.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let run = phone.wait();
+    assert!(run.ok, "agent phone: {}", run.output);
+    let mut http = Http::new(&g);
+    let v = wait_contact(&mut http, &number, "connected", |v| v["connected"] == true);
+    assert_eq!(v["agent"]["name"], "Grace Hopper", "{v}");
+    g.terminate();
+}
