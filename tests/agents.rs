@@ -545,3 +545,27 @@ skills = {{ support = 5 }}
     assert_eq!(v["agent"]["name"], "Grace Hopper", "{v}");
     g.terminate();
 }
+
+#[test]
+fn a_caller_whose_phone_refuses_refer_is_bridged_to_the_agent() {
+    let agent_port = free_port();
+    let mut g = Gateway::start_with(
+        "agents-bridge",
+        Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
+    );
+    let phone = sipp_uas("agent-phone-answers", agent_port, 1, Duration::from_secs(60));
+    let caller = sipp_spawn(&g, "caller-refuses-refer", "support", &[], Duration::from_secs(60));
+    let number = contacts(&g, 1).remove(0);
+    let mut ada = Agent::new(&g, "ada");
+    ada.ready();
+    let run = caller.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let run = phone.wait();
+    assert!(run.ok, "agent phone: {}", run.output);
+    // The gateway saw the conversation end, so the contact is complete without a click,
+    // and the agent is in wrap-up (not "not ready": refusing REFER is not their fault).
+    assert_eq!(wait_end_reason(&g, &number), "completed");
+    let me = ada.me();
+    assert!(matches!(state_name(&me), "wrap_up" | "ready"), "{me}");
+    g.terminate();
+}
