@@ -183,6 +183,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         secret: rand::random(),
         limits: web::RateLimits::default(),
         shutdown: token.clone(),
+        agents: config
+            .agents
+            .iter()
+            .map(|a| web::AgentAccount {
+                id: AgentId(a.id.clone()),
+                name: a.name.clone(),
+                password: a.password.clone(),
+            })
+            .collect(),
     });
     let web_token = token.clone();
     tracker.spawn(async move {

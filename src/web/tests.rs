@@ -69,6 +69,7 @@ async fn fixture() -> Fixture {
         secret: SECRET,
         limits: RateLimits::default(),
         shutdown: CancellationToken::new(),
+        agents: Vec::new(),
     });
     Fixture {
         app,
@@ -877,6 +878,7 @@ async fn event_streams_end_when_the_server_stops() {
         secret: SECRET,
         limits: RateLimits::default(),
         shutdown: stop.clone(),
+        agents: Vec::new(),
     });
     let r = get(&app, &format!("/c/{}/events", f.id)).await;
     let mut stream = r.into_body().into_data_stream();
