@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::centre::{self, CentreConfig, QueueId, QueueSpec};
+use crate::centre::{self, AgentId, AgentSpec, CentreConfig, QueueId, QueueSpec, Reach};
 use crate::config::Config;
 use crate::media::announcer::Announcer;
 use crate::media::ports::RtpPorts;
@@ -40,11 +40,16 @@ pub async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// The centre's view of the configuration: queues, agents and their timers.
 pub fn centre_config(config: &Config) -> CentreConfig {
+    let agents = &config.agent_settings;
     CentreConfig {
         queues: config
             .queues
             .iter()
+            // TODO(lead, issue 4 merge): pass remote queues as `QueueSpec { remote: q.uri.clone(), .. }`
+            // once H3's `QueueSpec.remote` is on main; until then the centre only knows local queues.
+            .filter(|q| !q.is_remote())
             .map(|q| QueueSpec {
                 id: QueueId(q.id.clone()),
                 name: q.name.clone(),
@@ -61,9 +66,36 @@ pub fn centre_config(config: &Config) -> CentreConfig {
             min_digits: config.callback.min_digits,
             max_digits: config.callback.max_digits,
         },
-        agents: Vec::new(),
-        wrap_up_secs: 30,
-        offer_timeout_secs: 20,
+        agents: config
+            .agents
+            .iter()
+            .map(|a| AgentSpec {
+                id: AgentId(a.id.clone()),
+                name: a.name.clone(),
+                skills: a
+                    .skills
+                    .iter()
+                    .map(|(q, level)| (QueueId(q.clone()), *level))
+                    .collect(),
+                reach: match &a.uri {
+                    Some(uri) => Reach::Uri(uri.clone()),
+                    None => Reach::Registered,
+                },
+            })
+            .collect(),
+        wrap_up_secs: agents.wrap_up_secs,
+        // A backstop only: the call layer times offers itself (agent ring, then the
+        // customer's ring for call-backs); this must never fire before those do.
+        offer_timeout_secs: agents
+            .ring_secs
+            .saturating_add(config.callback.ring_secs)
+            .saturating_add(30),
+        // TODO(lead, issue 4 merge): H3's new fields, once on main:
+        //   callback_attempts: config.callback.attempts,
+        //   callback_retry_secs: config.callback.retry_secs,
+        //   dial_callbacks: config.callback.dials(),
+        //   queue_log: (!config.log.queue_log.is_empty())
+        //       .then(|| config.data.dir.join(&config.log.queue_log)),
     }
 }
 
@@ -151,6 +183,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         secret: rand::random(),
         limits: web::RateLimits::default(),
         shutdown: token.clone(),
+        agents: config
+            .agents
+            .iter()
+            .map(|a| web::AgentAccount {
+                id: AgentId(a.id.clone()),
+                name: a.name.clone(),
+                password: a.password.clone(),
+            })
+            .collect(),
     });
     let web_token = token.clone();
     tracker.spawn(async move {

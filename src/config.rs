@@ -4,7 +4,7 @@
 //! needs no file. A `--config FILE` replaces the default wholesale; `--sip`, `--http` and
 //! `--data` override single fields of whichever configuration was loaded.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -60,6 +60,82 @@ pub struct Config {
     pub callback: CallbackConfig,
     #[serde(rename = "queue")]
     pub queues: Vec<QueueConfig>,
+    /// `[agents]`: settings shared by every agent.
+    #[serde(rename = "agents", default)]
+    pub agent_settings: AgentsConfig,
+    /// `[[agent]]`: the people who take contacts (none: contacts only wait).
+    #[serde(rename = "agent", default)]
+    pub agents: Vec<AgentConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[agents]`: what every agent shares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentsConfig {
+    /// After-contact work time; the agent is ready again when it is over.
+    pub wrap_up_secs: u32,
+    /// An offer not answered within this is "no answer" and the agent goes not ready.
+    pub ring_secs: u32,
+    /// Digest realm of REGISTER challenges.
+    pub realm: String,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        AgentsConfig {
+            wrap_up_secs: 30,
+            ring_secs: 20,
+            realm: "holdline".to_owned(),
+        }
+    }
+}
+
+/// `[[agent]]`: one person who takes contacts.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// `[a-z0-9_.-]{1,32}`: the console login and the REGISTER / digest username.
+    pub id: String,
+    /// Shown to the agent and to callers ("Connected to Ada Lovelace").
+    pub name: String,
+    /// Console login and REGISTER digest password (at least 8 characters).
+    pub password: String,
+    /// Queue id -> skill level 1..=10 (levels are recorded; routing is longest-idle first).
+    pub skills: BTreeMap<String, u8>,
+    /// Fixed SIP address of the agent's phone; `None`: wherever the agent REGISTERs.
+    #[serde(default)]
+    pub uri: Option<String>,
+}
+
+// Hand-written so a logged config never shows a password.
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("skills", &self.skills)
+            .field("uri", &self.uri)
+            .finish()
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// File name in the data directory for the Asterisk-format queue_log; "" = off.
+    pub queue_log: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            queue_log: "queue_log".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,7 +199,8 @@ pub struct LimitsConfig {
     pub drain_secs: u64,
 }
 
-/// Which numbers a caller may ask to be called back on (checked by the centre).
+/// Which numbers a caller may ask to be called back on (checked by the centre), and how
+/// call-backs are dialled.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackConfig {
@@ -133,6 +210,50 @@ pub struct CallbackConfig {
     pub blocked_prefixes: Vec<String>,
     pub min_digits: usize,
     pub max_digits: usize,
+    /// Outbound SIP target for call-backs ("sip:127.0.0.1:5070"); the number becomes the
+    /// user part. Empty: call-backs are shown to agents in the console to dial by hand.
+    #[serde(default)]
+    pub trunk: String,
+    /// Dial attempts before the call-back ends as failed.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Wait between attempts.
+    #[serde(default = "default_retry_secs")]
+    pub retry_secs: u64,
+    /// How long the customer's phone rings per attempt.
+    #[serde(default = "default_callback_ring_secs")]
+    pub ring_secs: u32,
+    /// User part of From on call-backs; "" = "holdline".
+    #[serde(default)]
+    pub caller_id: String,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+
+fn default_retry_secs() -> u64 {
+    300
+}
+
+fn default_callback_ring_secs() -> u32 {
+    30
+}
+
+impl CallbackConfig {
+    /// Whether the gateway dials call-backs itself (a trunk is configured).
+    pub fn dials(&self) -> bool {
+        !self.trunk.is_empty()
+    }
+
+    /// The From user part of call-backs.
+    pub fn caller_id(&self) -> &str {
+        if self.caller_id.is_empty() {
+            "holdline"
+        } else {
+            &self.caller_id
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,12 +262,19 @@ pub struct QueueConfig {
     pub id: String,
     pub name: String,
     pub skillset: String,
-    /// SIP user parts (service numbers) that reach this queue.
+    /// SIP user parts (service numbers) that reach this queue (none for a remote queue).
+    #[serde(default)]
     pub numbers: Vec<String>,
     /// Average handle time assumed until real handle times are measured.
+    #[serde(default = "default_handle_secs")]
     pub default_handle_secs: u32,
     /// Music on hold is interrupted by the current position and wait every this many seconds.
+    #[serde(default = "default_announce_every_secs")]
     pub announce_every_secs: u64,
+    /// Set: a remote queue (another site's contact centre); moving there REFERs the caller
+    /// to this SIP URI. It holds no contacts, has no numbers and no agents.
+    #[serde(default)]
+    pub uri: Option<String>,
     /// Clip played after the position: how to reach the web page. A clip name.
     #[serde(default = "default_web_clip")]
     pub web_clip: String,
@@ -154,6 +282,21 @@ pub struct QueueConfig {
 
 fn default_web_clip() -> String {
     "web_info".to_owned()
+}
+
+fn default_handle_secs() -> u32 {
+    300
+}
+
+fn default_announce_every_secs() -> u64 {
+    30
+}
+
+impl QueueConfig {
+    /// Another site's queue, reached by REFER to its `uri`.
+    pub fn is_remote(&self) -> bool {
+        self.uri.is_some()
+    }
 }
 
 impl Config {
@@ -189,14 +332,28 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if self.queues.is_empty() {
-            return invalid("at least one [[queue]] is needed".into());
+        if self.queues.iter().all(QueueConfig::is_remote) {
+            return invalid(
+                "at least one [[queue]] without a uri (a local queue) is needed".into(),
+            );
         }
         let mut ids = HashSet::new();
         let mut numbers = HashSet::new();
         for q in &self.queues {
             if q.id.is_empty() || !ids.insert(q.id.as_str()) {
                 return invalid(format!("queue id {:?} is empty or repeated", q.id));
+            }
+            if let Some(uri) = &q.uri {
+                if let Err(e) = check_sip_uri(uri) {
+                    return invalid(format!("queue {:?}: uri {uri:?} {e}", q.id));
+                }
+                if !q.numbers.is_empty() {
+                    return invalid(format!(
+                        "queue {:?}: numbers are not allowed on a remote queue (one with a uri): calls to another site are moved there, never taken here",
+                        q.id
+                    ));
+                }
+                continue;
             }
             if q.numbers.is_empty() {
                 return invalid(format!("queue {:?} has no numbers to reach it", q.id));
@@ -224,12 +381,135 @@ impl Config {
         {
             return invalid("media.codecs lists PCMU and/or PCMA".into());
         }
+        self.validate_callback()?;
+        if self.limits.max_calls == 0 {
+            return invalid("limits.max_calls must be at least 1".into());
+        }
+        self.validate_agents()?;
+        let log = &self.log.queue_log;
+        if !log.is_empty()
+            && (log == "."
+                || log == ".."
+                || log.contains(['/', '\\'])
+                || log.chars().any(char::is_control))
+        {
+            return invalid(format!(
+                "log.queue_log {log:?} must be a plain file name (it is created in the data directory) or \"\" for none"
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_callback(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
         let cb = &self.callback;
         if cb.min_digits == 0 || cb.min_digits > cb.max_digits || cb.max_digits > 15 {
             return invalid("callback: 1 <= min_digits <= max_digits <= 15".into());
         }
-        if self.limits.max_calls == 0 {
-            return invalid("limits.max_calls must be at least 1".into());
+        if !cb.trunk.is_empty()
+            && let Err(e) = check_sip_uri(&cb.trunk)
+        {
+            return invalid(format!("callback.trunk {:?} {e}", cb.trunk));
+        }
+        if !(1..=10).contains(&cb.attempts) {
+            return invalid("callback.attempts must be 1 to 10".into());
+        }
+        if !(10..=86_400).contains(&cb.retry_secs) {
+            return invalid("callback.retry_secs must be 10 to 86400".into());
+        }
+        if !(5..=300).contains(&cb.ring_secs) {
+            return invalid("callback.ring_secs must be 5 to 300".into());
+        }
+        if cb.caller_id.len() > 32
+            || !cb
+                .caller_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-_.".contains(&b))
+        {
+            return invalid(format!(
+                "callback.caller_id {:?} must be up to 32 letters, digits or + - _ . (it is the From user part)",
+                cb.caller_id
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_agents(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let s = &self.agent_settings;
+        if !(5..=300).contains(&s.ring_secs) {
+            return invalid("agents.ring_secs must be 5 to 300".into());
+        }
+        if s.wrap_up_secs > 3600 {
+            return invalid("agents.wrap_up_secs must be at most 3600".into());
+        }
+        if s.realm.is_empty()
+            || s.realm.len() > 64
+            || !s
+                .realm
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            return invalid(format!(
+                "agents.realm {:?} must be 1 to 64 visible characters without quotes or backslashes",
+                s.realm
+            ));
+        }
+        let mut ids = HashSet::new();
+        for a in &self.agents {
+            let valid_id = (1..=32).contains(&a.id.len())
+                && a.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+            if !valid_id {
+                return invalid(format!(
+                    "agent id {:?} must be 1 to 32 of a-z 0-9 _ . - (it is also the SIP username)",
+                    a.id
+                ));
+            }
+            if !ids.insert(a.id.as_str()) {
+                return invalid(format!("agent id {:?} is used twice", a.id));
+            }
+            let who = format!("agent {:?}", a.id);
+            if a.name.trim().is_empty() || a.name.chars().count() > 100 {
+                return invalid(format!("{who}: name must be 1 to 100 characters"));
+            }
+            if a.password.chars().count() < 8 {
+                return invalid(format!("{who}: password must be at least 8 characters"));
+            }
+            if a.password.len() > 128 || a.password.chars().any(char::is_control) {
+                return invalid(format!(
+                    "{who}: password must be at most 128 bytes without control characters"
+                ));
+            }
+            if a.skills.is_empty() {
+                return invalid(format!(
+                    "{who} has no skills: give at least one queue id with a level, e.g. skills = {{ support = 5 }}"
+                ));
+            }
+            for (queue, level) in &a.skills {
+                match self.queues.iter().find(|q| &q.id == queue) {
+                    None => {
+                        return invalid(format!("{who}: skill for unknown queue {queue:?}"));
+                    }
+                    Some(q) if q.is_remote() => {
+                        return invalid(format!(
+                            "{who}: skill for remote queue {queue:?} (another site's agents take its contacts)"
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                if !(1..=10).contains(level) {
+                    return invalid(format!(
+                        "{who}: skill level {level} for {queue:?} must be 1 to 10"
+                    ));
+                }
+            }
+            if let Some(uri) = &a.uri
+                && let Err(e) = check_sip_uri(uri)
+            {
+                return invalid(format!("{who}: uri {uri:?} {e}"));
+            }
         }
         Ok(())
     }
@@ -255,6 +535,79 @@ impl Config {
             .iter()
             .find(|q| q.numbers.iter().any(|n| n == user))
     }
+}
+
+/// Checks a configured SIP URI: `sip:` or `sips:`, an optional `user@`, a host (name,
+/// IPv4 or `[IPv6]`), an optional port and `;parameters`. The error completes the
+/// sentence "uri \"...\" ...".
+pub fn check_sip_uri(uri: &str) -> Result<(), String> {
+    if uri
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b"<>\"".contains(&b))
+    {
+        return Err("must not contain spaces, control characters, quotes or angle brackets".into());
+    }
+    let lower = uri.to_ascii_lowercase();
+    let rest = if lower.starts_with("sip:") {
+        &uri[4..]
+    } else if lower.starts_with("sips:") {
+        &uri[5..]
+    } else {
+        return Err("must start with sip: or sips:".into());
+    };
+    // Headers (`?`) would let a config smuggle header fields into our requests.
+    if rest.contains('?') {
+        return Err("must not carry ?headers".into());
+    }
+    let before_params = rest.split(';').next().unwrap_or("");
+    let hostport = match before_params.rsplit_once('@') {
+        Some((user, hostport)) if !user.is_empty() => hostport,
+        Some(_) => return Err("has an empty user part before @".into()),
+        None => before_params,
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (addr, after) = v6
+            .split_once(']')
+            .ok_or_else(|| "has an IPv6 host without its closing ]".to_owned())?;
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("has {addr:?}, which is not an IPv6 address"));
+        }
+        match after {
+            "" => (addr, None),
+            p if p.starts_with(':') => (addr, Some(&p[1..])),
+            _ => return Err("has text after the IPv6 host".into()),
+        }
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host".into());
+    }
+    let host_ok = hostport.starts_with('[')
+        || (host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            }));
+    if !host_ok {
+        return Err(format!(
+            "has {host:?}, which is not a host name or IP address"
+        ));
+    }
+    if let Some(p) = port
+        && !matches!(p.parse::<u16>(), Ok(1..))
+    {
+        return Err(format!("has port {p:?}, which is not 1 to 65535"));
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
@@ -305,5 +658,260 @@ mod tests {
             Config::from_toml(&unknown),
             Err(ConfigError::Syntax(_))
         ));
+    }
+
+    /// The message of a configuration the validation refuses.
+    fn refused(text: &str) -> String {
+        match Config::from_toml(text) {
+            Err(ConfigError::Invalid(m)) => m,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    /// The default with its demo agents replaced by `agents` (TOML for `[[agent]]`s).
+    fn with_agents(agents: &str) -> String {
+        let base = DEFAULT_TOML.split("[[agent]]").next().unwrap();
+        format!("{base}\n{agents}")
+    }
+
+    const ADA: &str = "[[agent]]\nid = \"ada\"\nname = \"Ada\"\npassword = \"12345678\"\nskills = { support = 5 }\n";
+
+    #[test]
+    fn embedded_default_has_demo_agents_and_new_sections() {
+        let c = Config::embedded();
+        let ids: Vec<_> = c.agents.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["ada", "grace"]);
+        let ada = &c.agents[0];
+        assert_eq!(ada.name, "Ada Lovelace");
+        assert_eq!(ada.skills.get("support"), Some(&5));
+        assert_eq!(ada.skills.get("sales"), Some(&3));
+        assert!(ada.uri.is_none(), "demo agents are reached by REGISTER");
+        assert!(
+            !format!("{ada:?}").contains(&ada.password),
+            "Debug hides passwords"
+        );
+        assert_eq!(c.agent_settings.wrap_up_secs, 30);
+        assert_eq!(c.agent_settings.ring_secs, 20);
+        assert_eq!(c.agent_settings.realm, "holdline");
+        assert_eq!(c.callback.attempts, 3);
+        assert_eq!(c.callback.retry_secs, 300);
+        assert_eq!(c.callback.ring_secs, 30);
+        assert!(!c.callback.dials());
+        assert_eq!(c.callback.caller_id(), "holdline");
+        assert_eq!(c.log.queue_log, "queue_log");
+        assert!(c.queues.iter().all(|q| !q.is_remote()));
+    }
+
+    #[test]
+    fn older_files_without_the_new_sections_still_load() {
+        let old: String = DEFAULT_TOML
+            .split("[[agent]]")
+            .next()
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                ![
+                    "trunk",
+                    "attempts",
+                    "retry_secs",
+                    "ring_secs",
+                    "caller_id",
+                    "queue_log",
+                    "wrap_up_secs",
+                    "realm",
+                    "[log]",
+                    "[agents]",
+                ]
+                .iter()
+                .any(|k| l.starts_with(k))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::from_toml(&old).unwrap();
+        assert!(c.agents.is_empty());
+        assert_eq!(c.agent_settings.ring_secs, 20);
+        assert_eq!(c.callback.attempts, 3);
+        assert_eq!(c.log.queue_log, "queue_log");
+    }
+
+    #[test]
+    fn a_remote_queue_and_agents_with_uris_load() {
+        let text = with_agents(&format!(
+            "[[queue]]\nid = \"paris\"\nname = \"Paris office\"\nskillset = \"Support — French\"\nuri = \"sip:support@paris.example.com:5060\"\n\n{ADA}uri = \"sip:ada@192.0.2.10:5060\"\n\n[[agent]]\nid = \"b.o-b_2\"\nname = \"Bob\"\npassword = \"abcdefgh\"\nskills = {{ sales = 10 }}\nuri = \"sips:[2001:db8::1]:5061;transport=tcp\"\n"
+        ));
+        let c = Config::from_toml(&text).unwrap();
+        let paris = c.queues.iter().find(|q| q.id == "paris").unwrap();
+        assert!(paris.is_remote());
+        assert!(paris.numbers.is_empty());
+        assert_eq!(c.agents[0].uri.as_deref(), Some("sip:ada@192.0.2.10:5060"));
+        assert_eq!(c.agents.len(), 2);
+    }
+
+    #[test]
+    fn agent_mistakes_are_refused_naming_the_field() {
+        let cases: &[(&str, &str)] = &[
+            (
+                &ADA.replace("support = 5", "billing = 5"),
+                "agent \"ada\": skill for unknown queue \"billing\"",
+            ),
+            (
+                &ADA.replace("support = 5", "support = 11"),
+                "skill level 11",
+            ),
+            (&ADA.replace("support = 5", "support = 0"), "skill level 0"),
+            (
+                &ADA.replace("skills = { support = 5 }", "skills = {}"),
+                "agent \"ada\" has no skills",
+            ),
+            (
+                &ADA.replace("12345678", "1234567"),
+                "agent \"ada\": password must be at least 8",
+            ),
+            (
+                &ADA.replace("id = \"ada\"", "id = \"Ada\""),
+                "agent id \"Ada\"",
+            ),
+            (&ADA.replace("id = \"ada\"", "id = \"\""), "agent id \"\""),
+            (
+                &ADA.replace("id = \"ada\"", "id = \"a@b\""),
+                "agent id \"a@b\"",
+            ),
+            (
+                &ADA.replace("id = \"ada\"", &format!("id = \"{}\"", "a".repeat(33))),
+                "must be 1 to 32",
+            ),
+            (
+                &ADA.replace("name = \"Ada\"", "name = \" \""),
+                "name must be",
+            ),
+            (&format!("{ADA}\n{ADA}"), "agent id \"ada\" is used twice"),
+            (
+                &format!("{ADA}uri = \"http://x\"\n"),
+                "uri \"http://x\" must start with sip:",
+            ),
+            (&format!("{ADA}uri = \"sip:ada@\"\n"), "has no host"),
+            (&format!("{ADA}uri = \"sip:\"\n"), "has no host"),
+            (&format!("{ADA}uri = \"sip:ada@host:0\"\n"), "port \"0\""),
+            (
+                &format!("{ADA}uri = \"sip:ada@host:99999\"\n"),
+                "port \"99999\"",
+            ),
+            (
+                &format!("{ADA}uri = \"sip:ada@ho st\"\n"),
+                "must not contain spaces",
+            ),
+            (
+                &format!("{ADA}uri = \"sip:ada@host?Subject=x\"\n"),
+                "?headers",
+            ),
+            (&format!("{ADA}uri = \"sip:ada@[::zz]\"\n"), "not an IPv6"),
+            (
+                &format!("{ADA}uri = \"sip:ada@-bad-.com\"\n"),
+                "not a host name",
+            ),
+        ];
+        for (agents, want) in cases {
+            let m = refused(&with_agents(agents));
+            assert!(m.contains(want), "{agents}: {m:?} does not say {want:?}");
+        }
+        let unknown_key = with_agents(&format!("{ADA}phone = \"x\"\n"));
+        assert!(matches!(
+            Config::from_toml(&unknown_key),
+            Err(ConfigError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn remote_queue_mistakes_are_refused() {
+        let paris = "[[queue]]\nid = \"paris\"\nname = \"Paris\"\nskillset = \"FR\"\nuri = \"sip:support@paris.example.com\"\n";
+        let m = refused(&with_agents(
+            &paris.replace("uri =", "numbers = [\"300\"]\nuri ="),
+        ));
+        assert!(
+            m.contains("numbers are not allowed on a remote queue"),
+            "{m}"
+        );
+        let m = refused(&with_agents(&paris.replace("sip:support@", "tel:")));
+        assert!(m.contains("queue \"paris\": uri"), "{m}");
+        let skilled = format!("{paris}\n{}", ADA.replace("support = 5", "paris = 5"));
+        let m = refused(&with_agents(&skilled));
+        assert!(m.contains("skill for remote queue \"paris\""), "{m}");
+        // Only remote queues: nothing could ever be answered here.
+        let base = DEFAULT_TOML.split("[[queue]]").next().unwrap();
+        let m = refused(&format!("{base}\n{paris}"));
+        assert!(m.contains("local queue"), "{m}");
+    }
+
+    #[test]
+    fn callback_log_and_agent_settings_are_checked() {
+        let cases = [
+            (
+                "trunk = \"\"",
+                "trunk = \"127.0.0.1:5070\"",
+                "callback.trunk",
+            ),
+            ("attempts = 3", "attempts = 0", "callback.attempts"),
+            ("retry_secs = 300", "retry_secs = 1", "callback.retry_secs"),
+            ("ring_secs = 30", "ring_secs = 1", "callback.ring_secs"),
+            (
+                "caller_id = \"\"",
+                "caller_id = \"a b\"",
+                "callback.caller_id",
+            ),
+            (
+                "caller_id = \"\"",
+                "caller_id = \"x\\r\\nVia: y\"",
+                "callback.caller_id",
+            ),
+            (
+                "queue_log = \"queue_log\"",
+                "queue_log = \"../x\"",
+                "log.queue_log",
+            ),
+            ("ring_secs = 20", "ring_secs = 0", "agents.ring_secs"),
+            ("realm = \"holdline\"", "realm = \"\"", "agents.realm"),
+            ("realm = \"holdline\"", "realm = \"a\\\"b\"", "agents.realm"),
+        ];
+        for (from, to, want) in cases {
+            let text = DEFAULT_TOML.replacen(from, to, 1);
+            assert_ne!(text, DEFAULT_TOML, "{from} not in the default");
+            let m = refused(&text);
+            assert!(m.contains(want), "{to}: {m:?} does not name {want}");
+        }
+        let dialling = DEFAULT_TOML.replacen(
+            "trunk = \"\"",
+            "trunk = \"sip:127.0.0.1:5070;transport=tcp\"",
+            1,
+        );
+        assert!(Config::from_toml(&dialling).unwrap().callback.dials());
+        let off = DEFAULT_TOML.replacen("queue_log = \"queue_log\"", "queue_log = \"\"", 1);
+        assert_eq!(Config::from_toml(&off).unwrap().log.queue_log, "");
+    }
+
+    #[test]
+    fn sip_uris() {
+        for ok in [
+            "sip:host",
+            "sip:127.0.0.1",
+            "sip:user@host.example.com:5060",
+            "SIP:u@h",
+            "sips:[::1]:5061",
+            "sip:support@10.0.0.1;transport=tcp",
+        ] {
+            assert_eq!(check_sip_uri(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "sip",
+            "sip:",
+            "sip:@h",
+            "mailto:a@b",
+            "sip:h:",
+            "sip:[::1",
+            "sip:a@b c",
+            "sip:<a>",
+        ] {
+            assert!(check_sip_uri(bad).is_err(), "{bad} accepted");
+        }
     }
 }

@@ -19,6 +19,24 @@
       rise.textContent = d.rise;
       rise.hidden = d.rise === "";
     }
+    var notice = document.getElementById("centre-notice");
+    if (notice && typeof d.notice === "string") {
+      notice.textContent = d.notice;
+      notice.hidden = d.notice === "";
+    }
+    var box = document.getElementById("callback-attempts");
+    var list = document.getElementById("attempts");
+    var next = document.getElementById("next-attempt");
+    if (box && list && next && Array.isArray(d.attempts)) {
+      while (list.firstChild) { list.removeChild(list.firstChild); }
+      d.attempts.forEach(function (line) {
+        var li = document.createElement("li");
+        li.textContent = String(line);
+        list.appendChild(li);
+      });
+      next.textContent = typeof d.next_attempt === "string" ? d.next_attempt : "";
+      box.hidden = d.attempts.length === 0 && next.textContent === "";
+    }
     // Another tab or the phone changed the contact: the controls here may be stale.
     var hint = document.getElementById("reload-hint");
     if (hint && typeof data.version === "number" && data.version !== shown) {

@@ -66,6 +66,7 @@ async fn the_router_answers_every_documented_route_itself() {
         secret: [1; 32],
         limits: RateLimits::default(),
         shutdown: CancellationToken::new(),
+        agents: Vec::new(),
     });
     let ask = |method: &str, path: &str| {
         let uri = path.replace("{id}", "000000000000");

@@ -14,13 +14,17 @@ use serde_json::json;
 use crate::centre::{Command, CommandError, CommandRequest, ContactId, ContactStatus};
 
 use super::forms::{self, FieldError};
-use super::{AppState, Client, Session, csrf, limit, sse, words};
+use super::{AppState, Client, Session, agent_api, csrf, limit, sse, words};
 
 /// Every route served under `/api/`, as (method, path).
 pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/contacts/{id}"),
     ("post", "/api/contacts/{id}/actions"),
     ("get", "/api/contacts/{id}/events"),
+    ("post", "/api/agent/login"),
+    ("get", "/api/agent/me"),
+    ("post", "/api/agent/state"),
+    ("post", "/api/agent/done"),
 ];
 
 fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
@@ -28,6 +32,10 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("get", "/api/contacts/{id}") => get(contact),
         ("post", "/api/contacts/{id}/actions") => post(action),
         ("get", "/api/contacts/{id}/events") => get(sse::api_events),
+        ("post", "/api/agent/login") => post(agent_api::login),
+        ("get", "/api/agent/me") => get(agent_api::me),
+        ("post", "/api/agent/state") => post(agent_api::set_state),
+        ("post", "/api/agent/done") => post(agent_api::done),
         _ => unreachable!("API_ROUTES lists a route without a handler: {method} {path}"),
     }
 }
@@ -58,6 +66,14 @@ pub enum AppError {
     },
     IdReused,
     Unavailable,
+    /// Agent API: no or wrong credentials (never with a Basic challenge).
+    Unauthorized,
+    /// Agent API: too many failed logins from this client.
+    LoginRateLimited {
+        retry_after_secs: u64,
+    },
+    /// Agent API: the agent's state does not allow this now.
+    AgentConflict(String),
 }
 
 impl From<CommandError> for AppError {
@@ -124,6 +140,21 @@ impl IntoResponse for AppError {
                 "unavailable",
                 "Try again shortly; nothing was changed",
             ),
+            AppError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Agent credentials missing or wrong",
+            ),
+            AppError::LoginRateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many failed logins",
+            ),
+            AppError::AgentConflict(_) => (
+                StatusCode::CONFLICT,
+                "agent-state",
+                "Not allowed in the agent's current state",
+            ),
         };
         let mut body = json!({
             "type": format!("/problems/{slug}"),
@@ -138,7 +169,7 @@ impl IntoResponse for AppError {
                 )
             }
             AppError::Forbidden => {
-                "Send the X-CSRF-Token from GET /api/contacts/{id} with the same hl_session cookie."
+                "Send the X-CSRF-Token from GET /api/contacts/{id} with the same hl_session cookie (agent API: the csrf from the login or /api/agent/me, with the hl_agent cookie)."
                     .to_owned()
             }
             AppError::BadRequest(m) => m.clone(),
@@ -146,6 +177,14 @@ impl IntoResponse for AppError {
             AppError::NotAllowed { reason, .. } => reason.clone(),
             AppError::IdReused => "Use a fresh command_id for a new command.".to_owned(),
             AppError::Unavailable => "The change could not be made now.".to_owned(),
+            AppError::Unauthorized => {
+                "Log in with POST /api/agent/login, or send Authorization: Basic with the agent id and password."
+                    .to_owned()
+            }
+            AppError::LoginRateLimited { retry_after_secs } => {
+                format!("Too many failed logins from this address; retry after {retry_after_secs} s.")
+            }
+            AppError::AgentConflict(reason) => reason.clone(),
         };
         body["detail"] = json!(detail);
         match &self {
@@ -160,7 +199,8 @@ impl IntoResponse for AppError {
         )
             .into_response();
         match self {
-            AppError::RateLimited { retry_after_secs } => {
+            AppError::RateLimited { retry_after_secs }
+            | AppError::LoginRateLimited { retry_after_secs } => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

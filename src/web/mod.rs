@@ -11,11 +11,17 @@
 //! * [`csrf`]: every state-changing request carries an HMAC token bound to the browser
 //!   session and the contact; `Origin`, when sent, must match `Host`.
 //! * [`words`]: the plain-words sentences; [`forms`]: input bounds and commands.
+//! * [`agent`]: the agent console under `/agent` (login, state, the contact's content) and
+//!   agent authentication; [`agent_api`]: the same as JSON under `/api/agent/`.
+//! * [`metrics`]: `GET /metrics`, Prometheus text from the centre's snapshot.
 
+pub mod agent;
+pub mod agent_api;
 pub mod api;
 pub mod csrf;
 pub mod forms;
 pub mod limit;
+pub mod metrics;
 pub mod pages;
 pub mod sse;
 pub mod words;
@@ -38,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::centre::{CentreHandle, CommandId, Confirmation, ContactId, ContactStatus};
 
+pub use agent::AgentAccount;
 pub use limit::RateLimits;
 
 /// Largest request body accepted (forms and API).
@@ -59,12 +66,16 @@ pub struct WebState {
     /// Cancelled when the server stops: ends the event streams, which would otherwise
     /// hold the graceful shutdown open.
     pub shutdown: CancellationToken,
+    /// Who may log in to the agent console and the agent API.
+    pub agents: Vec<AgentAccount>,
 }
 
 /// The router's state: the given `WebState` plus what the web server keeps itself.
 pub(crate) struct Shared {
     pub(crate) web: WebState,
     limiter: Mutex<limit::Limiter>,
+    /// Failed agent logins (console, API, Basic auth), apart from contact lookups.
+    logins: Mutex<limit::Limiter>,
     done: Mutex<DoneCache>,
 }
 
@@ -79,6 +90,17 @@ impl Shared {
 
     pub(crate) fn failed_lookup(&self, ip: IpAddr) {
         let mut limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.record_failure(ip, Instant::now());
+    }
+
+    /// `Err(retry_after)` when this client (or everyone) failed to log in too often.
+    pub(crate) fn login_gate(&self, ip: IpAddr) -> Result<(), Duration> {
+        let mut limiter = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.check(ip, Instant::now())
+    }
+
+    pub(crate) fn failed_login(&self, ip: IpAddr) {
+        let mut limiter = self.logins.lock().unwrap_or_else(|e| e.into_inner());
         limiter.record_failure(ip, Instant::now());
     }
 
@@ -129,15 +151,20 @@ impl DoneCache {
 /// sees client addresses (without, every client shares one budget).
 pub fn router(state: WebState) -> Router {
     let limiter = Mutex::new(limit::Limiter::new(state.limits, Instant::now()));
+    let logins = Mutex::new(limit::Limiter::new(state.limits, Instant::now()));
     let shared = Arc::new(Shared {
         web: state,
         limiter,
+        logins,
         done: Mutex::new(DoneCache::default()),
     });
     pages::routes()
         .merge(api::routes())
+        .merge(agent::routes())
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/static/live.js", get(live_js))
+        .route("/static/agent.js", get(agent_js))
         .route("/static/style.css", get(style_css))
         .fallback(pages::fallback)
         .layer(middleware::from_fn(check_origin))
@@ -166,6 +193,17 @@ async fn live_js() -> Response {
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         include_str!("../../static/live.js"),
+    )
+        .into_response()
+}
+
+async fn agent_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        include_str!("../../static/agent.js"),
     )
         .into_response()
 }

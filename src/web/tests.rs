@@ -69,6 +69,7 @@ async fn fixture() -> Fixture {
         secret: SECRET,
         limits: RateLimits::default(),
         shutdown: CancellationToken::new(),
+        agents: Vec::new(),
     });
     Fixture {
         app,
@@ -877,6 +878,7 @@ async fn event_streams_end_when_the_server_stops() {
         secret: SECRET,
         limits: RateLimits::default(),
         shutdown: stop.clone(),
+        agents: Vec::new(),
     });
     let r = get(&app, &format!("/c/{}/events", f.id)).await;
     let mut stream = r.into_body().into_data_stream();
@@ -889,4 +891,539 @@ async fn event_streams_end_when_the_server_stops() {
     .await
     .expect("ends in time");
     assert!(end.is_none(), "stream ended");
+}
+
+// --- agent console, agent API, metrics ------------------------------------------------
+
+const ADA_PASSWORD: &str = "ada-secret-1";
+
+/// A centre with one agent, Ada (support and sales, reached by REGISTER), and one
+/// caller parked in support.
+async fn agent_fixture() -> Fixture {
+    let token = CancellationToken::new();
+    let mut cfg = config();
+    cfg.agents = vec![centre::AgentSpec {
+        id: centre::AgentId("ada".into()),
+        name: "Ada Lovelace".into(),
+        skills: vec![(QueueId("support".into()), 5), (QueueId("sales".into()), 3)],
+        reach: centre::Reach::Registered,
+    }];
+    let (centre, _thread) =
+        centre::spawn(cfg, Box::new(MemoryStore::new()), token.clone()).expect("centre");
+    let status = centre
+        .admit(NewContact {
+            queue: QueueId("support".into()),
+            media: MediaType::Voice,
+            caller: "sip:+441234567890@example.com".into(),
+            call_ref: "call-1".into(),
+        })
+        .await
+        .expect("admitted");
+    let app = router(WebState {
+        centre: centre.clone(),
+        secret: SECRET,
+        limits: RateLimits::default(),
+        shutdown: CancellationToken::new(),
+        agents: vec![AgentAccount {
+            id: centre::AgentId("ada".into()),
+            name: "Ada Lovelace".into(),
+            password: ADA_PASSWORD.into(),
+        }],
+    });
+    Fixture {
+        app,
+        centre,
+        id: status.id,
+        _token: token,
+    }
+}
+
+fn agent_state(f: &Fixture) -> centre::AgentState {
+    f.centre.snapshots().borrow().agents[0].state.clone()
+}
+
+/// Every `name=value` cookie a response sets, joined for a `Cookie` header.
+fn cookies(response: &Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn from_ip(mut r: Request<Body>, ip: &str) -> Request<Body> {
+    r.extensions_mut().insert(from(ip));
+    r
+}
+
+/// Logs Ada in through the console form; returns the Cookie header for /agent pages.
+async fn console_login(f: &Fixture, password: &str, ip: &str) -> (Response, String) {
+    let r = get(&f.app, "/agent").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let session = cookie(&r);
+    let csrf = field(&body(r).await, "csrf");
+    let r = send(
+        &f.app,
+        from_ip(
+            form_post(
+                "/agent/login",
+                &session,
+                &format!("agent=ada&password={password}&csrf={csrf}"),
+            ),
+            ip,
+        ),
+    )
+    .await;
+    let agent_cookie = cookies(&r)
+        .iter()
+        .find(|c| c.starts_with("hl_agent="))
+        .map(|c| c.split(';').next().unwrap_or("").to_owned());
+    let jar = match agent_cookie {
+        Some(a) => format!("{session}; {a}"),
+        None => session,
+    };
+    (r, jar)
+}
+
+async fn console(f: &Fixture, jar: &str) -> (StatusCode, String) {
+    let r = send(
+        &f.app,
+        Request::get("/agent/console")
+            .header(header::COOKIE, jar)
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    (r.status(), body(r).await)
+}
+
+/// Presses a console button (with the page's CSRF token).
+async fn press(f: &Fixture, jar: &str, action: &str, extra: &str) -> Response {
+    let (_, page) = console(f, jar).await;
+    let csrf = field(&page, "csrf");
+    send(
+        &f.app,
+        form_post(
+            "/agent/console",
+            jar,
+            &format!("action={action}&csrf={csrf}{extra}"),
+        ),
+    )
+    .await
+}
+
+async fn leave_email(f: &Fixture) {
+    f.centre
+        .command(centre::CommandRequest {
+            id: centre::CommandId("email-1".into()),
+            contact: f.id.clone(),
+            expected_version: None,
+            command: centre::Command::Email {
+                subject: "Router keeps <rebooting>".into(),
+                message: "Every ten minutes\nsince the update.".into(),
+                reply_to: "caller@example.org".into(),
+            },
+        })
+        .await
+        .expect("email queued");
+}
+
+#[tokio::test]
+async fn agent_login_sets_a_strict_cookie_and_shows_the_console() {
+    let f = agent_fixture().await;
+    let (r, jar) = console_login(&f, ADA_PASSWORD, "192.0.2.7").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header_of(&r, header::LOCATION), "/agent/console");
+    let set = cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("hl_agent="))
+        .expect("agent cookie");
+    assert!(
+        set.contains("; HttpOnly; SameSite=Strict; Path=/agent;"),
+        "{set}"
+    );
+    assert!(agent_state(&f).is_logged_in(), "logged in at the centre");
+    let (status, page) = console(&f, &jar).await;
+    assert_eq!(status, StatusCode::OK);
+    for needle in [
+        "Ada Lovelace",
+        "Not ready (logged in)",
+        r#"<button id="ready" type="submit">"#,
+        r#"<button id="logout" type="submit">"#,
+        "Support — English: <span class=\"waiting\">1</span> waiting",
+        r#"data-events="/agent/console/events""#,
+        r#"<script src="/static/agent.js" defer>"#,
+    ] {
+        assert!(page.contains(needle), "{needle} missing:\n{page}");
+    }
+    assert!(!page.contains("<script>"), "no inline script");
+    // Without a cookie the console sends you to the login.
+    let (status, _) = console(&f, "").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The live part is served as events.
+    let r = send(
+        &f.app,
+        Request::get("/agent/console/events")
+            .header(header::COOKIE, &jar)
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut stream = r.into_body().into_data_stream();
+    let first = next_chunk(&mut stream).await;
+    assert!(first.contains("event: console"), "{first}");
+    assert!(first.contains("Not ready (logged in)"), "{first}");
+}
+
+#[tokio::test]
+async fn bad_agent_logins_are_refused_then_rate_limited() {
+    let f = agent_fixture().await;
+    for _ in 0..10 {
+        let (r, _) = console_login(&f, "wrong-password", "192.0.2.8").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(cookies(&r).iter().all(|c| !c.starts_with("hl_agent=")));
+        assert!(body(r).await.contains("do not match"));
+    }
+    // Over the budget: even the right password is not tried.
+    let (r, _) = console_login(&f, ADA_PASSWORD, "192.0.2.8").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(!header_of(&r, header::RETRY_AFTER).is_empty());
+    // Basic auth from there counts against the same budget.
+    let basic = from_ip(
+        Request::get("/api/agent/me")
+            .header(header::AUTHORIZATION, "Basic YWRhOmFkYS1zZWNyZXQtMQ==")
+            .body(Body::empty())
+            .expect("request"),
+        "192.0.2.8",
+    );
+    let r = send(&f.app, basic).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        header_of(&r, header::CONTENT_TYPE),
+        "application/problem+json"
+    );
+    // Another client is not affected.
+    let (r, _) = console_login(&f, ADA_PASSWORD, "192.0.2.9").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // A login form without its CSRF token is refused before the password is looked at.
+    let r = send(
+        &f.app,
+        form_post(
+            "/agent/login",
+            "",
+            &format!("agent=ada&password={ADA_PASSWORD}"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn console_ready_not_ready_and_logout() {
+    let f = agent_fixture().await;
+    let (_, jar) = console_login(&f, ADA_PASSWORD, "192.0.2.10").await;
+    // Not ready with a reason from the list.
+    let r = press(&f, &jar, "ready", "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    // The parked voice caller is offered at once (the call layer would ring Ada's phone).
+    assert!(matches!(
+        agent_state(&f),
+        centre::AgentState::Reserved { .. }
+    ));
+    let (_, page) = console(&f, &jar).await;
+    assert!(page.contains("Call offered to you"), "{page}");
+    assert!(page.contains(f.id.as_str()));
+    assert!(
+        page.contains("+441234567890"),
+        "the agent sees the caller's number"
+    );
+    assert!(!page.contains(r#"id="logout""#), "no logout with a contact");
+    // The caller's page names the agent.
+    let caller = body(get(&f.app, &format!("/c/{}", f.id)).await).await;
+    assert!(
+        caller.contains("Being connected to Ada Lovelace"),
+        "{caller}"
+    );
+    // The offer fails (as the call layer reports it): not ready, no answer.
+    f.centre
+        .offer_failed(centre::AgentId("ada".into()), "no answer".into())
+        .await
+        .expect("failed");
+    let r = press(&f, &jar, "not_ready", "&reason=lunch").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        agent_state(&f),
+        centre::AgentState::NotReady {
+            reason: "lunch".into()
+        }
+    );
+    let (_, page) = console(&f, &jar).await;
+    assert!(page.contains("Not ready (lunch)"), "{page}");
+    // A button the state does not allow answers 409 with the console and why.
+    let r = press(&f, &jar, "done", "").await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(body(r).await.contains(r#"id="notice""#));
+    // Log out: the cookie is cleared and the agent is logged out at the centre.
+    let r = press(&f, &jar, "logout", "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(header_of(&r, header::LOCATION), "/agent");
+    assert!(
+        cookies(&r)
+            .iter()
+            .any(|c| c.starts_with("hl_agent=;") && c.contains("Max-Age=0")),
+        "{:?}",
+        cookies(&r)
+    );
+    assert_eq!(agent_state(&f), centre::AgentState::LoggedOut);
+}
+
+#[tokio::test]
+async fn console_shows_the_offered_email_then_done_and_wrap_up() {
+    let f = agent_fixture().await;
+    leave_email(&f).await;
+    let (_, jar) = console_login(&f, ADA_PASSWORD, "192.0.2.11").await;
+    press(&f, &jar, "ready", "").await;
+    // Email offers are accepted at once by the call layer (auto-accept; in the centre
+    // itself once issue 4's centre part is merged): either way Ada ends up busy with it.
+    if matches!(agent_state(&f), centre::AgentState::Reserved { .. }) {
+        f.centre
+            .offer_answered(centre::AgentId("ada".into()))
+            .await
+            .expect("answered");
+    }
+    assert!(matches!(agent_state(&f), centre::AgentState::Busy { .. }));
+    let (_, page) = console(&f, &jar).await;
+    for needle in [
+        "Email connected",
+        r#"<dd id="contact-subject" class="typed">Router keeps &#60;rebooting&#62;</dd>"#,
+        "Every ten minutes\nsince the update.",
+        "caller@example.org",
+        "Support — English",
+        r#"<button id="done" type="submit">"#,
+    ] {
+        assert!(
+            page.contains(needle)
+                || page.contains(&needle.replace("&#60;", "&lt;").replace("&#62;", "&gt;")),
+            "{needle} missing:\n{page}"
+        );
+    }
+    let caller = body(get(&f.app, &format!("/c/{}", f.id)).await).await;
+    assert!(caller.contains("Connected to Ada Lovelace"), "{caller}");
+    let r = press(&f, &jar, "done", "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(matches!(agent_state(&f), centre::AgentState::WrapUp { .. }));
+    let (_, page) = console(&f, &jar).await;
+    assert!(page.contains("Wrap-up"), "{page}");
+    assert!(page.contains(r#"<button id="ready-now" type="submit">"#));
+    assert!(page.contains(r#"id="wrap-up-left" data-left="#));
+    let r = press(&f, &jar, "ready_now", "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(matches!(agent_state(&f), centre::AgentState::Ready { .. }));
+}
+
+#[tokio::test]
+async fn console_forms_without_the_csrf_token_are_refused() {
+    let f = agent_fixture().await;
+    let (_, jar) = console_login(&f, ADA_PASSWORD, "192.0.2.12").await;
+    for body_text in ["action=ready", "action=ready&csrf=00", "action=ready&csrf="] {
+        let r = send(&f.app, form_post("/agent/console", &jar, body_text)).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{body_text}");
+    }
+    // Another site's form: refused by Origin before anything else.
+    let mut r = form_post("/agent/console", &jar, "action=ready");
+    r.headers_mut()
+        .insert(header::ORIGIN, "http://evil.test".parse().expect("header"));
+    assert_eq!(send(&f.app, r).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        agent_state(&f),
+        centre::AgentState::NotReady {
+            reason: "logged in".into()
+        }
+    );
+}
+
+fn api(
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    for (n, v) in headers {
+        b = b.header(*n, *v);
+    }
+    if json_body.is_some() {
+        b = b.header(header::CONTENT_TYPE, "application/json");
+    }
+    b.body(Body::from(json_body.unwrap_or("").to_owned()))
+        .expect("request")
+}
+
+async fn json_of(r: Response) -> serde_json::Value {
+    serde_json::from_str(&body(r).await).expect("JSON")
+}
+
+#[tokio::test]
+async fn agent_api_with_basic_auth_and_with_the_login_cookie() {
+    let f = agent_fixture().await;
+    // No credentials, wrong credentials: 401 problem+json, never a Basic challenge.
+    for auth in [None, Some("Basic YWRhOndyb25n"), Some("Bearer x")] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        let r = send(&f.app, api("GET", "/api/agent/me", &headers, None)).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(
+            header_of(&r, header::CONTENT_TYPE),
+            "application/problem+json"
+        );
+        assert!(r.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
+    let basic = [("authorization", "Basic YWRhOmFkYS1zZWNyZXQtMQ==")]; // ada:ada-secret-1
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/state",
+            &basic,
+            Some(r#"{"state":"logged_in"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let me = json_of(r).await;
+    assert_eq!(me["state"], "not_ready");
+    assert_eq!(me["reason"], "logged in");
+    assert_eq!(me["name"], "Ada Lovelace");
+    assert_eq!(me["queues"][0]["waiting"], 1);
+    // Ready with Basic: no CSRF needed; the parked caller is offered at once.
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/state",
+            &basic,
+            Some(r#"{"state":"ready"}"#),
+        ),
+    )
+    .await;
+    let me = json_of(r).await;
+    assert_eq!(me["state"], "reserved", "{me}");
+    assert_eq!(me["contact"]["id"], f.id.as_str());
+    assert_eq!(me["contact"]["media"], "voice");
+    // Done with nothing connected: 409.
+    let r = send(&f.app, api("POST", "/api/agent/done", &basic, None)).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(json_of(r).await["type"], "/problems/agent-state");
+    f.centre
+        .offer_answered(centre::AgentId("ada".into()))
+        .await
+        .expect("answered");
+
+    // Cookie login: a cookie on /api/agent and a CSRF token for changes.
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/login",
+            &[],
+            Some(&format!(r#"{{"agent":"ada","password":"{ADA_PASSWORD}"}}"#)),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let set = cookies(&r).pop().expect("cookie");
+    assert!(set.contains("Path=/api/agent;"), "{set}");
+    let jar = set.split(';').next().expect("pair").to_owned();
+    let me = json_of(r).await;
+    assert_eq!(me["state"], "busy");
+    assert_eq!(me["contact"]["connected"], true);
+    let csrf = me["csrf"].as_str().expect("csrf").to_owned();
+    let r = send(
+        &f.app,
+        api("POST", "/api/agent/done", &[("cookie", &jar)], None),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "cookie without CSRF");
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/done",
+            &[("cookie", &jar), ("x-csrf-token", &csrf)],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(json_of(r).await["state"], "wrap_up");
+    let r = send(
+        &f.app,
+        api("GET", "/api/agent/me", &[("cookie", &jar)], None),
+    )
+    .await;
+    assert!(json_of(r).await["wrap_up_until"].is_u64());
+    // Bad bodies.
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/state",
+            &basic,
+            Some(r#"{"state":"asleep"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/login",
+            &[],
+            Some(r#"{"agent":"ada","password":"nope"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/state",
+            &basic,
+            Some(r#"{"state":"logged_out"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(json_of(r).await["state"], "logged_out");
+}
+
+#[tokio::test]
+async fn metrics_expose_queues_and_agents() {
+    let f = agent_fixture().await;
+    let r = get(&f.app, "/metrics").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        header_of(&r, header::CONTENT_TYPE),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = body(r).await;
+    for line in [
+        "# TYPE holdline_queue_waiting gauge",
+        "holdline_queue_waiting{queue=\"support\"} 1",
+        "holdline_queue_waiting{queue=\"sales\"} 0",
+        "holdline_queue_staffed{queue=\"support\"} 0",
+        "holdline_queue_offered{queue=\"support\"} 0",
+        "holdline_agents{state=\"logged_out\"} 1",
+        "holdline_agents{state=\"ready\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("holdline_queue_longest_wait_seconds{queue=\"support\"} ")),
+        "{text}"
+    );
 }

@@ -22,6 +22,10 @@ pub fn ordinal(n: u32) -> String {
 
 /// "You are 3rd. 2 callers are ahead of you."
 pub fn position(status: &ContactStatus) -> String {
+    if status.agent.is_some() && status.state.is_live() {
+        // Out of the line while an agent takes it (see `ContactStatus.agent`).
+        return "It is your turn: an agent is taking your contact.".to_owned();
+    }
     let Some(place) = status.position else {
         return "You are no longer in the queue.".to_owned();
     };
@@ -86,8 +90,40 @@ pub fn queue(status: &ContactStatus) -> String {
     }
 }
 
-pub fn agent(_status: &ContactStatus) -> String {
-    "No agent assigned yet".to_owned()
+/// "Being connected to Ada Lovelace" (offered), "Connected to Ada Lovelace" (answered),
+/// or "No agent assigned yet".
+pub fn agent(status: &ContactStatus) -> String {
+    match &status.agent {
+        Some(a) if status.connected => format!("Connected to {}", a.name),
+        Some(a) => format!("Being connected to {}", a.name),
+        None => "No agent assigned yet".to_owned(),
+    }
+}
+
+/// "14:02 UTC"
+pub fn clock(t: Timestamp) -> String {
+    let rem = (t.0 / 1000) % 86_400;
+    format!("{:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60)
+}
+
+/// One call-back attempt: "14:02 UTC — no answer".
+pub fn attempt(at: Timestamp, outcome: &str) -> String {
+    format!("{} — {outcome}", clock(at))
+}
+
+/// "Next attempt at 2026-11-24 14:07 UTC."
+pub fn next_attempt(at: Timestamp) -> String {
+    format!("Next attempt at {}.", time(at))
+}
+
+/// While a move to another site is under way: "Moving your call to Paris office…"
+pub fn transferring(queue_name: &str) -> String {
+    format!("Moving your call to {queue_name}…")
+}
+
+/// A remote queue as a move target: no place or wait, those are the other site's.
+pub fn remote_target(name: &str) -> String {
+    format!("{name} (another site)")
 }
 
 /// "2026-11-24 10:05 UTC"
@@ -205,9 +241,20 @@ pub struct Display {
     pub queue: String,
     pub media: String,
     pub state: String,
+    /// What the centre wants the caller to know now ("We could not move your call…").
+    pub notice: String,
+    /// Call-back attempts so far, one line each ("14:02 UTC — no answer").
+    pub attempts: Vec<String>,
+    /// When the next call-back attempt is due, or "".
+    pub next_attempt: String,
 }
 
 pub fn display(status: &ContactStatus) -> Display {
+    // TODO(lead, issue 4 merge): wire H3's new ContactStatus fields once on main:
+    //   state: `status.transferring.as_deref().map(transferring)` ahead of `state(status)`,
+    //   notice: `status.notice.clone().unwrap_or_default()`,
+    //   attempts: `status.attempts.iter().map(|a| attempt(a.at, &a.outcome)).collect()`,
+    //   next_attempt: `status.next_attempt.map(next_attempt).unwrap_or_default()`.
     Display {
         position: position(status),
         rise: rise(status).unwrap_or_default(),
@@ -216,6 +263,9 @@ pub fn display(status: &ContactStatus) -> Display {
         queue: queue(status),
         media: status.media.label().to_owned(),
         state: state(status),
+        notice: String::new(),
+        attempts: Vec::new(),
+        next_attempt: String::new(),
     }
 }
 
@@ -485,5 +535,38 @@ pub(crate) mod tests {
         ] {
             assert_eq!(parse_datetime_local(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn agent_line_says_who_and_whether_connected() {
+        let mut s = status(1, 0);
+        assert_eq!(agent(&s), "No agent assigned yet");
+        s.agent = Some(crate::centre::AgentView {
+            id: crate::centre::AgentId("ada".into()),
+            name: "Ada Lovelace".into(),
+        });
+        s.position = None;
+        assert_eq!(agent(&s), "Being connected to Ada Lovelace");
+        assert_eq!(
+            position(&s),
+            "It is your turn: an agent is taking your contact."
+        );
+        s.connected = true;
+        assert_eq!(display(&s).agent, "Connected to Ada Lovelace");
+    }
+
+    #[test]
+    fn attempts_transfers_and_remote_targets_in_words() {
+        let at = parse_datetime_local("2026-11-24T14:02").expect("valid");
+        assert_eq!(attempt(at, "no answer"), "14:02 UTC — no answer");
+        assert_eq!(
+            next_attempt(at.plus_secs(300)),
+            "Next attempt at 2026-11-24 14:07 UTC."
+        );
+        assert_eq!(
+            transferring("Paris office"),
+            "Moving your call to Paris office…"
+        );
+        assert_eq!(remote_target("Paris office"), "Paris office (another site)");
     }
 }

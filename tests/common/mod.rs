@@ -92,6 +92,12 @@ impl Gateway {
         g
     }
 
+    /// Starts with the repository's default configuration plus `agents_toml` appended
+    /// (`[[agent]]` tables; the default's demo agents stay configured, logged out).
+    pub fn start_with_agents(name: &str, agents_toml: &str) -> Self {
+        Self::start_with(name, Some(&default_config_with(agents_toml)))
+    }
+
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -221,6 +227,20 @@ impl Drop for Gateway {
             let _ = c.wait();
         }
     }
+}
+
+/// The repository's `holdline.toml` (the embedded default) with `extra` appended, e.g.
+/// `[[agent]]` or remote `[[queue]]` tables.
+pub fn default_config_with(extra: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("holdline.toml")).expect("holdline.toml");
+    format!("{text}\n\n{extra}\n")
+}
+
+/// One `[[agent]]` table (reached by REGISTER) with the given skills, e.g. `support = 5`.
+pub fn agent_toml(id: &str, name: &str, password: &str, skills: &str) -> String {
+    format!(
+        "[[agent]]\nid = \"{id}\"\nname = \"{name}\"\npassword = \"{password}\"\nskills = {{ {skills} }}\n"
+    )
 }
 
 pub fn options(local: &SocketAddr, to: SocketAddr, call_id: &str) -> String {

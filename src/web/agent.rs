@@ -1,0 +1,794 @@
+//! The agent console (`/agent`): login with the configured id and password, a signed
+//! session cookie, the agent's state and buttons, the offered or connected contact with
+//! everything the caller gave, and the queues the agent serves; live by server-sent
+//! events (`static/agent.js`), and by reloading without JavaScript.
+//!
+//! Also the authentication shared with the agent JSON API ([`super::agent_api`]): password
+//! checks in constant time, failed logins rate-limited per client address, sessions as
+//! `agent.expiry.hmac` cookies keyed by the app secret (no server-side session table: a
+//! restart, with its new secret, logs every browser out).
+//!
+//! Must not import `sip` or `media`; talks to the centre through `CentreHandle` only.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use futures_util::stream::{self, Stream};
+use hmac::{KeyInit, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use tokio::sync::watch;
+
+use crate::centre::{
+    AgentError, AgentId, AgentState, AgentStatus, ContactStatus, MediaType, Snapshot, Substitute,
+    Timestamp,
+};
+
+use super::pages::render;
+use super::{AppState, Client, Session, csrf, limit, words};
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+/// Name of the agent session cookie.
+pub const AGENT_COOKIE: &str = "hl_agent";
+/// Cookie path of the console; the JSON API's login sets its own cookie on `/api/agent`.
+pub const CONSOLE_PATH: &str = "/agent";
+pub const API_PATH: &str = "/api/agent";
+/// How long a login lasts.
+pub const SESSION_SECS: u64 = 12 * 3600;
+/// The CSRF "contact" of the console forms and API calls made with the cookie.
+pub const CSRF_SCOPE: &str = "agent";
+/// The CSRF "contact" of the login form.
+const LOGIN_SCOPE: &str = "agent-login";
+/// Reasons offered for "Not ready".
+pub const NOT_READY_REASONS: &[&str] = &["break", "lunch", "training", "other"];
+
+/// One configured agent's credentials, as the web server checks them.
+#[derive(Clone)]
+pub struct AgentAccount {
+    pub id: AgentId,
+    pub name: String,
+    pub password: String,
+}
+
+impl fmt::Debug for AgentAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentAccount")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn keyed(secret: &[u8; 32]) -> HmacSha256 {
+    <HmacSha256 as KeyInit>::new_from_slice(secret).expect("HMAC takes any key")
+}
+
+/// Constant-time password check: both sides are MACed first, so the comparison is of
+/// two fixed-length tags whatever the lengths of the passwords.
+pub fn password_matches(secret: &[u8; 32], given: &str, expected: &str) -> bool {
+    let mut want = keyed(secret);
+    want.update(b"agent-password\0");
+    want.update(expected.as_bytes());
+    let want = want.finalize().into_bytes();
+    let mut got = keyed(secret);
+    got.update(b"agent-password\0");
+    got.update(given.as_bytes());
+    got.verify_slice(&want).is_ok()
+}
+
+/// The configured agent whose id and password these are. An unknown id costs the same
+/// work as a wrong password.
+pub fn authenticate<'a>(
+    secret: &[u8; 32],
+    agents: &'a [AgentAccount],
+    id: &str,
+    password: &str,
+) -> Option<&'a AgentAccount> {
+    match agents.iter().find(|a| a.id.as_str() == id) {
+        Some(a) => password_matches(secret, password, &a.password).then_some(a),
+        None => {
+            let _ = password_matches(secret, password, "\0no such agent");
+            None
+        }
+    }
+}
+
+fn session_mac(secret: &[u8; 32], agent: &str, expiry: u64) -> HmacSha256 {
+    let mut mac = keyed(secret);
+    mac.update(b"agent-session\0");
+    mac.update(agent.as_bytes());
+    mac.update(b"\0");
+    mac.update(expiry.to_string().as_bytes());
+    mac
+}
+
+/// A session cookie value for `agent`, valid until `now_secs + SESSION_SECS`.
+pub fn session_value(secret: &[u8; 32], agent: &str, now_secs: u64) -> String {
+    let expiry = now_secs + SESSION_SECS;
+    let tag = session_mac(secret, agent, expiry).finalize().into_bytes();
+    format!("{agent}.{expiry}.{}", hex(&tag))
+}
+
+/// The agent id in a session value that we signed and that has not expired.
+pub fn verify_session(secret: &[u8; 32], value: &str, now_secs: u64) -> Option<String> {
+    let mut parts = value.rsplitn(3, '.');
+    let (tag, expiry, agent) = (parts.next()?, parts.next()?, parts.next()?);
+    let expiry: u64 = expiry.parse().ok()?;
+    let tag = unhex(tag)?;
+    session_mac(secret, agent, expiry)
+        .verify_slice(&tag)
+        .ok()
+        .filter(|()| now_secs < expiry)
+        .map(|()| agent.to_owned())
+}
+
+/// `Set-Cookie` for a session on `path`.
+pub fn session_cookie(value: &str, path: &str) -> String {
+    format!(
+        "{AGENT_COOKIE}={value}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={SESSION_SECS}"
+    )
+}
+
+/// `Set-Cookie` that removes the session on `path`.
+pub fn clear_cookie(path: &str) -> String {
+    format!("{AGENT_COOKIE}=; HttpOnly; SameSite=Strict; Path={path}; Max-Age=0")
+}
+
+/// The raw session cookie value from the request, if any.
+pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == AGENT_COOKIE && !value.is_empty())
+        .map(|(_, value)| value.to_owned())
+}
+
+pub(crate) fn now_secs() -> u64 {
+    Timestamp::now_wall().0 / 1000
+}
+
+/// The logged-in agent of a request carrying a valid session cookie: (account, cookie value).
+pub(crate) fn from_cookie(state: &AppState, headers: &HeaderMap) -> Option<(AgentAccount, String)> {
+    let value = cookie_value(headers)?;
+    let id = verify_session(&state.web.secret, &value, now_secs())?;
+    let account = state
+        .web
+        .agents
+        .iter()
+        .find(|a| a.id.as_str() == id)?
+        .clone();
+    Some((account, value))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+// --- what the console shows ----------------------------------------------------------
+
+/// One line of the contact card.
+pub(crate) struct CardField {
+    /// Element id (`contact-subject`...), for tests and live updates.
+    pub id: &'static str,
+    pub label: &'static str,
+    pub value: String,
+}
+
+/// The contact offered to or connected with the agent.
+pub(crate) struct ContactCard {
+    pub heading: String,
+    pub number: String,
+    pub fields: Vec<CardField>,
+    /// Call-back attempts so far, one line each.
+    pub attempts: Vec<String>,
+    pub connected: bool,
+}
+
+pub(crate) struct QueueLine {
+    pub name: String,
+    pub waiting: u32,
+}
+
+/// Everything on the console that changes: a pure function of a snapshot.
+pub(crate) struct ConsoleView {
+    pub id: String,
+    pub name: String,
+    pub state: &'static str,
+    pub state_text: String,
+    pub can_ready: bool,
+    pub can_not_ready: bool,
+    pub can_logout: bool,
+    /// Seconds of wrap-up left (shown with "Ready now").
+    pub wrap_up_left: Option<u64>,
+    pub card: Option<ContactCard>,
+    pub queues: Vec<QueueLine>,
+}
+
+/// "4 min 05 s", "35 s", "2 h 03 min".
+pub fn duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min {:02} s", secs / 60, secs % 60),
+        _ => format!("{} h {:02} min", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+/// "Ready", "Not ready (lunch)", "Wrap-up"...
+pub fn state_text(state: &AgentState) -> String {
+    match state {
+        AgentState::LoggedOut => "Logged out".to_owned(),
+        AgentState::NotReady { reason } => format!("Not ready ({reason})"),
+        AgentState::Ready { .. } => "Ready: waiting for a contact".to_owned(),
+        AgentState::Reserved { .. } => "A contact is being offered to you".to_owned(),
+        AgentState::Busy { .. } => "Busy with a contact".to_owned(),
+        AgentState::WrapUp { .. } => "Wrap-up".to_owned(),
+    }
+}
+
+/// The caller's number: the user part of their SIP From, or the call-back default.
+fn caller_number(status: &ContactStatus) -> String {
+    if let Some(n) = &status.default_callback_number {
+        return n.clone();
+    }
+    status.caller.clone()
+}
+
+fn card(status: &ContactStatus, now: Timestamp) -> ContactCard {
+    let f = |id, label, value: String| CardField { id, label, value };
+    let mut fields = vec![
+        f("contact-queue", "Queue", words::queue(status)),
+        f(
+            "contact-media",
+            "Contact by",
+            status.media.label().to_owned(),
+        ),
+        f(
+            "contact-waited",
+            "Waited",
+            duration(now.millis_since(status.created) / 1000),
+        ),
+        f("contact-caller", "Caller's number", caller_number(status)),
+    ];
+    match &status.substitute {
+        Some(Substitute::Email {
+            subject,
+            message,
+            reply_to,
+        }) => {
+            fields.push(f("contact-subject", "Subject", subject.clone()));
+            fields.push(f("contact-message", "Message", message.clone()));
+            fields.push(f("contact-reply-to", "Reply to", reply_to.clone()));
+        }
+        Some(Substitute::WebForm {
+            name,
+            subject,
+            message,
+            reply_to,
+        }) => {
+            fields.push(f("contact-name", "Name", name.clone()));
+            fields.push(f("contact-subject", "Subject", subject.clone()));
+            fields.push(f("contact-message", "Message", message.clone()));
+            fields.push(f("contact-reply-to", "Reply to", reply_to.clone()));
+        }
+        Some(Substitute::Callback { number, window }) => {
+            fields.push(f("contact-callback-number", "Call back on", number.clone()));
+            let w = words::window(window);
+            fields.push(f(
+                "contact-window",
+                "Window",
+                if w.is_empty() {
+                    "any time".to_owned()
+                } else {
+                    w.trim_start().to_owned()
+                },
+            ));
+        }
+        None => {}
+    }
+    // TODO(lead, issue 4 merge): once H3's `ContactStatus.attempts` is on main:
+    //   attempts: status.attempts.iter().map(|a| words::attempt(a.at, &a.outcome)).collect(),
+    let attempts = Vec::new();
+    let what = match status.media {
+        MediaType::Voice | MediaType::Video => "Call",
+        MediaType::Callback => "Call-back",
+        MediaType::Email => "Email",
+        MediaType::WebForm => "Web form",
+    };
+    ContactCard {
+        heading: if status.connected {
+            format!("{what} connected")
+        } else {
+            format!("{what} offered to you")
+        },
+        number: status.id.to_string(),
+        fields,
+        attempts,
+        connected: status.connected,
+    }
+}
+
+impl ConsoleView {
+    pub(crate) fn build(agent: &AgentStatus, snapshot: &Snapshot) -> ConsoleView {
+        let now = snapshot.at;
+        let card = agent
+            .contact
+            .as_ref()
+            .and_then(|c| snapshot.contacts.get(c))
+            .map(|s| card(s, now));
+        let queues = agent
+            .skills
+            .iter()
+            .filter_map(|(q, _)| snapshot.queues.iter().find(|s| &s.id == q))
+            .map(|q| QueueLine {
+                name: if q.skillset.is_empty() {
+                    q.name.clone()
+                } else {
+                    q.skillset.clone()
+                },
+                waiting: q.waiting,
+            })
+            .collect();
+        let s = &agent.state;
+        ConsoleView {
+            id: agent.id.to_string(),
+            name: agent.name.clone(),
+            state: s.name(),
+            state_text: state_text(s),
+            can_ready: matches!(s, AgentState::NotReady { .. }),
+            can_not_ready: matches!(s, AgentState::Ready { .. } | AgentState::WrapUp { .. }),
+            can_logout: !matches!(s, AgentState::Reserved { .. } | AgentState::Busy { .. }),
+            wrap_up_left: match s {
+                AgentState::WrapUp { until } => Some(until.millis_since(now).div_ceil(1000)),
+                _ => None,
+            },
+            card,
+            queues,
+        }
+    }
+
+    /// The view of `id` in `snapshot`, if configured.
+    pub(crate) fn of(id: &AgentId, snapshot: &Snapshot) -> Option<ConsoleView> {
+        let agent = snapshot.agents.iter().find(|a| &a.id == id)?;
+        Some(ConsoleView::build(agent, snapshot))
+    }
+}
+
+// --- pages ------------------------------------------------------------------------------
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/agent", get(login_page))
+        .route("/agent/login", post(login))
+        .route("/agent/console", get(console).post(console_action))
+        .route("/agent/console/events", get(events))
+}
+
+#[derive(Template)]
+#[template(path = "agent_login.html")]
+struct LoginPage {
+    csrf: String,
+    agent: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "agent_console.html")]
+struct ConsolePage {
+    v: ConsoleView,
+    csrf: String,
+    notice: Option<String>,
+    reasons: &'static [&'static str],
+}
+
+/// The part of the console that live updates replace.
+#[derive(Template)]
+#[template(path = "agent_live.html")]
+struct LivePart<'a> {
+    v: &'a ConsoleView,
+    csrf: &'a str,
+    reasons: &'static [&'static str],
+}
+
+fn live_html(v: &ConsoleView, csrf: &str) -> String {
+    LivePart {
+        v,
+        csrf,
+        reasons: NOT_READY_REASONS,
+    }
+    .render()
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the agent console template failed");
+        String::new()
+    })
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+) -> Response {
+    if from_cookie(&state, &headers).is_some() {
+        return Redirect::to("/agent/console").into_response();
+    }
+    let page = LoginPage {
+        csrf: csrf::token(&state.web.secret, &session.id, LOGIN_SCOPE),
+        agent: String::new(),
+        error: None,
+    };
+    session.apply(render(StatusCode::OK, &page))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    agent: Option<String>,
+    password: Option<String>,
+    csrf: Option<String>,
+}
+
+fn too_many_logins(wait: std::time::Duration) -> Response {
+    let secs = limit::retry_after_secs(wait);
+    let mut r = render(
+        StatusCode::TOO_MANY_REQUESTS,
+        &LoginPage {
+            csrf: String::new(),
+            agent: String::new(),
+            error: Some(format!(
+                "Too many failed logins from this address. Please wait {secs} seconds and try again."
+            )),
+        },
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
+/// Logs the agent in at the centre unless they already are (a second browser, a reload).
+pub(crate) async fn log_in_at_centre(state: &AppState, id: &AgentId) -> Result<(), AgentError> {
+    let logged_in = state
+        .web
+        .centre
+        .snapshots()
+        .borrow()
+        .agents
+        .iter()
+        .any(|a| &a.id == id && a.state.is_logged_in());
+    if logged_in {
+        return Ok(());
+    }
+    match state.web.centre.agent_login(id.clone()).await {
+        // Raced with another login: logged in either way.
+        Ok(()) | Err(AgentError::NotAllowed { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return super::pages::forbidden();
+    };
+    let Some(session) = Session::from_headers(&headers) else {
+        return super::pages::forbidden();
+    };
+    if !csrf::verify(
+        &state.web.secret,
+        &session,
+        LOGIN_SCOPE,
+        form.csrf.as_deref().unwrap_or(""),
+    ) {
+        return super::pages::forbidden();
+    }
+    if let Err(wait) = state.login_gate(ip) {
+        return too_many_logins(wait);
+    }
+    let typed: String = form.agent.unwrap_or_default().chars().take(32).collect();
+    let Some(account) = authenticate(
+        &state.web.secret,
+        &state.web.agents,
+        typed.trim(),
+        form.password.as_deref().unwrap_or(""),
+    )
+    .cloned() else {
+        state.failed_login(ip);
+        tracing::info!("agent console login refused");
+        let page = LoginPage {
+            csrf: csrf::token(&state.web.secret, &session, LOGIN_SCOPE),
+            agent: typed,
+            error: Some("That agent id and password do not match.".to_owned()),
+        };
+        return render(StatusCode::UNAUTHORIZED, &page);
+    };
+    if let Err(e) = log_in_at_centre(&state, &account.id).await {
+        tracing::warn!(agent = %account.id, error = %e, "agent login not stored");
+        return super::pages::unavailable();
+    }
+    tracing::info!(agent = %account.id, "agent logged in to the console");
+    let value = session_value(&state.web.secret, account.id.as_str(), now_secs());
+    with_cookie(
+        Redirect::to("/agent/console").into_response(),
+        &session_cookie(&value, CONSOLE_PATH),
+    )
+}
+
+fn console_page(
+    state: &AppState,
+    account: &AgentAccount,
+    value: &str,
+    status: StatusCode,
+    notice: Option<String>,
+) -> Response {
+    let snapshot = state.web.centre.snapshots().borrow().clone();
+    let Some(v) = ConsoleView::of(&account.id, &snapshot) else {
+        return super::pages::unavailable();
+    };
+    render(
+        status,
+        &ConsolePage {
+            v,
+            csrf: csrf::token(&state.web.secret, value, CSRF_SCOPE),
+            notice,
+            reasons: NOT_READY_REASONS,
+        },
+    )
+}
+
+async fn console(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match from_cookie(&state, &headers) {
+        Some((account, value)) => console_page(&state, &account, &value, StatusCode::OK, None),
+        None => Redirect::to("/agent").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ConsoleForm {
+    action: Option<String>,
+    reason: Option<String>,
+    csrf: Option<String>,
+}
+
+/// The console's buttons, as the API's states: what to ask of the centre.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AgentAction {
+    Ready,
+    NotReady(String),
+    Logout,
+    Done,
+}
+
+/// Asks the centre; Ok when done (or already so).
+pub(crate) async fn apply(
+    state: &AppState,
+    id: &AgentId,
+    action: AgentAction,
+) -> Result<(), AgentError> {
+    let centre = &state.web.centre;
+    match action {
+        AgentAction::Ready => centre.agent_ready(id.clone()).await,
+        AgentAction::NotReady(reason) => centre.agent_not_ready(id.clone(), reason).await,
+        AgentAction::Logout => centre.agent_logout(id.clone()).await,
+        AgentAction::Done => centre.contact_handled(id.clone()).await,
+    }
+}
+
+/// A reason from the list, or "not ready".
+pub(crate) fn reason(typed: Option<&str>) -> String {
+    let typed = typed.unwrap_or("").trim();
+    NOT_READY_REASONS
+        .iter()
+        .find(|r| r.eq_ignore_ascii_case(typed))
+        .map_or_else(|| "not ready".to_owned(), |r| (*r).to_owned())
+}
+
+/// In words, why the centre refused.
+pub(crate) fn refusal(e: &AgentError) -> String {
+    match e {
+        AgentError::NotAllowed { state, what } => {
+            format!(
+                "That is not possible now (you are {}): {what}.",
+                state.replace('_', " ")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn console_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<ConsoleForm>, FormRejection>,
+) -> Response {
+    let Some((account, value)) = from_cookie(&state, &headers) else {
+        return Redirect::to("/agent").into_response();
+    };
+    let Ok(Form(form)) = form else {
+        return super::pages::forbidden();
+    };
+    if !csrf::verify(
+        &state.web.secret,
+        &value,
+        CSRF_SCOPE,
+        form.csrf.as_deref().unwrap_or(""),
+    ) {
+        tracing::info!(agent = %account.id, "refused: missing or wrong CSRF token");
+        return super::pages::forbidden();
+    }
+    let action = match form.action.as_deref() {
+        Some("ready" | "ready_now") => AgentAction::Ready,
+        Some("not_ready") => AgentAction::NotReady(reason(form.reason.as_deref())),
+        Some("logout") => AgentAction::Logout,
+        Some("done") => AgentAction::Done,
+        _ => {
+            return console_page(
+                &state,
+                &account,
+                &value,
+                StatusCode::BAD_REQUEST,
+                Some("Unknown button. Please reload the page.".to_owned()),
+            );
+        }
+    };
+    let logout = action == AgentAction::Logout;
+    match apply(&state, &account.id, action).await {
+        Ok(()) if logout => {
+            tracing::info!(agent = %account.id, "agent logged out");
+            with_cookie(
+                Redirect::to("/agent").into_response(),
+                &clear_cookie(CONSOLE_PATH),
+            )
+        }
+        Ok(()) => Redirect::to("/agent/console").into_response(),
+        Err(e @ AgentError::NotAllowed { .. }) => console_page(
+            &state,
+            &account,
+            &value,
+            StatusCode::CONFLICT,
+            Some(refusal(&e)),
+        ),
+        Err(e) => {
+            tracing::warn!(agent = %account.id, error = %e, "agent request failed");
+            super::pages::unavailable()
+        }
+    }
+}
+
+/// The live part of the console now, then again whenever it changes.
+fn console_stream(
+    id: AgentId,
+    csrf: String,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    stream::unfold(
+        (snapshots, None::<String>, id, csrf),
+        |(mut rx, last, id, csrf)| async move {
+            loop {
+                if last.is_some() {
+                    rx.changed().await.ok()?;
+                }
+                let html = {
+                    let snapshot = rx.borrow_and_update().clone();
+                    ConsoleView::of(&id, &snapshot).map(|v| live_html(&v, &csrf))?
+                };
+                if last.as_deref() != Some(html.as_str()) {
+                    let event = Event::default().event("console").data(html.clone());
+                    return Some((Ok(event), (rx, Some(html), id, csrf)));
+                }
+            }
+        },
+    )
+}
+
+async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((account, value)) = from_cookie(&state, &headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    let csrf = csrf::token(&state.web.secret, &value, CSRF_SCOPE);
+    let stop = state.web.shutdown.clone().cancelled_owned();
+    let stream = futures_util::StreamExt::take_until(
+        console_stream(account.id, csrf, state.web.centre.snapshots()),
+        stop,
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: [u8; 32] = [9; 32];
+
+    #[test]
+    fn passwords_compare_by_mac() {
+        assert!(password_matches(&SECRET, "correct horse", "correct horse"));
+        assert!(!password_matches(&SECRET, "correct hors", "correct horse"));
+        assert!(!password_matches(&SECRET, "", "correct horse"));
+        let agents = [AgentAccount {
+            id: AgentId("ada".into()),
+            name: "Ada".into(),
+            password: "12345678".into(),
+        }];
+        assert!(authenticate(&SECRET, &agents, "ada", "12345678").is_some());
+        assert!(authenticate(&SECRET, &agents, "ada", "123456789").is_none());
+        assert!(authenticate(&SECRET, &agents, "bob", "12345678").is_none());
+    }
+
+    #[test]
+    fn sessions_are_signed_and_expire() {
+        let v = session_value(&SECRET, "a.d-a", 1000);
+        assert_eq!(verify_session(&SECRET, &v, 1001).as_deref(), Some("a.d-a"));
+        assert_eq!(
+            verify_session(&SECRET, &v, 1000 + SESSION_SECS),
+            None,
+            "expired"
+        );
+        assert_eq!(verify_session(&[1; 32], &v, 1001), None, "other secret");
+        let forged = v.replacen("a.d-a", "grace", 1);
+        assert_eq!(verify_session(&SECRET, &forged, 1001), None);
+        let later = v.replace(&format!(".{}.", 1000 + SESSION_SECS), ".99999999999.");
+        assert_eq!(
+            verify_session(&SECRET, &later, 1001),
+            None,
+            "expiry is signed"
+        );
+        for junk in ["", "ada", "ada.1", "ada.x.00", "..", "ada.5.zz"] {
+            assert_eq!(verify_session(&SECRET, junk, 0), None, "{junk}");
+        }
+        let set = session_cookie(&v, CONSOLE_PATH);
+        assert!(
+            set.contains("HttpOnly; SameSite=Strict; Path=/agent;"),
+            "{set}"
+        );
+        assert!(clear_cookie(CONSOLE_PATH).contains("Max-Age=0"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("hl_session=x; {AGENT_COOKIE}={v}")).unwrap(),
+        );
+        assert_eq!(cookie_value(&h), Some(v));
+    }
+
+    #[test]
+    fn durations_and_reasons() {
+        assert_eq!(duration(5), "5 s");
+        assert_eq!(duration(245), "4 min 05 s");
+        assert_eq!(duration(7380), "2 h 03 min");
+        assert_eq!(reason(Some("Lunch")), "lunch");
+        assert_eq!(reason(Some("<script>")), "not ready");
+        assert_eq!(reason(None), "not ready");
+    }
+}

@@ -1,0 +1,291 @@
+//! The agent JSON API under `/api/agent/` (used by scripts and end-to-end tests): log in,
+//! read one's own state and contact, change state, finish a contact.
+//!
+//! Every call accepts either `Authorization: Basic base64(agent:password)` (no cookie, no
+//! CSRF token; we never send a Basic challenge, so browsers never cache it) or the
+//! `hl_agent` cookie from `POST /api/agent/login` plus its `X-CSRF-Token` on POSTs.
+//! Failed password checks count against the client's login budget (429 past it).
+//! Errors are problem+json through [`AppError`].
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::centre::{AgentError, AgentId, AgentState};
+
+use super::agent::{self, AgentAccount, AgentAction};
+use super::api::AppError;
+use super::{AppState, Client, csrf, limit};
+
+impl From<AgentError> for AppError {
+    fn from(e: AgentError) -> Self {
+        match e {
+            // Configured at login but gone from the centre: treat as not logged in.
+            AgentError::UnknownAgent(_) => AppError::Unauthorized,
+            e @ AgentError::NotAllowed { .. } => AppError::AgentConflict(agent::refusal(&e)),
+            AgentError::Storage(e) => {
+                tracing::warn!(error = %e, "agent request not stored");
+                AppError::Unavailable
+            }
+            AgentError::ShuttingDown => AppError::Unavailable,
+        }
+    }
+}
+
+fn rate_limited(wait: std::time::Duration) -> AppError {
+    AppError::LoginRateLimited {
+        retry_after_secs: limit::retry_after_secs(wait),
+    }
+}
+
+/// Decodes standard base64 (with or without padding); `None` if it is not.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let text = text.trim_end_matches('=').as_bytes();
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for chunk in text.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
+}
+
+/// `(agent, password)` from an `Authorization: Basic` value.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(base64_decode(encoded.trim())?).ok()?;
+    let (agent, password) = decoded.split_once(':')?;
+    Some((agent.to_owned(), password.to_owned()))
+}
+
+/// Who is asking: Basic credentials, or the session cookie (with its CSRF token on
+/// changes, `needs_csrf`).
+async fn authorize(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    needs_csrf: bool,
+) -> Result<(AgentAccount, Option<String>), AppError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        state.login_gate(ip).map_err(rate_limited)?;
+        let found = value
+            .to_str()
+            .ok()
+            .and_then(basic_credentials)
+            .and_then(|(id, password)| {
+                agent::authenticate(&state.web.secret, &state.web.agents, &id, &password).cloned()
+            });
+        return match found {
+            Some(account) => Ok((account, None)),
+            None => {
+                state.failed_login(ip);
+                tracing::info!("agent API: Basic credentials refused");
+                Err(AppError::Unauthorized)
+            }
+        };
+    }
+    let (account, value) = agent::from_cookie(state, headers).ok_or(AppError::Unauthorized)?;
+    if needs_csrf {
+        let token = headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !csrf::verify(&state.web.secret, &value, agent::CSRF_SCOPE, token) {
+            tracing::info!(agent = %account.id, "refused: missing or wrong CSRF token");
+            return Err(AppError::Forbidden);
+        }
+    }
+    Ok((account, Some(value)))
+}
+
+/// The agent as the API shows it: state, the contact with everything the caller gave
+/// (numbers unmasked: the agent needs them), and the queues they serve.
+pub fn me_json(snapshot: &crate::centre::Snapshot, id: &AgentId) -> Option<Value> {
+    let a = snapshot.agents.iter().find(|a| &a.id == id)?;
+    let mut me = json!({
+        "id": a.id,
+        "name": a.name,
+        "state": a.state.name(),
+        "state_text": agent::state_text(&a.state),
+    });
+    match &a.state {
+        AgentState::NotReady { reason } => me["reason"] = json!(reason),
+        AgentState::WrapUp { until } => me["wrap_up_until"] = json!(until),
+        AgentState::Reserved { until, .. } => me["offer_until"] = json!(until),
+        _ => {}
+    }
+    if let Some(status) = a.contact.as_ref().and_then(|c| snapshot.contacts.get(c)) {
+        me["contact"] = serde_json::to_value(status).unwrap_or_default();
+    }
+    me["queues"] = a
+        .skills
+        .iter()
+        .filter_map(|(q, level)| {
+            let s = snapshot.queues.iter().find(|s| &s.id == q)?;
+            Some(json!({ "id": s.id, "name": s.name, "skillset": s.skillset, "level": level, "waiting": s.waiting }))
+        })
+        .collect();
+    Some(me)
+}
+
+fn me_response(state: &AppState, id: &AgentId, cookie: Option<&str>) -> Result<Response, AppError> {
+    let snapshot = state.web.centre.snapshots().borrow().clone();
+    let mut me = me_json(&snapshot, id).ok_or(AppError::Unauthorized)?;
+    if let Some(value) = cookie {
+        me["csrf"] = json!(csrf::token(&state.web.secret, value, agent::CSRF_SCOPE));
+    }
+    Ok(axum::Json(me).into_response())
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, AppError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(AppError::BadRequest(
+            "Send the body as application/json.".to_owned(),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::BadRequest(format!("The body is not what this call takes: {e}")))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    agent: String,
+    password: String,
+}
+
+/// `POST /api/agent/login`: checks the password, logs the agent in at the centre (if
+/// logged out) and sets the session cookie for `/api/agent`.
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    state.login_gate(ip).map_err(rate_limited)?;
+    let creds: LoginBody = json_body(&headers, &body)?;
+    let Some(account) = agent::authenticate(
+        &state.web.secret,
+        &state.web.agents,
+        &creds.agent,
+        &creds.password,
+    )
+    .cloned() else {
+        state.failed_login(ip);
+        tracing::info!("agent API login refused");
+        return Err(AppError::Unauthorized);
+    };
+    agent::log_in_at_centre(&state, &account.id).await?;
+    let value = agent::session_value(&state.web.secret, account.id.as_str(), agent::now_secs());
+    let mut response = me_response(&state, &account.id, Some(&value))?;
+    if let Ok(v) = HeaderValue::from_str(&agent::session_cookie(&value, agent::API_PATH)) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// `GET /api/agent/me`
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let (account, cookie) = authorize(&state, ip, &headers, false).await?;
+    me_response(&state, &account.id, cookie.as_deref())
+}
+
+#[derive(Deserialize)]
+struct StateBody {
+    state: String,
+    reason: Option<String>,
+}
+
+/// `POST /api/agent/state` `{"state": "logged_in"|"ready"|"not_ready"|"logged_out", "reason"?}`
+pub(crate) async fn set_state(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let (account, cookie) = authorize(&state, ip, &headers, true).await?;
+    let wanted: StateBody = json_body(&headers, &body)?;
+    match wanted.state.as_str() {
+        "logged_in" => agent::log_in_at_centre(&state, &account.id).await?,
+        "ready" => agent::apply(&state, &account.id, AgentAction::Ready).await?,
+        "not_ready" => {
+            let reason = agent::reason(wanted.reason.as_deref());
+            agent::apply(&state, &account.id, AgentAction::NotReady(reason)).await?;
+        }
+        "logged_out" => agent::apply(&state, &account.id, AgentAction::Logout).await?,
+        other => {
+            return Err(AppError::Invalid {
+                field: "state".to_owned(),
+                message: format!(
+                    "{other:?} is not one of logged_in, ready, not_ready, logged_out."
+                ),
+            });
+        }
+    }
+    me_response(&state, &account.id, cookie.as_deref())
+}
+
+/// `POST /api/agent/done`: the agent finished the connected contact.
+pub(crate) async fn done(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let (account, cookie) = authorize(&state, ip, &headers, true).await?;
+    agent::apply(&state, &account.id, AgentAction::Done).await?;
+    me_response(&state, &account.id, cookie.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_basic_credentials() {
+        assert_eq!(base64_decode("YWRhOjEyMzQ1Njc4").unwrap(), b"ada:12345678");
+        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+        assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
+        assert_eq!(base64_decode("").unwrap(), b"");
+        assert!(base64_decode("Y").is_none());
+        assert!(base64_decode("YW!=").is_none());
+        assert_eq!(
+            basic_credentials("Basic YWRhOjEyOjM0"),
+            Some(("ada".into(), "12:34".into())),
+            "the password may hold colons"
+        );
+        assert_eq!(basic_credentials("Bearer YWRhOjEy"), None);
+        assert_eq!(basic_credentials("Basic"), None);
+    }
+}
