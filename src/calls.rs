@@ -89,6 +89,13 @@ pub async fn run(
                             | UaEvent::ReferFailed { call, .. }
                             | UaEvent::ReferProgress { call, .. } => *call,
                             UaEvent::ReferAccepted(k) => *k,
+                            UaEvent::Progress { call, .. }
+                            | UaEvent::Answered { call, .. }
+                            | UaEvent::OutgoingFailed { call, .. }
+                            | UaEvent::ReinviteAnswered { call, .. }
+                            | UaEvent::ReinviteFailed { call, .. } => *call,
+                            // Registrar bindings: not a call's business (yet).
+                            UaEvent::Registered { .. } => continue,
                             UaEvent::Incoming(_) => unreachable!("matched above"),
                         };
                         let ended = matches!(other, UaEvent::Ended(_));
