@@ -381,6 +381,11 @@ impl UserAgent {
         }
     }
 
+    /// Where `user` registered: the contact of their most recently refreshed live binding.
+    pub fn binding(&self, _now: Instant, _user: &str) -> Option<String> {
+        None
+    }
+
     /// Calls the UA knows (answered or not).
     pub fn call_count(&self) -> usize {
         self.calls.len()
