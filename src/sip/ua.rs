@@ -18,6 +18,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::message::{CSeq, Headers, Method, NameAddr, Request, Response, SipUri, reason_phrase};
 use super::parse::{Invalid, Kind};
+use super::registrar::Registrar;
 use super::transaction::{
     InviteClientState, InviteServerState, NonInviteClientState, NonInviteServer, Retransmit, Timers,
 };
@@ -180,13 +181,7 @@ pub enum UaError {
     InviteInProgress,
 }
 
-/// The registrar's settings: REGISTER is accepted only when this is set with users.
-#[derive(Debug, Clone, Default)]
-pub struct RegistrarConfig {
-    pub realm: String,
-    /// (username, password) pairs: the digest credentials and the AOR user parts.
-    pub users: Vec<(String, String)>,
-}
+pub use super::registrar::RegistrarConfig;
 
 #[derive(Debug, Clone)]
 pub struct UaConfig {
@@ -322,6 +317,8 @@ enum TimerRef {
     Client(u64),
     InviteClient(u64),
     Call(u64),
+    /// A registrar binding may have expired.
+    Registrar,
 }
 
 /// The user agent. One value per SIP endpoint; driven by `endpoint.rs`.
@@ -342,12 +339,22 @@ pub struct UserAgent {
     transmits: VecDeque<Transmit>,
     events: VecDeque<UaEvent>,
     draining: bool,
+    registrar: Option<Registrar>,
+    /// The earliest registrar timer already armed (one at a time in the heap).
+    registrar_armed: Option<Instant>,
 }
 
 impl UserAgent {
     pub fn new(config: UaConfig) -> Self {
         let rng = StdRng::seed_from_u64(config.seed);
+        // The nonce key comes from the OS-seeded generator, never from the (test) seed.
+        let registrar = config
+            .registrar
+            .as_ref()
+            .and_then(|r| Registrar::new(r, rand::rng().random()));
         Self {
+            registrar,
+            registrar_armed: None,
             config,
             rng,
             next_id: 1,
@@ -369,12 +376,7 @@ impl UserAgent {
 
     /// The validator policy: REGISTER is implemented only when the registrar is on.
     pub fn policy(&self) -> Policy<'static> {
-        if self
-            .config
-            .registrar
-            .as_ref()
-            .is_some_and(|r| !r.users.is_empty())
-        {
+        if self.registrar.is_some() {
             Policy::REGISTRAR
         } else {
             Policy::GATEWAY
@@ -382,8 +384,11 @@ impl UserAgent {
     }
 
     /// Where `user` registered: the contact of their most recently refreshed live binding.
-    pub fn binding(&self, _now: Instant, _user: &str) -> Option<String> {
-        None
+    pub fn binding(&self, now: Instant, user: &str) -> Option<String> {
+        self.registrar
+            .as_ref()?
+            .binding(now, user)
+            .map(|(contact, _)| contact)
     }
 
     /// Calls the UA knows (answered or not).
@@ -522,6 +527,10 @@ impl UserAgent {
             self.reply_new_txn(now, peer, &req, key, status, &reason, headers, None, None);
             return;
         }
+        if req.method == Method::Register {
+            self.register(now, peer, req, key);
+            return;
+        }
         let to_tag = req.to().and_then(|t| t.tag);
         match (&req.method, to_tag) {
             (Method::Invite, None) => self.new_invite(now, peer, req, key),
@@ -561,6 +570,7 @@ impl UserAgent {
                 TimerRef::Client(id) => self.client_timer(now, id),
                 TimerRef::InviteClient(id) => self.invite_client_timer(now, id),
                 TimerRef::Call(id) => self.call_timer(now, id),
+                TimerRef::Registrar => self.registrar_timer(now),
             }
         }
     }
@@ -1356,6 +1366,68 @@ impl UserAgent {
             body,
             peer,
         }));
+    }
+
+    /// REGISTER (the policy lets it through only when the registrar is on).
+    fn register(&mut self, now: Instant, peer: Peer, req: Request, key: TxnKey) {
+        let Some(registrar) = self.registrar.as_mut() else {
+            return;
+        };
+        let answer = registrar.handle(now, &req);
+        if answer.status != 401 {
+            tracing::info!(status = answer.status, remote = %peer.remote, "REGISTER");
+        }
+        self.reply_new_txn(
+            now,
+            peer,
+            &req,
+            key,
+            answer.status,
+            answer.reason,
+            answer.headers,
+            None,
+            None,
+        );
+        if let Some(user) = answer.changed {
+            self.report_binding(now, user);
+            self.arm_registrar();
+        }
+    }
+
+    fn report_binding(&mut self, now: Instant, user: String) {
+        let current = self.registrar.as_ref().and_then(|r| r.binding(now, &user));
+        let (contact, expires) = match current {
+            Some((c, e)) => (Some(c), e),
+            None => (None, 0),
+        };
+        self.events.push_back(UaEvent::Registered {
+            user,
+            contact,
+            expires,
+        });
+    }
+
+    fn arm_registrar(&mut self) {
+        let Some(at) = self.registrar.as_ref().and_then(Registrar::next_expiry) else {
+            return;
+        };
+        if self.registrar_armed.is_none_or(|armed| at < armed) {
+            self.registrar_armed = Some(at);
+            self.arm(at, TimerRef::Registrar);
+        }
+    }
+
+    fn registrar_timer(&mut self, now: Instant) {
+        let Some(registrar) = self.registrar.as_mut() else {
+            return;
+        };
+        for user in registrar.expire(now) {
+            self.report_binding(now, user);
+        }
+        if self.registrar_armed.is_some_and(|armed| armed <= now) {
+            self.registrar_armed = None;
+        }
+        self.arm_registrar();
     }
 
     fn cancel(&mut self, now: Instant, peer: Peer, req: Request, key: TxnKey) {
@@ -3407,5 +3479,354 @@ mod tests {
         assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 405);
         assert!(events(&mut ua).is_empty());
         assert_eq!(ua.call_count(), 1);
+    }
+
+    // ---- registrar ------------------------------------------------------------------------
+
+    fn registrar_ua() -> UserAgent {
+        UserAgent::new(UaConfig {
+            seed: 9,
+            registrar: Some(RegistrarConfig {
+                realm: "holdline".into(),
+                users: vec![
+                    ("ada".into(), "ada-secret".into()),
+                    ("bob".into(), "bob-secret".into()),
+                ],
+            }),
+            ..UaConfig::default()
+        })
+    }
+
+    fn register(aor: &str, n: u32, extra: &str) -> String {
+        format!(
+            "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKreg{n}\r\nFrom: <sip:{aor}@127.0.0.1>;tag=r1\r\nTo: <sip:{aor}@127.0.0.1>\r\nCall-ID: reg1\r\nCSeq: {n} REGISTER\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn digest_hex(alg: &str, s: &str) -> String {
+        use sha2::Digest;
+        let bytes: Vec<u8> = if alg == "MD5" {
+            md5::Md5::digest(s.as_bytes()).to_vec()
+        } else {
+            sha2::Sha256::digest(s.as_bytes()).to_vec()
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn nonce_of(challenge: &str) -> String {
+        challenge
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The Authorization header a phone would send for `user`/`pass`.
+    fn authorization(nonce: &str, user: &str, pass: &str, alg: &str) -> String {
+        let ha1 = digest_hex(alg, &format!("{user}:holdline:{pass}"));
+        let ha2 = digest_hex(alg, "REGISTER:sip:127.0.0.1:5060");
+        let resp = digest_hex(alg, &format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"holdline\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1:5060\", response=\"{resp}\", algorithm={alg}, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+        )
+    }
+
+    /// Sends an unauthenticated REGISTER and returns the 401's nonce.
+    fn challenge(ua: &mut UserAgent, now: Instant) -> String {
+        feed(
+            ua,
+            now,
+            &register("ada", 1, "Contact: <sip:ada@127.0.0.1:5070>\r\n"),
+        );
+        let r = sent(ua).pop().unwrap();
+        assert_eq!(status_of(&r), 401);
+        nonce_of(header(&r, "WWW-Authenticate").unwrap())
+    }
+
+    fn all_headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+        msg.lines()
+            .filter(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            })
+            .map(|l| l[name.len() + 1..].trim())
+            .collect()
+    }
+
+    #[test]
+    fn register_is_challenged_with_sha256_and_md5_then_binds() {
+        let mut ua = registrar_ua();
+        let t0 = Instant::now();
+        feed(
+            &mut ua,
+            t0,
+            &register("ada", 1, "Contact: <sip:ada@127.0.0.1:5070>\r\n"),
+        );
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 401);
+        let ch = all_headers(&r, "WWW-Authenticate");
+        assert_eq!(ch.len(), 2);
+        assert!(ch[0].starts_with("Digest realm=\"holdline\""), "{}", ch[0]);
+        assert!(ch[0].contains("algorithm=SHA-256") && ch[0].contains("qop=\"auth\""));
+        assert!(ch[1].contains("algorithm=MD5"));
+        assert!(!ch[0].contains("stale"));
+        assert!(events(&mut ua).is_empty());
+        let nonce = nonce_of(ch[0]);
+        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            t0,
+            &register(
+                "ada",
+                2,
+                &format!("Contact: <sip:ada@127.0.0.1:5070;transport=udp>\r\n{auth}"),
+            ),
+        );
+        let ok = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&ok), 200, "{ok}");
+        assert_eq!(
+            header(&ok, "Contact"),
+            Some("<sip:ada@127.0.0.1:5070;transport=udp>;expires=3600")
+        );
+        match events(&mut ua).as_slice() {
+            [
+                UaEvent::Registered {
+                    user,
+                    contact: Some(c),
+                    expires: 3600,
+                },
+            ] => {
+                assert_eq!(user, "ada");
+                assert_eq!(c, "sip:ada@127.0.0.1:5070;transport=udp");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            ua.binding(t0, "ada").as_deref(),
+            Some("sip:ada@127.0.0.1:5070;transport=udp")
+        );
+        assert_eq!(ua.binding(t0, "bob"), None);
+        // MD5 works too; the contact's expires parameter wins over Expires.
+        let auth = authorization(&nonce, "ada", "ada-secret", "MD5");
+        feed(
+            &mut ua,
+            t0 + Duration::from_secs(1),
+            &register(
+                "ada",
+                3,
+                &format!(
+                    "Contact: <sip:ada@127.0.0.1:5070;transport=udp>;expires=120\r\nExpires: 900\r\n{auth}"
+                ),
+            ),
+        );
+        let ok = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&ok), 200);
+        assert!(header(&ok, "Contact").unwrap().ends_with(";expires=120"));
+        // A query (no Contact) lists the binding and changes nothing.
+        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            t0 + Duration::from_secs(2),
+            &register("ada", 4, &auth),
+        );
+        let ok = sent(&mut ua).pop().unwrap();
+        assert!(header(&ok, "Contact").unwrap().ends_with(";expires=119"));
+        assert_eq!(events(&mut ua).len(), 1, "only the refresh was a change");
+        // Allow now lists REGISTER.
+        feed(
+            &mut ua,
+            t0,
+            &request("OPTIONS", "z9hG4bKo", "o1", 1, None, ""),
+        );
+        assert!(
+            header(&sent(&mut ua)[0], "Allow")
+                .unwrap()
+                .contains("REGISTER")
+        );
+    }
+
+    #[test]
+    fn register_refuses_bad_credentials_and_other_users_addresses_alike() {
+        let mut ua = registrar_ua();
+        let t0 = Instant::now();
+        let nonce = challenge(&mut ua, t0);
+        let contact = "Contact: <sip:x@127.0.0.1:5070>\r\n";
+        let cases = [
+            ("ada", authorization(&nonce, "ada", "wrong", "SHA-256")),
+            ("eve", authorization(&nonce, "eve", "whatever", "SHA-256")),
+            // bob's correct credentials for ada's address
+            ("ada", authorization(&nonce, "bob", "bob-secret", "MD5")),
+        ];
+        for (i, (aor, auth)) in cases.iter().enumerate() {
+            feed(
+                &mut ua,
+                t0,
+                &register(aor, 10 + i as u32, &format!("{contact}{auth}")),
+            );
+            let r = sent(&mut ua).pop().unwrap();
+            assert_eq!(status_of(&r), 403, "case {i}: {r}");
+            assert!(header(&r, "WWW-Authenticate").is_none());
+        }
+        // A nonce we did not sign: a fresh challenge, not 403.
+        let forged = authorization(&"0".repeat(64), "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            t0,
+            &register("ada", 20, &format!("{contact}{forged}")),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 401);
+        // No qop (RFC 2069 style): malformed for us.
+        let old = authorization(&nonce, "ada", "ada-secret", "MD5").replace(", qop=auth", "");
+        feed(
+            &mut ua,
+            t0,
+            &register("ada", 21, &format!("{contact}{old}")),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 400);
+        assert!(events(&mut ua).is_empty());
+        assert_eq!(ua.binding(t0, "ada"), None);
+    }
+
+    #[test]
+    fn an_old_but_genuine_nonce_is_stale() {
+        let mut ua = registrar_ua();
+        let t0 = Instant::now();
+        let nonce = challenge(&mut ua, t0);
+        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        let later = t0 + Duration::from_secs(301);
+        feed(
+            &mut ua,
+            later,
+            &register(
+                "ada",
+                2,
+                &format!("Contact: <sip:ada@127.0.0.1:5070>\r\n{auth}"),
+            ),
+        );
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 401);
+        let ch = all_headers(&r, "WWW-Authenticate");
+        assert!(ch.iter().all(|c| c.contains("stale=true")), "{ch:?}");
+        // The new nonce works.
+        let auth = authorization(&nonce_of(ch[0]), "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            later,
+            &register(
+                "ada",
+                3,
+                &format!("Contact: <sip:ada@127.0.0.1:5070>\r\n{auth}"),
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 200);
+        // A wrong password with an old nonce is 403, not stale.
+        let bad = authorization(&nonce, "ada", "nope", "SHA-256");
+        feed(
+            &mut ua,
+            later,
+            &register(
+                "ada",
+                4,
+                &format!("Contact: <sip:ada@127.0.0.1:5070>\r\n{bad}"),
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 403);
+    }
+
+    #[test]
+    fn register_expiry_rules_removal_and_timeout() {
+        let mut ua = registrar_ua();
+        let t0 = Instant::now();
+        let nonce = challenge(&mut ua, t0);
+        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        let reg = |n: u32, extra: &str| register("ada", n, &format!("{extra}{auth}"));
+        feed(
+            &mut ua,
+            t0,
+            &reg(2, "Contact: <sip:ada@127.0.0.1:5070>\r\nExpires: 30\r\n"),
+        );
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 423);
+        assert_eq!(header(&r, "Min-Expires"), Some("60"));
+        feed(
+            &mut ua,
+            t0,
+            &reg(3, "Contact: <sip:ada@127.0.0.1:5070>\r\nExpires: 7200\r\n"),
+        );
+        let r = sent(&mut ua).pop().unwrap();
+        assert!(
+            header(&r, "Contact").unwrap().ends_with(";expires=3600"),
+            "capped"
+        );
+        events(&mut ua);
+        feed(&mut ua, t0, &reg(4, "Contact: *\r\n"));
+        assert_eq!(
+            status_of(&sent(&mut ua).pop().unwrap()),
+            400,
+            "* needs Expires: 0"
+        );
+        feed(&mut ua, t0, &reg(5, "Contact: *\r\nExpires: 0\r\n"));
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 200);
+        assert!(header(&r, "Contact").is_none());
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::Registered {
+                contact: None,
+                expires: 0,
+                ..
+            }]
+        ));
+        assert_eq!(ua.binding(t0, "ada"), None);
+        // A CSeq that does not grow for the same Call-ID is refused (§10.3 step 7).
+        feed(
+            &mut ua,
+            t0,
+            &reg(6, "Contact: <sip:ada@127.0.0.1:5070>\r\nExpires: 60\r\n"),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 200);
+        feed(
+            &mut ua,
+            t0,
+            &reg(6, "Contact: <sip:ada@127.0.0.1:5070>\r\nExpires: 60\r\n")
+                .replace("z9hG4bKreg6", "z9hG4bKreg6b"),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 500);
+        events(&mut ua);
+        // The binding lapses after 60 s: the app is told, binding() forgets it.
+        assert!(ua.poll_timeout().is_some());
+        ua.handle_timeout(t0 + Duration::from_secs(59));
+        assert!(events(&mut ua).is_empty());
+        assert!(ua.binding(t0 + Duration::from_secs(59), "ada").is_some());
+        ua.handle_timeout(t0 + Duration::from_secs(61));
+        match events(&mut ua).as_slice() {
+            [
+                UaEvent::Registered {
+                    user,
+                    contact: None,
+                    expires: 0,
+                },
+            ] => assert_eq!(user, "ada"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ua.binding(t0 + Duration::from_secs(61), "ada"), None);
+    }
+
+    #[test]
+    fn register_stays_405_without_users() {
+        let mut ua = UserAgent::new(UaConfig {
+            registrar: Some(RegistrarConfig {
+                realm: "holdline".into(),
+                users: vec![],
+            }),
+            ..UaConfig::default()
+        });
+        feed(&mut ua, Instant::now(), &register("ada", 1, ""));
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 405);
+        assert!(!header(&r, "Allow").unwrap().contains("REGISTER"));
     }
 }
