@@ -114,7 +114,7 @@ pub enum UaEvent {
         status: u16,
         done: bool,
     },
-    /// A provisional response (1xx) to our outgoing INVITE.
+    /// A provisional response (101-199; not 100 Trying) to our outgoing INVITE.
     Progress {
         call: CallKey,
         status: u16,
@@ -1001,9 +1001,10 @@ impl UserAgent {
                     };
                     self.send_cancel(now, txn);
                 }
+                // 100 Trying is hop-by-hop and says nothing about the callee.
                 CallState::Outgoing {
                     cancel: Cancel::No, ..
-                } => self.events.push_back(UaEvent::Progress {
+                } if status > 100 => self.events.push_back(UaEvent::Progress {
                     call: CallKey(call),
                     status,
                 }),
@@ -3828,5 +3829,85 @@ mod tests {
         let r = sent(&mut ua).pop().unwrap();
         assert_eq!(status_of(&r), 405);
         assert!(!header(&r, "Allow").unwrap().contains("REGISTER"));
+    }
+
+    #[test]
+    fn far_end_requests_in_an_outgoing_dialog_are_matched_by_our_from_tag() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, inv) = dial(&mut ua, t0);
+        feed(&mut ua, t0, &reply(&inv, 100, None, "", ""));
+        assert!(events(&mut ua).is_empty(), "100 Trying is not progress");
+        feed(
+            &mut ua,
+            t0,
+            &reply(
+                &inv,
+                200,
+                Some("b1"),
+                "Contact: <sip:bob@127.0.0.1:5070>\r\n",
+                SDP,
+            ),
+        );
+        sent(&mut ua);
+        events(&mut ua);
+        let our_tag = header(&inv, "From")
+            .unwrap()
+            .split(";tag=")
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let call_id = header(&inv, "Call-ID").unwrap().to_owned();
+        let far = |method: &str, n: u32, extra: &str, body: &str| {
+            format!(
+                "{method} sip:holdline@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKfar{n}\r\nFrom: <sip:bob@127.0.0.1:5070>;tag=b1\r\nTo: <sip:holdline@127.0.0.1>;tag={our_tag}\r\nCall-ID: {call_id}\r\nCSeq: {n} {method}\r\nContact: <sip:bob@127.0.0.1:5070>\r\nMax-Forwards: 70\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        feed(
+            &mut ua,
+            t0,
+            &far(
+                "INFO",
+                1,
+                "Content-Type: application/dtmf-relay\r\n",
+                "Signal=5\r\n",
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        assert!(
+            matches!(events(&mut ua).as_slice(), [UaEvent::Info { call: k, .. }] if *k == call)
+        );
+        // Their re-INVITE is answered with our offer (our session as it stands).
+        feed(
+            &mut ua,
+            t0,
+            &far("INVITE", 2, "Content-Type: application/sdp\r\n", SDP),
+        );
+        let ok = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&ok), 200);
+        assert!(ok.ends_with(SDP));
+        assert!(header(&ok, "To").unwrap().contains(&our_tag));
+        feed(&mut ua, t0, &far("ACK", 2, "", ""));
+        feed(
+            &mut ua,
+            t0,
+            &far(
+                "NOTIFY",
+                3,
+                "Event: refer\r\nSubscription-State: terminated\r\nContent-Type: message/sipfrag\r\n",
+                "SIP/2.0 200 OK\r\n",
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ReferProgress {
+                status: 200,
+                done: true,
+                ..
+            }]
+        ));
+        assert_eq!(ua.call_count(), 1);
     }
 }
