@@ -5,8 +5,8 @@
 //! through `SipHandle` and receives `UaEvent`s.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
@@ -14,10 +14,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::message::Message;
+use super::message::{Message, SipUri};
 use super::parse::{self, ParseError};
 use super::transport::{self, LocalRoutes, Sockets, StreamInput};
-use super::ua::{CallKey, Peer, TransportKind, UaConfig, UaError, UaEvent, UserAgent};
+use super::ua::{
+    CallKey, OutgoingCall, Peer, TransportKind, UaConfig, UaError, UaEvent, UserAgent,
+};
 
 /// Commands from the call layer.
 #[derive(Debug)]
@@ -36,11 +38,47 @@ enum Command {
     Hangup {
         call: CallKey,
     },
+    Refer {
+        call: CallKey,
+        target: String,
+        reply: oneshot::Sender<Result<(), UaError>>,
+    },
+    Invite {
+        out: OutgoingCall,
+        reply: oneshot::Sender<Result<CallKey, SipError>>,
+    },
+    Reinvite {
+        call: CallKey,
+        sdp: Bytes,
+        reply: oneshot::Sender<Result<(), UaError>>,
+    },
+    Binding {
+        user: String,
+        reply: oneshot::Sender<Option<String>>,
+    },
     Drain,
     CallCount {
         reply: oneshot::Sender<usize>,
     },
 }
+
+/// What the driver's helper tasks (DNS look-ups, TCP connects) report back: the driver
+/// itself never awaits anything but its sockets and channels.
+#[derive(Debug)]
+enum Internal {
+    Resolved {
+        out: OutgoingCall,
+        remote: Result<SocketAddr, SipError>,
+        transport: TransportKind,
+        reply: oneshot::Sender<Result<CallKey, SipError>>,
+    },
+    ConnectFailed {
+        remote: SocketAddr,
+    },
+}
+
+/// How long a DNS look-up for an outgoing call's target may take.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SipError {
@@ -48,6 +86,9 @@ pub enum SipError {
     Stopped,
     #[error(transparent)]
     Ua(#[from] UaError),
+    /// The target's host has no usable address (DNS failure or time-out).
+    #[error("cannot resolve {0}")]
+    Resolve(String),
 }
 
 /// Cloneable handle to the endpoint task.
@@ -92,6 +133,53 @@ impl SipHandle {
         let _ = self.tx.send(Command::Hangup { call }).await;
     }
 
+    /// Asks the far end of a confirmed call to call `target` instead (REFER). The outcome
+    /// comes as `ReferAccepted` / `ReferFailed` / `ReferProgress` events. `target` must be a
+    /// URI the application configured, never one taken from a request.
+    pub async fn refer(&self, call: CallKey, target: String) -> Result<(), SipError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Refer {
+                call,
+                target,
+                reply,
+            })
+            .await
+            .map_err(|_| SipError::Stopped)?;
+        Ok(rx.await.map_err(|_| SipError::Stopped)??)
+    }
+
+    /// Places a call to `out.target` (a configured sip: URI): its host is resolved (IP
+    /// literal or DNS A/AAAA, port 5060 by default; `;transport=tcp` uses TCP, else UDP).
+    /// Events for the returned key: `Progress`, then `Answered` or `OutgoingFailed` +
+    /// `Ended`. `hangup` cancels it while unanswered.
+    pub async fn invite(&self, out: OutgoingCall) -> Result<CallKey, SipError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Invite { out, reply })
+            .await
+            .map_err(|_| SipError::Stopped)?;
+        rx.await.map_err(|_| SipError::Stopped)?
+    }
+
+    /// Sends a re-INVITE with a new SDP offer in a confirmed call: `ReinviteAnswered` or
+    /// `ReinviteFailed` follows.
+    pub async fn reinvite(&self, call: CallKey, sdp: Bytes) -> Result<(), SipError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Reinvite { call, sdp, reply })
+            .await
+            .map_err(|_| SipError::Stopped)?;
+        Ok(rx.await.map_err(|_| SipError::Stopped)??)
+    }
+
+    /// The contact URI `user` registered (the most recently refreshed live binding).
+    pub async fn binding(&self, user: String) -> Option<String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Binding { user, reply }).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
     /// New INVITEs get 503 + Retry-After from now on.
     pub async fn drain(&self) {
         let _ = self.tx.send(Command::Drain).await;
@@ -124,18 +212,22 @@ pub fn spawn(
         token.clone(),
         tracker.clone(),
     ));
+    let (internal_tx, internal_rx) = mpsc::unbounded_channel();
     let driver = Driver {
         ua: UserAgent::new(config),
         udp: sockets.udp,
         listen: local,
         routes: LocalRoutes::default(),
         conns: HashMap::new(),
+        by_remote: HashMap::new(),
+        connecting: HashMap::new(),
+        internal: internal_tx,
         events,
         stream_tx,
         token: token.clone(),
         tracker: tracker.clone(),
     };
-    tracker.spawn(driver.run(rx, stream_rx));
+    tracker.spawn(driver.run(rx, stream_rx, internal_rx));
     SipHandle { tx, local }
 }
 
@@ -144,7 +236,12 @@ struct Driver {
     udp: UdpSocket,
     listen: SocketAddr,
     routes: LocalRoutes,
-    conns: HashMap<u64, mpsc::Sender<Vec<u8>>>,
+    conns: HashMap<u64, (SocketAddr, mpsc::Sender<Vec<u8>>)>,
+    /// The connection to each remote address, for requests we originate over TCP.
+    by_remote: HashMap<SocketAddr, u64>,
+    /// Messages waiting for a connection we are opening.
+    connecting: HashMap<SocketAddr, Vec<Vec<u8>>>,
+    internal: mpsc::UnboundedSender<Internal>,
     events: mpsc::UnboundedSender<UaEvent>,
     stream_tx: mpsc::Sender<StreamInput>,
     token: CancellationToken,
@@ -156,6 +253,7 @@ impl Driver {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut streams: mpsc::Receiver<StreamInput>,
+        mut internal: mpsc::UnboundedReceiver<Internal>,
     ) {
         let mut buf = vec![0u8; 65_536];
         loop {
@@ -175,6 +273,7 @@ impl Driver {
                 },
                 Some(input) = streams.recv() => self.stream(input),
                 Some(cmd) = commands.recv() => self.command(cmd),
+                Some(msg) = internal.recv() => self.internal(msg),
                 _ = sleep => self.ua.handle_timeout(Instant::now()),
             }
             self.flush().await;
@@ -201,11 +300,26 @@ impl Driver {
 
     fn stream(&mut self, input: StreamInput) {
         match input {
-            StreamInput::Opened { conn, writer, .. } => {
-                self.conns.insert(conn, writer);
+            StreamInput::Opened {
+                conn,
+                writer,
+                remote,
+                ..
+            } => {
+                for bytes in self.connecting.remove(&remote).unwrap_or_default() {
+                    if writer.try_send(bytes).is_err() {
+                        tracing::info!(%remote, "new TCP connection backlogged; message dropped");
+                    }
+                }
+                self.by_remote.insert(remote, conn);
+                self.conns.insert(conn, (remote, writer));
             }
             StreamInput::Closed { conn } => {
-                self.conns.remove(&conn);
+                if let Some((remote, _)) = self.conns.remove(&conn)
+                    && self.by_remote.get(&remote) == Some(&conn)
+                {
+                    self.by_remote.remove(&remote);
+                }
             }
             StreamInput::Message {
                 conn,
@@ -261,9 +375,126 @@ impl Driver {
             Command::Hangup { call } => {
                 let _ = self.ua.hangup(now, call);
             }
+            Command::Refer {
+                call,
+                target,
+                reply,
+            } => {
+                let _ = reply.send(self.ua.refer(now, call, &target));
+            }
+            Command::Invite { out, reply } => self.start_invite(out, reply),
+            Command::Reinvite { call, sdp, reply } => {
+                let _ = reply.send(self.ua.reinvite(now, call, sdp));
+            }
+            Command::Binding { user, reply } => {
+                let _ = reply.send(self.ua.binding(now, &user));
+            }
             Command::Drain => self.ua.start_draining(),
             Command::CallCount { reply } => {
                 let _ = reply.send(self.ua.call_count());
+            }
+        }
+    }
+
+    /// Queues `bytes` for `remote` and opens a connection if none is being opened: the
+    /// caller's connection is gone (our BYE) or we originate (an outgoing INVITE over TCP).
+    fn send_on_new_connection(&mut self, remote: SocketAddr, bytes: Vec<u8>) {
+        if let Some(queue) = self.connecting.get_mut(&remote) {
+            queue.push(bytes);
+            return;
+        }
+        self.connecting.insert(remote, vec![bytes]);
+        let stream_tx = self.stream_tx.clone();
+        let token = self.token.clone();
+        let tracker = self.tracker.clone();
+        let internal = self.internal.clone();
+        self.tracker.spawn(async move {
+            if let Err(e) = transport::connect(remote, stream_tx, token, tracker).await {
+                tracing::info!(%remote, error = %e, "cannot connect over TCP");
+                let _ = internal.send(Internal::ConnectFailed { remote });
+            }
+        });
+    }
+
+    /// Resolves an outgoing call's target in a helper task, or at once for an IP literal;
+    /// the UA gets the call when the address is known.
+    fn start_invite(
+        &mut self,
+        out: OutgoingCall,
+        reply: oneshot::Sender<Result<CallKey, SipError>>,
+    ) {
+        let (host, port, transport) = match destination(&out.target) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            let remote = Ok(SocketAddr::new(ip, port));
+            self.internal(Internal::Resolved {
+                out,
+                remote,
+                transport,
+                reply,
+            });
+            return;
+        }
+        let internal = self.internal.clone();
+        let prefer_v6 = self.listen.is_ipv6();
+        self.tracker.spawn(async move {
+            let lookup = tokio::time::timeout(
+                RESOLVE_TIMEOUT,
+                tokio::net::lookup_host((host.as_str(), port)),
+            )
+            .await;
+            let remote = match lookup {
+                Ok(Ok(addrs)) => {
+                    let addrs: Vec<SocketAddr> = addrs.collect();
+                    addrs
+                        .iter()
+                        .find(|a| a.is_ipv6() == prefer_v6)
+                        .or(addrs.first())
+                        .copied()
+                        .ok_or_else(|| SipError::Resolve(host.clone()))
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(%host, error = %e, "cannot resolve call target");
+                    Err(SipError::Resolve(host.clone()))
+                }
+                Err(_) => Err(SipError::Resolve(host.clone())),
+            };
+            let _ = internal.send(Internal::Resolved {
+                out,
+                remote,
+                transport,
+                reply,
+            });
+        });
+    }
+
+    fn internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Resolved {
+                out,
+                remote,
+                transport,
+                reply,
+            } => {
+                let result = remote.and_then(|remote| {
+                    let peer = Peer {
+                        transport,
+                        remote,
+                        local: self.routes.local_for(self.listen, remote),
+                        conn: None,
+                    };
+                    Ok(self.ua.invite(Instant::now(), out, peer)?)
+                });
+                let _ = reply.send(result);
+            }
+            Internal::ConnectFailed { remote } => {
+                // The transactions waiting on it retry (UDP only) or time out (408).
+                self.connecting.remove(&remote);
             }
         }
     }
@@ -277,28 +508,18 @@ impl Driver {
                     }
                 }
                 (TransportKind::Tcp, conn) => {
-                    let writer = conn.and_then(|c| self.conns.get(&c));
+                    let remote = t.peer.remote;
+                    let writer = conn
+                        .filter(|c| self.conns.contains_key(c))
+                        .or_else(|| self.by_remote.get(&remote).copied())
+                        .and_then(|c| self.conns.get(&c));
                     match writer {
-                        Some(w) => {
+                        Some((_, w)) => {
                             if w.try_send(t.bytes).is_err() {
-                                tracing::info!(remote = %t.peer.remote, "TCP connection backlogged or closed; message dropped");
+                                tracing::info!(%remote, "TCP connection backlogged or closed; message dropped");
                             }
                         }
-                        None => {
-                            // The caller's connection is gone: open a new one to deliver an
-                            // in-dialog request (our BYE); the transaction retries or times out.
-                            let stream_tx = self.stream_tx.clone();
-                            let token = self.token.clone();
-                            let tracker = self.tracker.clone();
-                            let remote = t.peer.remote;
-                            self.tracker.spawn(async move {
-                                if let Err(e) =
-                                    transport::connect(remote, stream_tx, token, tracker).await
-                                {
-                                    tracing::info!(%remote, error = %e, "cannot reach caller over TCP");
-                                }
-                            });
-                        }
+                        None => self.send_on_new_connection(remote, t.bytes),
                     }
                 }
             }
@@ -308,5 +529,176 @@ impl Driver {
             // and the call layer must never be able to stall the SIP driver.
             let _ = self.events.send(ev);
         }
+    }
+}
+
+/// Host, port and transport of a call target: `sip:` only (no TLS here), port 5060 by
+/// default, `;transport=tcp` for TCP and UDP otherwise. No RFC 3263 SRV/NAPTR look-up.
+fn destination(target: &str) -> Result<(String, u16, TransportKind), SipError> {
+    let t = target.trim();
+    let t = t
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(t);
+    let uri = SipUri::parse(t).map_err(|_| UaError::InvalidTarget)?;
+    if uri.scheme != "sip" {
+        return Err(UaError::InvalidTarget.into());
+    }
+    let transport = match uri.param("transport").flatten() {
+        None => TransportKind::Udp,
+        Some(t) if t.eq_ignore_ascii_case("udp") => TransportKind::Udp,
+        Some(t) if t.eq_ignore_ascii_case("tcp") => TransportKind::Tcp,
+        Some(_) => return Err(UaError::InvalidTarget.into()),
+    };
+    Ok((uri.host, uri.port.unwrap_or(5060), transport))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_host_port_and_transport() {
+        let d = |t: &str| destination(t).map_err(|e| e.to_string());
+        assert_eq!(
+            d("sip:support@paris.example.com").unwrap(),
+            ("paris.example.com".into(), 5060, TransportKind::Udp)
+        );
+        assert_eq!(
+            d("<sip:127.0.0.1:5070;transport=TCP>").unwrap(),
+            ("127.0.0.1".into(), 5070, TransportKind::Tcp)
+        );
+        assert_eq!(
+            d("sip:[::1]:5080").unwrap(),
+            ("::1".into(), 5080, TransportKind::Udp)
+        );
+        assert!(d("sips:a@example.com").is_err(), "no TLS transport");
+        assert!(d("sip:a@example.com;transport=ws").is_err());
+        assert!(d("tel:+331234").is_err());
+    }
+
+    fn call(target: String) -> OutgoingCall {
+        OutgoingCall {
+            target,
+            from_user: "holdline".into(),
+            from_display: None,
+            sdp: Bytes::from_static(b"v=0\r\n"),
+            headers: vec![],
+        }
+    }
+
+    /// A response to `req` with a To tag and a Contact at `contact`.
+    fn answer(req: &str, status: u16, contact: &str) -> String {
+        let h = |name: &str| {
+            req.lines()
+                .find(|l| l.starts_with(&format!("{name}:")))
+                .map(|l| l[name.len() + 1..].trim().to_owned())
+                .unwrap()
+        };
+        format!(
+            "SIP/2.0 {status} X\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=far\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <{contact}>\r\nContent-Length: 0\r\n\r\n",
+            h("Via"),
+            h("From"),
+            h("To"),
+            h("Call-ID"),
+            h("CSeq")
+        )
+    }
+
+    async fn start() -> (
+        SipHandle,
+        mpsc::UnboundedReceiver<UaEvent>,
+        CancellationToken,
+    ) {
+        let sockets = transport::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let token = CancellationToken::new();
+        let handle = spawn(
+            sockets,
+            UaConfig::default(),
+            tx,
+            token.clone(),
+            &TaskTracker::new(),
+        );
+        (handle, rx, token)
+    }
+
+    #[tokio::test]
+    async fn outgoing_call_over_udp_is_answered_and_acked() {
+        let (sip, mut events, token) = start().await;
+        let far = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let far_addr = far.local_addr().unwrap();
+        let key = sip
+            .invite(call(format!("sip:bob@{far_addr}")))
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        let (n, from) = far.recv_from(&mut buf).await.unwrap();
+        let invite = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(invite.starts_with(&format!("INVITE sip:bob@{far_addr} SIP/2.0")));
+        far.send_to(
+            answer(&invite, 200, &format!("sip:bob@{far_addr}")).as_bytes(),
+            from,
+        )
+        .await
+        .unwrap();
+        let (n, _) = far.recv_from(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("ACK "));
+        match events.recv().await.unwrap() {
+            UaEvent::Answered { call, .. } => assert_eq!(call, key),
+            other => panic!("{other:?}"),
+        }
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn outgoing_call_over_tcp_waits_for_the_connection() {
+        let (sip, mut events, token) = start().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let far_addr = listener.local_addr().unwrap();
+        let key = sip
+            .invite(call(format!("sip:bob@{far_addr};transport=tcp")))
+            .await
+            .unwrap();
+        let (mut stream, _) = listener.accept().await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 65536];
+        let n = stream.read(&mut buf).await.unwrap();
+        let invite = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(invite.starts_with("INVITE "), "{invite}");
+        assert!(invite.contains("SIP/2.0/TCP"));
+        stream
+            .write_all(
+                answer(&invite, 486, &format!("sip:bob@{far_addr};transport=tcp")).as_bytes(),
+            )
+            .await
+            .unwrap();
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("ACK "));
+        match events.recv().await.unwrap() {
+            UaEvent::OutgoingFailed { call, status } => {
+                assert_eq!((call, status), (key, 486));
+            }
+            other => panic!("{other:?}"),
+        }
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn unresolvable_targets_fail_without_a_call() {
+        let (sip, _events, token) = start().await;
+        let r = sip
+            .invite(call("sip:nobody@nonexistent.invalid".into()))
+            .await;
+        assert!(matches!(r, Err(SipError::Resolve(_))), "{r:?}");
+        let r = sip.invite(call("sips:a@127.0.0.1".into())).await;
+        assert!(
+            matches!(r, Err(SipError::Ua(UaError::InvalidTarget))),
+            "{r:?}"
+        );
+        assert_eq!(sip.call_count().await, 0);
+        token.cancel();
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! - [`transaction`]: RFC 3261 timers and transaction states.
 //! - [`ua`]: the user agent core (transactions, dialogs, CANCEL, overload), sans-IO.
+//! - [`registrar`]: REGISTER with digest authentication and in-memory bindings, sans-IO.
 //! - [`transport`]: UDP and TCP sockets and stream framing.
 //! - [`endpoint`]: the driver task between sockets and the `ua` core.
 //!
@@ -21,6 +22,7 @@
 pub mod endpoint;
 pub mod message;
 pub mod parse;
+pub mod registrar;
 pub mod transaction;
 pub mod transport;
 pub mod ua;

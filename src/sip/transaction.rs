@@ -121,6 +121,65 @@ impl NonInviteClientState {
     }
 }
 
+/// Client INVITE transaction (RFC 3261 §17.1.1, with RFC 6026's Accepted state): Timer A
+/// retransmissions (doubling, no T2 cap) while Calling, Timer B as the bound on Calling,
+/// Timer D absorbing final-response retransmissions after a non-2xx, Timer M after a 2xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InviteClientState {
+    /// INVITE sent, nothing heard. `next` is Timer A (None on reliable transports).
+    Calling {
+        next: Option<Instant>,
+        interval: Duration,
+        timeout: Instant,
+    },
+    /// A provisional arrived: no more retransmissions, no Timer B (the TU may CANCEL).
+    Proceeding,
+    /// A 3xx-6xx arrived and was ACKed: resend that ACK on each retransmission until D.
+    Completed { until: Instant },
+    /// A 2xx arrived: the TU ACKs it; 2xx retransmissions still match until Timer M.
+    Accepted { until: Instant },
+}
+
+impl InviteClientState {
+    pub fn start(now: Instant, timers: &Timers, reliable: bool) -> Self {
+        Self::Calling {
+            next: (!reliable).then(|| now + timers.t1),
+            interval: timers.t1,
+            timeout: now + timers.timeout(),
+        }
+    }
+
+    /// Timer A fired: doubles the interval (uncapped, RFC 3261 §17.1.1.2).
+    pub fn fire_a(&mut self, now: Instant) {
+        if let Self::Calling { next, interval, .. } = self {
+            *interval *= 2;
+            *next = Some(now + *interval);
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            Self::Calling {
+                next: Some(n),
+                timeout,
+                ..
+            } => Some((*n).min(*timeout)),
+            Self::Calling { timeout, .. } => Some(*timeout),
+            Self::Proceeding => None,
+            Self::Completed { until } | Self::Accepted { until } => Some(*until),
+        }
+    }
+
+    /// Timer D: 32 s on unreliable transports, zero on reliable ones.
+    pub fn timer_d(timers: &Timers, reliable: bool) -> Duration {
+        if reliable {
+            Duration::ZERO
+        } else {
+            timers.timeout().max(Duration::from_secs(32))
+        }
+    }
+}
+
 impl InviteServerState {
     pub fn deadline(&self) -> Option<Instant> {
         match self {
@@ -154,6 +213,29 @@ mod tests {
         assert_eq!(&ms[..5], &[500, 1500, 3500, 7500, 11500]);
         assert_eq!(*ms.last().unwrap(), 32_000);
         assert!(ms.windows(2).all(|w| w[1] - w[0] <= 4000));
+    }
+
+    #[test]
+    fn timer_a_doubles_without_t2_cap_until_timer_b() {
+        let timers = Timers::default();
+        let t0 = Instant::now();
+        let mut s = InviteClientState::start(t0, &timers, false);
+        let mut sends = vec![];
+        while let InviteClientState::Calling {
+            next: Some(n),
+            timeout,
+            ..
+        } = s
+        {
+            if n >= timeout {
+                break;
+            }
+            sends.push((n - t0).as_millis());
+            s.fire_a(n);
+        }
+        assert_eq!(sends, vec![500, 1500, 3500, 7500, 15500, 31500]);
+        let tcp = InviteClientState::start(t0, &timers, true);
+        assert_eq!(tcp.deadline(), Some(t0 + Duration::from_secs(32)));
     }
 
     #[test]

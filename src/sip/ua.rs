@@ -18,13 +18,15 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::message::{CSeq, Headers, Method, NameAddr, Request, Response, SipUri, reason_phrase};
 use super::parse::{Invalid, Kind};
+use super::registrar::Registrar;
 use super::transaction::{
-    InviteServerState, NonInviteClientState, NonInviteServer, Retransmit, Timers,
+    InviteClientState, InviteServerState, NonInviteClientState, NonInviteServer, Retransmit, Timers,
 };
 use super::validate::{self, Policy, Verdict};
 
-/// The gateway's UAS policy (implemented methods, REGISTER refused, body types): one
-/// definition, in `validate`, shared by the verdicts and the Allow headers.
+/// The gateway's UAS policy without a registrar (implemented methods, REGISTER refused,
+/// body types): one definition, in `validate`, shared by the verdicts and the Allow
+/// headers. `UserAgent::policy` picks the registrar's when one is configured.
 pub fn policy() -> Policy<'static> {
     Policy::GATEWAY
 }
@@ -112,8 +114,57 @@ pub enum UaEvent {
         status: u16,
         done: bool,
     },
+    /// A provisional response (101-199; not 100 Trying) to our outgoing INVITE.
+    Progress {
+        call: CallKey,
+        status: u16,
+    },
+    /// Our outgoing INVITE was answered (2xx): the UA has sent the ACK and the dialog is
+    /// confirmed. `body` is the far end's SDP answer.
+    Answered {
+        call: CallKey,
+        content_type: Option<String>,
+        body: Bytes,
+    },
+    /// Our outgoing INVITE failed: the 3xx-6xx status, 408 when nothing answered (Timer
+    /// B), 487 after our CANCEL. `Ended` follows.
+    OutgoingFailed {
+        call: CallKey,
+        status: u16,
+    },
+    /// Our re-INVITE was answered (2xx, ACK sent): the far end's new SDP.
+    ReinviteAnswered {
+        call: CallKey,
+        body: Bytes,
+    },
+    /// Our re-INVITE was refused (491 on glare) or timed out (408); the call goes on.
+    ReinviteFailed {
+        call: CallKey,
+        status: u16,
+    },
+    /// A REGISTER changed `user`'s bindings: `contact` is where to reach them now (the
+    /// most recently refreshed binding), `None` when no binding is left.
+    Registered {
+        user: String,
+        contact: Option<String>,
+        expires: u32,
+    },
     /// The UA has forgotten the call: always the last event of every call.
     Ended(CallKey),
+}
+
+/// A call we place (RFC 3261 §13.2). `target` is a sip: URI the application configured;
+/// the endpoint resolves its host and hands the UA the resolved `Peer`.
+#[derive(Debug, Clone)]
+pub struct OutgoingCall {
+    pub target: String,
+    /// User part of our From URI (e.g. "holdline" or the caller id).
+    pub from_user: String,
+    pub from_display: Option<String>,
+    /// Our SDP offer.
+    pub sdp: Bytes,
+    /// Extra headers for the INVITE (token names; values on one line).
+    pub headers: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -122,7 +173,15 @@ pub enum UaError {
     NoSuchCall,
     #[error("the call is no longer waiting for an answer")]
     NotPending,
+    #[error("the target is not a usable sip: URI")]
+    InvalidTarget,
+    #[error("the From user, display name or an extra header is not valid")]
+    InvalidFrom,
+    #[error("another INVITE transaction is in progress in this dialog")]
+    InviteInProgress,
 }
+
+pub use super::registrar::RegistrarConfig;
 
 #[derive(Debug, Clone)]
 pub struct UaConfig {
@@ -132,6 +191,8 @@ pub struct UaConfig {
     /// Host written in Contact/Via instead of the local socket address.
     pub public_host: Option<String>,
     pub seed: u64,
+    /// `Some` with users: act as registrar for them; otherwise REGISTER gets 405.
+    pub registrar: Option<RegistrarConfig>,
 }
 
 impl Default for UaConfig {
@@ -142,6 +203,7 @@ impl Default for UaConfig {
             retry_after_secs: 30,
             public_host: None,
             seed: rand::rng().random(),
+            registrar: None,
         }
     }
 }
@@ -178,6 +240,33 @@ struct ClientTxn {
     method: Method,
 }
 
+/// Our INVITE (initial or re-INVITE) as a client transaction.
+#[derive(Debug)]
+struct InviteClientTxn {
+    branch: String,
+    state: InviteClientState,
+    peer: Peer,
+    /// Kept to build the CANCEL and the ACK for a non-2xx (same branch, Via and Route).
+    request: Request,
+    bytes: Vec<u8>,
+    call: u64,
+    reinvite: bool,
+    /// The ACK we sent for this transaction's final response: resent when it repeats.
+    ack: Option<Vec<u8>>,
+    /// The outcome was already told to the application.
+    reported: bool,
+    /// Backstop after our CANCEL (RFC 3261 §9.1) or for a re-INVITE stuck in Proceeding.
+    give_up: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancel {
+    No,
+    /// Hung up before any provisional: CANCEL goes out when one arrives (§9.1).
+    Pending,
+    Sent,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum CallState {
     /// INVITE received, the application has not answered yet.
@@ -190,6 +279,11 @@ enum CallState {
         reliable: bool,
     },
     Confirmed,
+    /// Our INVITE is out and has no final answer yet.
+    Outgoing {
+        txn: u64,
+        cancel: Cancel,
+    },
     /// Our BYE is out.
     Terminating,
     /// Rejected/cancelled: waiting for the INVITE transaction to finish.
@@ -213,13 +307,18 @@ struct Call {
     hangup_pending: bool,
     answer_sdp: Option<Bytes>,
     initial_key: (String, String),
+    /// Our re-INVITE in progress (its client transaction).
+    reinvite: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerRef {
     Server(u64),
     Client(u64),
+    InviteClient(u64),
     Call(u64),
+    /// A registrar binding may have expired.
+    Registrar,
 }
 
 /// The user agent. One value per SIP endpoint; driven by `endpoint.rs`.
@@ -234,16 +333,28 @@ pub struct UserAgent {
     server: HashMap<u64, (TxnKey, ServerTxn)>,
     client_ids: HashMap<String, u64>,
     client: HashMap<u64, (String, ClientTxn)>,
+    invite_ids: HashMap<String, u64>,
+    invites: HashMap<u64, InviteClientTxn>,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<UaEvent>,
     draining: bool,
+    registrar: Option<Registrar>,
+    /// The earliest registrar timer already armed (one at a time in the heap).
+    registrar_armed: Option<Instant>,
 }
 
 impl UserAgent {
     pub fn new(config: UaConfig) -> Self {
         let rng = StdRng::seed_from_u64(config.seed);
+        // The nonce key comes from the OS-seeded generator, never from the (test) seed.
+        let registrar = config
+            .registrar
+            .as_ref()
+            .and_then(|r| Registrar::new(r, rand::rng().random()));
         Self {
+            registrar,
+            registrar_armed: None,
             config,
             rng,
             next_id: 1,
@@ -254,11 +365,30 @@ impl UserAgent {
             server: HashMap::new(),
             client_ids: HashMap::new(),
             client: HashMap::new(),
+            invite_ids: HashMap::new(),
+            invites: HashMap::new(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             draining: false,
         }
+    }
+
+    /// The validator policy: REGISTER is implemented only when the registrar is on.
+    pub fn policy(&self) -> Policy<'static> {
+        if self.registrar.is_some() {
+            Policy::REGISTRAR
+        } else {
+            Policy::GATEWAY
+        }
+    }
+
+    /// Where `user` registered: the contact of their most recently refreshed live binding.
+    pub fn binding(&self, now: Instant, user: &str) -> Option<String> {
+        self.registrar
+            .as_ref()?
+            .binding(now, user)
+            .map(|(contact, _)| contact)
     }
 
     /// Calls the UA knows (answered or not).
@@ -272,7 +402,7 @@ impl UserAgent {
     }
 
     pub fn is_idle(&self) -> bool {
-        self.calls.is_empty() && self.client.is_empty()
+        self.calls.is_empty() && self.client.is_empty() && self.invites.is_empty()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -319,7 +449,17 @@ impl UserAgent {
         let Some(branch) = resp.top_via().and_then(|v| v.branch) else {
             return;
         };
-        let Some(&id) = self.client_ids.get(&branch) else {
+        let Some(cseq) = resp.cseq() else {
+            return;
+        };
+        if cseq.method == Method::Invite {
+            if let Some(&id) = self.invite_ids.get(&branch) {
+                self.invite_response(now, id, resp);
+            }
+            return;
+        }
+        // CANCEL shares its INVITE's branch: the method is part of the key (§17.1.3).
+        let Some(&id) = self.client_ids.get(&client_key(&branch, &cseq.method)) else {
             return; // stray or retransmitted response: RFC 3261 §17.1.3 says drop.
         };
         if resp.status < 200 {
@@ -361,6 +501,8 @@ impl UserAgent {
                 call: CallKey(call),
                 status,
             }),
+            // The INVITE's own final answer (487 or a late 2xx) settles a CANCEL.
+            Method::Cancel => {}
             // BYE: whatever the answer, the dialog is over.
             _ => self.forget_call(call),
         }
@@ -380,9 +522,13 @@ impl UserAgent {
             status,
             reason,
             headers,
-        } = validate::check_request(&req, &policy())
+        } = validate::check_request(&req, &self.policy())
         {
             self.reply_new_txn(now, peer, &req, key, status, &reason, headers, None, None);
+            return;
+        }
+        if req.method == Method::Register {
+            self.register(now, peer, req, key);
             return;
         }
         let to_tag = req.to().and_then(|t| t.tag);
@@ -392,7 +538,7 @@ impl UserAgent {
             (_, Some(tag)) => self.in_dialog(now, peer, req, key, tag),
             (Method::Options, None) => {
                 let tag = self.token();
-                let allow = validate::allow_header(&policy());
+                let allow = validate::allow_header(&self.policy());
                 let headers = vec![
                     ("Allow".into(), allow),
                     ("Accept".into(), "application/sdp".into()),
@@ -422,7 +568,9 @@ impl UserAgent {
             match timer {
                 TimerRef::Server(id) => self.server_timer(now, id),
                 TimerRef::Client(id) => self.client_timer(now, id),
+                TimerRef::InviteClient(id) => self.invite_client_timer(now, id),
                 TimerRef::Call(id) => self.call_timer(now, id),
+                TimerRef::Registrar => self.registrar_timer(now),
             }
         }
     }
@@ -542,6 +690,25 @@ impl UserAgent {
                 self.send_bye(now, call.0);
                 Ok(())
             }
+            CallState::Outgoing { txn, cancel } => {
+                if cancel == Cancel::No {
+                    let proceeding = self
+                        .invites
+                        .get(&txn)
+                        .is_some_and(|t| t.state == InviteClientState::Proceeding);
+                    let cancel = if proceeding {
+                        self.send_cancel(now, txn);
+                        Cancel::Sent
+                    } else {
+                        // §9.1: no CANCEL before a provisional; Timer B bounds the wait.
+                        Cancel::Pending
+                    };
+                    if let Some(c) = self.calls.get_mut(&call.0) {
+                        c.state = CallState::Outgoing { txn, cancel };
+                    }
+                }
+                Ok(())
+            }
             CallState::Terminating | CallState::Closing => Ok(()),
         }
     }
@@ -572,6 +739,500 @@ impl UserAgent {
             ],
         );
         Ok(())
+    }
+
+    /// Places a call (RFC 3261 §13.2): sends the INVITE with `out.sdp` as the offer to
+    /// `remote` (the target's resolved address). Events for the returned key: `Progress`
+    /// for each 1xx, then `Answered` (the UA has ACKed) or `OutgoingFailed` + `Ended`.
+    pub fn invite(
+        &mut self,
+        now: Instant,
+        out: OutgoingCall,
+        remote: Peer,
+    ) -> Result<CallKey, UaError> {
+        let target = out.target.trim();
+        let target = target
+            .strip_prefix('<')
+            .and_then(|t| t.strip_suffix('>'))
+            .unwrap_or(target);
+        let uri = SipUri::parse(target).map_err(|_| UaError::InvalidTarget)?;
+        if uri.headers.is_some() {
+            return Err(UaError::InvalidTarget);
+        }
+        let user_ok = !out.from_user.is_empty()
+            && out
+                .from_user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()+".contains(&b));
+        let display_ok = out
+            .from_display
+            .as_deref()
+            .is_none_or(|d| !d.chars().any(char::is_control));
+        let headers_ok = out
+            .headers
+            .iter()
+            .all(|(n, v)| super::message::is_token(n) && !v.chars().any(char::is_control));
+        if !user_ok || !display_ok || !headers_ok {
+            return Err(UaError::InvalidFrom);
+        }
+        let id = self.id();
+        let local_tag = self.token();
+        let host = self.local_host(&remote);
+        let call_id = format!("{}@{}", self.token(), host.trim_matches(['[', ']']));
+        let local_uri = NameAddr {
+            display: out.from_display.filter(|d| !d.is_empty()),
+            uri: format!("sip:{}@{host}", out.from_user),
+            tag: None,
+            params: vec![],
+        }
+        .to_string();
+        let remote_uri = format!("<{target}>");
+        let seq = self.rng.random_range(1..10_000);
+        let branch = format!("z9hG4bK{}", self.token());
+        let mut headers = Headers::default();
+        headers.push("Via", self.via(&remote, &branch));
+        headers.push("Max-Forwards", "70");
+        headers.push("From", with_tag(&local_uri, &local_tag));
+        headers.push("To", &remote_uri);
+        headers.push("Call-ID", &call_id);
+        headers.push(
+            "CSeq",
+            CSeq {
+                seq,
+                method: Method::Invite,
+            }
+            .to_string(),
+        );
+        headers.push("Contact", self.contact_uri(&remote));
+        headers.push("Allow", validate::allow_header(&self.policy()));
+        headers.push("User-Agent", "holdline");
+        if !out.sdp.is_empty() {
+            headers.push("Content-Type", "application/sdp");
+        }
+        for (n, v) in &out.headers {
+            headers.push(n, v);
+        }
+        let req = Request {
+            method: Method::Invite,
+            uri: target.to_owned(),
+            version: "SIP/2.0".into(),
+            headers,
+            body: out.sdp.clone(),
+        };
+        let txn = self.start_invite_txn(now, remote, branch.clone(), req, id, false);
+        let initial = (call_id.clone(), local_tag.clone());
+        self.calls.insert(
+            id,
+            Call {
+                call_id: call_id.clone(),
+                local_tag: local_tag.clone(),
+                remote_uri,
+                local_uri,
+                remote_target: Some(uri),
+                route_set: vec![],
+                remote_cseq: 0,
+                local_cseq: seq,
+                peer: remote,
+                // Never a server transaction's key: "uac:" is no branch a request carries.
+                invite_txn: TxnKey {
+                    branch: format!("uac:{branch}"),
+                    sent_by: String::new(),
+                    method: "INVITE".into(),
+                },
+                state: CallState::Outgoing {
+                    txn,
+                    cancel: Cancel::No,
+                },
+                confirmed_reported: true,
+                hangup_pending: false,
+                // What we answer a re-INVITE from the far end with: our session.
+                answer_sdp: Some(out.sdp),
+                initial_key: initial,
+                reinvite: None,
+            },
+        );
+        // Requests from the far end carry our From tag as their To tag.
+        self.by_dialog.insert((call_id, local_tag), id);
+        tracing::info!(target = %target, remote = %remote.remote, "outgoing INVITE");
+        Ok(CallKey(id))
+    }
+
+    /// Sends a re-INVITE with a new SDP offer in a confirmed dialog (either direction).
+    /// The outcome comes as `ReinviteAnswered` (ACK sent) or `ReinviteFailed` (491 on
+    /// glare, 408 when unanswered). One at a time per dialog.
+    pub fn reinvite(&mut self, now: Instant, call: CallKey, sdp: Bytes) -> Result<(), UaError> {
+        let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
+        match c.state {
+            CallState::Confirmed if c.reinvite.is_none() => {}
+            CallState::Confirmed => return Err(UaError::InviteInProgress),
+            // Answering the far end's re-INVITE (2xx not yet ACKed).
+            CallState::AwaitingAck { .. } if c.confirmed_reported => {
+                return Err(UaError::InviteInProgress);
+            }
+            _ => return Err(UaError::NotPending),
+        }
+        let peer = c.peer;
+        let branch = format!("z9hG4bK{}", self.token());
+        let contact = self.contact_uri(&peer);
+        let allow = validate::allow_header(&self.policy());
+        let Some(c) = self.calls.get_mut(&call.0) else {
+            return Err(UaError::NoSuchCall);
+        };
+        c.local_cseq += 1;
+        let seq = c.local_cseq;
+        let extra = vec![
+            ("Contact".to_owned(), contact),
+            ("Allow".to_owned(), allow),
+            ("Content-Type".to_owned(), "application/sdp".to_owned()),
+        ];
+        let (peer, req) = self.dialog_request(
+            &self.calls[&call.0],
+            Method::Invite,
+            seq,
+            &branch,
+            &extra,
+            sdp,
+        );
+        let txn = self.start_invite_txn(now, peer, branch, req, call.0, true);
+        // A re-INVITE stuck in Proceeding is cancelled after 64*T1 (no Timer B there).
+        let give_up = now + self.config.timers.timeout();
+        if let Some(t) = self.invites.get_mut(&txn) {
+            t.give_up = Some(give_up);
+        }
+        self.arm(give_up, TimerRef::InviteClient(txn));
+        if let Some(c) = self.calls.get_mut(&call.0) {
+            c.reinvite = Some(txn);
+        }
+        Ok(())
+    }
+
+    fn start_invite_txn(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        branch: String,
+        request: Request,
+        call: u64,
+        reinvite: bool,
+    ) -> u64 {
+        let state = InviteClientState::start(now, &self.config.timers, peer.transport.reliable());
+        let id = self.id();
+        let bytes = request.to_bytes();
+        if let Some(at) = state.deadline() {
+            self.arm(at, TimerRef::InviteClient(id));
+        }
+        self.invite_ids.insert(branch.clone(), id);
+        self.invites.insert(
+            id,
+            InviteClientTxn {
+                branch,
+                state,
+                peer,
+                request,
+                bytes: bytes.clone(),
+                call,
+                reinvite,
+                ack: None,
+                reported: false,
+                give_up: None,
+            },
+        );
+        self.transmits.push_back(Transmit { peer, bytes });
+        id
+    }
+
+    /// CANCEL for the INVITE transaction `txn` (RFC 3261 §9.1): same branch, Request-URI,
+    /// Call-ID, From, To and CSeq number; its own non-INVITE transaction.
+    fn send_cancel(&mut self, now: Instant, txn: u64) {
+        let Some(t) = self.invites.get(&txn) else {
+            return;
+        };
+        let inv = &t.request;
+        let mut req = Request::new(Method::Cancel, inv.uri.clone());
+        for name in ["Via", "Max-Forwards", "Route", "From", "To", "Call-ID"] {
+            for v in inv.headers.lines(name) {
+                req.headers.push(name, v);
+            }
+        }
+        let seq = inv.cseq().map(|c| c.seq).unwrap_or(1);
+        req.headers.push(
+            "CSeq",
+            CSeq {
+                seq,
+                method: Method::Cancel,
+            }
+            .to_string(),
+        );
+        req.headers.push("User-Agent", "holdline");
+        let (peer, branch, call) = (t.peer, t.branch.clone(), t.call);
+        let give_up = now + self.config.timers.timeout();
+        if let Some(t) = self.invites.get_mut(&txn) {
+            t.give_up = Some(give_up);
+        }
+        self.arm(give_up, TimerRef::InviteClient(txn));
+        self.start_client_txn(now, peer, branch, Method::Cancel, call, req.to_bytes());
+    }
+
+    fn invite_response(&mut self, now: Instant, id: u64, resp: Response) {
+        let timers = self.config.timers;
+        let Some(txn) = self.invites.get_mut(&id) else {
+            return;
+        };
+        let status = resp.status;
+        let (call, reinvite) = (txn.call, txn.reinvite);
+        if status < 200 {
+            if matches!(txn.state, InviteClientState::Calling { .. }) {
+                txn.state = InviteClientState::Proceeding;
+            }
+            if reinvite || txn.reported {
+                return;
+            }
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
+            match c.state {
+                CallState::Outgoing {
+                    txn,
+                    cancel: Cancel::Pending,
+                } => {
+                    c.state = CallState::Outgoing {
+                        txn,
+                        cancel: Cancel::Sent,
+                    };
+                    self.send_cancel(now, txn);
+                }
+                // 100 Trying is hop-by-hop and says nothing about the callee.
+                CallState::Outgoing {
+                    cancel: Cancel::No, ..
+                } if status > 100 => self.events.push_back(UaEvent::Progress {
+                    call: CallKey(call),
+                    status,
+                }),
+                _ => {}
+            }
+            return;
+        }
+        let reliable = txn.peer.transport.reliable();
+        match txn.state.clone() {
+            InviteClientState::Calling { .. } | InviteClientState::Proceeding => {}
+            // A retransmitted final: send our ACK again (2xx: RFC 3261 §13.2.2.4).
+            InviteClientState::Completed { .. } | InviteClientState::Accepted { .. } => {
+                if let Some(ack) = txn.ack.clone() {
+                    let peer = txn.peer;
+                    self.transmits.push_back(Transmit { peer, bytes: ack });
+                }
+                return;
+            }
+        }
+        if status < 300 {
+            // RFC 6026 Accepted: 2xx retransmissions still match until Timer M.
+            let until = now + timers.timeout();
+            txn.state = InviteClientState::Accepted { until };
+            self.arm(until, TimerRef::InviteClient(id));
+            self.invite_answered(now, id, &resp);
+            return;
+        }
+        // 3xx-6xx: the transaction ACKs it (§17.1.1.3) and absorbs repeats until Timer D.
+        let ack = non_2xx_ack(&txn.request, &resp);
+        let peer = txn.peer;
+        txn.ack = Some(ack.clone());
+        let until = now + InviteClientState::timer_d(&timers, reliable);
+        txn.state = InviteClientState::Completed { until };
+        self.arm(until, TimerRef::InviteClient(id));
+        self.transmits.push_back(Transmit { peer, bytes: ack });
+        self.invite_failed(id, status);
+    }
+
+    /// The TU's part of a 2xx to our INVITE: confirm the dialog, ACK, tell the app.
+    fn invite_answered(&mut self, now: Instant, id: u64, resp: &Response) {
+        let Some(txn) = self.invites.get(&id) else {
+            return;
+        };
+        let (call, reinvite, reported) = (txn.call, txn.reinvite, txn.reported);
+        let seq = txn.request.cseq().map(|c| c.seq).unwrap_or(0);
+        let offer = txn.request.body.clone();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return; // the call is gone (e.g. the far end hung up meanwhile)
+        };
+        let contact = resp
+            .headers
+            .get("Contact")
+            .and_then(|v| NameAddr::parse(v).ok())
+            .and_then(|n| SipUri::parse(&n.uri).ok());
+        let mut cancelled = false;
+        if !reinvite {
+            let CallState::Outgoing { cancel, .. } = c.state else {
+                return;
+            };
+            cancelled = cancel != Cancel::No || reported;
+            // RFC 3261 §12.1.2: the dialog's remote side comes from the 2xx.
+            if let Some(to) = resp.headers.get("To") {
+                c.remote_uri = to.trim().to_owned();
+            }
+            let mut route_set: Vec<String> = resp
+                .headers
+                .get_all("Record-Route")
+                .flat_map(split_commas)
+                .collect();
+            route_set.reverse();
+            c.route_set = route_set;
+            c.state = CallState::Confirmed;
+        }
+        if contact.is_some() {
+            c.remote_target = contact; // target refresh (§12.2.1.2)
+        }
+        let branch = format!("z9hG4bK{}", self.token());
+        let (peer, ack) = self.dialog_request(
+            &self.calls[&call],
+            Method::Ack,
+            seq,
+            &branch,
+            &[],
+            Bytes::new(),
+        );
+        let ack = ack.to_bytes();
+        if let Some(t) = self.invites.get_mut(&id) {
+            t.ack = Some(ack.clone());
+            t.peer = peer;
+            t.reported = true;
+        }
+        self.transmits.push_back(Transmit { peer, bytes: ack });
+        let key = CallKey(call);
+        if reinvite {
+            if let Some(c) = self.calls.get_mut(&call) {
+                if c.reinvite == Some(id) {
+                    c.reinvite = None;
+                }
+                if !reported {
+                    c.answer_sdp = Some(offer);
+                }
+            }
+            if !reported {
+                self.events.push_back(UaEvent::ReinviteAnswered {
+                    call: key,
+                    body: resp.body.clone(),
+                });
+            }
+        } else if cancelled {
+            // Answered after our CANCEL: ACK it, then end it (RFC 3261 §15).
+            tracing::info!("outgoing call answered after CANCEL; sending BYE");
+            if !reported {
+                self.events.push_back(UaEvent::OutgoingFailed {
+                    call: key,
+                    status: 487,
+                });
+            }
+            self.send_bye(now, call);
+        } else {
+            self.events.push_back(UaEvent::Answered {
+                call: key,
+                content_type: resp.headers.get("Content-Type").map(str::to_owned),
+                body: resp.body.clone(),
+            });
+        }
+    }
+
+    /// Tells the app our INVITE `id` failed with `status` (once); an initial INVITE's call
+    /// is then forgotten.
+    fn invite_failed(&mut self, id: u64, status: u16) {
+        let Some(txn) = self.invites.get_mut(&id) else {
+            return;
+        };
+        if txn.reported {
+            return;
+        }
+        txn.reported = true;
+        let (call, reinvite) = (txn.call, txn.reinvite);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if reinvite {
+            if c.reinvite == Some(id) {
+                c.reinvite = None;
+            }
+            self.events.push_back(UaEvent::ReinviteFailed {
+                call: CallKey(call),
+                status,
+            });
+        } else if matches!(c.state, CallState::Outgoing { .. }) {
+            tracing::info!(status, "outgoing call failed");
+            self.events.push_back(UaEvent::OutgoingFailed {
+                call: CallKey(call),
+                status,
+            });
+            self.forget_call(call);
+        }
+    }
+
+    fn invite_client_timer(&mut self, now: Instant, id: u64) {
+        let Some(txn) = self.invites.get_mut(&id) else {
+            return;
+        };
+        let mut resend = None;
+        let mut remove = false;
+        let mut timed_out = false;
+        match txn.state {
+            InviteClientState::Calling { next, timeout, .. } => {
+                if now >= timeout {
+                    timed_out = true; // Timer B
+                } else if next.is_some_and(|n| now >= n) {
+                    resend = Some((txn.peer, txn.bytes.clone()));
+                    txn.state.fire_a(now);
+                }
+            }
+            InviteClientState::Proceeding => {}
+            InviteClientState::Completed { until } | InviteClientState::Accepted { until } => {
+                remove = now >= until;
+            }
+        }
+        let pending = matches!(
+            txn.state,
+            InviteClientState::Calling { .. } | InviteClientState::Proceeding
+        );
+        let mut cancel_now = false;
+        if pending && txn.give_up.is_some_and(|g| now >= g) {
+            if txn.reinvite && !txn.reported && txn.state == InviteClientState::Proceeding {
+                // A re-INVITE nobody answers: cancel it, report 408, wait once more.
+                cancel_now = true;
+            } else {
+                timed_out = true;
+            }
+        }
+        if let Some((peer, bytes)) = resend {
+            self.transmits.push_back(Transmit { peer, bytes });
+        }
+        if cancel_now {
+            self.invite_failed(id, 408);
+            self.send_cancel(now, id);
+            return;
+        }
+        if timed_out {
+            let call = txn.call;
+            let cancelled = matches!(
+                self.calls.get(&call).map(|c| &c.state),
+                Some(CallState::Outgoing { cancel, .. }) if *cancel != Cancel::No
+            );
+            tracing::info!(
+                cancelled,
+                "INVITE transaction gave up (Timer B or after CANCEL)"
+            );
+            self.invite_failed(id, if cancelled { 487 } else { 408 });
+            remove = true;
+        }
+        if remove {
+            if let Some(t) = self.invites.remove(&id) {
+                self.invite_ids.remove(&t.branch);
+            }
+            return;
+        }
+        let txn = &self.invites[&id];
+        let next = match (txn.state.deadline(), txn.give_up.filter(|_| pending)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = next {
+            self.arm(at, TimerRef::InviteClient(id));
+        }
     }
 
     // ---- requests -------------------------------------------------------------------
@@ -675,6 +1336,7 @@ impl UserAgent {
             hangup_pending: false,
             answer_sdp: None,
             initial_key: initial.clone(),
+            reinvite: None,
         };
         let trying = {
             let mut r = Response::for_request(&req, 100, "Trying");
@@ -705,6 +1367,68 @@ impl UserAgent {
             body,
             peer,
         }));
+    }
+
+    /// REGISTER (the policy lets it through only when the registrar is on).
+    fn register(&mut self, now: Instant, peer: Peer, req: Request, key: TxnKey) {
+        let Some(registrar) = self.registrar.as_mut() else {
+            return;
+        };
+        let answer = registrar.handle(now, &req);
+        if answer.status != 401 {
+            tracing::info!(status = answer.status, remote = %peer.remote, "REGISTER");
+        }
+        self.reply_new_txn(
+            now,
+            peer,
+            &req,
+            key,
+            answer.status,
+            answer.reason,
+            answer.headers,
+            None,
+            None,
+        );
+        if let Some(user) = answer.changed {
+            self.report_binding(now, user);
+            self.arm_registrar();
+        }
+    }
+
+    fn report_binding(&mut self, now: Instant, user: String) {
+        let current = self.registrar.as_ref().and_then(|r| r.binding(now, &user));
+        let (contact, expires) = match current {
+            Some((c, e)) => (Some(c), e),
+            None => (None, 0),
+        };
+        self.events.push_back(UaEvent::Registered {
+            user,
+            contact,
+            expires,
+        });
+    }
+
+    fn arm_registrar(&mut self) {
+        let Some(at) = self.registrar.as_ref().and_then(Registrar::next_expiry) else {
+            return;
+        };
+        if self.registrar_armed.is_none_or(|armed| at < armed) {
+            self.registrar_armed = Some(at);
+            self.arm(at, TimerRef::Registrar);
+        }
+    }
+
+    fn registrar_timer(&mut self, now: Instant) {
+        let Some(registrar) = self.registrar.as_mut() else {
+            return;
+        };
+        for user in registrar.expire(now) {
+            self.report_binding(now, user);
+        }
+        if self.registrar_armed.is_some_and(|armed| armed <= now) {
+            self.registrar_armed = None;
+        }
+        self.arm_registrar();
     }
 
     fn cancel(&mut self, now: Instant, peer: Peer, req: Request, key: TxnKey) {
@@ -830,7 +1554,7 @@ impl UserAgent {
                 });
             }
             Method::Options => {
-                let allow = validate::allow_header(&policy());
+                let allow = validate::allow_header(&self.policy());
                 self.reply_new_txn(
                     now,
                     peer,
@@ -843,7 +1567,7 @@ impl UserAgent {
                     Some(id),
                 );
             }
-            Method::Invite => self.reinvite(now, peer, req, key, id, state),
+            Method::Invite => self.remote_reinvite(now, peer, req, key, id, state),
             Method::Notify => {
                 // RFC 3515 §2.4.4: the REFER's progress as a message/sipfrag status line.
                 self.reply_new_txn(
@@ -871,7 +1595,7 @@ impl UserAgent {
                 }
             }
             _ => {
-                let allow = validate::allow_header(&policy());
+                let allow = validate::allow_header(&self.policy());
                 self.reply_new_txn(
                     now,
                     peer,
@@ -889,7 +1613,7 @@ impl UserAgent {
 
     /// A re-INVITE (session refresh, hold): we keep the session as it is and answer with
     /// the same SDP, retransmitted until its ACK like any 2xx.
-    fn reinvite(
+    fn remote_reinvite(
         &mut self,
         now: Instant,
         peer: Peer,
@@ -899,6 +1623,21 @@ impl UserAgent {
         state: CallState,
     ) {
         let local_tag = self.calls[&id].local_tag.clone();
+        if self.calls[&id].reinvite.is_some() {
+            // RFC 3261 §14.2: glare with our own re-INVITE.
+            self.reply_new_txn(
+                now,
+                peer,
+                &req,
+                key,
+                491,
+                "Request Pending",
+                vec![],
+                Some(local_tag),
+                Some(id),
+            );
+            return;
+        }
         if state != CallState::Confirmed {
             // RFC 3261 §14.2: an INVITE while another is pending gets 500 + Retry-After.
             let h = vec![("Retry-After".into(), "1".into())];
@@ -1197,7 +1936,7 @@ impl UserAgent {
 
     fn dialog_headers_no_contact(&self, _c: &Call) -> Vec<(String, String)> {
         vec![
-            ("Allow".into(), validate::allow_header(&policy())),
+            ("Allow".into(), validate::allow_header(&self.policy())),
             ("Supported".into(), String::new()),
         ]
         .into_iter()
@@ -1223,12 +1962,65 @@ impl UserAgent {
         extra: Vec<(String, String)>,
     ) {
         let branch = format!("z9hG4bK{}", self.token());
-        let timers = self.config.timers;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         c.local_cseq += 1;
-        let c = &self.calls[&id];
+        let seq = c.local_cseq;
+        let (peer, req) = self.dialog_request(
+            &self.calls[&id],
+            method.clone(),
+            seq,
+            &branch,
+            &extra,
+            Bytes::new(),
+        );
+        self.start_client_txn(now, peer, branch, method, id, req.to_bytes());
+    }
+
+    /// Starts a client non-INVITE transaction (Timer E/F) and sends its request.
+    fn start_client_txn(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        branch: String,
+        method: Method,
+        call: u64,
+        bytes: Vec<u8>,
+    ) {
+        let timers = self.config.timers;
+        let state = NonInviteClientState::start(now, &timers, peer.transport.reliable());
+        let txn_id = self.id();
+        self.arm(state.deadline(), TimerRef::Client(txn_id));
+        let key = client_key(&branch, &method);
+        self.client_ids.insert(key.clone(), txn_id);
+        self.client.insert(
+            txn_id,
+            (
+                key,
+                ClientTxn {
+                    state,
+                    peer,
+                    request: bytes.clone(),
+                    call,
+                    method,
+                },
+            ),
+        );
+        self.transmits.push_back(Transmit { peer, bytes });
+    }
+
+    /// A request in the call's dialog (RFC 3261 §12.2.1.1): Request-URI = remote target,
+    /// Route = route set, From/To with both tags, and where to send it.
+    fn dialog_request(
+        &self,
+        c: &Call,
+        method: Method,
+        seq: u32,
+        branch: &str,
+        extra: &[(String, String)],
+        body: Bytes,
+    ) -> (Peer, Request) {
         // In-dialog requests go to the remote target (or the first route) when it is an IP
         // literal; otherwise back where the INVITE came from (no DNS in the core, and the
         // symmetric path also crosses NATs).
@@ -1254,19 +2046,8 @@ impl UserAgent {
                     .map(|n| n.uri)
                     .unwrap_or_default()
             });
-        let host = match &self.config.public_host {
-            Some(h) => h.clone(),
-            None => host_literal(peer.local.ip()),
-        };
         let mut headers = Headers::default();
-        headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {host}:{};branch={branch};rport",
-                peer.transport.via_token(),
-                peer.local.port()
-            ),
-        );
+        headers.push("Via", self.via(&peer, branch));
         headers.push("Max-Forwards", "70");
         for r in &c.route_set {
             headers.push("Route", r);
@@ -1277,41 +2058,39 @@ impl UserAgent {
         headers.push(
             "CSeq",
             CSeq {
-                seq: c.local_cseq,
+                seq,
                 method: method.clone(),
             }
             .to_string(),
         );
         headers.push("User-Agent", "holdline");
-        for (n, v) in &extra {
+        for (n, v) in extra {
             headers.push(n, v);
         }
-        let bye = Request {
-            method: method.clone(),
+        let req = Request {
+            method,
             uri: request_uri,
             version: "SIP/2.0".into(),
             headers,
-            body: Bytes::new(),
+            body,
         };
-        let bytes = bye.to_bytes();
-        let state = NonInviteClientState::start(now, &timers, peer.transport.reliable());
-        let txn_id = self.id();
-        self.arm(state.deadline(), TimerRef::Client(txn_id));
-        self.client_ids.insert(branch.clone(), txn_id);
-        self.client.insert(
-            txn_id,
-            (
-                branch,
-                ClientTxn {
-                    state,
-                    peer,
-                    request: bytes.clone(),
-                    call: id,
-                    method,
-                },
-            ),
-        );
-        self.transmits.push_back(Transmit { peer, bytes });
+        (peer, req)
+    }
+
+    fn local_host(&self, peer: &Peer) -> String {
+        match &self.config.public_host {
+            Some(h) => h.clone(),
+            None => host_literal(peer.local.ip()),
+        }
+    }
+
+    fn via(&self, peer: &Peer, branch: &str) -> String {
+        format!(
+            "SIP/2.0/{} {}:{};branch={branch};rport",
+            peer.transport.via_token(),
+            self.local_host(peer),
+            peer.local.port()
+        )
     }
 
     // ---- timers -----------------------------------------------------------------------
@@ -1524,6 +2303,44 @@ fn sipfrag_status(body: &[u8]) -> Option<u16> {
     let rest = line.strip_prefix("SIP/2.0 ")?;
     let code: u16 = rest.get(..3)?.parse().ok()?;
     (100..700).contains(&code).then_some(code)
+}
+
+/// The ACK for a non-2xx final to our INVITE (RFC 3261 §17.1.1.3): same Request-URI,
+/// top Via, Route, From and Call-ID; the response's To (with its tag).
+fn non_2xx_ack(inv: &Request, resp: &Response) -> Vec<u8> {
+    let mut ack = Request::new(Method::Ack, inv.uri.clone());
+    if let Some(v) = inv.headers.lines("Via").next() {
+        ack.headers.push("Via", v);
+    }
+    ack.headers.push("Max-Forwards", "70");
+    for r in inv.headers.lines("Route") {
+        ack.headers.push("Route", r);
+    }
+    for (name, from) in [
+        ("From", &inv.headers),
+        ("To", &resp.headers),
+        ("Call-ID", &inv.headers),
+    ] {
+        if let Some(v) = from.lines(name).next() {
+            ack.headers.push(name, v);
+        }
+    }
+    let seq = inv.cseq().map(|c| c.seq).unwrap_or(1);
+    ack.headers.push(
+        "CSeq",
+        CSeq {
+            seq,
+            method: Method::Ack,
+        }
+        .to_string(),
+    );
+    ack.to_bytes()
+}
+
+/// Non-INVITE client transactions are keyed by branch and method: a CANCEL carries its
+/// INVITE's branch.
+fn client_key(branch: &str, method: &Method) -> String {
+    format!("{branch} {}", method.as_str())
 }
 
 fn split_commas(v: &str) -> Vec<String> {
@@ -2092,5 +2909,1005 @@ mod tests {
             matches!(events(&mut ua).as_slice(), [UaEvent::Ended(_)]),
             "Timer H frees the call"
         );
+    }
+
+    // ---- outgoing calls (UAC) ---------------------------------------------------------
+
+    fn out_call() -> OutgoingCall {
+        OutgoingCall {
+            target: "sip:bob@127.0.0.1:5070".into(),
+            from_user: "holdline".into(),
+            from_display: Some("Hold \"Line\"".into()),
+            sdp: Bytes::from_static(SDP.as_bytes()),
+            headers: vec![("X-Attempt".into(), "1".into())],
+        }
+    }
+
+    /// The far end's response to `req`: To gets `tag` when given, plus extra headers/body.
+    fn reply(req: &str, status: u16, tag: Option<&str>, extra: &str, body: &str) -> String {
+        let to = header(req, "To").unwrap();
+        let to = match tag {
+            Some(t) if !to.contains(";tag=") => format!("{to};tag={t}"),
+            _ => to.to_owned(),
+        };
+        format!(
+            "SIP/2.0 {status} {}\r\nVia: {}\r\nFrom: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            reason_phrase(status),
+            header(req, "Via").unwrap(),
+            header(req, "From").unwrap(),
+            header(req, "Call-ID").unwrap(),
+            header(req, "CSeq").unwrap(),
+            body.len()
+        )
+    }
+
+    fn branch_of(msg: &str) -> String {
+        header(msg, "Via")
+            .unwrap()
+            .split("branch=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn start_line(msg: &str) -> &str {
+        msg.lines().next().unwrap()
+    }
+
+    /// Places `out_call()`; returns its key and the INVITE as sent.
+    fn dial(ua: &mut UserAgent, t0: Instant) -> (CallKey, String) {
+        let call = ua.invite(t0, out_call(), peer()).unwrap();
+        let out = sent(ua);
+        assert_eq!(out.len(), 1);
+        (call, out[0].clone())
+    }
+
+    #[test]
+    fn outgoing_invite_is_retransmitted_then_answered_acked_and_ended_by_remote_bye() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, inv) = dial(&mut ua, t0);
+        assert_eq!(start_line(&inv), "INVITE sip:bob@127.0.0.1:5070 SIP/2.0");
+        assert!(branch_of(&inv).starts_with("z9hG4bK"));
+        assert_eq!(header(&inv, "Max-Forwards"), Some("70"));
+        let from = header(&inv, "From").unwrap();
+        assert!(
+            from.starts_with("\"Hold \\\"Line\\\"\" <sip:holdline@127.0.0.1>;tag="),
+            "{from}"
+        );
+        assert_eq!(header(&inv, "To"), Some("<sip:bob@127.0.0.1:5070>"));
+        assert!(header(&inv, "Contact").unwrap().contains("127.0.0.1:5060"));
+        assert!(header(&inv, "CSeq").unwrap().ends_with(" INVITE"));
+        assert_eq!(header(&inv, "Content-Type"), Some("application/sdp"));
+        assert_eq!(header(&inv, "X-Attempt"), Some("1"));
+        assert!(inv.ends_with(SDP));
+        // Timer A: 0.5 s, then 1.5 s (doubling).
+        ua.handle_timeout(t0 + Duration::from_millis(500));
+        assert_eq!(sent(&mut ua), vec![inv.clone()]);
+        ua.handle_timeout(t0 + Duration::from_millis(1000));
+        assert!(sent(&mut ua).is_empty());
+        ua.handle_timeout(t0 + Duration::from_millis(1500));
+        assert_eq!(sent(&mut ua).len(), 1);
+        // 180: progress, and no more retransmissions (nor Timer B).
+        let t1 = t0 + Duration::from_secs(2);
+        feed(&mut ua, t1, &reply(&inv, 180, Some("b1"), "", ""));
+        assert!(
+            matches!(events(&mut ua).as_slice(), [UaEvent::Progress { call: k, status: 180 }] if *k == call)
+        );
+        ua.handle_timeout(t0 + Duration::from_secs(40));
+        assert!(sent(&mut ua).is_empty());
+        assert!(events(&mut ua).is_empty(), "no Timer B once proceeding");
+        // 200 with a Contact and a Record-Route: ACK to the remote target via the route.
+        let ok = reply(
+            &inv,
+            200,
+            Some("b1"),
+            "Contact: <sip:bob@127.0.0.1:5072>\r\nRecord-Route: <sip:127.0.0.1:5071;lr>\r\nContent-Type: application/sdp\r\n",
+            SDP,
+        );
+        let t2 = t0 + Duration::from_secs(41);
+        feed(&mut ua, t2, &ok);
+        let acks = sent(&mut ua);
+        assert_eq!(acks.len(), 1);
+        let ack = &acks[0];
+        assert_eq!(start_line(ack), "ACK sip:bob@127.0.0.1:5072 SIP/2.0");
+        assert_ne!(
+            branch_of(ack),
+            branch_of(&inv),
+            "a 2xx ACK is its own transaction"
+        );
+        assert_eq!(
+            header(ack, "CSeq").unwrap().split(' ').next(),
+            header(&inv, "CSeq").unwrap().split(' ').next()
+        );
+        assert!(header(ack, "CSeq").unwrap().ends_with(" ACK"));
+        assert!(header(ack, "To").unwrap().contains("tag=b1"));
+        assert_eq!(header(ack, "Route"), Some("<sip:127.0.0.1:5071;lr>"));
+        match events(&mut ua).as_slice() {
+            [
+                UaEvent::Answered {
+                    call: k,
+                    content_type: Some(ct),
+                    body,
+                },
+            ] => {
+                assert_eq!(*k, call);
+                assert_eq!(ct, "application/sdp");
+                assert_eq!(&body[..], SDP.as_bytes());
+            }
+            other => panic!("{other:?}"),
+        }
+        // A retransmitted 2xx gets the same ACK again, and no second event.
+        feed(&mut ua, t2 + Duration::from_millis(500), &ok);
+        assert_eq!(sent(&mut ua), acks);
+        assert!(events(&mut ua).is_empty());
+        // The far end hangs up: its BYE carries our From tag as its To tag.
+        let our_tag = from.split(";tag=").nth(1).unwrap();
+        let bye = format!(
+            "BYE sip:holdline@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbye1\r\nFrom: <sip:bob@127.0.0.1:5070>;tag=b1\r\nTo: <sip:holdline@127.0.0.1>;tag={our_tag}\r\nCall-ID: {}\r\nCSeq: 1 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            header(&inv, "Call-ID").unwrap()
+        );
+        feed(&mut ua, t2 + Duration::from_secs(1), &bye);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        let evs = events(&mut ua);
+        assert!(
+            matches!(evs.as_slice(), [UaEvent::RemoteBye(a), UaEvent::Ended(b)] if *a == call && *b == call),
+            "{evs:?}"
+        );
+        ua.handle_timeout(t2 + Duration::from_secs(60));
+        assert!(ua.is_idle());
+    }
+
+    #[test]
+    fn outgoing_call_hangup_after_answer_sends_bye_in_the_dialog() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, inv) = dial(&mut ua, t0);
+        feed(
+            &mut ua,
+            t0,
+            &reply(
+                &inv,
+                200,
+                Some("b1"),
+                "Contact: <sip:bob@127.0.0.1:5070>\r\n",
+                "",
+            ),
+        );
+        sent(&mut ua);
+        events(&mut ua);
+        ua.hangup(t0, call).unwrap();
+        let bye = sent(&mut ua).pop().unwrap();
+        assert_eq!(start_line(&bye), "BYE sip:bob@127.0.0.1:5070 SIP/2.0");
+        assert!(header(&bye, "To").unwrap().contains("tag=b1"));
+        assert_eq!(header(&bye, "From"), header(&inv, "From"));
+        let seq = |m: &str| -> u32 {
+            header(m, "CSeq")
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(seq(&bye), seq(&inv) + 1);
+        feed(&mut ua, t0, &reply(&bye, 200, None, "", ""));
+        assert!(matches!(events(&mut ua).as_slice(), [UaEvent::Ended(k)] if *k == call));
+    }
+
+    #[test]
+    fn outgoing_invite_unanswered_fails_with_408_at_timer_b() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, _) = dial(&mut ua, t0);
+        let mut now = t0;
+        let mut resends = 0;
+        while let Some(at) = ua.poll_timeout() {
+            now = at;
+            ua.handle_timeout(now);
+            resends += sent(&mut ua).len();
+        }
+        assert_eq!(resends, 6, "0.5 1.5 3.5 7.5 15.5 31.5");
+        assert_eq!(now, t0 + Duration::from_secs(32));
+        let evs = events(&mut ua);
+        assert!(
+            matches!(evs.as_slice(), [UaEvent::OutgoingFailed { call: k, status: 408 }, UaEvent::Ended(_)] if *k == call),
+            "{evs:?}"
+        );
+        assert!(ua.is_idle());
+    }
+
+    #[test]
+    fn outgoing_invite_rejected_is_acked_in_its_transaction() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, inv) = dial(&mut ua, t0);
+        let busy = reply(&inv, 486, Some("b2"), "", "");
+        feed(&mut ua, t0, &busy);
+        let out = sent(&mut ua);
+        assert_eq!(out.len(), 1);
+        let ack = &out[0];
+        assert_eq!(start_line(ack), "ACK sip:bob@127.0.0.1:5070 SIP/2.0");
+        assert_eq!(
+            branch_of(ack),
+            branch_of(&inv),
+            "non-2xx ACK: same transaction"
+        );
+        assert!(header(ack, "To").unwrap().contains("tag=b2"));
+        assert!(header(ack, "CSeq").unwrap().ends_with(" ACK"));
+        let evs = events(&mut ua);
+        assert!(
+            matches!(evs.as_slice(), [UaEvent::OutgoingFailed { call: k, status: 486 }, UaEvent::Ended(_)] if *k == call),
+            "{evs:?}"
+        );
+        // The 486 again (our ACK was lost): ACK again, nothing new for the app.
+        feed(&mut ua, t0 + Duration::from_secs(1), &busy);
+        assert_eq!(sent(&mut ua), out);
+        assert!(events(&mut ua).is_empty());
+        assert_eq!(ua.hangup(t0, call), Err(UaError::NoSuchCall));
+        ua.handle_timeout(t0 + Duration::from_secs(40)); // Timer D
+        assert!(ua.is_idle());
+    }
+
+    #[test]
+    fn hangup_before_any_provisional_cancels_once_one_arrives() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, inv) = dial(&mut ua, t0);
+        ua.hangup(t0, call).unwrap();
+        assert!(
+            sent(&mut ua).is_empty(),
+            "no CANCEL before a provisional (§9.1)"
+        );
+        feed(&mut ua, t0, &reply(&inv, 100, None, "", ""));
+        let out = sent(&mut ua);
+        assert_eq!(out.len(), 1);
+        let cancel = &out[0];
+        assert_eq!(start_line(cancel), "CANCEL sip:bob@127.0.0.1:5070 SIP/2.0");
+        assert_eq!(branch_of(cancel), branch_of(&inv));
+        assert_eq!(header(cancel, "To"), header(&inv, "To"));
+        assert_eq!(header(cancel, "From"), header(&inv, "From"));
+        assert_eq!(
+            header(cancel, "CSeq").unwrap().replace("CANCEL", "INVITE"),
+            header(&inv, "CSeq").unwrap()
+        );
+        assert!(events(&mut ua).is_empty(), "no Progress once we hung up");
+        // 200 to the CANCEL, then 487 to the INVITE: ACK and report.
+        feed(&mut ua, t0, &reply(cancel, 200, Some("b1"), "", ""));
+        assert!(sent(&mut ua).is_empty());
+        feed(&mut ua, t0, &reply(&inv, 487, Some("b1"), "", ""));
+        let ack = sent(&mut ua).pop().unwrap();
+        assert!(ack.starts_with("ACK "));
+        let evs = events(&mut ua);
+        assert!(
+            matches!(evs.as_slice(), [UaEvent::OutgoingFailed { call: k, status: 487 }, UaEvent::Ended(_)] if *k == call),
+            "{evs:?}"
+        );
+    }
+
+    #[test]
+    fn hangup_with_no_answer_at_all_gives_up_at_timer_b() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, _) = dial(&mut ua, t0);
+        ua.hangup(t0, call).unwrap();
+        ua.handle_timeout(t0 + Duration::from_secs(33));
+        assert!(
+            sent(&mut ua).iter().all(|m| m.starts_with("INVITE")),
+            "never a CANCEL without a provisional"
+        );
+        let evs = events(&mut ua);
+        assert!(
+            matches!(
+                evs.as_slice(),
+                [
+                    UaEvent::OutgoingFailed { status: 487, .. },
+                    UaEvent::Ended(_)
+                ]
+            ),
+            "{evs:?}"
+        );
+    }
+
+    #[test]
+    fn cancel_unanswered_by_the_far_end_gives_up_after_64_t1() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, inv) = dial(&mut ua, t0);
+        feed(&mut ua, t0, &reply(&inv, 180, Some("b1"), "", ""));
+        events(&mut ua);
+        ua.hangup(t0, call).unwrap();
+        assert!(sent(&mut ua)[0].starts_with("CANCEL "));
+        ua.handle_timeout(t0 + Duration::from_secs(31));
+        assert!(events(&mut ua).is_empty());
+        ua.handle_timeout(t0 + Duration::from_secs(33));
+        let evs = events(&mut ua);
+        assert!(
+            matches!(
+                evs.as_slice(),
+                [
+                    UaEvent::OutgoingFailed { status: 487, .. },
+                    UaEvent::Ended(_)
+                ]
+            ),
+            "{evs:?}"
+        );
+    }
+
+    #[test]
+    fn answer_racing_our_cancel_is_acked_then_ended_with_bye() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, inv) = dial(&mut ua, t0);
+        feed(&mut ua, t0, &reply(&inv, 180, Some("b1"), "", ""));
+        events(&mut ua);
+        ua.hangup(t0, call).unwrap();
+        let cancel = sent(&mut ua).pop().unwrap();
+        feed(
+            &mut ua,
+            t0,
+            &reply(
+                &inv,
+                200,
+                Some("b1"),
+                "Contact: <sip:bob@127.0.0.1:5070>\r\n",
+                SDP,
+            ),
+        );
+        let out = sent(&mut ua);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(out[0].starts_with("ACK sip:bob@127.0.0.1:5070"));
+        assert!(out[1].starts_with("BYE sip:bob@127.0.0.1:5070"));
+        assert!(header(&out[1], "To").unwrap().contains("tag=b1"));
+        let evs = events(&mut ua);
+        assert!(
+            matches!(
+                evs.as_slice(),
+                [UaEvent::OutgoingFailed { status: 487, .. }]
+            ),
+            "{evs:?}"
+        );
+        // The CANCEL's answer (481: too late) changes nothing; the BYE's 200 ends the call.
+        feed(&mut ua, t0, &reply(&cancel, 481, Some("b1"), "", ""));
+        assert!(events(&mut ua).is_empty());
+        feed(&mut ua, t0, &reply(&out[1], 200, None, "", ""));
+        assert!(matches!(events(&mut ua).as_slice(), [UaEvent::Ended(k)] if *k == call));
+    }
+
+    #[test]
+    fn invalid_outgoing_calls_are_refused_before_anything_is_sent() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let mut bad_target = out_call();
+        bad_target.target = "http://example.com".into();
+        assert_eq!(
+            ua.invite(t0, bad_target, peer()),
+            Err(UaError::InvalidTarget)
+        );
+        let mut bad_user = out_call();
+        bad_user.from_user = "a b@c".into();
+        assert_eq!(ua.invite(t0, bad_user, peer()), Err(UaError::InvalidFrom));
+        let mut bad_header = out_call();
+        bad_header.headers = vec![("X-Evil".into(), "a\r\nVia: x".into())];
+        assert_eq!(ua.invite(t0, bad_header, peer()), Err(UaError::InvalidFrom));
+        assert!(sent(&mut ua).is_empty());
+        assert!(ua.is_idle());
+        // Keys of outgoing calls never collide with incoming ones.
+        let inc = incoming(&mut ua, t0);
+        let (out, _) = dial(&mut ua, t0);
+        assert_ne!(inc, out);
+    }
+
+    // ---- re-INVITE we send --------------------------------------------------------------
+
+    #[test]
+    fn our_reinvite_in_an_incoming_call_is_acked_and_one_at_a_time() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, tag) = confirmed(&mut ua, t0);
+        let sdp2 = Bytes::from_static(b"v=0\r\ns=hold\r\n");
+        ua.reinvite(t0, call, sdp2.clone()).unwrap();
+        let reinv = sent(&mut ua).pop().unwrap();
+        assert_eq!(
+            start_line(&reinv),
+            "INVITE sip:alice@127.0.0.1:5070 SIP/2.0"
+        );
+        assert!(header(&reinv, "To").unwrap().contains("tag=a1"));
+        assert!(
+            header(&reinv, "From")
+                .unwrap()
+                .contains(&format!("tag={tag}"))
+        );
+        assert!(header(&reinv, "Contact").is_some());
+        assert!(reinv.ends_with("s=hold\r\n"));
+        assert_eq!(
+            ua.reinvite(t0, call, sdp2.clone()),
+            Err(UaError::InviteInProgress)
+        );
+        // Glare: the caller's own re-INVITE meanwhile gets 491.
+        feed(
+            &mut ua,
+            t0,
+            &request("INVITE", "z9hG4bKg", "c1", 2, Some(&tag), SDP),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 491);
+        feed(
+            &mut ua,
+            t0,
+            &reply(&reinv, 200, None, "Content-Type: application/sdp\r\n", SDP),
+        );
+        let ack = sent(&mut ua).pop().unwrap();
+        assert_eq!(start_line(&ack), "ACK sip:alice@127.0.0.1:5070 SIP/2.0");
+        assert_eq!(
+            header(&ack, "CSeq").unwrap().split(' ').next(),
+            header(&reinv, "CSeq").unwrap().split(' ').next()
+        );
+        match events(&mut ua).as_slice() {
+            [UaEvent::ReinviteAnswered { call: k, body }] => {
+                assert_eq!(*k, call);
+                assert_eq!(&body[..], SDP.as_bytes());
+            }
+            other => panic!("{other:?}"),
+        }
+        // The caller's next re-INVITE is answered with our new session.
+        feed(
+            &mut ua,
+            t0,
+            &request("INVITE", "z9hG4bKh", "c1", 3, Some(&tag), SDP),
+        );
+        let ok = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&ok), 200);
+        assert!(ok.ends_with("s=hold\r\n"));
+        feed(
+            &mut ua,
+            t0,
+            &request("ACK", "z9hG4bKh2", "c1", 3, Some(&tag), ""),
+        );
+        // Now ours gets 491 (glare on their side): ACKed in the transaction, reported.
+        ua.reinvite(t0, call, sdp2.clone()).unwrap();
+        let reinv2 = sent(&mut ua).pop().unwrap();
+        let seq = |m: &str| -> u32 {
+            header(m, "CSeq")
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(seq(&reinv2), seq(&reinv) + 1);
+        feed(&mut ua, t0, &reply(&reinv2, 491, None, "", ""));
+        let ack2 = sent(&mut ua).pop().unwrap();
+        assert!(ack2.starts_with("ACK "));
+        assert_eq!(branch_of(&ack2), branch_of(&reinv2));
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ReinviteFailed { status: 491, .. }]
+        ));
+        assert_eq!(ua.call_count(), 1, "a failed re-INVITE leaves the call up");
+        // Not on a call that is not confirmed.
+        let mut ua2 = self::ua();
+        let early = incoming(&mut ua2, t0);
+        assert_eq!(ua2.reinvite(t0, early, sdp2), Err(UaError::NotPending));
+    }
+
+    #[test]
+    fn our_reinvite_in_an_outgoing_call_times_out_with_408() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, inv) = dial(&mut ua, t0);
+        feed(
+            &mut ua,
+            t0,
+            &reply(
+                &inv,
+                200,
+                Some("b1"),
+                "Contact: <sip:bob@127.0.0.1:5070>\r\n",
+                SDP,
+            ),
+        );
+        sent(&mut ua);
+        events(&mut ua);
+        ua.reinvite(t0, call, Bytes::from_static(b"v=0\r\n"))
+            .unwrap();
+        let reinv = sent(&mut ua).pop().unwrap();
+        assert_eq!(start_line(&reinv), "INVITE sip:bob@127.0.0.1:5070 SIP/2.0");
+        assert!(header(&reinv, "To").unwrap().contains("tag=b1"));
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(33) {
+            now += Duration::from_millis(250);
+            ua.handle_timeout(now);
+        }
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ReinviteFailed { status: 408, .. }]
+        ));
+        assert_eq!(ua.call_count(), 1);
+        // ... and a new one may go out.
+        sent(&mut ua);
+        ua.reinvite(now, call, Bytes::from_static(b"v=0\r\n"))
+            .unwrap();
+    }
+
+    #[test]
+    fn our_reinvite_stuck_in_proceeding_is_cancelled_and_reported_408() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, _) = confirmed(&mut ua, t0);
+        ua.reinvite(t0, call, Bytes::from_static(b"v=0\r\n"))
+            .unwrap();
+        let reinv = sent(&mut ua).pop().unwrap();
+        feed(&mut ua, t0, &reply(&reinv, 100, None, "", ""));
+        ua.handle_timeout(t0 + Duration::from_secs(32));
+        let out = sent(&mut ua);
+        assert!(out.iter().any(|m| m.starts_with("CANCEL ")), "{out:?}");
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ReinviteFailed { status: 408, .. }]
+        ));
+        feed(
+            &mut ua,
+            t0 + Duration::from_secs(33),
+            &reply(&reinv, 487, None, "", ""),
+        );
+        assert!(sent(&mut ua).pop().unwrap().starts_with("ACK "));
+        assert!(events(&mut ua).is_empty(), "reported once");
+        assert_eq!(ua.call_count(), 1);
+    }
+
+    #[test]
+    fn refer_we_receive_is_405_in_and_out_of_a_dialog() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (_, tag) = confirmed(&mut ua, t0);
+        let refer = request("REFER", "z9hG4bKr1", "c1", 2, Some(&tag), "").replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nRefer-To: <sip:evil@198.51.100.1>\r\n",
+        );
+        feed(&mut ua, t0, &refer);
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 405);
+        assert!(!header(&r, "Allow").unwrap().contains("REFER"));
+        feed(
+            &mut ua,
+            t0,
+            &request("REFER", "z9hG4bKr2", "zz", 1, None, ""),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 405);
+        assert!(events(&mut ua).is_empty());
+        assert_eq!(ua.call_count(), 1);
+    }
+
+    // ---- registrar ------------------------------------------------------------------------
+
+    fn registrar_ua() -> UserAgent {
+        UserAgent::new(UaConfig {
+            seed: 9,
+            registrar: Some(RegistrarConfig {
+                realm: "holdline".into(),
+                users: vec![
+                    ("ada".into(), "ada-secret".into()),
+                    ("bob".into(), "bob-secret".into()),
+                ],
+            }),
+            ..UaConfig::default()
+        })
+    }
+
+    fn register(aor: &str, n: u32, extra: &str) -> String {
+        format!(
+            "REGISTER sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKreg{n}\r\nFrom: <sip:{aor}@127.0.0.1>;tag=r1\r\nTo: <sip:{aor}@127.0.0.1>\r\nCall-ID: reg1\r\nCSeq: {n} REGISTER\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn digest_hex(alg: &str, s: &str) -> String {
+        use sha2::Digest;
+        let bytes: Vec<u8> = if alg == "MD5" {
+            md5::Md5::digest(s.as_bytes()).to_vec()
+        } else {
+            sha2::Sha256::digest(s.as_bytes()).to_vec()
+        };
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn nonce_of(challenge: &str) -> String {
+        challenge
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The Authorization header a phone would send for `user`/`pass`.
+    fn authorization(nonce: &str, user: &str, pass: &str, alg: &str) -> String {
+        let ha1 = digest_hex(alg, &format!("{user}:holdline:{pass}"));
+        let ha2 = digest_hex(alg, "REGISTER:sip:127.0.0.1:5060");
+        let resp = digest_hex(alg, &format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        format!(
+            "Authorization: Digest username=\"{user}\", realm=\"holdline\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1:5060\", response=\"{resp}\", algorithm={alg}, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+        )
+    }
+
+    /// Sends an unauthenticated REGISTER and returns the 401's nonce.
+    fn challenge(ua: &mut UserAgent, now: Instant) -> String {
+        feed(
+            ua,
+            now,
+            &register("ada", 1, "Contact: <sip:ada@127.0.0.1:5070>\r\n"),
+        );
+        let r = sent(ua).pop().unwrap();
+        assert_eq!(status_of(&r), 401);
+        nonce_of(header(&r, "WWW-Authenticate").unwrap())
+    }
+
+    fn all_headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+        msg.lines()
+            .filter(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            })
+            .map(|l| l[name.len() + 1..].trim())
+            .collect()
+    }
+
+    #[test]
+    fn register_is_challenged_with_sha256_and_md5_then_binds() {
+        let mut ua = registrar_ua();
+        let t0 = Instant::now();
+        feed(
+            &mut ua,
+            t0,
+            &register("ada", 1, "Contact: <sip:ada@127.0.0.1:5070>\r\n"),
+        );
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 401);
+        let ch = all_headers(&r, "WWW-Authenticate");
+        assert_eq!(ch.len(), 2);
+        assert!(ch[0].starts_with("Digest realm=\"holdline\""), "{}", ch[0]);
+        assert!(ch[0].contains("algorithm=SHA-256") && ch[0].contains("qop=\"auth\""));
+        assert!(ch[1].contains("algorithm=MD5"));
+        assert!(!ch[0].contains("stale"));
+        assert!(events(&mut ua).is_empty());
+        let nonce = nonce_of(ch[0]);
+        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            t0,
+            &register(
+                "ada",
+                2,
+                &format!("Contact: <sip:ada@127.0.0.1:5070;transport=udp>\r\n{auth}"),
+            ),
+        );
+        let ok = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&ok), 200, "{ok}");
+        assert_eq!(
+            header(&ok, "Contact"),
+            Some("<sip:ada@127.0.0.1:5070;transport=udp>;expires=3600")
+        );
+        match events(&mut ua).as_slice() {
+            [
+                UaEvent::Registered {
+                    user,
+                    contact: Some(c),
+                    expires: 3600,
+                },
+            ] => {
+                assert_eq!(user, "ada");
+                assert_eq!(c, "sip:ada@127.0.0.1:5070;transport=udp");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            ua.binding(t0, "ada").as_deref(),
+            Some("sip:ada@127.0.0.1:5070;transport=udp")
+        );
+        assert_eq!(ua.binding(t0, "bob"), None);
+        // MD5 works too; the contact's expires parameter wins over Expires.
+        let auth = authorization(&nonce, "ada", "ada-secret", "MD5");
+        feed(
+            &mut ua,
+            t0 + Duration::from_secs(1),
+            &register(
+                "ada",
+                3,
+                &format!(
+                    "Contact: <sip:ada@127.0.0.1:5070;transport=udp>;expires=120\r\nExpires: 900\r\n{auth}"
+                ),
+            ),
+        );
+        let ok = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&ok), 200);
+        assert!(header(&ok, "Contact").unwrap().ends_with(";expires=120"));
+        // A query (no Contact) lists the binding and changes nothing.
+        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            t0 + Duration::from_secs(2),
+            &register("ada", 4, &auth),
+        );
+        let ok = sent(&mut ua).pop().unwrap();
+        assert!(header(&ok, "Contact").unwrap().ends_with(";expires=119"));
+        assert_eq!(events(&mut ua).len(), 1, "only the refresh was a change");
+        // Allow now lists REGISTER.
+        feed(
+            &mut ua,
+            t0,
+            &request("OPTIONS", "z9hG4bKo", "o1", 1, None, ""),
+        );
+        assert!(
+            header(&sent(&mut ua)[0], "Allow")
+                .unwrap()
+                .contains("REGISTER")
+        );
+    }
+
+    #[test]
+    fn register_refuses_bad_credentials_and_other_users_addresses_alike() {
+        let mut ua = registrar_ua();
+        let t0 = Instant::now();
+        let nonce = challenge(&mut ua, t0);
+        let contact = "Contact: <sip:x@127.0.0.1:5070>\r\n";
+        let cases = [
+            ("ada", authorization(&nonce, "ada", "wrong", "SHA-256")),
+            ("eve", authorization(&nonce, "eve", "whatever", "SHA-256")),
+            // bob's correct credentials for ada's address
+            ("ada", authorization(&nonce, "bob", "bob-secret", "MD5")),
+        ];
+        for (i, (aor, auth)) in cases.iter().enumerate() {
+            feed(
+                &mut ua,
+                t0,
+                &register(aor, 10 + i as u32, &format!("{contact}{auth}")),
+            );
+            let r = sent(&mut ua).pop().unwrap();
+            assert_eq!(status_of(&r), 403, "case {i}: {r}");
+            assert!(header(&r, "WWW-Authenticate").is_none());
+        }
+        // A nonce we did not sign: a fresh challenge, not 403.
+        let forged = authorization(&"0".repeat(64), "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            t0,
+            &register("ada", 20, &format!("{contact}{forged}")),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 401);
+        // No qop (RFC 2069 style): malformed for us.
+        let old = authorization(&nonce, "ada", "ada-secret", "MD5").replace(", qop=auth", "");
+        feed(
+            &mut ua,
+            t0,
+            &register("ada", 21, &format!("{contact}{old}")),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 400);
+        assert!(events(&mut ua).is_empty());
+        assert_eq!(ua.binding(t0, "ada"), None);
+    }
+
+    #[test]
+    fn an_old_but_genuine_nonce_is_stale() {
+        let mut ua = registrar_ua();
+        let t0 = Instant::now();
+        let nonce = challenge(&mut ua, t0);
+        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        let later = t0 + Duration::from_secs(301);
+        feed(
+            &mut ua,
+            later,
+            &register(
+                "ada",
+                2,
+                &format!("Contact: <sip:ada@127.0.0.1:5070>\r\n{auth}"),
+            ),
+        );
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 401);
+        let ch = all_headers(&r, "WWW-Authenticate");
+        assert!(ch.iter().all(|c| c.contains("stale=true")), "{ch:?}");
+        // The new nonce works.
+        let auth = authorization(&nonce_of(ch[0]), "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            later,
+            &register(
+                "ada",
+                3,
+                &format!("Contact: <sip:ada@127.0.0.1:5070>\r\n{auth}"),
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 200);
+        // A wrong password with an old nonce is 403, not stale.
+        let bad = authorization(&nonce, "ada", "nope", "SHA-256");
+        feed(
+            &mut ua,
+            later,
+            &register(
+                "ada",
+                4,
+                &format!("Contact: <sip:ada@127.0.0.1:5070>\r\n{bad}"),
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 403);
+    }
+
+    #[test]
+    fn register_expiry_rules_removal_and_timeout() {
+        let mut ua = registrar_ua();
+        let t0 = Instant::now();
+        let nonce = challenge(&mut ua, t0);
+        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        let reg = |n: u32, extra: &str| register("ada", n, &format!("{extra}{auth}"));
+        feed(
+            &mut ua,
+            t0,
+            &reg(2, "Contact: <sip:ada@127.0.0.1:5070>\r\nExpires: 30\r\n"),
+        );
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 423);
+        assert_eq!(header(&r, "Min-Expires"), Some("60"));
+        feed(
+            &mut ua,
+            t0,
+            &reg(3, "Contact: <sip:ada@127.0.0.1:5070>\r\nExpires: 7200\r\n"),
+        );
+        let r = sent(&mut ua).pop().unwrap();
+        assert!(
+            header(&r, "Contact").unwrap().ends_with(";expires=3600"),
+            "capped"
+        );
+        events(&mut ua);
+        feed(&mut ua, t0, &reg(4, "Contact: *\r\n"));
+        assert_eq!(
+            status_of(&sent(&mut ua).pop().unwrap()),
+            400,
+            "* needs Expires: 0"
+        );
+        feed(&mut ua, t0, &reg(5, "Contact: *\r\nExpires: 0\r\n"));
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 200);
+        assert!(header(&r, "Contact").is_none());
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::Registered {
+                contact: None,
+                expires: 0,
+                ..
+            }]
+        ));
+        assert_eq!(ua.binding(t0, "ada"), None);
+        // A CSeq that does not grow for the same Call-ID is refused (§10.3 step 7).
+        feed(
+            &mut ua,
+            t0,
+            &reg(6, "Contact: <sip:ada@127.0.0.1:5070>\r\nExpires: 60\r\n"),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 200);
+        feed(
+            &mut ua,
+            t0,
+            &reg(6, "Contact: <sip:ada@127.0.0.1:5070>\r\nExpires: 60\r\n")
+                .replace("z9hG4bKreg6", "z9hG4bKreg6b"),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 500);
+        events(&mut ua);
+        // The binding lapses after 60 s: the app is told, binding() forgets it.
+        assert!(ua.poll_timeout().is_some());
+        ua.handle_timeout(t0 + Duration::from_secs(59));
+        assert!(events(&mut ua).is_empty());
+        assert!(ua.binding(t0 + Duration::from_secs(59), "ada").is_some());
+        ua.handle_timeout(t0 + Duration::from_secs(61));
+        match events(&mut ua).as_slice() {
+            [
+                UaEvent::Registered {
+                    user,
+                    contact: None,
+                    expires: 0,
+                },
+            ] => assert_eq!(user, "ada"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(ua.binding(t0 + Duration::from_secs(61), "ada"), None);
+    }
+
+    #[test]
+    fn register_stays_405_without_users() {
+        let mut ua = UserAgent::new(UaConfig {
+            registrar: Some(RegistrarConfig {
+                realm: "holdline".into(),
+                users: vec![],
+            }),
+            ..UaConfig::default()
+        });
+        feed(&mut ua, Instant::now(), &register("ada", 1, ""));
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 405);
+        assert!(!header(&r, "Allow").unwrap().contains("REGISTER"));
+    }
+
+    #[test]
+    fn far_end_requests_in_an_outgoing_dialog_are_matched_by_our_from_tag() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, inv) = dial(&mut ua, t0);
+        feed(&mut ua, t0, &reply(&inv, 100, None, "", ""));
+        assert!(events(&mut ua).is_empty(), "100 Trying is not progress");
+        feed(
+            &mut ua,
+            t0,
+            &reply(
+                &inv,
+                200,
+                Some("b1"),
+                "Contact: <sip:bob@127.0.0.1:5070>\r\n",
+                SDP,
+            ),
+        );
+        sent(&mut ua);
+        events(&mut ua);
+        let our_tag = header(&inv, "From")
+            .unwrap()
+            .split(";tag=")
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        let call_id = header(&inv, "Call-ID").unwrap().to_owned();
+        let far = |method: &str, n: u32, extra: &str, body: &str| {
+            format!(
+                "{method} sip:holdline@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKfar{n}\r\nFrom: <sip:bob@127.0.0.1:5070>;tag=b1\r\nTo: <sip:holdline@127.0.0.1>;tag={our_tag}\r\nCall-ID: {call_id}\r\nCSeq: {n} {method}\r\nContact: <sip:bob@127.0.0.1:5070>\r\nMax-Forwards: 70\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        feed(
+            &mut ua,
+            t0,
+            &far(
+                "INFO",
+                1,
+                "Content-Type: application/dtmf-relay\r\n",
+                "Signal=5\r\n",
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        assert!(
+            matches!(events(&mut ua).as_slice(), [UaEvent::Info { call: k, .. }] if *k == call)
+        );
+        // Their re-INVITE is answered with our offer (our session as it stands).
+        feed(
+            &mut ua,
+            t0,
+            &far("INVITE", 2, "Content-Type: application/sdp\r\n", SDP),
+        );
+        let ok = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&ok), 200);
+        assert!(ok.ends_with(SDP));
+        assert!(header(&ok, "To").unwrap().contains(&our_tag));
+        feed(&mut ua, t0, &far("ACK", 2, "", ""));
+        feed(
+            &mut ua,
+            t0,
+            &far(
+                "NOTIFY",
+                3,
+                "Event: refer\r\nSubscription-State: terminated\r\nContent-Type: message/sipfrag\r\n",
+                "SIP/2.0 200 OK\r\n",
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ReferProgress {
+                status: 200,
+                done: true,
+                ..
+            }]
+        ));
+        assert_eq!(ua.call_count(), 1);
     }
 }

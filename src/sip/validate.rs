@@ -52,16 +52,36 @@ impl Policy<'static> {
             // In-dialog only: the progress of our REFERs (RFC 3515).
             Method::Notify,
         ],
-        not_allowed: &[Method::Register],
+        // REFER: we never act on a REFER we receive (we only send them).
+        not_allowed: &[Method::Register, Method::Refer],
         supported_extensions: &[],
-        accepted_body_types: &[
-            "application/sdp",
-            "application/dtmf-relay",
-            "application/dtmf",
-            "message/sipfrag",
+        accepted_body_types: ACCEPTED_BODIES,
+    };
+
+    /// The gateway with its registrar on (agents' phones REGISTER with digest auth).
+    pub const REGISTRAR: Policy<'static> = Policy {
+        implemented: &[
+            Method::Invite,
+            Method::Ack,
+            Method::Bye,
+            Method::Cancel,
+            Method::Options,
+            Method::Info,
+            Method::Notify,
+            Method::Register,
         ],
+        not_allowed: &[Method::Refer],
+        supported_extensions: &[],
+        accepted_body_types: ACCEPTED_BODIES,
     };
 }
+
+const ACCEPTED_BODIES: &[&str] = &[
+    "application/sdp",
+    "application/dtmf-relay",
+    "application/dtmf",
+    "message/sipfrag",
+];
 
 /// The Allow header value: the implemented methods, comma separated.
 pub fn allow_header(policy: &Policy<'_>) -> String {
