@@ -20,7 +20,10 @@ use crate::config::Config;
 use crate::media::announcer::Announcer;
 use crate::media::ports::RtpPorts;
 use crate::media::prompts::{Law, PromptSet};
-use crate::sip::{endpoint, transport, ua::UaConfig};
+use crate::sip::{
+    endpoint, transport,
+    ua::{RegistrarConfig, UaConfig},
+};
 use crate::store::SqliteStore;
 use crate::{calls, web};
 
@@ -147,6 +150,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         max_calls: config.limits.max_calls,
         retry_after_secs: config.limits.retry_after_secs,
         public_host: (!config.sip.public_host.is_empty()).then(|| config.sip.public_host.clone()),
+        // Agents without a fixed address reach us by REGISTERing with their password;
+        // with none such, REGISTER stays 405.
+        registrar: {
+            let users: Vec<(String, String)> = config
+                .agents
+                .iter()
+                .filter(|a| a.uri.is_none())
+                .map(|a| (a.id.clone(), a.password.clone()))
+                .collect();
+            (!users.is_empty()).then(|| RegistrarConfig {
+                realm: config.agent_settings.realm.clone(),
+                users,
+            })
+        },
         ..UaConfig::default()
     };
     let sip_token = CancellationToken::new();

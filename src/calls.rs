@@ -483,7 +483,7 @@ async fn call_task(
     let mut farewell: Option<tokio::time::Instant> = None;
     // A REFER to an agent or another site in progress.
     let mut handoff: Option<Handoff> = None;
-    let ring = Duration::from_secs(deps.config.agent_settings.ring_secs);
+    let ring = Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
     let outcome = loop {
         let farewell_due = async {
             match farewell {
@@ -714,7 +714,7 @@ async fn send_refer(
     match deps.sip.refer(key, h.uri.clone()).await {
         Ok(()) => {
             h.referred = true;
-            h.deadline = tokio::time::Instant::now() + Duration::from_secs(deps.config.agent_settings.ring_secs) + Duration::from_secs(5);
+            h.deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs)) + Duration::from_secs(5);
             Some(h)
         }
         Err(e) => {

@@ -286,7 +286,7 @@ pub(super) async fn callback(
         Err(e) => return offer_failed(format!("agent phone unreachable: {e}")).await,
     };
     routes.register(agent_key, &tx);
-    let ring = Instant::now() + Duration::from_secs(deps.config.agent_settings.ring_secs);
+    let ring = Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
     let agent_media = match next_heard(&mut rx, &[agent_key], ring, &token).await {
         Heard::Answered(body) => match answered_media(&body, &[Law::Pcmu, Law::Pcma]) {
             Some(a) => a,
@@ -371,7 +371,7 @@ pub(super) async fn callback(
         }
     };
     routes.register(customer_key, &tx);
-    let ring = Instant::now() + Duration::from_secs(deps.config.callback.ring_secs);
+    let ring = Instant::now() + Duration::from_secs(u64::from(deps.config.callback.ring_secs));
     let heard = next_heard(&mut rx, &[customer_key, agent_key], ring, &token).await;
     let customer_media = match heard {
         Heard::Answered(body) => answered_media(&body, &[law]),
@@ -519,7 +519,7 @@ pub(super) async fn bridge_caller(
         Err(e) => return Bridge::NotConnected(format!("agent phone unreachable: {e}")),
     };
     routes.register(agent_key, tx);
-    let ring = Instant::now() + Duration::from_secs(deps.config.agent_settings.ring_secs);
+    let ring = Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
     let agent_media = match next_heard(rx, &[agent_key, caller], ring, token).await {
         Heard::Answered(body) => match answered_media(&body, &[law]) {
             Some(a) => a,
