@@ -50,6 +50,7 @@ pub fn centre_config(config: &Config) -> CentreConfig {
                 name: q.name.clone(),
                 skillset: q.skillset.clone(),
                 default_handle_secs: q.default_handle_secs,
+                remote: None,
             })
             .collect(),
         keep_place_secs: config.data.keep_place_secs,
@@ -64,6 +65,10 @@ pub fn centre_config(config: &Config) -> CentreConfig {
         agents: Vec::new(),
         wrap_up_secs: 30,
         offer_timeout_secs: 20,
+        callback_attempts: 3,
+        callback_retry_secs: 300,
+        dial_callbacks: false,
+        queue_log: None,
     }
 }
 

@@ -108,7 +108,7 @@ pub async fn run(
                 Ok(effect) => {
                     let call_ref = match &effect {
                         Effect::EndCall { call_ref, .. } | Effect::Reannounce { call_ref } => call_ref,
-                        Effect::Offer { .. } => continue,
+                        Effect::Offer { .. } | Effect::Transfer { .. } => continue,
                     };
                     if let Some(tx) = by_call_id.get(call_ref).and_then(|k| calls.get(k)) {
                         let _ = tx.send(CallMsg::Centre(effect));
@@ -392,7 +392,7 @@ async fn call_task(
                     farewell = Some(tokio::time::Instant::now() + Duration::from_secs(10));
                 }
                 // Offers are not sent to calls (filtered above); agents come later.
-                Some(CallMsg::Centre(Effect::Offer { .. })) => {}
+                Some(CallMsg::Centre(Effect::Offer { .. } | Effect::Transfer { .. })) => {}
             },
             _ = farewell_due => break Outcome::Substituted,
             me = media_events.recv(), if media_open => match me {

@@ -553,6 +553,7 @@ mod tests {
                     name: q.to_uppercase(),
                     skillset: q.into(),
                     default_handle_secs: 180,
+                    remote: None,
                 })
                 .collect(),
             keep_place_secs: 600,
@@ -562,6 +563,10 @@ mod tests {
             agents: Vec::new(),
             wrap_up_secs: 30,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 
@@ -954,6 +959,7 @@ mod agent_tests {
                 name: "Sales".into(),
                 skillset: "sales".into(),
                 default_handle_secs: 180,
+                remote: None,
             }],
             keep_place_secs: 600,
             id_retention_secs: 86_400,
@@ -967,6 +973,10 @@ mod agent_tests {
             }],
             wrap_up_secs: 0,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 

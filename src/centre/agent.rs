@@ -154,6 +154,17 @@ pub struct AgentStatus {
     pub idle_since: Option<Timestamp>,
 }
 
+/// How one call-back attempt went, as the front-end (or the agent dialling by hand)
+/// reports it with `callback_attempt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "why", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The customer answered: the agent is busy with them.
+    Connected,
+    /// Not reached, and why ("busy", "no answer", "rejected (503)").
+    Failed(String),
+}
+
 /// Why an agent request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentError {
@@ -210,6 +221,7 @@ mod tests {
                     name: id.to_uppercase(),
                     skillset: id.into(),
                     default_handle_secs: 300,
+                    remote: None,
                 })
                 .collect(),
             keep_place_secs: 600,
@@ -230,6 +242,10 @@ mod tests {
             ],
             wrap_up_secs: 30,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 
@@ -296,6 +312,8 @@ mod tests {
                 call_ref: Some("call-1".into()),
                 media: MediaType::Voice,
                 target: Reach::Uri("sip:sales1@agents.test".into()),
+                callback_number: None,
+                attempt: 0,
             }
         );
         assert_eq!(

@@ -23,10 +23,12 @@ use super::command::{
     MoveTarget, PositionRise, RiseReason, Substitute, Window,
 };
 use super::contact::{
-    ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact, QueueId, Timestamp,
+    CallbackAttempt, ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact,
+    QueueId, Timestamp,
 };
 use super::estimate::{HandleTimeAverage, WaitEstimate};
 use super::queue::{CentreConfig, LineKey, Queue, saturating_u32};
+use super::queue_log::QueueLogLine;
 
 /// How many fresh random numbers `admit` draws before giving up. With 10^11 numbers and
 /// at most a few hundred thousand in use, one draw collides with odds of about 1 in
@@ -87,6 +89,30 @@ pub struct StoredContact {
     /// The agent answered the offer (the contact is being handled).
     #[serde(skip)]
     pub connected: bool,
+    /// When the current offer was made (ring times in the queue log). Not stored, like
+    /// `agent`.
+    #[serde(skip)]
+    pub offered_at: Option<Timestamp>,
+    /// Call-back attempts so far, oldest first.
+    #[serde(default)]
+    pub attempts: Vec<CallbackAttempt>,
+    /// A call-back is not offered again before this (set after a failed attempt).
+    #[serde(default)]
+    pub next_attempt_at: Option<Timestamp>,
+    /// The remote queue the live call is being moved to, until the result is known.
+    #[serde(default)]
+    pub transferring: Option<QueueId>,
+    /// What the caller should be told (a failed move to another site).
+    #[serde(default)]
+    pub notice: Option<String>,
+    /// The SIP Call-ID the contact arrived with (the queue log's callid); `call_ref`
+    /// changes when a disconnected caller rejoins. Empty in rows from before it was kept:
+    /// `call_ref` stands in.
+    #[serde(default)]
+    pub first_call_ref: String,
+    /// The position it took on entering its current queue (queue log `origposition`).
+    #[serde(default)]
+    pub orig_position: u32,
 }
 
 impl StoredContact {
@@ -177,6 +203,50 @@ pub enum Change {
     Command(StoredCommand),
     /// Upsert an agent's state.
     Agent(StoredAgent),
+    /// Append to the queue log file once the batch is committed (not a database row).
+    QueueLog(QueueLogLine),
+}
+
+/// Totals since the process started, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Contacts admitted, by queue.
+    pub admitted: BTreeMap<String, u64>,
+    /// Contacts ended, by (queue, end reason).
+    #[serde(with = "pair_keys")]
+    pub ended: BTreeMap<(String, String), u64>,
+    /// Offers by outcome: "answered" or "failed".
+    pub offers: BTreeMap<String, u64>,
+    /// Call-back attempts by outcome ("connected", "busy", ...).
+    pub callback_attempts: BTreeMap<String, u64>,
+    /// Moves to remote queues by outcome: "ok" or "failed".
+    pub transfers: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+        *map.entry(key.to_owned()).or_default() += 1;
+    }
+}
+
+/// JSON object keys must be strings: a map keyed by pairs is written as a list of
+/// `[[a, b], n]` entries.
+mod pair_keys {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Map = BTreeMap<(String, String), u64>;
+
+    pub fn serialize<S: Serializer>(map: &Map, s: S) -> Result<S::Ok, S::Error> {
+        map.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
+        Ok(Vec::<((String, String), u64)>::deserialize(d)?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// One queue as shown on dashboards.
@@ -189,6 +259,12 @@ pub struct QueueSummary {
     pub waiting: u32,
     pub staffed: u32,
     pub estimate_for_new: WaitEstimate,
+    /// How long the first contact in line has waited (0 with nobody waiting).
+    pub longest_wait_secs: u64,
+    /// Contacts of this queue currently offered to or with an agent.
+    pub offered: u32,
+    /// Another site's queue (it holds no contacts here).
+    pub remote: bool,
 }
 
 /// A consistent, immutable view of the centre at one instant, for readers that must not
@@ -202,6 +278,8 @@ pub struct Snapshot {
     pub queues: Vec<QueueSummary>,
     /// In configuration order.
     pub agents: Vec<AgentStatus>,
+    /// Totals since the process started.
+    pub counters: Counters,
 }
 
 /// The contact centre's live state. See the module docs.
@@ -433,6 +511,13 @@ impl Centre {
             position_rise: None,
             agent: None,
             connected: false,
+            offered_at: None,
+            attempts: Vec::new(),
+            next_attempt_at: None,
+            transferring: None,
+            notice: None,
+            first_call_ref: String::new(),
+            orig_position: 0,
         };
         self.put_row(row.clone());
         let (routed, effects) = self.route(now);
@@ -726,6 +811,9 @@ impl Centre {
                 waiting: q.waiting(),
                 staffed: q.staffed,
                 estimate_for_new: q.estimate_for_new(),
+                longest_wait_secs: 0,
+                offered: 0,
+                remote: q.spec.remote.is_some(),
             })
             .collect();
         Snapshot {
@@ -733,6 +821,7 @@ impl Centre {
             contacts,
             queues,
             agents: self.agent_statuses(),
+            counters: Counters::default(),
         }
     }
 
@@ -829,6 +918,7 @@ impl Centre {
                         skillset: q.spec.skillset.clone(),
                         position,
                         estimate: q.estimate_at(position),
+                        remote: false,
                     }
                 })
                 .collect()
@@ -869,6 +959,14 @@ impl Centre {
                     .map_or_else(|| id.0.clone(), |&i| self.agents[i].spec.name.clone()),
             }),
             connected: row.connected,
+            transferring: row.transferring.as_ref().map(|q| {
+                self.queue_index
+                    .get(q)
+                    .map_or_else(|| q.0.clone(), |&i| self.queues[i].spec.name.clone())
+            }),
+            notice: row.notice.clone(),
+            attempts: row.attempts.clone(),
+            next_attempt: row.next_attempt_at,
         }
     }
 
@@ -1726,6 +1824,15 @@ impl Centre {
                 call_ref: row.has_live_call().then(|| row.call_ref.clone()),
                 media: row.media,
                 target: self.agents[i].spec.reach.clone(),
+                callback_number: match &row.substitute {
+                    Some(Substitute::Callback { number, .. }) => Some(number.clone()),
+                    _ => None,
+                },
+                attempt: if row.media == MediaType::Callback {
+                    saturating_u32(row.attempts.len()).saturating_add(1)
+                } else {
+                    0
+                },
             });
             changes.push(Change::Event(ContactEvent {
                 contact,
@@ -1783,12 +1890,14 @@ mod tests {
                     name: "Sales".into(),
                     skillset: "sales-en".into(),
                     default_handle_secs: 300,
+                    remote: None,
                 },
                 QueueSpec {
                     id: QueueId("support".into()),
                     name: "Support".into(),
                     skillset: "support-en".into(),
                     default_handle_secs: 240,
+                    remote: None,
                 },
             ],
             keep_place_secs: 600,
@@ -1798,6 +1907,10 @@ mod tests {
             agents: Vec::new(),
             wrap_up_secs: 30,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 
@@ -2272,6 +2385,7 @@ mod command_tests {
                     name: q.to_uppercase(),
                     skillset: format!("{q}-en"),
                     default_handle_secs: 300,
+                    remote: None,
                 })
                 .collect(),
             keep_place_secs: 600,
@@ -2281,6 +2395,10 @@ mod command_tests {
             agents: Vec::new(),
             wrap_up_secs: 30,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 

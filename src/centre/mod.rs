@@ -45,10 +45,12 @@ pub mod contact;
 pub mod core;
 pub mod estimate;
 pub mod queue;
+pub mod queue_log;
 
 pub use actor::{CentreHandle, StartError, spawn};
 pub use agent::{
-    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Reach, StoredAgent,
+    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, AttemptOutcome, Reach,
+    StoredAgent,
 };
 pub use callback::{CallbackRules, default_callback_number};
 pub use command::{
@@ -56,12 +58,13 @@ pub use command::{
     MoveTarget, PositionRise, RiseReason, Substitute, Window,
 };
 pub use contact::{
-    ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType, NewContact,
-    QueueId, Timestamp,
+    CallbackAttempt, ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType,
+    NewContact, QueueId, Timestamp,
 };
 pub use core::{
-    AgentOutcome, Centre, CentreError, Change, CommandOutcome, ContactEvent, QueueSummary,
-    Snapshot, Stored, StoredCommand, StoredContact,
+    AgentOutcome, Centre, CentreError, Change, CommandOutcome, ContactEvent, Counters,
+    QueueSummary, Snapshot, Stored, StoredCommand, StoredContact,
 };
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};
+pub use queue_log::QueueLogLine;

@@ -93,6 +93,7 @@ pub(crate) mod tests {
                     name: q.to_uppercase(),
                     skillset: q.into(),
                     default_handle_secs: 300,
+                    remote: None,
                 })
                 .collect(),
             keep_place_secs: 600,
@@ -102,6 +103,10 @@ pub(crate) mod tests {
             agents: Vec::new(),
             wrap_up_secs: 30,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 

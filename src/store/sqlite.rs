@@ -295,6 +295,13 @@ impl RawRow {
             id,
             agent: None,
             connected: false,
+            offered_at: None,
+            attempts: Vec::new(),
+            next_attempt_at: None,
+            transferring: None,
+            notice: None,
+            first_call_ref: String::new(),
+            orig_position: 0,
         })
     }
 }
@@ -470,6 +477,8 @@ impl Store for SqliteStore {
                             to_sql_int(c.at.0, "command time")?,
                         ])?;
                     }
+                    // Appended to its file by the actor after the commit.
+                    Change::QueueLog(_) => {}
                 }
             }
         }
