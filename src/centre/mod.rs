@@ -46,6 +46,8 @@ pub mod core;
 pub mod estimate;
 pub mod queue;
 pub mod queue_log;
+#[cfg(test)]
+mod tests;
 
 pub use actor::{CentreHandle, StartError, spawn};
 pub use agent::{

@@ -8,9 +8,11 @@
 use crate::centre::{Change, Stored};
 
 pub mod memory;
+pub mod queue_log;
 pub mod sqlite;
 
 pub use memory::MemoryStore;
+pub use queue_log::QueueLogFile;
 pub use sqlite::SqliteStore;
 
 /// What went wrong with storage; the centre reports all of these as `Storage` and does
