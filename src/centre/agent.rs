@@ -5,14 +5,20 @@
 //! (routing offers a contact) `Reserved { contact, until }` → (answered) `Busy` →
 //! (handled) `WrapUp { until }` → (wrap-up time over, in `tick`) `Ready`. An offer not
 //! answered by `until` (or refused) puts the agent `NotReady { "no answer" }` and the
-//! contact back at the head of its queue (it never lost its seniority).
+//! contact back at the head of its queue (it never lost its seniority). Contacts with
+//! nothing to ring (emails, web forms, hand-dialled call-backs) skip `Reserved`: the
+//! agent is `Busy` with them at once. An offer that ends through no fault of the agent
+//! (the caller hung up, a call-back attempt failed) makes them `Ready` again with the
+//! `since` they had, so they keep their place among idle agents.
 //!
 //! # Routing
 //! Whenever someone may have become ready or something may be waiting, each `Ready`
 //! agent in longest-idle order (earliest `since`, then configuration order) is offered
 //! the most senior routable contact (earliest seniority, then admission order) of all the
 //! queues they have a skill for, whatever its media. Routable: queued, not already offered
-//! and not disconnected (the call is gone); call-backs, emails and web forms are routable.
+//! and not disconnected (the call is gone), not being moved to another site; call-backs
+//! (inside their window, not before their next attempt), emails and web forms are
+//! routable. Skills for remote queues are ignored (they have no agents here).
 //! A contact being offered or handled leaves its queue's line, so everyone behind moves up.
 
 use std::fmt;

@@ -163,7 +163,7 @@ impl StoredContact {
     }
 
     /// The queue log's callid: the Call-ID the contact arrived with.
-    fn log_ref(&self) -> &str {
+    pub fn log_ref(&self) -> &str {
         if self.first_call_ref.is_empty() {
             &self.call_ref
         } else {
@@ -238,6 +238,9 @@ pub struct ContactEvent {
 }
 
 /// Something the store must persist, in order.
+// Rows dominate every batch, so boxing them would cost an allocation per change to save
+// space in the rarer variants; batches are short-lived.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     /// Upsert the whole row.

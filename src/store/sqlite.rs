@@ -798,6 +798,55 @@ mod tests {
     }
 
     #[test]
+    fn a_version_3_database_is_migrated_and_keeps_attempts() {
+        let dir = TempDir::new("sqlite-migrate-3-4");
+        std::fs::create_dir_all(dir.path()).expect("dir");
+        let id = sample().1.contacts[0].id.clone();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("raw open");
+            schema_version(&conn).expect("version table");
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).expect("migration");
+            }
+            conn.execute("INSERT INTO schema_version (id, version) VALUES (1, 3)", [])
+                .expect("version 3");
+            conn.execute(
+                "INSERT INTO contacts (id, queue, media, state, seniority, seq, created,
+                     caller, call_ref, version)
+                 VALUES (?1, 'sales', 'voice', 'queued', 5, 1, 5, 'sip:x@y', 'c1', 2)",
+                [id.as_str()],
+            )
+            .expect("old row");
+        }
+        let mut store = SqliteStore::open(dir.path()).expect("migrate");
+        let mut row = store.load().expect("load").contacts.remove(0);
+        assert_eq!(
+            (row.attempts.len(), row.next_attempt_at, row.orig_position),
+            (0, None, 0)
+        );
+        assert_eq!((row.first_call_ref.as_str(), row.log_ref()), ("", "c1"));
+        row.attempts = vec![crate::centre::CallbackAttempt {
+            at: Timestamp(7),
+            outcome: "busy".into(),
+        }];
+        row.next_attempt_at = Some(Timestamp(9));
+        row.transferring = Some(QueueId("paris".into()));
+        row.notice = Some("note".into());
+        row.first_call_ref = "c0".into();
+        row.orig_position = 4;
+        row.state = ContactState::Ended {
+            at: Timestamp(10),
+            reason: EndReason::CallbackFailed,
+        };
+        store
+            .apply(&[Change::Contact(row.clone())])
+            .expect("new columns");
+        drop(store);
+        let mut store = SqliteStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.load().expect("load").contacts, [row]);
+    }
+
+    #[test]
     fn unreadable_substitutes_are_reported() {
         let dir = TempDir::new("sqlite-corrupt-substitute");
         let mut store = SqliteStore::open(dir.path()).expect("open");
