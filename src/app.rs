@@ -50,14 +50,13 @@ pub fn centre_config(config: &Config) -> CentreConfig {
         queues: config
             .queues
             .iter()
-            // TODO(lead, issue 4 merge): pass remote queues as `QueueSpec { remote: q.uri.clone(), .. }`
-            // once H3's `QueueSpec.remote` is on main; until then the centre only knows local queues.
-            .filter(|q| !q.is_remote())
             .map(|q| QueueSpec {
                 id: QueueId(q.id.clone()),
                 name: q.name.clone(),
                 skillset: q.skillset.clone(),
                 default_handle_secs: q.default_handle_secs,
+                // Another site's queue: moving there REFERs the call to this configured URI.
+                remote: q.uri.clone(),
             })
             .collect(),
         keep_place_secs: config.data.keep_place_secs,
@@ -93,12 +92,11 @@ pub fn centre_config(config: &Config) -> CentreConfig {
             .ring_secs
             .saturating_add(config.callback.ring_secs)
             .saturating_add(30),
-        // TODO(lead, issue 4 merge): H3's new fields, once on main:
-        //   callback_attempts: config.callback.attempts,
-        //   callback_retry_secs: config.callback.retry_secs,
-        //   dial_callbacks: config.callback.dials(),
-        //   queue_log: (!config.log.queue_log.is_empty())
-        //       .then(|| config.data.dir.join(&config.log.queue_log)),
+        callback_attempts: config.callback.attempts,
+        callback_retry_secs: config.callback.retry_secs,
+        dial_callbacks: config.callback.dials(),
+        queue_log: (!config.log.queue_log.is_empty())
+            .then(|| config.data.dir.join(&config.log.queue_log)),
     }
 }
 

@@ -49,7 +49,7 @@ mod outbound;
 
 /// What a call task hears: its SIP events and the centre's effects for its contact.
 #[derive(Debug)]
-enum CallMsg {
+pub(crate) enum CallMsg {
     Sip(UaEvent),
     Centre(Effect),
 }

@@ -63,6 +63,8 @@ enum Heard {
     /// 3xx–6xx (408 on timeout, 487 after our CANCEL) on the first watched call.
     Failed(u16),
     ReinviteOk,
+    /// The status is only for the log line (`{:?}`).
+    #[allow(dead_code)]
     ReinviteFailed(u16),
     /// A watched call ended (BYE from the far end, or the dialog is gone).
     Gone(CallKey),
@@ -374,7 +376,7 @@ pub(super) async fn callback(
     let ring = Instant::now() + Duration::from_secs(u64::from(deps.config.callback.ring_secs));
     let heard = next_heard(&mut rx, &[customer_key, agent_key], ring, &token).await;
     let customer_media = match heard {
-        Heard::Answered(body) => answered_media(&body, &[law]),
+        Heard::Answered(ref body) => answered_media(body, &[law]),
         _ => None,
     };
     let Some(customer_media) = customer_media else {

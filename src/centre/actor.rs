@@ -19,12 +19,13 @@ use rand::rngs::StdRng;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::agent::{AgentError, AgentId};
+use super::agent::{AgentError, AgentId, AttemptOutcome};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
-use super::core::{Centre, CentreError, Snapshot};
+use super::core::{Centre, CentreError, Change, Snapshot};
 use super::queue::CentreConfig;
-use crate::store::{Store, StoreError};
+use super::queue_log::QueueLogLine;
+use crate::store::{QueueLogFile, Store, StoreError};
 
 /// Requests that may wait for the centre thread before senders are made to wait.
 pub const REQUEST_CAPACITY: usize = 1024;
@@ -65,6 +66,13 @@ pub enum StartError {
     /// The OS has no randomness to give; contact numbers must not be predictable.
     #[error("cannot seed the contact-number generator: {0}")]
     Entropy(String),
+    /// The configured queue log file cannot be opened or written: check its path and
+    /// permissions, or turn it off.
+    #[error("cannot write the queue log {path}: {source}")]
+    QueueLog {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 enum Request {
@@ -90,6 +98,12 @@ enum Request {
         op: AgentOp,
         reply: oneshot::Sender<Result<(), AgentError>>,
     },
+    Transfer {
+        id: ContactId,
+        ok: bool,
+        detail: String,
+        reply: oneshot::Sender<Result<(), CentreError>>,
+    },
 }
 
 /// What an agent (or the front-end on their behalf) asks for.
@@ -101,6 +115,7 @@ enum AgentOp {
     Answered,
     Failed(String),
     Handled,
+    Attempt(AttemptOutcome),
 }
 
 /// The way into the centre for everyone else. Cheap to clone.
@@ -191,6 +206,36 @@ impl CentreHandle {
         self.agent_request(agent, AgentOp::Handled).await
     }
 
+    /// How a call-back attempt of the agent's call-back went (see
+    /// [`Centre::callback_attempt`]). Returns once committed.
+    pub async fn callback_attempt(
+        &self,
+        agent: AgentId,
+        outcome: AttemptOutcome,
+    ) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::Attempt(outcome)).await
+    }
+
+    /// The outcome of an [`Effect::Transfer`]: `ok` ends the contact `Transferred`,
+    /// otherwise it keeps its place with a notice naming `detail` (see
+    /// [`Centre::transfer_result`]). Returns once committed.
+    pub async fn transfer_result(
+        &self,
+        id: ContactId,
+        ok: bool,
+        detail: String,
+    ) -> Result<(), CentreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Transfer {
+            id,
+            ok,
+            detail,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| CentreError::ShuttingDown)?
+    }
+
     async fn agent_request(&self, agent: AgentId, op: AgentOp) -> Result<(), AgentError> {
         let (reply, answer) = oneshot::channel();
         self.requests
@@ -233,6 +278,21 @@ pub fn spawn(
     let stored = store.load().map_err(StartError::Load)?;
     let now = Timestamp::now_wall();
     let rng = StdRng::try_from_os_rng().map_err(|e| StartError::Entropy(e.to_string()))?;
+    let queue_log = config
+        .queue_log
+        .as_deref()
+        .map(|path| {
+            QueueLogFile::open(path)
+                .and_then(|mut log| {
+                    log.append([&QueueLogLine::queue_start(now)])?;
+                    Ok(log)
+                })
+                .map_err(|source| StartError::QueueLog {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        })
+        .transpose()?;
     let (centre, changes) = Centre::restore(config, rng, stored, now);
     store.apply(&changes).map_err(StartError::Persist)?;
     if !changes.is_empty() {
@@ -253,6 +313,7 @@ pub fn spawn(
     let actor = Actor {
         centre,
         store,
+        queue_log,
         inbox,
         publish,
         effects: effects.clone(),
@@ -277,6 +338,8 @@ pub fn spawn(
 struct Actor {
     centre: Centre,
     store: Box<dyn Store>,
+    /// Where committed queue log lines are appended, if configured.
+    queue_log: Option<QueueLogFile>,
     inbox: mpsc::Receiver<Request>,
     publish: watch::Sender<Arc<Snapshot>>,
     effects: broadcast::Sender<Effect>,
@@ -362,6 +425,21 @@ impl Actor {
         tracing::info!("centre stopped");
     }
 
+    /// The committed batch's queue log lines. The batch stands whatever happens here:
+    /// a failed append is logged and the lines are lost, never the contacts.
+    fn append_queue_log(&mut self, changes: &[Change]) {
+        let Some(log) = &mut self.queue_log else {
+            return;
+        };
+        let lines = changes.iter().filter_map(|c| match c {
+            Change::QueueLog(line) => Some(line),
+            _ => None,
+        });
+        if let Err(e) = log.append(lines) {
+            tracing::error!(error = %e, path = %log.path().display(), "queue log append failed");
+        }
+    }
+
     fn time_to_next_tick(&mut self) -> Option<Duration> {
         let deadline = self.centre.next_deadline()?;
         let due = Duration::from_millis(deadline.millis_since(self.now()));
@@ -427,6 +505,7 @@ impl Actor {
                         AgentOp::Answered => c.offer_answered(now, &agent),
                         AgentOp::Failed(why) => c.offer_failed(now, &agent, &why),
                         AgentOp::Handled => c.contact_handled(now, &agent),
+                        AgentOp::Attempt(outcome) => c.callback_attempt(now, &agent, outcome),
                     };
                     let mut changed = false;
                     let result = outcome.map(|(c, e)| {
@@ -439,6 +518,18 @@ impl Actor {
                         result,
                         changed,
                     });
+                }
+                Request::Transfer {
+                    id,
+                    ok,
+                    detail,
+                    reply,
+                } => {
+                    let result = self
+                        .centre
+                        .transfer_result(now, &id, ok, &detail)
+                        .map(|c| changes.extend(c));
+                    pending.push(Pending::End(reply, result));
                 }
             }
         }
@@ -458,6 +549,7 @@ impl Actor {
                     self.publish
                         .send_replace(Arc::new(self.centre.snapshot(now)));
                 }
+                self.append_queue_log(&changes);
                 // Committed: now the front-end may act. No subscriber is not an error.
                 for effect in effects {
                     let _ = self.effects.send(effect);
@@ -553,6 +645,7 @@ mod tests {
                     name: q.to_uppercase(),
                     skillset: q.into(),
                     default_handle_secs: 180,
+                    remote: None,
                 })
                 .collect(),
             keep_place_secs: 600,
@@ -562,6 +655,10 @@ mod tests {
             agents: Vec::new(),
             wrap_up_secs: 30,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 
@@ -954,6 +1051,7 @@ mod agent_tests {
                 name: "Sales".into(),
                 skillset: "sales".into(),
                 default_handle_secs: 180,
+                remote: None,
             }],
             keep_place_secs: 600,
             id_retention_secs: 86_400,
@@ -967,6 +1065,10 @@ mod agent_tests {
             }],
             wrap_up_secs: 0,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 
@@ -1061,6 +1163,120 @@ mod agent_tests {
                 .iter()
                 .any(|e| e.kind == "ended:completed" && e.contact == status.id)
         );
+        token.cancel();
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("join task")
+            .expect("centre thread panicked");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queue_log_lines_are_appended_after_the_commit_and_new_requests_work_through_the_handle()
+     {
+        let dir = crate::store::tests::TempDir::new("actor-queue-log");
+        let path = dir.path().join("queue_log");
+        let mut cfg = config();
+        cfg.queue_log = Some(path.clone());
+        cfg.queues.push(QueueSpec {
+            id: QueueId("paris".into()),
+            name: "Paris office".into(),
+            skillset: "fr".into(),
+            default_handle_secs: 180,
+            remote: Some("sip:q@paris.example.com".into()),
+        });
+        let store = MemoryStore::new();
+        let token = CancellationToken::new();
+        let (handle, thread) = spawn(cfg, Box::new(store.clone()), token.clone()).expect("spawn");
+        let read = || std::fs::read_to_string(&path).expect("queue log");
+        let events = |text: String| -> Vec<String> {
+            text.lines()
+                .map(|l| l.split('|').skip(4).collect::<Vec<_>>().join("|"))
+                .collect()
+        };
+        assert_eq!(events(read()), ["QUEUESTART|"]);
+        let ada = AgentId("ada".into());
+        handle.agent_login(ada.clone()).await.expect("login");
+        assert_eq!(
+            events(read()),
+            [
+                "QUEUESTART|",
+                "AGENTLOGIN|sip:ada@agents.test",
+                "PAUSE|logged in"
+            ]
+        );
+        // A failed write appends nothing.
+        store.set_failing(true);
+        assert!(handle.agent_ready(ada.clone()).await.is_err());
+        store.set_failing(false);
+        assert_eq!(read().lines().count(), 3);
+
+        // A remote move and its result.
+        let contact = |n: u32| NewContact {
+            queue: QueueId("sales".into()),
+            media: MediaType::Voice,
+            caller: format!("<tel:+4420794600{n:02}>"),
+            call_ref: format!("call-{n}"),
+        };
+        let moving = handle.admit(contact(1)).await.expect("admit");
+        let mut effects = handle.subscribe_effects();
+        handle
+            .command(CommandRequest {
+                id: crate::centre::CommandId("mv".into()),
+                contact: moving.id.clone(),
+                expected_version: None,
+                command: crate::centre::Command::MoveQueue {
+                    to: QueueId("paris".into()),
+                },
+            })
+            .await
+            .expect("move");
+        assert!(matches!(
+            effects.recv().await.expect("effect"),
+            Effect::Transfer { target, .. } if target == "sip:q@paris.example.com"
+        ));
+        handle
+            .transfer_result(moving.id.clone(), false, "busy".into())
+            .await
+            .expect("result");
+        let s = handle.status(moving.id.clone()).await.expect("status");
+        assert!(s.notice.is_some_and(|n| n.contains("(busy)")));
+        handle
+            .end(moving.id.clone(), EndReason::Abandoned)
+            .await
+            .expect("end");
+
+        // A call-back attempt.
+        let cb = handle.admit(contact(2)).await.expect("admit");
+        handle
+            .command(CommandRequest {
+                id: crate::centre::CommandId("cb".into()),
+                contact: cb.id.clone(),
+                expected_version: None,
+                command: crate::centre::Command::Callback {
+                    number: "+44 20 7946 0002".into(),
+                    window: None,
+                },
+            })
+            .await
+            .expect("callback");
+        handle.agent_ready(ada.clone()).await.expect("ready");
+        handle
+            .callback_attempt(ada.clone(), AttemptOutcome::Failed("busy".into()))
+            .await
+            .expect("attempt");
+        let s = handle.status(cb.id.clone()).await.expect("status");
+        assert_eq!(s.attempts.len(), 1);
+        assert!(s.next_attempt.is_some());
+        assert!(matches!(
+            handle
+                .callback_attempt(ada.clone(), AttemptOutcome::Connected)
+                .await,
+            Err(AgentError::NotAllowed { .. })
+        ));
+        let counters = handle.snapshots().borrow().counters.clone();
+        assert_eq!(counters.transfers.get("failed"), Some(&1));
+        assert_eq!(counters.callback_attempts.get("busy"), Some(&1));
+        assert!(events(read()).contains(&"ENTERQUEUE||+442079460002".to_owned()));
         token.cancel();
         tokio::task::spawn_blocking(move || thread.join())
             .await

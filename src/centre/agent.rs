@@ -5,14 +5,20 @@
 //! (routing offers a contact) `Reserved { contact, until }` → (answered) `Busy` →
 //! (handled) `WrapUp { until }` → (wrap-up time over, in `tick`) `Ready`. An offer not
 //! answered by `until` (or refused) puts the agent `NotReady { "no answer" }` and the
-//! contact back at the head of its queue (it never lost its seniority).
+//! contact back at the head of its queue (it never lost its seniority). Contacts with
+//! nothing to ring (emails, web forms, hand-dialled call-backs) skip `Reserved`: the
+//! agent is `Busy` with them at once. An offer that ends through no fault of the agent
+//! (the caller hung up, a call-back attempt failed) makes them `Ready` again with the
+//! `since` they had, so they keep their place among idle agents.
 //!
 //! # Routing
 //! Whenever someone may have become ready or something may be waiting, each `Ready`
 //! agent in longest-idle order (earliest `since`, then configuration order) is offered
 //! the most senior routable contact (earliest seniority, then admission order) of all the
 //! queues they have a skill for, whatever its media. Routable: queued, not already offered
-//! and not disconnected (the call is gone); call-backs, emails and web forms are routable.
+//! and not disconnected (the call is gone), not being moved to another site; call-backs
+//! (inside their window, not before their next attempt), emails and web forms are
+//! routable. Skills for remote queues are ignored (they have no agents here).
 //! A contact being offered or handled leaves its queue's line, so everyone behind moves up.
 
 use std::fmt;
@@ -154,6 +160,17 @@ pub struct AgentStatus {
     pub idle_since: Option<Timestamp>,
 }
 
+/// How one call-back attempt went, as the front-end (or the agent dialling by hand)
+/// reports it with `callback_attempt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", content = "why", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The customer answered: the agent is busy with them.
+    Connected,
+    /// Not reached, and why ("busy", "no answer", "rejected (503)").
+    Failed(String),
+}
+
 /// Why an agent request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentError {
@@ -210,6 +227,7 @@ mod tests {
                     name: id.to_uppercase(),
                     skillset: id.into(),
                     default_handle_secs: 300,
+                    remote: None,
                 })
                 .collect(),
             keep_place_secs: 600,
@@ -230,6 +248,10 @@ mod tests {
             ],
             wrap_up_secs: 30,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 
@@ -296,6 +318,8 @@ mod tests {
                 call_ref: Some("call-1".into()),
                 media: MediaType::Voice,
                 target: Reach::Uri("sip:sales1@agents.test".into()),
+                callback_number: None,
+                attempt: 0,
             }
         );
         assert_eq!(

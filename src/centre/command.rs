@@ -128,6 +128,13 @@ pub enum Confirmation {
         number: String,
         window: Option<Window>,
     },
+    /// The live call is being moved to another site's queue (`to` is a remote queue):
+    /// the caller is referred there; the contact keeps its place here until the result
+    /// is known (see `Centre::transfer_result`).
+    Transferring {
+        to: QueueId,
+        name: String,
+    },
 }
 
 /// A substitute communication that replaced the live call, kept with the contact.
@@ -160,6 +167,9 @@ pub struct MoveTarget {
     /// The place the contact would take there (seniority kept).
     pub position: u32,
     pub estimate: WaitEstimate,
+    /// Another site's queue: moving there refers the live call to it. `position` is 0
+    /// and `estimate` `NoAgents` (we do not know that site's line).
+    pub remote: bool,
 }
 
 /// Why a contact's position number went up (got worse), for the page to explain.
@@ -219,13 +229,28 @@ pub enum Effect {
     Reannounce { call_ref: String },
     /// Offer `contact` to `agent` at `target`: bridge the live call (`call_ref`) or, for
     /// a call-back, email or web form, present it. Answer with `offer_answered` or
-    /// `offer_failed`; no answer within the offer timeout counts as failed.
+    /// `offer_failed` (call-backs: `callback_attempt`); no answer within the offer timeout
+    /// counts as failed. Contacts without a call to bridge (emails, web forms, and
+    /// call-backs unless `CentreConfig::dial_callbacks`) are accepted at once: the agent
+    /// is already `Busy` when this is sent.
     Offer {
         agent: super::agent::AgentId,
         contact: ContactId,
         call_ref: Option<String>,
         media: super::contact::MediaType,
         target: super::agent::Reach,
+        /// For a call-back: the number the customer asked to be called on.
+        callback_number: Option<String>,
+        /// For a call-back: which attempt this is (1-based); 0 for other media.
+        attempt: u32,
+    },
+    /// Refer the live call (`call_ref`) of `contact` to `target`, the configured SIP URI
+    /// of a remote queue (never taken from a request). Report the outcome with
+    /// `transfer_result`.
+    Transfer {
+        contact: ContactId,
+        call_ref: String,
+        target: String,
     },
 }
 

@@ -232,9 +232,9 @@ impl FromStr for MediaType {
     }
 }
 
-/// Why a contact ended. Served-by-agent outcomes arrive with routing in a later issue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Why a contact ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EndReason {
     /// The caller hung up while queued.
     Abandoned,
@@ -246,6 +246,12 @@ pub enum EndReason {
     Cancelled,
     /// An agent handled the contact.
     Completed,
+    /// The live call was moved to another site's queue.
+    Transferred,
+    /// Every call-back attempt failed.
+    CallbackFailed,
+    /// The call-back window closed before the customer was reached.
+    Expired,
 }
 
 impl EndReason {
@@ -257,6 +263,9 @@ impl EndReason {
             EndReason::Rejected => "rejected",
             EndReason::Cancelled => "cancelled",
             EndReason::Completed => "completed",
+            EndReason::Transferred => "transferred",
+            EndReason::CallbackFailed => "callback_failed",
+            EndReason::Expired => "expired",
         }
     }
 }
@@ -276,6 +285,9 @@ impl FromStr for EndReason {
             "rejected" => EndReason::Rejected,
             "cancelled" => EndReason::Cancelled,
             "completed" => EndReason::Completed,
+            "transferred" => EndReason::Transferred,
+            "callback_failed" => EndReason::CallbackFailed,
+            "expired" => EndReason::Expired,
             _ => {
                 return Err(UnknownName {
                     what: "end reason",
@@ -358,6 +370,23 @@ pub struct ContactStatus {
     pub agent: Option<super::agent::AgentView>,
     /// The agent answered: the contact is being handled.
     pub connected: bool,
+    /// The live call is being moved to this remote queue (its name); the contact keeps
+    /// its place here until the move is confirmed.
+    pub transferring: Option<String>,
+    /// Something the caller should be told, e.g. that a move to another site failed.
+    pub notice: Option<String>,
+    /// Call-back attempts so far, oldest first.
+    pub attempts: Vec<CallbackAttempt>,
+    /// A call-back is not tried again before this.
+    pub next_attempt: Option<Timestamp>,
+}
+
+/// One try at calling a customer back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackAttempt {
+    pub at: Timestamp,
+    /// "connected", or why it failed ("busy", "no answer", "rejected (503)").
+    pub outcome: String,
 }
 
 #[cfg(test)]
@@ -484,6 +513,9 @@ mod tests {
             EndReason::Rejected,
             EndReason::Cancelled,
             EndReason::Completed,
+            EndReason::Transferred,
+            EndReason::CallbackFailed,
+            EndReason::Expired,
         ] {
             assert_eq!(r.as_str().parse::<EndReason>(), Ok(r));
             // serde and the stored name agree.

@@ -13,7 +13,8 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::agent::{
-    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, SKILL_LEVELS, StoredAgent,
+    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, AttemptOutcome,
+    SKILL_LEVELS, StoredAgent,
 };
 use super::callback::{
     CallbackRules, check_email, check_text, check_window, default_callback_number,
@@ -23,10 +24,12 @@ use super::command::{
     MoveTarget, PositionRise, RiseReason, Substitute, Window,
 };
 use super::contact::{
-    ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact, QueueId, Timestamp,
+    CallbackAttempt, ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact,
+    QueueId, Timestamp,
 };
 use super::estimate::{HandleTimeAverage, WaitEstimate};
 use super::queue::{CentreConfig, LineKey, Queue, saturating_u32};
+use super::queue_log::QueueLogLine;
 
 /// How many fresh random numbers `admit` draws before giving up. With 10^11 numbers and
 /// at most a few hundred thousand in use, one draw collides with odds of about 1 in
@@ -87,6 +90,30 @@ pub struct StoredContact {
     /// The agent answered the offer (the contact is being handled).
     #[serde(skip)]
     pub connected: bool,
+    /// When the current offer was made (ring times in the queue log). Not stored, like
+    /// `agent`.
+    #[serde(skip)]
+    pub offered_at: Option<Timestamp>,
+    /// Call-back attempts so far, oldest first.
+    #[serde(default)]
+    pub attempts: Vec<CallbackAttempt>,
+    /// A call-back is not offered again before this (set after a failed attempt).
+    #[serde(default)]
+    pub next_attempt_at: Option<Timestamp>,
+    /// The remote queue the live call is being moved to, until the result is known.
+    #[serde(default)]
+    pub transferring: Option<QueueId>,
+    /// What the caller should be told (a failed move to another site).
+    #[serde(default)]
+    pub notice: Option<String>,
+    /// The SIP Call-ID the contact arrived with (the queue log's callid); `call_ref`
+    /// changes when a disconnected caller rejoins. Empty in rows from before it was kept:
+    /// `call_ref` stands in.
+    #[serde(default)]
+    pub first_call_ref: String,
+    /// The position it took on entering its current queue (queue log `origposition`).
+    #[serde(default)]
+    pub orig_position: u32,
 }
 
 impl StoredContact {
@@ -99,10 +126,54 @@ impl StoredContact {
         self.state.is_live() && self.agent.is_none()
     }
 
-    /// May be offered to an agent: queued (disconnected contacts have lost their call)
-    /// and not already with one.
-    fn routable(&self) -> bool {
-        self.state == ContactState::Queued && self.agent.is_none()
+    /// May be offered to an agent at `now`: queued (disconnected contacts have lost their
+    /// call), not already with one, not being moved to another site, and for a call-back
+    /// inside its window and not before its next attempt.
+    fn routable(&self, now: Timestamp) -> bool {
+        if self.state != ContactState::Queued || self.agent.is_some() || self.transferring.is_some()
+        {
+            return false;
+        }
+        if let Some(Substitute::Callback { window, .. }) = &self.substitute {
+            if let Some(w) = window
+                && !(w.not_before <= now && now <= w.not_after)
+            {
+                return false;
+            }
+            if self.next_attempt_at.is_some_and(|t| t > now) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// When a queued call-back becomes routable (its window opens or its next attempt is
+    /// due), if it waits for that.
+    fn wake_at(&self) -> Option<Timestamp> {
+        if self.state != ContactState::Queued || self.agent.is_some() {
+            return None;
+        }
+        let Some(Substitute::Callback { window, .. }) = &self.substitute else {
+            return None;
+        };
+        match (window.map(|w| w.not_before), self.next_attempt_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The queue log's callid: the Call-ID the contact arrived with.
+    pub fn log_ref(&self) -> &str {
+        if self.first_call_ref.is_empty() {
+            &self.call_ref
+        } else {
+            &self.first_call_ref
+        }
+    }
+
+    /// Whole seconds from the contact's arrival to `now` (hold / wait time).
+    fn waited_secs(&self, now: Timestamp) -> u64 {
+        now.millis_since(self.created) / 1000
     }
 
     /// Queued with its SIP call attached: a voice or video contact not yet replaced by a
@@ -167,6 +238,9 @@ pub struct ContactEvent {
 }
 
 /// Something the store must persist, in order.
+// Rows dominate every batch, so boxing them would cost an allocation per change to save
+// space in the rarer variants; batches are short-lived.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     /// Upsert the whole row.
@@ -177,6 +251,50 @@ pub enum Change {
     Command(StoredCommand),
     /// Upsert an agent's state.
     Agent(StoredAgent),
+    /// Append to the queue log file once the batch is committed (not a database row).
+    QueueLog(QueueLogLine),
+}
+
+/// Totals since the process started, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Contacts admitted, by queue.
+    pub admitted: BTreeMap<String, u64>,
+    /// Contacts ended, by (queue, end reason).
+    #[serde(with = "pair_keys")]
+    pub ended: BTreeMap<(String, String), u64>,
+    /// Offers by outcome: "answered" or "failed".
+    pub offers: BTreeMap<String, u64>,
+    /// Call-back attempts by outcome ("connected", "busy", ...).
+    pub callback_attempts: BTreeMap<String, u64>,
+    /// Moves to remote queues by outcome: "ok" or "failed".
+    pub transfers: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+        *map.entry(key.to_owned()).or_default() += 1;
+    }
+}
+
+/// JSON object keys must be strings: a map keyed by pairs is written as a list of
+/// `[[a, b], n]` entries.
+mod pair_keys {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Map = BTreeMap<(String, String), u64>;
+
+    pub fn serialize<S: Serializer>(map: &Map, s: S) -> Result<S::Ok, S::Error> {
+        map.iter().collect::<Vec<_>>().serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
+        Ok(Vec::<((String, String), u64)>::deserialize(d)?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// One queue as shown on dashboards.
@@ -189,6 +307,12 @@ pub struct QueueSummary {
     pub waiting: u32,
     pub staffed: u32,
     pub estimate_for_new: WaitEstimate,
+    /// How long the first contact in line has waited (0 with nobody waiting).
+    pub longest_wait_secs: u64,
+    /// Contacts of this queue currently offered to or with an agent.
+    pub offered: u32,
+    /// Another site's queue (it holds no contacts here).
+    pub remote: bool,
 }
 
 /// A consistent, immutable view of the centre at one instant, for readers that must not
@@ -202,6 +326,8 @@ pub struct Snapshot {
     pub queues: Vec<QueueSummary>,
     /// In configuration order.
     pub agents: Vec<AgentStatus>,
+    /// Totals since the process started.
+    pub counters: Counters,
 }
 
 /// The contact centre's live state. See the module docs.
@@ -239,17 +365,37 @@ pub struct Centre {
     wrap_up_secs: u32,
     offer_timeout_secs: u32,
     /// The same for agent states (index, prior state) and handle-time averages.
-    agent_journal: Option<Vec<(usize, AgentState)>>,
+    agent_journal: Option<Vec<(usize, AgentState, AgentMemo)>>,
     handle_journal: Option<Vec<(usize, HandleTimeAverage)>>,
     /// Offers made by routing inside `admit`, `end` and `tick` (whose signatures carry
     /// no effects), for the actor to send once the batch is committed.
     routed: Vec<Effect>,
+    callback_attempts: u32,
+    callback_retry_secs: u64,
+    dial_callbacks: bool,
+    /// When a queued call-back becomes routable (window opens, next attempt due): `tick`
+    /// must route then. Keyed like `deadlines`.
+    wakeups: BTreeMap<(Timestamp, u64), ContactId>,
+    counters: Counters,
+    /// The counters as they were at [`Centre::begin`], for rollback.
+    counters_journal: Option<Counters>,
 }
 
 #[derive(Debug, Clone)]
 struct Agent {
     spec: AgentSpec,
     state: AgentState,
+    memo: AgentMemo,
+}
+
+/// What an agent's state does not say but the centre needs: not stored (agents come
+/// back logged out after a restart), journaled with the state.
+#[derive(Debug, Clone, Copy, Default)]
+struct AgentMemo {
+    /// Ready since, when they were last offered a contact: an offer that ends through no
+    /// fault of theirs puts them back in the same place among idle agents.
+    idle_since: Option<Timestamp>,
+    logged_in_at: Option<Timestamp>,
 }
 
 impl Centre {
@@ -270,12 +416,18 @@ impl Centre {
             if agent_index.contains_key(&spec.id) {
                 continue;
             }
-            spec.skills
-                .retain(|(q, level)| queue_index.contains_key(q) && SKILL_LEVELS.contains(level));
+            // Remote queues have no agents here.
+            spec.skills.retain(|(q, level)| {
+                queue_index
+                    .get(q)
+                    .is_some_and(|&i| queues[i].spec.remote.is_none())
+                    && SKILL_LEVELS.contains(level)
+            });
             agent_index.insert(spec.id.clone(), agents.len());
             agents.push(Agent {
                 spec,
                 state: AgentState::LoggedOut,
+                memo: AgentMemo::default(),
             });
         }
         Centre {
@@ -286,6 +438,12 @@ impl Centre {
             agent_journal: None,
             handle_journal: None,
             routed: Vec::new(),
+            callback_attempts: config.callback_attempts.max(1),
+            callback_retry_secs: config.callback_retry_secs,
+            dial_callbacks: config.dial_callbacks,
+            wakeups: BTreeMap::new(),
+            counters: Counters::default(),
+            counters_journal: None,
             keep_place_secs: config.keep_place_secs,
             id_retention_secs: config.id_retention_secs,
             max_live_contacts: config.max_live_contacts,
@@ -334,7 +492,7 @@ impl Centre {
                 // The store's primary key makes this impossible; first row wins if not.
                 continue;
             }
-            let known_queue = centre.queue_index.contains_key(&row.queue);
+            let known_queue = centre.is_local_queue(&row.queue);
             match row.state {
                 ContactState::Ended { at, .. } => {
                     if at.plus_secs(centre.id_retention_secs) > now {
@@ -404,7 +562,7 @@ impl Centre {
         now: Timestamp,
         new: NewContact,
     ) -> Result<(ContactStatus, Vec<Change>), CentreError> {
-        if !self.queue_index.contains_key(&new.queue) {
+        if !self.is_local_queue(&new.queue) {
             return Err(CentreError::UnknownQueue(new.queue));
         }
         if let Some(changes) = self.rejoin(now, &new) {
@@ -427,14 +585,26 @@ impl Centre {
             seq,
             created: now,
             caller: new.caller,
+            first_call_ref: new.call_ref.clone(),
             call_ref: new.call_ref,
             version: 1,
             substitute: None,
             position_rise: None,
             agent: None,
             connected: false,
+            offered_at: None,
+            attempts: Vec::new(),
+            next_attempt_at: None,
+            transferring: None,
+            notice: None,
+            orig_position: 0,
         };
         self.put_row(row.clone());
+        let mut row = row;
+        row.orig_position = self.position_of(&row).unwrap_or(1);
+        self.put_row(row.clone());
+        Counters::bump(&mut self.counters.admitted, row.queue.as_str());
+        let enter = self.enter_line(now, &row);
         let (routed, effects) = self.route(now);
         self.routed.extend(effects);
         let status = self.status(&id).ok_or(CentreError::NotFound)?;
@@ -461,6 +631,7 @@ impl Centre {
                     status.position.unwrap_or(0)
                 ),
             }),
+            enter,
         ];
         changes.extend(routed);
         Ok((status, changes))
@@ -494,6 +665,7 @@ impl Centre {
         row.state = ContactState::Queued;
         row.media = new.media;
         row.call_ref = new.call_ref.clone();
+        row.transferring = None;
         row.version += 1;
         let id = row.id.clone();
         self.put_row(row.clone());
@@ -535,19 +707,45 @@ impl Centre {
         {
             return Ok(Vec::new());
         }
-        let (agent, queue) = (row.agent.clone(), row.queue.clone());
+        let row = row.clone();
         let mut changes = Vec::new();
-        if let Some(agent) = agent.and_then(|a| self.agent_index.get(&a).copied()) {
-            // The caller hung up while offered (the agent is free again) or while talking
-            // (the agent wraps up).
-            changes.extend(match self.agents[agent].state {
+        if let Some(agent) = row
+            .agent
+            .as_ref()
+            .and_then(|a| self.agent_index.get(a).copied())
+        {
+            let agent_id = self.agents[agent].spec.id.clone();
+            // The caller hung up while offered (the agent is free again, in the place
+            // among idle agents they had) or while talking (the agent wraps up).
+            match self.agents[agent].state {
                 AgentState::Busy { since, .. } => {
-                    self.record_handle_secs(&queue, now, since);
+                    self.record_handle_secs(&row.queue, now, since);
+                    changes.push(self.log(
+                        now,
+                        &row,
+                        Some(&agent_id),
+                        "COMPLETECALLER",
+                        vec![
+                            (since.millis_since(row.created) / 1000).to_string(),
+                            (now.millis_since(since) / 1000).to_string(),
+                            row.orig_position.to_string(),
+                        ],
+                    ));
                     let until = now.plus_secs(u64::from(self.wrap_up_secs));
-                    self.set_agent(now, agent, AgentState::WrapUp { until })
+                    changes.extend(self.set_agent(now, agent, AgentState::WrapUp { until }));
                 }
-                _ => self.set_agent(now, agent, AgentState::Ready { since: now }),
-            });
+                _ => {
+                    changes.push(self.log(
+                        now,
+                        &row,
+                        Some(&agent_id),
+                        "RINGCANCELED",
+                        vec![ring_millis(&row, now).to_string()],
+                    ));
+                    let since = self.agents[agent].memo.idle_since.unwrap_or(now);
+                    changes.extend(self.set_agent(now, agent, AgentState::Ready { since }));
+                }
+            }
         }
         changes.extend(self.end_row(now, id, reason, String::new()));
         let (routed, effects) = self.route(now);
@@ -567,9 +765,41 @@ impl Centre {
             return Vec::new();
         };
         let position = self.position_of(&row);
+        // Leaving without an agent: the queue log says how. Handled and transferred
+        // contacts have their own lines, written by whoever ends them.
+        let exit = match reason {
+            _ if row.connected => None,
+            EndReason::Abandoned
+            | EndReason::Rejected
+            | EndReason::Cancelled
+            | EndReason::CallbackFailed => Some("ABANDON"),
+            EndReason::Lost | EndReason::Expired => Some("EXITWITHTIMEOUT"),
+            EndReason::Completed | EndReason::Transferred => None,
+        };
+        let exit = exit.map(|event| {
+            self.log(
+                now,
+                &row,
+                None,
+                event,
+                vec![
+                    // Offered contacts are out of the line; they were at its head.
+                    position.unwrap_or(1).to_string(),
+                    row.orig_position.to_string(),
+                    row.waited_secs(now).to_string(),
+                ],
+            )
+        });
+        self.counters
+            .ended
+            .entry((row.queue.0.clone(), reason.as_str().to_owned()))
+            .and_modify(|n| *n += 1)
+            .or_insert(1);
         row.state = ContactState::Ended { at: now, reason };
         row.agent = None;
         row.connected = false;
+        row.offered_at = None;
+        row.transferring = None;
         row.version += 1;
         let mut detail = format!(
             "from queue {} at position {}",
@@ -580,7 +810,7 @@ impl Centre {
             detail = format!("{why}; {detail}");
         }
         self.put_row(row.clone());
-        vec![
+        let mut changes = vec![
             Change::Contact(row),
             Change::Event(ContactEvent {
                 contact: id.clone(),
@@ -588,7 +818,9 @@ impl Centre {
                 kind: ended_kind(reason),
                 detail,
             }),
-        ]
+        ];
+        changes.extend(exit);
+        changes
     }
 
     /// Applies everything due at `now`: disconnected contacts whose window has run out end
@@ -618,10 +850,23 @@ impl Centre {
                     self.remove_row(&id);
                     self.forget_commands(&id);
                 }
-                ContactState::Queued => {
-                    self.deadlines.pop_first();
-                }
+                // Only a call-back's window closes while it is queued (and not with an
+                // agent: an attempt under way may still reach the customer).
+                ContactState::Queued => changes.extend(self.end_row(
+                    now,
+                    &id,
+                    EndReason::Expired,
+                    "the call-back window closed".to_owned(),
+                )),
             }
+        }
+        // Call-backs whose window opened or whose next attempt is due: routing below
+        // picks them up.
+        while let Some((&(at, _), _)) = self.wakeups.first_key_value() {
+            if at > now {
+                break;
+            }
+            self.wakeups.pop_first();
         }
         for i in 0..self.agents.len() {
             match self.agents[i].state {
@@ -646,11 +891,9 @@ impl Centre {
     /// timeout or the end of a wrap-up.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let contacts = self.deadlines.first_key_value().map(|(&(at, _), _)| at);
+        let wakeups = self.wakeups.first_key_value().map(|(&(at, _), _)| at);
         let agents = self.agents.iter().filter_map(|a| a.state.deadline()).min();
-        match (contacts, agents) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [contacts, wakeups, agents].into_iter().flatten().min()
     }
 
     /// The contact's status, for live contacts and ended ones still within retention.
@@ -716,16 +959,33 @@ impl Centre {
                 contacts.insert(id.clone(), self.status_with(row, None, &ahead_in));
             }
         }
+        let mut offered = vec![0u32; self.queues.len()];
+        for row in self.agents.iter().filter_map(|a| a.state.contact()) {
+            if let Some(&i) = self
+                .contacts
+                .get(row)
+                .and_then(|r| self.queue_index.get(&r.queue))
+            {
+                offered[i] += 1;
+            }
+        }
         let queues = self
             .queues
             .iter()
-            .map(|q| QueueSummary {
+            .enumerate()
+            .map(|(i, q)| QueueSummary {
                 id: q.spec.id.clone(),
                 name: q.spec.name.clone(),
                 skillset: q.spec.skillset.clone(),
                 waiting: q.waiting(),
                 staffed: q.staffed,
                 estimate_for_new: q.estimate_for_new(),
+                longest_wait_secs: q
+                    .line
+                    .first_key_value()
+                    .map_or(0, |((seniority, _), _)| now.millis_since(*seniority) / 1000),
+                offered: offered[i],
+                remote: q.spec.remote.is_some(),
             })
             .collect();
         Snapshot {
@@ -733,6 +993,7 @@ impl Centre {
             contacts,
             queues,
             agents: self.agent_statuses(),
+            counters: self.counters.clone(),
         }
     }
 
@@ -743,6 +1004,7 @@ impl Centre {
         self.command_journal = Some(Vec::new());
         self.agent_journal = Some(Vec::new());
         self.handle_journal = Some(Vec::new());
+        self.counters_journal = Some(self.counters.clone());
         self.routed.clear();
     }
 
@@ -752,6 +1014,7 @@ impl Centre {
         self.command_journal = None;
         self.agent_journal = None;
         self.handle_journal = None;
+        self.counters_journal = None;
     }
 
     /// Undoes every contact change since [`Centre::begin`] (the store write for them
@@ -762,10 +1025,14 @@ impl Centre {
         // Offers of an undone batch were never made.
         self.routed.clear();
         if let Some(journal) = self.agent_journal.take() {
-            for (i, prior) in journal.into_iter().rev() {
+            for (i, prior, memo) in journal.into_iter().rev() {
                 self.agents[i].state = prior;
+                self.agents[i].memo = memo;
             }
             self.restaff();
+        }
+        if let Some(counters) = self.counters_journal.take() {
+            self.counters = counters;
         }
         if let Some(journal) = self.handle_journal.take() {
             for (i, prior) in journal.into_iter().rev() {
@@ -816,12 +1083,24 @@ impl Centre {
         ahead_in: &dyn Fn(usize, &LineKey) -> usize,
     ) -> ContactStatus {
         let queue = self.queue_index.get(&row.queue).map(|&i| &self.queues[i]);
-        let move_targets = if row.in_line() {
+        // Remote queues take only a live call (it is referred there).
+        let move_targets = if row.in_line() && row.transferring.is_none() {
             self.queues
                 .iter()
                 .enumerate()
                 .filter(|(_, q)| q.spec.id != row.queue)
+                .filter(|(_, q)| q.spec.remote.is_none() || row.has_live_call())
                 .map(|(i, q)| {
+                    if q.spec.remote.is_some() {
+                        return MoveTarget {
+                            queue: q.spec.id.clone(),
+                            name: q.spec.name.clone(),
+                            skillset: q.spec.skillset.clone(),
+                            position: 0,
+                            estimate: WaitEstimate::NoAgents,
+                            remote: true,
+                        };
+                    }
                     let position = saturating_u32(ahead_in(i, &row.line_key())).saturating_add(1);
                     MoveTarget {
                         queue: q.spec.id.clone(),
@@ -829,6 +1108,7 @@ impl Centre {
                         skillset: q.spec.skillset.clone(),
                         position,
                         estimate: q.estimate_at(position),
+                        remote: false,
                     }
                 })
                 .collect()
@@ -869,12 +1149,27 @@ impl Centre {
                     .map_or_else(|| id.0.clone(), |&i| self.agents[i].spec.name.clone()),
             }),
             connected: row.connected,
+            transferring: row.transferring.as_ref().map(|q| {
+                self.queue_index
+                    .get(q)
+                    .map_or_else(|| q.0.clone(), |&i| self.queues[i].spec.name.clone())
+            }),
+            notice: row.notice.clone(),
+            attempts: row.attempts.clone(),
+            next_attempt: row.next_attempt_at,
         }
     }
 
     fn deadline_of(&self, row: &StoredContact) -> Option<Timestamp> {
         match row.state {
-            ContactState::Queued => None,
+            // A call-back in line ends when its window closes (just after `not_after`,
+            // the last routable instant).
+            ContactState::Queued => match &row.substitute {
+                Some(Substitute::Callback {
+                    window: Some(w), ..
+                }) if row.agent.is_none() => Some(Timestamp(w.not_after.0.saturating_add(1))),
+                _ => None,
+            },
             ContactState::Disconnected { until, .. } => Some(until),
             ContactState::Ended { at, .. } => Some(at.plus_secs(self.id_retention_secs)),
         }
@@ -897,6 +1192,9 @@ impl Centre {
         }
         if let Some(at) = self.deadline_of(&row) {
             self.deadlines.insert((at, row.seq), row.id.clone());
+        }
+        if let Some(at) = row.wake_at() {
+            self.wakeups.insert((at, row.seq), row.id.clone());
         }
         self.contacts.insert(row.id.clone(), row);
     }
@@ -922,6 +1220,9 @@ impl Centre {
         if let Some(at) = self.deadline_of(&old) {
             self.deadlines.remove(&(at, old.seq));
         }
+        if let Some(at) = old.wake_at() {
+            self.wakeups.remove(&(at, old.seq));
+        }
         Some(old)
     }
 }
@@ -937,7 +1238,7 @@ pub const COMMAND_ID_MAX_LEN: usize = 64;
 
 /// The controls a contact in this state may use (see [`Centre::command`]).
 fn options(row: &StoredContact, can_move: bool) -> Vec<ActionKind> {
-    if !row.in_line() {
+    if !row.in_line() || row.transferring.is_some() {
         return Vec::new();
     }
     let mut options = Vec::new();
@@ -1056,6 +1357,9 @@ impl Centre {
         }
         if row.agent.is_some() {
             return Err(self.not_allowed(&row, "an agent is taking the contact now"));
+        }
+        if row.transferring.is_some() {
+            return Err(self.not_allowed(&row, "your call is being moved to another office"));
         }
         let (confirmation, mut changes, effects) = match request.command.clone() {
             Command::MoveQueue { to } => self.move_queue(now, row, to)?,
@@ -1285,6 +1589,7 @@ impl Centre {
         let mut row = row;
         row.media = media;
         row.substitute = Some(substitute);
+        row.notice = None;
         row.state = ContactState::Queued;
         row.version += 1;
         self.put_row(row.clone());
@@ -1317,6 +1622,9 @@ impl Centre {
         if to == row.queue {
             return Err(invalid("to", "You are already in that queue."));
         }
+        if let Some(uri) = self.queues[target].spec.remote.clone() {
+            return self.move_remote(now, row, target, uri);
+        }
         let from = row.queue.clone();
         let from_position = self.position_of(&row).unwrap_or(0);
         let key = row.line_key();
@@ -1329,14 +1637,32 @@ impl Centre {
                 call_ref: row.call_ref.clone(),
             });
         }
+        let exit = self.log(
+            now,
+            &row,
+            None,
+            "EXITWITHKEY",
+            vec![
+                to.0.clone(),
+                from_position.to_string(),
+                row.orig_position.to_string(),
+                row.waited_secs(now).to_string(),
+            ],
+        );
         let mut row = row;
         row.queue = to.clone();
         row.version += 1;
+        row.notice = None;
         // A rise is about this queue's line; a new line starts without one.
         row.position_rise = None;
         self.put_row(row.clone());
         let position = self.position_of(&row).unwrap_or(0);
+        row.orig_position = position;
+        self.put_row(row.clone());
+        let enter = self.enter_line(now, &row);
         let mut changes = vec![
+            exit,
+            enter,
             Change::Event(ContactEvent {
                 contact: row.id.clone(),
                 at: now,
@@ -1363,6 +1689,132 @@ impl Centre {
         }
         let confirmation = Confirmation::Moved { from, to, position };
         Ok((confirmation, changes, effects))
+    }
+
+    /// Moves a live call to another site's queue: the call is referred to the configured
+    /// URI; the contact keeps its place here (not offered meanwhile) until
+    /// [`Centre::transfer_result`].
+    fn move_remote(
+        &mut self,
+        now: Timestamp,
+        row: StoredContact,
+        target: usize,
+        uri: String,
+    ) -> Result<CommandOutcome, CommandError> {
+        if !row.has_live_call() {
+            let reason = match row.substitute {
+                Some(Substitute::Callback { .. }) => {
+                    "a call-back cannot be moved to another office"
+                }
+                _ => "only a live call can be moved to another office",
+            };
+            return Err(self.not_allowed(&row, reason));
+        }
+        let (to, name) = (
+            self.queues[target].spec.id.clone(),
+            self.queues[target].spec.name.clone(),
+        );
+        let position = self.position_of(&row).unwrap_or(0);
+        let mut row = row;
+        row.transferring = Some(to.clone());
+        row.notice = None;
+        row.version += 1;
+        self.put_row(row.clone());
+        let changes = vec![
+            Change::Event(ContactEvent {
+                contact: row.id.clone(),
+                at: now,
+                kind: "transferring".to_owned(),
+                detail: format!("to remote queue {to} from position {position}"),
+            }),
+            Change::Contact(row.clone()),
+        ];
+        let effects = vec![Effect::Transfer {
+            contact: row.id.clone(),
+            call_ref: row.call_ref.clone(),
+            target: uri,
+        }];
+        Ok((Confirmation::Transferring { to, name }, changes, effects))
+    }
+
+    /// The front-end's answer to an [`Effect::Transfer`]: `ok` ends the contact
+    /// `Transferred`; otherwise it keeps its place, may be offered again, and its status
+    /// carries a notice saying so (with `detail`, e.g. "busy"). A result for a contact
+    /// that is not being moved (late or repeated) changes nothing.
+    pub fn transfer_result(
+        &mut self,
+        now: Timestamp,
+        id: &ContactId,
+        ok: bool,
+        detail: &str,
+    ) -> Result<Vec<Change>, CentreError> {
+        let row = self
+            .contacts
+            .get(id)
+            .cloned()
+            .ok_or(CentreError::NotFound)?;
+        if !row.state.is_live() {
+            return Err(CentreError::AlreadyEnded);
+        }
+        let Some(to) = row.transferring.clone() else {
+            return Ok(Vec::new());
+        };
+        let (name, uri) = self.queue_index.get(&to).map_or_else(
+            || (to.0.clone(), String::new()),
+            |&i| {
+                let spec = &self.queues[i].spec;
+                (spec.name.clone(), spec.remote.clone().unwrap_or_default())
+            },
+        );
+        let detail: String = detail.trim().chars().take(100).collect();
+        let mut changes = Vec::new();
+        if ok {
+            Counters::bump(&mut self.counters.transfers, "ok");
+            changes.push(self.log(
+                now,
+                &row,
+                None,
+                "TRANSFER",
+                vec![
+                    uri,
+                    to.0.clone(),
+                    row.waited_secs(now).to_string(),
+                    "0".to_owned(),
+                    row.orig_position.to_string(),
+                ],
+            ));
+            changes.extend(self.end_row(
+                now,
+                id,
+                EndReason::Transferred,
+                format!("moved to remote queue {to}"),
+            ));
+        } else {
+            Counters::bump(&mut self.counters.transfers, "failed");
+            let why = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({detail})")
+            };
+            let mut row = row;
+            row.transferring = None;
+            row.notice = Some(format!(
+                "We could not move your call to {name}{why}. You keep your place here."
+            ));
+            row.version += 1;
+            self.put_row(row.clone());
+            changes.push(Change::Event(ContactEvent {
+                contact: id.clone(),
+                at: now,
+                kind: "transfer_failed".to_owned(),
+                detail: format!("to remote queue {to}: {detail}"),
+            }));
+            changes.push(Change::Contact(row));
+        }
+        let (routed, effects) = self.route(now);
+        self.routed.extend(effects);
+        changes.extend(routed);
+        Ok(changes)
     }
 
     /// Remembers an accepted command (journaled inside a batch).
@@ -1500,9 +1952,19 @@ impl Centre {
         id: &AgentId,
     ) -> Result<AgentOutcome, AgentError> {
         let i = self.agent(id)?;
-        let AgentState::Reserved { contact, .. } = self.agents[i].state.clone() else {
+        if !matches!(self.agents[i].state, AgentState::Reserved { .. }) {
             return Err(refused(&self.agents[i].state, "answer: nothing is offered"));
+        }
+        Ok((self.connect(now, i), Vec::new()))
+    }
+
+    /// The agent `i` is connected with the contact it holds (offered, or routed to it
+    /// directly): `Busy`, the contact connected, the queue log's `CONNECT`.
+    fn connect(&mut self, now: Timestamp, i: usize) -> Vec<Change> {
+        let Some(contact) = self.agents[i].state.contact().cloned() else {
+            return Vec::new();
         };
+        let id = self.agents[i].spec.id.clone();
         let mut changes = self.set_agent(
             now,
             i,
@@ -1511,6 +1973,7 @@ impl Centre {
                 since: now,
             },
         );
+        Counters::bump(&mut self.counters.offers, "answered");
         if let Some(mut row) = self.contacts.get(&contact).cloned() {
             row.connected = true;
             row.version += 1;
@@ -1521,9 +1984,110 @@ impl Centre {
                 kind: "connected".to_owned(),
                 detail: format!("to agent {id}"),
             }));
+            changes.push(self.log(
+                now,
+                &row,
+                Some(&id),
+                "CONNECT",
+                vec![
+                    row.waited_secs(now).to_string(),
+                    id.0.clone(),
+                    (ring_millis(&row, now) / 1000).to_string(),
+                ],
+            ));
             changes.push(Change::Contact(row));
         }
-        Ok((changes, Vec::new()))
+        changes
+    }
+
+    /// How a call-back attempt went, for the agent holding the call-back (offered, or
+    /// accepted at once when agents dial by hand). `Connected`: as
+    /// [`offer_answered`](Self::offer_answered) (nothing more if already busy). `Failed`:
+    /// the agent is ready again in the place among idle agents they had (not their
+    /// fault); the call-back goes back to its place and is tried again after
+    /// `callback_retry_secs`, or ends `CallbackFailed` after `callback_attempts`
+    /// attempts, or `Expired` if its window has closed. Every attempt is recorded.
+    pub fn callback_attempt(
+        &mut self,
+        now: Timestamp,
+        id: &AgentId,
+        outcome: AttemptOutcome,
+    ) -> Result<AgentOutcome, AgentError> {
+        const WHAT: &str = "report a call-back attempt: no call-back is offered";
+        let i = self.agent(id)?;
+        let (contact, busy) = match &self.agents[i].state {
+            AgentState::Reserved { contact, .. } => (contact.clone(), false),
+            AgentState::Busy { contact, .. } => (contact.clone(), true),
+            s => return Err(refused(s, WHAT)),
+        };
+        let mut row = match self.contacts.get(&contact) {
+            Some(row) if matches!(row.substitute, Some(Substitute::Callback { .. })) => row.clone(),
+            _ => return Err(refused(&self.agents[i].state, WHAT)),
+        };
+        let label = match &outcome {
+            AttemptOutcome::Connected => "connected".to_owned(),
+            AttemptOutcome::Failed(why) => {
+                let why: String = why.trim().chars().take(100).collect();
+                if why.is_empty() {
+                    "failed".to_owned()
+                } else {
+                    why
+                }
+            }
+        };
+        Counters::bump(&mut self.counters.callback_attempts, &label);
+        row.attempts.push(CallbackAttempt {
+            at: now,
+            outcome: label.clone(),
+        });
+        let n = row.attempts.len();
+        let mut changes = vec![Change::Event(ContactEvent {
+            contact: contact.clone(),
+            at: now,
+            kind: "callback_attempt".to_owned(),
+            detail: format!("attempt {n} by agent {id}: {label}"),
+        })];
+        if outcome == AttemptOutcome::Connected {
+            row.version += 1;
+            self.put_row(row.clone());
+            changes.push(Change::Contact(row));
+            if !busy {
+                changes.extend(self.connect(now, i));
+            }
+            return Ok((changes, Vec::new()));
+        }
+        let since = self.agents[i].memo.idle_since.unwrap_or(now);
+        changes.extend(self.set_agent(now, i, AgentState::Ready { since }));
+        row.agent = None;
+        row.connected = false;
+        row.offered_at = None;
+        row.version += 1;
+        let closed = matches!(
+            &row.substitute,
+            Some(Substitute::Callback { window: Some(w), .. }) if now > w.not_after
+        );
+        let last = n >= saturating_usize(self.callback_attempts);
+        if !last && !closed {
+            row.next_attempt_at = Some(now.plus_secs(self.callback_retry_secs));
+        }
+        self.put_row(row.clone());
+        changes.push(Change::Contact(row));
+        if last {
+            changes.extend(self.end_row(
+                now,
+                &contact,
+                EndReason::CallbackFailed,
+                format!("not reached in {n} attempts"),
+            ));
+        } else if closed {
+            changes.extend(self.end_row(
+                now,
+                &contact,
+                EndReason::Expired,
+                "the call-back window closed".to_owned(),
+            ));
+        }
+        Ok(self.routed_after(now, changes))
     }
 
     /// The offer failed (no answer, refused, unreachable): the agent is put not ready
@@ -1555,7 +2119,19 @@ impl Centre {
         };
         let until = now.plus_secs(u64::from(self.wrap_up_secs));
         let mut changes = self.set_agent(now, i, AgentState::WrapUp { until });
-        if let Some(queue) = self.contacts.get(&contact).map(|r| r.queue.clone()) {
+        if let Some(row) = self.contacts.get(&contact).cloned() {
+            let queue = row.queue.clone();
+            changes.push(self.log(
+                now,
+                &row,
+                Some(id),
+                "COMPLETEAGENT",
+                vec![
+                    (since.millis_since(row.created) / 1000).to_string(),
+                    (now.millis_since(since) / 1000).to_string(),
+                    row.orig_position.to_string(),
+                ],
+            ));
             self.record_handle_secs(&queue, now, since);
             changes.extend(self.end_row(
                 now,
@@ -1610,17 +2186,29 @@ impl Centre {
                 "fail an offer: nothing is offered",
             ));
         };
-        let mut changes = self.set_agent(
+        Counters::bump(&mut self.counters.offers, "failed");
+        let mut changes = Vec::new();
+        if let Some(row) = self.contacts.get(&contact) {
+            changes.push(self.log(
+                now,
+                row,
+                Some(&self.agents[i].spec.id),
+                "RINGNOANSWER",
+                vec![ring_millis(row, now).to_string()],
+            ));
+        }
+        changes.extend(self.set_agent(
             now,
             i,
             AgentState::NotReady {
                 reason: "no answer".to_owned(),
             },
-        );
+        ));
         if let Some(mut row) = self.contacts.get(&contact).cloned() {
             // Seniority untouched: back in the line it is where it was, at the head.
             row.agent = None;
             row.connected = false;
+            row.offered_at = None;
             row.version += 1;
             self.put_row(row.clone());
             changes.push(Change::Event(ContactEvent {
@@ -1635,17 +2223,101 @@ impl Centre {
     }
 
     /// The only way an agent's state changes: journaled, staffing kept in step, stored.
+    /// The queue log's agent lines follow from the transition (see [`queue_log`]).
+    ///
+    /// [`queue_log`]: super::queue_log
     fn set_agent(&mut self, now: Timestamp, i: usize, state: AgentState) -> Vec<Change> {
+        let memo = self.agents[i].memo;
         let prior = std::mem::replace(&mut self.agents[i].state, state.clone());
+        let agent = &mut self.agents[i];
+        let id = agent.spec.id.clone();
+        let channel = match &agent.spec.reach {
+            super::agent::Reach::Uri(uri) => uri.clone(),
+            super::agent::Reach::Registered => "registered".to_owned(),
+        };
+        let mut lines = Vec::new();
+        let line = |event: &str, data: Vec<String>| {
+            Change::QueueLog(QueueLogLine::new(
+                now,
+                super::queue_log::NONE,
+                super::queue_log::NONE,
+                Some(id.as_str()),
+                event,
+                data,
+            ))
+        };
+        if let (
+            AgentState::Ready { since },
+            AgentState::Reserved { .. } | AgentState::Busy { .. },
+        ) = (&prior, &state)
+        {
+            agent.memo.idle_since = Some(*since);
+        }
+        match (&prior, &state) {
+            (AgentState::LoggedOut, AgentState::LoggedOut) => {}
+            (AgentState::LoggedOut, _) => {
+                agent.memo.logged_in_at = Some(now);
+                lines.push(line("AGENTLOGIN", vec![channel]));
+            }
+            (_, AgentState::LoggedOut) => {
+                let secs = agent
+                    .memo
+                    .logged_in_at
+                    .take()
+                    .map_or(0, |t| now.millis_since(t) / 1000);
+                lines.push(line("AGENTLOGOFF", vec![channel, secs.to_string()]));
+            }
+            (AgentState::NotReady { .. }, s) if !matches!(s, AgentState::NotReady { .. }) => {
+                lines.push(line("UNPAUSE", vec![String::new()]));
+            }
+            _ => {}
+        }
+        if let AgentState::NotReady { reason } = &state {
+            lines.push(line("PAUSE", vec![reason.clone()]));
+        }
         if let Some(journal) = &mut self.agent_journal {
-            journal.push((i, prior));
+            journal.push((i, prior, memo));
         }
         self.restaff();
-        vec![Change::Agent(StoredAgent {
+        let mut changes = vec![Change::Agent(StoredAgent {
             id: self.agents[i].spec.id.clone(),
             state,
             at: now,
-        })]
+        })];
+        changes.extend(lines);
+        changes
+    }
+
+    /// A queue log line about `row`'s contact.
+    fn log(
+        &self,
+        now: Timestamp,
+        row: &StoredContact,
+        agent: Option<&AgentId>,
+        event: &str,
+        data: Vec<String>,
+    ) -> Change {
+        Change::QueueLog(QueueLogLine::new(
+            now,
+            row.log_ref(),
+            row.queue.as_str(),
+            agent.map(AgentId::as_str),
+            event,
+            data,
+        ))
+    }
+
+    /// `ENTERQUEUE` for a contact joining `row.queue`'s line.
+    fn enter_line(&self, now: Timestamp, row: &StoredContact) -> Change {
+        let caller_id = default_callback_number(&row.caller).unwrap_or_default();
+        self.log(now, row, None, "ENTERQUEUE", vec![String::new(), caller_id])
+    }
+
+    /// A configured queue of this site (contacts are admitted and wait only there).
+    fn is_local_queue(&self, id: &QueueId) -> bool {
+        self.queue_index
+            .get(id)
+            .is_some_and(|&i| self.queues[i].spec.remote.is_none())
     }
 
     /// Staffed per queue: logged-in agents with a skill for it.
@@ -1698,7 +2370,7 @@ impl Centre {
                     self.queues[qi]
                         .line
                         .iter()
-                        .find(|(_, id)| self.contacts.get(*id).is_some_and(StoredContact::routable))
+                        .find(|(_, id)| self.contacts.get(*id).is_some_and(|r| r.routable(now)))
                 })
                 .min_by_key(|(key, _)| **key)
                 .map(|(_, id)| id.clone());
@@ -1718,14 +2390,31 @@ impl Centre {
             ));
             row.agent = Some(agent_id.clone());
             row.connected = false;
+            row.offered_at = Some(now);
             row.version += 1;
             self.put_row(row.clone());
+            // Nothing to ring: the console is the agent's phone for these, so they are
+            // accepted at once (see `Effect::Offer`).
+            let at_once = match row.substitute {
+                Some(Substitute::Email { .. } | Substitute::WebForm { .. }) => true,
+                Some(Substitute::Callback { .. }) => !self.dial_callbacks,
+                None => false,
+            };
             effects.push(Effect::Offer {
                 agent: agent_id.clone(),
                 contact: contact.clone(),
                 call_ref: row.has_live_call().then(|| row.call_ref.clone()),
                 media: row.media,
                 target: self.agents[i].spec.reach.clone(),
+                callback_number: match &row.substitute {
+                    Some(Substitute::Callback { number, .. }) => Some(number.clone()),
+                    _ => None,
+                },
+                attempt: if row.media == MediaType::Callback {
+                    saturating_u32(row.attempts.len()).saturating_add(1)
+                } else {
+                    0
+                },
             });
             changes.push(Change::Event(ContactEvent {
                 contact,
@@ -1734,6 +2423,9 @@ impl Centre {
                 detail: format!("to agent {agent_id}"),
             }));
             changes.push(Change::Contact(row));
+            if at_once {
+                changes.extend(self.connect(now, i));
+            }
         }
         (changes, effects)
     }
@@ -1750,6 +2442,15 @@ fn refused(state: &AgentState, what: &str) -> AgentError {
         state: state.name(),
         what: what.to_owned(),
     }
+}
+
+/// Milliseconds the contact's current offer has rung.
+fn ring_millis(row: &StoredContact, now: Timestamp) -> u64 {
+    row.offered_at.map_or(0, |t| now.millis_since(t))
+}
+
+fn saturating_usize(n: u32) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 fn ended_kind(reason: EndReason) -> String {
@@ -1783,12 +2484,14 @@ mod tests {
                     name: "Sales".into(),
                     skillset: "sales-en".into(),
                     default_handle_secs: 300,
+                    remote: None,
                 },
                 QueueSpec {
                     id: QueueId("support".into()),
                     name: "Support".into(),
                     skillset: "support-en".into(),
                     default_handle_secs: 240,
+                    remote: None,
                 },
             ],
             keep_place_secs: 600,
@@ -1798,6 +2501,10 @@ mod tests {
             agents: Vec::new(),
             wrap_up_secs: 30,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 
@@ -2272,6 +2979,7 @@ mod command_tests {
                     name: q.to_uppercase(),
                     skillset: format!("{q}-en"),
                     default_handle_secs: 300,
+                    remote: None,
                 })
                 .collect(),
             keep_place_secs: 600,
@@ -2281,6 +2989,10 @@ mod command_tests {
             agents: Vec::new(),
             wrap_up_secs: 30,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 

@@ -33,6 +33,27 @@
 //! [`agent`] for the states and the routing rule. A contact offered to or connected with an
 //! agent leaves its line (everyone behind moves up) and goes back to its place if the
 //! offer fails. Staffing for estimates is the number of logged-in agents with the skill.
+//! Emails, web forms and (unless `dial_callbacks`) call-backs have nothing to ring: they
+//! go to the agent as `Busy` at once. A caller who hangs up while offered frees the agent
+//! in the place among idle agents they had.
+//!
+//! # Call-backs
+//! Routed only inside their window and not before `next_attempt_at`. Each attempt is
+//! reported with `callback_attempt` and recorded with the contact: connected (busy), or
+//! failed (the agent is ready again; retry after `callback_retry_secs`, or
+//! `Ended { CallbackFailed }` after `callback_attempts`). A window that closes first ends
+//! the contact `Expired`.
+//!
+//! # Remote queues
+//! A [`QueueSpec`] with `remote` is another site's queue: no contacts, no agents. A live
+//! call may move there ([`Confirmation::Transferring`], [`Effect::Transfer`] to the
+//! configured URI); it keeps its place here, not offered, until `transfer_result`: ok ends
+//! it `Transferred`; a failure leaves it in its place with a `notice` for the caller.
+//!
+//! # Reporting
+//! [`Snapshot::counters`](Snapshot) count since the start; every step also yields an
+//! Asterisk `queue_log` line ([`queue_log`] has the mapping), appended to the configured
+//! file after the commit.
 //!
 //! Dependencies point one way: this module uses `store` only through its trait and never
 //! imports `sip`, `media` or `web`.
@@ -45,10 +66,14 @@ pub mod contact;
 pub mod core;
 pub mod estimate;
 pub mod queue;
+pub mod queue_log;
+#[cfg(test)]
+mod tests;
 
 pub use actor::{CentreHandle, StartError, spawn};
 pub use agent::{
-    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Reach, StoredAgent,
+    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, AttemptOutcome, Reach,
+    StoredAgent,
 };
 pub use callback::{CallbackRules, default_callback_number};
 pub use command::{
@@ -56,12 +81,13 @@ pub use command::{
     MoveTarget, PositionRise, RiseReason, Substitute, Window,
 };
 pub use contact::{
-    ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType, NewContact,
-    QueueId, Timestamp,
+    CallbackAttempt, ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType,
+    NewContact, QueueId, Timestamp,
 };
 pub use core::{
-    AgentOutcome, Centre, CentreError, Change, CommandOutcome, ContactEvent, QueueSummary,
-    Snapshot, Stored, StoredCommand, StoredContact,
+    AgentOutcome, Centre, CentreError, Change, CommandOutcome, ContactEvent, Counters,
+    QueueSummary, Snapshot, Stored, StoredCommand, StoredContact,
 };
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};
+pub use queue_log::QueueLogLine;

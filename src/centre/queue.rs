@@ -18,6 +18,9 @@ pub struct QueueSpec {
     pub skillset: String,
     /// Seed for the handle-time average before any contact has been handled.
     pub default_handle_secs: u32,
+    /// Another site's queue at this SIP URI: it holds no contacts and has no agents here;
+    /// moving to it refers the live call there.
+    pub remote: Option<String>,
 }
 
 /// Everything the centre is configured with.
@@ -36,8 +39,18 @@ pub struct CentreConfig {
     pub agents: Vec<super::agent::AgentSpec>,
     /// After a contact an agent wraps up this long before being ready again.
     pub wrap_up_secs: u32,
-    /// An offer not answered within this long counts as no answer.
+    /// An offer not answered within this long counts as no answer (the centre's
+    /// backstop; the call layer's own ring timers are shorter).
     pub offer_timeout_secs: u32,
+    /// Call-back attempts before the contact ends as `CallbackFailed` (at least 1).
+    pub callback_attempts: u32,
+    /// Wait between two attempts of a call-back.
+    pub callback_retry_secs: u64,
+    /// Call-backs are dialled by the gateway (offers wait for `callback_attempt`);
+    /// otherwise the agent dials by hand and the offer is accepted at once.
+    pub dial_callbacks: bool,
+    /// Asterisk-format queue log file (appended after each commit); `None` = off.
+    pub queue_log: Option<std::path::PathBuf>,
 }
 
 /// Queue order key. Seniority first (earliest served first), then a centre-wide sequence

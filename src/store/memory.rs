@@ -104,6 +104,8 @@ impl Store for MemoryStore {
                     inner.command_ids.insert(command.id.clone());
                     inner.commands.push(command.clone());
                 }
+                // Appended to its file by the actor after the commit.
+                Change::QueueLog(_) => {}
             }
         }
         Ok(())

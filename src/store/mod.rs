@@ -8,9 +8,11 @@
 use crate::centre::{Change, Stored};
 
 pub mod memory;
+pub mod queue_log;
 pub mod sqlite;
 
 pub use memory::MemoryStore;
+pub use queue_log::QueueLogFile;
 pub use sqlite::SqliteStore;
 
 /// What went wrong with storage; the centre reports all of these as `Storage` and does
@@ -93,6 +95,7 @@ pub(crate) mod tests {
                     name: q.to_uppercase(),
                     skillset: q.into(),
                     default_handle_secs: 300,
+                    remote: None,
                 })
                 .collect(),
             keep_place_secs: 600,
@@ -102,6 +105,10 @@ pub(crate) mod tests {
             agents: Vec::new(),
             wrap_up_secs: 30,
             offer_timeout_secs: 20,
+            callback_attempts: 3,
+            callback_retry_secs: 300,
+            dial_callbacks: true,
+            queue_log: None,
         }
     }
 

@@ -64,6 +64,17 @@ const MIGRATIONS: &[&str] = &[
         state    TEXT NOT NULL,   -- JSON
         state_at INTEGER NOT NULL
     ) STRICT;",
+    // 3 -> 4: call-back attempts (JSON list, NULL for none) and when the next may start;
+    // the remote queue a live call is being moved to and the notice a failed move left;
+    // the Call-ID the contact arrived with and the position it took in its queue (both
+    // for the queue log; NULL in older rows: call_ref and 0 stand in). end_reason may
+    // now also be 'transferred', 'callback_failed' or 'expired' (free TEXT).
+    "ALTER TABLE contacts ADD COLUMN attempts TEXT;
+    ALTER TABLE contacts ADD COLUMN next_attempt_at INTEGER;
+    ALTER TABLE contacts ADD COLUMN transferring TEXT;
+    ALTER TABLE contacts ADD COLUMN notice TEXT;
+    ALTER TABLE contacts ADD COLUMN first_call_ref TEXT;
+    ALTER TABLE contacts ADD COLUMN orig_position INTEGER;",
 ];
 
 /// The newest schema this build understands.
@@ -220,6 +231,12 @@ struct RawRow {
     version: i64,
     substitute: Option<String>,
     position_rise: Option<String>,
+    attempts: Option<String>,
+    next_attempt_at: Option<i64>,
+    transferring: Option<String>,
+    notice: Option<String>,
+    first_call_ref: Option<String>,
+    orig_position: Option<i64>,
 }
 
 impl RawRow {
@@ -240,6 +257,12 @@ impl RawRow {
             version: r.get(12)?,
             substitute: r.get(13)?,
             position_rise: r.get(14)?,
+            attempts: r.get(15)?,
+            next_attempt_at: r.get(16)?,
+            transferring: r.get(17)?,
+            notice: r.get(18)?,
+            first_call_ref: r.get(19)?,
+            orig_position: r.get(20)?,
         })
     }
 
@@ -267,6 +290,21 @@ impl RawRow {
             },
             other => return Err(corrupt(&format!("unknown state {other:?}"))),
         };
+        let attempts = self
+            .attempts
+            .as_deref()
+            .map(|s| from_json(s, "call-back attempts"))
+            .transpose()
+            .map_err(|e| corrupt(&e.to_string()))?
+            .unwrap_or_default();
+        let orig_position = self
+            .orig_position
+            .map(|p| {
+                u32::try_from(p)
+                    .map_err(|_| corrupt(&format!("original position {p} out of range")))
+            })
+            .transpose()?
+            .unwrap_or(0);
         Ok(StoredContact {
             queue: QueueId(self.queue),
             media: self
@@ -295,6 +333,16 @@ impl RawRow {
             id,
             agent: None,
             connected: false,
+            offered_at: None,
+            attempts,
+            next_attempt_at: self
+                .next_attempt_at
+                .map(|t| from_sql_int(t, "next attempt").map(Timestamp))
+                .transpose()?,
+            transferring: self.transferring.map(QueueId),
+            notice: self.notice,
+            first_call_ref: self.first_call_ref.unwrap_or_default(),
+            orig_position,
         })
     }
 }
@@ -304,7 +352,9 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, queue, media, state, state_at, state_until, end_reason,
                     seniority, seq, created, caller, call_ref,
-                    version, substitute, position_rise
+                    version, substitute, position_rise,
+                    attempts, next_attempt_at, transferring, notice, first_call_ref,
+                    orig_position
              FROM contacts ORDER BY seq",
         )?;
         let raw = stmt
@@ -381,8 +431,11 @@ impl Store for SqliteStore {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO contacts (id, queue, media, state, state_at, state_until,
                      end_reason, seniority, seq, created, caller, call_ref,
-                     version, substitute, position_rise)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                     version, substitute, position_rise,
+                     attempts, next_attempt_at, transferring, notice, first_call_ref,
+                     orig_position)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                     ?16, ?17, ?18, ?19, ?20, ?21)
                  ON CONFLICT (id) DO UPDATE SET
                      queue = excluded.queue, media = excluded.media, state = excluded.state,
                      state_at = excluded.state_at, state_until = excluded.state_until,
@@ -390,7 +443,12 @@ impl Store for SqliteStore {
                      seq = excluded.seq, created = excluded.created,
                      caller = excluded.caller, call_ref = excluded.call_ref,
                      version = excluded.version, substitute = excluded.substitute,
-                     position_rise = excluded.position_rise",
+                     position_rise = excluded.position_rise,
+                     attempts = excluded.attempts,
+                     next_attempt_at = excluded.next_attempt_at,
+                     transferring = excluded.transferring, notice = excluded.notice,
+                     first_call_ref = excluded.first_call_ref,
+                     orig_position = excluded.orig_position",
             )?;
             let mut remember = tx.prepare_cached(
                 "INSERT INTO commands (id, contact, command, confirmation, at)
@@ -444,6 +502,16 @@ impl Store for SqliteStore {
                                 .as_ref()
                                 .map(|r| to_json(r, "position rise"))
                                 .transpose()?,
+                            (!row.attempts.is_empty())
+                                .then(|| to_json(&row.attempts, "call-back attempts"))
+                                .transpose()?,
+                            row.next_attempt_at
+                                .map(|t| to_sql_int(t.0, "next attempt"))
+                                .transpose()?,
+                            row.transferring.as_ref().map(QueueId::as_str),
+                            row.notice,
+                            row.first_call_ref,
+                            i64::from(row.orig_position),
                         ])?;
                     }
                     Change::Event(e) => {
@@ -470,6 +538,8 @@ impl Store for SqliteStore {
                             to_sql_int(c.at.0, "command time")?,
                         ])?;
                     }
+                    // Appended to its file by the actor after the commit.
+                    Change::QueueLog(_) => {}
                 }
             }
         }
@@ -719,12 +789,61 @@ mod tests {
             .conn
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .expect("version");
-        assert_eq!(v, 3);
+        assert_eq!(v, SCHEMA_VERSION);
         let ada = agent("ada", crate::centre::AgentState::LoggedOut, 5);
         store
             .apply(&[Change::Agent(ada.clone())])
             .expect("agents table");
         assert_eq!(store.load().expect("load").agents, [ada]);
+    }
+
+    #[test]
+    fn a_version_3_database_is_migrated_and_keeps_attempts() {
+        let dir = TempDir::new("sqlite-migrate-3-4");
+        std::fs::create_dir_all(dir.path()).expect("dir");
+        let id = sample().1.contacts[0].id.clone();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("raw open");
+            schema_version(&conn).expect("version table");
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).expect("migration");
+            }
+            conn.execute("INSERT INTO schema_version (id, version) VALUES (1, 3)", [])
+                .expect("version 3");
+            conn.execute(
+                "INSERT INTO contacts (id, queue, media, state, seniority, seq, created,
+                     caller, call_ref, version)
+                 VALUES (?1, 'sales', 'voice', 'queued', 5, 1, 5, 'sip:x@y', 'c1', 2)",
+                [id.as_str()],
+            )
+            .expect("old row");
+        }
+        let mut store = SqliteStore::open(dir.path()).expect("migrate");
+        let mut row = store.load().expect("load").contacts.remove(0);
+        assert_eq!(
+            (row.attempts.len(), row.next_attempt_at, row.orig_position),
+            (0, None, 0)
+        );
+        assert_eq!((row.first_call_ref.as_str(), row.log_ref()), ("", "c1"));
+        row.attempts = vec![crate::centre::CallbackAttempt {
+            at: Timestamp(7),
+            outcome: "busy".into(),
+        }];
+        row.next_attempt_at = Some(Timestamp(9));
+        row.transferring = Some(QueueId("paris".into()));
+        row.notice = Some("note".into());
+        row.first_call_ref = "c0".into();
+        row.orig_position = 4;
+        row.state = ContactState::Ended {
+            at: Timestamp(10),
+            reason: EndReason::CallbackFailed,
+        };
+        store
+            .apply(&[Change::Contact(row.clone())])
+            .expect("new columns");
+        drop(store);
+        let mut store = SqliteStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.load().expect("load").contacts, [row]);
     }
 
     #[test]

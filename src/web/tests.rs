@@ -32,6 +32,7 @@ fn config() -> CentreConfig {
                 name: name.into(),
                 skillset: format!("{name} — English"),
                 default_handle_secs: 180,
+                remote: None,
             })
             .collect(),
         keep_place_secs: 600,
@@ -41,6 +42,10 @@ fn config() -> CentreConfig {
         agents: Vec::new(),
         wrap_up_secs: 30,
         offer_timeout_secs: 20,
+        callback_attempts: 3,
+        callback_retry_secs: 300,
+        dial_callbacks: true,
+        queue_log: None,
     }
 }
 
@@ -562,6 +567,7 @@ fn all_options(mut s: ContactStatus) -> ContactStatus {
             low_secs: 120,
             high_secs: 180,
         },
+        remote: false,
     }];
     s
 }

@@ -179,6 +179,9 @@ pub fn state(status: &ContactStatus) -> String {
                 EndReason::Rejected => "the call could not be answered",
                 EndReason::Cancelled => "you cancelled your call-back",
                 EndReason::Completed => "an agent took care of it",
+                EndReason::Transferred => "your call was moved to another office",
+                EndReason::CallbackFailed => "we could not reach you on the call-back number",
+                EndReason::Expired => "the time you chose for your call-back passed",
             };
             format!("Ended at {}: {how}.", time(at))
         }
@@ -221,6 +224,9 @@ pub fn confirmation(done: &Confirmation, snapshot: &Snapshot) -> String {
             ordinal(*position)
         ),
         Confirmation::CallbackCancelled => "Your call-back is cancelled.".to_owned(),
+        Confirmation::Transferring { name, .. } => {
+            format!("We are moving your call to {name}.")
+        }
         Confirmation::CallbackChanged { number, window: w } => {
             format!(
                 "Call-back changed: we will now call you back on {}{}.",
@@ -382,6 +388,10 @@ pub(crate) mod tests {
             position_rise: None,
             agent: None,
             connected: false,
+            transferring: None,
+            notice: None,
+            attempts: Vec::new(),
+            next_attempt: None,
         }
     }
 
