@@ -714,7 +714,9 @@ async fn send_refer(
     match deps.sip.refer(key, h.uri.clone()).await {
         Ok(()) => {
             h.referred = true;
-            h.deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs)) + Duration::from_secs(5);
+            h.deadline = tokio::time::Instant::now()
+                + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs))
+                + Duration::from_secs(5);
             Some(h)
         }
         Err(e) => {
@@ -729,8 +731,16 @@ async fn send_refer(
 /// Tells the centre a hand-off succeeded: the agent answered, or the other site took the call.
 async fn handoff_done(deps: &Deps, id: &ContactId, to: HandoffTo) {
     let r = match to {
-        HandoffTo::Agent(agent) => deps.centre.offer_answered(agent).await.map_err(|e| e.to_string()),
-        HandoffTo::Site => deps.centre.transfer_result(id.clone(), true, String::new()).await.map_err(|e| e.to_string()),
+        HandoffTo::Agent(agent) => deps
+            .centre
+            .offer_answered(agent)
+            .await
+            .map_err(|e| e.to_string()),
+        HandoffTo::Site => deps
+            .centre
+            .transfer_result(id.clone(), true, String::new())
+            .await
+            .map_err(|e| e.to_string()),
     };
     if let Err(e) = r {
         tracing::warn!(error = %e, contact = %id.redacted(), "hand-off result not recorded");
@@ -741,8 +751,16 @@ async fn handoff_done(deps: &Deps, id: &ContactId, to: HandoffTo) {
 async fn handoff_failed(deps: &Deps, id: &ContactId, to: HandoffTo, why: String) {
     tracing::info!(%why, contact = %id.redacted(), "hand-off failed");
     let r = match to {
-        HandoffTo::Agent(agent) => deps.centre.offer_failed(agent, why).await.map_err(|e| e.to_string()),
-        HandoffTo::Site => deps.centre.transfer_result(id.clone(), false, why).await.map_err(|e| e.to_string()),
+        HandoffTo::Agent(agent) => deps
+            .centre
+            .offer_failed(agent, why)
+            .await
+            .map_err(|e| e.to_string()),
+        HandoffTo::Site => deps
+            .centre
+            .transfer_result(id.clone(), false, why)
+            .await
+            .map_err(|e| e.to_string()),
     };
     if let Err(e) = r {
         tracing::warn!(error = %e, contact = %id.redacted(), "hand-off failure not recorded");

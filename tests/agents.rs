@@ -103,7 +103,10 @@ fn base64(input: &str) -> String {
     let b = input.as_bytes();
     let mut out = String::new();
     for chunk in b.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &x)| n | (u32::from(x) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &x)| n | (u32::from(x) << (16 - 8 * i)));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -130,9 +133,12 @@ impl Agent {
     }
 
     fn me(&mut self) -> Value {
-        let r = self
-            .http
-            .send("GET", "/api/agent/me", &[("Authorization", &self.auth)], None);
+        let r = self.http.send(
+            "GET",
+            "/api/agent/me",
+            &[("Authorization", &self.auth)],
+            None,
+        );
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()
     }
@@ -143,14 +149,22 @@ impl Agent {
         self.http.send(
             "POST",
             path,
-            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
             Some(&text),
         )
     }
 
     fn state(&mut self, state: &str) {
         let r = self.post("/api/agent/state", json!({ "state": state }));
-        assert!(r.status == 200 || r.status == 204, "{state}: {} {}", r.status, r.body);
+        assert!(
+            r.status == 200 || r.status == 204,
+            "{state}: {} {}",
+            r.status,
+            r.body
+        );
     }
 
     /// Logs in and goes ready.
@@ -174,7 +188,10 @@ impl Agent {
 }
 
 fn state_name(me: &Value) -> &str {
-    me["state"]["state"].as_str().or(me["state"].as_str()).unwrap_or("")
+    me["state"]["state"]
+        .as_str()
+        .or(me["state"].as_str())
+        .unwrap_or("")
 }
 
 /// Contact numbers in admission order, once `n` are committed (bounded wait).
@@ -184,7 +201,10 @@ fn contacts(g: &Gateway, n: usize) -> Vec<String> {
         let ids: Vec<String> = {
             let db = g.db();
             let mut st = db.prepare("SELECT id FROM contacts ORDER BY seq").unwrap();
-            st.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
         };
         if ids.len() >= n {
             return ids;
@@ -249,7 +269,11 @@ fn log_events(g: &Gateway, callid: &str) -> Vec<String> {
 
 fn call_ref(g: &Gateway, number: &str) -> String {
     g.db()
-        .query_row("SELECT call_ref FROM contacts WHERE id = ?1", [number], |r| r.get(0))
+        .query_row(
+            "SELECT call_ref FROM contacts WHERE id = ?1",
+            [number],
+            |r| r.get(0),
+        )
         .unwrap()
 }
 
@@ -260,8 +284,19 @@ fn a_held_call_reaches_a_ready_agent_through_refer() {
         "agents-refer",
         Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
     );
-    let phone = sipp_uas("agent-phone-answers", agent_port, 1, Duration::from_secs(60));
-    let caller = sipp_spawn(&g, "caller-accepts-refer", "support", &[], Duration::from_secs(60));
+    let phone = sipp_uas(
+        "agent-phone-answers",
+        agent_port,
+        1,
+        Duration::from_secs(60),
+    );
+    let caller = sipp_spawn(
+        &g,
+        "caller-accepts-refer",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
     let number = contacts(&g, 1).remove(0);
     let mut http = Http::new(&g);
     let mut ada = Agent::new(&g, "ada");
@@ -274,17 +309,32 @@ fn a_held_call_reaches_a_ready_agent_through_refer() {
 
     let v = wait_contact(&mut http, &number, "connected", |v| v["connected"] == true);
     assert_eq!(v["agent"]["name"], "Ada Lovelace", "{v}");
-    let me = ada.wait_for("busy", Duration::from_secs(5), |me| state_name(me) == "busy");
+    let me = ada.wait_for("busy", Duration::from_secs(5), |me| {
+        state_name(me) == "busy"
+    });
     assert_eq!(me["contact"]["id"], number.as_str(), "{me}");
     let r = ada.post("/api/agent/done", json!({}));
-    assert!(r.status == 200 || r.status == 204, "{} {}", r.status, r.body);
+    assert!(
+        r.status == 200 || r.status == 204,
+        "{} {}",
+        r.status,
+        r.body
+    );
     assert_eq!(wait_end_reason(&g, &number), "completed");
-    ada.wait_for("in wrap-up", Duration::from_secs(5), |me| state_name(me) == "wrap_up");
-    ada.wait_for("ready after wrap-up", Duration::from_secs(10), |me| state_name(me) == "ready");
+    ada.wait_for("in wrap-up", Duration::from_secs(5), |me| {
+        state_name(me) == "wrap_up"
+    });
+    ada.wait_for("ready after wrap-up", Duration::from_secs(10), |me| {
+        state_name(me) == "ready"
+    });
 
     let events = log_events(&g, &call_ref(&g, &number));
     for e in ["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"] {
-        assert!(events.iter().any(|x| x == e), "{e} missing: {events:?}\n{}", queue_log(&g));
+        assert!(
+            events.iter().any(|x| x == e),
+            "{e} missing: {events:?}\n{}",
+            queue_log(&g)
+        );
     }
     let log = queue_log(&g);
     assert!(log.lines().any(|l| l.contains("|ada|AGENTLOGIN")), "{log}");
@@ -298,7 +348,13 @@ fn a_failed_transfer_puts_the_contact_back_at_the_head_and_the_agent_not_ready()
         "agents-refer-fails",
         Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
     );
-    let first = sipp_spawn(&g, "caller-refer-fails", "support", &[], Duration::from_secs(60));
+    let first = sipp_spawn(
+        &g,
+        "caller-refer-fails",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
     let first_number = contacts(&g, 1).remove(0);
     let mut second = Caller::call(&g, "support", 0);
     let mut http = Http::new(&g);
@@ -306,9 +362,13 @@ fn a_failed_transfer_puts_the_contact_back_at_the_head_and_the_agent_not_ready()
 
     let mut ada = Agent::new(&g, "ada");
     ada.ready();
-    let me = ada.wait_for("not ready", Duration::from_secs(20), |me| state_name(me) == "not_ready");
+    let me = ada.wait_for("not ready", Duration::from_secs(20), |me| {
+        state_name(me) == "not_ready"
+    });
     assert!(me.to_string().contains("no answer"), "reason: {me}");
-    let v = wait_contact(&mut http, &first_number, "back in line", |v| v["position"] == 1);
+    let v = wait_contact(&mut http, &first_number, "back in line", |v| {
+        v["position"] == 1
+    });
     assert!(v["agent"].is_null(), "{v}");
     assert_eq!(contact(&mut http, &second.number)["position"], 2);
 
@@ -329,7 +389,13 @@ fn an_agent_who_does_not_answer_goes_not_ready() {
         Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
     );
     let phone = sipp_uas("agent-phone-rings", agent_port, 1, Duration::from_secs(60));
-    let caller = sipp_spawn(&g, "caller-refer-agent-rings", "support", &[], Duration::from_secs(60));
+    let caller = sipp_spawn(
+        &g,
+        "caller-refer-agent-rings",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
     let number = contacts(&g, 1).remove(0);
     let mut http = Http::new(&g);
     let mut ada = Agent::new(&g, "ada");
@@ -338,7 +404,9 @@ fn an_agent_who_does_not_answer_goes_not_ready() {
     let v = wait_contact(&mut http, &number, "offered", |v| !v["agent"].is_null());
     assert_eq!(v["agent"]["name"], "Ada Lovelace");
     // ... and after the ring time (3 s) back in line, the agent not ready.
-    let me = ada.wait_for("not ready", Duration::from_secs(15), |me| state_name(me) == "not_ready");
+    let me = ada.wait_for("not ready", Duration::from_secs(15), |me| {
+        state_name(me) == "not_ready"
+    });
     assert!(me.to_string().contains("no answer"), "{me}");
     let v = wait_contact(&mut http, &number, "back in line", |v| v["position"] == 1);
     assert!(v["agent"].is_null(), "{v}");
@@ -364,7 +432,13 @@ uri = "sip:support@127.0.0.1:{site_port}"
     );
     let mut g = Gateway::start_with("agents-remote", Some(&config("", &remote)));
     let site = sipp_uas("agent-phone-answers", site_port, 1, Duration::from_secs(60));
-    let caller = sipp_spawn(&g, "caller-accepts-refer", "support", &[], Duration::from_secs(60));
+    let caller = sipp_spawn(
+        &g,
+        "caller-accepts-refer",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
     let number = contacts(&g, 1).remove(0);
     let mut http = Http::new(&g);
     let v = contact(&mut http, &number);
@@ -401,11 +475,24 @@ fn a_call_back_is_dialled_out_retried_and_connected() {
     let trunk = format!("sip:127.0.0.1:{trunk_port}");
     let mut g = Gateway::start_with(
         "agents-callback",
-        Some(&config(&trunk, &agent_at("ada", "Ada Lovelace", agent_port))),
+        Some(&config(
+            &trunk,
+            &agent_at("ada", "Ada Lovelace", agent_port),
+        )),
     );
     // The agent's phone takes both attempts; the trunk is busy the first time.
-    let phone = sipp_uas("agent-phone-callback", agent_port, 2, Duration::from_secs(90));
-    let busy = sipp_uas("trunk-customer-busy", trunk_port, 1, Duration::from_secs(60));
+    let phone = sipp_uas(
+        "agent-phone-callback",
+        agent_port,
+        2,
+        Duration::from_secs(90),
+    );
+    let busy = sipp_uas(
+        "trunk-customer-busy",
+        trunk_port,
+        1,
+        Duration::from_secs(60),
+    );
     let mut caller = Caller::call(&g, "support", 0);
     let mut http = Http::new(&g);
     let v = contact(&mut http, &caller.number);
@@ -427,7 +514,12 @@ fn a_call_back_is_dialled_out_retried_and_connected() {
         v["attempts"].as_array().is_some_and(|a| a.len() == 1)
     });
     assert_eq!(v["attempts"][0]["outcome"], "busy", "{v}");
-    let answers = sipp_uas("trunk-customer-answers", trunk_port, 1, Duration::from_secs(60));
+    let answers = sipp_uas(
+        "trunk-customer-answers",
+        trunk_port,
+        1,
+        Duration::from_secs(60),
+    );
     let run = answers.wait();
     assert!(run.ok, "answering trunk: {}", run.output);
     let run = phone.wait();
@@ -453,7 +545,8 @@ fn a_call_back_is_dialled_out_retried_and_connected() {
 fn targets_taken_from_requests_are_refused() {
     // A socket standing for an attacker's host: nothing may ever be sent to it.
     let evil = UdpSocket::bind("127.0.0.1:0").unwrap();
-    evil.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    evil.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let evil_addr = evil.local_addr().unwrap();
     let trunk_port = free_port();
     let mut g = Gateway::start_with(
@@ -471,9 +564,18 @@ fn targets_taken_from_requests_are_refused() {
         &csrf,
         &json!({"command_id": "t-1", "action": "move_queue", "to": format!("sip:x@{evil_addr}")}),
     );
-    assert!(r.status == 404 || r.status == 422, "{} {}", r.status, r.body);
+    assert!(
+        r.status == 404 || r.status == 422,
+        "{} {}",
+        r.status,
+        r.body
+    );
     // A call-back "number" that is an address is refused with the field named.
-    for bad in [format!("sip:1@{evil_addr}"), format!("123456@{evil_addr}"), "1234567;maddr=127.0.0.1".into()] {
+    for bad in [
+        format!("sip:1@{evil_addr}"),
+        format!("123456@{evil_addr}"),
+        "1234567;maddr=127.0.0.1".into(),
+    ] {
         let r = http.post_json(
             &path,
             &csrf,
@@ -487,7 +589,10 @@ fn targets_taken_from_requests_are_refused() {
     assert_eq!(status, 405, "REFER from a caller");
     let mut buf = [0u8; 2048];
     for _ in 0..5 {
-        assert!(evil.recv_from(&mut buf).is_err(), "the gateway sent something to the address in a request");
+        assert!(
+            evil.recv_from(&mut buf).is_err(),
+            "the gateway sent something to the address in a request"
+        );
     }
     caller.hang_up();
     g.terminate();
@@ -519,20 +624,37 @@ skills = {{ support = 5 }}
     let (n, _) = sock.recv_from(&mut buf).expect("an answer to REGISTER");
     let text = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(text.starts_with("SIP/2.0 401"), "{text}");
-    assert!(common::header_value(&text, "WWW-Authenticate").is_some_and(|h| h.starts_with("Digest ")), "{text}");
+    assert!(
+        common::header_value(&text, "WWW-Authenticate").is_some_and(|h| h.starts_with("Digest ")),
+        "{text}"
+    );
 
     // The phone registers with its password; its binding is where the call goes.
     let reg = sipp_spawn(
         &g,
         "agent-phone-registers",
         "grace",
-        &["-au", "grace", "-ap", PASSWORD, "-key", "uasport", &uas_port.to_string()],
+        &[
+            "-au",
+            "grace",
+            "-ap",
+            PASSWORD,
+            "-key",
+            "uasport",
+            &uas_port.to_string(),
+        ],
         Duration::from_secs(20),
     );
     let run = reg.wait();
     assert!(run.ok, "registration: {}", run.output);
     let phone = sipp_uas("agent-phone-answers", uas_port, 1, Duration::from_secs(60));
-    let caller = sipp_spawn(&g, "caller-accepts-refer", "support", &[], Duration::from_secs(60));
+    let caller = sipp_spawn(
+        &g,
+        "caller-accepts-refer",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
     let number = contacts(&g, 1).remove(0);
     let mut grace = Agent::new(&g, "grace");
     grace.ready();
@@ -553,8 +675,19 @@ fn a_caller_whose_phone_refuses_refer_is_bridged_to_the_agent() {
         "agents-bridge",
         Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
     );
-    let phone = sipp_uas("agent-phone-answers", agent_port, 1, Duration::from_secs(60));
-    let caller = sipp_spawn(&g, "caller-refuses-refer", "support", &[], Duration::from_secs(60));
+    let phone = sipp_uas(
+        "agent-phone-answers",
+        agent_port,
+        1,
+        Duration::from_secs(60),
+    );
+    let caller = sipp_spawn(
+        &g,
+        "caller-refuses-refer",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
     let number = contacts(&g, 1).remove(0);
     let mut ada = Agent::new(&g, "ada");
     ada.ready();

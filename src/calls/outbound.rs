@@ -86,7 +86,9 @@ async fn next_heard(
             _ = tokio::time::sleep_until(until) => return Heard::TimedOut,
             _ = token.cancelled() => return Heard::Shutdown,
         };
-        let Some(msg) = msg else { return Heard::Shutdown };
+        let Some(msg) = msg else {
+            return Heard::Shutdown;
+        };
         let CallMsg::Sip(ev) = msg else { continue };
         match ev {
             UaEvent::Answered { call, body, .. } if Some(&call) == watch.first() => {
@@ -288,13 +290,15 @@ pub(super) async fn callback(
         Err(e) => return offer_failed(format!("agent phone unreachable: {e}")).await,
     };
     routes.register(agent_key, &tx);
-    let ring = Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
+    let ring =
+        Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
     let agent_media = match next_heard(&mut rx, &[agent_key], ring, &token).await {
         Heard::Answered(body) => match answered_media(&body, &[Law::Pcmu, Law::Pcma]) {
             Some(a) => a,
             None => {
                 hang_up(&deps, &mut rx, agent_key).await;
-                return offer_failed("the agent's phone answered without usable audio".into()).await;
+                return offer_failed("the agent's phone answered without usable audio".into())
+                    .await;
             }
         },
         Heard::Failed(status) => {
@@ -386,8 +390,7 @@ pub(super) async fn callback(
         match heard {
             Heard::Gone(k) if k == agent_key => {
                 hang_up(&deps, &mut rx, customer_key).await;
-                return offer_failed("the agent hung up before the customer answered".into())
-                    .await;
+                return offer_failed("the agent hung up before the customer answered".into()).await;
             }
             Heard::Shutdown => {
                 hang_up(&deps, &mut rx, customer_key).await;
@@ -521,13 +524,16 @@ pub(super) async fn bridge_caller(
         Err(e) => return Bridge::NotConnected(format!("agent phone unreachable: {e}")),
     };
     routes.register(agent_key, tx);
-    let ring = Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
+    let ring =
+        Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
     let agent_media = match next_heard(rx, &[agent_key, caller], ring, token).await {
         Heard::Answered(body) => match answered_media(&body, &[law]) {
             Some(a) => a,
             None => {
                 hang_up(deps, rx, agent_key).await;
-                return Bridge::NotConnected("the agent's phone answered without usable audio".into());
+                return Bridge::NotConnected(
+                    "the agent's phone answered without usable audio".into(),
+                );
             }
         },
         Heard::Failed(status) => return Bridge::NotConnected(format!("agent phone: {status}")),
@@ -611,19 +617,32 @@ mod tests {
             Some("sip:0201234567@trunk.example.net;transport=tcp")
         );
         // Anything but digits (and one leading +) never reaches a URI.
-        for bad in ["", "12@evil.example", "123;maddr=10.0.0.1", "1+2", "sip:1@x", "12 34"] {
+        for bad in [
+            "",
+            "12@evil.example",
+            "123;maddr=10.0.0.1",
+            "1+2",
+            "sip:1@x",
+            "12 34",
+        ] {
             assert_eq!(trunk_uri("sip:127.0.0.1:5070", bad), None, "{bad}");
         }
     }
 
     #[test]
     fn host_port_of_uris() {
-        assert_eq!(uri_host_port("sip:ada@127.0.0.1:5080").as_deref(), Some("127.0.0.1:5080"));
+        assert_eq!(
+            uri_host_port("sip:ada@127.0.0.1:5080").as_deref(),
+            Some("127.0.0.1:5080")
+        );
         assert_eq!(
             uri_host_port("<sip:pbx.example.com;transport=tcp>").as_deref(),
             Some("pbx.example.com:5060")
         );
-        assert_eq!(uri_host_port("sip:[::1]:5062").as_deref(), Some("[::1]:5062"));
+        assert_eq!(
+            uri_host_port("sip:[::1]:5062").as_deref(),
+            Some("[::1]:5062")
+        );
     }
 
     #[test]

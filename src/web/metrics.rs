@@ -272,8 +272,12 @@ mod tests {
                     low_secs: 60,
                     high_secs: 120,
                 },
+                longest_wait_secs: 0,
+                offered: 0,
+                remote: false,
             }],
             agents: Vec::new(),
+            counters: Default::default(),
         }
     }
 

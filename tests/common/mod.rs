@@ -586,7 +586,10 @@ impl Caller {
         self.cseq += 1;
         let cseq = self.cseq;
         let local = self.sip.local_addr().unwrap();
-        let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+        let extra: String = headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
         let msg = format!(
             "{method} sip:support@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreq{cseq}{id}\r\nFrom: \"Test\" <sip:test@{HOST}>;tag=t{id}\r\nTo: <sip:support@{gw}>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:test@{local}>\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
             gw = self.gateway,
