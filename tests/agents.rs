@@ -48,7 +48,7 @@ drain_secs = 1
 
 [agents]
 wrap_up_secs = 2
-ring_secs = 3
+ring_secs = 5
 realm = "holdline"
 
 [callback]
@@ -58,7 +58,7 @@ min_digits = 6
 max_digits = 15
 trunk = "{trunk}"
 attempts = 2
-retry_secs = 3
+retry_secs = 10
 ring_secs = 5
 caller_id = "centre"
 
@@ -362,7 +362,7 @@ fn a_failed_transfer_puts_the_contact_back_at_the_head_and_the_agent_not_ready()
 
     let mut ada = Agent::new(&g, "ada");
     ada.ready();
-    let me = ada.wait_for("not ready", Duration::from_secs(20), |me| {
+    let me = ada.wait_for("not ready", Duration::from_secs(30), |me| {
         state_name(me) == "not_ready"
     });
     assert!(me.to_string().contains("no answer"), "reason: {me}");
@@ -403,8 +403,8 @@ fn an_agent_who_does_not_answer_goes_not_ready() {
     // Offered (the page says who they are being connected to) ...
     let v = wait_contact(&mut http, &number, "offered", |v| !v["agent"].is_null());
     assert_eq!(v["agent"]["name"], "Ada Lovelace");
-    // ... and after the ring time (3 s) back in line, the agent not ready.
-    let me = ada.wait_for("not ready", Duration::from_secs(15), |me| {
+    // ... and after the ring time (5 s) back in line, the agent not ready.
+    let me = ada.wait_for("not ready", Duration::from_secs(30), |me| {
         state_name(me) == "not_ready"
     });
     assert!(me.to_string().contains("no answer"), "{me}");
@@ -493,7 +493,7 @@ fn a_call_back_is_dialled_out_retried_and_connected() {
         1,
         Duration::from_secs(60),
     );
-    let mut caller = Caller::call(&g, "support", 0);
+    let caller = Caller::call(&g, "support", 0);
     let mut http = Http::new(&g);
     let v = contact(&mut http, &caller.number);
     let csrf = v["csrf"].as_str().unwrap().to_owned();
@@ -509,7 +509,7 @@ fn a_call_back_is_dialled_out_retried_and_connected() {
     ada.ready();
     let run = busy.wait();
     assert!(run.ok, "busy trunk: {}", run.output);
-    // Attempt 1 is on the page; attempt 2 comes after the retry delay (3 s).
+    // Attempt 1 is on the page; attempt 2 comes after the retry delay (10 s).
     let v = wait_contact(&mut http, &caller.number, "attempted once", |v| {
         v["attempts"].as_array().is_some_and(|a| a.len() == 1)
     });
