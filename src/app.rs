@@ -160,6 +160,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             (!users.is_empty()).then(|| RegistrarConfig {
                 realm: config.agent_settings.realm.clone(),
                 users,
+                algorithms: config.agent_settings.digest_algorithms.clone(),
             })
         },
         ..UaConfig::default()

@@ -80,6 +80,10 @@ pub struct AgentsConfig {
     pub ring_secs: u32,
     /// Digest realm of REGISTER challenges.
     pub realm: String,
+    /// Digest algorithms offered to registering phones, most preferred first: "SHA-256",
+    /// "MD5". Phones that take the first challenge whatever it is (SIPp 3.6 does) and only
+    /// know MD5 need "MD5" first.
+    pub digest_algorithms: Vec<String>,
 }
 
 impl Default for AgentsConfig {
@@ -88,6 +92,7 @@ impl Default for AgentsConfig {
             wrap_up_secs: 30,
             ring_secs: 20,
             realm: "holdline".to_owned(),
+            digest_algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
         }
     }
 }
@@ -455,6 +460,18 @@ impl Config {
                 s.realm
             ));
         }
+        if s.digest_algorithms.is_empty()
+            || s.digest_algorithms.len() > 2
+            || !s
+                .digest_algorithms
+                .iter()
+                .all(|a| a == "SHA-256" || a == "MD5")
+        {
+            return invalid(format!(
+                "agents.digest_algorithms {:?} must list \"SHA-256\" and/or \"MD5\"",
+                s.digest_algorithms
+            ));
+        }
         let mut ids = HashSet::new();
         for a in &self.agents {
             let valid_id = (1..=32).contains(&a.id.len())
@@ -719,6 +736,7 @@ mod tests {
                     "queue_log",
                     "wrap_up_secs",
                     "realm",
+                    "digest_algorithms",
                     "[log]",
                     "[agents]",
                 ]

@@ -50,6 +50,8 @@ drain_secs = 1
 wrap_up_secs = 2
 ring_secs = 5
 realm = "holdline"
+# SIPp 3.6 answers the first challenge and knows only MD5.
+digest_algorithms = ["MD5", "SHA-256"]
 
 [callback]
 allowed_prefixes = []

@@ -36,6 +36,9 @@ pub struct RegistrarConfig {
     pub realm: String,
     /// (username, password) pairs: the digest credentials and the AOR user parts.
     pub users: Vec<(String, String)>,
+    /// Digest algorithms offered, most preferred first ("SHA-256", "MD5"); credentials in
+    /// any other are refused. Empty: SHA-256 then MD5 (RFC 8760 §2.4).
+    pub algorithms: Vec<String>,
 }
 
 /// What to answer a REGISTER with, and whose bindings it changed.
@@ -75,6 +78,23 @@ enum Algorithm {
 }
 
 impl Algorithm {
+    fn named(name: &str) -> Option<Algorithm> {
+        if name.eq_ignore_ascii_case("MD5") {
+            Some(Algorithm::Md5)
+        } else if name.eq_ignore_ascii_case("SHA-256") {
+            Some(Algorithm::Sha256)
+        } else {
+            None
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
     fn hash(self, input: &str) -> String {
         match self {
             Self::Md5 => hex(&Md5::digest(input.as_bytes())),
@@ -87,6 +107,7 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 
 pub struct Registrar {
     realm: String,
+    algorithms: Vec<Algorithm>,
     users: HashMap<String, String>,
     key: [u8; 32],
     /// Nonce timestamps count seconds from the first instant the registrar saw.
@@ -110,8 +131,18 @@ impl Registrar {
         if config.users.is_empty() {
             return None;
         }
+        let mut algorithms: Vec<Algorithm> = config
+            .algorithms
+            .iter()
+            .filter_map(|a| Algorithm::named(a))
+            .collect();
+        algorithms.dedup();
+        if algorithms.is_empty() {
+            algorithms = vec![Algorithm::Sha256, Algorithm::Md5];
+        }
         Some(Self {
             realm: config.realm.clone(),
+            algorithms,
             users: config.users.iter().cloned().collect(),
             key,
             base: None,
@@ -170,6 +201,10 @@ impl Registrar {
         let Some(creds) = creds.complete() else {
             return Answer::plain(400, "Bad Request (Authorization)");
         };
+        if !self.algorithms.contains(&creds.algorithm) {
+            // Not one we offered: answer with the challenge again.
+            return self.challenge(now, base, false);
+        }
         let Some(issued) = self.nonce_time(&creds.nonce, base) else {
             return self.challenge(now, base, false);
         };
@@ -307,9 +342,11 @@ impl Registrar {
     fn challenge(&self, now: Instant, base: Instant, stale: bool) -> Answer {
         let nonce = self.nonce(now, base);
         let stale = if stale { ", stale=true" } else { "" };
-        let headers = ["SHA-256", "MD5"]
-            .into_iter()
+        let headers = self
+            .algorithms
+            .iter()
             .map(|alg| {
+                let alg = alg.name();
                 (
                     "WWW-Authenticate".to_owned(),
                     format!(
@@ -537,6 +574,7 @@ mod tests {
         let cfg = RegistrarConfig {
             realm: "holdline".into(),
             users: vec![("ada".into(), "secret-pw".into())],
+            algorithms: Vec::new(),
         };
         let r = Registrar::new(&cfg, [7; 32]).unwrap();
         let t0 = Instant::now();

@@ -3493,6 +3493,7 @@ mod tests {
                     ("ada".into(), "ada-secret".into()),
                     ("bob".into(), "bob-secret".into()),
                 ],
+                algorithms: Vec::new(),
             }),
             ..UaConfig::default()
         })
@@ -3555,6 +3556,53 @@ mod tests {
             })
             .map(|l| l[name.len() + 1..].trim())
             .collect()
+    }
+
+    #[test]
+    fn register_offers_only_the_configured_algorithms_in_their_order() {
+        let mut ua = UserAgent::new(UaConfig {
+            seed: 9,
+            registrar: Some(RegistrarConfig {
+                realm: "holdline".into(),
+                users: vec![("ada".into(), "ada-secret".into())],
+                algorithms: vec!["MD5".into()],
+            }),
+            ..UaConfig::default()
+        });
+        let t0 = Instant::now();
+        feed(
+            &mut ua,
+            t0,
+            &register("ada", 1, "Contact: <sip:ada@127.0.0.1:5070>\r\n"),
+        );
+        let r = sent(&mut ua).pop().unwrap();
+        let ch = all_headers(&r, "WWW-Authenticate");
+        assert_eq!(ch.len(), 1, "{ch:?}");
+        assert!(ch[0].contains("algorithm=MD5"), "{}", ch[0]);
+        // Right password, but an algorithm not offered: challenged again, not bound.
+        let nonce = nonce_of(ch[0]);
+        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            t0,
+            &register(
+                "ada",
+                2,
+                &format!("Contact: <sip:ada@127.0.0.1:5070>\r\n{auth}"),
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 401);
+        let auth = authorization(&nonce, "ada", "ada-secret", "MD5");
+        feed(
+            &mut ua,
+            t0,
+            &register(
+                "ada",
+                3,
+                &format!("Contact: <sip:ada@127.0.0.1:5070>\r\n{auth}"),
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 200);
     }
 
     #[test]
@@ -3822,6 +3870,7 @@ mod tests {
             registrar: Some(RegistrarConfig {
                 realm: "holdline".into(),
                 users: vec![],
+                algorithms: Vec::new(),
             }),
             ..UaConfig::default()
         });
