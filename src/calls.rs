@@ -146,7 +146,7 @@ pub async fn run(
                         | Effect::Transfer { call_ref, .. } => call_ref.clone(),
                         Effect::Offer { call_ref: Some(call_ref), .. } => call_ref.clone(),
                         Effect::Offer { agent, contact, call_ref: None, callback_number: Some(number), attempt, target, .. } => {
-                            if deps.config.callback.trunk.is_empty() {
+                            if !deps.config.callback.dials() {
                                 // Not dialled by us: the centre gave it to the agent's console.
                                 continue;
                             }

@@ -634,13 +634,39 @@ fn damaged_vectors_never_panic() {
     assert!(runs > 50_000, "{runs}");
 }
 
-/// Every torture message sent over real UDP to the real gateway: the first final answer is
-/// the verdict of the table, nothing answers a response or garbage, and the gateway keeps
-/// serving afterwards.
+/// Every torture message sent over real UDP to the real gateway without a registrar (no
+/// agent registers): the first final answer is the verdict of the table, nothing answers a
+/// response or garbage, and the gateway keeps serving afterwards.
 #[test]
-fn torture_messages_over_udp_to_the_running_gateway() {
+fn torture_messages_over_udp_to_a_gateway_without_registrar() {
+    // The embedded configuration without its demo agents (who register their phones).
+    let default = std::fs::read_to_string(common::repo().join("holdline.toml")).unwrap();
+    let config = default.split("\n[[agent]]").next().unwrap().to_owned();
+    assert!(!config.contains("[[agent]]"));
+    wire_verdicts(Some(&config), |_, verdict| verdict);
+}
+
+/// The same against the embedded default, whose demo agents register their phones: the
+/// registrar answers the REGISTER vectors the table expects 405 for (no registrar) with a
+/// digest challenge, or with 404 when the To header is not an address of record it serves
+/// (RFC 3261 §10.3 step 3: the unknown URI scheme of 3.3.4); everything else is unchanged.
+#[test]
+fn torture_messages_over_udp_to_the_default_gateway_with_its_registrar() {
+    wire_verdicts(None, |case, verdict| match (case.file, verdict) {
+        ("rfc4475-3.3.4-unksm2.dat", Respond(405)) => Respond(404),
+        (_, Respond(405)) if is_register(case.bytes) => Respond(401),
+        (_, v) => v,
+    });
+}
+
+fn is_register(bytes: &[u8]) -> bool {
+    matches!(parse_datagram(bytes), Ok(Message::Request(r)) if r.method.as_str() == "REGISTER")
+}
+
+fn wire_verdicts(config: Option<&str>, expect: impl Fn(&Case, Outcome) -> Outcome) {
     use std::time::{Duration, Instant};
-    let mut g = common::Gateway::start("torture-wire");
+    let start = || common::Gateway::start_with("torture-wire", config);
+    let mut g = start();
     let mut report = Vec::new();
     // Several vectors reuse one Via branch; to a UAS the second would be a retransmission
     // of the first (RFC 3261 §17.2.3) and get the first's answer. Such a vector goes to a
@@ -654,7 +680,7 @@ fn torture_messages_over_udp_to_the_running_gateway() {
                 r.method.as_str().to_owned(),
             );
             if seen.contains(&key) {
-                g = common::Gateway::start("torture-wire");
+                g = start();
                 seen.clear();
             }
             seen.insert(key);
@@ -680,7 +706,8 @@ fn torture_messages_over_udp_to_the_running_gateway() {
             }
         }
         let got = finals.first().copied();
-        let ok = match case.datagram {
+        let expected = expect(&case, case.datagram);
+        let ok = match expected {
             Respond(code) => got == Some(code),
             // Handed to the application: it answers (404 for an unknown service number,
             // 200 for OPTIONS...) but never with a parse rejection or a server error.
@@ -691,7 +718,7 @@ fn torture_messages_over_udp_to_the_running_gateway() {
         if !ok {
             report.push(format!(
                 "{}: expected {:?}, got {:?}",
-                case.file, case.datagram, got
+                case.file, expected, got
             ));
         }
     }
