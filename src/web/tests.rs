@@ -698,9 +698,8 @@ fn paths_are_redacted_for_logs() {
     assert_eq!(redact_path("/c/123456789/x"), "/c/*********/x");
 }
 
-/// Success paths of the controls: they need `CentreHandle::command`, which lands with the
-/// centre side of issue 3. Switch them on at merge time.
-mod commands_pending {
+/// Success paths of the controls, through `CentreHandle::command`.
+mod commands {
     use super::*;
 
     async fn page_token(f: &Fixture) -> (String, String, String) {
