@@ -3,9 +3,8 @@
 //! the agent is ready in Chromium, and the console shows its subject and message live
 //! (server-sent events, no reload); Done starts the wrap-up.
 //!
-//! The last part (Done) needs email offers to be accepted at once (issue 4's centre
-//! change); until that is merged the agent is only offered the email and the test fails
-//! at the Done button.
+//! Done relies on the centre routing an email straight to Busy (auto-accept: the console
+//! is the agent's phone for non-call contacts).
 
 mod common;
 

@@ -204,6 +204,8 @@ pub(crate) struct ContactCard {
     pub fields: Vec<CardField>,
     /// Call-back attempts so far, one line each.
     pub attempts: Vec<String>,
+    /// "Next attempt at 14:07 UTC" while that is still ahead, or "".
+    pub next_attempt: String,
     pub connected: bool,
 }
 
@@ -308,9 +310,24 @@ fn card(status: &ContactStatus, now: Timestamp) -> ContactCard {
         }
         None => {}
     }
-    // TODO(lead, issue 4 merge): once H3's `ContactStatus.attempts` is on main:
-    //   attempts: status.attempts.iter().map(|a| words::attempt(a.at, &a.outcome)).collect(),
-    let attempts = Vec::new();
+    let attempts = status
+        .attempts
+        .iter()
+        .map(|a| words::attempt(a.at, &a.outcome))
+        .collect();
+    // Which try this is, while the agent holds a call-back ("Attempt 2"); the next-attempt
+    // time is shown only when it is still ahead (the one the agent holds was due already).
+    let next_attempt = match status.next_attempt {
+        Some(at) if at > now => words::next_attempt(at, status.attempts.last().map(|a| a.at)),
+        _ => String::new(),
+    };
+    if status.media == MediaType::Callback {
+        fields.push(f(
+            "contact-attempt",
+            "Attempt",
+            (status.attempts.len() + 1).to_string(),
+        ));
+    }
     let what = match status.media {
         MediaType::Voice | MediaType::Video => "Call",
         MediaType::Callback => "Call-back",
@@ -326,6 +343,7 @@ fn card(status: &ContactStatus, now: Timestamp) -> ContactCard {
         number: status.id.to_string(),
         fields,
         attempts,
+        next_attempt,
         connected: status.connected,
     }
 }

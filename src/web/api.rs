@@ -314,7 +314,11 @@ async fn action(
         .status(id.clone())
         .await
         .ok_or(AppError::NotFound)?;
+    let text = words::confirmation(&confirmation, &state.web.centre.snapshots().borrow());
     let mut confirmation = serde_json::to_value(&confirmation).unwrap_or_default();
+    // The sentence the confirmation page shows ("We are moving your call to Paris
+    // office. Stay on the line."), so apps need not word it themselves.
+    confirmation["text"] = json!(text);
     if let Some(n) = confirmation
         .get("number")
         .and_then(|n| n.as_str())

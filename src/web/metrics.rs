@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::centre::{AgentState, ContactState, Snapshot, WaitEstimate};
+use crate::centre::{AgentState, Counters, QueueSummary, Snapshot, WaitEstimate};
 
 use super::AppState;
 
@@ -61,32 +61,17 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std
 /// The whole exposition for one snapshot.
 pub fn render(snapshot: &Snapshot) -> String {
     let mut out = String::new();
-    let now = snapshot.at;
-    // Per queue: offered (with an agent) and the longest current wait, from the contacts.
-    // TODO(lead, issue 4 merge): H3's `QueueSummary.offered` / `longest_wait_secs` say the
-    // same; switch to them once on main so there is one definition.
-    let mut offered: BTreeMap<&str, u32> = BTreeMap::new();
-    let mut longest: BTreeMap<&str, u64> = BTreeMap::new();
-    for c in snapshot.contacts.values() {
-        if matches!(c.state, ContactState::Ended { .. }) {
-            continue;
-        }
-        if c.agent.is_some() {
-            *offered.entry(c.queue.as_str()).or_default() += 1;
-        } else if c.position.is_some() {
-            let waited = now.millis_since(c.created) / 1000;
-            let e = longest.entry(c.queue.as_str()).or_default();
-            *e = (*e).max(waited);
-        }
-    }
-    let queues = &snapshot.queues;
+    // Gauges are for this site's queues only: a remote queue holds no contacts and has no
+    // agents here, so its series would be constant zeros. Moves to it are counted by
+    // `holdline_transfers_total`.
+    let queues: Vec<&QueueSummary> = snapshot.queues.iter().filter(|q| !q.remote).collect();
     family(
         &mut out,
         "holdline_queue_waiting",
         "gauge",
         "Contacts holding a place in the queue (queued or disconnected).",
     );
-    for q in queues {
+    for q in &queues {
         sample(
             &mut out,
             "holdline_queue_waiting",
@@ -100,7 +85,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         "gauge",
         "Logged-in agents with a skill for the queue.",
     );
-    for q in queues {
+    for q in &queues {
         sample(
             &mut out,
             "holdline_queue_staffed",
@@ -114,13 +99,12 @@ pub fn render(snapshot: &Snapshot) -> String {
         "gauge",
         "Contacts of the queue offered to or connected with an agent.",
     );
-    for q in queues {
-        let n = offered.get(q.id.as_str()).copied().unwrap_or(0);
+    for q in &queues {
         sample(
             &mut out,
             "holdline_queue_offered",
             &[("queue", q.id.as_str())],
-            n,
+            q.offered,
         );
     }
     family(
@@ -129,13 +113,12 @@ pub fn render(snapshot: &Snapshot) -> String {
         "gauge",
         "How long the longest-waiting contact still in line has waited.",
     );
-    for q in queues {
-        let n = longest.get(q.id.as_str()).copied().unwrap_or(0);
+    for q in &queues {
         sample(
             &mut out,
             "holdline_queue_longest_wait_seconds",
             &[("queue", q.id.as_str())],
-            n,
+            q.longest_wait_secs,
         );
     }
     family(
@@ -144,7 +127,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         "gauge",
         "Wait estimate for a contact joining now (low and high bound); absent while no agent is staffed.",
     );
-    for q in queues {
+    for q in &queues {
         if let WaitEstimate::Range {
             low_secs,
             high_secs,
@@ -178,31 +161,52 @@ pub fn render(snapshot: &Snapshot) -> String {
             .count();
         sample(&mut out, "holdline_agents", &[("state", state)], n);
     }
-    // TODO(lead, issue 4 merge): once H3's `Snapshot.counters` is on main:
-    //   let c = &snapshot.counters;
-    //   counters(&mut out, snapshot, &c.admitted, &c.ended, &c.offers, &c.callback_attempts, &c.transfers);
+    counters(&mut out, snapshot, &snapshot.counters);
     out
 }
 
-/// The counters since process start (H3's `Snapshot.counters`), with queue labels limited
-/// to configured queues.
-pub fn counters(
-    out: &mut String,
-    snapshot: &Snapshot,
-    admitted: &BTreeMap<String, u64>,
-    ended: &BTreeMap<(String, String), u64>,
-    offers: &BTreeMap<String, u64>,
-    callback_attempts: &BTreeMap<String, u64>,
-    transfers: &BTreeMap<String, u64>,
-) {
+/// End reasons, each reported (0 until it happens) for every local queue, so a rate over
+/// a series that has not happened yet reads 0 rather than "no data".
+const END_REASONS: &[&str] = &[
+    "abandoned",
+    "lost",
+    "rejected",
+    "cancelled",
+    "completed",
+    "transferred",
+    "callback_failed",
+    "expired",
+];
+
+/// `known` keys at 0, then the counted values (which may add keys).
+fn with_zeros<K: Ord + Clone>(known: Vec<K>, counted: &BTreeMap<K, u64>) -> BTreeMap<K, u64> {
+    let mut all: BTreeMap<K, u64> = known.into_iter().map(|k| (k, 0)).collect();
+    all.extend(counted.iter().map(|(k, n)| (k.clone(), *n)));
+    all
+}
+
+/// The centre's counters (`Snapshot.counters`, since process start) as `_total` series.
+/// Queue labels are only configured queues (anything else a map holds is dropped);
+/// outcomes are the centre's fixed names, and the call layer's short failure reasons for
+/// call-back attempts ("busy", "no answer", "rejected (503)").
+pub fn counters(out: &mut String, snapshot: &Snapshot, c: &Counters) {
     let configured = |q: &str| snapshot.queues.iter().any(|s| s.id.as_str() == q);
+    let local: Vec<String> = snapshot
+        .queues
+        .iter()
+        .filter(|q| !q.remote)
+        .map(|q| q.id.0.clone())
+        .collect();
     family(
         out,
         "holdline_contacts_admitted_total",
         "counter",
         "Contacts admitted to the queue since start.",
     );
-    for (q, n) in admitted.iter().filter(|(q, _)| configured(q)) {
+    for (q, n) in with_zeros(local.clone(), &c.admitted)
+        .iter()
+        .filter(|(q, _)| configured(q))
+    {
         sample(out, "holdline_contacts_admitted_total", &[("queue", q)], n);
     }
     family(
@@ -211,7 +215,14 @@ pub fn counters(
         "counter",
         "Contacts ended since start, by queue and reason.",
     );
-    for ((q, reason), n) in ended.iter().filter(|((q, _), _)| configured(q)) {
+    let pairs = local
+        .iter()
+        .flat_map(|q| END_REASONS.iter().map(|r| (q.clone(), (*r).to_owned())))
+        .collect();
+    for ((q, reason), n) in with_zeros(pairs, &c.ended)
+        .iter()
+        .filter(|((q, _), _)| configured(q))
+    {
         sample(
             out,
             "holdline_contacts_ended_total",
@@ -225,7 +236,8 @@ pub fn counters(
         "counter",
         "Offers to agents since start, by outcome.",
     );
-    for (outcome, n) in offers {
+    let known = |keys: &[&str]| keys.iter().map(|k| (*k).to_owned()).collect::<Vec<_>>();
+    for (outcome, n) in &with_zeros(known(&["answered", "failed"]), &c.offers) {
         sample(out, "holdline_offers_total", &[("outcome", outcome)], n);
     }
     family(
@@ -234,7 +246,7 @@ pub fn counters(
         "counter",
         "Call-back dial attempts since start, by outcome.",
     );
-    for (outcome, n) in callback_attempts {
+    for (outcome, n) in &with_zeros(known(&["connected"]), &c.callback_attempts) {
         sample(
             out,
             "holdline_callback_attempts_total",
@@ -248,7 +260,7 @@ pub fn counters(
         "counter",
         "Moves to another site since start, by result.",
     );
-    for (result, n) in transfers {
+    for (result, n) in &with_zeros(known(&["ok", "failed"]), &c.transfers) {
         sample(out, "holdline_transfers_total", &[("result", result)], n);
     }
 }
@@ -256,7 +268,7 @@ pub fn counters(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::centre::{QueueId, QueueSummary, Timestamp};
+    use crate::centre::{QueueId, Timestamp};
 
     fn snapshot() -> Snapshot {
         Snapshot {
@@ -301,19 +313,14 @@ mod tests {
     fn counters_keep_only_configured_queues_and_escape() {
         let s = snapshot();
         let mut out = String::new();
-        let admitted = BTreeMap::from([("support".to_owned(), 3), ("injected\"}".to_owned(), 9)]);
-        let ended = BTreeMap::from([(("support".to_owned(), "abandoned".to_owned()), 1)]);
-        let offers = BTreeMap::from([("answered".to_owned(), 2)]);
-        let attempts = BTreeMap::from([("rejected \"503\"".to_owned(), 1)]);
-        counters(
-            &mut out,
-            &s,
-            &admitted,
-            &ended,
-            &offers,
-            &attempts,
-            &BTreeMap::new(),
-        );
+        let c = Counters {
+            admitted: BTreeMap::from([("support".to_owned(), 3), ("injected\"}".to_owned(), 9)]),
+            ended: BTreeMap::from([(("support".to_owned(), "abandoned".to_owned()), 1)]),
+            offers: BTreeMap::from([("answered".to_owned(), 2)]),
+            callback_attempts: BTreeMap::from([("rejected \"503\"".to_owned(), 1)]),
+            transfers: BTreeMap::new(),
+        };
+        counters(&mut out, &s, &c);
         assert!(
             out.contains("holdline_contacts_admitted_total{queue=\"support\"} 3\n"),
             "{out}"
@@ -330,5 +337,41 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("# TYPE holdline_transfers_total counter\n"));
+        // Known series start at 0.
+        for line in [
+            "holdline_contacts_ended_total{queue=\"support\",reason=\"transferred\"} 0\n",
+            "holdline_offers_total{outcome=\"failed\"} 0\n",
+            "holdline_transfers_total{result=\"ok\"} 0\n",
+            "holdline_callback_attempts_total{outcome=\"connected\"} 0\n",
+        ] {
+            assert!(out.contains(line), "{line} missing:\n{out}");
+        }
+    }
+
+    #[test]
+    fn remote_queues_are_not_local_gauges_and_summary_values_are_used() {
+        let mut s = snapshot();
+        s.queues[0].offered = 2;
+        s.queues[0].longest_wait_secs = 95;
+        s.queues.push(QueueSummary {
+            id: QueueId("paris".into()),
+            name: "Paris office".into(),
+            skillset: String::new(),
+            waiting: 0,
+            staffed: 0,
+            estimate_for_new: WaitEstimate::NoAgents,
+            longest_wait_secs: 0,
+            offered: 0,
+            remote: true,
+        });
+        s.counters.transfers.insert("failed".into(), 1);
+        let text = render(&s);
+        assert!(
+            text.contains("holdline_queue_offered{queue=\"support\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("holdline_queue_longest_wait_seconds{queue=\"support\"} 95\n"));
+        assert!(text.contains("holdline_transfers_total{result=\"failed\"} 1\n"));
+        assert!(!text.contains("paris"), "{text}");
     }
 }

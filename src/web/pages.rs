@@ -440,9 +440,11 @@ fn group(id: &ContactId) -> String {
 }
 
 fn target_label(t: &crate::centre::MoveTarget) -> String {
-    // TODO(lead, issue 4 merge): with H3's `MoveTarget.remote`, a remote queue shows no
-    // place or wait (they are the other site's):
-    //   if t.remote { return words::remote_target(&t.name); }
+    // Another site's queue: no place or wait here (the centre reports position 0 and no
+    // estimate for it; that line is the other site's). Moving there refers the call.
+    if t.remote {
+        return words::remote_target(&t.name);
+    }
     let name = if t.skillset.is_empty() {
         t.name.clone()
     } else if t.skillset.starts_with(&t.name) {

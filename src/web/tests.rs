@@ -698,9 +698,8 @@ fn paths_are_redacted_for_logs() {
     assert_eq!(redact_path("/c/123456789/x"), "/c/*********/x");
 }
 
-/// Success paths of the controls: they need `CentreHandle::command`, which lands with the
-/// centre side of issue 3. Switch them on at merge time.
-mod commands_pending {
+/// Success paths of the controls, through `CentreHandle::command`.
+mod commands {
     use super::*;
 
     async fn page_token(f: &Fixture) -> (String, String, String) {
@@ -906,8 +905,11 @@ const ADA_PASSWORD: &str = "ada-secret-1";
 /// A centre with one agent, Ada (support and sales, reached by REGISTER), and one
 /// caller parked in support.
 async fn agent_fixture() -> Fixture {
+    agent_fixture_with(config()).await
+}
+
+async fn agent_fixture_with(mut cfg: CentreConfig) -> Fixture {
     let token = CancellationToken::new();
-    let mut cfg = config();
     cfg.agents = vec![centre::AgentSpec {
         id: centre::AgentId("ada".into()),
         name: "Ada Lovelace".into(),
@@ -1192,14 +1194,7 @@ async fn console_shows_the_offered_email_then_done_and_wrap_up() {
     leave_email(&f).await;
     let (_, jar) = console_login(&f, ADA_PASSWORD, "192.0.2.11").await;
     press(&f, &jar, "ready", "").await;
-    // Email offers are accepted at once by the call layer (auto-accept; in the centre
-    // itself once issue 4's centre part is merged): either way Ada ends up busy with it.
-    if matches!(agent_state(&f), centre::AgentState::Reserved { .. }) {
-        f.centre
-            .offer_answered(centre::AgentId("ada".into()))
-            .await
-            .expect("answered");
-    }
+    // The centre routes an email straight to Busy (the console is the agent's phone).
     assert!(matches!(agent_state(&f), centre::AgentState::Busy { .. }));
     let (_, page) = console(&f, &jar).await;
     for needle in [
@@ -1432,4 +1427,320 @@ async fn metrics_expose_queues_and_agents() {
             .any(|l| l.starts_with("holdline_queue_longest_wait_seconds{queue=\"support\"} ")),
         "{text}"
     );
+    // The centre's counters: the fixture's caller was admitted to support.
+    for line in [
+        "# TYPE holdline_contacts_admitted_total counter",
+        "holdline_contacts_admitted_total{queue=\"support\"} 1",
+        "holdline_contacts_admitted_total{queue=\"sales\"} 0",
+        "holdline_contacts_ended_total{queue=\"support\",reason=\"abandoned\"} 0",
+        "holdline_offers_total{outcome=\"answered\"} 0",
+        "holdline_transfers_total{result=\"ok\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    // After an end, the ended counter moves.
+    f.centre
+        .end(f.id.clone(), EndReason::Abandoned)
+        .await
+        .expect("ended");
+    let text = body(get(&f.app, "/metrics").await).await;
+    assert!(
+        text.lines()
+            .any(|l| l == "holdline_contacts_ended_total{queue=\"support\",reason=\"abandoned\"} 1"),
+        "{text}"
+    );
+}
+
+// --- issue 4: moves to another site, call-back attempts -------------------------------
+
+/// The test config plus another site's queue, "Paris office".
+fn config_with_paris() -> CentreConfig {
+    let mut cfg = config();
+    cfg.queues.push(QueueSpec {
+        id: QueueId("paris".into()),
+        name: "Paris office".into(),
+        skillset: "Support — French".into(),
+        default_handle_secs: 180,
+        remote: Some("sip:support@paris.example.com:5060".into()),
+    });
+    cfg
+}
+
+async fn paris_fixture() -> Fixture {
+    let token = CancellationToken::new();
+    let (centre, _thread) = centre::spawn(
+        config_with_paris(),
+        Box::new(MemoryStore::new()),
+        token.clone(),
+    )
+    .expect("centre");
+    let status = centre
+        .admit(NewContact {
+            queue: QueueId("support".into()),
+            media: MediaType::Voice,
+            caller: "sip:alice@example.com".into(),
+            call_ref: "call-1".into(),
+        })
+        .await
+        .expect("admitted");
+    let app = router(WebState {
+        centre: centre.clone(),
+        secret: SECRET,
+        limits: RateLimits::default(),
+        shutdown: CancellationToken::new(),
+        agents: Vec::new(),
+    });
+    Fixture {
+        app,
+        centre,
+        id: status.id,
+        _token: token,
+    }
+}
+
+/// The status JSON, with the session cookie and CSRF token for commands.
+async fn api_status(f: &Fixture) -> (String, serde_json::Value) {
+    let r = get(&f.app, &format!("/api/contacts/{}", f.id)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let c = cookie(&r);
+    (c, serde_json::from_str(&body(r).await).expect("json"))
+}
+
+#[tokio::test]
+async fn a_remote_queue_is_a_move_target_without_place_or_wait() {
+    let f = paris_fixture().await;
+    let (_, v) = api_status(&f).await;
+    let targets = v["move_targets"].as_array().expect("targets");
+    let paris = targets
+        .iter()
+        .find(|t| t["queue"] == "paris")
+        .expect("paris offered");
+    assert_eq!(paris["remote"], true);
+    assert_eq!(paris["name"], "Paris office");
+    let sales = targets
+        .iter()
+        .find(|t| t["queue"] == "sales")
+        .expect("sales");
+    assert_eq!(sales["remote"], false);
+    // The new fields are always present.
+    assert!(v["transferring"].is_null());
+    assert!(v["notice"].is_null());
+    assert_eq!(v["attempts"], serde_json::json!([]));
+    assert!(v["next_attempt"].is_null());
+    assert_eq!(v["display"]["notice"], "");
+
+    let page = body(get(&f.app, &format!("/c/{}", f.id)).await).await;
+    assert!(
+        page.contains(r#"<option value="paris">Paris office (another site)</option>"#),
+        "{page}"
+    );
+    // A remote queue's own line is not shown as a local queue on /metrics.
+    let text = body(get(&f.app, "/metrics").await).await;
+    assert!(!text.contains("queue=\"paris\""), "{text}");
+}
+
+#[tokio::test]
+async fn a_move_to_another_site_confirms_transferring_then_a_failure_is_noticed() {
+    let f = paris_fixture().await;
+    let r = get(&f.app, &format!("/c/{}", f.id)).await;
+    let c = cookie(&r);
+    let page = body(r).await;
+    let token = csrf::token(&SECRET, c.trim_start_matches("hl_session="), f.id.as_str());
+    let version = field(&page, "version");
+    let r = send(
+        &f.app,
+        form_post(
+            &format!("/c/{}/actions", f.id),
+            &c,
+            &format!("csrf={token}&command_id=mv1&version={version}&action=move_queue&to=paris"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let done = get(&f.app, &header_of(&r, header::LOCATION)).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    let page = body(done).await;
+    assert!(
+        page.contains("We are moving your call to Paris office. Stay on the line."),
+        "{page}"
+    );
+    assert!(page.contains(r#"<dd id="state">Moving your call to Paris office…</dd>"#));
+    // The place here is kept meanwhile, but no other move is offered.
+    assert!(page.contains("You are 1st."));
+    assert!(!page.contains(r#"<form id="move-form""#));
+
+    // The other site was busy: the caller is told, keeps the place and may try again.
+    f.centre
+        .transfer_result(f.id.clone(), false, "busy".into())
+        .await
+        .expect("result");
+    let page = body(get(&f.app, &format!("/c/{}", f.id)).await).await;
+    assert!(
+        page.contains(
+            r#"<p id="centre-notice" class="notice big" role="alert">We could not move your call to Paris office (busy)."#
+        ),
+        "{page}"
+    );
+    assert!(page.contains("Waiting: please stay on the line."));
+    assert!(page.contains(r#"<option value="paris">Paris office (another site)</option>"#));
+    let (_, v) = api_status(&f).await;
+    assert!(v["transferring"].is_null());
+    assert!(
+        v["notice"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("We could not move your call to Paris office (busy)")),
+        "{v}"
+    );
+    assert_eq!(v["display"]["notice"], v["notice"]);
+}
+
+#[tokio::test]
+async fn the_api_move_to_another_site_returns_the_transferring_confirmation() {
+    let f = paris_fixture().await;
+    let (c, v) = api_status(&f).await;
+    let r = send(
+        &f.app,
+        Request::post(format!("/api/contacts/{}/actions", f.id))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::COOKIE, &c)
+            .header("x-csrf-token", v["csrf"].as_str().expect("csrf"))
+            .body(Body::from(format!(
+                r#"{{"command_id":"mv-api","version":{},"action":"move_queue","to":"paris"}}"#,
+                v["version"]
+            )))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&body(r).await).expect("json");
+    assert_eq!(v["confirmation"]["done"], "transferring");
+    assert_eq!(v["confirmation"]["to"], "paris");
+    assert_eq!(v["confirmation"]["name"], "Paris office");
+    assert_eq!(
+        v["confirmation"]["text"],
+        "We are moving your call to Paris office. Stay on the line."
+    );
+    assert_eq!(v["status"]["transferring"], "Paris office");
+    assert_eq!(
+        v["status"]["display"]["state"],
+        "Moving your call to Paris office…"
+    );
+    // The other site took the call: the contact ends as moved.
+    f.centre
+        .transfer_result(f.id.clone(), true, String::new())
+        .await
+        .expect("result");
+    let page = body(get(&f.app, &format!("/c/{}", f.id)).await).await;
+    assert!(
+        page.contains(": your call was moved to another office.</dd>"),
+        "{page}"
+    );
+    let text = body(get(&f.app, "/metrics").await).await;
+    assert!(
+        text.contains("holdline_transfers_total{result=\"ok\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "holdline_contacts_ended_total{queue=\"support\",reason=\"transferred\"} 1\n"
+        ),
+        "{text}"
+    );
+}
+
+/// Books a call-back on the caller's own number and makes Ada ready, so it is offered
+/// to her (Reserved: the call layer dials it).
+async fn callback_offered_to_ada(f: &Fixture) {
+    f.centre
+        .command(centre::CommandRequest {
+            id: centre::CommandId("cb-1".into()),
+            contact: f.id.clone(),
+            expected_version: None,
+            command: centre::Command::Callback {
+                number: String::new(),
+                window: None,
+            },
+        })
+        .await
+        .expect("call-back booked");
+    let ada = centre::AgentId("ada".into());
+    f.centre.agent_login(ada.clone()).await.expect("login");
+    f.centre.agent_ready(ada).await.expect("ready");
+    assert!(
+        matches!(agent_state(f), centre::AgentState::Reserved { .. }),
+        "{:?}",
+        agent_state(f)
+    );
+}
+
+#[tokio::test]
+async fn call_back_attempts_and_the_next_one_show_on_the_caller_page() {
+    let f = agent_fixture().await;
+    callback_offered_to_ada(&f).await;
+    f.centre
+        .callback_attempt(
+            centre::AgentId("ada".into()),
+            centre::AttemptOutcome::Failed("busy".into()),
+        )
+        .await
+        .expect("attempt");
+    let page = body(get(&f.app, &format!("/c/{}", f.id)).await).await;
+    assert!(page.contains("<h3>Call-back attempts</h3>"), "{page}");
+    assert!(page.contains(" UTC — busy</li>"), "{page}");
+    assert!(
+        page.contains(r#"<p id="next-attempt">Next attempt at "#),
+        "{page}"
+    );
+    assert!(!page.contains(r#"<div id="callback-attempts" hidden>"#));
+    let (_, v) = api_status(&f).await;
+    assert_eq!(v["attempts"][0]["outcome"], "busy");
+    assert!(v["next_attempt"].is_u64(), "{v}");
+    assert!(
+        v["display"]["attempts"][0]
+            .as_str()
+            .is_some_and(|a| a.ends_with(" UTC — busy")),
+        "{v}"
+    );
+    let text = body(get(&f.app, "/metrics").await).await;
+    assert!(
+        text.contains("holdline_callback_attempts_total{outcome=\"busy\"} 1\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_console_card_shows_earlier_attempts_of_a_call_back() {
+    // No wait between attempts: the failed call-back is offered to Ada again at once.
+    let mut cfg = config();
+    cfg.callback_retry_secs = 0;
+    let f = agent_fixture_with(cfg).await;
+    callback_offered_to_ada(&f).await;
+    let (_, jar) = console_login(&f, ADA_PASSWORD, "192.0.2.31").await;
+    let (_, page) = console(&f, &jar).await;
+    assert!(page.contains("Call-back offered to you"), "{page}");
+    assert!(
+        page.contains(r#"<dd id="contact-attempt" class="typed">1</dd>"#),
+        "{page}"
+    );
+    assert!(!page.contains("contact-attempts"));
+    f.centre
+        .callback_attempt(
+            centre::AgentId("ada".into()),
+            centre::AttemptOutcome::Failed("no answer".into()),
+        )
+        .await
+        .expect("attempt");
+    assert!(matches!(
+        agent_state(&f),
+        centre::AgentState::Reserved { .. }
+    ));
+    let (_, page) = console(&f, &jar).await;
+    assert!(
+        page.contains(r#"<dd id="contact-attempt" class="typed">2</dd>"#),
+        "{page}"
+    );
+    assert!(page.contains(r#"<ul id="contact-attempts"><li>"#), "{page}");
+    assert!(page.contains(" UTC — no answer</li>"), "{page}");
+    // The attempt Ada holds was due already: no "next attempt" line meanwhile.
+    assert!(!page.contains("contact-next-attempt"), "{page}");
 }

@@ -111,9 +111,15 @@ pub fn attempt(at: Timestamp, outcome: &str) -> String {
     format!("{} — {outcome}", clock(at))
 }
 
-/// "Next attempt at 2026-11-24 14:07 UTC."
-pub fn next_attempt(at: Timestamp) -> String {
-    format!("Next attempt at {}.", time(at))
+/// "Next attempt at 14:07 UTC", with the date only when it is not the day of the
+/// attempt before (`after`), which the list above shows by its clock time.
+pub fn next_attempt(at: Timestamp, after: Option<Timestamp>) -> String {
+    let day = |t: Timestamp| t.0 / 1000 / 86_400;
+    if after.is_some_and(|a| day(a) == day(at)) {
+        format!("Next attempt at {}", clock(at))
+    } else {
+        format!("Next attempt at {}", time(at))
+    }
 }
 
 /// While a move to another site is under way: "Moving your call to Paris office…"
@@ -180,8 +186,20 @@ pub fn state(status: &ContactStatus) -> String {
                 EndReason::Cancelled => "you cancelled your call-back",
                 EndReason::Completed => "an agent took care of it",
                 EndReason::Transferred => "your call was moved to another office",
-                EndReason::CallbackFailed => "we could not reach you on the call-back number",
-                EndReason::Expired => "the time you chose for your call-back passed",
+                EndReason::CallbackFailed => {
+                    return format!(
+                        "Ended at {}: we could not reach you on the call-back number{}.",
+                        time(at),
+                        match status.attempts.len() {
+                            0 => String::new(),
+                            1 => " (we tried once)".to_owned(),
+                            n => format!(" (we tried {n} times)"),
+                        }
+                    );
+                }
+                EndReason::Expired => {
+                    "the time you chose for your call-back passed before we could reach you"
+                }
             };
             format!("Ended at {}: {how}.", time(at))
         }
@@ -225,7 +243,7 @@ pub fn confirmation(done: &Confirmation, snapshot: &Snapshot) -> String {
         ),
         Confirmation::CallbackCancelled => "Your call-back is cancelled.".to_owned(),
         Confirmation::Transferring { name, .. } => {
-            format!("We are moving your call to {name}.")
+            format!("We are moving your call to {name}. Stay on the line.")
         }
         Confirmation::CallbackChanged { number, window: w } => {
             format!(
@@ -256,11 +274,20 @@ pub struct Display {
 }
 
 pub fn display(status: &ContactStatus) -> Display {
-    // TODO(lead, issue 4 merge): wire H3's new ContactStatus fields once on main:
-    //   state: `status.transferring.as_deref().map(transferring)` ahead of `state(status)`,
-    //   notice: `status.notice.clone().unwrap_or_default()`,
-    //   attempts: `status.attempts.iter().map(|a| attempt(a.at, &a.outcome)).collect()`,
-    //   next_attempt: `status.next_attempt.map(next_attempt).unwrap_or_default()`.
+    // While a move to another site is under way, that is the news; the place here is kept
+    // (and shown) until the move is confirmed.
+    let state = match &status.transferring {
+        Some(to) if status.state.is_live() => transferring(to),
+        _ => state(status),
+    };
+    // The next attempt only while the call-back waits for it: not while an agent is
+    // calling, nor once the contact has ended.
+    let next = match status.next_attempt {
+        Some(at) if status.state.is_live() && status.agent.is_none() => {
+            next_attempt(at, status.attempts.last().map(|a| a.at))
+        }
+        _ => String::new(),
+    };
     Display {
         position: position(status),
         rise: rise(status).unwrap_or_default(),
@@ -268,10 +295,14 @@ pub fn display(status: &ContactStatus) -> Display {
         agent: agent(status),
         queue: queue(status),
         media: status.media.label().to_owned(),
-        state: state(status),
-        notice: String::new(),
-        attempts: Vec::new(),
-        next_attempt: String::new(),
+        state,
+        notice: status.notice.clone().unwrap_or_default(),
+        attempts: status
+            .attempts
+            .iter()
+            .map(|a| attempt(a.at, &a.outcome))
+            .collect(),
+        next_attempt: next,
     }
 }
 
@@ -570,13 +601,84 @@ pub(crate) mod tests {
         let at = parse_datetime_local("2026-11-24T14:02").expect("valid");
         assert_eq!(attempt(at, "no answer"), "14:02 UTC — no answer");
         assert_eq!(
-            next_attempt(at.plus_secs(300)),
-            "Next attempt at 2026-11-24 14:07 UTC."
+            next_attempt(at.plus_secs(300), Some(at)),
+            "Next attempt at 14:07 UTC"
+        );
+        // Past midnight after the last attempt, or with none to compare: the date too.
+        assert_eq!(
+            next_attempt(at.plus_secs(12 * 3600), Some(at)),
+            "Next attempt at 2026-11-25 02:02 UTC"
+        );
+        assert_eq!(
+            next_attempt(at.plus_secs(300), None),
+            "Next attempt at 2026-11-24 14:07 UTC"
         );
         assert_eq!(
             transferring("Paris office"),
             "Moving your call to Paris office…"
         );
         assert_eq!(remote_target("Paris office"), "Paris office (another site)");
+    }
+
+    #[test]
+    fn display_carries_transfer_notice_and_attempts() {
+        let at = parse_datetime_local("2026-11-24T14:02").expect("valid");
+        let mut s = status(1, 0);
+        s.transferring = Some("Paris office".into());
+        let d = display(&s);
+        assert_eq!(d.state, "Moving your call to Paris office…");
+        assert_eq!(d.position, "You are 1st. No one is ahead of you.");
+        assert_eq!(d.notice, "");
+
+        s.transferring = None;
+        s.notice = Some("We could not move your call to Paris office (busy).".into());
+        assert_eq!(
+            display(&s).notice,
+            "We could not move your call to Paris office (busy)."
+        );
+
+        s.attempts = vec![
+            crate::centre::CallbackAttempt {
+                at,
+                outcome: "busy".into(),
+            },
+            crate::centre::CallbackAttempt {
+                at: at.plus_secs(300),
+                outcome: "no answer".into(),
+            },
+        ];
+        s.next_attempt = Some(at.plus_secs(600));
+        let d = display(&s);
+        assert_eq!(d.attempts, ["14:02 UTC — busy", "14:07 UTC — no answer"]);
+        assert_eq!(d.next_attempt, "Next attempt at 14:12 UTC");
+
+        // Ended: no next attempt; the sentence says how many tries there were.
+        s.position = None;
+        s.state = ContactState::Ended {
+            at: at.plus_secs(900),
+            reason: EndReason::CallbackFailed,
+        };
+        let d = display(&s);
+        assert_eq!(d.next_attempt, "");
+        assert_eq!(
+            d.state,
+            "Ended at 2026-11-24 14:17 UTC: we could not reach you on the call-back number (we tried 2 times)."
+        );
+        for (reason, how) in [
+            (
+                EndReason::Transferred,
+                "your call was moved to another office.",
+            ),
+            (
+                EndReason::Expired,
+                "the time you chose for your call-back passed before we could reach you.",
+            ),
+        ] {
+            s.state = ContactState::Ended { at, reason };
+            assert_eq!(
+                display(&s).state,
+                format!("Ended at 2026-11-24 14:02 UTC: {how}")
+            );
+        }
     }
 }
