@@ -10,7 +10,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use common::{Caller, Gateway, Http, HttpResponse, free_port, sipp_spawn, sipp_uas};
+use common::{Caller, Gateway, Http, HttpResponse, SippChild, free_port, sipp_spawn, sipp_uas};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
@@ -279,27 +279,31 @@ fn call_ref(g: &Gateway, number: &str) -> String {
         .unwrap()
 }
 
-#[test]
-fn a_held_call_reaches_a_ready_agent_through_refer() {
+/// A gateway with the agent `ada` whose phone is the SIPp UAS `phone`, a SIPp caller
+/// running `caller` to `support`, and the caller's contact number once it is queued.
+fn ada_and_a_caller(
+    name: &str,
+    phone: &str,
+    caller: &str,
+) -> (Gateway, SippChild, SippChild, String) {
     let agent_port = free_port();
-    let mut g = Gateway::start_with(
-        "agents-refer",
+    let g = Gateway::start_with(
+        name,
         Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
     );
-    let phone = sipp_uas(
-        "agent-phone-answers",
-        agent_port,
-        1,
-        Duration::from_secs(60),
-    );
-    let caller = sipp_spawn(
-        &g,
-        "caller-accepts-refer",
-        "support",
-        &[],
-        Duration::from_secs(60),
-    );
+    let phone = sipp_uas(phone, agent_port, 1, Duration::from_secs(60));
+    let caller = sipp_spawn(&g, caller, "support", &[], Duration::from_secs(60));
     let number = contacts(&g, 1).remove(0);
+    (g, phone, caller, number)
+}
+
+#[test]
+fn a_held_call_reaches_a_ready_agent_through_refer() {
+    let (mut g, phone, caller, number) = ada_and_a_caller(
+        "agents-refer",
+        "agent-phone-answers",
+        "caller-accepts-refer",
+    );
     let mut http = Http::new(&g);
     let mut ada = Agent::new(&g, "ada");
     ada.ready();
@@ -385,20 +389,11 @@ fn a_failed_transfer_puts_the_contact_back_at_the_head_and_the_agent_not_ready()
 
 #[test]
 fn an_agent_who_does_not_answer_goes_not_ready() {
-    let agent_port = free_port();
-    let mut g = Gateway::start_with(
+    let (mut g, phone, caller, number) = ada_and_a_caller(
         "agents-no-answer",
-        Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
-    );
-    let phone = sipp_uas("agent-phone-rings", agent_port, 1, Duration::from_secs(60));
-    let caller = sipp_spawn(
-        &g,
+        "agent-phone-rings",
         "caller-refer-agent-rings",
-        "support",
-        &[],
-        Duration::from_secs(60),
     );
-    let number = contacts(&g, 1).remove(0);
     let mut http = Http::new(&g);
     let mut ada = Agent::new(&g, "ada");
     ada.ready();
@@ -672,25 +667,11 @@ skills = {{ support = 5 }}
 
 #[test]
 fn a_caller_whose_phone_refuses_refer_is_bridged_to_the_agent() {
-    let agent_port = free_port();
-    let mut g = Gateway::start_with(
+    let (mut g, phone, caller, number) = ada_and_a_caller(
         "agents-bridge",
-        Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
-    );
-    let phone = sipp_uas(
         "agent-phone-answers",
-        agent_port,
-        1,
-        Duration::from_secs(60),
-    );
-    let caller = sipp_spawn(
-        &g,
         "caller-refuses-refer",
-        "support",
-        &[],
-        Duration::from_secs(60),
     );
-    let number = contacts(&g, 1).remove(0);
     let mut ada = Agent::new(&g, "ada");
     ada.ready();
     let run = caller.wait();

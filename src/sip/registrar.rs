@@ -97,8 +97,8 @@ impl Algorithm {
 
     fn hash(self, input: &str) -> String {
         match self {
-            Self::Md5 => hex(&Md5::digest(input.as_bytes())),
-            Self::Sha256 => hex(&Sha256::digest(input.as_bytes())),
+            Self::Md5 => hex::encode(Md5::digest(input.as_bytes())),
+            Self::Sha256 => hex::encode(Sha256::digest(input.as_bytes())),
         }
     }
 }
@@ -377,12 +377,12 @@ impl Registrar {
         data[..8].copy_from_slice(&secs.to_be_bytes());
         data[8..].copy_from_slice(&rand::random::<[u8; 8]>());
         let mac = self.mac(&data);
-        format!("{}{}", hex(&data), hex(&mac))
+        format!("{}{}", hex::encode(data), hex::encode(mac))
     }
 
     /// When a nonce we signed was issued; `None` for anything we did not sign.
     fn nonce_time(&self, nonce: &str, base: Instant) -> Option<Instant> {
-        let bytes = unhex(nonce)?;
+        let bytes = hex::decode(nonce).ok()?;
         if bytes.len() != 32 {
             return None;
         }
@@ -513,20 +513,6 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

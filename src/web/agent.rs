@@ -116,7 +116,7 @@ fn session_mac(secret: &[u8; 32], agent: &str, expiry: u64) -> HmacSha256 {
 pub fn session_value(secret: &[u8; 32], agent: &str, now_secs: u64) -> String {
     let expiry = now_secs + SESSION_SECS;
     let tag = session_mac(secret, agent, expiry).finalize().into_bytes();
-    format!("{agent}.{expiry}.{}", hex(&tag))
+    format!("{agent}.{expiry}.{}", hex::encode(tag))
 }
 
 /// The agent id in a session value that we signed and that has not expired.
@@ -124,7 +124,7 @@ pub fn verify_session(secret: &[u8; 32], value: &str, now_secs: u64) -> Option<S
     let mut parts = value.rsplitn(3, '.');
     let (tag, expiry, agent) = (parts.next()?, parts.next()?, parts.next()?);
     let expiry: u64 = expiry.parse().ok()?;
-    let tag = unhex(tag)?;
+    let tag = hex::decode(tag).ok()?;
     session_mac(secret, agent, expiry)
         .verify_slice(&tag)
         .ok()
@@ -171,20 +171,6 @@ pub(crate) fn from_cookie(state: &AppState, headers: &HeaderMap) -> Option<(Agen
         .find(|a| a.id.as_str() == id)?
         .clone();
     Some((account, value))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }
 
 // --- what the console shows ----------------------------------------------------------

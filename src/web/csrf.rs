@@ -17,7 +17,7 @@ const SESSION_LEN: usize = 32;
 /// A fresh random session id.
 pub fn new_session() -> String {
     let bytes: [u8; SESSION_LEN / 2] = rand::rng().random();
-    hex(&bytes)
+    hex::encode(bytes)
 }
 
 /// The session id if `value` looks like one we issued (anything else is ignored).
@@ -50,29 +50,15 @@ fn mac(secret: &[u8; 32], session: &str, contact: &str) -> HmacSha256 {
 
 /// The token for `session` and `contact` ("" for the entry form).
 pub fn token(secret: &[u8; 32], session: &str, contact: &str) -> String {
-    hex(&mac(secret, session, contact).finalize().into_bytes())
+    hex::encode(mac(secret, session, contact).finalize().into_bytes())
 }
 
 /// Constant-time check of a token.
 pub fn verify(secret: &[u8; 32], session: &str, contact: &str, token: &str) -> bool {
-    let Some(bytes) = unhex(token) else {
+    let Some(bytes) = hex::decode(token).ok() else {
         return false;
     };
     mac(secret, session, contact).verify_slice(&bytes).is_ok()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
