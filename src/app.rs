@@ -25,7 +25,7 @@ use crate::sip::{
     ua::{RegistrarConfig, UaConfig},
 };
 use crate::store::SqliteStore;
-use crate::{calls, web};
+use crate::{calls, mail, web};
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
@@ -185,6 +185,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         public_url,
         http_port: http_local.port(),
     };
+    if config.email.enabled() {
+        let relay = mail::Relay::new(&config.email).context("setting up the email relay")?;
+        mail::spawn(relay, centre.clone(), token.clone(), &tracker);
+        tracing::info!(smtp = %config.email.smtp, "relaying emails and web forms by SMTP");
+    }
     let calls_token = CancellationToken::new();
     tracker.spawn(calls::run(
         ua_rx,

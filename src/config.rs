@@ -68,6 +68,58 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     #[serde(default)]
     pub log: LogConfig,
+    /// `[email]`: relay of emails and web forms to an SMTP server (optional; off when absent).
+    #[serde(default)]
+    pub email: EmailConfig,
+}
+
+/// `[email]`: when an email or web form left by a caller reaches an agent, a copy goes to
+/// `to` through the SMTP server `smtp` (see `crate::mail`). Empty `smtp`: no relay.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// `smtp://host[:port]` (plain, port 25 by default), `smtp://host:587?tls=required`
+    /// (STARTTLS) or `smtps://host[:465]` (TLS from the start). Empty: relay off.
+    pub smtp: String,
+    /// From of relayed messages: `addr@example.com` or `Name <addr@example.com>`.
+    pub from: String,
+    /// The mailbox that receives relayed contacts (e.g. the centre's shared inbox).
+    pub to: String,
+    /// SMTP AUTH login; empty: no authentication. Needs TLS (`smtps://` or `tls=required`).
+    pub username: String,
+    pub password: String,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        EmailConfig {
+            smtp: String::new(),
+            from: "holdline@localhost".to_owned(),
+            to: String::new(),
+            username: String::new(),
+            password: String::new(),
+        }
+    }
+}
+
+impl EmailConfig {
+    /// The relay is configured.
+    pub fn enabled(&self) -> bool {
+        !self.smtp.is_empty()
+    }
+}
+
+// Hand-written so a logged config never shows the SMTP password.
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailConfig")
+            .field("smtp", &self.smtp)
+            .field("from", &self.from)
+            .field("to", &self.to)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 /// `[agents]`: what every agent shares.
@@ -391,6 +443,7 @@ impl Config {
             return invalid("limits.max_calls must be at least 1".into());
         }
         self.validate_agents()?;
+        self.validate_email()?;
         let log = &self.log.queue_log;
         if !log.is_empty()
             && (log == "."
@@ -527,6 +580,82 @@ impl Config {
             {
                 return invalid(format!("{who}: uri {uri:?} {e}"));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_email(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let e = &self.email;
+        if !e.enabled() {
+            return Ok(());
+        }
+        let url = e.smtp.as_str();
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return invalid(format!(
+                "email.smtp {url:?} must be smtp://host[:port], smtp://host:587?tls=required or smtps://host[:port] (or \"\" for no relay)"
+            ));
+        };
+        let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if scheme != "smtp" && scheme != "smtps" {
+            return invalid(format!(
+                "email.smtp {url:?} must start with smtp:// or smtps://"
+            ));
+        }
+        if authority.contains('@') {
+            return invalid(format!(
+                "email.smtp {url:?} must not carry a user or password: use email.username and email.password"
+            ));
+        }
+        let authority = authority.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            return invalid(format!(
+                "email.smtp {url:?} must name a host (and optionally a port) and nothing else"
+            ));
+        }
+        let tls = match query {
+            "" => scheme == "smtps",
+            "tls=required" if scheme == "smtp" => true,
+            "tls=opportunistic" if scheme == "smtp" => false,
+            _ => {
+                return invalid(format!(
+                    "email.smtp {url:?}: the only query allowed is ?tls=required or ?tls=opportunistic on smtp://"
+                ));
+            }
+        };
+        if let Err(err) = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url) {
+            return invalid(format!("email.smtp {url:?}: {err}"));
+        }
+        for (field, value) in [("from", &e.from), ("to", &e.to)] {
+            if value.trim().is_empty() {
+                return invalid(format!(
+                    "email.{field} is needed when email.smtp is set (an address such as centre@example.com)"
+                ));
+            }
+            if let Err(err) = value.parse::<lettre::message::Mailbox>() {
+                return invalid(format!(
+                    "email.{field} {value:?} is not an email address ({err}): use addr@example.com or Name <addr@example.com>"
+                ));
+            }
+        }
+        if e.username.is_empty() != e.password.is_empty() {
+            return invalid(
+                "email.username and email.password go together: set both or neither".into(),
+            );
+        }
+        if !e.username.is_empty() && !tls {
+            return invalid(format!(
+                "email.username: SMTP AUTH needs TLS so the password is not sent in clear; use smtps:// or ?tls=required in email.smtp (now {url:?})"
+            ));
+        }
+        if e.username
+            .chars()
+            .chain(e.password.chars())
+            .any(char::is_control)
+        {
+            return invalid(
+                "email.username and email.password must not contain control characters".into(),
+            );
         }
         Ok(())
     }
@@ -904,6 +1033,100 @@ mod tests {
         assert!(Config::from_toml(&dialling).unwrap().callback.dials());
         let off = DEFAULT_TOML.replacen("queue_log = \"queue_log\"", "queue_log = \"\"", 1);
         assert_eq!(Config::from_toml(&off).unwrap().log.queue_log, "");
+    }
+
+    #[test]
+    fn email_section_is_optional_and_off_by_default() {
+        let c = Config::embedded();
+        assert!(!c.email.enabled());
+        assert_eq!(c.email.from, "holdline@localhost");
+        // A file from before the section existed still loads, relay off.
+        let start = DEFAULT_TOML.find("[email]").unwrap();
+        let end = start + DEFAULT_TOML[start..].find("\n[[").unwrap();
+        let old = format!("{}{}", &DEFAULT_TOML[..start], &DEFAULT_TOML[end..]);
+        assert!(!old.contains("[email]"));
+        assert!(!Config::from_toml(&old).unwrap().email.enabled());
+    }
+
+    /// The default with its `[email]` section replaced by `email` (TOML keys).
+    fn with_email(email: &str) -> String {
+        let start = DEFAULT_TOML.find("[email]").unwrap();
+        let end = start + DEFAULT_TOML[start..].find("\n[[").unwrap();
+        format!(
+            "{}[email]\n{email}\n{}",
+            &DEFAULT_TOML[..start],
+            &DEFAULT_TOML[end..]
+        )
+    }
+
+    #[test]
+    fn email_relay_settings() {
+        for ok in [
+            "smtp = \"smtp://127.0.0.1:2525\"\nto = \"inbox@example.test\"",
+            "smtp = \"smtp://mail.example.test\"\nfrom = \"Holdline <hl@example.test>\"\nto = \"Support <inbox@example.test>\"",
+            "smtp = \"smtps://mail.example.test:465\"\nto = \"inbox@example.test\"\nusername = \"hl\"\npassword = \"secret\"",
+            "smtp = \"smtp://mail.example.test:587?tls=required\"\nto = \"inbox@example.test\"\nusername = \"hl\"\npassword = \"secret\"",
+            "smtp = \"smtp://mail.example.test:587?tls=opportunistic\"\nto = \"inbox@example.test\"",
+        ] {
+            let c = Config::from_toml(&with_email(ok)).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert!(c.email.enabled(), "{ok}");
+            assert!(
+                !format!("{:?}", c.email).contains("secret"),
+                "Debug hides the password"
+            );
+        }
+        for (bad, want) in [
+            (
+                "smtp = \"mail.example.test\"\nto = \"i@example.test\"",
+                "email.smtp",
+            ),
+            (
+                "smtp = \"http://mail.example.test\"\nto = \"i@example.test\"",
+                "email.smtp",
+            ),
+            ("smtp = \"smtp://\"\nto = \"i@example.test\"", "email.smtp"),
+            (
+                "smtp = \"smtp://u:p@mail.example.test\"\nto = \"i@example.test\"",
+                "email.username",
+            ),
+            (
+                "smtp = \"smtp://mail.example.test?tls=maybe\"\nto = \"i@example.test\"",
+                "email.smtp",
+            ),
+            (
+                "smtp = \"smtp://mail.example.test/x/y\"\nto = \"i@example.test\"",
+                "email.smtp",
+            ),
+            ("smtp = \"smtp://127.0.0.1:2525\"", "email.to"),
+            (
+                "smtp = \"smtp://127.0.0.1:2525\"\nto = \"not an address\"",
+                "email.to",
+            ),
+            (
+                "smtp = \"smtp://127.0.0.1:2525\"\nto = \"i@example.test\"\nfrom = \"\"",
+                "email.from",
+            ),
+            (
+                "smtp = \"smtp://127.0.0.1:2525\"\nto = \"i@example.test\\r\\nBcc: x@example.test\"",
+                "email.to",
+            ),
+            (
+                "smtp = \"smtps://mail.example.test\"\nto = \"i@example.test\"\nusername = \"hl\"",
+                "email.password",
+            ),
+            (
+                "smtp = \"smtp://mail.example.test\"\nto = \"i@example.test\"\nusername = \"hl\"\npassword = \"secret\"",
+                "email.username",
+            ),
+        ] {
+            let m = refused(&with_email(bad));
+            assert!(m.contains(want), "{bad}: {m:?} does not name {want}");
+        }
+        let unknown = with_email("smtp = \"\"\nbogus = 1");
+        assert!(matches!(
+            Config::from_toml(&unknown),
+            Err(ConfigError::Syntax(_))
+        ));
     }
 
     #[test]

@@ -19,13 +19,16 @@
 //! ```
 //!
 //! Dependencies point one way: `sip`, `media` and `web` use `centre`; `centre` and `store`
-//! never import them. Live queue state lives in one `centre::Centre` value owned by the
-//! centre actor thread; everything else reads snapshots or asks through `CentreHandle`.
+//! never import them. `mail` (the optional SMTP relay of emails and web forms) is
+//! front-end side too, started by `app` only. Live queue state lives in one
+//! `centre::Centre` value owned by the centre actor thread; everything else reads
+//! snapshots or asks through `CentreHandle`.
 
 pub mod app;
 pub mod calls;
 pub mod centre;
 pub mod config;
+pub mod mail;
 pub mod media;
 pub mod sip;
 pub mod store;
