@@ -706,12 +706,87 @@ mod tests {
             })
             .collect();
         assert_eq!(logged_out, [&a("sales1"), &a("both")]);
+        // The call connected to sales1 went on without us (REFER or a phone-to-phone
+        // bridge): it was handled, not lost.
         let st = r.status(&s.id).expect("status");
-        assert!(matches!(st.state, ContactState::Disconnected { .. }));
         assert_eq!(
-            (st.position, st.agent, st.connected),
-            (Some(1), None, false)
+            st.state,
+            ContactState::Ended {
+                at: at(10),
+                reason: EndReason::Completed
+            }
         );
+        assert_eq!((st.agent, st.connected), (None, false));
         assert_eq!(r.snapshot(at(10)).queues[0].staffed, 0);
+    }
+
+    #[test]
+    fn restore_keeps_an_open_email_queued_and_an_offered_call_disconnected() {
+        let mut c = centre();
+        let mut all = Vec::new();
+        let mut admit = |c: &mut Centre, n: u32, queue: &str| {
+            let (s, ch) = c
+                .admit(
+                    at(0),
+                    NewContact {
+                        queue: q(queue),
+                        media: MediaType::Voice,
+                        caller: format!("<tel:+4420794600{n:02}>"),
+                        call_ref: format!("c{n}"),
+                    },
+                )
+                .expect("admit");
+            all.extend(ch);
+            s.id
+        };
+        let offered = admit(&mut c, 1, "support");
+        let email = admit(&mut c, 2, "sales");
+        let (_, ch, _) = c
+            .command(
+                at(1),
+                CommandRequest {
+                    id: CommandId("em".into()),
+                    contact: email.clone(),
+                    expected_version: None,
+                    command: Command::Email {
+                        subject: "Bill".into(),
+                        message: "Charged twice.".into(),
+                        reply_to: "ann@example.test".into(),
+                    },
+                },
+            )
+            .expect("email");
+        all.extend(ch);
+        for agent in ["support1", "sales1"] {
+            all.extend(c.agent_login(at(2), &a(agent)).expect("login").0);
+            all.extend(c.agent_ready(at(2), &a(agent)).expect("ready").0);
+        }
+        // support1 is ringing (reserved) with the call; sales1 has the email open (busy).
+        let states: Vec<&str> = c.agent_statuses().iter().map(|s| s.state.name()).collect();
+        assert!(
+            states.contains(&"reserved") && states.contains(&"busy"),
+            "{states:?}"
+        );
+        let mut store = crate::store::MemoryStore::new();
+        use crate::store::Store;
+        store.apply(&all).expect("apply");
+        let (r, _) = Centre::restore(
+            config(),
+            StdRng::seed_from_u64(8),
+            store.load().expect("load"),
+            at(10),
+        );
+        let st = r.status(&email).expect("email");
+        assert_eq!(
+            (st.state.clone(), st.position),
+            (ContactState::Queued, Some(1)),
+            "{st:?}"
+        );
+        let st = r.status(&offered).expect("call");
+        assert!(
+            matches!(st.state, ContactState::Disconnected { .. }),
+            "{st:?}"
+        );
+        assert_eq!(st.position, Some(1));
     }
 }

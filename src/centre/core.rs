@@ -482,11 +482,46 @@ impl Centre {
         let stored = stored.into();
         let mut centre = Centre::new(config, rng);
         let mut changes = Vec::new();
+        // Contacts an agent was connected with when we stopped. A call (transferred to the
+        // agent by REFER, or bridged phone to phone) goes on without us: it was handled.
+        // An email or web form the agent had open was not finished: it keeps its place.
+        let handling: HashMap<ContactId, AgentId> = stored
+            .agents
+            .iter()
+            .filter_map(|a| match &a.state {
+                AgentState::Busy { contact, .. } => Some((contact.clone(), a.id.clone())),
+                _ => None,
+            })
+            .collect();
         for mut row in stored.contacts {
             // Whoever was offered or handling the contact is logged out now (below): the
             // contact is treated like any other live call.
             row.agent = None;
             row.connected = false;
+            let talking = row.state.is_live()
+                && !matches!(
+                    row.substitute,
+                    Some(Substitute::Email { .. } | Substitute::WebForm { .. })
+                );
+            if talking && let Some(agent) = handling.get(&row.id) {
+                centre.next_seq = centre.next_seq.max(row.seq.saturating_add(1));
+                row.state = ContactState::Ended {
+                    at: now,
+                    reason: EndReason::Completed,
+                };
+                row.transferring = None;
+                row.next_attempt_at = None;
+                row.version += 1;
+                changes.push(Change::Event(ContactEvent {
+                    contact: row.id.clone(),
+                    at: now,
+                    kind: ended_kind(EndReason::Completed),
+                    detail: format!("connected to agent {agent} when the gateway stopped"),
+                }));
+                changes.push(Change::Contact(row.clone()));
+                centre.put_row(row);
+                continue;
+            }
             centre.next_seq = centre.next_seq.max(row.seq.saturating_add(1));
             if centre.contacts.contains_key(&row.id) {
                 // The store's primary key makes this impossible; first row wins if not.
