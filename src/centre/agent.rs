@@ -778,7 +778,7 @@ mod tests {
         );
         let st = r.status(&email).expect("email");
         assert_eq!(
-            (st.state.clone(), st.position),
+            (st.state, st.position),
             (ContactState::Queued, Some(1)),
             "{st:?}"
         );
