@@ -343,6 +343,9 @@ pub struct Centre {
     /// numbers must not be handed out again.
     contacts: HashMap<ContactId, StoredContact>,
     live: usize,
+    /// Disconnected contacts (their call lost in a restart): the only ones a redialling
+    /// caller can rejoin, kept apart so admission does not scan every contact.
+    disconnected: std::collections::HashSet<ContactId>,
     /// When something must happen to a contact: a disconnected contact's keep-place
     /// window ends, or an ended contact is forgotten. Keyed by the unique `seq` so a
     /// time range can be taken without a sentinel id.
@@ -451,6 +454,7 @@ impl Centre {
             queue_index,
             contacts: HashMap::new(),
             live: 0,
+            disconnected: std::collections::HashSet::new(),
             deadlines: BTreeMap::new(),
             next_seq: 1,
             rng,
@@ -686,8 +690,9 @@ impl Centre {
         }
         let number = super::callback::default_callback_number(&new.caller)?;
         let mut row = self
-            .contacts
-            .values()
+            .disconnected
+            .iter()
+            .filter_map(|id| self.contacts.get(id))
             .filter(|r| {
                 r.queue == new.queue
                     && matches!(r.state, ContactState::Disconnected { .. })
@@ -1220,6 +1225,9 @@ impl Centre {
         if row.state.is_live() {
             self.live += 1;
         }
+        if matches!(row.state, ContactState::Disconnected { .. }) {
+            self.disconnected.insert(row.id.clone());
+        }
         if row.in_line()
             && let Some(&i) = self.queue_index.get(&row.queue)
         {
@@ -1247,6 +1255,7 @@ impl Centre {
         if old.state.is_live() {
             self.live -= 1;
         }
+        self.disconnected.remove(id);
         if old.in_line()
             && let Some(&i) = self.queue_index.get(&old.queue)
         {
