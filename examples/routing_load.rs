@@ -1,0 +1,263 @@
+//! Load check for agent routing in the pure contact-centre core, on a virtual clock.
+//!
+//! ```text
+//! cargo run --release --example routing_load -- [CONTACTS=10000] [AGENTS=200] [QUEUES=4]
+//! ```
+//!
+//! Admits CONTACTS voice contacts spread round-robin over QUEUES queues, logs every agent
+//! in (agent `i` has skills for queues `i` and `i + 1`, modulo QUEUES), then runs rounds
+//! until every contact is handled. In a round, the agents that click "ready" (all of them
+//! in the first round, the even ones afterwards, ending their wrap-up early) are offered
+//! contacts by the routing inside `agent_ready` and answer at once; then the clock moves
+//! past `wrap_up_secs` and `tick` ends the odd agents' wrap-up and routes to them; they
+//! answer; after a talk time every busy agent calls `contact_handled`.
+//!
+//! Prints the wall time of each phase and of the whole run, mean and p99 of one call of
+//! `admit` (over the whole fill, and over its last tenth: the queue at full size),
+//! `agent_ready` (which includes routing), `offer_answered`, `contact_handled`, `tick`, and
+//! of `snapshot(now)` with every contact queued (the actor rebuilds the snapshot after
+//! every batch, so it bounds the batch rate), contacts handled per second and the peak RSS
+//! (VmHWM). `Instant` is used only for measuring; the centre sees the virtual clock.
+#![allow(clippy::print_stdout, reason = "a load-test tool reports on stdout")]
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use holdline::centre::{
+    AgentId, AgentSpec, CallbackRules, Centre, CentreConfig, Effect, MediaType, NewContact,
+    QueueId, QueueSpec, Reach, Timestamp,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+/// A plausible unix-millis start (2023-11-14).
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+const WRAP_UP_SECS: u32 = 30;
+/// Within the 20 s offer timeout, so no offer fails.
+const RING_SECS: u64 = 3;
+const TALK_SECS: u64 = 120;
+/// Snapshots timed with every contact queued.
+const SNAPSHOTS: usize = 10;
+
+fn arg(n: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(n)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak resident set size in KiB, from /proc/self/status.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Nanosecond samples of one operation.
+#[derive(Default)]
+struct Samples(Vec<u64>);
+
+impl Samples {
+    fn time<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        self.0
+            .push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        out
+    }
+
+    /// "mean .. us  p99 .. us  (n calls)".
+    fn line(&self) -> String {
+        if self.0.is_empty() {
+            return "no calls".to_owned();
+        }
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable();
+        let mean = sorted.iter().sum::<u64>() as f64 / sorted.len() as f64;
+        // Nearest rank.
+        let rank = (sorted.len() * 99).div_ceil(100).max(1) - 1;
+        format!(
+            "mean {:>10.2} us   p99 {:>10.2} us   max {:>10.2} us   ({} calls)",
+            mean / 1e3,
+            sorted[rank] as f64 / 1e3,
+            sorted[sorted.len() - 1] as f64 / 1e3,
+            sorted.len()
+        )
+    }
+}
+
+/// The agents of the `Offer` effects.
+fn offered(effects: Vec<Effect>, into: &mut Vec<usize>, index: &dyn Fn(&AgentId) -> usize) {
+    for effect in effects {
+        if let Effect::Offer { agent, .. } = effect {
+            into.push(index(&agent));
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let contacts = arg(1, 10_000);
+    let agents = arg(2, 200).max(1);
+    let queues = arg(3, 4).max(1);
+    let queue_ids: Vec<QueueId> = (0..queues).map(|q| QueueId(format!("q{q}"))).collect();
+    let agent_ids: Vec<AgentId> = (0..agents).map(|i| AgentId(format!("a{i:04}"))).collect();
+    let config = CentreConfig {
+        queues: queue_ids
+            .iter()
+            .map(|id| QueueSpec {
+                id: id.clone(),
+                name: id.0.to_uppercase(),
+                skillset: id.0.clone(),
+                default_handle_secs: 300,
+                remote: None,
+            })
+            .collect(),
+        keep_place_secs: 600,
+        id_retention_secs: 86_400,
+        max_live_contacts: contacts.max(1),
+        callback: CallbackRules::default(),
+        agents: agent_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| AgentSpec {
+                id: id.clone(),
+                name: format!("Agent {i}"),
+                skills: [i % queues, (i + 1) % queues]
+                    .into_iter()
+                    .map(|q| (queue_ids[q].clone(), 5))
+                    .collect(),
+                reach: Reach::Uri(format!("sip:{id}@agents.test")),
+            })
+            .collect(),
+        wrap_up_secs: WRAP_UP_SECS,
+        offer_timeout_secs: 20,
+        callback_attempts: 3,
+        callback_retry_secs: 300,
+        dial_callbacks: true,
+        queue_log: None,
+    };
+    let index = |id: &AgentId| {
+        id.0[1..]
+            .parse::<usize>()
+            .expect("agent ids are a0000, a0001, ...")
+    };
+    let mut centre = Centre::new(config, StdRng::seed_from_u64(7));
+    let mut now = T0;
+    let start = Instant::now();
+
+    // Fill: one contact per millisecond, round-robin over the queues.
+    let mut admit = Samples::default();
+    for n in 0..contacts {
+        now = Timestamp(now.0 + 1);
+        let new = NewContact {
+            queue: queue_ids[n % queues].clone(),
+            media: MediaType::Voice,
+            caller: format!("\"Caller\" <sip:+44207946{n:05}@example.test>;tag=x"),
+            call_ref: format!("call-{n}"),
+        };
+        black_box(admit.time(|| centre.admit(now, new))?);
+    }
+    let fill_secs = start.elapsed().as_secs_f64();
+    let tail = (contacts / 10).max(1).min(admit.0.len());
+    let admit_full = Samples(admit.0[admit.0.len() - tail..].to_vec());
+
+    let mut snapshot = Samples::default();
+    let mut snapshot_len = 0;
+    for _ in 0..SNAPSHOTS {
+        snapshot_len = black_box(snapshot.time(|| centre.snapshot(now)))
+            .contacts
+            .len();
+    }
+
+    // Login, then rounds until everyone is handled.
+    let rounds_start = Instant::now();
+    for id in &agent_ids {
+        black_box(centre.agent_login(now, id)?);
+    }
+    black_box(centre.take_effects());
+    let (mut ready, mut answered, mut handled_t, mut tick) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
+    // Agents that are not ready or wrapping up (the rest are ready with nothing to do).
+    let mut waiting = vec![true; agents];
+    let mut handled = 0usize;
+    let mut round = 0usize;
+    while handled < contacts {
+        round += 1;
+        let mut busy = Vec::new();
+        now = now.plus_secs(1);
+        let mut offers = Vec::new();
+        for (i, id) in agent_ids.iter().enumerate() {
+            if waiting[i] && (round == 1 || i % 2 == 0) {
+                waiting[i] = false;
+                let (_, effects) = ready.time(|| centre.agent_ready(now, id))?;
+                offered(effects, &mut offers, &index);
+            }
+        }
+        now = now.plus_secs(RING_SECS);
+        for &i in &offers {
+            black_box(answered.time(|| centre.offer_answered(now, &agent_ids[i]))?);
+        }
+        busy.append(&mut offers);
+        if round > 1 {
+            now = now.plus_secs(u64::from(WRAP_UP_SECS));
+            black_box(tick.time(|| centre.tick(now)));
+            offered(centre.take_effects(), &mut offers, &index);
+            for w in waiting.iter_mut() {
+                *w = false;
+            }
+            now = now.plus_secs(RING_SECS);
+            for &i in &offers {
+                black_box(answered.time(|| centre.offer_answered(now, &agent_ids[i]))?);
+            }
+            busy.append(&mut offers);
+        }
+        if busy.is_empty() {
+            return Err(format!("round {round}: nothing offered, {handled} handled").into());
+        }
+        now = now.plus_secs(TALK_SECS);
+        for &i in &busy {
+            black_box(handled_t.time(|| centre.contact_handled(now, &agent_ids[i]))?);
+            waiting[i] = true;
+            handled += 1;
+        }
+    }
+    let rounds_secs = rounds_start.elapsed().as_secs_f64();
+    let wall = start.elapsed().as_secs_f64();
+    if centre.live_count() != 0 {
+        return Err(format!("{} contacts still live", centre.live_count()).into());
+    }
+
+    println!("contacts {contacts}   agents {agents}   queues {queues}   rounds {round}");
+    println!(
+        "wall               {wall:.3} s   (fill {fill_secs:.3} s, {SNAPSHOTS} snapshots, rounds {rounds_secs:.3} s)"
+    );
+    println!(
+        "handled            {handled} in {rounds_secs:.3} s = {:.0} contacts/s (rounds); {:.0}/s overall",
+        handled as f64 / rounds_secs,
+        handled as f64 / wall
+    );
+    println!("admit (fill)       {}", admit.line());
+    println!("admit (last 10%)   {}", admit_full.line());
+    println!(
+        "snapshot ({snapshot_len} contacts) {}",
+        snapshot.line().trim_start()
+    );
+    let snap_mean = snapshot.0.iter().sum::<u64>() as f64 / snapshot.0.len().max(1) as f64 / 1e9;
+    println!(
+        "  = at most {:.0} actor batches/s at this size",
+        1.0 / snap_mean.max(1e-12)
+    );
+    println!("agent_ready        {}", ready.line());
+    println!("offer_answered     {}", answered.line());
+    println!("contact_handled    {}", handled_t.line());
+    println!("tick               {}", tick.line());
+    println!("peak RSS           {} MiB", peak_rss_kib() / 1024);
+    Ok(())
+}
