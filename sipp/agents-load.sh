@@ -103,6 +103,7 @@ echo "holdline peak RSS: $rss"
 awk -F'|' '$5=="ENTERQUEUE" && !s {s=$1} $5=="CONNECT" {n++; e=$1} END {
   if (n) printf "CONNECT lines: %d; first ENTERQUEUE to last CONNECT: %d s = %.1f transfers/s\n", n, e-s, (e>s ? n/(e-s) : n) }' "$log"
 awk -F'|' '$5=="CONNECT" {print $6}' "$log" | sort -n | awk '{a[NR]=$1; t+=$1} END {
-  if (NR) printf "wait before CONNECT (s): mean %.1f, median %s, p95 %s, max %s\n", t/NR, a[int((NR+1)/2)], a[int(NR*0.95)>0?int(NR*0.95):1], a[NR] }'
+  if (NR) { p = int(NR * 0.95); if (p < 1) p = 1;
+    printf "wait before CONNECT (s): mean %.1f, median %s, p95 %s, max %s\n", t/NR, a[int((NR+1)/2)], a[p], a[NR] } }'
 grep -c "COMPLETEAGENT" "$log" | sed 's/^/COMPLETEAGENT lines: /'
 echo "exit codes: callers $caller_rc, agent phones $phone_rc (0 = every call succeeded); files in $work"
