@@ -2319,10 +2319,16 @@ impl Centre {
         if let AgentState::NotReady { reason } = &state {
             lines.push(line("PAUSE", vec![reason.clone()]));
         }
+        // Staffing changes only when the agent logs in or out: adjust their queues alone
+        // (a full recount per state change made `tick` quadratic in the number of agents).
+        match (prior.is_logged_in(), self.agents[i].state.is_logged_in()) {
+            (false, true) => self.staff(i, true),
+            (true, false) => self.staff(i, false),
+            _ => {}
+        }
         if let Some(journal) = &mut self.agent_journal {
             journal.push((i, prior, memo));
         }
-        self.restaff();
         let mut changes = vec![Change::Agent(StoredAgent {
             id: self.agents[i].spec.id.clone(),
             state,
@@ -2364,7 +2370,21 @@ impl Centre {
             .is_some_and(|&i| self.queues[i].spec.remote.is_none())
     }
 
-    /// Staffed per queue: logged-in agents with a skill for it.
+    /// Agent `i` starts (`on`) or stops counting as staffed on each of their queues.
+    fn staff(&mut self, i: usize, on: bool) {
+        for (queue, _) in &self.agents[i].spec.skills {
+            if let Some(&q) = self.queue_index.get(queue) {
+                let staffed = &mut self.queues[q].staffed;
+                *staffed = if on {
+                    staffed.saturating_add(1)
+                } else {
+                    staffed.saturating_sub(1)
+                };
+            }
+        }
+    }
+
+    /// Staffed per queue: logged-in agents with a skill for it (recounted after a rollback).
     fn restaff(&mut self) {
         for q in &mut self.queues {
             q.staffed = 0;
