@@ -679,9 +679,11 @@ async fn call_task(
     stream.stop().await;
     match outcome {
         Outcome::CallerLeft => {
-            if let Some(h) = handoff.take() {
-                // Hung up while being connected: neither the agent nor the site got them.
-                handoff_failed(&deps, &id, h.to, "the caller hung up".into()).await;
+            // Hung up while being connected: an abandoned contact. Not the agent's fault:
+            // ending the contact frees an agent it was offered to (ready again, keeping
+            // their idle time; RINGCANCELED then ABANDON in the queue_log).
+            if handoff.take().is_some() {
+                tracing::info!(contact = %id.redacted(), "caller hung up while being connected");
             }
             end_contact(&deps, &id).await;
             deps.sip.hangup(key).await; // no-op if the dialog is already gone

@@ -685,3 +685,33 @@ fn a_caller_whose_phone_refuses_refer_is_bridged_to_the_agent() {
     assert!(matches!(state_name(&me), "wrap_up" | "ready"), "{me}");
     g.terminate();
 }
+
+#[test]
+fn a_caller_hanging_up_while_being_connected_is_abandoned_and_the_agent_stays_ready() {
+    let mut g = Gateway::start_with(
+        "agents-hang-up",
+        Some(&config("", &agent_at("ada", "Ada Lovelace", free_port()))),
+    );
+    let caller = sipp_spawn(
+        &g,
+        "caller-hangs-up-during-refer",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
+    let number = contacts(&g, 1).remove(0);
+    let mut ada = Agent::new(&g, "ada");
+    ada.ready();
+    let run = caller.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    assert_eq!(wait_end_reason(&g, &number), "abandoned");
+    // Not the agent's fault: ready again, not "not ready (no answer)".
+    ada.wait_for("ready again", Duration::from_secs(10), |me| {
+        state_name(me) == "ready"
+    });
+    let events = log_events(&g, &call_ref(&g, &number));
+    for e in ["RINGCANCELED", "ABANDON"] {
+        assert!(events.iter().any(|x| x == e), "{e} missing: {events:?}");
+    }
+    g.terminate();
+}
