@@ -100,26 +100,6 @@ uri = "sip:{id}@127.0.0.1:{port}"
     )
 }
 
-fn base64(input: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = input.as_bytes();
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &x)| n | (u32::from(x) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// One agent's API calls, authenticated with HTTP Basic (no cookie, no CSRF).
 struct Agent {
     http: Http,
@@ -130,7 +110,7 @@ impl Agent {
     fn new(g: &Gateway, id: &str) -> Agent {
         Agent {
             http: Http::new(g),
-            auth: format!("Basic {}", base64(&format!("{id}:{PASSWORD}"))),
+            auth: common::basic_auth(&format!("{id}:{PASSWORD}")),
         }
     }
 

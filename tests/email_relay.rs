@@ -136,28 +136,9 @@ fn config(smtp_port: u16) -> String {
     )
 }
 
-fn base64(input: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in input.as_bytes().chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &x)| n | (u32::from(x) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// The agent API with HTTP Basic.
 fn agent_call(http: &mut Http, method: &str, path: &str, body: Option<Value>) -> HttpResponse {
-    let auth = format!("Basic {}", base64(&format!("mia:{PASSWORD}")));
+    let auth = common::basic_auth(&format!("mia:{PASSWORD}"));
     let text = body.map(|b| b.to_string());
     http.send(
         method,

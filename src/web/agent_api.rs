@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::centre::{AgentError, AgentId, AgentState};
 
 use super::agent::{self, AgentAccount, AgentAction};
-use super::api::AppError;
+use super::api::{self, AppError};
 use super::{AppState, Client, csrf, limit};
 
 impl From<AgentError> for AppError {
@@ -43,30 +43,13 @@ fn rate_limited(wait: std::time::Duration) -> AppError {
 
 /// Decodes standard base64 (with or without padding); `None` if it is not.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn value(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let text = text.trim_end_matches('=').as_bytes();
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.chunks(4) {
-        let mut n = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            n |= value(c)? << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    LENIENT.decode(text).ok()
 }
 
 /// `(agent, password)` from an `Authorization: Basic` value.
@@ -159,23 +142,6 @@ fn me_response(state: &AppState, id: &AgentId, cookie: Option<&str>) -> Result<R
     Ok(axum::Json(me).into_response())
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<T, AppError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !is_json {
-        return Err(AppError::BadRequest(
-            "Send the body as application/json.".to_owned(),
-        ));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| AppError::BadRequest(format!("The body is not what this call takes: {e}")))
-}
-
 #[derive(Deserialize)]
 struct LoginBody {
     agent: String,
@@ -191,7 +157,7 @@ pub(crate) async fn login(
     body: Bytes,
 ) -> Result<Response, AppError> {
     state.login_gate(ip).map_err(rate_limited)?;
-    let creds: LoginBody = json_body(&headers, &body)?;
+    let creds: LoginBody = api::json_body(&headers, &body, "the body", "what this call takes")?;
     let Some(account) = agent::authenticate(
         &state.web.secret,
         &state.web.agents,
@@ -236,7 +202,7 @@ pub(crate) async fn set_state(
     body: Bytes,
 ) -> Result<Response, AppError> {
     let (account, cookie) = authorize(&state, ip, &headers, true).await?;
-    let wanted: StateBody = json_body(&headers, &body)?;
+    let wanted: StateBody = api::json_body(&headers, &body, "the body", "what this call takes")?;
     match wanted.state.as_str() {
         "logged_in" => agent::log_in_at_centre(&state, &account.id).await?,
         "ready" => agent::apply(&state, &account.id, AgentAction::Ready).await?,

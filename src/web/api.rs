@@ -276,17 +276,7 @@ async fn action(
         tracing::info!(contact = %id.redacted(), "refused: missing or wrong CSRF token");
         return Err(AppError::Forbidden);
     }
-    let json_body = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_body {
-        return Err(AppError::BadRequest(
-            "Send the command as application/json.".to_owned(),
-        ));
-    }
-    let request: ApiCommand = serde_json::from_slice(&body)
-        .map_err(|e| AppError::BadRequest(format!("The body is not a command: {e}")))?;
+    let request: ApiCommand = json_body(&headers, &body, "the command", "a command")?;
     let command_id = forms::command_id(&request.command_id)?;
     forms::validate(&request.command)?;
     let confirmation = match state
@@ -331,4 +321,26 @@ async fn action(
         "status": sse::status_json(&status),
     }))
     .into_response())
+}
+
+/// The JSON body of an API call, or a 400 saying what is wrong: not sent as
+/// `application/json` ("Send {noun} as application/json.") or not `what` the call takes
+/// ("The body is not {what}: …").
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+    noun: &str,
+    what: &str,
+) -> Result<T, AppError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(AppError::BadRequest(format!(
+            "Send {noun} as application/json."
+        )));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::BadRequest(format!("The body is not {what}: {e}")))
 }

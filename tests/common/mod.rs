@@ -243,6 +243,15 @@ pub fn agent_toml(id: &str, name: &str, password: &str, skills: &str) -> String 
     )
 }
 
+/// An `Authorization: Basic` value for `user:password`.
+pub fn basic_auth(user_password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_password)
+    )
+}
+
 pub fn options(local: &SocketAddr, to: SocketAddr, call_id: &str) -> String {
     format!(
         "OPTIONS sip:support@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{call_id}\r\nFrom: <sip:probe@{local}>;tag=p1\r\nTo: <sip:support@{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
