@@ -211,6 +211,57 @@ fn answered_media(body: &Bytes, laws: &[Law]) -> Option<Answer> {
     sdp::negotiate(&offer, laws).ok()
 }
 
+/// How ringing an agent's phone ended.
+enum Rung {
+    /// Answered with audio in one of the laws asked for.
+    Answered(CallKey, Answer),
+    /// Not reached (unreachable, refused, no answer in the ring time, unusable answer);
+    /// the reason, for the centre. The call is already hung up.
+    Failed(String),
+    /// The caller's call being watched ended meanwhile; the agent's call is hung up.
+    CallerLeft,
+    /// Shutting down; the agent's call is hung up.
+    Shutdown,
+}
+
+/// Calls an agent's phone with `out` and waits up to the ring time for an answer in one of
+/// `laws`, watching `also` (the caller's call, when bridging) for a hang-up meanwhile.
+#[allow(clippy::too_many_arguments)]
+async fn ring_agent(
+    deps: &Deps,
+    routes: &Routes,
+    tx: &mpsc::UnboundedSender<CallMsg>,
+    rx: &mut mpsc::UnboundedReceiver<CallMsg>,
+    out: OutgoingCall,
+    laws: &[Law],
+    also: Option<CallKey>,
+    token: &CancellationToken,
+) -> Rung {
+    let key = match deps.sip.invite(out).await {
+        Ok(k) => k,
+        Err(e) => return Rung::Failed(format!("agent phone unreachable: {e}")),
+    };
+    routes.register(key, tx);
+    let ring =
+        Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
+    let watch: Vec<CallKey> = std::iter::once(key).chain(also).collect();
+    let heard = next_heard(rx, &watch, ring, token).await;
+    let rung = match heard {
+        Heard::Answered(body) => match answered_media(&body, laws) {
+            Some(media) => return Rung::Answered(key, media),
+            None => Rung::Failed("the agent's phone answered without usable audio".into()),
+        },
+        // A failed INVITE is over: nothing to hang up.
+        Heard::Failed(status) => return Rung::Failed(format!("agent phone: {status}")),
+        Heard::TimedOut => Rung::Failed("no answer".into()),
+        Heard::Gone(k) if Some(k) == also => Rung::CallerLeft,
+        Heard::Shutdown => Rung::Shutdown,
+        other => Rung::Failed(format!("agent phone: {other:?}")),
+    };
+    hang_up(deps, rx, key).await;
+    rung
+}
+
 /// Dials one call-back attempt and reports its outcome to the centre.
 pub(super) async fn callback(
     deps: Deps,
@@ -275,44 +326,28 @@ pub(super) async fn callback(
         1,
     );
     tracing::info!(contact = %contact.redacted(), attempt, "call-back: ringing the agent");
-    let agent_key = match deps
-        .sip
-        .invite(OutgoingCall {
-            target: agent_target,
-            from_user: "callback".into(),
-            from_display: Some(format!("Call-back, attempt {attempt}")),
-            sdp: Bytes::from(ours),
-            headers: vec![("Subject".into(), "Call-back".into())],
-        })
-        .await
-    {
-        Ok(k) => k,
-        Err(e) => return offer_failed(format!("agent phone unreachable: {e}")).await,
+    let out = OutgoingCall {
+        target: agent_target,
+        from_user: "callback".into(),
+        from_display: Some(format!("Call-back, attempt {attempt}")),
+        sdp: Bytes::from(ours),
+        headers: vec![("Subject".into(), "Call-back".into())],
     };
-    routes.register(agent_key, &tx);
-    let ring =
-        Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
-    let agent_media = match next_heard(&mut rx, &[agent_key], ring, &token).await {
-        Heard::Answered(body) => match answered_media(&body, &[Law::Pcmu, Law::Pcma]) {
-            Some(a) => a,
-            None => {
-                hang_up(&deps, &mut rx, agent_key).await;
-                return offer_failed("the agent's phone answered without usable audio".into())
-                    .await;
-            }
-        },
-        Heard::Failed(status) => {
-            return offer_failed(format!("agent phone: {status}")).await;
-        }
-        Heard::TimedOut => {
-            hang_up(&deps, &mut rx, agent_key).await;
-            return offer_failed("no answer".into()).await;
-        }
-        Heard::Shutdown => return hang_up(&deps, &mut rx, agent_key).await,
-        other => {
-            hang_up(&deps, &mut rx, agent_key).await;
-            return offer_failed(format!("agent phone: {other:?}")).await;
-        }
+    let (agent_key, agent_media) = match ring_agent(
+        &deps,
+        &routes,
+        &tx,
+        &mut rx,
+        out,
+        &[Law::Pcmu, Law::Pcma],
+        None,
+        &token,
+    )
+    .await
+    {
+        Rung::Answered(key, media) => (key, media),
+        Rung::Failed(why) => return offer_failed(why).await,
+        Rung::CallerLeft | Rung::Shutdown => return,
     };
     // The agent hears what is going on while the customer's phone rings.
     let prompts = match agent_media.law {
@@ -509,51 +544,20 @@ pub(super) async fn bridge_caller(
         session,
         1,
     );
-    let agent_key = match deps
-        .sip
-        .invite(OutgoingCall {
-            target: agent_target.to_owned(),
-            from_user: "holdline".into(),
-            from_display: Some("Caller from the queue".into()),
-            sdp: Bytes::from(offer),
-            headers: Vec::new(),
-        })
-        .await
-    {
-        Ok(k) => k,
-        Err(e) => return Bridge::NotConnected(format!("agent phone unreachable: {e}")),
+    let out = OutgoingCall {
+        target: agent_target.to_owned(),
+        from_user: "holdline".into(),
+        from_display: Some("Caller from the queue".into()),
+        sdp: Bytes::from(offer),
+        headers: Vec::new(),
     };
-    routes.register(agent_key, tx);
-    let ring =
-        Instant::now() + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
-    let agent_media = match next_heard(rx, &[agent_key, caller], ring, token).await {
-        Heard::Answered(body) => match answered_media(&body, &[law]) {
-            Some(a) => a,
-            None => {
-                hang_up(deps, rx, agent_key).await;
-                return Bridge::NotConnected(
-                    "the agent's phone answered without usable audio".into(),
-                );
-            }
-        },
-        Heard::Failed(status) => return Bridge::NotConnected(format!("agent phone: {status}")),
-        Heard::TimedOut => {
-            hang_up(deps, rx, agent_key).await;
-            return Bridge::NotConnected("no answer".into());
-        }
-        Heard::Gone(k) if k == caller => {
-            hang_up(deps, rx, agent_key).await;
-            return Bridge::CallerLeft;
-        }
-        Heard::Shutdown => {
-            hang_up(deps, rx, agent_key).await;
-            return Bridge::Shutdown;
-        }
-        other => {
-            hang_up(deps, rx, agent_key).await;
-            return Bridge::NotConnected(format!("agent phone: {other:?}"));
-        }
-    };
+    let (agent_key, agent_media) =
+        match ring_agent(deps, routes, tx, rx, out, &[law], Some(caller), token).await {
+            Rung::Answered(key, media) => (key, media),
+            Rung::Failed(why) => return Bridge::NotConnected(why),
+            Rung::CallerLeft => return Bridge::CallerLeft,
+            Rung::Shutdown => return Bridge::Shutdown,
+        };
     let to_agent = sdp::offer_sdp(
         agent_media.remote.ip(),
         agent_media.remote.port(),

@@ -302,59 +302,37 @@ pub fn sipp_spawn(
     extra: &[&str],
     timeout: Duration,
 ) -> SippChild {
-    let dir = scratch_dir(&format!("sipp-{scenario}"));
-    let path = repo().join("sip-scenarios").join(format!("{scenario}.xml"));
-    assert!(path.exists(), "no scenario {}", path.display());
-    let port = free_port();
-    let mport = free_media_port();
-    let mut cmd = Command::new(sipp_bin());
-    cmd.current_dir(&dir)
-        .arg(g.sip.to_string())
-        .arg("-sf")
-        .arg(&path)
-        .arg("-s")
-        .arg(service)
-        .arg("-i")
-        .arg(HOST)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg("-mp")
-        .arg(mport.to_string())
-        .arg("-m")
-        .arg("1")
-        .arg("-l")
-        .arg("1")
-        .arg("-nostdin")
-        .arg("-timeout")
-        .arg(format!("{}s", timeout.as_secs()))
-        .arg("-timeout_error")
-        .arg("-max_recv_loops")
-        .arg("1000")
-        .arg("-trace_err")
-        .arg("-trace_msg")
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start sipp");
-    let output = drain(&mut child);
-    SippChild {
-        child: Some(child),
-        output: Some(output),
-        dir,
-        timeout,
-    }
+    let mut args = vec!["-s", service, "-l", "1", "-max_recv_loops", "1000"];
+    args.extend_from_slice(extra);
+    sipp_start(Some(g.sip), scenario, free_port(), 1, timeout, &args)
 }
 
 /// Starts one SIPp scenario as a UAS (an agent's phone, another site, the outbound trunk)
 /// listening on `port` for `calls` calls, in the background; bounded like [`sipp_spawn`].
 pub fn sipp_uas(scenario: &str, port: u16, calls: u32, timeout: Duration) -> SippChild {
+    sipp_start(None, scenario, port, calls, timeout, &[])
+}
+
+/// SIPp on `port` running `scenario` for `calls` calls, towards `remote` (a UAC) or none
+/// (a UAS); it gives up after `timeout` (`-timeout … -timeout_error`) and keeps its error
+/// and message traces in a scratch directory.
+fn sipp_start(
+    remote: Option<SocketAddr>,
+    scenario: &str,
+    port: u16,
+    calls: u32,
+    timeout: Duration,
+    args: &[&str],
+) -> SippChild {
     let dir = scratch_dir(&format!("sipp-{scenario}"));
     let path = repo().join("sip-scenarios").join(format!("{scenario}.xml"));
     assert!(path.exists(), "no scenario {}", path.display());
     let mut cmd = Command::new(sipp_bin());
-    cmd.current_dir(&dir)
-        .arg("-sf")
+    cmd.current_dir(&dir);
+    if let Some(remote) = remote {
+        cmd.arg(remote.to_string());
+    }
+    cmd.arg("-sf")
         .arg(&path)
         .arg("-i")
         .arg(HOST)
@@ -370,6 +348,7 @@ pub fn sipp_uas(scenario: &str, port: u16, calls: u32, timeout: Duration) -> Sip
         .arg("-timeout_error")
         .arg("-trace_err")
         .arg("-trace_msg")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
