@@ -240,31 +240,25 @@ struct Handoff {
     /// From the configuration (the agent's URI or REGISTER binding, or the remote queue's
     /// URI): never an address taken from a request.
     uri: String,
-    /// The REFER is sent once the "connecting" prompt has played, or at `refer_by`.
+    /// Sent once the "connecting" prompt has played, or when `due` comes first.
     referred: bool,
-    refer_by: tokio::time::Instant,
-    /// No final result by then counts as "no answer".
-    deadline: tokio::time::Instant,
+    /// Before the REFER: when to send it at the latest (the prompt may stall). After: no
+    /// final result by then counts as "no answer".
+    due: tokio::time::Instant,
 }
 
 impl Handoff {
-    fn new(to: HandoffTo, uri: String, ring: Duration) -> Handoff {
-        let now = tokio::time::Instant::now();
+    fn new(to: HandoffTo, uri: String) -> Handoff {
         Handoff {
             to,
             uri,
             referred: false,
-            refer_by: now + Duration::from_secs(8),
-            deadline: now + Duration::from_secs(8) + ring,
+            due: tokio::time::Instant::now() + Duration::from_secs(8),
         }
     }
 
     fn due(&self) -> tokio::time::Instant {
-        if self.referred {
-            self.deadline
-        } else {
-            self.refer_by
-        }
+        self.due
     }
 }
 
@@ -483,7 +477,6 @@ async fn call_task(
     let mut farewell: Option<tokio::time::Instant> = None;
     // A REFER to an agent or another site in progress.
     let mut handoff: Option<Handoff> = None;
-    let ring = Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs));
     let outcome = loop {
         let farewell_due = async {
             match farewell {
@@ -611,7 +604,7 @@ async fn call_task(
                             tracing::info!(agent = %agent, "offering the call to an agent");
                             next_update = None;
                             stream.replace(prompts.connecting_agent());
-                            handoff = Some(Handoff::new(HandoffTo::Agent(agent), uri, ring));
+                            handoff = Some(Handoff::new(HandoffTo::Agent(agent), uri));
                         }
                         None => {
                             tracing::info!(agent = %agent, "agent phone not registered");
@@ -627,7 +620,7 @@ async fn call_task(
                     tracing::info!("moving the call to another site");
                     next_update = None;
                     stream.replace(prompts.moving_call());
-                    handoff = Some(Handoff::new(HandoffTo::Site, target, ring));
+                    handoff = Some(Handoff::new(HandoffTo::Site, target));
                 }
             },
             _ = farewell_due => break Outcome::Substituted,
@@ -716,7 +709,7 @@ async fn send_refer(
     match deps.sip.refer(key, h.uri.clone()).await {
         Ok(()) => {
             h.referred = true;
-            h.deadline = tokio::time::Instant::now()
+            h.due = tokio::time::Instant::now()
                 + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs))
                 + Duration::from_secs(5);
             Some(h)
