@@ -25,6 +25,7 @@ use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp}
 use super::core::{Centre, CentreError, Change, Snapshot};
 use super::queue::CentreConfig;
 use super::queue_log::QueueLogLine;
+use super::view::ViewHandle;
 use crate::store::{QueueLogFile, Store, StoreError};
 
 /// Requests that may wait for the centre thread before senders are made to wait.
@@ -85,10 +86,6 @@ enum Request {
         reason: EndReason,
         reply: oneshot::Sender<Result<(), CentreError>>,
     },
-    Status {
-        id: ContactId,
-        reply: oneshot::Sender<Option<ContactStatus>>,
-    },
     Command {
         request: CommandRequest,
         reply: oneshot::Sender<Result<Confirmation, CommandError>>,
@@ -124,6 +121,7 @@ pub struct CentreHandle {
     requests: mpsc::Sender<Request>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     effects: broadcast::Sender<Effect>,
+    view: ViewHandle,
 }
 
 impl CentreHandle {
@@ -142,22 +140,15 @@ impl CentreHandle {
         answer.await.map_err(|_| CentreError::ShuttingDown)?
     }
 
-    /// Current status, including ended contacts within retention. Once the centre has
-    /// stopped, answers from the last published snapshot.
+    /// Current committed status, including ended contacts within retention. Read from the
+    /// view: never waits for the centre thread (and answers after it stopped).
     pub async fn status(&self, id: ContactId) -> Option<ContactStatus> {
-        let (reply, answer) = oneshot::channel();
-        if self
-            .send(Request::Status {
-                id: id.clone(),
-                reply,
-            })
-            .await
-            .is_ok()
-            && let Ok(status) = answer.await
-        {
-            return status;
-        }
-        self.snapshots.borrow().contacts.get(&id).cloned()
+        self.view.status(&id)
+    }
+
+    /// The read view: statuses without the centre thread, and per-contact subscriptions.
+    pub fn view(&self) -> &ViewHandle {
+        &self.view
     }
 
     /// Carries out a caller's command: validated against the contact's current state
@@ -251,7 +242,9 @@ impl CentreHandle {
         self.effects.subscribe()
     }
 
-    /// Snapshots, one per committed batch. Readers never wait on the centre thread.
+    /// The board (queues, agents and the contacts they hold, counters), one per committed
+    /// batch. Readers never wait on the centre thread. A contact's own status is read from
+    /// [`view`](Self::view).
     pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshots.clone()
     }
@@ -308,7 +301,8 @@ pub fn spawn(
         .build()
         .map_err(StartError::Thread)?;
     let (requests, inbox) = mpsc::channel(REQUEST_CAPACITY);
-    let (publish, snapshots) = watch::channel(Arc::new(centre.snapshot(now)));
+    let (publish, snapshots) = watch::channel(Arc::new(centre.board(now)));
+    let view = ViewHandle::new(centre.book().clone());
     let (effects, _) = broadcast::channel(EFFECT_CAPACITY);
     let actor = Actor {
         centre,
@@ -317,6 +311,7 @@ pub fn spawn(
         inbox,
         publish,
         effects: effects.clone(),
+        view: view.clone(),
         shutdown,
         last_now: now,
         tick_after: None,
@@ -330,6 +325,7 @@ pub fn spawn(
             requests,
             snapshots,
             effects,
+            view,
         },
         thread,
     ))
@@ -343,6 +339,8 @@ struct Actor {
     inbox: mpsc::Receiver<Request>,
     publish: watch::Sender<Arc<Snapshot>>,
     effects: broadcast::Sender<Effect>,
+    /// Updated with every committed batch's rows before anyone is answered.
+    view: ViewHandle,
     shutdown: CancellationToken,
     /// Time never runs backwards for the core, even if the wall clock is stepped back:
     /// seniority must follow admission order.
@@ -368,7 +366,6 @@ enum Pending {
         oneshot::Sender<Result<(), CentreError>>,
         Result<(), CentreError>,
     ),
-    Status(oneshot::Sender<Option<ContactStatus>>, ContactId),
     /// `changed`: the command was new (not a repeat) and so depends on the write.
     Command {
         reply: oneshot::Sender<Result<Confirmation, CommandError>>,
@@ -477,7 +474,6 @@ impl Actor {
                     });
                     pending.push(Pending::End(reply, result));
                 }
-                Request::Status { id, reply } => pending.push(Pending::Status(reply, id)),
                 Request::Command { request, reply } => {
                     let mut changed = false;
                     let result = self
@@ -536,6 +532,7 @@ impl Actor {
         // Offers routing made inside admits, ends and the tick.
         effects.extend(self.centre.take_effects());
 
+        let mut rings = None;
         let failure = if changes.is_empty() {
             None
         } else {
@@ -543,11 +540,18 @@ impl Actor {
         };
         match &failure {
             None => {
-                self.centre.commit();
+                let touched = self.centre.commit();
                 self.tick_after = None;
                 if !changes.is_empty() {
-                    self.publish
-                        .send_replace(Arc::new(self.centre.snapshot(now)));
+                    let book = self.centre.book();
+                    rings = Some(self.view.write().apply(
+                        touched.into_iter().map(|id| {
+                            let row = book.rows.get(&id).cloned();
+                            (id, row)
+                        }),
+                        book,
+                    ));
+                    self.publish.send_replace(Arc::new(self.centre.board(now)));
                 }
                 self.append_queue_log(&changes);
                 // Committed: now the front-end may act. No subscriber is not an error.
@@ -589,9 +593,6 @@ impl Actor {
                     };
                     let _ = reply.send(answer);
                 }
-                Pending::Status(reply, id) => {
-                    let _ = reply.send(self.centre.status(&id));
-                }
                 Pending::Command {
                     reply,
                     result,
@@ -622,6 +623,10 @@ impl Actor {
                     let _ = reply.send(answer);
                 }
             }
+        }
+        // Live pages last: the requesters above are not held up by the fan-out.
+        if let Some(rings) = rings {
+            self.view.write().ring(rings);
         }
     }
 }
@@ -737,12 +742,14 @@ mod tests {
             assert_eq!(*positions, (1..=250).collect::<Vec<u32>>());
         }
 
-        // The snapshot published with the last batch agrees with every reply.
-        let snap = handle.snapshots().borrow().clone();
-        assert_eq!(snap.contacts.len(), 500);
+        // The read view agrees with every reply (the last batch's positions: nobody left,
+        // so they are the ones first given); the board counts them.
         for (_, s) in &replies {
-            assert_eq!(snap.contacts[&s.id].position, s.position);
+            let seen = handle.view().status(&s.id).expect("in the view");
+            assert_eq!(seen.position, s.position);
         }
+        let snap = handle.snapshots().borrow().clone();
+        assert!(snap.contacts.is_empty(), "no agent holds a contact");
         assert!(snap.queues.iter().all(|q| q.waiting == 250));
         let asked = handle.status(replies[0].1.id.clone()).await.expect("known");
         assert_eq!(asked.position, replies[0].1.position);
@@ -944,9 +951,8 @@ mod tests {
                 farewell: crate::centre::Farewell::Callback
             }
         );
-        // The snapshot carries the new fields.
-        let snap = handle.snapshots().borrow().clone();
-        let s = &snap.contacts[&a.id];
+        // The read view carries the new fields.
+        let s = &handle.view().status(&a.id).expect("in the view");
         assert_eq!((s.version, s.live_call), (2, false));
         assert_eq!(
             s.options,
@@ -956,7 +962,10 @@ mod tests {
                 crate::centre::ActionKind::ChangeCallback
             ]
         );
-        assert_eq!(snap.contacts[&b.id].move_targets.len(), 1);
+        assert_eq!(
+            handle.view().status(&b.id).expect("b").move_targets.len(),
+            1
+        );
 
         // A double submit: the same answer, nothing stored, no second effect.
         assert_eq!(handle.command(request).await, Ok(confirmation));

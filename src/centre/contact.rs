@@ -70,6 +70,9 @@ fn damm_interim(digits: &[u8]) -> u8 {
 pub struct ContactId(String);
 
 impl ContactId {
+    /// Sorts before every real number (range bounds over `(key, id)` pairs).
+    pub(crate) const MIN: ContactId = ContactId(String::new());
+
     /// Draws a fresh random number. Uniqueness is the caller's job (the core retries).
     pub fn random<R: Rng + ?Sized>(rng: &mut R) -> ContactId {
         let mut digits: Vec<u8> = (0..CONTACT_ID_LEN - 1)

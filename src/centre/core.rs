@@ -7,28 +7,30 @@
 //! in-memory state never runs ahead of the disk.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use super::agent::{
-    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, AttemptOutcome,
-    SKILL_LEVELS, StoredAgent,
+    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AttemptOutcome, SKILL_LEVELS,
+    StoredAgent,
 };
+use super::book::Book;
 use super::callback::{
     CallbackRules, check_email, check_text, check_window, default_callback_number,
 };
 use super::command::{
-    ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
-    MoveTarget, PositionRise, RiseReason, Substitute, Window,
+    Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell, PositionRise,
+    Substitute, Window,
 };
 use super::contact::{
     CallbackAttempt, ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact,
     QueueId, Timestamp,
 };
 use super::estimate::{HandleTimeAverage, WaitEstimate};
-use super::queue::{CentreConfig, LineKey, Queue, saturating_u32};
+use super::queue::{CentreConfig, LineKey, Queue, RISE_MARKS, Rise, saturating_u32};
 use super::queue_log::QueueLogLine;
 
 /// How many fresh random numbers `admit` draws before giving up. With 10^11 numbers and
@@ -114,22 +116,27 @@ pub struct StoredContact {
     /// The position it took on entering its current queue (queue log `origposition`).
     #[serde(default)]
     pub orig_position: u32,
+    /// When it entered its current queue's line (admission or move), for the senior joins
+    /// its status counts. Not stored: the marks are in memory only, so after a restart
+    /// (`None`) every mark is newer than the contact's arrival.
+    #[serde(skip)]
+    pub entered: Option<Timestamp>,
 }
 
 impl StoredContact {
-    fn line_key(&self) -> LineKey {
+    pub(crate) fn line_key(&self) -> LineKey {
         (self.seniority, self.seq)
     }
 
     /// Holds a place in its queue's line: live and not with an agent.
-    fn in_line(&self) -> bool {
+    pub(crate) fn in_line(&self) -> bool {
         self.state.is_live() && self.agent.is_none()
     }
 
     /// May be offered to an agent at `now`: queued (disconnected contacts have lost their
     /// call), not already with one, not being moved to another site, and for a call-back
     /// inside its window and not before its next attempt.
-    fn routable(&self, now: Timestamp) -> bool {
+    pub(crate) fn routable(&self, now: Timestamp) -> bool {
         if self.state != ContactState::Queued || self.agent.is_some() || self.transferring.is_some()
         {
             return false;
@@ -149,7 +156,7 @@ impl StoredContact {
 
     /// When a queued call-back becomes routable (its window opens or its next attempt is
     /// due), if it waits for that.
-    fn wake_at(&self) -> Option<Timestamp> {
+    pub(crate) fn wake_at(&self) -> Option<Timestamp> {
         if self.state != ContactState::Queued || self.agent.is_some() {
             return None;
         }
@@ -219,13 +226,6 @@ impl From<Vec<StoredContact>> for Stored {
 
 /// What an accepted command yields: the answer, what to store, what the front-end must do.
 pub type CommandOutcome = (Confirmation, Vec<Change>, Vec<Effect>);
-
-/// A change to the remembered commands, for rollback.
-#[derive(Debug)]
-enum CommandUndo {
-    Added(CommandId),
-    Removed(StoredCommand),
-}
 
 /// An append-only history line about one contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,12 +336,9 @@ pub struct Centre {
     keep_place_secs: u64,
     id_retention_secs: u64,
     max_live_contacts: usize,
-    /// In configuration order (summaries keep it); looked up through `queue_index`.
-    queues: Vec<Queue>,
-    queue_index: HashMap<QueueId, usize>,
-    /// Every contact we know: live ones and ended ones inside the retention period, whose
-    /// numbers must not be handed out again.
-    contacts: HashMap<ContactId, StoredContact>,
+    /// Every contact we know (live ones and ended ones inside the retention period, whose
+    /// numbers must not be handed out again), the queues and their lines.
+    book: Book,
     live: usize,
     /// Disconnected contacts (their call lost in a restart): the only ones a redialling
     /// caller can rejoin, kept apart so admission does not scan every contact.
@@ -357,19 +354,14 @@ pub struct Centre {
     commands: HashMap<CommandId, StoredCommand>,
     /// The ids in `commands` per contact, so a forgotten contact's commands go with it.
     commands_by_contact: HashMap<ContactId, Vec<CommandId>>,
-    /// While a batch is open ([`Centre::begin`]): prior rows of contacts touched in it,
-    /// oldest first. `None` outside a batch so direct users of the core pay nothing.
-    journal: Option<Vec<(ContactId, Option<StoredContact>)>>,
-    /// The same for remembered commands.
-    command_journal: Option<Vec<CommandUndo>>,
+    /// While a batch is open ([`Centre::begin`]): how to undo it. `None` outside a batch
+    /// so direct users of the core pay nothing.
+    journal: Option<Journal>,
     /// In configuration order; looked up through `agent_index`.
     agents: Vec<Agent>,
     agent_index: HashMap<AgentId, usize>,
     wrap_up_secs: u32,
     offer_timeout_secs: u32,
-    /// The same for agent states (index, prior state) and handle-time averages.
-    agent_journal: Option<Vec<(usize, AgentState, AgentMemo)>>,
-    handle_journal: Option<Vec<(usize, HandleTimeAverage)>>,
     /// Offers made by routing inside `admit`, `end` and `tick` (whose signatures carry
     /// no effects), for the actor to send once the batch is committed.
     routed: Vec<Effect>,
@@ -380,8 +372,32 @@ pub struct Centre {
     /// must route then. Keyed like `deadlines`.
     wakeups: BTreeMap<(Timestamp, u64), ContactId>,
     counters: Counters,
-    /// The counters as they were at [`Centre::begin`], for rollback.
-    counters_journal: Option<Counters>,
+    /// The latest `now` any operation was given: whether a call-back is routable yet is
+    /// decided against it when its row is put (time never runs backwards for the core).
+    clock: Timestamp,
+}
+
+/// Everything a batch changed, newest last, to undo it if the store write fails.
+#[derive(Debug)]
+struct Journal {
+    undo: Vec<Undo>,
+    /// The counters as they were at [`Centre::begin`].
+    counters: Counters,
+}
+
+/// One step to undo.
+#[derive(Debug)]
+enum Undo {
+    /// A contact row as it was before (or absent).
+    Row(ContactId, Option<Arc<StoredContact>>),
+    CommandAdded(CommandId),
+    CommandRemoved(StoredCommand),
+    /// An agent's state and memo as they were.
+    Agent(usize, AgentState, AgentMemo),
+    /// A queue's handle-time average as it was.
+    Handle(usize, HandleTimeAverage),
+    /// A senior-join mark added to queue `.0`, and the oldest one it pushed out.
+    Rise(usize, Option<Rise>),
 }
 
 #[derive(Debug, Clone)]
@@ -433,26 +449,25 @@ impl Centre {
                 memo: AgentMemo::default(),
             });
         }
+        let agent_names = agents
+            .iter()
+            .map(|a| (a.spec.id.clone(), a.spec.name.clone()))
+            .collect();
         Centre {
             agents,
             agent_index,
             wrap_up_secs: config.wrap_up_secs,
             offer_timeout_secs: config.offer_timeout_secs,
-            agent_journal: None,
-            handle_journal: None,
             routed: Vec::new(),
             callback_attempts: config.callback_attempts.max(1),
             callback_retry_secs: config.callback_retry_secs,
             dial_callbacks: config.dial_callbacks,
             wakeups: BTreeMap::new(),
             counters: Counters::default(),
-            counters_journal: None,
             keep_place_secs: config.keep_place_secs,
             id_retention_secs: config.id_retention_secs,
             max_live_contacts: config.max_live_contacts,
-            queues,
-            queue_index,
-            contacts: HashMap::new(),
+            book: Book::new(queues, agent_names),
             live: 0,
             disconnected: std::collections::HashSet::new(),
             deadlines: BTreeMap::new(),
@@ -462,7 +477,7 @@ impl Centre {
             commands: HashMap::new(),
             commands_by_contact: HashMap::new(),
             journal: None,
-            command_journal: None,
+            clock: Timestamp(0),
         }
     }
 
@@ -485,6 +500,7 @@ impl Centre {
     ) -> (Self, Vec<Change>) {
         let stored = stored.into();
         let mut centre = Centre::new(config, rng);
+        centre.clock = now;
         let mut changes = Vec::new();
         // Contacts an agent was connected with when we stopped. A call (transferred to the
         // agent by REFER, or bridged phone to phone) goes on without us: it was handled.
@@ -527,7 +543,7 @@ impl Centre {
                 continue;
             }
             centre.next_seq = centre.next_seq.max(row.seq.saturating_add(1));
-            if centre.contacts.contains_key(&row.id) {
+            if centre.book.rows.contains_key(&row.id) {
                 // The store's primary key makes this impossible; first row wins if not.
                 continue;
             }
@@ -573,7 +589,7 @@ impl Centre {
             }
         }
         for command in stored.commands {
-            if centre.contacts.contains_key(&command.contact)
+            if centre.book.rows.contains_key(&command.contact)
                 && !centre.commands.contains_key(&command.id)
             {
                 centre.remember(command);
@@ -601,6 +617,7 @@ impl Centre {
         now: Timestamp,
         new: NewContact,
     ) -> Result<(ContactStatus, Vec<Change>), CentreError> {
+        self.clock = self.clock.max(now);
         if !self.is_local_queue(&new.queue) {
             return Err(CentreError::UnknownQueue(new.queue));
         }
@@ -610,7 +627,7 @@ impl Centre {
         if self.live >= self.max_live_contacts {
             return Err(CentreError::Full);
         }
-        let contacts = &self.contacts;
+        let contacts = &self.book.rows;
         let id =
             allocate_id(&mut self.rng, |id| contacts.contains_key(id)).ok_or(CentreError::Full)?;
         let seq = self.next_seq;
@@ -637,6 +654,7 @@ impl Centre {
             transferring: None,
             notice: None,
             orig_position: 0,
+            entered: Some(now),
         };
         self.put_row(row.clone());
         let mut row = row;
@@ -692,7 +710,7 @@ impl Centre {
         let mut row = self
             .disconnected
             .iter()
-            .filter_map(|id| self.contacts.get(id))
+            .filter_map(|id| self.book.rows.get(id))
             .filter(|r| {
                 r.queue == new.queue
                     && matches!(r.state, ContactState::Disconnected { .. })
@@ -700,8 +718,8 @@ impl Centre {
                     && super::callback::default_callback_number(&r.caller).as_deref()
                         == Some(number.as_str())
             })
-            .min_by_key(|r| r.line_key())?
-            .clone();
+            .min_by_key(|r| r.line_key())
+            .map(|r| StoredContact::clone(r))?;
         row.state = ContactState::Queued;
         row.media = new.media;
         row.call_ref = new.call_ref.clone();
@@ -736,7 +754,8 @@ impl Centre {
         id: &ContactId,
         reason: EndReason,
     ) -> Result<Vec<Change>, CentreError> {
-        let row = self.contacts.get(id).ok_or(CentreError::NotFound)?;
+        self.clock = self.clock.max(now);
+        let row = self.book.rows.get(id).ok_or(CentreError::NotFound)?;
         if !row.state.is_live() {
             return Err(CentreError::AlreadyEnded);
         }
@@ -801,7 +820,7 @@ impl Centre {
         reason: EndReason,
         why: String,
     ) -> Vec<Change> {
-        let Some(mut row) = self.contacts.get(id).cloned() else {
+        let Some(mut row) = self.row(id) else {
             return Vec::new();
         };
         let position = self.position_of(&row);
@@ -867,13 +886,14 @@ impl Centre {
     /// as `Lost`; ended contacts past the retention period are forgotten (their numbers
     /// may be drawn again; their stored rows and history stay).
     pub fn tick(&mut self, now: Timestamp) -> Vec<Change> {
+        self.clock = self.clock.max(now);
         let mut changes = Vec::new();
         while let Some((&(at, _), id)) = self.deadlines.first_key_value() {
             if at > now {
                 break;
             }
             let id = id.clone();
-            let Some(row) = self.contacts.get(&id) else {
+            let Some(row) = self.book.rows.get(&id) else {
                 // Stale index entry; cannot happen while put_row/remove_row are the only
                 // writers, but must not loop forever if it does.
                 self.deadlines.pop_first();
@@ -906,7 +926,14 @@ impl Centre {
             if at > now {
                 break;
             }
-            self.wakeups.pop_first();
+            if let Some((_, id)) = self.wakeups.pop_first()
+                && let Some(row) = self.book.rows.get(&id)
+                && row.routable(now)
+                && let Some(i) = self.book.place_of(row)
+            {
+                let key = row.line_key();
+                self.book.queues[i].line.make_routable(key);
+            }
         }
         for i in 0..self.agents.len() {
             match self.agents[i].state {
@@ -938,23 +965,32 @@ impl Centre {
 
     /// The contact's status, for live contacts and ended ones still within retention.
     pub fn status(&self, id: &ContactId) -> Option<ContactStatus> {
-        let row = self.contacts.get(id)?;
-        let position = self.position_of(row);
-        Some(self.status_of(row, position))
+        self.book.status(id)
+    }
+
+    /// A copy of the contacts and lines, for the actor's read view (taken once at start;
+    /// after that the view follows [`Centre::commit`]'s touched rows).
+    pub(crate) fn book(&self) -> &Book {
+        &self.book
+    }
+
+    /// An owned copy of a contact's row, to change and put back.
+    fn row(&self, id: &ContactId) -> Option<StoredContact> {
+        self.book.rows.get(id).map(|r| StoredContact::clone(r))
     }
 
     /// Sets how many agents are staffed on `queue` (ignored for an unknown queue). Any
     /// agent state change recounts staffing from the agents, replacing this.
     pub fn set_staffed(&mut self, queue: &QueueId, agents: u32) {
-        if let Some(&i) = self.queue_index.get(queue) {
-            self.queues[i].staffed = agents;
+        if let Some(&i) = self.book.queue_index.get(queue) {
+            self.book.queues[i].staffed = agents;
         }
     }
 
     /// Feeds one handled contact's duration into `queue`'s moving average.
     pub fn record_handle_time(&mut self, queue: &QueueId, secs: u32) {
-        if let Some(&i) = self.queue_index.get(queue) {
-            self.queues[i].handle.record(secs);
+        if let Some(&i) = self.book.queue_index.get(queue) {
+            self.book.queues[i].handle.record(secs);
         }
     }
 
@@ -963,53 +999,23 @@ impl Centre {
         self.live
     }
 
-    /// A consistent view for readers. Positions are handed out by walking each line once.
-    pub fn snapshot(&self, now: Timestamp) -> Snapshot {
-        let mut contacts = HashMap::with_capacity(self.live);
-        // Each line's keys once, so a contact's place in every other queue (move targets)
-        // is a binary search rather than a walk.
-        let lines: Vec<Vec<LineKey>> = self
-            .queues
-            .iter()
-            .map(|q| q.line.keys().copied().collect())
-            .collect();
-        let ahead_in = |i: usize, key: &LineKey| lines[i].partition_point(|k| k < key);
-        for queue in &self.queues {
-            for (i, id) in queue.line.values().enumerate() {
-                if let Some(row) = self.contacts.get(id) {
-                    let position = saturating_u32(i).saturating_add(1);
-                    contacts.insert(id.clone(), self.status_with(row, Some(position), &ahead_in));
-                }
-            }
-        }
-        // Contacts with an agent are out of the lines.
+    /// What dashboards read after every batch: the queues, the agents, the statuses of the
+    /// contacts agents hold (the console shows them) and the counters. Costs O(queues +
+    /// agents), never O(contacts): a contact's own status is read on request
+    /// ([`Centre::status`], or the actor's read view).
+    pub fn board(&self, now: Timestamp) -> Snapshot {
+        let mut contacts = HashMap::new();
+        let mut offered = vec![0u32; self.book.queues.len()];
         for id in self.agents.iter().filter_map(|a| a.state.contact()) {
-            if let Some(row) = self.contacts.get(id) {
-                contacts.insert(id.clone(), self.status_with(row, None, &ahead_in));
-            }
-        }
-        // Ended contacts are in `deadlines` at (ended + retention); the recent ones are
-        // the tail of that range, so we never walk the whole retention period.
-        let visible_from = Timestamp(now.0.saturating_sub(ENDED_VISIBLE_SECS * 1000))
-            .plus_secs(self.id_retention_secs);
-        for id in self.deadlines.range((visible_from, 0)..).map(|(_, id)| id) {
-            if let Some(row) = self.contacts.get(id)
-                && !row.state.is_live()
-            {
-                contacts.insert(id.clone(), self.status_with(row, None, &ahead_in));
-            }
-        }
-        let mut offered = vec![0u32; self.queues.len()];
-        for row in self.agents.iter().filter_map(|a| a.state.contact()) {
-            if let Some(&i) = self
-                .contacts
-                .get(row)
-                .and_then(|r| self.queue_index.get(&r.queue))
-            {
-                offered[i] += 1;
+            if let Some(row) = self.book.rows.get(id) {
+                if let Some(&i) = self.book.queue_index.get(&row.queue) {
+                    offered[i] += 1;
+                }
+                contacts.insert(id.clone(), self.book.status_of(row));
             }
         }
         let queues = self
+            .book
             .queues
             .iter()
             .enumerate()
@@ -1022,7 +1028,7 @@ impl Centre {
                 estimate_for_new: q.estimate_for_new(),
                 longest_wait_secs: q
                     .line
-                    .first_key_value()
+                    .first()
                     .map_or(0, |((seniority, _), _)| now.millis_since(*seniority) / 1000),
                 offered: offered[i],
                 remote: q.spec.remote.is_some(),
@@ -1037,167 +1043,116 @@ impl Centre {
         }
     }
 
+    /// Every status at once: the board plus every live contact and those ended in the
+    /// last [`ENDED_VISIBLE_SECS`]. O(n): for tests and tools, never called per batch.
+    pub fn snapshot(&self, now: Timestamp) -> Snapshot {
+        let mut snapshot = self.board(now);
+        for queue in &self.book.queues {
+            for (_, id) in queue.line.iter() {
+                if let Some(row) = self.book.rows.get(id) {
+                    snapshot
+                        .contacts
+                        .insert(id.clone(), self.book.status_of(row));
+                }
+            }
+        }
+        // Ended contacts are in `deadlines` at (ended + retention); the recent ones are
+        // the tail of that range, so we never walk the whole retention period.
+        let visible_from = Timestamp(now.0.saturating_sub(ENDED_VISIBLE_SECS * 1000))
+            .plus_secs(self.id_retention_secs);
+        for id in self.deadlines.range((visible_from, 0)..).map(|(_, id)| id) {
+            if let Some(row) = self.book.rows.get(id)
+                && !row.state.is_live()
+            {
+                snapshot
+                    .contacts
+                    .insert(id.clone(), self.book.status_of(row));
+            }
+        }
+        snapshot
+    }
+
     /// Opens a batch: the current state becomes the one [`Centre::rollback`] returns to.
     /// The actor opens one per group commit and closes it once the store has the changes.
     pub fn begin(&mut self) {
-        self.journal = Some(Vec::new());
-        self.command_journal = Some(Vec::new());
-        self.agent_journal = Some(Vec::new());
-        self.handle_journal = Some(Vec::new());
-        self.counters_journal = Some(self.counters.clone());
+        self.journal = Some(Journal {
+            undo: Vec::new(),
+            counters: self.counters.clone(),
+        });
         self.routed.clear();
     }
 
     /// Closes the batch: its changes are durable and can no longer be rolled back.
-    pub fn commit(&mut self) {
-        self.journal = None;
-        self.command_journal = None;
-        self.agent_journal = None;
-        self.handle_journal = None;
-        self.counters_journal = None;
+    /// Returns the contacts whose rows the batch changed (each once), for the read view.
+    pub fn commit(&mut self) -> Vec<ContactId> {
+        let Some(journal) = self.journal.take() else {
+            return Vec::new();
+        };
+        let mut seen = std::collections::HashSet::new();
+        journal
+            .undo
+            .into_iter()
+            .filter_map(|u| match u {
+                Undo::Row(id, _) => seen.insert(id.clone()).then_some(id),
+                _ => None,
+            })
+            .collect()
     }
 
-    /// Undoes every contact change since [`Centre::begin`] (the store write for them
-    /// failed) and closes the batch. Sequence numbers and the random generator are not
-    /// rewound: gaps and fresh numbers are harmless. Agent states (and so staffing) and
-    /// handle times recorded in the batch are undone too.
+    /// Undoes every change since [`Centre::begin`] (the store write for them failed) and
+    /// closes the batch. Sequence numbers and the random generator are not rewound: gaps
+    /// and fresh numbers are harmless.
     pub fn rollback(&mut self) {
         // Offers of an undone batch were never made.
         self.routed.clear();
-        if let Some(journal) = self.agent_journal.take() {
-            for (i, prior, memo) in journal.into_iter().rev() {
-                self.agents[i].state = prior;
-                self.agents[i].memo = memo;
-            }
-            self.restaff();
-        }
-        if let Some(counters) = self.counters_journal.take() {
-            self.counters = counters;
-        }
-        if let Some(journal) = self.handle_journal.take() {
-            for (i, prior) in journal.into_iter().rev() {
-                self.queues[i].handle = prior;
-            }
-        }
         // Taken first, so undoing is not itself journaled.
-        if let Some(journal) = self.command_journal.take() {
-            for undo in journal.into_iter().rev() {
-                match undo {
-                    CommandUndo::Added(id) => {
-                        self.unremember(&id);
-                    }
-                    CommandUndo::Removed(command) => self.remember(command),
-                }
-            }
-        }
         let Some(journal) = self.journal.take() else {
             return;
         };
-        for (id, prior) in journal.into_iter().rev() {
-            match prior {
-                Some(row) => self.put_row(row),
-                None => self.remove_row(&id),
+        self.counters = journal.counters;
+        let mut agents_changed = false;
+        for undo in journal.undo.into_iter().rev() {
+            match undo {
+                Undo::Row(_, Some(row)) => self.put_arc(row),
+                Undo::Row(id, None) => {
+                    self.unindex(&id);
+                }
+                Undo::CommandAdded(id) => {
+                    self.unremember(&id);
+                }
+                Undo::CommandRemoved(command) => self.remember(command),
+                Undo::Agent(i, prior, memo) => {
+                    self.agents[i].state = prior;
+                    self.agents[i].memo = memo;
+                    agents_changed = true;
+                }
+                Undo::Handle(i, prior) => self.book.queues[i].handle = prior,
+                Undo::Rise(i, evicted) => {
+                    let rises = &mut self.book.queues[i].rises;
+                    rises.pop_back();
+                    if let Some(r) = evicted {
+                        rises.push_front(r);
+                    }
+                }
             }
+        }
+        if agents_changed {
+            self.restaff();
+        }
+    }
+
+    fn undo(&mut self, step: Undo) {
+        if let Some(journal) = &mut self.journal {
+            journal.undo.push(step);
         }
     }
 
     fn position_of(&self, row: &StoredContact) -> Option<u32> {
-        if !row.state.is_live() {
-            return None;
-        }
-        let &i = self.queue_index.get(&row.queue)?;
-        self.queues[i].position(&row.line_key())
+        self.book.position_of(row)
     }
 
-    fn status_of(&self, row: &StoredContact, position: Option<u32>) -> ContactStatus {
-        self.status_with(row, position, &|i, key| {
-            self.queues[i].line.range(..*key).count()
-        })
-    }
-
-    /// `ahead_in(i, key)`: how many contacts of queue `i` are ahead of line key `key`.
-    fn status_with(
-        &self,
-        row: &StoredContact,
-        position: Option<u32>,
-        ahead_in: &dyn Fn(usize, &LineKey) -> usize,
-    ) -> ContactStatus {
-        let queue = self.queue_index.get(&row.queue).map(|&i| &self.queues[i]);
-        // Remote queues take only a live call (it is referred there).
-        let move_targets = if row.in_line() && row.transferring.is_none() {
-            self.queues
-                .iter()
-                .enumerate()
-                .filter(|(_, q)| q.spec.id != row.queue)
-                .filter(|(_, q)| q.spec.remote.is_none() || row.has_live_call())
-                .map(|(i, q)| {
-                    if q.spec.remote.is_some() {
-                        return MoveTarget {
-                            queue: q.spec.id.clone(),
-                            name: q.spec.name.clone(),
-                            skillset: q.spec.skillset.clone(),
-                            position: 0,
-                            estimate: WaitEstimate::NoAgents,
-                            remote: true,
-                        };
-                    }
-                    let position = saturating_u32(ahead_in(i, &row.line_key())).saturating_add(1);
-                    MoveTarget {
-                        queue: q.spec.id.clone(),
-                        name: q.spec.name.clone(),
-                        skillset: q.spec.skillset.clone(),
-                        position,
-                        estimate: q.estimate_at(position),
-                        remote: false,
-                    }
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let estimate = match (queue, position) {
-            (Some(q), Some(p)) => q.estimate_at(p),
-            // Ended contacts have no wait; callers check `position` first.
-            _ => WaitEstimate::NoAgents,
-        };
-        ContactStatus {
-            id: row.id.clone(),
-            queue: row.queue.clone(),
-            // A forgotten queue (ended contacts only) shows its id rather than nothing.
-            queue_name: queue.map_or_else(|| row.queue.0.clone(), |q| q.spec.name.clone()),
-            skillset: queue.map(|q| q.spec.skillset.clone()).unwrap_or_default(),
-            media: row.media,
-            state: row.state,
-            position,
-            ahead: position.map_or(0, |p| p.saturating_sub(1)),
-            estimate,
-            seniority: row.seniority,
-            created: row.created,
-            caller: row.caller.clone(),
-            version: row.version,
-            live_call: row.has_live_call(),
-            substitute: row.substitute.clone(),
-            options: options(row, !move_targets.is_empty()),
-            move_targets,
-            default_callback_number: default_callback_number(&row.caller),
-            position_rise: row.position_rise.clone(),
-            agent: row.agent.as_ref().map(|id| AgentView {
-                id: id.clone(),
-                name: self
-                    .agent_index
-                    .get(id)
-                    .map_or_else(|| id.0.clone(), |&i| self.agents[i].spec.name.clone()),
-            }),
-            connected: row.connected,
-            transferring: row.transferring.as_ref().map(|q| {
-                self.queue_index
-                    .get(q)
-                    .map_or_else(|| q.0.clone(), |&i| self.queues[i].spec.name.clone())
-            }),
-            notice: row.notice.clone(),
-            attempts: row.attempts.clone(),
-            next_attempt: row.next_attempt_at,
-        }
+    fn status_of(&self, row: &StoredContact) -> ContactStatus {
+        self.book.status_of(row)
     }
 
     fn deadline_of(&self, row: &StoredContact) -> Option<Timestamp> {
@@ -1218,20 +1173,24 @@ impl Centre {
     /// The only way a contact row enters or changes: keeps the line, the live count and
     /// the deadlines consistent, and journals the prior row for rollback.
     fn put_row(&mut self, row: StoredContact) {
-        let prior = self.unindex(&row.id);
-        if let Some(journal) = &mut self.journal {
-            journal.push((row.id.clone(), prior));
-        }
+        let id = row.id.clone();
+        let prior = self.unindex(&id);
+        self.undo(Undo::Row(id, prior));
+        self.index(Arc::new(row));
+    }
+
+    /// Puts a prior row back (rollback): not journaled.
+    fn put_arc(&mut self, row: Arc<StoredContact>) {
+        self.unindex(&row.id);
+        self.index(row);
+    }
+
+    fn index(&mut self, row: Arc<StoredContact>) {
         if row.state.is_live() {
             self.live += 1;
         }
         if matches!(row.state, ContactState::Disconnected { .. }) {
             self.disconnected.insert(row.id.clone());
-        }
-        if row.in_line()
-            && let Some(&i) = self.queue_index.get(&row.queue)
-        {
-            self.queues[i].line.insert(row.line_key(), row.id.clone());
         }
         if let Some(at) = self.deadline_of(&row) {
             self.deadlines.insert((at, row.seq), row.id.clone());
@@ -1239,28 +1198,24 @@ impl Centre {
         if let Some(at) = row.wake_at() {
             self.wakeups.insert((at, row.seq), row.id.clone());
         }
-        self.contacts.insert(row.id.clone(), row);
+        let routable = row.routable(self.clock);
+        self.book.put(row, routable);
     }
 
-    /// The only way a contact row leaves (forgotten after retention, or rolled back).
+    /// The only way a contact row leaves (forgotten after retention).
     fn remove_row(&mut self, id: &ContactId) {
         let prior = self.unindex(id);
-        if let (Some(journal), Some(_)) = (&mut self.journal, &prior) {
-            journal.push((id.clone(), prior));
+        if prior.is_some() {
+            self.undo(Undo::Row(id.clone(), prior));
         }
     }
 
-    fn unindex(&mut self, id: &ContactId) -> Option<StoredContact> {
-        let old = self.contacts.remove(id)?;
+    fn unindex(&mut self, id: &ContactId) -> Option<Arc<StoredContact>> {
+        let old = self.book.remove(id)?;
         if old.state.is_live() {
             self.live -= 1;
         }
         self.disconnected.remove(id);
-        if old.in_line()
-            && let Some(&i) = self.queue_index.get(&old.queue)
-        {
-            self.queues[i].line.remove(&old.line_key());
-        }
         if let Some(at) = self.deadline_of(&old) {
             self.deadlines.remove(&(at, old.seq));
         }
@@ -1268,6 +1223,18 @@ impl Centre {
             self.wakeups.remove(&(at, old.seq));
         }
         Some(old)
+    }
+
+    /// Records that `row` joined its queue's line ahead of the contacts behind it.
+    fn mark_rise(&mut self, now: Timestamp, row: &StoredContact) {
+        if let Some(&i) = self.book.queue_index.get(&row.queue) {
+            let queue = &mut self.book.queues[i];
+            let evicted = (queue.rises.len() == RISE_MARKS)
+                .then(|| queue.rises.front().copied())
+                .flatten();
+            queue.mark_rise(now, row.line_key());
+            self.undo(Undo::Rise(i, evicted));
+        }
     }
 }
 
@@ -1279,25 +1246,6 @@ pub const MESSAGE_MAX_CHARS: usize = 5000;
 pub const NAME_MAX_CHARS: usize = 100;
 /// Longest command id.
 pub const COMMAND_ID_MAX_LEN: usize = 64;
-
-/// The controls a contact in this state may use (see [`Centre::command`]).
-fn options(row: &StoredContact, can_move: bool) -> Vec<ActionKind> {
-    if !row.in_line() || row.transferring.is_some() {
-        return Vec::new();
-    }
-    let mut options = Vec::new();
-    if can_move {
-        options.push(ActionKind::MoveQueue);
-    }
-    match row.substitute {
-        None => options.extend([ActionKind::Callback, ActionKind::Email, ActionKind::WebForm]),
-        Some(Substitute::Callback { .. }) => {
-            options.extend([ActionKind::CancelCallback, ActionKind::ChangeCallback]);
-        }
-        Some(Substitute::Email { .. } | Substitute::WebForm { .. }) => {}
-    }
-    options
-}
 
 /// The fields an email and a web form share, checked and trimmed, errors named by field.
 fn check_message(
@@ -1378,6 +1326,7 @@ impl Centre {
         now: Timestamp,
         request: CommandRequest,
     ) -> Result<CommandOutcome, CommandError> {
+        self.clock = self.clock.max(now);
         check_command_id(&request.id)?;
         if let Some(done) = self.commands.get(&request.id) {
             return if done.contact == request.contact && done.command == request.command {
@@ -1386,11 +1335,7 @@ impl Centre {
                 Err(CommandError::IdReused)
             };
         }
-        let row = self
-            .contacts
-            .get(&request.contact)
-            .cloned()
-            .ok_or(CommandError::NotFound)?;
+        let row = self.row(&request.contact).ok_or(CommandError::NotFound)?;
         if let Some(expected) = request.expected_version
             && expected != row.version
         {
@@ -1572,7 +1517,7 @@ impl Centre {
     fn not_allowed(&self, row: &StoredContact, reason: &str) -> CommandError {
         CommandError::NotAllowed {
             reason: reason.to_owned(),
-            current: Box::new(self.status_of(row, self.position_of(row))),
+            current: Box::new(self.status_of(row)),
         }
     }
 
@@ -1660,21 +1605,17 @@ impl Centre {
         row: StoredContact,
         to: QueueId,
     ) -> Result<CommandOutcome, CommandError> {
-        let Some(&target) = self.queue_index.get(&to) else {
+        let Some(&target) = self.book.queue_index.get(&to) else {
             return Err(invalid("to", "There is no such queue."));
         };
         if to == row.queue {
             return Err(invalid("to", "You are already in that queue."));
         }
-        if let Some(uri) = self.queues[target].spec.remote.clone() {
+        if let Some(uri) = self.book.queues[target].spec.remote.clone() {
             return self.move_remote(now, row, target, uri);
         }
         let from = row.queue.clone();
         let from_position = self.position_of(&row).unwrap_or(0);
-        let key = row.line_key();
-        let line = &self.queues[target].line;
-        let ahead = line.range(..key).count();
-        let behind: Vec<ContactId> = line.range(key..).map(|(_, id)| id.clone()).collect();
         let mut effects = Vec::new();
         if row.has_live_call() {
             effects.push(Effect::Reannounce {
@@ -1699,12 +1640,16 @@ impl Centre {
         row.notice = None;
         // A rise is about this queue's line; a new line starts without one.
         row.position_rise = None;
-        self.put_row(row.clone());
-        let position = self.position_of(&row).unwrap_or(0);
+        row.entered = Some(now);
+        let position =
+            saturating_u32(self.book.queues[target].line.ahead(&row.line_key())).saturating_add(1);
         row.orig_position = position;
         self.put_row(row.clone());
+        // Everyone behind in the new line lost a place: one mark, read by their statuses
+        // (rewriting each of them made a move cost O(n) rows).
+        self.mark_rise(now, &row);
         let enter = self.enter_line(now, &row);
-        let mut changes = vec![
+        let changes = vec![
             exit,
             enter,
             Change::Event(ContactEvent {
@@ -1717,20 +1662,6 @@ impl Centre {
             }),
             Change::Contact(row),
         ];
-        for (i, id) in behind.iter().enumerate() {
-            let Some(mut other) = self.contacts.get(id).cloned() else {
-                continue;
-            };
-            let was = saturating_u32(ahead + i).saturating_add(1);
-            other.position_rise = Some(PositionRise {
-                from: was,
-                to: was.saturating_add(1),
-                reason: RiseReason::SeniorJoined,
-            });
-            other.version += 1;
-            self.put_row(other.clone());
-            changes.push(Change::Contact(other));
-        }
         let confirmation = Confirmation::Moved { from, to, position };
         Ok((confirmation, changes, effects))
     }
@@ -1755,8 +1686,8 @@ impl Centre {
             return Err(self.not_allowed(&row, reason));
         }
         let (to, name) = (
-            self.queues[target].spec.id.clone(),
-            self.queues[target].spec.name.clone(),
+            self.book.queues[target].spec.id.clone(),
+            self.book.queues[target].spec.name.clone(),
         );
         let position = self.position_of(&row).unwrap_or(0);
         let mut row = row;
@@ -1792,21 +1723,18 @@ impl Centre {
         ok: bool,
         detail: &str,
     ) -> Result<Vec<Change>, CentreError> {
-        let row = self
-            .contacts
-            .get(id)
-            .cloned()
-            .ok_or(CentreError::NotFound)?;
+        self.clock = self.clock.max(now);
+        let row = self.row(id).ok_or(CentreError::NotFound)?;
         if !row.state.is_live() {
             return Err(CentreError::AlreadyEnded);
         }
         let Some(to) = row.transferring.clone() else {
             return Ok(Vec::new());
         };
-        let (name, uri) = self.queue_index.get(&to).map_or_else(
+        let (name, uri) = self.book.queue_index.get(&to).map_or_else(
             || (to.0.clone(), String::new()),
             |&i| {
-                let spec = &self.queues[i].spec;
+                let spec = &self.book.queues[i].spec;
                 (spec.name.clone(), spec.remote.clone().unwrap_or_default())
             },
         );
@@ -1863,9 +1791,7 @@ impl Centre {
 
     /// Remembers an accepted command (journaled inside a batch).
     fn remember(&mut self, command: StoredCommand) {
-        if let Some(journal) = &mut self.command_journal {
-            journal.push(CommandUndo::Added(command.id.clone()));
-        }
+        self.undo(Undo::CommandAdded(command.id.clone()));
         self.commands_by_contact
             .entry(command.contact.clone())
             .or_default()
@@ -1888,10 +1814,8 @@ impl Centre {
     /// A forgotten contact's commands go with it (journaled inside a batch).
     fn forget_commands(&mut self, contact: &ContactId) {
         for id in self.commands_by_contact.remove(contact).unwrap_or_default() {
-            if let Some(command) = self.commands.remove(&id)
-                && let Some(journal) = &mut self.command_journal
-            {
-                journal.push(CommandUndo::Removed(command));
+            if let Some(command) = self.commands.remove(&id) {
+                self.undo(Undo::CommandRemoved(command));
             }
         }
     }
@@ -1912,6 +1836,7 @@ impl Centre {
         now: Timestamp,
         id: &AgentId,
     ) -> Result<AgentOutcome, AgentError> {
+        self.clock = self.clock.max(now);
         let i = self.agent(id)?;
         match self.agents[i].state {
             AgentState::LoggedOut => {}
@@ -1933,6 +1858,7 @@ impl Centre {
         now: Timestamp,
         id: &AgentId,
     ) -> Result<AgentOutcome, AgentError> {
+        self.clock = self.clock.max(now);
         let i = self.agent(id)?;
         match self.agents[i].state {
             AgentState::NotReady { .. } | AgentState::WrapUp { .. } => {}
@@ -1950,6 +1876,7 @@ impl Centre {
         id: &AgentId,
         reason: &str,
     ) -> Result<AgentOutcome, AgentError> {
+        self.clock = self.clock.max(now);
         let i = self.agent(id)?;
         match self.agents[i].state {
             AgentState::NotReady { .. } | AgentState::Ready { .. } | AgentState::WrapUp { .. } => {}
@@ -1977,6 +1904,7 @@ impl Centre {
         now: Timestamp,
         id: &AgentId,
     ) -> Result<AgentOutcome, AgentError> {
+        self.clock = self.clock.max(now);
         let i = self.agent(id)?;
         match self.agents[i].state {
             AgentState::Reserved { .. } | AgentState::Busy { .. } => {
@@ -1995,6 +1923,7 @@ impl Centre {
         now: Timestamp,
         id: &AgentId,
     ) -> Result<AgentOutcome, AgentError> {
+        self.clock = self.clock.max(now);
         let i = self.agent(id)?;
         if !matches!(self.agents[i].state, AgentState::Reserved { .. }) {
             return Err(refused(&self.agents[i].state, "answer: nothing is offered"));
@@ -2018,7 +1947,7 @@ impl Centre {
             },
         );
         Counters::bump(&mut self.counters.offers, "answered");
-        if let Some(mut row) = self.contacts.get(&contact).cloned() {
+        if let Some(mut row) = self.row(&contact) {
             row.connected = true;
             row.version += 1;
             self.put_row(row.clone());
@@ -2057,6 +1986,7 @@ impl Centre {
         id: &AgentId,
         outcome: AttemptOutcome,
     ) -> Result<AgentOutcome, AgentError> {
+        self.clock = self.clock.max(now);
         const WHAT: &str = "report a call-back attempt: no call-back is offered";
         let i = self.agent(id)?;
         let (contact, busy) = match &self.agents[i].state {
@@ -2064,8 +1994,10 @@ impl Centre {
             AgentState::Busy { contact, .. } => (contact.clone(), true),
             s => return Err(refused(s, WHAT)),
         };
-        let mut row = match self.contacts.get(&contact) {
-            Some(row) if matches!(row.substitute, Some(Substitute::Callback { .. })) => row.clone(),
+        let mut row = match self.book.rows.get(&contact) {
+            Some(row) if matches!(row.substitute, Some(Substitute::Callback { .. })) => {
+                StoredContact::clone(row)
+            }
             _ => return Err(refused(&self.agents[i].state, WHAT)),
         };
         let label = match &outcome {
@@ -2142,6 +2074,7 @@ impl Centre {
         id: &AgentId,
         why: &str,
     ) -> Result<AgentOutcome, AgentError> {
+        self.clock = self.clock.max(now);
         let i = self.agent(id)?;
         let changes = self.fail_offer(now, i, why)?.0;
         Ok(self.routed_after(now, changes))
@@ -2154,6 +2087,7 @@ impl Centre {
         now: Timestamp,
         id: &AgentId,
     ) -> Result<AgentOutcome, AgentError> {
+        self.clock = self.clock.max(now);
         let i = self.agent(id)?;
         let AgentState::Busy { contact, since } = self.agents[i].state.clone() else {
             return Err(refused(
@@ -2163,7 +2097,7 @@ impl Centre {
         };
         let until = now.plus_secs(u64::from(self.wrap_up_secs));
         let mut changes = self.set_agent(now, i, AgentState::WrapUp { until });
-        if let Some(row) = self.contacts.get(&contact).cloned() {
+        if let Some(row) = self.row(&contact) {
             let queue = row.queue.clone();
             changes.push(self.log(
                 now,
@@ -2232,7 +2166,7 @@ impl Centre {
         };
         Counters::bump(&mut self.counters.offers, "failed");
         let mut changes = Vec::new();
-        if let Some(row) = self.contacts.get(&contact) {
+        if let Some(row) = self.book.rows.get(&contact) {
             changes.push(self.log(
                 now,
                 row,
@@ -2248,7 +2182,7 @@ impl Centre {
                 reason: "no answer".to_owned(),
             },
         ));
-        if let Some(mut row) = self.contacts.get(&contact).cloned() {
+        if let Some(mut row) = self.row(&contact) {
             // Seniority untouched: back in the line it is where it was, at the head.
             row.agent = None;
             row.connected = false;
@@ -2326,9 +2260,7 @@ impl Centre {
             (true, false) => self.staff(i, false),
             _ => {}
         }
-        if let Some(journal) = &mut self.agent_journal {
-            journal.push((i, prior, memo));
-        }
+        self.undo(Undo::Agent(i, prior, memo));
         let mut changes = vec![Change::Agent(StoredAgent {
             id: self.agents[i].spec.id.clone(),
             state,
@@ -2365,16 +2297,17 @@ impl Centre {
 
     /// A configured queue of this site (contacts are admitted and wait only there).
     fn is_local_queue(&self, id: &QueueId) -> bool {
-        self.queue_index
+        self.book
+            .queue_index
             .get(id)
-            .is_some_and(|&i| self.queues[i].spec.remote.is_none())
+            .is_some_and(|&i| self.book.queues[i].spec.remote.is_none())
     }
 
     /// Agent `i` starts (`on`) or stops counting as staffed on each of their queues.
     fn staff(&mut self, i: usize, on: bool) {
         for (queue, _) in &self.agents[i].spec.skills {
-            if let Some(&q) = self.queue_index.get(queue) {
-                let staffed = &mut self.queues[q].staffed;
+            if let Some(&q) = self.book.queue_index.get(queue) {
+                let staffed = &mut self.book.queues[q].staffed;
                 *staffed = if on {
                     staffed.saturating_add(1)
                 } else {
@@ -2386,14 +2319,14 @@ impl Centre {
 
     /// Staffed per queue: logged-in agents with a skill for it (recounted after a rollback).
     fn restaff(&mut self) {
-        for q in &mut self.queues {
+        for q in &mut self.book.queues {
             q.staffed = 0;
         }
         for a in &self.agents {
             if a.state.is_logged_in() {
                 for (queue, _) in &a.spec.skills {
-                    if let Some(&i) = self.queue_index.get(queue) {
-                        self.queues[i].staffed += 1;
+                    if let Some(&i) = self.book.queue_index.get(queue) {
+                        self.book.queues[i].staffed += 1;
                     }
                 }
             }
@@ -2401,12 +2334,11 @@ impl Centre {
     }
 
     fn record_handle_secs(&mut self, queue: &QueueId, now: Timestamp, since: Timestamp) {
-        if let Some(&i) = self.queue_index.get(queue) {
-            if let Some(journal) = &mut self.handle_journal {
-                journal.push((i, self.queues[i].handle));
-            }
+        if let Some(&i) = self.book.queue_index.get(queue) {
+            let prior = self.book.queues[i].handle;
+            self.undo(Undo::Handle(i, prior));
             let secs = u32::try_from(now.millis_since(since) / 1000).unwrap_or(u32::MAX);
-            self.queues[i].handle.record(secs);
+            self.book.queues[i].handle.record(secs);
         }
     }
 
@@ -2425,21 +2357,18 @@ impl Centre {
             .collect();
         ready.sort_unstable();
         for (_, i) in ready {
+            // The head of each skill's routable line, the most senior of them: a rank
+            // lookup per skill, never a walk past contacts that cannot be offered.
             let best = self.agents[i]
                 .spec
                 .skills
                 .iter()
-                .filter_map(|(q, _)| self.queue_index.get(q))
-                .filter_map(|&qi| {
-                    self.queues[qi]
-                        .line
-                        .iter()
-                        .find(|(_, id)| self.contacts.get(*id).is_some_and(|r| r.routable(now)))
-                })
+                .filter_map(|(q, _)| self.book.queue_index.get(q))
+                .filter_map(|&qi| self.book.queues[qi].line.first_routable())
                 .min_by_key(|(key, _)| **key)
                 .map(|(_, id)| id.clone());
             let Some(contact) = best else { continue };
-            let Some(mut row) = self.contacts.get(&contact).cloned() else {
+            let Some(mut row) = self.row(&contact) else {
                 continue;
             };
             let agent_id = self.agents[i].spec.id.clone();
@@ -2605,7 +2534,11 @@ mod tests {
 
     /// Every row the centre would have written, as a store would hold it.
     fn all_rows(c: &Centre) -> Vec<StoredContact> {
-        c.contacts.values().cloned().collect()
+        c.book
+            .rows
+            .values()
+            .map(|r| StoredContact::clone(r))
+            .collect()
     }
 
     #[test]
@@ -3029,6 +2962,7 @@ mod tests {
 #[cfg(test)]
 mod command_tests {
     use super::*;
+    use crate::centre::command::{ActionKind, RiseReason};
     use crate::centre::queue::QueueSpec;
     use rand::SeedableRng;
 
@@ -3204,7 +3138,8 @@ mod command_tests {
         assert_eq!(s.version, 2);
         assert!(s.live_call);
         assert_eq!(status(&c, &s1).position, Some(1));
-        // The more senior support caller is untouched; the two behind rose by one.
+        // The more senior support caller is untouched; the two behind rose by one, which
+        // their statuses explain without their rows being rewritten (versions unchanged).
         let first = status(&c, &u1);
         assert_eq!(
             (first.position, first.position_rise, first.version),
@@ -3221,7 +3156,7 @@ mod command_tests {
                     reason: RiseReason::SeniorJoined
                 })
             );
-            assert_eq!(s.version, 2);
+            assert_eq!(s.version, 1);
         }
         let rows: Vec<_> = changes
             .iter()
@@ -3230,7 +3165,7 @@ mod command_tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(rows, [senior.clone(), u2, u3]);
+        assert_eq!(rows, [senior.clone()], "only the mover's row is written");
         let ev = events(&changes);
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].kind, "moved");
@@ -3334,7 +3269,11 @@ mod command_tests {
         let (mut c, _) = Centre::restore(
             config(),
             StdRng::seed_from_u64(8),
-            c.contacts.values().cloned().collect::<Vec<_>>(),
+            c.book
+                .rows
+                .values()
+                .map(|r| StoredContact::clone(r))
+                .collect::<Vec<_>>(),
             now,
         );
         let s = status(&c, &b);
@@ -3770,7 +3709,12 @@ mod command_tests {
         assert_eq!(c.command(at(22), repeat.clone()).expect("repeat").0, conf);
 
         let stored = Stored {
-            contacts: c.contacts.values().cloned().collect(),
+            contacts: c
+                .book
+                .rows
+                .values()
+                .map(|r| StoredContact::clone(r))
+                .collect(),
             commands: all
                 .iter()
                 .filter_map(|c| match c {
@@ -3803,7 +3747,12 @@ mod command_tests {
         run(&mut c, 40, "3", &wf, web_form()).expect("form");
         let before = c.snapshot(at(50));
         let now = at(10_000);
-        let rows: Vec<_> = c.contacts.values().cloned().collect();
+        let rows: Vec<_> = c
+            .book
+            .rows
+            .values()
+            .map(|r| StoredContact::clone(r))
+            .collect();
         let (r, changes) = Centre::restore(config(), StdRng::seed_from_u64(10), rows, now);
         let touched: Vec<_> = changes
             .iter()
@@ -3895,7 +3844,7 @@ mod command_tests {
             [("support", 3, "support-en"), ("billing", 2, "billing-en")]
         );
         let support = &s.move_targets[0];
-        assert_eq!(support.estimate, c.queues[1].estimate_at(3));
+        assert_eq!(support.estimate, c.book.queues[1].estimate_at(3));
         assert_ne!(support.estimate, WaitEstimate::NoAgents);
         assert_eq!(c.snapshot(at(50)).contacts[&me], s, "snapshot agrees");
         assert_eq!(s.default_callback_number.as_deref(), Some("+15550100030"));

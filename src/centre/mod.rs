@@ -60,15 +60,18 @@
 
 pub mod actor;
 pub mod agent;
+mod book;
 pub mod callback;
 pub mod command;
 pub mod contact;
 pub mod core;
 pub mod estimate;
+mod line;
 pub mod queue;
 pub mod queue_log;
 #[cfg(test)]
 mod tests;
+mod view;
 
 pub use actor::{CentreHandle, StartError, spawn};
 pub use agent::{
@@ -91,3 +94,4 @@ pub use core::{
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};
 pub use queue_log::QueueLogLine;
+pub use view::ViewHandle;

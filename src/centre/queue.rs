@@ -1,12 +1,13 @@
 //! Skill queues: configuration and the seniority-ordered line of live contacts.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
 use super::callback::CallbackRules;
-use super::contact::{ContactId, QueueId, Timestamp};
+use super::contact::{QueueId, Timestamp};
 use super::estimate::{HandleTimeAverage, WaitEstimate, estimate};
+use super::line::Line;
 
 /// One configured skill queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,10 +62,12 @@ pub type LineKey = (Timestamp, u64);
 #[derive(Debug, Clone)]
 pub(crate) struct Queue {
     pub spec: QueueSpec,
-    /// Ordered by seniority. A BTreeMap keeps insert/remove O(log n) and lets a full walk
-    /// hand out every position in one pass (snapshots); a single contact's rank is a
-    /// range count, which is microseconds at the 2,000-contact scale we size for.
-    pub line: BTreeMap<LineKey, ContactId>,
+    /// Ordered by seniority, with O(log n) ranks (see [`Line`]).
+    pub line: Line,
+    /// The most recent contacts that joined this line ahead of others (a move keeps
+    /// seniority), newest last, at most [`RISE_MARKS`]: a contact's status derives from
+    /// them why its place number went up, instead of every contact behind being rewritten.
+    pub rises: VecDeque<Rise>,
     /// Agents logged in with a skill for this queue.
     pub staffed: u32,
     pub handle: HandleTimeAverage,
@@ -75,7 +78,8 @@ impl Queue {
         let handle = HandleTimeAverage::seeded(spec.default_handle_secs);
         Queue {
             spec,
-            line: BTreeMap::new(),
+            line: Line::default(),
+            rises: VecDeque::new(),
             staffed: 0,
             handle,
         }
@@ -83,11 +87,27 @@ impl Queue {
 
     /// 1-based position of the contact holding `key`, if it is in this line.
     pub fn position(&self, key: &LineKey) -> Option<u32> {
-        if !self.line.contains_key(key) {
-            return None;
+        self.line.position(key).map(saturating_u32)
+    }
+
+    /// Records that a contact with `key` joined the line at `at` ahead of everyone behind.
+    pub fn mark_rise(&mut self, at: Timestamp, key: LineKey) {
+        if self.rises.len() == RISE_MARKS {
+            self.rises.pop_front();
         }
-        let ahead = self.line.range(..*key).count();
-        Some(saturating_u32(ahead).saturating_add(1))
+        self.rises.push_back(Rise { at, key });
+    }
+
+    /// How many of the remembered seniors joined ahead of `key` since `entered` (the
+    /// contact's own arrival in this line; `None`: before the last restart, when the marks
+    /// started).
+    pub fn rises_ahead(&self, key: &LineKey, entered: Option<Timestamp>) -> u32 {
+        let n = self
+            .rises
+            .iter()
+            .filter(|r| r.key < *key && entered.is_none_or(|t| r.at >= t))
+            .count();
+        saturating_u32(n)
     }
 
     pub fn waiting(&self) -> u32 {
@@ -102,6 +122,16 @@ impl Queue {
     pub fn estimate_for_new(&self) -> WaitEstimate {
         self.estimate_at(self.waiting().saturating_add(1))
     }
+}
+
+/// Senior joins remembered per queue (bounded: status derivation reads them all).
+pub const RISE_MARKS: usize = 32;
+
+/// A contact joined the line ahead of the contacts behind `key` (in memory only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Rise {
+    pub at: Timestamp,
+    pub key: LineKey,
 }
 
 pub(crate) fn saturating_u32(n: usize) -> u32 {

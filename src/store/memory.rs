@@ -93,7 +93,10 @@ impl Store for MemoryStore {
         for change in changes {
             match change {
                 Change::Contact(row) => {
-                    inner.rows.insert(row.id.clone(), row.clone());
+                    // As SQLite: what the row type does not store is not kept.
+                    let mut row = row.clone();
+                    row.entered = None;
+                    inner.rows.insert(row.id.clone(), row);
                 }
                 Change::Event(event) => inner.events.push(event.clone()),
                 Change::Agent(agent) => match inner.agents.iter_mut().find(|a| a.id == agent.id) {

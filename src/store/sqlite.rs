@@ -343,6 +343,7 @@ impl RawRow {
             notice: self.notice,
             first_call_ref: self.first_call_ref.unwrap_or_default(),
             orig_position,
+            entered: None,
         })
     }
 }

@@ -3,7 +3,6 @@
 //! stream waits on the centre's `watch` channel.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -11,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use tokio::sync::watch;
 
-use crate::centre::{ContactId, ContactState, ContactStatus, Snapshot, WaitEstimate};
+use crate::centre::{ContactId, ContactState, ContactStatus, ViewHandle, WaitEstimate};
 
 use super::{AppState, Client, api, pages, words};
 
@@ -53,24 +52,26 @@ fn event(status: &ContactStatus) -> Event {
         .data(status_json(status).to_string())
 }
 
-/// The first event now, then one per change; ends when the contact is no longer in the
-/// snapshots (forgotten) or the centre stops.
+/// The first event now, then one per change; ends when the contact is forgotten or the
+/// centre stops. Woken only by the contact's own bell (see `centre::ViewHandle::subscribe`):
+/// each wake compiles this one status, so a change costs the streams it concerns.
 pub fn status_stream(
     first: ContactStatus,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
+    view: ViewHandle,
+    bell: watch::Receiver<u64>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     let id: ContactId = first.id.clone();
     let first_event = event(&first);
     let rest = stream::unfold(
-        (snapshots, key(&first), id),
-        |(mut rx, mut last, id)| async move {
+        (bell, key(&first), id, view),
+        |(mut bell, mut last, id, view)| async move {
             loop {
-                rx.changed().await.ok()?;
-                let current = rx.borrow_and_update().contacts.get(&id).cloned()?;
+                bell.changed().await.ok()?;
+                let current = view.status(&id)?;
                 let k = key(&current);
                 if k != last {
                     last = k;
-                    return Some((Ok(event(&current)), (rx, last, id)));
+                    return Some((Ok(event(&current)), (bell, last, id, view)));
                 }
             }
         },
@@ -79,10 +80,15 @@ pub fn status_stream(
 }
 
 fn sse(state: &AppState, status: ContactStatus) -> Response {
-    let mut rx = state.web.centre.snapshots();
-    rx.mark_unchanged();
+    let view = state.web.centre.view().clone();
+    let Some(bell) = view.subscribe(&status.id) else {
+        return api::AppError::NotFound.into_response();
+    };
+    // A change committed between the lookup and the subscription is not missed: send the
+    // status as it is now first.
+    let status = view.status(&status.id).unwrap_or(status);
     let stop = state.web.shutdown.clone().cancelled_owned();
-    let stream = futures_util::StreamExt::take_until(status_stream(status, rx), stop);
+    let stream = futures_util::StreamExt::take_until(status_stream(status, view, bell), stop);
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()

@@ -1,0 +1,223 @@
+//! The read view: what every reader of a contact's status uses, so no read ever queues
+//! behind the centre thread's writes.
+//!
+//! The actor owns the core; after each committed batch it hands the view the rows the
+//! batch touched ([`View::apply`]), which costs O(touched · log n) under a short write
+//! lock, never O(contacts). Readers take the read lock for one status (O(q · log n)).
+//! Uncommitted state never reaches the view: it is updated only after the store has the
+//! batch.
+//!
+//! Live pages subscribe per contact ([`View::subscribe`]): after a batch only the
+//! subscribers whose status can have changed are woken — those whose row changed, those
+//! behind a change in their line (their place moved), and every subscriber of a queue
+//! whose estimate inputs changed. Waking is a `watch` bump; each woken stream compiles its
+//! own status on its own task, so the fan-out never runs on the centre thread.
+//!
+//! Must not import `sip`, `media` or `web`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use tokio::sync::watch;
+
+use super::book::Book;
+use super::contact::{ContactId, ContactStatus};
+use super::core::StoredContact;
+use super::queue::LineKey;
+
+/// A cloneable handle on the view; the actor writes, everyone else reads.
+#[derive(Debug, Clone)]
+pub struct ViewHandle(Arc<RwLock<View>>);
+
+#[derive(Debug)]
+pub(crate) struct View {
+    book: Book,
+    subs: Subscribers,
+}
+
+/// Contacts with live readers and where each holds a place, so a change in a line wakes
+/// exactly the subscribers behind it.
+#[derive(Debug, Default)]
+struct Subscribers {
+    by_contact: HashMap<ContactId, Sub>,
+    /// Per queue index: the subscribed contacts holding a place there, by line key.
+    in_line: Vec<BTreeSet<(LineKey, ContactId)>>,
+}
+
+#[derive(Debug)]
+struct Sub {
+    bell: watch::Sender<u64>,
+    place: Option<(usize, LineKey)>,
+}
+
+impl ViewHandle {
+    pub(crate) fn new(book: Book) -> Self {
+        let queues = book.queues.len();
+        ViewHandle(Arc::new(RwLock::new(View {
+            book,
+            subs: Subscribers {
+                by_contact: HashMap::new(),
+                in_line: vec![BTreeSet::new(); queues],
+            },
+        })))
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, View> {
+        // A panic while holding the lock leaves the data as consistent as the last
+        // finished `apply`: keep serving it rather than failing every reader.
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, View> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The committed status of a contact (live, or ended and still remembered).
+    pub fn status(&self, id: &ContactId) -> Option<ContactStatus> {
+        self.read().book.status(id)
+    }
+
+    /// A bell that rings after every committed batch that may have changed the contact's
+    /// status (its value is meaningless; wait with `changed()`); `None` for an unknown
+    /// contact. Dropping every receiver of a contact lets its entry go at the next change.
+    pub fn subscribe(&self, id: &ContactId) -> Option<watch::Receiver<u64>> {
+        let mut view = self.write();
+        let place = {
+            let row = view.book.rows.get(id)?;
+            view.book.place_of(row).map(|i| (i, row.line_key()))
+        };
+        let subs = &mut view.subs;
+        if let Some(sub) = subs.by_contact.get(id) {
+            return Some(sub.bell.subscribe());
+        }
+        let (bell, rx) = watch::channel(0);
+        if let Some((i, key)) = place {
+            subs.in_line[i].insert((key, id.clone()));
+        }
+        subs.by_contact.insert(id.clone(), Sub { bell, place });
+        Some(rx)
+    }
+
+    /// Subscribed contacts (tests and metrics).
+    pub fn subscribed(&self) -> usize {
+        self.read().subs.by_contact.len()
+    }
+}
+
+/// What a committed batch means for subscribers, worked out while the view is updated and
+/// rung after the requesters of the batch have their answers.
+#[derive(Debug, Default)]
+pub(crate) struct Rings {
+    touched: Vec<(ContactId, Option<(usize, LineKey)>)>,
+    /// Per queue index, the smallest line key that changed: everyone at or behind moved.
+    from: Vec<Option<LineKey>>,
+}
+
+impl View {
+    /// Takes in one committed batch: `touched` rows as they now are (`None`: forgotten)
+    /// and the queues' estimate inputs from `core` (staffing, handle time, senior joins).
+    /// Returns whom to ring ([`View::ring`]).
+    pub(crate) fn apply(
+        &mut self,
+        touched: impl IntoIterator<Item = (ContactId, Option<Arc<StoredContact>>)>,
+        core: &Book,
+    ) -> Rings {
+        let mut rings = Rings {
+            touched: Vec::new(),
+            from: vec![None; self.book.queues.len()],
+        };
+        for (i, (mine, theirs)) in self.book.queues.iter_mut().zip(&core.queues).enumerate() {
+            // Estimates of the whole queue follow these.
+            if mine.staffed != theirs.staffed || mine.handle != theirs.handle {
+                rings.from[i] = Some((super::contact::Timestamp(0), 0));
+            }
+            mine.staffed = theirs.staffed;
+            mine.handle = theirs.handle;
+            if mine.rises != theirs.rises {
+                mine.rises.clone_from(&theirs.rises);
+            }
+        }
+        for (id, row) in touched {
+            let old = match row {
+                Some(row) => self.book.put(row, false),
+                None => self.book.remove(&id),
+            };
+            if let Some(old) = &old
+                && let Some(i) = self.book.place_of(old)
+            {
+                rings.lower(i, old.line_key());
+            }
+            let place = self
+                .book
+                .rows
+                .get(&id)
+                .and_then(|row| self.book.place_of(row).map(|i| (i, row.line_key())));
+            if let Some((i, key)) = place {
+                rings.lower(i, key);
+            }
+            if self.subs.by_contact.contains_key(&id) {
+                rings.touched.push((id, place));
+            }
+        }
+        rings
+    }
+
+    /// Rings the subscribers a batch concerned: O(touched + subscribers behind a change).
+    pub(crate) fn ring(&mut self, rings: Rings) {
+        for (id, place) in rings.touched {
+            self.subs.moved(&id, place);
+        }
+        for (i, key) in rings.from.into_iter().enumerate() {
+            if let Some(key) = key {
+                self.subs.ring_behind(i, key);
+            }
+        }
+    }
+}
+
+impl Rings {
+    fn lower(&mut self, i: usize, key: LineKey) {
+        let slot = &mut self.from[i];
+        *slot = Some(slot.map_or(key, |k| k.min(key)));
+    }
+}
+
+impl Subscribers {
+    /// A touched contact: ring its bell and keep its place current (or drop it when no
+    /// reader is left).
+    fn moved(&mut self, id: &ContactId, place: Option<(usize, LineKey)>) {
+        let Some(sub) = self.by_contact.get_mut(id) else {
+            return;
+        };
+        if let Some((i, key)) = sub.place.take() {
+            self.in_line[i].remove(&(key, id.clone()));
+        }
+        if sub.bell.receiver_count() == 0 {
+            self.by_contact.remove(id);
+            return;
+        }
+        sub.bell.send_modify(|n| *n = n.wrapping_add(1));
+        sub.place = place;
+        if let Some((i, key)) = place {
+            self.in_line[i].insert((key, id.clone()));
+        }
+    }
+
+    /// Rings every subscriber of queue `i` at or behind `key`; forgets those with no
+    /// reader left.
+    fn ring_behind(&mut self, i: usize, key: LineKey) {
+        let mut gone = Vec::new();
+        for (k, id) in self.in_line[i].range((key, ContactId::MIN)..) {
+            match self.by_contact.get(id) {
+                Some(sub) if sub.bell.receiver_count() > 0 => {
+                    sub.bell.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                _ => gone.push((*k, id.clone())),
+            }
+        }
+        for entry in gone {
+            self.in_line[i].remove(&entry);
+            self.by_contact.remove(&entry.1);
+        }
+    }
+}
