@@ -340,9 +340,9 @@ pub struct Centre {
     /// numbers must not be handed out again), the queues and their lines.
     book: Book,
     live: usize,
-    /// Disconnected contacts (their call lost in a restart): the only ones a redialling
-    /// caller can rejoin, kept apart so admission does not scan every contact.
-    disconnected: std::collections::HashSet<ContactId>,
+    /// Disconnected calls (lost in a restart) by queue and caller number, most senior
+    /// first: the only contacts a redialling caller can rejoin, found without a scan.
+    rejoinable: HashMap<(QueueId, String), std::collections::BTreeSet<(LineKey, ContactId)>>,
     /// When something must happen to a contact: a disconnected contact's keep-place
     /// window ends, or an ended contact is forgotten. Keyed by the unique `seq` so a
     /// time range can be taken without a sentinel id.
@@ -360,6 +360,10 @@ pub struct Centre {
     /// In configuration order; looked up through `agent_index`.
     agents: Vec<Agent>,
     agent_index: HashMap<AgentId, usize>,
+    /// Ready agents by (ready since, index): routing's order, without a scan of everyone.
+    ready: std::collections::BTreeSet<(Timestamp, usize)>,
+    /// Offer time-outs and wrap-up ends by (when, index), for `tick`.
+    agent_deadlines: std::collections::BTreeSet<(Timestamp, usize)>,
     wrap_up_secs: u32,
     offer_timeout_secs: u32,
     /// Offers made by routing inside `admit`, `end` and `tick` (whose signatures carry
@@ -456,6 +460,8 @@ impl Centre {
         Centre {
             agents,
             agent_index,
+            ready: std::collections::BTreeSet::new(),
+            agent_deadlines: std::collections::BTreeSet::new(),
             wrap_up_secs: config.wrap_up_secs,
             offer_timeout_secs: config.offer_timeout_secs,
             routed: Vec::new(),
@@ -469,7 +475,7 @@ impl Centre {
             max_live_contacts: config.max_live_contacts,
             book: Book::new(queues, agent_names),
             live: 0,
-            disconnected: std::collections::HashSet::new(),
+            rejoinable: HashMap::new(),
             deadlines: BTreeMap::new(),
             next_seq: 1,
             rng,
@@ -703,23 +709,16 @@ impl Centre {
         now: Timestamp,
         new: &NewContact,
     ) -> Option<Result<(ContactStatus, Vec<Change>), CentreError>> {
-        if !matches!(new.media, MediaType::Voice | MediaType::Video) {
+        if self.rejoinable.is_empty() || !matches!(new.media, MediaType::Voice | MediaType::Video) {
             return None;
         }
         let number = super::callback::default_callback_number(&new.caller)?;
-        let mut row = self
-            .disconnected
-            .iter()
-            .filter_map(|id| self.book.rows.get(id))
-            .filter(|r| {
-                r.queue == new.queue
-                    && matches!(r.state, ContactState::Disconnected { .. })
-                    && r.substitute.is_none()
-                    && super::callback::default_callback_number(&r.caller).as_deref()
-                        == Some(number.as_str())
-            })
-            .min_by_key(|r| r.line_key())
-            .map(|r| StoredContact::clone(r))?;
+        let (_, id) = self
+            .rejoinable
+            .get(&(new.queue.clone(), number))?
+            .first()?
+            .clone();
+        let mut row = self.row(&id)?;
         row.state = ContactState::Queued;
         row.media = new.media;
         row.call_ref = new.call_ref.clone();
@@ -935,7 +934,12 @@ impl Centre {
                 self.book.queues[i].line.make_routable(key);
             }
         }
-        for i in 0..self.agents.len() {
+        let due: Vec<usize> = self
+            .agent_deadlines
+            .range(..=(now, usize::MAX))
+            .map(|&(_, i)| i)
+            .collect();
+        for i in due {
             match self.agents[i].state {
                 AgentState::Reserved { until, .. } if until <= now => {
                     if let Ok((c, _)) = self.fail_offer(now, i, "no answer") {
@@ -959,7 +963,7 @@ impl Centre {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let contacts = self.deadlines.first_key_value().map(|(&(at, _), _)| at);
         let wakeups = self.wakeups.first_key_value().map(|(&(at, _), _)| at);
-        let agents = self.agents.iter().filter_map(|a| a.state.deadline()).min();
+        let agents = self.agent_deadlines.first().map(|&(at, _)| at);
         [contacts, wakeups, agents].into_iter().flatten().min()
     }
 
@@ -1138,6 +1142,21 @@ impl Centre {
         }
         if agents_changed {
             self.restaff();
+            self.ready = self
+                .agents
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| match a.state {
+                    AgentState::Ready { since } => Some((since, i)),
+                    _ => None,
+                })
+                .collect();
+            self.agent_deadlines = self
+                .agents
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| a.state.deadline().map(|at| (at, i)))
+                .collect();
         }
     }
 
@@ -1189,8 +1208,11 @@ impl Centre {
         if row.state.is_live() {
             self.live += 1;
         }
-        if matches!(row.state, ContactState::Disconnected { .. }) {
-            self.disconnected.insert(row.id.clone());
+        if let Some(key) = rejoin_key(&row) {
+            self.rejoinable
+                .entry(key)
+                .or_default()
+                .insert((row.line_key(), row.id.clone()));
         }
         if let Some(at) = self.deadline_of(&row) {
             self.deadlines.insert((at, row.seq), row.id.clone());
@@ -1215,7 +1237,14 @@ impl Centre {
         if old.state.is_live() {
             self.live -= 1;
         }
-        self.disconnected.remove(id);
+        if let Some(key) = rejoin_key(&old)
+            && let Some(set) = self.rejoinable.get_mut(&key)
+        {
+            set.remove(&(old.line_key(), old.id.clone()));
+            if set.is_empty() {
+                self.rejoinable.remove(&key);
+            }
+        }
         if let Some(at) = self.deadline_of(&old) {
             self.deadlines.remove(&(at, old.seq));
         }
@@ -1236,6 +1265,16 @@ impl Centre {
             self.undo(Undo::Rise(i, evicted));
         }
     }
+}
+
+/// Where a row sits in `Centre::rejoinable`: a disconnected call (no substitute) whose
+/// caller has a number to match a redial on.
+fn rejoin_key(row: &StoredContact) -> Option<(QueueId, String)> {
+    if !matches!(row.state, ContactState::Disconnected { .. }) || row.substitute.is_some() {
+        return None;
+    }
+    let number = default_callback_number(&row.caller)?;
+    Some((row.queue.clone(), number))
 }
 
 /// Longest subject of an email or web form, in characters.
@@ -2207,6 +2246,18 @@ impl Centre {
     fn set_agent(&mut self, now: Timestamp, i: usize, state: AgentState) -> Vec<Change> {
         let memo = self.agents[i].memo;
         let prior = std::mem::replace(&mut self.agents[i].state, state.clone());
+        if let AgentState::Ready { since } = prior {
+            self.ready.remove(&(since, i));
+        }
+        if let AgentState::Ready { since } = state {
+            self.ready.insert((since, i));
+        }
+        if let Some(at) = prior.deadline() {
+            self.agent_deadlines.remove(&(at, i));
+        }
+        if let Some(at) = state.deadline() {
+            self.agent_deadlines.insert((at, i));
+        }
         let agent = &mut self.agents[i];
         let id = agent.spec.id.clone();
         let channel = match &agent.spec.reach {
@@ -2346,16 +2397,18 @@ impl Centre {
     fn route(&mut self, now: Timestamp) -> AgentOutcome {
         let mut changes = Vec::new();
         let mut effects = Vec::new();
-        let mut ready: Vec<(Timestamp, usize)> = self
-            .agents
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| match a.state {
-                AgentState::Ready { since } => Some((since, i)),
-                _ => None,
-            })
-            .collect();
-        ready.sort_unstable();
+        // Nothing to offer or nobody to offer it to: the common case under load costs
+        // O(queues), not a look at every agent.
+        if self.ready.is_empty()
+            || self
+                .book
+                .queues
+                .iter()
+                .all(|q| q.line.first_routable().is_none())
+        {
+            return (changes, effects);
+        }
+        let ready: Vec<(Timestamp, usize)> = self.ready.iter().copied().collect();
         for (_, i) in ready {
             // The head of each skill's routable line, the most senior of them: a rank
             // lookup per skill, never a walk past contacts that cannot be offered.
