@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! cargo run --release --example routing_load -- [CONTACTS=10000] [AGENTS=200] [QUEUES=4]
+//! cargo run --release --example routing_load -- 1000,10000,100000 1000 8
 //! ```
+//!
+//! With several sizes (comma-separated) it runs each and then prints one table of the
+//! per-operation p99 side by side, to show whether a change costs more with more contacts.
 //!
 //! Admits CONTACTS voice contacts spread round-robin over QUEUES queues, logs every agent
 //! in (agent `i` has skills for queues `i` and `i + 1`, modulo QUEUES), then runs rounds
@@ -15,20 +19,23 @@
 //! Prints the wall time of each phase and of the whole run, mean and p99 of one call of
 //! `admit` (over the whole fill, and over its last tenth: the queue at full size),
 //! `agent_ready` (which includes routing), `offer_answered`, `contact_handled`, `tick`, and
-//! of `snapshot(now)` with every contact queued (the actor rebuilds the snapshot after
-//! every batch, so it bounds the batch rate), contacts handled per second and the peak RSS
-//! (VmHWM). `Instant` is used only for measuring; the centre sees the virtual clock.
+//! of `board(now)` (what the actor publishes after every batch), `status(id)` of a random
+//! queued contact (what every page and announcement reads), a caller's command (move to
+//! another queue and back, keeping seniority) and a caller hanging up mid-line, all with
+//! every contact queued, and of the whole `snapshot(now)` (tests and tools only), contacts
+//! handled per second and the peak RSS (VmHWM). `Instant` is used only for measuring; the
+//! centre sees the virtual clock.
 #![allow(clippy::print_stdout, reason = "a load-test tool reports on stdout")]
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use holdline::centre::{
-    AgentId, AgentSpec, CallbackRules, Centre, CentreConfig, Effect, MediaType, NewContact,
-    QueueId, QueueSpec, Reach, Timestamp,
+    AgentId, AgentSpec, CallbackRules, Centre, CentreConfig, Command, CommandId, CommandRequest,
+    ContactId, Effect, EndReason, MediaType, NewContact, QueueId, QueueSpec, Reach, Timestamp,
 };
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// A plausible unix-millis start (2023-11-14).
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -69,6 +76,14 @@ impl Samples {
         out
     }
 
+    /// The 99th percentile (nearest rank) in microseconds.
+    fn p99_us(&self) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable();
+        let rank = (sorted.len() * 99).div_ceil(100).max(1) - 1;
+        sorted.get(rank).map_or(0.0, |&n| n as f64 / 1e3)
+    }
+
     /// "mean .. us  p99 .. us  (n calls)".
     fn line(&self) -> String {
         if self.0.is_empty() {
@@ -98,10 +113,42 @@ fn offered(effects: Vec<Effect>, into: &mut Vec<usize>, index: &dyn Fn(&AgentId)
     }
 }
 
+/// p99 in microseconds of each operation, for the side-by-side table.
+type Row = Vec<(&'static str, f64)>;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let contacts = arg(1, 10_000);
+    let sizes: Vec<usize> = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "10000".to_owned())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
     let agents = arg(2, 200).max(1);
     let queues = arg(3, 4).max(1);
+    let mut rows = Vec::new();
+    for &contacts in &sizes {
+        rows.push((contacts, run(contacts, agents, queues)?));
+        println!();
+    }
+    if rows.len() > 1 {
+        println!("p99 per operation (us), {agents} agents, {queues} queues:");
+        print!("{:<18}", "contacts");
+        for (n, _) in &rows {
+            print!("{n:>12}");
+        }
+        println!();
+        for (k, (name, _)) in rows[0].1.iter().enumerate() {
+            print!("{name:<18}");
+            for (_, row) in &rows {
+                print!("{:>12.2}", row[k].1);
+            }
+            println!();
+        }
+    }
+    Ok(())
+}
+
+fn run(contacts: usize, agents: usize, queues: usize) -> Result<Row, Box<dyn std::error::Error>> {
     let queue_ids: Vec<QueueId> = (0..queues).map(|q| QueueId(format!("q{q}"))).collect();
     let agent_ids: Vec<AgentId> = (0..agents).map(|i| AgentId(format!("a{i:04}"))).collect();
     let config = CentreConfig {
@@ -117,7 +164,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect(),
         keep_place_secs: 600,
         id_retention_secs: 86_400,
-        max_live_contacts: contacts.max(1),
+        max_live_contacts: contacts.max(1) + 1000,
         callback: CallbackRules::default(),
         agents: agent_ids
             .iter()
@@ -171,6 +218,62 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .contacts
             .len();
     }
+    // With every contact queued: what readers and callers do, on random contacts.
+    let ids: Vec<ContactId> = centre.snapshot(now).contacts.into_keys().collect();
+    let mut rng = StdRng::seed_from_u64(11);
+    let (mut board, mut status, mut command, mut hang_up) = (
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+        Samples::default(),
+    );
+    for _ in 0..1000 {
+        black_box(board.time(|| centre.board(now)));
+    }
+    for _ in 0..10_000 {
+        let id = &ids[rng.random_range(0..ids.len())];
+        black_box(status.time(|| centre.status(id)));
+    }
+    for k in 0..1000 {
+        let id = &ids[rng.random_range(0..ids.len())];
+        let Some(from) = centre.status(id).map(|s| s.queue) else {
+            continue;
+        };
+        let to = queue_ids
+            .iter()
+            .find(|q| **q != from)
+            .unwrap_or(&from)
+            .clone();
+        for (leg, queue) in [("a", to), ("b", from)] {
+            now = Timestamp(now.0 + 1);
+            let request = CommandRequest {
+                id: CommandId(format!("move-{k}-{leg}")),
+                contact: id.clone(),
+                expected_version: None,
+                command: Command::MoveQueue { to: queue },
+            };
+            black_box(command.time(|| centre.command(now, request)))?;
+        }
+    }
+    // Callers hanging up from the middle of the line (then admitted again, untimed, so
+    // the rounds below still handle `contacts` contacts).
+    for k in 0..1000.min(contacts) {
+        let id = &ids[rng.random_range(0..ids.len())];
+        now = Timestamp(now.0 + 1);
+        if hang_up
+            .time(|| centre.end(now, id, EndReason::Abandoned))
+            .is_ok()
+        {
+            let new = NewContact {
+                queue: queue_ids[k % queues].clone(),
+                media: MediaType::Voice,
+                caller: format!("\"Caller\" <sip:+44207947{k:05}@example.test>;tag=x"),
+                call_ref: format!("again-{k}"),
+            };
+            centre.admit(now, new)?;
+        }
+    }
+    let contacts_handled_target = contacts;
 
     // Login, then rounds until everyone is handled.
     let rounds_start = Instant::now();
@@ -188,7 +291,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut waiting = vec![true; agents];
     let mut handled = 0usize;
     let mut round = 0usize;
-    while handled < contacts {
+    while handled < contacts_handled_target {
         round += 1;
         let mut busy = Vec::new();
         now = now.plus_secs(1);
@@ -249,15 +352,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "snapshot ({snapshot_len} contacts) {}",
         snapshot.line().trim_start()
     );
-    let snap_mean = snapshot.0.iter().sum::<u64>() as f64 / snapshot.0.len().max(1) as f64 / 1e9;
-    println!(
-        "  = at most {:.0} actor batches/s at this size",
-        1.0 / snap_mean.max(1e-12)
-    );
+    println!("board              {}", board.line());
+    println!("status             {}", status.line());
+    println!("command (move)     {}", command.line());
+    println!("end (hang-up)      {}", hang_up.line());
     println!("agent_ready        {}", ready.line());
     println!("offer_answered     {}", answered.line());
     println!("contact_handled    {}", handled_t.line());
     println!("tick               {}", tick.line());
     println!("peak RSS           {} MiB", peak_rss_kib() / 1024);
-    Ok(())
+    Ok(vec![
+        ("admit (last 10%)", admit_full.p99_us()),
+        ("status", status.p99_us()),
+        ("board", board.p99_us()),
+        ("command (move)", command.p99_us()),
+        ("end (hang-up)", hang_up.p99_us()),
+        ("agent_ready", ready.p99_us()),
+        ("offer_answered", answered.p99_us()),
+        ("contact_handled", handled_t.p99_us()),
+        ("tick", tick.p99_us()),
+        ("snapshot (O(n))", snapshot.p99_us()),
+    ])
 }

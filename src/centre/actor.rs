@@ -286,7 +286,7 @@ pub fn spawn(
                 })
         })
         .transpose()?;
-    let (centre, changes) = Centre::restore(config, rng, stored, now);
+    let (mut centre, changes) = Centre::restore(config, rng, stored, now);
     store.apply(&changes).map_err(StartError::Persist)?;
     if !changes.is_empty() {
         tracing::info!(

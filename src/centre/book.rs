@@ -64,6 +64,9 @@ impl Book {
                 .line
                 .insert(row.line_key(), row.id.clone(), routable);
         }
+        if let Some(i) = self.offered_in(&row) {
+            self.queues[i].offered += 1;
+        }
         self.rows.insert(row.id.clone(), row);
         prior
     }
@@ -74,7 +77,18 @@ impl Book {
         if let Some(i) = self.place_of(&old) {
             self.queues[i].line.remove(&old.line_key());
         }
+        if let Some(i) = self.offered_in(&old) {
+            self.queues[i].offered = self.queues[i].offered.saturating_sub(1);
+        }
         Some(old)
+    }
+
+    /// The queue index of a live row offered to or with an agent.
+    fn offered_in(&self, row: &StoredContact) -> Option<usize> {
+        if !row.state.is_live() || row.agent.is_none() {
+            return None;
+        }
+        self.queue_index.get(&row.queue).copied()
     }
 
     pub fn position_of(&self, row: &StoredContact) -> Option<u32> {

@@ -317,15 +317,17 @@ pub struct QueueSummary {
 
 /// A consistent, immutable view of the centre at one instant, for readers that must not
 /// wait on the actor (web pages, announcements).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     pub at: Timestamp,
-    /// Live, disconnected and recently ended (see [`ENDED_VISIBLE_SECS`]) contacts.
+    /// Only in [`Centre::snapshot`] (tests and tools): live, disconnected and recently
+    /// ended (see [`ENDED_VISIBLE_SECS`]) contacts. The board the actor publishes leaves it
+    /// empty: a status is read from the view.
     pub contacts: HashMap<ContactId, ContactStatus>,
     /// In configuration order.
     pub queues: Vec<QueueSummary>,
-    /// In configuration order.
-    pub agents: Vec<AgentStatus>,
+    /// In configuration order; shared between boards until an agent changes.
+    pub agents: Arc<Vec<AgentStatus>>,
     /// Totals since the process started.
     pub counters: Counters,
 }
@@ -362,6 +364,8 @@ pub struct Centre {
     agent_index: HashMap<AgentId, usize>,
     /// Ready agents by (ready since, index): routing's order, without a scan of everyone.
     ready: std::collections::BTreeSet<(Timestamp, usize)>,
+    /// The agents as the last board showed them, until one changes.
+    agents_board: Option<Arc<Vec<AgentStatus>>>,
     /// Offer time-outs and wrap-up ends by (when, index), for `tick`.
     agent_deadlines: std::collections::BTreeSet<(Timestamp, usize)>,
     wrap_up_secs: u32,
@@ -462,6 +466,7 @@ impl Centre {
             agent_index,
             ready: std::collections::BTreeSet::new(),
             agent_deadlines: std::collections::BTreeSet::new(),
+            agents_board: None,
             wrap_up_secs: config.wrap_up_secs,
             offer_timeout_secs: config.offer_timeout_secs,
             routed: Vec::new(),
@@ -1003,27 +1008,28 @@ impl Centre {
         self.live
     }
 
-    /// What dashboards read after every batch: the queues, the agents, the statuses of the
-    /// contacts agents hold (the console shows them) and the counters. Costs O(queues +
-    /// agents), never O(contacts): a contact's own status is read on request
-    /// ([`Centre::status`], or the actor's read view).
-    pub fn board(&self, now: Timestamp) -> Snapshot {
-        let mut contacts = HashMap::new();
-        let mut offered = vec![0u32; self.book.queues.len()];
-        for id in self.agents.iter().filter_map(|a| a.state.contact()) {
-            if let Some(row) = self.book.rows.get(id) {
-                if let Some(&i) = self.book.queue_index.get(&row.queue) {
-                    offered[i] += 1;
-                }
-                contacts.insert(id.clone(), self.book.status_of(row));
+    /// What dashboards read after every batch: the queues, the agents and the counters.
+    /// O(queues) plus, when an agent changed since the last board, O(agents); never
+    /// O(contacts): a contact's status is read on request ([`Centre::status`], or the
+    /// actor's read view).
+    pub fn board(&mut self, now: Timestamp) -> Snapshot {
+        let agents = match &self.agents_board {
+            Some(agents) => agents.clone(),
+            None => {
+                let agents = Arc::new(self.agent_statuses());
+                self.agents_board = Some(agents.clone());
+                agents
             }
-        }
+        };
+        self.board_with(now, agents)
+    }
+
+    fn board_with(&self, now: Timestamp, agents: Arc<Vec<AgentStatus>>) -> Snapshot {
         let queues = self
             .book
             .queues
             .iter()
-            .enumerate()
-            .map(|(i, q)| QueueSummary {
+            .map(|q| QueueSummary {
                 id: q.spec.id.clone(),
                 name: q.spec.name.clone(),
                 skillset: q.spec.skillset.clone(),
@@ -1034,15 +1040,15 @@ impl Centre {
                     .line
                     .first()
                     .map_or(0, |((seniority, _), _)| now.millis_since(*seniority) / 1000),
-                offered: offered[i],
+                offered: q.offered,
                 remote: q.spec.remote.is_some(),
             })
             .collect();
         Snapshot {
             at: now,
-            contacts,
+            contacts: HashMap::new(),
             queues,
-            agents: self.agent_statuses(),
+            agents,
             counters: self.counters.clone(),
         }
     }
@@ -1050,7 +1056,15 @@ impl Centre {
     /// Every status at once: the board plus every live contact and those ended in the
     /// last [`ENDED_VISIBLE_SECS`]. O(n): for tests and tools, never called per batch.
     pub fn snapshot(&self, now: Timestamp) -> Snapshot {
-        let mut snapshot = self.board(now);
+        let mut snapshot = self.board_with(now, Arc::new(self.agent_statuses()));
+        // Contacts with an agent are out of the lines.
+        for id in self.agents.iter().filter_map(|a| a.state.contact()) {
+            if let Some(row) = self.book.rows.get(id) {
+                snapshot
+                    .contacts
+                    .insert(id.clone(), self.book.status_of(row));
+            }
+        }
         for queue in &self.book.queues {
             for (_, id) in queue.line.iter() {
                 if let Some(row) = self.book.rows.get(id) {
@@ -1141,6 +1155,7 @@ impl Centre {
             }
         }
         if agents_changed {
+            self.agents_board = None;
             self.restaff();
             self.ready = self
                 .agents
@@ -2246,6 +2261,7 @@ impl Centre {
     fn set_agent(&mut self, now: Timestamp, i: usize, state: AgentState) -> Vec<Change> {
         let memo = self.agents[i].memo;
         let prior = std::mem::replace(&mut self.agents[i].state, state.clone());
+        self.agents_board = None;
         if let AgentState::Ready { since } = prior {
             self.ready.remove(&(since, i));
         }

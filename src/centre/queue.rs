@@ -70,6 +70,8 @@ pub(crate) struct Queue {
     pub rises: VecDeque<Rise>,
     /// Agents logged in with a skill for this queue.
     pub staffed: u32,
+    /// Its contacts offered to or with an agent now (out of the line).
+    pub offered: u32,
     pub handle: HandleTimeAverage,
 }
 
@@ -81,6 +83,7 @@ impl Queue {
             line: Line::default(),
             rises: VecDeque::new(),
             staffed: 0,
+            offered: 0,
             handle,
         }
     }

@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::centre::{
     AgentError, AgentId, AgentState, AgentStatus, ContactStatus, MediaType, Snapshot, Substitute,
-    Timestamp,
+    Timestamp, ViewHandle,
 };
 
 use super::pages::render;
@@ -335,13 +335,14 @@ fn card(status: &ContactStatus, now: Timestamp) -> ContactCard {
 }
 
 impl ConsoleView {
-    pub(crate) fn build(agent: &AgentStatus, snapshot: &Snapshot) -> ConsoleView {
+    /// `contact`: the status of the contact the agent holds (from the read view).
+    pub(crate) fn build(
+        agent: &AgentStatus,
+        snapshot: &Snapshot,
+        contact: Option<&ContactStatus>,
+    ) -> ConsoleView {
         let now = snapshot.at;
-        let card = agent
-            .contact
-            .as_ref()
-            .and_then(|c| snapshot.contacts.get(c))
-            .map(|s| card(s, now));
+        let card = contact.map(|s| card(s, now));
         let queues = agent
             .skills
             .iter()
@@ -373,10 +374,11 @@ impl ConsoleView {
         }
     }
 
-    /// The view of `id` in `snapshot`, if configured.
-    pub(crate) fn of(id: &AgentId, snapshot: &Snapshot) -> Option<ConsoleView> {
+    /// The view of `id` in `snapshot`, if configured; the contact they hold from `view`.
+    pub(crate) fn of(id: &AgentId, snapshot: &Snapshot, view: &ViewHandle) -> Option<ConsoleView> {
         let agent = snapshot.agents.iter().find(|a| &a.id == id)?;
-        Some(ConsoleView::build(agent, snapshot))
+        let contact = agent.contact.as_ref().and_then(|c| view.status(c));
+        Some(ConsoleView::build(agent, snapshot, contact.as_ref()))
     }
 }
 
@@ -556,7 +558,7 @@ fn console_page(
     notice: Option<String>,
 ) -> Response {
     let snapshot = state.web.centre.snapshots().borrow().clone();
-    let Some(v) = ConsoleView::of(&account.id, &snapshot) else {
+    let Some(v) = ConsoleView::of(&account.id, &snapshot, state.web.centre.view()) else {
         return super::pages::unavailable();
     };
     render(
@@ -694,21 +696,22 @@ fn console_stream(
     id: AgentId,
     csrf: String,
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    view: ViewHandle,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     stream::unfold(
-        (snapshots, None::<String>, id, csrf),
-        |(mut rx, last, id, csrf)| async move {
+        (snapshots, None::<String>, id, csrf, view),
+        |(mut rx, last, id, csrf, view)| async move {
             loop {
                 if last.is_some() {
                     rx.changed().await.ok()?;
                 }
                 let html = {
                     let snapshot = rx.borrow_and_update().clone();
-                    ConsoleView::of(&id, &snapshot).map(|v| live_html(&v, &csrf))?
+                    ConsoleView::of(&id, &snapshot, &view).map(|v| live_html(&v, &csrf))?
                 };
                 if last.as_deref() != Some(html.as_str()) {
                     let event = Event::default().event("console").data(html.clone());
-                    return Some((Ok(event), (rx, Some(html), id, csrf)));
+                    return Some((Ok(event), (rx, Some(html), id, csrf, view)));
                 }
             }
         },
@@ -722,7 +725,12 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let csrf = csrf::token(&state.web.secret, &value, CSRF_SCOPE);
     let stop = state.web.shutdown.clone().cancelled_owned();
     let stream = futures_util::StreamExt::take_until(
-        console_stream(account.id, csrf, state.web.centre.snapshots()),
+        console_stream(
+            account.id,
+            csrf,
+            state.web.centre.snapshots(),
+            state.web.centre.view().clone(),
+        ),
         stop,
     );
     Sse::new(stream)

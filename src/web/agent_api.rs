@@ -105,7 +105,11 @@ async fn authorize(
 
 /// The agent as the API shows it: state, the contact with everything the caller gave
 /// (numbers unmasked: the agent needs them), and the queues they serve.
-pub fn me_json(snapshot: &crate::centre::Snapshot, id: &AgentId) -> Option<Value> {
+pub fn me_json(
+    snapshot: &crate::centre::Snapshot,
+    view: &crate::centre::ViewHandle,
+    id: &AgentId,
+) -> Option<Value> {
     let a = snapshot.agents.iter().find(|a| &a.id == id)?;
     let mut me = json!({
         "id": a.id,
@@ -119,7 +123,7 @@ pub fn me_json(snapshot: &crate::centre::Snapshot, id: &AgentId) -> Option<Value
         AgentState::Reserved { until, .. } => me["offer_until"] = json!(until),
         _ => {}
     }
-    if let Some(status) = a.contact.as_ref().and_then(|c| snapshot.contacts.get(c)) {
+    if let Some(status) = a.contact.as_ref().and_then(|c| view.status(c)) {
         me["contact"] = serde_json::to_value(status).unwrap_or_default();
     }
     me["queues"] = a
@@ -135,7 +139,7 @@ pub fn me_json(snapshot: &crate::centre::Snapshot, id: &AgentId) -> Option<Value
 
 fn me_response(state: &AppState, id: &AgentId, cookie: Option<&str>) -> Result<Response, AppError> {
     let snapshot = state.web.centre.snapshots().borrow().clone();
-    let mut me = me_json(&snapshot, id).ok_or(AppError::Unauthorized)?;
+    let mut me = me_json(&snapshot, state.web.centre.view(), id).ok_or(AppError::Unauthorized)?;
     if let Some(value) = cookie {
         me["csrf"] = json!(csrf::token(&state.web.secret, value, agent::CSRF_SCOPE));
     }

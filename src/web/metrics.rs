@@ -288,7 +288,7 @@ mod tests {
                 offered: 0,
                 remote: false,
             }],
-            agents: Vec::new(),
+            agents: Default::default(),
             counters: Default::default(),
         }
     }
