@@ -69,6 +69,7 @@ pub mod estimate;
 mod line;
 pub mod queue;
 pub mod queue_log;
+mod records;
 #[cfg(test)]
 mod tests;
 mod view;
