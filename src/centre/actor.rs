@@ -86,6 +86,11 @@ enum Request {
         reason: EndReason,
         reply: oneshot::Sender<Result<(), CentreError>>,
     },
+    /// The status of a contact the view does not hold (ended and out of memory).
+    Stored {
+        id: ContactId,
+        reply: oneshot::Sender<Option<ContactStatus>>,
+    },
     Command {
         request: CommandRequest,
         reply: oneshot::Sender<Result<Confirmation, CommandError>>,
@@ -142,8 +147,15 @@ impl CentreHandle {
 
     /// Current committed status, including ended contacts within retention. Read from the
     /// view: never waits for the centre thread (and answers after it stopped).
+    /// A contact that ended long ago (out of memory, see `ENDED_VISIBLE_SECS`) is read back
+    /// from the store by the centre thread: rare, and never for a live contact.
     pub async fn status(&self, id: ContactId) -> Option<ContactStatus> {
-        self.view.status(&id)
+        if let Some(status) = self.view.status(&id) {
+            return Some(status);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Stored { id, reply }).await.ok()?;
+        answer.await.ok().flatten()
     }
 
     /// The read view: statuses without the centre thread, and per-contact subscriptions.
@@ -474,6 +486,21 @@ impl Actor {
                     });
                     pending.push(Pending::End(reply, result));
                 }
+                Request::Stored { id, reply } => {
+                    // Read-only, so answered at once (not part of the batch's commit).
+                    let status = if self.centre.retired(&id) {
+                        match self.store.contact(&id) {
+                            Ok(row) => row.map(|row| self.centre.status_of_stored(&row)),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "reading an ended contact failed");
+                                None
+                            }
+                        }
+                    } else {
+                        self.centre.status(&id)
+                    };
+                    let _ = reply.send(status);
+                }
                 Request::Command { request, reply } => {
                     let mut changed = false;
                     let result = self
@@ -700,6 +727,12 @@ mod tests {
         fn apply(&mut self, changes: &[crate::centre::Change]) -> Result<(), StoreError> {
             self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.0.apply(changes)
+        }
+        fn contact(
+            &mut self,
+            id: &ContactId,
+        ) -> Result<Option<crate::centre::StoredContact>, StoreError> {
+            self.0.contact(id)
         }
     }
 

@@ -93,6 +93,11 @@ impl ContactId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 12 digits as a number (compact sets of reserved numbers).
+    pub fn as_u64(&self) -> Option<u64> {
+        self.0.parse().ok()
+    }
 }
 
 impl fmt::Display for ContactId {

@@ -57,9 +57,11 @@ use journal::{Journal, Undo};
 /// 10^6; running out of attempts means the generator is broken, not that we are unlucky.
 const MAX_ID_ATTEMPTS: usize = 64;
 
-/// Ended contacts stay in snapshots this long so pages can show "your contact ended";
-/// [`Centre::status`] answers for them for the whole `id_retention_secs`.
-pub const ENDED_VISIBLE_SECS: u64 = 3600;
+/// Ended contacts stay in memory this long (their status, snapshots, idempotent commands).
+/// After that only their numbers stay reserved, compactly, for `id_retention_secs`, and a
+/// page that asks reads the row back from the store: memory follows the live load, not
+/// the history (at 1,000 calls/s an hour of full rows was gigabytes).
+pub const ENDED_VISIBLE_SECS: u64 = 600;
 
 /// What the centre can refuse. Each variant maps to one thing the caller can do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +96,10 @@ pub struct Centre {
     /// numbers must not be handed out again), the queues and their lines.
     book: Book,
     live: usize,
+    /// Numbers of ended contacts no longer in memory, reserved until their retention ends
+    /// (`retired_until`): 12 digits as a `u64`, a few dozen bytes each.
+    retired: std::collections::HashSet<u64>,
+    retired_until: std::collections::BTreeSet<(Timestamp, u64)>,
     /// Disconnected calls (lost in a restart) by queue and caller number, most senior
     /// first: the only contacts a redialling caller can rejoin, found without a scan.
     rejoinable: HashMap<(QueueId, String), std::collections::BTreeSet<(LineKey, ContactId)>>,
@@ -210,6 +216,8 @@ impl Centre {
             book: Book::new(queues, agent_names),
             live: 0,
             rejoinable: HashMap::new(),
+            retired: std::collections::HashSet::new(),
+            retired_until: std::collections::BTreeSet::new(),
             deadlines: BTreeMap::new(),
             next_seq: 1,
             rng,
@@ -237,9 +245,11 @@ impl Centre {
         if self.live >= self.max_live_contacts {
             return Err(CentreError::Full);
         }
-        let contacts = &self.book.rows;
-        let id =
-            allocate_id(&mut self.rng, |id| contacts.contains_key(id)).ok_or(CentreError::Full)?;
+        let (rows, retired) = (&self.book.rows, &self.retired);
+        let id = allocate_id(&mut self.rng, |id| {
+            rows.contains_key(id) || id.as_u64().is_some_and(|n| retired.contains(&n))
+        })
+        .ok_or(CentreError::Full)?;
         let seq = self.next_seq;
         self.next_seq += 1;
         let row = StoredContact {
@@ -509,9 +519,10 @@ impl Centre {
                     EndReason::Lost,
                     "keep-place window ran out".to_owned(),
                 )),
-                ContactState::Ended { .. } => {
+                ContactState::Ended { at, .. } => {
                     self.remove_row(&id);
                     self.forget_commands(&id);
+                    self.retire(&id, at.plus_secs(self.id_retention_secs), now);
                 }
                 // Only a call-back's window closes while it is queued (and not with an
                 // agent: an attempt under way may still reach the customer).
@@ -522,6 +533,14 @@ impl Centre {
                     "the call-back window closed".to_owned(),
                 )),
             }
+        }
+        // Numbers whose retention ended may be drawn again.
+        while let Some(&(at, n)) = self.retired_until.first() {
+            if at > now {
+                break;
+            }
+            self.retired_until.pop_first();
+            self.retired.remove(&n);
         }
         // Call-backs whose window opened or whose next attempt is due: routing below
         // picks them up.
@@ -568,7 +587,39 @@ impl Centre {
         let contacts = self.deadlines.first_key_value().map(|(&(at, _), _)| at);
         let wakeups = self.wakeups.first_key_value().map(|(&(at, _), _)| at);
         let agents = self.agent_deadlines.first().map(|&(at, _)| at);
-        [contacts, wakeups, agents].into_iter().flatten().min()
+        let retired = self.retired_until.first().map(|&(at, _)| at);
+        [contacts, wakeups, agents, retired]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Whether `id` may not be handed out: a contact in memory, or an ended one whose
+    /// number is still reserved.
+    pub fn number_in_use(&self, id: &ContactId) -> bool {
+        self.book.rows.contains_key(id) || id.as_u64().is_some_and(|n| self.retired.contains(&n))
+    }
+
+    /// The status of a row read back from the store (an ended contact out of memory).
+    pub fn status_of_stored(&self, row: &StoredContact) -> ContactStatus {
+        self.book.status_of(row)
+    }
+
+    /// Whether `id` ended long enough ago to be out of memory (its row is in the store).
+    pub fn retired(&self, id: &ContactId) -> bool {
+        !self.book.rows.contains_key(id) && id.as_u64().is_some_and(|n| self.retired.contains(&n))
+    }
+
+    /// Keeps an ended contact's number reserved until `until` (nothing if that has passed).
+    fn retire(&mut self, id: &ContactId, until: Timestamp, now: Timestamp) {
+        if until <= now {
+            return;
+        }
+        if let Some(n) = id.as_u64()
+            && self.retired.insert(n)
+        {
+            self.retired_until.insert((until, n));
+        }
     }
 
     /// The contact's status, for live contacts and ended ones still within retention.

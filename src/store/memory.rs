@@ -61,6 +61,14 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError> {
+        let inner = self.lock();
+        if inner.failing {
+            return Err(StoreError::Unavailable("memory store set to fail".into()));
+        }
+        Ok(inner.rows.get(id).cloned())
+    }
+
     fn load(&mut self) -> Result<Stored, StoreError> {
         if self.lock().failing {
             return Err(StoreError::Unavailable("memory store set to fail".into()));

@@ -5,7 +5,7 @@
 //! crash never leaves half a batch. [`SqliteStore`] is the real thing; [`MemoryStore`]
 //! has the same semantics for tests (and can be told to fail).
 
-use crate::centre::{Change, Stored};
+use crate::centre::{Change, ContactId, Stored, StoredContact};
 
 pub mod memory;
 pub mod queue_log;
@@ -47,6 +47,9 @@ pub trait Store: Send {
     fn load(&mut self) -> Result<Stored, StoreError>;
     /// Writes all of `changes` in one atomic transaction: all or nothing.
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError>;
+    /// One stored contact row (the centre keeps ended contacts in memory only briefly and
+    /// reads older ones back from here when a page asks).
+    fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError>;
 }
 
 #[cfg(test)]
@@ -282,6 +285,12 @@ pub(crate) mod tests {
         store.apply(&[]).expect("apply nothing");
         let loaded = store.load().expect("load");
         assert_eq!(loaded, expected);
+        // One row by its number, as the centre reads an ended contact back.
+        for row in &expected.contacts {
+            assert_eq!(store.contact(&row.id).expect("one row").as_ref(), Some(row));
+        }
+        let unknown: crate::centre::ContactId = "000000000000".parse().expect("a valid number");
+        assert_eq!(store.contact(&unknown).expect("no row"), None);
         let states: Vec<String> = loaded
             .contacts
             .iter()

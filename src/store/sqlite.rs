@@ -349,6 +349,22 @@ impl RawRow {
 }
 
 impl Store for SqliteStore {
+    fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, queue, media, state, state_at, state_until, end_reason,
+                    seniority, seq, created, caller, call_ref,
+                    version, substitute, position_rise,
+                    attempts, next_attempt_at, transferring, notice, first_call_ref,
+                    orig_position
+             FROM contacts WHERE id = ?1",
+        )?;
+        let raw = stmt
+            .query_map([id.as_str()], RawRow::read)?
+            .next()
+            .transpose()?;
+        raw.map(RawRow::decode).transpose()
+    }
+
     fn load(&mut self) -> Result<Stored, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, queue, media, state, state_at, state_until, end_reason,

@@ -73,7 +73,7 @@ impl Centre {
         // Ended contacts are in `deadlines` at (ended + retention); the recent ones are
         // the tail of that range, so we never walk the whole retention period.
         let visible_from = Timestamp(now.0.saturating_sub(ENDED_VISIBLE_SECS * 1000))
-            .plus_secs(self.id_retention_secs);
+            .plus_secs(ENDED_VISIBLE_SECS.min(self.id_retention_secs));
         for id in self.deadlines.range((visible_from, 0)..).map(|(_, id)| id) {
             if let Some(row) = self.book.rows.get(id)
                 && !row.state.is_live()

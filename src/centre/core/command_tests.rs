@@ -205,7 +205,11 @@ fn move_keeps_seniority_and_overtakes_juniors_in_the_target() {
             _ => None,
         })
         .collect();
-    assert_eq!(rows, std::slice::from_ref(&senior), "only the mover's row is written");
+    assert_eq!(
+        rows,
+        std::slice::from_ref(&senior),
+        "only the mover's row is written"
+    );
     let ev = events(&changes);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].kind, "moved");

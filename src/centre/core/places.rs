@@ -15,7 +15,9 @@ impl Centre {
                 _ => None,
             },
             ContactState::Disconnected { until, .. } => Some(until),
-            ContactState::Ended { at, .. } => Some(at.plus_secs(self.id_retention_secs)),
+            ContactState::Ended { at, .. } => {
+                Some(at.plus_secs(ENDED_VISIBLE_SECS.min(self.id_retention_secs)))
+            }
         }
     }
 

@@ -72,8 +72,11 @@ impl Centre {
             let known_queue = centre.is_local_queue(&row.queue);
             match row.state {
                 ContactState::Ended { at, .. } => {
-                    if at.plus_secs(centre.id_retention_secs) > now {
+                    if at.plus_secs(ENDED_VISIBLE_SECS.min(centre.id_retention_secs)) > now {
                         centre.put_row(row);
+                    } else {
+                        let until = at.plus_secs(centre.id_retention_secs);
+                        centre.retire(&row.id, until, now);
                     }
                 }
                 ContactState::Queued | ContactState::Disconnected { .. } if !known_queue => {
@@ -97,6 +100,8 @@ impl Centre {
                     let until = now.plus_secs(centre.keep_place_secs);
                     let mut row = row;
                     row.state = ContactState::Disconnected { since: now, until };
+                    // A move to another site died with the call: no result will come.
+                    row.transferring = None;
                     row.version += 1;
                     changes.push(Change::Contact(row.clone()));
                     changes.push(Change::Event(ContactEvent {

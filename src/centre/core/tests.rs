@@ -284,12 +284,20 @@ fn ids_are_not_reused_within_retention_but_are_forgotten_after() {
     let mut c = centre(6);
     let id = admit(&mut c, T0, "sales", 1).id;
     c.end(T0, &id, EndReason::Abandoned).expect("end");
-    let retention_ms = config().id_retention_secs * 1000;
-    assert!(c.tick(Timestamp(T0.0 + retention_ms - 1)).is_empty());
+    // In memory for a while, then only the number stays reserved.
+    let visible_ms = ENDED_VISIBLE_SECS * 1000;
+    assert!(c.tick(Timestamp(T0.0 + visible_ms - 1)).is_empty());
     assert!(c.status(&id).is_some());
-    assert_eq!(c.next_deadline(), Some(Timestamp(T0.0 + retention_ms)));
-    assert!(c.tick(Timestamp(T0.0 + retention_ms)).is_empty());
+    assert_eq!(c.next_deadline(), Some(Timestamp(T0.0 + visible_ms)));
+    assert!(c.tick(Timestamp(T0.0 + visible_ms)).is_empty());
     assert!(c.status(&id).is_none());
+    assert!(c.retired(&id) && c.number_in_use(&id));
+    let retention_ms = config().id_retention_secs * 1000;
+    assert_eq!(c.next_deadline(), Some(Timestamp(T0.0 + retention_ms)));
+    assert!(c.tick(Timestamp(T0.0 + retention_ms - 1)).is_empty());
+    assert!(c.number_in_use(&id));
+    assert!(c.tick(Timestamp(T0.0 + retention_ms)).is_empty());
+    assert!(!c.number_in_use(&id) && !c.retired(&id));
     assert_eq!(c.next_deadline(), None);
 }
 
@@ -356,6 +364,12 @@ fn restore_disconnects_queued_contacts_in_place_then_loses_them() {
     let newcomer = admit(&mut b, now, "sales", 99).id;
     assert_eq!(pos(&b, &newcomer), Some(3));
 
+    // First the ended contact leaves memory (its number stays reserved), then the
+    // keep-place window runs out.
+    let forgotten = b.next_deadline().expect("the ended row's time in memory");
+    assert!(forgotten < until);
+    assert!(b.tick(forgotten).is_empty());
+    assert!(b.retired(&gone));
     assert_eq!(b.next_deadline(), Some(until));
     assert!(b.tick(Timestamp(until.0 - 1)).is_empty());
     let changes = b.tick(until);
