@@ -580,7 +580,6 @@ impl Actor {
                     ));
                     self.publish.send_replace(Arc::new(self.centre.board(now)));
                 }
-                self.append_queue_log(&changes);
                 // Committed: now the front-end may act. No subscriber is not an error.
                 for effect in effects {
                     let _ = self.effects.send(effect);
@@ -651,9 +650,13 @@ impl Actor {
                 }
             }
         }
-        // Live pages last: the requesters above are not held up by the fan-out.
+        // Live pages and the report file last: the requesters above are not held up by
+        // the fan-out nor by the queue log's fsync.
         if let Some(rings) = rings {
             self.view.write().ring(rings);
+        }
+        if failure.is_none() {
+            self.append_queue_log(&changes);
         }
     }
 }
