@@ -65,8 +65,12 @@ pub mod command;
 pub mod contact;
 pub mod core;
 pub mod estimate;
+#[cfg(test)]
+mod model_tests;
 pub mod queue;
 pub mod queue_log;
+#[cfg(test)]
+pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 
