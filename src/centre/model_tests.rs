@@ -13,6 +13,9 @@
 //! * **Harness and properties**: resolves each generated operation against the model
 //!   (which contact, which agent), runs it on both, compares, and keeps a readable trace
 //!   that a failure prints along with proptest's minimal operation sequence.
+//!
+//! Test code only, and long on purpose: the model is written out in full in one place so
+//! it can be read top to bottom and checked against the docs, not derived from the core.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -222,12 +225,13 @@ fn command(
     now: Timestamp,
     id: &CommandId,
     contact: &ContactId,
+    expected_version: Option<u64>,
     command: Command,
 ) -> Out<Confirmation> {
     let request = CommandRequest {
         id: id.clone(),
         contact: contact.clone(),
-        expected_version: None,
+        expected_version,
         command,
     };
     match s.centre.command(now, request) {
@@ -308,6 +312,11 @@ fn snapshot(s: &Sut, now: Timestamp) -> Option<Snapshot> {
 
 fn live_count(s: &Sut) -> usize {
     s.centre.live_count()
+}
+
+/// When the centre wants its next tick.
+fn next_deadline(s: &Sut) -> Option<Timestamp> {
+    s.centre.next_deadline()
 }
 
 fn begin(s: &mut Sut) {
@@ -890,6 +899,7 @@ impl Model {
         cmd_id: &CommandId,
         k: usize,
         command: &Command,
+        stale: bool,
     ) -> (Result<Confirmation, Refusal>, Vec<Told>) {
         let id = self.contacts[k].id.clone();
         if let Some((contact, cmd, confirmation)) = self.commands.get(cmd_id) {
@@ -903,7 +913,8 @@ impl Model {
         if c.forgotten {
             return (Err(Refusal::NotFound), Vec::new());
         }
-        if !c.live() || c.agent.is_some() || c.transferring.is_some() {
+        // `stale`: the page showed an older version of the contact than there is now.
+        if stale || !c.live() || c.agent.is_some() || c.transferring.is_some() {
             return (Err(Refusal::NotAllowed), Vec::new());
         }
         let mut told = Vec::new();
@@ -1117,6 +1128,31 @@ impl Model {
         Ok(())
     }
 
+    /// The earliest instant at which `tick` has something to do: an offer or wrap-up ends,
+    /// a keep-place window or retention runs out, a call-back window closes, or a waiting
+    /// call-back becomes routable (later than `now`: one routable already was routed).
+    fn due(&self, now: Timestamp) -> Option<Timestamp> {
+        let retention = self.cfg.id_retention_secs;
+        let contacts = self.contacts.iter().filter(|c| !c.forgotten).flat_map(|c| {
+            let mut due = Vec::new();
+            match (&c.state, &c.sub) {
+                (ContactState::Disconnected { until, .. }, _) => due.push(*until),
+                (ContactState::Ended { at, .. }, _) => due.push(at.plus_secs(retention)),
+                (ContactState::Queued, Some(Sub::Callback(window))) if c.agent.is_none() => {
+                    if let Some(w) = window {
+                        due.push(Timestamp(w.not_after.0 + 1));
+                    }
+                    let opens = window.map(|w| w.not_before).max(c.next_attempt);
+                    due.extend(opens.filter(|&t| t > now));
+                }
+                _ => {}
+            }
+            due
+        });
+        let agents = self.agents.iter().filter_map(|a| a.state.deadline());
+        contacts.chain(agents).min()
+    }
+
     /// The earliest instant after `now` at which something is due, or changes whether a
     /// contact may be routed.
     fn next_due(&self, now: Timestamp) -> Option<Timestamp> {
@@ -1249,6 +1285,8 @@ enum Op {
     Email(Pick),
     WebForm(Pick),
     CancelCallback(Pick),
+    /// An email sent from a page showing the previous version of the contact.
+    Stale(Pick),
     /// Send the `nth` (modulo) command id already used again: the same command to the
     /// same contact, or a different one.
     Resend {
@@ -1381,6 +1419,7 @@ impl Harness {
                 && now != was
             {
                 self.hit(format!("contact {was} -> {now}"));
+                self.hit(format!("contact -> {now}"));
             }
         }
         for (_, now) in after.0.iter().skip(before.0.len()) {
@@ -1501,6 +1540,7 @@ impl Harness {
                     }
                 ));
                 self.hit(match (k, expected) {
+                    (Some(_), Ok(Admission::Rejoin(_))) => "admit: rejoined".to_owned(),
                     (Some(_), Ok(a)) => format!("admit: {a:?}"),
                     _ => format!("admit: {expected:?}"),
                 });
@@ -1566,6 +1606,20 @@ impl Harness {
                 },
             )?,
             Op::CancelCallback(p) => self.command_op(*p, Command::CancelCallback)?,
+            Op::Stale(p) => {
+                let Some(k) = self.pick(*p) else {
+                    return Ok(());
+                };
+                let id = CommandId(format!("cmd-{}", self.sent.len() + 1));
+                let cmd = Command::Email {
+                    subject: "Late".into(),
+                    message: "From an old page.".into(),
+                    reply_to: "me@example.com".into(),
+                };
+                self.sent
+                    .push((id.clone(), self.model.contacts[k].id.clone(), cmd.clone()));
+                self.send(id, k, cmd, true)?;
+            }
             Op::Resend { nth, same } => {
                 if self.sent.is_empty() {
                     return Ok(());
@@ -1587,7 +1641,7 @@ impl Harness {
                 } else {
                     Command::CancelCallback
                 };
-                self.send(id, k, cmd)?;
+                self.send(id, k, cmd, false)?;
             }
             Op::Agent(i, op) => {
                 let i = usize::from(*i) % self.model.agents.len();
@@ -1606,8 +1660,17 @@ impl Harness {
                 differ("agent effects", &Vec::new(), &o.told)?;
             }
             Op::TransferResult(p, ok) => {
-                let Some(k) = self.pick(*p) else {
-                    return Ok(());
+                // Mostly for a call being moved (the result is about one), else anyone's.
+                let moving: Vec<usize> = (0..self.model.contacts.len())
+                    .filter(|&k| self.model.contacts[k].transferring.is_some())
+                    .collect();
+                let k = if p.live && !moving.is_empty() {
+                    moving[usize::from(p.n) % moving.len()]
+                } else {
+                    let Some(k) = self.pick(*p) else {
+                        return Ok(());
+                    };
+                    k
                 };
                 let id = self.model.contacts[k].id.clone();
                 self.log(format!("transfer result for {}: ok={ok}", self.name(k)));
@@ -1648,7 +1711,7 @@ impl Harness {
                 restart(&mut self.sut, now, 100 + self.restarts);
                 self.model.restart(now);
                 self.check(false)?;
-                self.seen.clear();
+                self.refresh_seen();
             }
             Op::Batch(ops, keep) => {
                 if self.sut.pending.is_some() {
@@ -1725,12 +1788,16 @@ impl Harness {
             AgentState::LoggedOut => Login,
             AgentState::NotReady { .. } | AgentState::WrapUp { .. } => Ready,
             AgentState::Ready { .. } => [NotReady, Ready, Ready, Logout][r % 4],
-            AgentState::Reserved { contact, .. } if callback(contact) => {
-                [Attempt(false), Attempt(false), Attempt(true), Fail][r % 4]
-            }
+            AgentState::Reserved { contact, .. } if callback(contact) => [
+                Attempt(false),
+                Attempt(false),
+                Attempt(false),
+                Attempt(true),
+                Fail,
+            ][r % 5],
             AgentState::Reserved { .. } => [Answer, Answer, Answer, Fail][r % 4],
             AgentState::Busy { contact, .. } if callback(contact) => {
-                [Handled, Handled, Attempt(false)][r % 3]
+                [Handled, Attempt(false)][r % 2]
             }
             AgentState::Busy { .. } => Handled,
         }
@@ -1757,16 +1824,28 @@ impl Harness {
         let id = CommandId(format!("cmd-{}", self.sent.len() + 1));
         self.sent
             .push((id.clone(), self.model.contacts[k].id.clone(), cmd.clone()));
-        self.send(id, k, cmd)
+        self.send(id, k, cmd, false)
     }
 
-    fn send(&mut self, id: CommandId, k: usize, cmd: Command) -> Checked {
+    /// Sends `cmd` as a page showing the contact's current version would (or, `stale`, the
+    /// one before it).
+    fn send(&mut self, id: CommandId, k: usize, cmd: Command, stale: bool) -> Checked {
         let now = self.now;
         let contact = self.model.contacts[k].id.clone();
-        self.log(format!("command {} {cmd:?} on {}", id.0, self.name(k)));
-        let (expected, told) = self.model.command(now, &id, k, &cmd);
-        let o = command(&mut self.sut, now, &id, &contact, cmd);
+        let shown = self.seen.get(&contact).map(|(_, v)| *v);
+        let stale = stale && shown.is_some();
+        let version = shown.map(|v| if stale { v - 1 } else { v });
+        self.log(format!(
+            "command {} {cmd:?} on {} (page version {version:?})",
+            id.0,
+            self.name(k)
+        ));
+        let (expected, told) = self.model.command(now, &id, k, &cmd, stale);
+        let o = command(&mut self.sut, now, &id, &contact, version, cmd);
         differ("command result", &expected, &o.result)?;
+        if stale && expected == Err(Refusal::NotAllowed) {
+            self.hit("stale page refused".into());
+        }
         if matches!(expected, Ok(Confirmation::Moved { .. }))
             && self.model.contacts.iter().any(|c| c.rise.is_some())
         {
@@ -1784,6 +1863,17 @@ impl Harness {
         });
         differ("command effects", &told, &o.told)?;
         self.expect_offers(&o.offers)
+    }
+
+    /// Takes what the centre shows now as the baseline for the version rule.
+    fn refresh_seen(&mut self) {
+        self.seen.clear();
+        for c in &self.model.contacts {
+            if let Some(s) = status(&self.sut, &c.id) {
+                self.seen
+                    .insert(c.id.clone(), (rowish(&view_of(&s)), s.version));
+            }
+        }
     }
 
     /// Every contact the model knows, every agent, the snapshot: as the model says.
@@ -1830,6 +1920,14 @@ impl Harness {
             &self.model.live_count(),
             &live_count(&self.sut),
         )?;
+        if let Some(due) = self.model.due(self.now)
+            && next_deadline(&self.sut).is_none_or(|next| next > due)
+        {
+            return Err(format!(
+                "the centre would sleep past {due} (something is due then) until {:?}",
+                next_deadline(&self.sut)
+            ));
+        }
         if let Some(snap) = snapshot(&self.sut, self.now) {
             let mut expected: Vec<&ContactId> = self
                 .model
@@ -1918,11 +2016,12 @@ fn simple_op() -> BoxedStrategy<Op> {
             .prop_map(|(queue, caller, video)| Op::Admit { queue, caller, video }),
         2 => pick().prop_map(Op::HangUp),
         3 => (pick(), 0u8..4).prop_map(|(p, to)| Op::Move(p, to)),
-        2 => (pick(), window()).prop_map(|(p, w)| Op::Callback(p, w)),
+        3 => (pick(), window()).prop_map(|(p, w)| Op::Callback(p, w)),
         1 => (pick(), window()).prop_map(|(p, w)| Op::ChangeCallback(p, w)),
         1 => pick().prop_map(Op::Email),
         1 => pick().prop_map(Op::WebForm),
         1 => pick().prop_map(Op::CancelCallback),
+        1 => pick().prop_map(Op::Stale),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(nth, same)| Op::Resend { nth, same }),
         3 => (0u8..4, agent_action()).prop_map(|(i, op)| Op::Agent(i, op)),
         12 => (0u8..4, any::<u8>()).prop_map(|(i, r)| Op::Agent(i, AgentOp::Next(r))),
@@ -1946,8 +2045,17 @@ fn op() -> impl Strategy<Value = Op> {
 /// few enough that the test stays under ~20 s in a debug build on a shared 2-core box.
 const CASES: u32 = 300;
 
+/// `CASES`, or proptest's own `PROPTEST_CASES` for a deeper run
+/// (`PROPTEST_CASES=20000 cargo test --release --lib centre::model_tests`).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn centre_agrees_with_the_model(
@@ -2088,14 +2196,14 @@ fn the_random_operations_reach_every_path() {
     );
 }
 
-const COVERAGE_CASES: u32 = 100;
+const COVERAGE_CASES: u32 = 200;
 
 const MUST_REACH: &[&str] = &[
     "a move pushed a junior back",
     "admit: Err(Full)",
     "admit: Err(UnknownQueue)",
     "admit: New",
-    "admit: Rejoin(0)",
+    "admit: rejoined",
     "agent busy -> wrap_up",
     "agent ready -> reserved",
     "agent reserved -> busy",
@@ -2117,7 +2225,7 @@ const MUST_REACH: &[&str] = &[
     "command refused: NotAllowed",
     "command refused: NotFound",
     "contact connected -> ended abandoned",
-    "contact connected -> ended callback_failed",
+    "contact -> ended callback_failed",
     "contact connected -> ended completed",
     "contact disconnected -> ended lost",
     "contact disconnected -> queued",
@@ -2132,12 +2240,17 @@ const MUST_REACH: &[&str] = &[
     "contact queued -> transferring",
     "contact transferring -> disconnected",
     "contact transferring -> ended transferred",
+    "contact -> ended lost",
+    "contact -> ended expired",
+    "contact -> ended completed",
+    "contact -> ended cancelled",
     "transfer result ok=false: Ok(())",
     "hang-up: Ok(())",
     "offer",
     "offer of call-back attempt 1",
     "offer of call-back attempt 2",
     "restart",
+    "stale page refused",
 ];
 
 /// Found by the model: a live call being moved to another site when the gateway restarts
@@ -2167,6 +2280,7 @@ fn a_transfer_under_way_at_a_restart_does_not_outlive_the_call() {
         now,
         &CommandId("move".into()),
         &id,
+        None,
         Command::MoveQueue {
             to: testkit::q("paris"),
         },
@@ -2189,6 +2303,7 @@ fn a_transfer_under_way_at_a_restart_does_not_outlive_the_call() {
         now,
         &CommandId("callback".into()),
         &id,
+        None,
         Command::Callback {
             number: CALLBACK_NUMBER.into(),
             window: None,
