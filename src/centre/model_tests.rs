@@ -534,6 +534,12 @@ struct Model {
     handle: Vec<HandleTimeAverage>,
     commands: HashMap<CommandId, (ContactId, Command, Confirmation)>,
     next_seq: u64,
+    /// Totals since the (last) start.
+    counters: Counters,
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    *map.entry(key.to_owned()).or_default() += 1;
 }
 
 impl Model {
@@ -567,6 +573,7 @@ impl Model {
                 .collect(),
             commands: HashMap::new(),
             next_seq: 0,
+            counters: Counters::default(),
             cfg,
         }
     }
@@ -672,6 +679,12 @@ impl Model {
     }
 
     fn end(&mut self, k: usize, now: Timestamp, reason: EndReason) {
+        let queue = self.cfg.queues[self.contacts[k].queue].id.0.clone();
+        *self
+            .counters
+            .ended
+            .entry((queue, reason.as_str().to_owned()))
+            .or_default() += 1;
         let c = &mut self.contacts[k];
         c.state = ContactState::Ended { at: now, reason };
         c.agent = None;
@@ -695,6 +708,7 @@ impl Model {
             since: now,
         };
         self.contacts[k].connected = true;
+        bump(&mut self.counters.offers, "answered");
     }
 
     /// Agent `i`'s offer failed: not ready, the contact back in its place.
@@ -708,6 +722,7 @@ impl Model {
         let k = self.find(&contact).expect("an agent holds a known contact");
         self.contacts[k].agent = None;
         self.contacts[k].connected = false;
+        bump(&mut self.counters.offers, "failed");
     }
 
     /// The routing rule: ready agents, longest idle first (then configuration order), each
@@ -802,6 +817,7 @@ impl Model {
         call_ref: &str,
     ) -> usize {
         self.next_seq += 1;
+        bump(&mut self.counters.admitted, self.cfg.queues[q].id.as_str());
         self.contacts.push(MContact {
             id,
             queue: q,
@@ -1099,6 +1115,8 @@ impl Model {
                     return no;
                 }
                 self.contacts[k].attempts += 1;
+                let label = if connected { "connected" } else { "busy" };
+                bump(&mut self.counters.callback_attempts, label);
                 if connected {
                     if !busy {
                         self.connect(now, i);
@@ -1187,10 +1205,12 @@ impl Model {
             return Ok(());
         }
         if ok {
+            bump(&mut self.counters.transfers, "ok");
             self.end(k, now, EndReason::Transferred);
         } else {
             c.transferring = None;
             c.notice = true;
+            bump(&mut self.counters.transfers, "failed");
         }
         Ok(())
     }
@@ -1246,6 +1266,8 @@ impl Model {
             .collect();
         self.commands
             .retain(|_, (contact, _, _)| known.contains(contact));
+        // A new process counts from zero.
+        self.counters = Counters::default();
         for a in &mut self.agents {
             a.state = AgentState::LoggedOut;
             a.idle_since = None;
@@ -1940,6 +1962,7 @@ impl Harness {
             let mut actual: Vec<&ContactId> = snap.contacts.keys().collect();
             actual.sort();
             differ("contacts in the snapshot", &expected, &actual)?;
+            differ("counters", &self.model.counters, &snap.counters)?;
             for (id, s) in &snap.contacts {
                 differ(
                     &format!("snapshot entry of {id} against its status"),
