@@ -1232,6 +1232,10 @@ mod agent_tests {
         let store = MemoryStore::new();
         let token = CancellationToken::new();
         let (handle, thread) = spawn(cfg, Box::new(store.clone()), token.clone()).expect("spawn");
+        // The log is appended after the replies: a round trip through the centre thread
+        // (a status it must answer itself) waits for the batch before to finish.
+        let unknown: ContactId = "000000000000".parse().expect("number");
+        let settled = || handle.status(unknown.clone());
         let read = || std::fs::read_to_string(&path).expect("queue log");
         let events = |text: String| -> Vec<String> {
             text.lines()
@@ -1241,6 +1245,7 @@ mod agent_tests {
         assert_eq!(events(read()), ["QUEUESTART|"]);
         let ada = AgentId("ada".into());
         handle.agent_login(ada.clone()).await.expect("login");
+        settled().await;
         assert_eq!(
             events(read()),
             [
@@ -1253,6 +1258,7 @@ mod agent_tests {
         store.set_failing(true);
         assert!(handle.agent_ready(ada.clone()).await.is_err());
         store.set_failing(false);
+        settled().await;
         assert_eq!(read().lines().count(), 3);
 
         // A remote move and its result.
@@ -1321,6 +1327,7 @@ mod agent_tests {
         let counters = handle.snapshots().borrow().counters.clone();
         assert_eq!(counters.transfers.get("failed"), Some(&1));
         assert_eq!(counters.callback_attempts.get("busy"), Some(&1));
+        settled().await;
         assert!(events(read()).contains(&"ENTERQUEUE||+442079460002".to_owned()));
         token.cancel();
         tokio::task::spawn_blocking(move || thread.join())

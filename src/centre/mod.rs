@@ -67,9 +67,13 @@ pub mod contact;
 pub mod core;
 pub mod estimate;
 mod line;
+#[cfg(test)]
+mod model_tests;
 pub mod queue;
 pub mod queue_log;
 mod records;
+#[cfg(test)]
+pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 mod view;
