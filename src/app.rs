@@ -146,6 +146,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (ua_tx, ua_rx) = mpsc::unbounded_channel();
     let ua_config = UaConfig {
         max_calls: config.limits.max_calls,
+        max_pending_calls: config.limits.max_pending_calls,
         retry_after_secs: config.limits.retry_after_secs,
         public_host: (!config.sip.public_host.is_empty()).then(|| config.sip.public_host.clone()),
         // Agents without a fixed address reach us by REGISTERing with their password;

@@ -248,12 +248,21 @@ pub struct MediaConfig {
 pub struct LimitsConfig {
     /// Concurrent calls; beyond this new INVITEs get 503 with Retry-After.
     pub max_calls: usize,
+    /// Incoming calls not yet answered (being admitted); beyond this new INVITEs get 503
+    /// with Retry-After at once, so overload sheds the excess early instead of letting every
+    /// call wait behind the centre and time out.
+    #[serde(default = "default_max_pending_calls")]
+    pub max_pending_calls: usize,
     /// Contacts waiting in all queues (live or disconnected).
     pub max_contacts: usize,
     /// Seconds sent in Retry-After with 503.
     pub retry_after_secs: u32,
     /// How long to let calls finish on shutdown before ending them with BYE.
     pub drain_secs: u64,
+}
+
+fn default_max_pending_calls() -> usize {
+    256
 }
 
 /// Which numbers a caller may ask to be called back on (checked by the centre), and how
@@ -439,6 +448,9 @@ impl Config {
             return invalid("media.codecs lists PCMU and/or PCMA".into());
         }
         self.validate_callback()?;
+        if self.limits.max_pending_calls == 0 {
+            return invalid("limits.max_pending_calls must be at least 1".into());
+        }
         if self.limits.max_calls == 0 {
             return invalid("limits.max_calls must be at least 1".into());
         }

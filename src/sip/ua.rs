@@ -187,6 +187,8 @@ pub use super::registrar::RegistrarConfig;
 pub struct UaConfig {
     pub timers: Timers,
     pub max_calls: usize,
+    /// Incoming calls not yet answered or refused; beyond this, 503 at once.
+    pub max_pending_calls: usize,
     pub retry_after_secs: u32,
     /// Host written in Contact/Via instead of the local socket address.
     pub public_host: Option<String>,
@@ -200,6 +202,7 @@ impl Default for UaConfig {
         Self {
             timers: Timers::default(),
             max_calls: 1000,
+            max_pending_calls: 256,
             retry_after_secs: 30,
             public_host: None,
             seed: rand::rng().random(),
@@ -327,6 +330,8 @@ pub struct UserAgent {
     rng: StdRng,
     next_id: u64,
     calls: HashMap<u64, Call>,
+    /// Incoming calls still `Early` (neither answered nor refused): the overload gauge.
+    early: usize,
     by_dialog: HashMap<(String, String), u64>,
     by_initial: HashMap<(String, String), u64>,
     server_ids: HashMap<TxnKey, u64>,
@@ -359,6 +364,7 @@ impl UserAgent {
             rng,
             next_id: 1,
             calls: HashMap::new(),
+            early: 0,
             by_dialog: HashMap::new(),
             by_initial: HashMap::new(),
             server_ids: HashMap::new(),
@@ -639,6 +645,9 @@ impl UserAgent {
         self.set_invite_state(txn_id, InviteServerState::Accepted { until });
         let retransmit = Retransmit::start(now, &timers);
         if let Some(c) = self.calls.get_mut(&call) {
+            if c.state == CallState::Early {
+                self.early -= 1;
+            }
             c.state = CallState::AwaitingAck {
                 response,
                 cseq,
@@ -665,6 +674,9 @@ impl UserAgent {
         let txn_id = self.pending_invite(call)?;
         self.final_non_2xx(now, txn_id, status, reason_phrase(status), headers);
         if let Some(c) = self.calls.get_mut(&call.0) {
+            if c.state == CallState::Early {
+                self.early -= 1;
+            }
             c.state = CallState::Closing;
         }
         Ok(())
@@ -1279,6 +1291,24 @@ impl UserAgent {
             );
             return;
         }
+        if self.early >= self.config.max_pending_calls {
+            let h = vec![(
+                "Retry-After".into(),
+                self.config.retry_after_secs.to_string(),
+            )];
+            self.reply_new_txn(
+                now,
+                peer,
+                &req,
+                key,
+                503,
+                "Service Unavailable (overloaded)",
+                h,
+                None,
+                None,
+            );
+            return;
+        }
         if self.calls.len() >= self.config.max_calls {
             let h = vec![(
                 "Retry-After".into(),
@@ -1354,6 +1384,7 @@ impl UserAgent {
         );
         self.by_dialog.insert((call_id.clone(), local_tag), id);
         self.by_initial.insert(initial, id);
+        self.early += 1;
         self.calls.insert(id, call);
         // 100 Trying at once (no To tag): stops the caller's INVITE retransmissions while
         // the centre records the contact.
@@ -1468,6 +1499,9 @@ impl UserAgent {
         if proceeding {
             self.final_non_2xx(now, invite_id, 487, "Request Terminated", vec![]);
             if let Some(c) = call.and_then(|c| self.calls.get_mut(&c)) {
+                if c.state == CallState::Early {
+                    self.early -= 1;
+                }
                 c.state = CallState::Closing;
             }
             if let Some(c) = call {
@@ -2242,6 +2276,9 @@ impl UserAgent {
 
     fn forget_call(&mut self, id: u64) {
         if let Some(c) = self.calls.remove(&id) {
+            if c.state == CallState::Early {
+                self.early -= 1;
+            }
             self.by_dialog
                 .remove(&(c.call_id.clone(), c.local_tag.clone()));
             self.by_initial.remove(&c.initial_key);
@@ -2727,6 +2764,49 @@ mod tests {
         let d = sent(&mut ua).pop().unwrap();
         assert_eq!(status_of(&d), 503);
         assert!(header(&d, "Retry-After").is_some());
+    }
+
+    #[test]
+    fn unanswered_calls_past_the_pending_limit_get_503_at_once() {
+        let mut ua = UserAgent::new(UaConfig {
+            max_pending_calls: 2,
+            seed: 7,
+            ..UaConfig::default()
+        });
+        let t0 = Instant::now();
+        let invite = |ua: &mut UserAgent, i: u32| {
+            let branch = format!("z9hG4bKp{i}");
+            let call_id = format!("pend{i}");
+            feed(ua, t0, &request("INVITE", &branch, &call_id, 1, None, SDP));
+            status_of(&sent(ua).pop().unwrap())
+        };
+        assert_eq!(invite(&mut ua, 0), 100);
+        assert_eq!(invite(&mut ua, 1), 100);
+        // Two calls wait to be admitted: the third is shed at once, with Retry-After.
+        feed(
+            &mut ua,
+            t0,
+            &request("INVITE", "z9hG4bKp2", "pend2", 1, None, SDP),
+        );
+        let shed = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&shed), 503);
+        assert!(shed.contains("overloaded"));
+        assert_eq!(header(&shed, "Retry-After"), Some("30"));
+        // Answering one and refusing the other frees both places.
+        let keys: Vec<CallKey> = events(&mut ua)
+            .into_iter()
+            .filter_map(|e| match e {
+                UaEvent::Incoming(ic) => Some(ic.key),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys.len(), 2);
+        ua.answer(t0, keys[0], Bytes::from_static(b"v=0\r\n"), vec![])
+            .unwrap();
+        ua.reject(t0, keys[1], 486, vec![]).unwrap();
+        sent(&mut ua);
+        assert_eq!(invite(&mut ua, 3), 100);
+        assert_eq!(invite(&mut ua, 4), 100);
     }
 
     #[test]
