@@ -124,8 +124,7 @@ pub fn check_text(value: &str, what: &str, max: usize) -> Result<String, String>
     Ok(value.to_owned())
 }
 
-/// Longest email address (RFC 5321 path limit).
-pub const EMAIL_MAX_LEN: usize = 254;
+use super::limits::EMAIL_MAX_CHARS as EMAIL_MAX_LEN;
 
 /// A plausible email address: one `@`, something before it, a dotted domain after it, no
 /// spaces, at most 254 characters. Deliberately loose: the reply is what proves it.

@@ -49,7 +49,6 @@ pub use super::records::{
 };
 pub use agents::AgentOutcome;
 use agents::ring_millis;
-pub use commands::{COMMAND_ID_MAX_LEN, MESSAGE_MAX_CHARS, NAME_MAX_CHARS, SUBJECT_MAX_CHARS};
 use journal::{Journal, Undo};
 
 /// How many fresh random numbers `admit` draws before giving up. With 10^11 numbers and

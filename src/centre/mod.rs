@@ -66,6 +66,7 @@ pub mod command;
 pub mod contact;
 pub mod core;
 pub mod estimate;
+pub mod limits;
 mod line;
 #[cfg(test)]
 mod model_tests;

@@ -8,13 +8,12 @@ use crate::centre::{ActionKind, Command, CommandId, QueueId, Window};
 
 use super::words;
 
-pub const MAX_PHONE: usize = 32;
-pub const MAX_SUBJECT: usize = 200;
-pub const MAX_MESSAGE: usize = 4000;
-pub const MAX_EMAIL: usize = 254;
-pub const MAX_NAME: usize = 100;
-pub const MAX_QUEUE: usize = 64;
-pub const MAX_COMMAND_ID: usize = 64;
+// The centre's limits (one set for every layer).
+pub use crate::centre::limits::{
+    COMMAND_ID_MAX_LEN as MAX_COMMAND_ID, EMAIL_MAX_CHARS as MAX_EMAIL,
+    MESSAGE_MAX_CHARS as MAX_MESSAGE, NAME_MAX_CHARS as MAX_NAME, PHONE_MAX_CHARS as MAX_PHONE,
+    QUEUE_ID_MAX_LEN as MAX_QUEUE, SUBJECT_MAX_CHARS as MAX_SUBJECT,
+};
 /// The entry form's number field (digits plus spaces or hyphens).
 pub const MAX_LOOKUP: usize = 32;
 

@@ -4,14 +4,9 @@
 
 use super::*;
 
-/// Longest subject of an email or web form, in characters.
-pub const SUBJECT_MAX_CHARS: usize = 200;
-/// Longest message of an email or web form, in characters.
-pub const MESSAGE_MAX_CHARS: usize = 5000;
-/// Longest name on a web form, in characters.
-pub const NAME_MAX_CHARS: usize = 100;
-/// Longest command id.
-pub const COMMAND_ID_MAX_LEN: usize = 64;
+use crate::centre::limits::{
+    COMMAND_ID_MAX_LEN, MESSAGE_MAX_CHARS, NAME_MAX_CHARS, SUBJECT_MAX_CHARS,
+};
 
 /// The fields an email and a web form share, checked and trimmed, errors named by field.
 pub(super) fn check_message(

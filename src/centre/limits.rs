@@ -1,0 +1,18 @@
+//! The field limits every layer enforces: one set, so the web page, the JSON API and the
+//! centre refuse the same input (the web used to allow 4,000 characters of message where
+//! the centre allowed 5,000). Characters, not bytes, except where said.
+
+/// Longest subject of an email or web form.
+pub const SUBJECT_MAX_CHARS: usize = 200;
+/// Longest message of an email or web form.
+pub const MESSAGE_MAX_CHARS: usize = 4000;
+/// Longest name on a web form.
+pub const NAME_MAX_CHARS: usize = 100;
+/// Longest command id (bytes; ids are ASCII).
+pub const COMMAND_ID_MAX_LEN: usize = 64;
+/// Longest call-back number as typed (digits, spaces, hyphens, a leading `+`).
+pub const PHONE_MAX_CHARS: usize = 32;
+/// Longest email address (RFC 5321's path limit).
+pub const EMAIL_MAX_CHARS: usize = 254;
+/// Longest queue id a request may name (bytes).
+pub const QUEUE_ID_MAX_LEN: usize = 64;
