@@ -377,7 +377,11 @@ async fn call_task(
         Err(e) => {
             let (code, headers) = match e {
                 CentreError::UnknownQueue(_) => (404, vec![]),
-                CentreError::Full | CentreError::ShuttingDown => (503, retry_after(&deps)),
+                // A store that cannot write now (busy, full) is a passing condition for
+                // the caller: try again later, never a 500.
+                CentreError::Full | CentreError::ShuttingDown | CentreError::Storage(_) => {
+                    (503, retry_after(&deps))
+                }
                 _ => (500, vec![]),
             };
             tracing::warn!(error = %e, status = code, "contact not admitted");

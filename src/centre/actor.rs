@@ -25,8 +25,9 @@ use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp}
 use super::core::{Centre, CentreError, Change, Snapshot};
 use super::queue::CentreConfig;
 use super::queue_log::QueueLogLine;
+use super::queue_log_file::QueueLogFile;
+use super::storage::{Store, StoreError};
 use super::view::ViewHandle;
-use crate::store::{QueueLogFile, Store, StoreError};
 
 /// Requests that may wait for the centre thread before senders are made to wait.
 pub const REQUEST_CAPACITY: usize = 1024;
@@ -591,14 +592,10 @@ impl Actor {
                 self.tick_after = Some(Instant::now() + STORAGE_RETRY);
             }
         }
-        let storage_error = || {
-            CentreError::Storage(
-                failure
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            )
-        };
+        let fault = failure
+            .as_ref()
+            .map_or(super::StorageFault::Failed, StoreError::fault);
+        let storage_error = || CentreError::Storage(fault);
 
         // Replies go out last, so nobody hears of a change that is not on disk.
         for p in pending {
@@ -625,12 +622,7 @@ impl Actor {
                     changed,
                 } => {
                     let answer = match result {
-                        Ok(_) if changed && failure.is_some() => Err(CommandError::Storage(
-                            failure
-                                .as_ref()
-                                .map(ToString::to_string)
-                                .unwrap_or_default(),
-                        )),
+                        Ok(_) if changed && failure.is_some() => Err(CommandError::Storage(fault)),
                         other => other,
                     };
                     let _ = reply.send(answer);
@@ -641,9 +633,7 @@ impl Actor {
                     changed,
                 } => {
                     let answer = match result {
-                        Ok(()) if changed && failure.is_some() => {
-                            Err(AgentError::Storage(storage_error().to_string()))
-                        }
+                        Ok(()) if changed && failure.is_some() => Err(AgentError::Storage(fault)),
                         other => other,
                     };
                     let _ = reply.send(answer);

@@ -180,7 +180,7 @@ pub enum AgentError {
     #[error("not allowed while {state}: {what}")]
     NotAllowed { state: &'static str, what: String },
     #[error("storage failed: {0}")]
-    Storage(String),
+    Storage(crate::centre::StorageFault),
     #[error("the centre is shutting down")]
     ShuttingDown,
 }

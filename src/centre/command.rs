@@ -210,7 +210,7 @@ pub enum CommandError {
     IdReused,
     /// The change could not be made durable, so it was not made.
     #[error("storage failed: {0}")]
-    Storage(String),
+    Storage(crate::centre::StorageFault),
     /// The centre is stopping.
     #[error("the centre is shutting down")]
     ShuttingDown,

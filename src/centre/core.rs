@@ -71,9 +71,9 @@ pub enum CentreError {
     /// `max_live_contacts` reached; try again later (SIP: 503).
     #[error("the centre is full")]
     Full,
-    /// The change could not be made durable, so it was not made (SIP: 500).
+    /// The change could not be made durable, so it was not made (SIP: 503 + Retry-After).
     #[error("storage failed: {0}")]
-    Storage(String),
+    Storage(crate::centre::StorageFault),
     /// No contact with that number (or it was forgotten after the retention period).
     #[error("no such contact")]
     NotFound,

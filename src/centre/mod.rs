@@ -5,7 +5,7 @@
 //! number the caller hears and later types into a web page), places the contact in its
 //! queue by seniority, and answers with a [`ContactStatus`]: position, contacts ahead and
 //! a [`WaitEstimate`]. Everything that changes is persisted through a
-//! [`Store`](crate::store::Store) before anyone is told about it.
+//! [`Store`] (implemented in `store/`) before anyone is told about it.
 //!
 //! # Layers
 //! * [`contact`], [`queue`], [`estimate`]: value types and the estimate rule.
@@ -72,7 +72,9 @@ mod line;
 mod model_tests;
 pub mod queue;
 pub mod queue_log;
+mod queue_log_file;
 mod records;
+mod storage;
 #[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
@@ -100,4 +102,5 @@ pub use core::{
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};
 pub use queue_log::QueueLogLine;
+pub use storage::{StorageFault, Store, StoreError};
 pub use view::ViewHandle;

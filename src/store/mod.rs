@@ -5,59 +5,21 @@
 //! crash never leaves half a batch. [`SqliteStore`] is the real thing; [`MemoryStore`]
 //! has the same semantics for tests (and can be told to fail).
 
-use crate::centre::{Change, ContactId, Stored, StoredContact};
-
 pub mod memory;
-pub mod queue_log;
 pub mod sqlite;
 
 pub use memory::MemoryStore;
-pub use queue_log::QueueLogFile;
 pub use sqlite::SqliteStore;
 
-/// What went wrong with storage; the centre reports all of these as `Storage` and does
-/// not make the change.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The data directory or database file could not be created or opened: check the
-    /// path and permissions.
-    #[error("cannot open the store at {path}: {reason}")]
-    Open {
-        path: std::path::PathBuf,
-        reason: String,
-    },
-    /// The database refused a statement (disk full, locked, I/O error, ...).
-    #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
-    /// Stored data that this build cannot read back (hand edits, corruption).
-    #[error("stored data is unreadable: {0}")]
-    Corrupt(String),
-    /// The database was written by a newer build; refuse rather than damage it.
-    #[error("database schema version {found} is newer than this build supports ({supported})")]
-    NewerSchema { found: i64, supported: i64 },
-    /// The store is not taking writes (test stores told to fail).
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Where the centre's changes go before anyone is told about them.
-pub trait Store: Send {
-    /// Every stored contact row, in admission (`seq`) order, and every remembered
-    /// command, in acceptance order.
-    fn load(&mut self) -> Result<Stored, StoreError>;
-    /// Writes all of `changes` in one atomic transaction: all or nothing.
-    fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError>;
-    /// One stored contact row (the centre keeps ended contacts in memory only briefly and
-    /// reads older ones back from here when a page asks).
-    fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError>;
-}
+// The trait and its errors belong to the centre (they speak its types).
+pub use crate::centre::{Store, StoreError};
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::centre::{
-        Centre, CentreConfig, Command, CommandId, CommandRequest, EndReason, MediaType, NewContact,
-        QueueId, QueueSpec, StoredContact, Timestamp, Window,
+        Centre, CentreConfig, Change, Command, CommandId, CommandRequest, EndReason, MediaType,
+        NewContact, QueueId, QueueSpec, Stored, StoredContact, Timestamp, Window,
     };
     use rand::SeedableRng;
     use rand::rngs::StdRng;

@@ -348,6 +348,20 @@ impl RawRow {
     }
 }
 
+/// SQLite's answer, sorted into what the centre can do about it.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Busy(e.to_string())
+            }
+            Some(ErrorCode::DiskFull) => StoreError::Full(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
 impl Store for SqliteStore {
     fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError> {
         let mut stmt = self.conn.prepare_cached(

@@ -582,7 +582,7 @@ fn invalid_fields_are_named_as_in_the_command() {
         (
             Command::Email {
                 subject: "s".into(),
-                message: "m".repeat(5001),
+                message: "m".repeat(crate::centre::limits::MESSAGE_MAX_CHARS + 1),
                 reply_to: "a@b.c".into(),
             },
             "message",
@@ -623,7 +623,7 @@ fn invalid_fields_are_named_as_in_the_command() {
     let ok = Command::WebForm {
         name: "n".repeat(100),
         subject: "s".repeat(200),
-        message: "m".repeat(5000),
+        message: "m".repeat(crate::centre::limits::MESSAGE_MAX_CHARS),
         reply_to: format!("{}@example.com", "a".repeat(242)),
     };
     run(&mut c, 4, "ok", &id, ok).expect("at the limits");

@@ -1,5 +1,6 @@
 //! The queue log file: Asterisk-format lines (see [`crate::centre::queue_log`]) appended
-//! after each committed batch.
+//! by the centre thread after each committed batch (the only writer; it lives with the
+//! centre because nothing else touches it).
 //!
 //! Append-only: opened with `O_APPEND`, never truncated or rewritten, so a reporting
 //! tool may tail it and rotate it by renaming. Each batch's lines go out in one write
@@ -11,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::centre::QueueLogLine;
+use super::queue_log::QueueLogLine;
 
 #[derive(Debug)]
 pub struct QueueLogFile {
