@@ -33,7 +33,10 @@ HTTP_PORT=${HTTP_PORT:-18080}
 SIPP_PORT=${SIPP_PORT:-15070}     # client i listens on SIPP_PORT+i
 MEDIA_PORT=${MEDIA_PORT:-16000}   # client i's (unused) media port is MEDIA_PORT+10*i
 KAM_CHILDREN=${KAM_CHILDREN:-4}   # Kamailio workers per listening socket (-n / -N)
-KAM_SHM_MB=${KAM_SHM_MB:-512}
+KAM_SHM_MB=${KAM_SHM_MB:-2048}  # transactions live up to 32 s (timer J): 6,000 cps needs > 1 GB
+# SIPp's own socket buffers (default 64 KiB) drop UDP bursts above ~2,000 cps per client;
+# the kernel caps this at net.core.rmem_max / wmem_max.
+SIPP_BUFF=${SIPP_BUFF:-4194304}
 KEEP=${KEEP:-0}
 BUILD=${BUILD:-1}
 HOLDLINE_BIN=${HOLDLINE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/holdline}
@@ -86,7 +89,7 @@ case $TARGET in
     ;;
   sipp)
     (cd "$work" && exec sipp -sn uas -i 127.0.0.1 -p $SIP_PORT -t $sipp_t -mp $((MEDIA_PORT + 100)) \
-      -nostdin -max_socket 60000 >"$work/target.log" 2>&1) &
+      -buff_size "$SIPP_BUFF" -nostdin -max_socket 60000 >"$work/target.log" 2>&1) &
     target_pid=$!
     ;;
   *) echo "TARGET=holdline|kamailio|sipp" >&2; exit 2 ;;
@@ -132,7 +135,7 @@ for i in $(seq "$CLIENTS"); do
   mkdir -p "$work/c$i"
   (cd "$work/c$i" && exec sipp 127.0.0.1:$SIP_PORT -sf "$root/sip-scenarios/load-short-call.xml" \
     -s "$SERVICE" -i 127.0.0.1 -p $((SIPP_PORT + i)) -mp $((MEDIA_PORT + 10 * i)) -t $sipp_t \
-    -r "$per_client" -m "$calls_per_client" -l 30000 -max_socket 60000 \
+    -r "$per_client" -m "$calls_per_client" -l 30000 -max_socket 60000 -buff_size "$SIPP_BUFF" \
     -recv_timeout 16000 -timeout $((SECS + 60))s -timeout_error -nostdin \
     -trace_stat -stf stat.csv -fd 1 -trace_rtt -rtt_freq 100 >sipp.out 2>&1) &
   cpids+=($!)

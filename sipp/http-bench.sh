@@ -91,7 +91,9 @@ measure() { # phase name url -> prints a row, sets $last_rps
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-  errs=$(echo "$out" | awk '/Non-2xx/ {n += $NF} /Socket errors/ {n += 1} END {print n + 0}')
+  # Non-2xx responses plus socket errors (connect, read, write, timeout: wrk gives up after 2 s).
+  errs=$(echo "$out" | awk '/Non-2xx/ {n += $NF}
+    /Socket errors/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) n += $i + 0} END {print n + 0}')
   last_rps=$rps
   local ratio=1.00
   if [ "$2" != bare ]; then ratio=$(awk -v a="$rps" -v b="$bare_rps" 'BEGIN {printf "%.2f", a / b}'); fi
