@@ -10,8 +10,9 @@
 # Prints one line: offered and achieved cps, successful and failed calls, retransmissions
 # (% of the messages SIPp sent: 3 per call), INVITE->200 p50/p99 (SIPp rtd, 1 ms resolution),
 # the target's CPU per call (utime+stime of the target's processes over the run / successful
-# calls), its peak memory, SIPp watchdog trips (the harness itself was starved), the 1-minute
-# load average at the start, and clean=yes|no (0 failed calls, retransmissions < 0.1 %).
+# calls), its peak memory, SIPp watchdog trips (the harness itself was starved), UDP datagrams
+# the kernel dropped for a full receive buffer, the 1-minute load average at the start, and
+# clean=yes|no (0 failed calls, retransmissions < 0.1 %).
 #
 #   sipp/bench.sh                                       # holdline, UDP, 500 cps, 30 s
 #   TARGET=kamailio TRANSPORT=tcp RATE=1000 sipp/bench.sh
@@ -129,6 +130,10 @@ memory() {
 
 tck=$(getconf CLK_TCK)
 load=$(cut -d' ' -f1 /proc/loadavg)
+# Datagrams the kernel dropped because a UDP socket's receive buffer was full (machine-wide:
+# other work on the box counts too; over TCP it should stay 0).
+udp_drops() { awk '/^Udp:/ && $2 ~ /^[0-9]+$/ {print $6}' /proc/net/snmp; }
+d0=$(udp_drops)
 c0=$(ticks); t0=$(date +%s.%N)
 cpids=()
 for i in $(seq "$CLIENTS"); do
@@ -143,6 +148,7 @@ for i in $(seq "$CLIENTS"); do
 done
 for p in "${cpids[@]}"; do wait "$p" || true; done
 t1=$(date +%s.%N); c1=$(ticks)
+d1=$(udp_drops)
 mem=$(memory)
 
 created=0 ok=0 failed=0 retrans=0 stalls=0
@@ -166,12 +172,12 @@ pct=$(cat "$work"/c*/*_rtt.csv 2>/dev/null | awk -F';' '$3 == 1 {print $2}' | so
     i50 = int(NR * 0.50 + 0.999); i99 = int(NR * 0.99 + 0.999); print v[i50], v[i99] }')
 awk -v target="$TARGET" -v tr="$TRANSPORT" -v cl="$CLIENTS" -v rate="$RATE" -v secs="$SECS" \
   -v t0="$t0" -v t1="$t1" -v ok="$ok" -v failed="$failed" -v retrans="$retrans" -v created="$created" \
-  -v pct="$pct" -v stalls="$stalls" -v load="$load" -v c0="$c0" -v c1="$c1" -v tck="$tck" -v mem="$mem" 'BEGIN {
+  -v pct="$pct" -v stalls="$stalls" -v load="$load" -v drops=$((d1 - d0)) -v c0="$c0" -v c1="$c1" -v tck="$tck" -v mem="$mem" 'BEGIN {
     split(pct, p, " ")
     wall = t1 - t0
     rp = created > 0 ? 100 * retrans / (3 * created) : 0
     cpu_ms = ok > 0 ? 1000 * (c1 - c0) / tck / ok : 0
     clean = (failed == 0 && rp < 0.1 && ok > 0) ? "yes" : "no"
-    printf "target=%s transport=%s clients=%d offered=%d achieved=%.0f ok=%d failed=%d retrans=%.3f%% inv200_p50=%sms inv200_p99=%sms cpu_per_call=%.3fms cpu=%.0f%%core mem=%s secs=%.1f sipp_stalls=%d load=%s clean=%s\n",
-      target, tr, cl, rate, ok / wall, ok, failed, rp, p[1], p[2], cpu_ms, 100 * (c1 - c0) / tck / wall, mem, wall, stalls, load, clean
+    printf "target=%s transport=%s clients=%d offered=%d achieved=%.0f ok=%d failed=%d retrans=%.3f%% inv200_p50=%.0fms inv200_p99=%.0fms cpu_per_call=%.3fms cpu=%.0f%%core mem=%s secs=%.1f sipp_stalls=%d udp_drops=%d load=%s clean=%s\n",
+      target, tr, cl, rate, ok / wall, ok, failed, rp, p[1], p[2], cpu_ms, 100 * (c1 - c0) / tck / wall, mem, wall, stalls, drops, load, clean
   }'
