@@ -19,6 +19,13 @@
 #   TARGET=sipp RATE=4000 CLIENTS=2 sipp/bench.sh       # one SIPp client tops out near 1-4k cps
 #
 # CLIENTS=2 splits RATE over two SIPp processes (each its own port and TCP connection).
+#
+# SEED=N (holdline only) starts the gateway with N contacts already waiting (emails keeping
+# their places: examples/waiting_bench.rs), and COMMANDS=K then has K callers move queue from
+# their page's JSON API while the calls arrive (COMMAND_RATE a second), printing a second line
+# with the confirmation latency:
+#
+#   SEED=10000 COMMANDS=300 RATE=200 sipp/bench.sh
 # Work files (SIPp stats, rtt traces, target log) stay in the printed directory when KEEP=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +47,9 @@ KAM_SHM_MB=${KAM_SHM_MB:-2048}  # transactions live up to 32 s (timer J): 6,000 
 SIPP_BUFF=${SIPP_BUFF:-4194304}
 KEEP=${KEEP:-0}
 BUILD=${BUILD:-1}
+SEED=${SEED:-0}
+COMMANDS=${COMMANDS:-0}
+COMMAND_RATE=${COMMAND_RATE:-10}
 HOLDLINE_BIN=${HOLDLINE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/holdline}
 
 case $TRANSPORT in udp) sipp_t=u1 ;; tcp) sipp_t=t1 ;; *) echo "TRANSPORT=udp|tcp" >&2; exit 2 ;; esac
@@ -73,10 +83,15 @@ listening() { # proto port
 
 case $TARGET in
   holdline)
-    if [ "$BUILD" = 1 ]; then cargo build --release --quiet --bin holdline; fi
+    if [ "$BUILD" = 1 ]; then
+      cargo build --release --quiet --bin holdline
+      [ "$SEED" = 0 ] || cargo build --release --quiet --example waiting_bench
+    fi
+    helper=$(dirname "$HOLDLINE_BIN")/examples/waiting_bench
+    if [ "$SEED" != 0 ]; then "$helper" seed "$work/data" "$SEED" >&2; fi
     # Room for every call the run can have open at once: the benchmark measures throughput,
     # not the configured admission cap (which answers 503 once reached).
-    sed -e "s/^max_calls = .*/max_calls = 10000/" holdline.toml >"$work/holdline.toml"
+    sed -e "s/^max_calls = .*/max_calls = 10000/" -e "s/^max_contacts = .*/max_contacts = $((SEED + 200000))/" holdline.toml >"$work/holdline.toml"
     RUST_LOG=${RUST_LOG:-warn} "$HOLDLINE_BIN" --config "$work/holdline.toml" \
       --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT --data "$work/data" \
       >"$work/target.log" 2>&1 &
@@ -146,6 +161,11 @@ for i in $(seq "$CLIENTS"); do
   cpids+=($!)
   pids+=($!)
 done
+if [ "$COMMANDS" != 0 ] && [ "$TARGET" = holdline ]; then
+  sleep 2 # the calls are arriving
+  "$helper" commands 127.0.0.1:$HTTP_PORT "$work/data/numbers.txt" "$COMMANDS" "$COMMAND_RATE" \
+    >"$work/commands.out" 2>&1 || true
+fi
 for p in "${cpids[@]}"; do wait "$p" || true; done
 t1=$(date +%s.%N); c1=$(ticks)
 d1=$(udp_drops)
@@ -181,3 +201,6 @@ awk -v target="$TARGET" -v tr="$TRANSPORT" -v cl="$CLIENTS" -v rate="$RATE" -v s
     printf "target=%s transport=%s clients=%d offered=%d achieved=%.0f ok=%d failed=%d retrans=%.3f%% inv200_p50=%.0fms inv200_p99=%.0fms cpu_per_call=%.3fms cpu=%.0f%%core mem=%s secs=%.1f sipp_stalls=%d udp_drops=%d load=%s clean=%s\n",
       target, tr, cl, rate, ok / wall, ok, failed, rp, p[1], p[2], cpu_ms, 100 * (c1 - c0) / tck / wall, mem, wall, stalls, drops, load, clean
   }'
+if [ -s "$work/commands.out" ]; then
+  echo "waiting=$SEED $(tail -n 1 "$work/commands.out")"
+fi

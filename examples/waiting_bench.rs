@@ -1,0 +1,207 @@
+//! Helper for `sipp/bench.sh` (issue 8's "with 10,000 callers already waiting" targets).
+//!
+//! ```text
+//! cargo run --release --example waiting_bench -- seed DATA_DIR N
+//! cargo run --release --example waiting_bench -- commands HOST:PORT NUMBERS_FILE K PER_SEC
+//! ```
+//!
+//! `seed` fills a fresh data directory with N waiting contacts, the way the gateway would
+//! have stored them: admitted by the real centre core into `support` and `sales`
+//! (alternately) and then replaced by an email each, so they keep their places across the
+//! gateway's start without holding a call or an RTP stream (this machine cannot carry
+//! 10,000 real calls' media next to the load). Their numbers go to `DATA_DIR/numbers.txt`.
+//!
+//! `commands` plays K callers using their page's JSON API on K of those numbers at PER_SEC a
+//! second: GET the status (session cookie and CSRF token), then time the POST of a move to
+//! the other queue, from the request's first byte to the end of the confirmed answer, on a
+//! fresh loopback connection each (connect included). Prints p50, p99 and max in ms and
+//! the number refused. A tiny HTTP/1.1 client is written here because the request shape is
+//! fixed and a client crate would time itself.
+#![allow(clippy::print_stdout, reason = "a benchmark tool reports on stdout")]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use holdline::centre::{
+    CallbackRules, Centre, CentreConfig, Command, CommandId, CommandRequest, MediaType, NewContact,
+    QueueId, QueueSpec, Store, Timestamp,
+};
+use holdline::store::SqliteStore;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("seed") if args.len() == 3 => seed(&args[1], args[2].parse()?),
+        Some("commands") if args.len() == 5 => {
+            commands(&args[1], &args[2], args[3].parse()?, args[4].parse()?)
+        }
+        _ => Err("usage: seed DATA_DIR N | commands HOST:PORT NUMBERS_FILE K PER_SEC".into()),
+    }
+}
+
+fn seed(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let queue = |id: &str| QueueSpec {
+        id: QueueId(id.into()),
+        name: id.into(),
+        skillset: id.into(),
+        default_handle_secs: 180,
+        remote: None,
+    };
+    let config = CentreConfig {
+        queues: vec![queue("support"), queue("sales")],
+        keep_place_secs: 900,
+        id_retention_secs: 30 * 86_400,
+        max_live_contacts: n + 1,
+        callback: CallbackRules::default(),
+        agents: Vec::new(),
+        wrap_up_secs: 30,
+        offer_timeout_secs: 20,
+        callback_attempts: 3,
+        callback_retry_secs: 300,
+        dial_callbacks: false,
+        queue_log: None,
+    };
+    let mut store = SqliteStore::open(std::path::Path::new(dir))?;
+    let mut centre = Centre::new(config, StdRng::from_os_rng());
+    let start = Timestamp::now_wall();
+    let mut numbers = String::new();
+    let mut changes = Vec::new();
+    for k in 0..n {
+        // Seniority in the past, one millisecond apart, so new callers queue behind.
+        let now = Timestamp(start.0 - (n - k) as u64);
+        let (status, c) = centre.admit(
+            now,
+            NewContact {
+                queue: QueueId(if k % 2 == 0 { "support" } else { "sales" }.into()),
+                media: MediaType::Voice,
+                caller: format!("<sip:+4420794{k:06}@seed.test>"),
+                call_ref: format!("seed-{k}"),
+            },
+        )?;
+        changes.extend(c);
+        let (_, c, _) = centre
+            .command(
+                now,
+                CommandRequest {
+                    id: CommandId(format!("seed-{k}")),
+                    contact: status.id.clone(),
+                    expected_version: None,
+                    command: Command::Email {
+                        subject: "Seeded".into(),
+                        message: "A waiting contact for the benchmark.".into(),
+                        reply_to: "seed@example.org".into(),
+                    },
+                },
+            )
+            .map_err(|e| format!("seed command: {e}"))?;
+        changes.extend(c);
+        numbers.push_str(status.id.as_str());
+        numbers.push('\n');
+        if changes.len() > 20_000 {
+            store.apply(&changes)?;
+            changes.clear();
+        }
+    }
+    store.apply(&changes)?;
+    std::fs::write(std::path::Path::new(dir).join("numbers.txt"), numbers)?;
+    println!("seeded {n} waiting contacts in {dir}");
+    Ok(())
+}
+
+/// One HTTP/1.1 exchange on a fresh connection: (status, headers, body).
+fn exchange(addr: &str, request: &str) -> std::io::Result<(u16, String, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((status, head.to_owned(), body.to_owned()))
+}
+
+fn commands(
+    addr: &str,
+    numbers: &str,
+    k: usize,
+    per_sec: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let numbers: Vec<String> = std::fs::read_to_string(numbers)?
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    if numbers.is_empty() {
+        return Err("no numbers".into());
+    }
+    let gap = Duration::from_millis(1000 / per_sec.max(1));
+    let mut times = Vec::new();
+    let mut refused = 0;
+    let start = Instant::now();
+    for i in 0..k {
+        // Paced from the start, not from the last request, so a slow answer is not hidden.
+        let due = start + gap * u32::try_from(i)?;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        // Spread over the line: every one of them has thousands of contacts around it.
+        let number = &numbers[(i * 7919) % numbers.len()];
+        let get = format!(
+            "GET /api/contacts/{number} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, head, body) = exchange(addr, &get)?;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let (Some(csrf), Some(queue)) = (json["csrf"].as_str(), json["queue"].as_str()) else {
+            return Err(format!("status {status} for {number}: {body}").into());
+        };
+        let cookie = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("set-cookie: ")
+                    .or_else(|| l.strip_prefix("Set-Cookie: "))
+            })
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_default();
+        let to = if queue == "support" {
+            "sales"
+        } else {
+            "support"
+        };
+        let payload = format!(r#"{{"command_id":"bench-{i}","action":"move_queue","to":"{to}"}}"#);
+        let post = format!(
+            "POST /api/contacts/{number}/actions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Cookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{payload}",
+            payload.len()
+        );
+        let t = Instant::now();
+        let (status, _, body) = exchange(addr, &post)?;
+        times.push(t.elapsed());
+        if status != 200 {
+            refused += 1;
+            if refused <= 3 {
+                eprintln!("refused {status}: {body}");
+            }
+        }
+    }
+    times.sort_unstable();
+    let at = |q: f64| {
+        let i = ((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1;
+        times[i].as_secs_f64() * 1000.0
+    };
+    println!(
+        "commands={} refused={refused} confirm_p50={:.1}ms confirm_p99={:.1}ms confirm_max={:.1}ms",
+        times.len(),
+        at(0.50),
+        at(0.99),
+        at(1.0)
+    );
+    Ok(())
+}
