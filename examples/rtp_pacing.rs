@@ -53,6 +53,14 @@ fn arg(n: usize, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The 1-minute load average, to show how shared the machine was.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 fn sink() -> std::io::Result<UdpSocket> {
     let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
     s.set_nonblocking(true)?;
@@ -256,6 +264,7 @@ async fn main() -> std::io::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let before = announcer.stats();
+    let load_before = load();
     measuring.store(true, Ordering::Relaxed);
     let t0 = std::time::Instant::now();
     while t0.elapsed() < Duration::from_secs(seconds) {
@@ -282,7 +291,8 @@ async fn main() -> std::io::Result<()> {
 
     let d = |f: fn(&AnnouncerStats) -> u64| f(&after) - f(&before);
     println!(
-        "streams {streams}, measured {wall:.2} s; reference: one thread, clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME) to 20 ms deadlines"
+        "streams {streams}, measured {wall:.2} s (load average {load_before} -> {}); reference: one thread, clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME) to 20 ms deadlines",
+        load()
     );
     println!(
         "{:<10} {:>7} {:>9} {:>6} {:>7} {:>8} {:>8} {:>8} {:>8}",
@@ -300,6 +310,15 @@ async fn main() -> std::io::Result<()> {
     println!(
         "p99 ratio announcer / bare loop: {:.2}",
         p99(&stream_tally) / p99(&reference_tally)
+    );
+    // A catch-up frame goes out right after the one before it: a pair by design, after a
+    // tick more than a frame late (the process did not run). What is left over is pairing
+    // of streams that were on schedule.
+    let paired: u64 = stream_tally.tracks.values().map(|t| t.pairs).sum();
+    println!(
+        "paired: {paired} = {} catch-up frames after late ticks + {} others",
+        d(|s| s.late),
+        i128::from(paired) - i128::from(d(|s| s.late))
     );
     println!(
         "announcer: {} sent, {} late (catch-up), {} skipped, {} send errors, {} ticks ({} > 10 ms late, max lag {:.1} ms), busy {:.1}% of a core",
