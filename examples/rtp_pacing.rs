@@ -238,10 +238,12 @@ async fn main() -> std::io::Result<()> {
         std::thread::spawn(move || reference_loop(reference_addr, stop))
     };
 
+    // Above the gateway's default RTP range (20000-39999), so a gateway running on the same
+    // machine does not starve this of ports.
     let ports = RtpPorts::new(
         localhost,
-        20_000,
-        20_000 + 2 * u16::try_from(streams).unwrap_or(u16::MAX / 4) + 200,
+        40_000,
+        40_000 + 2 * u16::try_from(streams).unwrap_or(10_000).min(10_000) + 200,
     );
     let mut handles = Vec::new();
     for i in 0..streams {
