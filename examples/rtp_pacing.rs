@@ -313,12 +313,13 @@ async fn main() -> std::io::Result<()> {
         "p99 ratio announcer / bare loop: {:.2}",
         p99(&stream_tally) / p99(&reference_tally)
     );
-    // A catch-up frame goes out right after the one before it: a pair by design, after a
-    // tick more than a frame late (the process did not run). What is left over is pairing
-    // of streams that were on schedule.
+    // A second frame sent at one tick goes out right after the first: a pair. Since the
+    // pacing fix that happens only after a tick more than a frame late (catch-up); before
+    // it, also whenever wake-up jitter straddled a stream's due time. The rest are ticks
+    // that were late by nearly a frame, followed by one on time.
     let paired: u64 = stream_tally.tracks.values().map(|t| t.pairs).sum();
     println!(
-        "paired: {paired} = {} catch-up frames after late ticks + {} others",
+        "paired: {paired} = {} sent as 2nd+ frame at one tick (announcer `late`) + {} others",
         d(|s| s.late),
         i128::from(paired) - i128::from(d(|s| s.late))
     );
