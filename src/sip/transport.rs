@@ -154,7 +154,7 @@ pub async fn accept_loop(
         let token = token.clone();
         let t2 = tracker.clone();
         tracker.spawn(async move {
-            run_connection(stream, remote, to_driver, token, t2).await;
+            run_connection(stream, remote, to_driver, token, t2, WRITE_STALL).await;
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -169,16 +169,25 @@ pub async fn connect(
 ) -> std::io::Result<()> {
     let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(remote)).await??;
     let t2 = tracker.clone();
-    tracker.spawn(run_connection(stream, remote, to_driver, token, t2));
+    tracker.spawn(run_connection(
+        stream,
+        remote,
+        to_driver,
+        token,
+        t2,
+        WRITE_STALL,
+    ));
     Ok(())
 }
 
+/// `write_stall` is [`WRITE_STALL`] but in tests.
 async fn run_connection(
     stream: TcpStream,
     remote: SocketAddr,
     to_driver: mpsc::Sender<StreamInput>,
     token: CancellationToken,
     tracker: TaskTracker,
+    write_stall: Duration,
 ) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let Ok(local) = stream.local_addr() else {
@@ -212,6 +221,7 @@ async fn run_connection(
         outgoing,
         queued,
         remote,
+        write_stall,
         token,
         conn_token.clone(),
     ));
@@ -301,12 +311,13 @@ async fn wait_for_room(
 
 /// Writes what the endpoint queues, in batches, until the endpoint lets go of the
 /// connection (then what is queued still goes out), the socket fails, or the peer takes
-/// nothing for [`WRITE_STALL`].
+/// nothing for `stall` ([`WRITE_STALL`]).
 async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
     queued: Arc<watch::Sender<usize>>,
     remote: SocketAddr,
+    stall: Duration,
     token: CancellationToken,
     conn_token: CancellationToken,
 ) {
@@ -329,7 +340,7 @@ async fn write_loop(
             let written = tokio::select! {
                 // Shutdown does not wait for slow peers.
                 _ = token.cancelled() => break 'write,
-                w = tokio::time::timeout(WRITE_STALL, wr.write(&bytes[at..])) => w,
+                w = tokio::time::timeout(stall, wr.write(&bytes[at..])) => w,
             };
             match written {
                 Ok(Ok(n)) if n > 0 => at += n,
@@ -341,8 +352,8 @@ async fn write_loop(
                     tracing::warn!(
                         %remote,
                         unsent_bytes = queued.borrow().saturating_sub(at),
-                        "SIP TCP peer has read nothing for {} s; closing the connection",
-                        WRITE_STALL.as_secs()
+                        "SIP TCP peer has read nothing for {:?}; closing the connection",
+                        stall
                     );
                     break 'write;
                 }
@@ -394,6 +405,62 @@ mod tests {
     use super::*;
     use tokio::net::TcpSocket;
     use tokio::sync::oneshot;
+
+    /// A peer that takes nothing for the stall time has its connection closed (with a
+    /// warning), rather than holding what is queued for it forever; the endpoint learns
+    /// of it and further sends fail.
+    #[tokio::test]
+    async fn a_peer_that_never_reads_is_closed_after_the_stall_time() {
+        let listener = TcpSocket::new_v4().unwrap();
+        listener.set_send_buffer_size(4096).unwrap();
+        listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listener.listen(16).unwrap();
+        let client = TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let mut client = client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, remote) = listener.accept().await.unwrap();
+        let (to_driver, mut inputs) = mpsc::channel(8);
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(run_connection(
+            stream,
+            remote,
+            to_driver,
+            token.clone(),
+            tracker.clone(),
+            Duration::from_millis(300),
+        ));
+        let Some(StreamInput::Opened { writer, .. }) = inputs.recv().await else {
+            panic!("opened first");
+        };
+        // Far more than the kernel buffers hold, sent unprompted (as our own requests and
+        // retransmissions are), so the reader's pause cannot help.
+        const TOTAL: usize = 4 << 20;
+        for _ in 0..TOTAL / (64 * 1024) {
+            writer.send(vec![b'x'; 64 * 1024]).unwrap();
+        }
+        let closed = tokio::time::timeout(Duration::from_secs(10), inputs.recv())
+            .await
+            .expect("closed after the stall time");
+        assert!(matches!(closed, Some(StreamInput::Closed { .. })));
+        assert_eq!(writer.send(b"late".to_vec()), Err(ConnectionClosed));
+        // The peer gets what the kernel had taken, then the end of the stream.
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
+            .await
+            .expect("end of stream in time");
+        assert!(
+            read.is_ok() && got.len() < TOTAL,
+            "{read:?}, {} bytes",
+            got.len()
+        );
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
 
     /// A peer that writes requests and reads nothing: its connection stops taking requests
     /// once the answers queued for it pass OUTBOX_HIGH (so memory stays bounded), and when
