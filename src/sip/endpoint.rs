@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::message::{Message, SipUri};
 use super::parse::{self, ParseError};
-use super::transport::{self, LocalRoutes, Sockets, StreamInput};
+use super::transport::{self, LocalRoutes, Outbox, Sockets, StreamInput};
 use super::ua::{
     CallKey, OutgoingCall, Peer, TransportKind, UaConfig, UaError, UaEvent, UserAgent,
 };
@@ -236,7 +236,7 @@ struct Driver {
     udp: UdpSocket,
     listen: SocketAddr,
     routes: LocalRoutes,
-    conns: HashMap<u64, (SocketAddr, mpsc::Sender<Vec<u8>>)>,
+    conns: HashMap<u64, (SocketAddr, Outbox)>,
     /// The connection to each remote address, for requests we originate over TCP.
     by_remote: HashMap<SocketAddr, u64>,
     /// Messages waiting for a connection we are opening.
@@ -307,8 +307,8 @@ impl Driver {
                 ..
             } => {
                 for bytes in self.connecting.remove(&remote).unwrap_or_default() {
-                    if writer.try_send(bytes).is_err() {
-                        tracing::info!(%remote, "new TCP connection backlogged; message dropped");
+                    if writer.send(bytes).is_err() {
+                        tracing::info!(%remote, "new TCP connection closed at once; message dropped");
                     }
                 }
                 self.by_remote.insert(remote, conn);
@@ -514,9 +514,11 @@ impl Driver {
                         .or_else(|| self.by_remote.get(&remote).copied())
                         .and_then(|c| self.conns.get(&c));
                     match writer {
+                        // Queued whatever the peer's pace: the connection's reader, not the
+                        // driver, applies back-pressure (see `transport`).
                         Some((_, w)) => {
-                            if w.try_send(t.bytes).is_err() {
-                                tracing::info!(%remote, "TCP connection backlogged or closed; message dropped");
+                            if w.send(t.bytes).is_err() {
+                                tracing::info!(%remote, "TCP connection closed; message dropped");
                             }
                         }
                         None => self.send_on_new_connection(remote, t.bytes),
@@ -683,6 +685,97 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        token.cancel();
+    }
+
+    /// A TCP peer that sends many requests without reading the answers for a while (a busy
+    /// proxy), then reads: every answer arrives. They used to be dropped beyond 64 queued.
+    #[tokio::test]
+    async fn tcp_peer_that_reads_late_still_gets_every_response() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const N: usize = 3_000;
+        // Small kernel buffers at both ends (accepted sockets inherit the listener's
+        // SO_SNDBUF), so the endpoint's own queue fills after a few hundred answers rather
+        // than megabytes of them.
+        let mut bound = None;
+        for _ in 0..20 {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let local = udp.local_addr().unwrap();
+            let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+            tcp.set_send_buffer_size(4096).unwrap();
+            if tcp.bind(local).is_ok() {
+                bound = Some((udp, tcp.listen(64).unwrap(), local));
+                break;
+            }
+        }
+        let (udp, tcp, local) = bound.expect("a port free for UDP and TCP");
+        let (tx, _events) = mpsc::unbounded_channel();
+        let token = CancellationToken::new();
+        let _sip = spawn(
+            Sockets { udp, tcp, local },
+            UaConfig::default(),
+            tx,
+            token.clone(),
+            &TaskTracker::new(),
+        );
+
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let stream = client.connect(local).await.unwrap();
+        let me = stream.local_addr().unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        let mut requests = Vec::new();
+        for i in 0..N {
+            requests.extend_from_slice(
+                format!(
+                    "OPTIONS sip:holdline@{local} SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKbp{i}\r\nFrom: <sip:probe@{me}>;tag=p{i}\r\nTo: <sip:holdline@{local}>\r\nCall-ID: bp-{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        let mut writing = tokio::spawn(async move {
+            wr.write_all(&requests).await.unwrap();
+            wr
+        });
+        // Not reading for a while is the stimulus here, not a wait for some condition: the
+        // client reads nothing until it has written every request or a second has passed
+        // (the endpoint stops taking requests from a peer that does not read). The write
+        // half is kept open throughout: this is about back-pressure, not a closing peer.
+        let written = tokio::time::timeout(Duration::from_secs(1), &mut writing)
+            .await
+            .ok();
+
+        let mut seen = vec![false; N];
+        let mut got = 0;
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        while got < N {
+            let n = match tokio::time::timeout(Duration::from_secs(5), rd.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                other => panic!("{got} of {N} answers, then {other:?}"),
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            while let Ok((message, used)) = parse::parse_stream(&buf) {
+                buf.drain(..used);
+                let Message::Response(r) = message else {
+                    panic!("a request from the endpoint")
+                };
+                assert_eq!(r.status, 200);
+                let i: usize = r
+                    .call_id()
+                    .and_then(|c| c.strip_prefix("bp-"))
+                    .and_then(|i| i.parse().ok())
+                    .expect("Call-ID of ours");
+                assert!(!seen[i], "answer {i} twice");
+                seen[i] = true;
+                got += 1;
+            }
+        }
+        let _wr = match written {
+            Some(w) => w,
+            None => writing.await,
+        }
+        .expect("every request written");
         token.cancel();
     }
 

@@ -4,15 +4,25 @@
 //! Owns: sockets and connection lifetimes. Frames with `parse::parse_stream` (which tells
 //! "incomplete" from "invalid"); makes no protocol decision. Must not import `centre`,
 //! `media` or `web`.
+//!
+//! TCP back-pressure: nothing the endpoint sends on an open connection is dropped. Each
+//! connection's outgoing queue ([`Outbox`]) takes whatever the endpoint hands it without
+//! blocking (so one slow peer never holds up the endpoint or other connections), and the
+//! connection's reader stops taking new messages from the peer while more than
+//! [`OUTBOX_HIGH`] bytes wait to be written: the kernel buffers fill and TCP flow control
+//! pushes back on that peer alone. A peer that takes nothing for [`WRITE_STALL`] has its
+//! connection closed, with a log line saying how much was left unsent.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,6 +35,45 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 pub const MAX_CONNECTIONS: usize = 4096;
 /// A TCP connection silent for this long is closed (RFC 5626 keep-alives reset it).
 pub const IDLE: Duration = Duration::from_secs(600);
+/// Bytes waiting in a connection's [`Outbox`] above which its reader stops taking new
+/// messages from the peer; it resumes below half of this. Bounds what a peer that does not
+/// read can make us hold, beyond what its own requests' transactions produce.
+pub const OUTBOX_HIGH: usize = 64 * 1024;
+/// A connection on which the peer has taken no byte for this long is closed: 64×T1, by
+/// when every transaction waiting on it has timed out anyway.
+pub const WRITE_STALL: Duration = Duration::from_secs(32);
+
+/// The endpoint's side of one TCP connection's outgoing queue.
+#[derive(Debug)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    /// Bytes queued and not yet written; the connection's reader watches it.
+    queued: Arc<watch::Sender<usize>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the TCP connection is closed")]
+pub struct ConnectionClosed;
+
+impl Outbox {
+    /// Queues `bytes` for the peer. Never blocks and never drops while the connection is
+    /// open: memory is bounded by the reader, which stops reading while the queue is over
+    /// [`OUTBOX_HIGH`]. Fails only once the connection is closed.
+    pub fn send(&self, bytes: Vec<u8>) -> Result<(), ConnectionClosed> {
+        let len = bytes.len();
+        // Counted before it can be written, so the writer never subtracts what was not added.
+        self.queued.send_modify(|q| *q += len);
+        self.tx.send(bytes).map_err(|_| {
+            self.queued.send_modify(|q| *q = q.saturating_sub(len));
+            ConnectionClosed
+        })
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued(&self) -> usize {
+        *self.queued.borrow()
+    }
+}
 
 /// What connection tasks report to the endpoint driver.
 #[derive(Debug)]
@@ -33,7 +82,7 @@ pub enum StreamInput {
         conn: u64,
         remote: SocketAddr,
         local: SocketAddr,
-        writer: mpsc::Sender<Vec<u8>>,
+        writer: Outbox,
     },
     Message {
         conn: u64,
@@ -105,7 +154,7 @@ pub async fn accept_loop(
         let token = token.clone();
         let t2 = tracker.clone();
         tracker.spawn(async move {
-            run_connection(stream, remote, to_driver, token, t2).await;
+            run_connection(stream, remote, to_driver, token, t2, WRITE_STALL).await;
             open.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -120,24 +169,39 @@ pub async fn connect(
 ) -> std::io::Result<()> {
     let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(remote)).await??;
     let t2 = tracker.clone();
-    tracker.spawn(run_connection(stream, remote, to_driver, token, t2));
+    tracker.spawn(run_connection(
+        stream,
+        remote,
+        to_driver,
+        token,
+        t2,
+        WRITE_STALL,
+    ));
     Ok(())
 }
 
+/// `write_stall` is [`WRITE_STALL`] but in tests.
 async fn run_connection(
     stream: TcpStream,
     remote: SocketAddr,
     to_driver: mpsc::Sender<StreamInput>,
     token: CancellationToken,
     tracker: TaskTracker,
+    write_stall: Duration,
 ) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let Ok(local) = stream.local_addr() else {
         return;
     };
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
-    let (writer, mut outgoing) = mpsc::channel::<Vec<u8>>(64);
+    let (mut rd, wr) = stream.into_split();
+    let (tx, outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
+    let queued = Arc::new(watch::Sender::new(0usize));
+    let mut room = queued.subscribe();
+    let writer = Outbox {
+        tx,
+        queued: Arc::clone(&queued),
+    };
     if to_driver
         .send(StreamInput::Opened {
             conn,
@@ -150,26 +214,22 @@ async fn run_connection(
     {
         return;
     }
-    let write_token = token.child_token();
-    let wt = write_token.clone();
-    tracker.spawn(async move {
-        loop {
-            let next = tokio::select! {
-                _ = wt.cancelled() => break,
-                n = outgoing.recv() => n,
-            };
-            let Some(bytes) = next else { break };
-            if wr.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    // Cancelled by the writer when the peer stalls or the socket fails, which ends the reader.
+    let conn_token = token.child_token();
+    tracker.spawn(write_loop(
+        wr,
+        outgoing,
+        queued,
+        remote,
+        write_stall,
+        token,
+        conn_token.clone(),
+    ));
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     'read: loop {
         let n = tokio::select! {
-            _ = token.cancelled() => break,
+            _ = conn_token.cancelled() => break,
             r = tokio::time::timeout(IDLE, rd.read(&mut chunk)) => match r {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
                 Ok(Ok(n)) => n,
@@ -177,7 +237,13 @@ async fn run_connection(
         };
         buf.extend_from_slice(&chunk[..n]);
         loop {
-            match parse::parse_stream(&buf) {
+            let parsed = parse::parse_stream(&buf);
+            if !matches!(parsed, Err(ParseError::Incomplete))
+                && !wait_for_room(&mut room, &conn_token, remote).await
+            {
+                break 'read;
+            }
+            match parsed {
                 Ok((message, used)) => {
                     buf.drain(..used);
                     let m = StreamInput::Message {
@@ -220,10 +286,83 @@ async fn run_connection(
             }
         }
     }
-    // Let a final answer (e.g. the 400 for a framing error) go out before closing.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    write_token.cancel();
+    // The driver drops its Outbox on this, and the writer then ends once it has written
+    // what is queued (e.g. the 400 for a framing error), or after WRITE_STALL.
     let _ = to_driver.send(StreamInput::Closed { conn }).await;
+}
+
+/// Waits while the connection's outgoing queue is over [`OUTBOX_HIGH`], so a peer that does
+/// not read its responses cannot make us queue without bound: unread requests stay in the
+/// kernel and TCP flow control stops the peer. `false` when the connection is closing.
+async fn wait_for_room(
+    queued: &mut watch::Receiver<usize>,
+    conn_token: &CancellationToken,
+    remote: SocketAddr,
+) -> bool {
+    if *queued.borrow_and_update() <= OUTBOX_HIGH {
+        return true;
+    }
+    tracing::debug!(%remote, "SIP TCP peer is not reading; pausing reads from it");
+    tokio::select! {
+        _ = conn_token.cancelled() => false,
+        r = queued.wait_for(|&q| q <= OUTBOX_HIGH / 2) => r.is_ok(),
+    }
+}
+
+/// Writes what the endpoint queues, in batches, until the endpoint lets go of the
+/// connection (then what is queued still goes out), the socket fails, or the peer takes
+/// nothing for `stall` ([`WRITE_STALL`]).
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+    queued: Arc<watch::Sender<usize>>,
+    remote: SocketAddr,
+    stall: Duration,
+    token: CancellationToken,
+    conn_token: CancellationToken,
+) {
+    let mut batch = Vec::new();
+    let mut bytes = Vec::new();
+    'write: loop {
+        let n = tokio::select! {
+            _ = conn_token.cancelled() => break,
+            n = outgoing.recv_many(&mut batch, 64) => n,
+        };
+        if n == 0 {
+            break;
+        }
+        bytes.clear();
+        for m in batch.drain(..) {
+            bytes.extend_from_slice(&m);
+        }
+        let mut at = 0;
+        while at < bytes.len() {
+            let written = tokio::select! {
+                // Shutdown does not wait for slow peers.
+                _ = token.cancelled() => break 'write,
+                w = tokio::time::timeout(stall, wr.write(&bytes[at..])) => w,
+            };
+            match written {
+                Ok(Ok(n)) if n > 0 => at += n,
+                Ok(Ok(_)) | Ok(Err(_)) => {
+                    tracing::debug!(%remote, "SIP TCP connection failed while writing");
+                    break 'write;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        %remote,
+                        unsent_bytes = queued.borrow().saturating_sub(at),
+                        "SIP TCP peer has read nothing for {:?}; closing the connection",
+                        stall
+                    );
+                    break 'write;
+                }
+            }
+        }
+        queued.send_modify(|q| *q = q.saturating_sub(bytes.len()));
+    }
+    conn_token.cancel();
+    let _ = wr.shutdown().await;
 }
 
 /// The local address the kernel would use to reach `remote`: what goes in Contact and SDP
@@ -258,5 +397,162 @@ impl LocalRoutes {
         }
         self.cache.insert(remote.ip(), ip);
         SocketAddr::new(ip, listen.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpSocket;
+    use tokio::sync::oneshot;
+
+    /// A peer that takes nothing for the stall time has its connection closed (with a
+    /// warning), rather than holding what is queued for it forever; the endpoint learns
+    /// of it and further sends fail.
+    #[tokio::test]
+    async fn a_peer_that_never_reads_is_closed_after_the_stall_time() {
+        let listener = TcpSocket::new_v4().unwrap();
+        listener.set_send_buffer_size(4096).unwrap();
+        listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listener.listen(16).unwrap();
+        let client = TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let mut client = client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, remote) = listener.accept().await.unwrap();
+        let (to_driver, mut inputs) = mpsc::channel(8);
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(run_connection(
+            stream,
+            remote,
+            to_driver,
+            token.clone(),
+            tracker.clone(),
+            Duration::from_millis(300),
+        ));
+        let Some(StreamInput::Opened { writer, .. }) = inputs.recv().await else {
+            panic!("opened first");
+        };
+        // Far more than the kernel buffers hold, sent unprompted (as our own requests and
+        // retransmissions are), so the reader's pause cannot help.
+        const TOTAL: usize = 4 << 20;
+        for _ in 0..TOTAL / (64 * 1024) {
+            writer.send(vec![b'x'; 64 * 1024]).unwrap();
+        }
+        let closed = tokio::time::timeout(Duration::from_secs(10), inputs.recv())
+            .await
+            .expect("closed after the stall time");
+        assert!(matches!(closed, Some(StreamInput::Closed { .. })));
+        assert_eq!(writer.send(b"late".to_vec()), Err(ConnectionClosed));
+        // The peer gets what the kernel had taken, then the end of the stream.
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
+            .await
+            .expect("end of stream in time");
+        assert!(
+            read.is_ok() && got.len() < TOTAL,
+            "{read:?}, {} bytes",
+            got.len()
+        );
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// A peer that writes requests and reads nothing: its connection stops taking requests
+    /// once the answers queued for it pass OUTBOX_HIGH (so memory stays bounded), and when
+    /// it reads at last every answer arrives, in order.
+    #[tokio::test]
+    async fn a_peer_that_does_not_read_is_paused_not_dropped() {
+        const N: usize = 2_000;
+        const ANSWER: usize = 1024;
+        // Small kernel buffers (accepted sockets inherit the listener's SO_SNDBUF), so the
+        // outbox, not the kernel, holds what the peer has not read.
+        let listener = TcpSocket::new_v4().unwrap();
+        listener.set_send_buffer_size(4096).unwrap();
+        listener.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = listener.listen(16).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Capacity 1: the reader cannot run far ahead of this stand-in for the endpoint.
+        let (to_driver, mut inputs) = mpsc::channel(1);
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(accept_loop(
+            listener,
+            to_driver,
+            token.clone(),
+            tracker.clone(),
+        ));
+
+        // The endpoint's part: one answer of ANSWER bytes per request, never waiting.
+        let (full_tx, full) = oneshot::channel();
+        let driver = tokio::spawn(async move {
+            let mut full_tx = Some(full_tx);
+            let mut outbox = None;
+            let (mut requests, mut most) = (0, 0);
+            while let Some(input) = inputs.recv().await {
+                match input {
+                    StreamInput::Opened { writer, .. } => outbox = Some(writer),
+                    StreamInput::Message { message, .. } => {
+                        assert!(message.is_ok());
+                        let w = outbox.as_ref().expect("opened first");
+                        // The reader forwarded this only with room in the queue; at most
+                        // the answers to the two requests before it went in since.
+                        assert!(w.queued() <= OUTBOX_HIGH + 2 * ANSWER, "{}", w.queued());
+                        let mut answer = format!("{requests:08}").into_bytes();
+                        answer.resize(ANSWER, b'.');
+                        w.send(answer).expect("connection open");
+                        most = most.max(w.queued());
+                        requests += 1;
+                        if w.queued() > OUTBOX_HIGH
+                            && let Some(tx) = full_tx.take()
+                        {
+                            let _ = tx.send(());
+                        }
+                        if requests == N {
+                            break;
+                        }
+                    }
+                    StreamInput::Closed { .. } => break,
+                }
+            }
+            (requests, most)
+        });
+
+        let client = TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let stream = client.connect(addr).await.unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        let request = b"OPTIONS sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK1\r\nFrom: <sip:b@127.0.0.1>;tag=1\r\nTo: <sip:a@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let writing = tokio::spawn(async move {
+            for _ in 0..N {
+                wr.write_all(request).await.unwrap();
+            }
+            wr
+        });
+        // Read nothing until the answers waiting for us have filled the queue.
+        tokio::time::timeout(Duration::from_secs(10), full)
+            .await
+            .expect("the outbox fills while the peer does not read")
+            .unwrap();
+
+        let mut answers = vec![0u8; N * ANSWER];
+        tokio::time::timeout(Duration::from_secs(10), rd.read_exact(&mut answers))
+            .await
+            .expect("every answer in time")
+            .unwrap();
+        for (i, a) in answers.chunks(ANSWER).enumerate() {
+            assert_eq!(&a[..8], format!("{i:08}").as_bytes(), "answer {i}");
+        }
+        let (requests, most) = driver.await.unwrap();
+        assert_eq!(requests, N);
+        assert!(most <= OUTBOX_HIGH + 3 * ANSWER, "{most}");
+        let _wr = writing.await.unwrap();
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
     }
 }
