@@ -220,10 +220,13 @@ fn commands(
 }
 
 /// A move of `number` to the other queue: (status, the POST's own time).
-fn move_other(addr: &str, number: &str, id: &str) -> Result<(u16, Duration), Box<dyn std::error::Error>> {
-    let get = format!(
-        "GET /api/contacts/{number} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
+fn move_other(
+    addr: &str,
+    number: &str,
+    id: &str,
+) -> Result<(u16, Duration), Box<dyn std::error::Error>> {
+    let get =
+        format!("GET /api/contacts/{number} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     let (_, head, body) = exchange(addr, &get)?;
     let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let (Some(csrf), Some(queue)) = (json["csrf"].as_str(), json["queue"].as_str()) else {
@@ -237,7 +240,11 @@ fn move_other(addr: &str, number: &str, id: &str) -> Result<(u16, Duration), Box
         })
         .and_then(|c| c.split(';').next())
         .unwrap_or_default();
-    let to = if queue == "support" { "sales" } else { "support" };
+    let to = if queue == "support" {
+        "sales"
+    } else {
+        "support"
+    };
     let payload = format!(r#"{{"command_id":"{id}","action":"move_queue","to":"{to}"}}"#);
     let post = format!(
         "POST /api/contacts/{number}/actions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
@@ -260,87 +267,88 @@ fn fanout(addr: &str, numbers: &str, subscribers: usize) -> Result<(), Box<dyn s
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(subscribers.max(1));
-        let mut tasks = Vec::new();
-        for number in numbers.iter().take(subscribers).cloned() {
-            let addr = addr.to_owned();
-            let ready = ready_tx.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
-                let req = format!(
-                    "GET /api/contacts/{number}/events HTTP/1.1\r\nHost: {addr}\r\n\
+    runtime
+        .block_on(async move {
+            let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(subscribers.max(1));
+            let mut tasks = Vec::new();
+            for number in numbers.iter().take(subscribers).cloned() {
+                let addr = addr.to_owned();
+                let ready = ready_tx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+                    let req = format!(
+                        "GET /api/contacts/{number}/events HTTP/1.1\r\nHost: {addr}\r\n\
                      Accept: text/event-stream\r\n\r\n"
-                );
-                s.write_all(req.as_bytes()).await.ok()?;
-                let mut buf = vec![0u8; 16 * 1024];
-                let mut seen = 0usize;
-                let mut text = String::new();
-                loop {
-                    let n = s.read(&mut buf).await.ok()?;
-                    if n == 0 {
-                        return None;
-                    }
-                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    let events = text.matches("event: status").count();
-                    if events > seen {
-                        if seen == 0 {
-                            let _ = ready.send(()).await;
+                    );
+                    s.write_all(req.as_bytes()).await.ok()?;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut seen = 0usize;
+                    let mut text = String::new();
+                    loop {
+                        let n = s.read(&mut buf).await.ok()?;
+                        if n == 0 {
+                            return None;
                         }
-                        seen = events;
-                        if seen >= 2 {
-                            return Some(Instant::now());
+                        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        let events = text.matches("event: status").count();
+                        if events > seen {
+                            if seen == 0 {
+                                let _ = ready.send(()).await;
+                            }
+                            seen = events;
+                            if seen >= 2 {
+                                return Some(Instant::now());
+                            }
+                            // Keep only the tail, where the next event's name may be split.
+                            let keep = text.len().saturating_sub(32);
+                            text = text.split_off(keep);
+                            seen = text.matches("event: status").count().max(1);
                         }
-                        // Keep only the tail, where the next event's name may be split.
-                        let keep = text.len().saturating_sub(32);
-                        text = text.split_off(keep);
-                        seen = text.matches("event: status").count().max(1);
                     }
+                }));
+            }
+            drop(ready_tx);
+            let opened = tasks.len();
+            let mut ready = 0;
+            let wait = tokio::time::timeout(Duration::from_secs(60), async {
+                while ready < opened && ready_rx.recv().await.is_some() {
+                    ready += 1;
                 }
-            }));
-        }
-        drop(ready_tx);
-        let opened = tasks.len();
-        let mut ready = 0;
-        let wait = tokio::time::timeout(Duration::from_secs(60), async {
-            while ready < opened && ready_rx.recv().await.is_some() {
-                ready += 1;
+            });
+            let _ = wait.await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let t0 = Instant::now();
+            let (status, own) = {
+                let (addr, head) = (addr.to_owned(), head.clone());
+                tokio::task::spawn_blocking(move || {
+                    move_other(&addr, &head, "fanout-1").map_err(|e| e.to_string())
+                })
+                .await??
+            };
+            let mut lat = Vec::new();
+            for t in tasks {
+                if let Ok(Ok(Some(at))) = tokio::time::timeout(Duration::from_secs(10), t).await {
+                    lat.push(at.saturating_duration_since(t0));
+                }
             }
-        });
-        let _ = wait.await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let t0 = Instant::now();
-        let (status, own) = {
-            let (addr, head) = (addr.to_owned(), head.clone());
-            tokio::task::spawn_blocking(move || {
-                move_other(&addr, &head, "fanout-1").map_err(|e| e.to_string())
-            })
-            .await??
-        };
-        let mut lat = Vec::new();
-        for t in tasks {
-            if let Ok(Ok(Some(at))) = tokio::time::timeout(Duration::from_secs(10), t).await {
-                lat.push(at.saturating_duration_since(t0));
-            }
-        }
-        lat.sort_unstable();
-        let at = |q: f64| {
-            if lat.is_empty() {
-                return f64::NAN;
-            }
-            let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1;
-            lat[i].as_secs_f64() * 1000.0
-        };
-        println!(
-            "subscribers={opened} ready={ready} move_status={status} move_confirm={:.1}ms \
+            lat.sort_unstable();
+            let at = |q: f64| {
+                if lat.is_empty() {
+                    return f64::NAN;
+                }
+                let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1;
+                lat[i].as_secs_f64() * 1000.0
+            };
+            println!(
+                "subscribers={opened} ready={ready} move_status={status} move_confirm={:.1}ms \
              events={} event_p50={:.1}ms event_p99={:.1}ms event_max={:.1}ms",
-            own.as_secs_f64() * 1000.0,
-            lat.len(),
-            at(0.5),
-            at(0.99),
-            at(1.0)
-        );
-        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
-    })
-    .map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() })
+                own.as_secs_f64() * 1000.0,
+                lat.len(),
+                at(0.5),
+                at(0.99),
+                at(1.0)
+            );
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .map_err(|e| -> Box<dyn std::error::Error> { e.to_string().into() })
 }
