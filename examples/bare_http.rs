@@ -10,7 +10,10 @@
 //! holdline's `/c/N` and `/api/contacts/N` at ≥ 0.8× this page's requests/s on the same box;
 //! BYTES lets the script match the size of the page it compares against, so the ratio is about
 //! the work per request, not the bytes on the wire.
-#![allow(clippy::print_stdout, reason = "a benchmark tool reports its address on stdout")]
+#![allow(
+    clippy::print_stdout,
+    reason = "a benchmark tool reports its address on stdout"
+)]
 
 use axum::Router;
 use axum::response::Html;
@@ -38,7 +41,11 @@ fn main() -> anyhow::Result<()> {
             .route("/", get(move || async move { Html(body) }))
             .fallback(move || async move { Html(body) });
         let listener = tokio::net::TcpListener::bind(&addr).await?;
-        println!("listening on http://{} ({} byte page)", listener.local_addr()?, body.len());
+        println!(
+            "listening on http://{} ({} byte page)",
+            listener.local_addr()?,
+            body.len()
+        );
         axum::serve(listener, app).await?;
         anyhow::Ok(())
     })
