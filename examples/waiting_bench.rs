@@ -271,7 +271,7 @@ fn fanout(addr: &str, numbers: &str, subscribers: usize) -> Result<(), Box<dyn s
         .block_on(async move {
             let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(subscribers.max(1));
             let mut tasks = Vec::new();
-            for number in numbers.iter().take(subscribers).cloned() {
+            for number in numbers.into_iter().take(subscribers) {
                 let addr = addr.to_owned();
                 let ready = ready_tx.clone();
                 tasks.push(tokio::spawn(async move {

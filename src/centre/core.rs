@@ -56,11 +56,12 @@ use journal::{Journal, Undo};
 /// 10^6; running out of attempts means the generator is broken, not that we are unlucky.
 const MAX_ID_ATTEMPTS: usize = 64;
 
-/// Ended contacts stay in memory this long (their status, snapshots, idempotent commands).
-/// After that only their numbers stay reserved, compactly, for `id_retention_secs`, and a
-/// page that asks reads the row back from the store: memory follows the live load, not
-/// the history (at 1,000 calls/s an hour of full rows was gigabytes).
-pub const ENDED_VISIBLE_SECS: u64 = 600;
+/// Ended contacts stay in memory this long (their status, snapshots, idempotent commands):
+/// a page open when its contact ends hears it live. After that only their numbers stay
+/// reserved, compactly, for `id_retention_secs`, and a page that asks reads the row back
+/// from the store: memory follows the live load, not the history (at 1,000 calls/s an hour
+/// of full rows was gigabytes; a minute is 60,000 rows).
+pub const ENDED_VISIBLE_SECS: u64 = 60;
 
 /// What the centre can refuse. Each variant maps to one thing the caller can do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

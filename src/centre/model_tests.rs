@@ -897,9 +897,7 @@ impl Model {
                 ContactState::Disconnected { until, .. } if until <= now => {
                     self.end(k, now, EndReason::Lost);
                 }
-                ContactState::Ended { at, .. }
-                    if at.plus_secs(self.cfg.id_retention_secs) <= now =>
-                {
+                ContactState::Ended { at, .. } if at.plus_secs(self.in_memory_secs()) <= now => {
                     self.contacts[k].forgotten = true;
                     let id = self.contacts[k].id.clone();
                     self.commands.retain(|_, (contact, _, _)| *contact != id);
@@ -1230,7 +1228,14 @@ impl Model {
     /// (completed); other live calls are disconnected and keep their place for
     /// `keep_place_secs`; substitutes stay queued; agents are logged out; ended contacts
     /// past retention are forgotten; handle-time averages start again from the defaults.
+    /// How long an ended contact stays in the centre's memory (then its status is `None`
+    /// from the core; the actor reads it back from the store).
+    fn in_memory_secs(&self) -> u64 {
+        crate::centre::core::ENDED_VISIBLE_SECS.min(self.cfg.id_retention_secs)
+    }
+
     fn restart(&mut self, now: Timestamp) {
+        let in_memory = self.in_memory_secs();
         for m in &mut self.marks {
             m.clear();
         }
@@ -1258,9 +1263,7 @@ impl Model {
                 continue;
             }
             match c.state {
-                ContactState::Ended { at, .. }
-                    if at.plus_secs(self.cfg.id_retention_secs) <= now =>
-                {
+                ContactState::Ended { at, .. } if at.plus_secs(in_memory) <= now => {
                     c.forgotten = true;
                 }
                 ContactState::Queued if c.live_call() => {
