@@ -13,16 +13,18 @@
 //!                            |  centre/    |  the one source of truth
 //!                            +------+------+
 //!                                   | every accepted change, before anyone is told
-//!                            +------v------+
-//!                            |   store/    |  SQLite in the data directory
-//!                            +-------------+
+//!                            +------^------+
+//!                            |   store/    |  implements centre::Store: SQLite in the
+//!                            +-------------+  data directory
 //! ```
 //!
-//! Dependencies point one way: `sip`, `media` and `web` use `centre`; `centre` and `store`
-//! never import them. `mail` (the optional SMTP relay of emails and web forms) is
+//! Dependencies point one way: `sip`, `media` and `web` use `centre`; `store` implements the
+//! centre's `Store` trait and imports the centre, never the reverse; `centre` imports none of
+//! them (its tests use the real stores). `mail` (the optional SMTP relay of emails and web forms) is
 //! front-end side too, started by `app` only. Live queue state lives in one
-//! `centre::Centre` value owned by the centre actor thread; everything else reads
-//! snapshots or asks through `CentreHandle`.
+//! `centre::Centre` value owned by the centre actor thread; everything else asks through
+//! `CentreHandle`, reads statuses from its read view (updated by the actor after each
+//! commit) or the board it publishes.
 
 pub mod app;
 pub mod calls;
