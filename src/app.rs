@@ -130,6 +130,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .await
         .with_context(|| format!("binding SIP on {}", config.sip.listen))?;
     let sip_local = sockets.local;
+    match transport::set_udp_recv_buffer(&sockets.udp, config.sip.udp_recv_buffer_bytes) {
+        // Linux reports double the size it books for its own overhead.
+        Ok(granted) if granted / 2 < config.sip.udp_recv_buffer_bytes => tracing::warn!(
+            asked = config.sip.udp_recv_buffer_bytes,
+            granted = granted / 2,
+            "the SIP UDP receive buffer is smaller than configured (raise net.core.rmem_max): \
+             bursts may be dropped"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot size the SIP UDP receive buffer"),
+    }
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.http.listen))?;

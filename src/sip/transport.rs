@@ -101,6 +101,14 @@ pub struct Sockets {
     pub local: SocketAddr,
 }
 
+/// Asks for `bytes` of receive buffer on the UDP socket; returns what the kernel granted
+/// (Linux reports twice the usable size; the cap is `net.core.rmem_max`).
+pub fn set_udp_recv_buffer(udp: &UdpSocket, bytes: usize) -> std::io::Result<usize> {
+    let sock = socket2::SockRef::from(udp);
+    sock.set_recv_buffer_size(bytes)?;
+    sock.recv_buffer_size()
+}
+
 /// Binds UDP and TCP on `addr`. With port 0 it picks a port free for both.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<Sockets> {
     if addr.port() != 0 {
