@@ -166,41 +166,12 @@ fn commands(
         }
         // Spread over the line: every one of them has thousands of contacts around it.
         let number = &numbers[(i * 7919) % numbers.len()];
-        let get = format!(
-            "GET /api/contacts/{number} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        );
-        let (status, head, body) = exchange(addr, &get)?;
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        let (Some(csrf), Some(queue)) = (json["csrf"].as_str(), json["queue"].as_str()) else {
-            return Err(format!("status {status} for {number}: {body}").into());
-        };
-        let cookie = head
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("set-cookie: ")
-                    .or_else(|| l.strip_prefix("Set-Cookie: "))
-            })
-            .and_then(|c| c.split(';').next())
-            .unwrap_or_default();
-        let to = if queue == "support" {
-            "sales"
-        } else {
-            "support"
-        };
-        let payload = format!(r#"{{"command_id":"bench-{i}","action":"move_queue","to":"{to}"}}"#);
-        let post = format!(
-            "POST /api/contacts/{number}/actions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             Cookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{payload}",
-            payload.len()
-        );
-        let t = Instant::now();
-        let (status, _, body) = exchange(addr, &post)?;
-        times.push(t.elapsed());
+        let (status, took) = move_other(addr, number, &format!("bench-{i}"))?;
+        times.push(took);
         if status != 200 {
             refused += 1;
             if refused <= 3 {
-                eprintln!("refused {status}: {body}");
+                eprintln!("refused {status} for {number}");
             }
         }
     }

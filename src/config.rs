@@ -271,7 +271,7 @@ pub struct LimitsConfig {
 }
 
 fn default_max_pending_calls() -> usize {
-    256
+    1024
 }
 
 /// Which numbers a caller may ask to be called back on (checked by the centre), and how

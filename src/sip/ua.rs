@@ -202,7 +202,7 @@ impl Default for UaConfig {
         Self {
             timers: Timers::default(),
             max_calls: 1000,
-            max_pending_calls: 256,
+            max_pending_calls: 1024,
             retry_after_secs: 30,
             public_host: None,
             seed: rand::rng().random(),
@@ -1282,58 +1282,23 @@ impl UserAgent {
             );
             return;
         }
-        if self.draining {
+        // Refused with 503 + Retry-After, the reason saying which limit: shutting down,
+        // too many calls waiting to be answered (overload), or too many calls.
+        let busy = if self.draining {
+            Some("Service Unavailable (shutting down)")
+        } else if self.early >= self.config.max_pending_calls {
+            Some("Service Unavailable (overloaded)")
+        } else if self.calls.len() >= self.config.max_calls {
+            Some("Service Unavailable (call limit)")
+        } else {
+            None
+        };
+        if let Some(reason) = busy {
             let h = vec![(
                 "Retry-After".into(),
                 self.config.retry_after_secs.to_string(),
             )];
-            self.reply_new_txn(
-                now,
-                peer,
-                &req,
-                key,
-                503,
-                "Service Unavailable (shutting down)",
-                h,
-                None,
-                None,
-            );
-            return;
-        }
-        if self.early >= self.config.max_pending_calls {
-            let h = vec![(
-                "Retry-After".into(),
-                self.config.retry_after_secs.to_string(),
-            )];
-            self.reply_new_txn(
-                now,
-                peer,
-                &req,
-                key,
-                503,
-                "Service Unavailable (overloaded)",
-                h,
-                None,
-                None,
-            );
-            return;
-        }
-        if self.calls.len() >= self.config.max_calls {
-            let h = vec![(
-                "Retry-After".into(),
-                self.config.retry_after_secs.to_string(),
-            )];
-            self.reply_new_txn(
-                now,
-                peer,
-                &req,
-                key,
-                503,
-                "Service Unavailable (call limit)",
-                h,
-                None,
-                None,
-            );
+            self.reply_new_txn(now, peer, &req, key, 503, reason, h, None, None);
             return;
         }
         let id = self.id();
