@@ -1,4 +1,7 @@
 //! Callers' commands on the core, on a virtual clock.
+//!
+//! Test code only, kept as one file (about 900 lines) because every test shares the one
+//! fixture at the top and each command's refusals read best next to its acceptance.
 
 use super::*;
 use crate::centre::command::{ActionKind, PositionRise, RiseReason};
