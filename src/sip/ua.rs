@@ -654,9 +654,7 @@ impl UserAgent {
         self.arm(until, TimerRef::Server(txn_id));
         let retransmit = Retransmit::start(now, &timers);
         if let Some(c) = self.calls.get_mut(&call) {
-            if c.state == CallState::Early {
-                self.early -= 1;
-            }
+            left_early(&mut self.early, &c.state);
             c.state = CallState::AwaitingAck {
                 response,
                 cseq,
@@ -683,9 +681,7 @@ impl UserAgent {
         let txn_id = self.pending_invite(call)?;
         self.final_non_2xx(now, txn_id, status, reason_phrase(status), headers);
         if let Some(c) = self.calls.get_mut(&call.0) {
-            if c.state == CallState::Early {
-                self.early -= 1;
-            }
+            left_early(&mut self.early, &c.state);
             c.state = CallState::Closing;
         }
         Ok(())
@@ -1473,9 +1469,7 @@ impl UserAgent {
         if proceeding {
             self.final_non_2xx(now, invite_id, 487, "Request Terminated", vec![]);
             if let Some(c) = call.and_then(|c| self.calls.get_mut(&c)) {
-                if c.state == CallState::Early {
-                    self.early -= 1;
-                }
+                left_early(&mut self.early, &c.state);
                 c.state = CallState::Closing;
             }
             if let Some(c) = call {
@@ -2250,9 +2244,7 @@ impl UserAgent {
 
     fn forget_call(&mut self, id: u64) {
         if let Some(c) = self.calls.remove(&id) {
-            if c.state == CallState::Early {
-                self.early -= 1;
-            }
+            left_early(&mut self.early, &c.state);
             self.by_dialog
                 .remove(&(c.call_id.clone(), c.local_tag.clone()));
             self.by_initial.remove(&c.initial_key);
@@ -2374,6 +2366,14 @@ fn with_tag(header: &str, tag: &str) -> String {
         header.to_owned()
     } else {
         format!("{header};tag={tag}")
+    }
+}
+
+/// Every place an incoming call changes state or is forgotten calls this first, so the
+/// count of calls not yet answered (the overload gauge) stays in step with the calls.
+fn left_early(early: &mut usize, state: &CallState) {
+    if *state == CallState::Early {
+        *early -= 1;
     }
 }
 
