@@ -124,6 +124,15 @@ fn seed(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The `q` quantile (nearest rank) of sorted durations, in ms; NaN for none.
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
 /// One HTTP/1.1 exchange on a fresh connection: (status, headers, body).
 fn exchange(addr: &str, request: &str) -> std::io::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(addr)?;
@@ -176,10 +185,7 @@ fn commands(
         }
     }
     times.sort_unstable();
-    let at = |q: f64| {
-        let i = ((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1;
-        times[i].as_secs_f64() * 1000.0
-    };
+    let at = |q: f64| quantile_ms(&times, q);
     println!(
         "commands={} refused={refused} confirm_p50={:.1}ms confirm_p99={:.1}ms confirm_max={:.1}ms",
         times.len(),
@@ -301,13 +307,7 @@ fn fanout(addr: &str, numbers: &str, subscribers: usize) -> Result<(), Box<dyn s
                 }
             }
             lat.sort_unstable();
-            let at = |q: f64| {
-                if lat.is_empty() {
-                    return f64::NAN;
-                }
-                let i = ((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1;
-                lat[i].as_secs_f64() * 1000.0
-            };
+            let at = |q: f64| quantile_ms(&lat, q);
             println!(
                 "subscribers={opened} ready={ready} move_status={status} move_confirm={:.1}ms \
              events={} event_p50={:.1}ms event_p99={:.1}ms event_max={:.1}ms",
