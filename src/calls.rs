@@ -1,5 +1,9 @@
 //! Call control: turns SIP calls into contacts and carries out what the centre decides.
 //!
+//! One file for now (~850 production lines): the per-call flow is one async function whose
+//! parts share its locals; issue 9 turns it into a sans-IO `CallFlow` core with a thin
+//! driver, which is where it splits.
+//!
 //! Owns the per-call state that joins the three parts: one task per call holds the call's
 //! SIP key, its contact number and its announcement stream. The SIP endpoint owns protocol
 //! state, the centre owns the contact, the announcer owns the RTP pacing; this module only

@@ -1,5 +1,9 @@
 //! The SIP message model (RFC 3261 §7) and its printing.
 //!
+//! One file (~1,400 production lines): the typed header views and the printer are small
+//! pieces of one model that share its helpers; most of the length is the grammar of the
+//! header values.
+//!
 //! Owns: [`Method`], the ordered header list [`Headers`], [`Request`], [`Response`],
 //! [`Message`], typed views of single header values ([`Via`], [`NameAddr`], [`CSeq`],
 //! [`SipUri`]) and the wire printer (`to_bytes`). Reading bytes off the wire (framing,

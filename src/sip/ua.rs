@@ -2,6 +2,10 @@
 //! without I/O or clocks (quinn-proto style: `handle_*(now, ..)` in, `poll_transmit`,
 //! `poll_event` and `poll_timeout` out).
 //!
+//! One file for now (~2,400 production lines): the transaction, dialog and REFER state share
+//! one set of maps keyed by bare ids; issue 9 splits it by RFC 3261 layer and role with
+//! newtype keys, which has to come first.
+//!
 //! Owns: server and client transactions, dialogs, 2xx retransmission until ACK, CANCEL,
 //! overload (503) and drain refusal. It decides every protocol answer that does not need
 //! the application (400/481/501/405/420/415/416/406/503...); the application decides only
