@@ -31,8 +31,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use holdline::centre::{
-    AgentId, AgentSpec, CallbackRules, Centre, CentreConfig, Command, CommandId, CommandRequest,
-    ContactId, Effect, EndReason, MediaType, NewContact, QueueId, QueueSpec, Reach, Timestamp,
+    Admit, AgentId, AgentInput, AgentOp, AgentSpec, CallbackRules, Centre, CentreConfig, Command,
+    CommandId, CommandRequest, ContactId, Effect, End, EndReason, Input, MediaType, NewContact,
+    QueueId, QueueSpec, Reach, Tick, Timestamp,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -105,6 +106,27 @@ impl Samples {
 }
 
 /// The agents of the `Offer` effects.
+/// One input through the centre's contract, as the actor drives it: handle, then take what
+/// it stored (dropped here: no store) and what the front-end must do.
+fn step<I: Input>(
+    c: &mut Centre,
+    now: Timestamp,
+    input: I,
+) -> Result<(I::Reply, Vec<Effect>), I::Error> {
+    let reply = c.handle(now, input)?;
+    while let Some(change) = c.poll_change() {
+        black_box(change);
+    }
+    Ok((reply, std::iter::from_fn(|| c.poll_effect()).collect()))
+}
+
+fn agent(id: &AgentId, op: AgentOp) -> AgentInput {
+    AgentInput {
+        agent: id.clone(),
+        op,
+    }
+}
+
 fn offered(effects: Vec<Effect>, into: &mut Vec<usize>, index: &dyn Fn(&AgentId) -> usize) {
     for effect in effects {
         if let Effect::Offer { agent, .. } = effect {
@@ -205,7 +227,7 @@ fn run(contacts: usize, agents: usize, queues: usize) -> Result<Row, Box<dyn std
             caller: format!("\"Caller\" <sip:+44207946{n:05}@example.test>;tag=x"),
             call_ref: format!("call-{n}"),
         };
-        black_box(admit.time(|| centre.admit(now, new))?);
+        black_box(admit.time(|| step(&mut centre, now, Admit(new)))?);
     }
     let fill_secs = start.elapsed().as_secs_f64();
     let tail = (contacts / 10).max(1).min(admit.0.len());
@@ -252,7 +274,7 @@ fn run(contacts: usize, agents: usize, queues: usize) -> Result<Row, Box<dyn std
                 expected_version: None,
                 command: Command::MoveQueue { to: queue },
             };
-            black_box(command.time(|| centre.command(now, request)))?;
+            black_box(command.time(|| step(&mut centre, now, request)))?;
         }
     }
     // Callers hanging up from the middle of the line (then admitted again, untimed, so
@@ -261,7 +283,11 @@ fn run(contacts: usize, agents: usize, queues: usize) -> Result<Row, Box<dyn std
         let id = &ids[rng.random_range(0..ids.len())];
         now = Timestamp(now.0 + 1);
         if hang_up
-            .time(|| centre.end(now, id, EndReason::Abandoned))
+            .time(|| {
+                let id = id.clone();
+                let reason = EndReason::Abandoned;
+                step(&mut centre, now, End { id, reason })
+            })
             .is_ok()
         {
             let new = NewContact {
@@ -270,7 +296,7 @@ fn run(contacts: usize, agents: usize, queues: usize) -> Result<Row, Box<dyn std
                 caller: format!("\"Caller\" <sip:+44207947{k:05}@example.test>;tag=x"),
                 call_ref: format!("again-{k}"),
             };
-            centre.admit(now, new)?;
+            step(&mut centre, now, Admit(new))?;
         }
     }
     let contacts_handled_target = contacts;
@@ -278,9 +304,8 @@ fn run(contacts: usize, agents: usize, queues: usize) -> Result<Row, Box<dyn std
     // Login, then rounds until everyone is handled.
     let rounds_start = Instant::now();
     for id in &agent_ids {
-        black_box(centre.agent_login(now, id)?);
+        black_box(step(&mut centre, now, agent(id, AgentOp::Login))?);
     }
-    black_box(centre.take_effects());
     let (mut ready, mut answered, mut handled_t, mut tick) = (
         Samples::default(),
         Samples::default(),
@@ -299,25 +324,32 @@ fn run(contacts: usize, agents: usize, queues: usize) -> Result<Row, Box<dyn std
         for (i, id) in agent_ids.iter().enumerate() {
             if waiting[i] && (round == 1 || i % 2 == 0) {
                 waiting[i] = false;
-                let (_, effects) = ready.time(|| centre.agent_ready(now, id))?;
+                let (_, effects) =
+                    ready.time(|| step(&mut centre, now, agent(id, AgentOp::Ready)))?;
                 offered(effects, &mut offers, &index);
             }
         }
         now = now.plus_secs(RING_SECS);
         for &i in &offers {
-            black_box(answered.time(|| centre.offer_answered(now, &agent_ids[i]))?);
+            black_box(
+                answered
+                    .time(|| step(&mut centre, now, agent(&agent_ids[i], AgentOp::Answered)))?,
+            );
         }
         busy.append(&mut offers);
         if round > 1 {
             now = now.plus_secs(u64::from(WRAP_UP_SECS));
-            black_box(tick.time(|| centre.tick(now)));
-            offered(centre.take_effects(), &mut offers, &index);
+            let (_, effects) = tick.time(|| step(&mut centre, now, Tick))?;
+            offered(effects, &mut offers, &index);
             for w in waiting.iter_mut() {
                 *w = false;
             }
             now = now.plus_secs(RING_SECS);
             for &i in &offers {
-                black_box(answered.time(|| centre.offer_answered(now, &agent_ids[i]))?);
+                black_box(
+                    answered
+                        .time(|| step(&mut centre, now, agent(&agent_ids[i], AgentOp::Answered)))?,
+                );
             }
             busy.append(&mut offers);
         }
@@ -326,7 +358,10 @@ fn run(contacts: usize, agents: usize, queues: usize) -> Result<Row, Box<dyn std
         }
         now = now.plus_secs(TALK_SECS);
         for &i in &busy {
-            black_box(handled_t.time(|| centre.contact_handled(now, &agent_ids[i]))?);
+            black_box(
+                handled_t
+                    .time(|| step(&mut centre, now, agent(&agent_ids[i], AgentOp::Handled)))?,
+            );
             waiting[i] = true;
             handled += 1;
         }

@@ -32,8 +32,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use holdline::centre::{
-    CallbackRules, Centre, CentreConfig, Command, CommandId, CommandRequest, MediaType, NewContact,
-    QueueId, QueueSpec, Store, Timestamp,
+    Admit, CallbackRules, Centre, CentreConfig, Command, CommandId, CommandRequest, MediaType,
+    NewContact, QueueId, QueueSpec, Store, Timestamp,
 };
 use holdline::store::SqliteStore;
 use rand::SeedableRng;
@@ -85,22 +85,21 @@ fn seed(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     for k in 0..n {
         // Seniority in the past, one millisecond apart, so new callers queue behind.
         let now = Timestamp(start.0 - (n - k) as u64);
-        let (status, c) = centre.admit(
+        let id = centre.handle(
             now,
-            NewContact {
+            Admit(NewContact {
                 queue: QueueId(if k % 2 == 0 { "support" } else { "sales" }.into()),
                 media: MediaType::Voice,
                 caller: format!("<sip:+4420794{k:06}@seed.test>"),
                 call_ref: format!("seed-{k}"),
-            },
+            }),
         )?;
-        changes.extend(c);
-        let (_, c, _) = centre
-            .command(
+        centre
+            .handle(
                 now,
                 CommandRequest {
                     id: CommandId(format!("seed-{k}")),
-                    contact: status.id.clone(),
+                    contact: id.clone(),
                     expected_version: None,
                     command: Command::Email {
                         subject: "Seeded".into(),
@@ -110,8 +109,10 @@ fn seed(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
                 },
             )
             .map_err(|e| format!("seed command: {e}"))?;
-        changes.extend(c);
-        numbers.push_str(status.id.as_str());
+        changes.extend(std::iter::from_fn(|| centre.poll_change()));
+        // Emails are not dialled (`dial_callbacks` off, no agents): no effects to carry out.
+        while centre.poll_effect().is_some() {}
+        numbers.push_str(id.as_str());
         numbers.push('\n');
         if changes.len() > 20_000 {
             store.apply(&changes)?;

@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use super::agent::{AgentError, AgentId, AttemptOutcome};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
-use super::core::{Centre, CentreError, Change, Snapshot};
+use super::core::{
+    Admit, AgentInput, AgentOp, Centre, CentreError, Change, End, Snapshot, Tick, TransferOutcome,
+};
 use super::queue::CentreConfig;
 use super::queue_log::QueueLogLine;
 use super::queue_log_file::QueueLogFile;
@@ -107,18 +109,6 @@ enum Request {
         detail: String,
         reply: oneshot::Sender<Result<(), CentreError>>,
     },
-}
-
-/// What an agent (or the front-end on their behalf) asks for.
-enum AgentOp {
-    Login,
-    Ready,
-    NotReady(String),
-    Logout,
-    Answered,
-    Failed(String),
-    Handled,
-    Attempt(AttemptOutcome),
 }
 
 /// The way into the centre for everyone else. Cheap to clone.
@@ -450,8 +440,13 @@ impl Actor {
         }
     }
 
+    /// Moves the changes the centre has made so far into the batch's write.
+    fn drain_changes(&mut self, changes: &mut Vec<Change>) {
+        changes.extend(std::iter::from_fn(|| self.centre.poll_change()));
+    }
+
     fn time_to_next_tick(&mut self) -> Option<Duration> {
-        let deadline = self.centre.next_deadline()?;
+        let deadline = self.centre.poll_timeout()?;
         let due = Duration::from_millis(deadline.millis_since(self.now()));
         let backoff = self
             .tick_after
@@ -464,27 +459,23 @@ impl Actor {
     fn process(&mut self, batch: Vec<Request>) {
         let now = self.now();
         self.centre.begin();
-        let tick_due = self.tick_after.is_none_or(|t| Instant::now() >= t);
-        let mut changes = if tick_due {
-            self.centre.tick(now)
-        } else {
-            Vec::new()
-        };
+        let mut changes = Vec::new();
+        if self.tick_after.is_none_or(|t| Instant::now() >= t) {
+            let Ok(()) = self.centre.handle(now, Tick);
+            self.drain_changes(&mut changes);
+        }
         let mut pending = Vec::with_capacity(batch.len());
-        let mut effects = Vec::new();
         for request in batch {
+            // Each input's changes are drained at once, so a reply knows whether its own
+            // request wrote anything (a no-op stays true even if the batch's write fails).
+            let before = changes.len();
             match request {
                 Request::Admit { contact, reply } => {
-                    let result = self.centre.admit(now, contact).map(|(status, c)| {
-                        changes.extend(c);
-                        status.id
-                    });
+                    let result = self.centre.handle(now, Admit(contact));
                     pending.push(Pending::Admit(reply, result));
                 }
                 Request::End { id, reason, reply } => {
-                    let result = self.centre.end(now, &id, reason).map(|c| {
-                        changes.extend(c);
-                    });
+                    let result = self.centre.handle(now, End { id, reason });
                     pending.push(Pending::End(reply, result));
                 }
                 Request::Stored { id, reply } => {
@@ -503,44 +494,21 @@ impl Actor {
                     let _ = reply.send(status);
                 }
                 Request::Command { request, reply } => {
-                    let mut changed = false;
-                    let result = self
-                        .centre
-                        .command(now, request)
-                        .map(|(confirmation, c, e)| {
-                            changed = !c.is_empty();
-                            changes.extend(c);
-                            effects.extend(e);
-                            confirmation
-                        });
+                    let result = self.centre.handle(now, request);
+                    self.drain_changes(&mut changes);
                     pending.push(Pending::Command {
                         reply,
                         result,
-                        changed,
+                        changed: changes.len() > before,
                     });
                 }
                 Request::Agent { agent, op, reply } => {
-                    let c = &mut self.centre;
-                    let outcome = match op {
-                        AgentOp::Login => c.agent_login(now, &agent),
-                        AgentOp::Ready => c.agent_ready(now, &agent),
-                        AgentOp::NotReady(reason) => c.agent_not_ready(now, &agent, &reason),
-                        AgentOp::Logout => c.agent_logout(now, &agent),
-                        AgentOp::Answered => c.offer_answered(now, &agent),
-                        AgentOp::Failed(why) => c.offer_failed(now, &agent, &why),
-                        AgentOp::Handled => c.contact_handled(now, &agent),
-                        AgentOp::Attempt(outcome) => c.callback_attempt(now, &agent, outcome),
-                    };
-                    let mut changed = false;
-                    let result = outcome.map(|(c, e)| {
-                        changed = !c.is_empty();
-                        changes.extend(c);
-                        effects.extend(e);
-                    });
+                    let result = self.centre.handle(now, AgentInput { agent, op });
+                    self.drain_changes(&mut changes);
                     pending.push(Pending::Agent {
                         reply,
                         result,
-                        changed,
+                        changed: changes.len() > before,
                     });
                 }
                 Request::Transfer {
@@ -549,16 +517,13 @@ impl Actor {
                     detail,
                     reply,
                 } => {
-                    let result = self
-                        .centre
-                        .transfer_result(now, &id, ok, &detail)
-                        .map(|c| changes.extend(c));
+                    let result = self.centre.handle(now, TransferOutcome { id, ok, detail });
                     pending.push(Pending::End(reply, result));
                 }
             }
+            self.drain_changes(&mut changes);
         }
-        // Offers routing made inside admits, ends and the tick.
-        effects.extend(self.centre.take_effects());
+        let effects: Vec<Effect> = std::iter::from_fn(|| self.centre.poll_effect()).collect();
 
         let mut rings = None;
         let failure = if changes.is_empty() {

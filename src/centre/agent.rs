@@ -188,6 +188,7 @@ pub enum AgentError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::centre::testkit::Drive;
     use crate::centre::{
         CallbackRules, Centre, CentreConfig, Change, Command, CommandId, CommandRequest,
         ContactState, Effect, EndReason, MediaType, NewContact, QueueSpec, Stored, WaitEstimate,
@@ -453,7 +454,7 @@ mod tests {
             Some(1),
             "moved up while the head is offered"
         );
-        assert_eq!(c.next_deadline(), Some(at(21)));
+        assert_eq!(c.poll_timeout(), Some(at(21)));
         assert!(c.tick(at(20)).is_empty());
         let changes = c.tick(at(21));
         assert!(changes.iter().any(|ch| matches!(ch, Change::Agent(_))));
@@ -515,7 +516,7 @@ mod tests {
                 high_secs: 300
             }
         );
-        assert_eq!(c.next_deadline(), Some(at(102)));
+        assert_eq!(c.poll_timeout(), Some(at(102)));
         c.tick(at(101));
         assert!(matches!(state(&c, "sales1"), AgentState::WrapUp { .. }));
         c.tick(at(102));

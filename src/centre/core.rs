@@ -37,18 +37,20 @@ mod board;
 #[cfg(test)]
 mod command_tests;
 mod commands;
+mod io;
 mod journal;
 mod places;
 mod restore;
 #[cfg(test)]
 mod tests;
 
+use super::records::CommandOutcome;
 pub use super::records::{
-    Change, CommandOutcome, ContactEvent, Counters, QueueSummary, Snapshot, Stored, StoredCommand,
-    StoredContact,
+    Change, ContactEvent, Counters, QueueSummary, Snapshot, Stored, StoredCommand, StoredContact,
 };
-pub use agents::AgentOutcome;
 use agents::ring_millis;
+use io::Outbox;
+pub use io::{Admit, AgentInput, AgentOp, End, Input, Tick, TransferOutcome};
 use journal::{Journal, Undo};
 
 /// How many fresh random numbers `admit` draws before giving up. With 10^11 numbers and
@@ -128,9 +130,11 @@ pub struct Centre {
     agent_deadlines: std::collections::BTreeSet<(Timestamp, usize)>,
     wrap_up_secs: u32,
     offer_timeout_secs: u32,
-    /// Offers made by routing inside `admit`, `end` and `tick` (whose signatures carry
-    /// no effects), for the actor to send once the batch is committed.
+    /// Offers made by routing inside `admit`, `end` and `tick` (whose internal shapes
+    /// carry no effects), moved to the outbox by [`Centre::handle`].
     routed: Vec<Effect>,
+    /// What inputs changed and what the front-end must do, for the `poll_*` methods.
+    outbox: Outbox,
     callback_attempts: u32,
     callback_retry_secs: u64,
     dial_callbacks: bool,
@@ -205,6 +209,7 @@ impl Centre {
             wrap_up_secs: config.wrap_up_secs,
             offer_timeout_secs: config.offer_timeout_secs,
             routed: Vec::new(),
+            outbox: Outbox::default(),
             callback_attempts: config.callback_attempts.max(1),
             callback_retry_secs: config.callback_retry_secs,
             dial_callbacks: config.dial_callbacks,
@@ -230,7 +235,7 @@ impl Centre {
     }
 
     /// Admits a new contact at the back of its queue (by seniority = `now`).
-    pub fn admit(
+    fn admit(
         &mut self,
         now: Timestamp,
         new: NewContact,
@@ -361,7 +366,7 @@ impl Centre {
 
     /// Ends a queued or disconnected contact; everyone behind it moves up. The hang-up of
     /// a call already replaced by a substitute changes nothing (see below).
-    pub fn end(
+    fn end(
         &mut self,
         now: Timestamp,
         id: &ContactId,
@@ -498,7 +503,7 @@ impl Centre {
     /// Applies everything due at `now`: disconnected contacts whose window has run out end
     /// as `Lost`; ended contacts past the retention period are forgotten (their numbers
     /// may be drawn again; their stored rows and history stay).
-    pub fn tick(&mut self, now: Timestamp) -> Vec<Change> {
+    fn tick(&mut self, now: Timestamp) -> Vec<Change> {
         self.clock = self.clock.max(now);
         let mut changes = Vec::new();
         while let Some((&(at, _), id)) = self.deadlines.first_key_value() {
@@ -583,7 +588,7 @@ impl Centre {
 
     /// When [`Centre::tick`] next has something to do: a contact's deadline, an offer's
     /// timeout or the end of a wrap-up.
-    pub fn next_deadline(&self) -> Option<Timestamp> {
+    fn next_deadline(&self) -> Option<Timestamp> {
         let contacts = self.deadlines.first_key_value().map(|(&(at, _), _)| at);
         let wakeups = self.wakeups.first_key_value().map(|(&(at, _), _)| at);
         let agents = self.agent_deadlines.first().map(|&(at, _)| at);
@@ -640,14 +645,16 @@ impl Centre {
 
     /// Sets how many agents are staffed on `queue` (ignored for an unknown queue). Any
     /// agent state change recounts staffing from the agents, replacing this.
-    pub fn set_staffed(&mut self, queue: &QueueId, agents: u32) {
+    #[cfg(test)]
+    fn set_staffed(&mut self, queue: &QueueId, agents: u32) {
         if let Some(&i) = self.book.queue_index.get(queue) {
             self.book.queues[i].staffed = agents;
         }
     }
 
     /// Feeds one handled contact's duration into `queue`'s moving average.
-    pub fn record_handle_time(&mut self, queue: &QueueId, secs: u32) {
+    #[cfg(test)]
+    fn record_handle_time(&mut self, queue: &QueueId, secs: u32) {
         if let Some(&i) = self.book.queue_index.get(queue) {
             self.book.queues[i].handle.record(secs);
         }

@@ -96,8 +96,8 @@ pub use contact::{
     NewContact, QueueId, Timestamp,
 };
 pub use core::{
-    AgentOutcome, Centre, CentreError, Change, CommandOutcome, ContactEvent, Counters,
-    QueueSummary, Snapshot, Stored, StoredCommand, StoredContact,
+    Admit, AgentInput, AgentOp, Centre, CentreError, Change, ContactEvent, Counters, End, Input,
+    QueueSummary, Snapshot, Stored, StoredCommand, StoredContact, Tick, TransferOutcome,
 };
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};

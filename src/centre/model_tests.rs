@@ -66,7 +66,7 @@ struct Out<T> {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum AgentOp {
+enum AgentStep {
     Login,
     Ready,
     NotReady,
@@ -134,13 +134,13 @@ fn persist(s: &mut Sut, changes: Vec<Change>) {
     }
 }
 
-/// Offers and other effects of one operation: those it returned plus those routing left
-/// for `take_effects`.
-fn effects(s: &mut Sut, mut effects: Vec<Effect>) -> (Vec<Offer>, Vec<Told>) {
-    effects.extend(s.centre.take_effects());
+/// What one operation stored and made happen: everything it put in the centre's outboxes.
+fn drain(s: &mut Sut) -> (Vec<Offer>, Vec<Told>) {
+    let changes: Vec<Change> = std::iter::from_fn(|| s.centre.poll_change()).collect();
+    persist(s, changes);
     let mut offers = Vec::new();
     let mut told = Vec::new();
-    for e in effects {
+    while let Some(e) = s.centre.poll_effect() {
         match e {
             Effect::Offer {
                 agent,
@@ -160,8 +160,8 @@ fn effects(s: &mut Sut, mut effects: Vec<Effect>) -> (Vec<Offer>, Vec<Told>) {
     (offers, told)
 }
 
-fn out<T>(s: &mut Sut, result: Result<T, Refusal>, effs: Vec<Effect>) -> Out<T> {
-    let (offers, told) = effects(s, effs);
+fn out<T>(s: &mut Sut, result: Result<T, Refusal>) -> Out<T> {
+    let (offers, told) = drain(s);
     Out {
         result,
         offers,
@@ -194,30 +194,30 @@ fn admit(
         caller: caller.to_owned(),
         call_ref: call_ref.to_owned(),
     };
-    match s.centre.admit(now, new) {
-        Ok((status, changes)) => {
-            persist(s, changes);
-            out(s, Ok((status.id, status.position)), Vec::new())
-        }
-        Err(e) => out(s, Err(centre_refusal(e)), Vec::new()),
-    }
+    let result = s
+        .centre
+        .handle(now, Admit(new))
+        .map(|id| {
+            let position = s.centre.status(&id).and_then(|st| st.position);
+            (id, position)
+        })
+        .map_err(centre_refusal);
+    out(s, result)
 }
 
 /// The caller hangs up.
 fn hang_up(s: &mut Sut, now: Timestamp, id: &ContactId) -> Out<()> {
-    match s.centre.end(now, id, EndReason::Abandoned) {
-        Ok(changes) => {
-            persist(s, changes);
-            out(s, Ok(()), Vec::new())
-        }
-        Err(e) => out(s, Err(centre_refusal(e)), Vec::new()),
-    }
+    let end = End {
+        id: id.clone(),
+        reason: EndReason::Abandoned,
+    };
+    let result = s.centre.handle(now, end).map_err(centre_refusal);
+    out(s, result)
 }
 
 fn tick(s: &mut Sut, now: Timestamp) -> Out<()> {
-    let changes = s.centre.tick(now);
-    persist(s, changes);
-    out(s, Ok(()), Vec::new())
+    let Ok(()) = s.centre.handle(now, Tick);
+    out(s, Ok(()))
 }
 
 fn command(
@@ -234,63 +234,48 @@ fn command(
         expected_version,
         command,
     };
-    match s.centre.command(now, request) {
-        Ok((confirmation, changes, effs)) => {
-            persist(s, changes);
-            out(s, Ok(confirmation), effs)
-        }
-        Err(e) => {
-            let r = match e {
-                CommandError::NotFound => Refusal::NotFound,
-                CommandError::NotAllowed { .. } => Refusal::NotAllowed,
-                CommandError::Invalid { .. } => Refusal::Invalid,
-                CommandError::IdReused => Refusal::IdReused,
-                _ => Refusal::Other,
-            };
-            out(s, Err(r), Vec::new())
-        }
-    }
+    let result = s.centre.handle(now, request).map_err(|e| match e {
+        CommandError::NotFound => Refusal::NotFound,
+        CommandError::NotAllowed { .. } => Refusal::NotAllowed,
+        CommandError::Invalid { .. } => Refusal::Invalid,
+        CommandError::IdReused => Refusal::IdReused,
+        _ => Refusal::Other,
+    });
+    out(s, result)
 }
 
-fn agent_op(s: &mut Sut, now: Timestamp, agent: &AgentId, op: AgentOp) -> Out<()> {
-    let c = &mut s.centre;
-    let result = match op {
-        AgentOp::Login => c.agent_login(now, agent),
-        AgentOp::Ready => c.agent_ready(now, agent),
-        AgentOp::NotReady => c.agent_not_ready(now, agent, "break"),
-        AgentOp::Logout => c.agent_logout(now, agent),
-        AgentOp::Answer => c.offer_answered(now, agent),
-        AgentOp::Fail => c.offer_failed(now, agent, "declined"),
-        AgentOp::Handled => c.contact_handled(now, agent),
-        AgentOp::Attempt(true) => c.callback_attempt(now, agent, AttemptOutcome::Connected),
-        AgentOp::Attempt(false) => {
-            c.callback_attempt(now, agent, AttemptOutcome::Failed("busy".into()))
-        }
-        AgentOp::Next(_) => unreachable!("resolved by the harness"),
+fn agent_op(s: &mut Sut, now: Timestamp, agent: &AgentId, op: AgentStep) -> Out<()> {
+    let op = match op {
+        AgentStep::Login => super::AgentOp::Login,
+        AgentStep::Ready => super::AgentOp::Ready,
+        AgentStep::NotReady => super::AgentOp::NotReady("break".into()),
+        AgentStep::Logout => super::AgentOp::Logout,
+        AgentStep::Answer => super::AgentOp::Answered,
+        AgentStep::Fail => super::AgentOp::Failed("declined".into()),
+        AgentStep::Handled => super::AgentOp::Handled,
+        AgentStep::Attempt(true) => super::AgentOp::Attempt(AttemptOutcome::Connected),
+        AgentStep::Attempt(false) => super::AgentOp::Attempt(AttemptOutcome::Failed("busy".into())),
+        AgentStep::Next(_) => unreachable!("resolved by the harness"),
     };
-    match result {
-        Ok((changes, effs)) => {
-            persist(s, changes);
-            out(s, Ok(()), effs)
-        }
-        Err(e) => {
-            let r = match e {
-                AgentError::NotAllowed { .. } => Refusal::NotAllowed,
-                _ => Refusal::Other,
-            };
-            out(s, Err(r), Vec::new())
-        }
-    }
+    let input = AgentInput {
+        agent: agent.clone(),
+        op,
+    };
+    let result = s.centre.handle(now, input).map_err(|e| match e {
+        AgentError::NotAllowed { .. } => Refusal::NotAllowed,
+        _ => Refusal::Other,
+    });
+    out(s, result)
 }
 
 fn transfer_result(s: &mut Sut, now: Timestamp, id: &ContactId, ok: bool) -> Out<()> {
-    match s.centre.transfer_result(now, id, ok, "busy") {
-        Ok(changes) => {
-            persist(s, changes);
-            out(s, Ok(()), Vec::new())
-        }
-        Err(e) => out(s, Err(centre_refusal(e)), Vec::new()),
-    }
+    let input = TransferOutcome {
+        id: id.clone(),
+        ok,
+        detail: "busy".into(),
+    };
+    let result = s.centre.handle(now, input).map_err(centre_refusal);
+    out(s, result)
 }
 
 fn status(s: &Sut, id: &ContactId) -> Option<ContactStatus> {
@@ -316,7 +301,7 @@ fn live_count(s: &Sut) -> usize {
 
 /// When the centre wants its next tick.
 fn next_deadline(s: &Sut) -> Option<Timestamp> {
-    s.centre.next_deadline()
+    s.centre.poll_timeout()
 }
 
 fn begin(s: &mut Sut) {
@@ -1061,12 +1046,12 @@ impl Model {
         (Ok(confirmation), told)
     }
 
-    fn agent_op(&mut self, now: Timestamp, i: usize, op: AgentOp) -> Result<(), Refusal> {
+    fn agent_op(&mut self, now: Timestamp, i: usize, op: AgentStep) -> Result<(), Refusal> {
         use AgentState as S;
         let no = Err(Refusal::NotAllowed);
         let state = self.agents[i].state.clone();
         match op {
-            AgentOp::Login => match state {
+            AgentStep::Login => match state {
                 S::LoggedOut => {
                     self.agents[i].state = S::NotReady {
                         reason: "logged in".into(),
@@ -1074,14 +1059,14 @@ impl Model {
                 }
                 _ => return no,
             },
-            AgentOp::Ready => match state {
+            AgentStep::Ready => match state {
                 S::NotReady { .. } | S::WrapUp { .. } => {
                     self.agents[i].state = S::Ready { since: now };
                 }
                 S::Ready { .. } => {}
                 _ => return no,
             },
-            AgentOp::NotReady => match state {
+            AgentStep::NotReady => match state {
                 S::NotReady { .. } | S::Ready { .. } | S::WrapUp { .. } => {
                     self.agents[i].state = S::NotReady {
                         reason: "break".into(),
@@ -1089,19 +1074,19 @@ impl Model {
                 }
                 _ => return no,
             },
-            AgentOp::Logout => match state {
+            AgentStep::Logout => match state {
                 S::Reserved { .. } | S::Busy { .. } => return no,
                 _ => self.agents[i].state = S::LoggedOut,
             },
-            AgentOp::Answer => match state {
+            AgentStep::Answer => match state {
                 S::Reserved { .. } => self.connect(now, i),
                 _ => return no,
             },
-            AgentOp::Fail => match state {
+            AgentStep::Fail => match state {
                 S::Reserved { .. } => self.fail_offer(i),
                 _ => return no,
             },
-            AgentOp::Handled => match state {
+            AgentStep::Handled => match state {
                 S::Busy { contact, since } => {
                     self.agents[i].state = S::WrapUp {
                         until: now.plus_secs(u64::from(self.cfg.wrap_up_secs)),
@@ -1112,8 +1097,8 @@ impl Model {
                 }
                 _ => return no,
             },
-            AgentOp::Next(_) => unreachable!("resolved by the harness"),
-            AgentOp::Attempt(connected) => {
+            AgentStep::Next(_) => unreachable!("resolved by the harness"),
+            AgentStep::Attempt(connected) => {
                 let (contact, busy) = match state {
                     S::Reserved { contact, .. } => (contact, false),
                     S::Busy { contact, .. } => (contact, true),
@@ -1334,7 +1319,7 @@ enum Op {
         nth: u8,
         same: bool,
     },
-    Agent(u8, AgentOp),
+    Agent(u8, AgentStep),
     TransferResult(Pick, bool),
     /// Advance the clock by this many milliseconds and tick.
     Tick(u32),
@@ -1807,10 +1792,10 @@ impl Harness {
         Ok(())
     }
 
-    /// Resolves [`AgentOp::Next`] from the agent's state in the model.
-    fn natural(&self, i: usize, op: AgentOp) -> AgentOp {
-        use AgentOp::*;
-        let AgentOp::Next(r) = op else {
+    /// Resolves [`AgentStep::Next`] from the agent's state in the model.
+    fn natural(&self, i: usize, op: AgentStep) -> AgentStep {
+        use AgentStep::*;
+        let AgentStep::Next(r) = op else {
             return op;
         };
         let r = usize::from(r);
@@ -2034,16 +2019,16 @@ fn window() -> impl Strategy<Value = Option<(i16, u16)>> {
     prop::option::of((-60i16..=120, 61u16..=300))
 }
 
-fn agent_action() -> impl Strategy<Value = AgentOp> {
+fn agent_action() -> impl Strategy<Value = AgentStep> {
     prop_oneof![
-        2 => Just(AgentOp::Login),
-        3 => Just(AgentOp::Ready),
-        1 => Just(AgentOp::NotReady),
-        1 => Just(AgentOp::Logout),
-        3 => Just(AgentOp::Answer),
-        1 => Just(AgentOp::Fail),
-        2 => Just(AgentOp::Handled),
-        2 => any::<bool>().prop_map(AgentOp::Attempt),
+        2 => Just(AgentStep::Login),
+        3 => Just(AgentStep::Ready),
+        1 => Just(AgentStep::NotReady),
+        1 => Just(AgentStep::Logout),
+        3 => Just(AgentStep::Answer),
+        1 => Just(AgentStep::Fail),
+        2 => Just(AgentStep::Handled),
+        2 => any::<bool>().prop_map(AgentStep::Attempt),
     ]
 }
 
@@ -2061,7 +2046,7 @@ fn simple_op() -> BoxedStrategy<Op> {
         1 => pick().prop_map(Op::Stale),
         1 => (any::<u8>(), any::<bool>()).prop_map(|(nth, same)| Op::Resend { nth, same }),
         3 => (0u8..4, agent_action()).prop_map(|(i, op)| Op::Agent(i, op)),
-        12 => (0u8..4, any::<u8>()).prop_map(|(i, r)| Op::Agent(i, AgentOp::Next(r))),
+        12 => (0u8..4, any::<u8>()).prop_map(|(i, r)| Op::Agent(i, AgentStep::Next(r))),
         1 => (pick(), any::<bool>()).prop_map(|(p, ok)| Op::TransferResult(p, ok)),
         4 => prop_oneof![0u32..=2_000, 0u32..=150_000].prop_map(Op::Tick),
         3 => (-1i8..=1).prop_map(Op::TickToNext),
@@ -2136,7 +2121,7 @@ fn a_wrong_model_is_caught() {
 /// (and the paths stay covered whatever the random cases draw).
 #[test]
 fn a_day_in_the_centre() {
-    use AgentOp::*;
+    use AgentStep::*;
     let live = |n| Pick { n, live: true };
     let ops = vec![
         Op::Agent(0, Login),

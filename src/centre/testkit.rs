@@ -2,9 +2,11 @@
 //! `CentreConfig` with every knob at a test-friendly value, so a test states only what it
 //! changes instead of hand-building the whole config.
 
-use super::agent::{AgentId, AgentSpec, Reach};
+use super::agent::{AgentError, AgentId, AgentSpec, AttemptOutcome, Reach};
 use super::callback::CallbackRules;
-use super::contact::{QueueId, Timestamp};
+use super::command::{CommandError, CommandRequest, Confirmation, Effect};
+use super::contact::{ContactId, ContactStatus, EndReason, NewContact, QueueId, Timestamp};
+use super::core::{AgentOp, CentreError, Change};
 use super::queue::{CentreConfig, QueueSpec};
 
 /// A fixed virtual "now" for the start of a test (Nov 2023): far from 0, so windows that
@@ -76,3 +78,70 @@ pub(crate) fn config(queues: Vec<QueueSpec>, agents: Vec<AgentSpec>) -> CentreCo
         queue_log: None,
     }
 }
+
+/// The centre's `handle`/`poll` contract in the shapes the tests read best: every
+/// operation returns what it stored (and, for commands and agents' requests, the effects
+/// it made). Implemented in `core/io.rs`, where the outboxes are.
+pub(crate) trait Drive {
+    fn admit(
+        &mut self,
+        now: Timestamp,
+        new: NewContact,
+    ) -> Result<(ContactStatus, Vec<Change>), CentreError>;
+    fn end(
+        &mut self,
+        now: Timestamp,
+        id: &ContactId,
+        reason: EndReason,
+    ) -> Result<Vec<Change>, CentreError>;
+    fn tick(&mut self, now: Timestamp) -> Vec<Change>;
+    fn command(
+        &mut self,
+        now: Timestamp,
+        request: CommandRequest,
+    ) -> Result<(Confirmation, Vec<Change>, Vec<Effect>), CommandError>;
+    fn transfer_result(
+        &mut self,
+        now: Timestamp,
+        id: &ContactId,
+        ok: bool,
+        detail: &str,
+    ) -> Result<Vec<Change>, CentreError>;
+    /// Any agent request; the named ones below are shorthands.
+    fn agent(&mut self, now: Timestamp, agent: &AgentId, op: AgentOp) -> AgentResult;
+    /// Offers routing made after admissions, ends, ticks and transfers' outcomes.
+    fn take_effects(&mut self) -> Vec<Effect>;
+
+    fn agent_login(&mut self, now: Timestamp, agent: &AgentId) -> AgentResult {
+        self.agent(now, agent, AgentOp::Login)
+    }
+    fn agent_ready(&mut self, now: Timestamp, agent: &AgentId) -> AgentResult {
+        self.agent(now, agent, AgentOp::Ready)
+    }
+    fn agent_not_ready(&mut self, now: Timestamp, agent: &AgentId, reason: &str) -> AgentResult {
+        self.agent(now, agent, AgentOp::NotReady(reason.to_owned()))
+    }
+    fn agent_logout(&mut self, now: Timestamp, agent: &AgentId) -> AgentResult {
+        self.agent(now, agent, AgentOp::Logout)
+    }
+    fn offer_answered(&mut self, now: Timestamp, agent: &AgentId) -> AgentResult {
+        self.agent(now, agent, AgentOp::Answered)
+    }
+    fn offer_failed(&mut self, now: Timestamp, agent: &AgentId, why: &str) -> AgentResult {
+        self.agent(now, agent, AgentOp::Failed(why.to_owned()))
+    }
+    fn contact_handled(&mut self, now: Timestamp, agent: &AgentId) -> AgentResult {
+        self.agent(now, agent, AgentOp::Handled)
+    }
+    fn callback_attempt(
+        &mut self,
+        now: Timestamp,
+        agent: &AgentId,
+        outcome: AttemptOutcome,
+    ) -> AgentResult {
+        self.agent(now, agent, AgentOp::Attempt(outcome))
+    }
+}
+
+/// What an accepted agent request stored and made happen, or why it was refused.
+pub(crate) type AgentResult = Result<(Vec<Change>, Vec<Effect>), AgentError>;

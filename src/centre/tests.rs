@@ -5,6 +5,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::*;
+use crate::centre::testkit::Drive;
 use crate::store::Store;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -99,7 +100,7 @@ fn callback(window: Option<Window>) -> Command {
     }
 }
 
-fn ready(c: &mut Centre, now: Timestamp, id: &str) -> AgentOutcome {
+fn ready(c: &mut Centre, now: Timestamp, id: &str) -> (Vec<Change>, Vec<Effect>) {
     c.agent_login(now, &a(id)).expect("login");
     c.agent_ready(now, &a(id)).expect("ready")
 }
@@ -336,7 +337,7 @@ fn a_call_back_is_not_routed_before_its_window_nor_before_its_next_attempt() {
     let (_, effects) = ready(&mut c, at(2), "ada");
     assert!(effects.is_empty(), "window not open yet");
     assert_eq!(c.status(&id).and_then(|s| s.position), Some(1));
-    assert_eq!(c.next_deadline(), Some(at(100)));
+    assert_eq!(c.poll_timeout(), Some(at(100)));
     c.tick(at(99));
     assert!(c.take_effects().is_empty());
     c.tick(at(100));
@@ -360,7 +361,7 @@ fn a_call_back_is_not_routed_before_its_window_nor_before_its_next_attempt() {
         }]
     );
     assert!(c.take_effects().is_empty());
-    assert_eq!(c.next_deadline(), Some(at(410)));
+    assert_eq!(c.poll_timeout(), Some(at(410)));
     c.tick(at(409));
     assert!(c.take_effects().is_empty());
     c.tick(at(410));
@@ -431,7 +432,7 @@ fn a_call_back_whose_window_closes_ends_expired() {
     };
     c.command(at(1), request(&id, "cb", callback(Some(window))))
         .expect("callback");
-    assert_eq!(c.next_deadline(), Some(at(10)));
+    assert_eq!(c.poll_timeout(), Some(at(10)));
     c.tick(at(10));
     // Nobody to take it; at not_after it is still routable, just after it is gone.
     c.tick(at(100));
@@ -444,7 +445,7 @@ fn a_call_back_whose_window_closes_ends_expired() {
     );
     // Kept in memory for a while from its end (then its number stays reserved).
     assert_eq!(
-        c.next_deadline(),
+        c.poll_timeout(),
         Some(Timestamp(at(100).0 + 1).plus_secs(core::ENDED_VISIBLE_SECS))
     );
 }
@@ -495,7 +496,7 @@ fn call_back_attempts_and_transfers_survive_a_restart() {
         }]
     );
     assert_eq!(s.next_attempt, Some(at(305)));
-    assert_eq!(r.next_deadline(), Some(at(305)));
+    assert_eq!(r.poll_timeout(), Some(at(305)));
     // The move to the other site died with the call: no result will come, so the lost
     // call is like any other (it may book a call-back).
     let m = r.status(&moving).expect("moving");
@@ -549,7 +550,7 @@ fn an_email_is_accepted_at_once_and_completed_when_the_agent_is_done() {
         ]
     );
     // No ring timeout for it.
-    assert_eq!(c.next_deadline(), None);
+    assert_eq!(c.poll_timeout(), None);
     c.contact_handled(at(63), &a("ada")).expect("done");
     assert_eq!(ended(&c, &id), Some(EndReason::Completed));
     assert!(matches!(agent_state(&c, "ada"), AgentState::WrapUp { .. }));

@@ -17,6 +17,7 @@ pub use crate::centre::{Store, StoreError};
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::centre::testkit::Drive;
     use crate::centre::{
         Centre, CentreConfig, Change, Command, CommandId, CommandRequest, EndReason, MediaType,
         NewContact, QueueId, QueueSpec, Stored, StoredContact, Timestamp, Window,

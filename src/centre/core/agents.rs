@@ -9,7 +9,7 @@ pub type AgentOutcome = (Vec<Change>, Vec<Effect>);
 
 impl Centre {
     /// Logs the agent in: `NotReady { "logged in" }` (they say when they are ready).
-    pub fn agent_login(
+    pub(super) fn agent_login(
         &mut self,
         now: Timestamp,
         id: &AgentId,
@@ -31,7 +31,7 @@ impl Centre {
     }
 
     /// Ready to take a contact (from not ready or wrap-up); routing runs at once.
-    pub fn agent_ready(
+    pub(super) fn agent_ready(
         &mut self,
         now: Timestamp,
         id: &AgentId,
@@ -48,7 +48,7 @@ impl Centre {
     }
 
     /// Not ready for `reason` (from ready or wrap-up).
-    pub fn agent_not_ready(
+    pub(super) fn agent_not_ready(
         &mut self,
         now: Timestamp,
         id: &AgentId,
@@ -77,7 +77,7 @@ impl Centre {
     }
 
     /// Logs the agent out (not while a contact is offered to or with them).
-    pub fn agent_logout(
+    pub(super) fn agent_logout(
         &mut self,
         now: Timestamp,
         id: &AgentId,
@@ -96,7 +96,7 @@ impl Centre {
     }
 
     /// The agent answered the offer: `Busy`, and the contact is connected to them.
-    pub fn offer_answered(
+    pub(super) fn offer_answered(
         &mut self,
         now: Timestamp,
         id: &AgentId,
@@ -158,7 +158,7 @@ impl Centre {
     /// fault); the call-back goes back to its place and is tried again after
     /// `callback_retry_secs`, or ends `CallbackFailed` after `callback_attempts`
     /// attempts, or `Expired` if its window has closed. Every attempt is recorded.
-    pub fn callback_attempt(
+    pub(super) fn callback_attempt(
         &mut self,
         now: Timestamp,
         id: &AgentId,
@@ -246,7 +246,7 @@ impl Centre {
 
     /// The offer failed (no answer, refused, unreachable): the agent is put not ready
     /// ("no answer") and the contact goes back to its place, the head of its queue.
-    pub fn offer_failed(
+    pub(super) fn offer_failed(
         &mut self,
         now: Timestamp,
         id: &AgentId,
@@ -260,7 +260,7 @@ impl Centre {
 
     /// The agent finished the contact: it ends `Completed`, its handle time feeds the
     /// queue's average and the agent wraps up for `wrap_up_secs`.
-    pub fn contact_handled(
+    pub(super) fn contact_handled(
         &mut self,
         now: Timestamp,
         id: &AgentId,
@@ -618,12 +618,6 @@ impl Centre {
             }
         }
         (changes, effects)
-    }
-
-    /// Effects of routing inside `admit`, `end` and `tick` since the batch began; the
-    /// actor sends them after the commit.
-    pub fn take_effects(&mut self) -> Vec<Effect> {
-        std::mem::take(&mut self.routed)
     }
 }
 

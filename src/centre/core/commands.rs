@@ -82,7 +82,7 @@ impl Centre {
     /// or replace its call by a call-back, an email or a web form, keeping its seniority
     /// and queue (its place); a pending call-back may be moved, cancelled or changed; a
     /// left email or web form may be moved. Ended contacts allow nothing.
-    pub fn command(
+    pub(super) fn command(
         &mut self,
         now: Timestamp,
         request: CommandRequest,
@@ -477,7 +477,7 @@ impl Centre {
     /// `Transferred`; otherwise it keeps its place, may be offered again, and its status
     /// carries a notice saying so (with `detail`, e.g. "busy"). A result for a contact
     /// that is not being moved (late or repeated) changes nothing.
-    pub fn transfer_result(
+    pub(super) fn transfer_result(
         &mut self,
         now: Timestamp,
         id: &ContactId,

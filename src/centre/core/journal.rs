@@ -35,6 +35,7 @@ impl Centre {
             counters: self.counters.clone(),
         });
         self.routed.clear();
+        self.outbox.clear();
     }
 
     /// Closes the batch: its changes are durable and can no longer be rolled back.
@@ -60,6 +61,7 @@ impl Centre {
     pub fn rollback(&mut self) {
         // Offers of an undone batch were never made.
         self.routed.clear();
+        self.outbox.clear();
         // Taken first, so undoing is not itself journaled.
         let Some(journal) = self.journal.take() else {
             return;
