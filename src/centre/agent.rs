@@ -171,14 +171,35 @@ pub enum AttemptOutcome {
     Failed(String),
 }
 
+/// What an agent asked for that their state did not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Asked {
+    /// Log in, but already logged in.
+    LogIn,
+    BecomeReady,
+    BecomeNotReady,
+    /// Log out while holding a contact.
+    LogOutHolding,
+    /// Answer, but nothing is offered.
+    Answer,
+    /// Fail an offer, but nothing is offered.
+    FailOffer,
+    /// Report a call-back attempt, but no call-back is offered.
+    ReportAttempt,
+    /// Finish, but no contact is connected.
+    Finish,
+}
+
 /// Why an agent request was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentError {
     #[error("no agent {0} is configured")]
     UnknownAgent(AgentId),
-    /// The agent's state does not allow this now (e.g. ready while logged out).
-    #[error("not allowed while {state}: {what}")]
-    NotAllowed { state: &'static str, what: String },
+    /// The agent's state does not allow this now (e.g. ready while logged out): `state`
+    /// is the state's name (`AgentState::name`), `asked` what was asked. The words are the
+    /// console's (`web::words`).
+    #[error("not allowed while {state}: {asked:?}")]
+    NotAllowed { state: &'static str, asked: Asked },
     #[error("storage failed: {0}")]
     Storage(crate::centre::StorageFault),
     #[error("the centre is shutting down")]

@@ -2,11 +2,11 @@
 //! operator's prefix rules), call-back windows, email addresses and text fields; and the
 //! caller's own number as the call-back default.
 //!
-//! Every refusal is a message in plain words, shown beside the field it is about.
+//! Every refusal is a typed [`Problem`]; the page puts it in words beside the field.
 
 use serde::{Deserialize, Serialize};
 
-use super::command::Window;
+use super::command::{Problem, Window};
 use super::contact::Timestamp;
 
 /// Which numbers the centre will call back.
@@ -54,26 +54,22 @@ fn compact_number(input: &str) -> Option<String> {
 impl CallbackRules {
     /// The number as the dialler will use it (`+` and digits only), or why it cannot be
     /// called back.
-    pub fn normalise(&self, input: &str) -> Result<String, String> {
+    pub fn normalise(&self, input: &str) -> Result<String, Problem> {
         let trimmed = input.trim();
         if trimmed.is_empty() {
-            return Err("Please enter the number we should call.".to_owned());
+            return Err(Problem::Missing);
         }
-        let number = compact_number(trimmed).ok_or_else(|| {
-            "A phone number has only digits (and perhaps a + at the start).".to_owned()
-        })?;
+        let number = compact_number(trimmed).ok_or(Problem::NotANumber)?;
         let digits = number.trim_start_matches('+').len();
         if digits < self.min_digits {
-            return Err(format!(
-                "That number is too short: a phone number has at least {} digits.",
-                self.min_digits
-            ));
+            return Err(Problem::TooFewDigits {
+                min: self.min_digits,
+            });
         }
         if digits > self.max_digits {
-            return Err(format!(
-                "That number is too long: a phone number has at most {} digits.",
-                self.max_digits
-            ));
+            return Err(Problem::TooManyDigits {
+                max: self.max_digits,
+            });
         }
         let matches = |prefixes: &[String]| {
             prefixes.iter().any(|p| {
@@ -82,10 +78,10 @@ impl CallbackRules {
             })
         };
         if matches(&self.blocked_prefixes) {
-            return Err("Premium-rate numbers cannot be called back.".to_owned());
+            return Err(Problem::PremiumRate);
         }
         if !self.allowed_prefixes.is_empty() && !matches(&self.allowed_prefixes) {
-            return Err("We cannot call that number back; please give another one.".to_owned());
+            return Err(Problem::NotCallable);
         }
         Ok(number)
     }
@@ -96,30 +92,30 @@ pub const WINDOW_MAX_START_SECS: u64 = 7 * 86_400;
 
 /// A call-back window must end after it starts, not be over already, and start within a
 /// week.
-pub fn check_window(window: &Window, now: Timestamp) -> Result<(), String> {
+pub fn check_window(window: &Window, now: Timestamp) -> Result<(), Problem> {
     if window.not_after <= window.not_before {
-        return Err("The latest time must be after the earliest time.".to_owned());
+        return Err(Problem::WindowBackwards);
     }
     if window.not_after <= now {
-        return Err("That time has already passed.".to_owned());
+        return Err(Problem::WindowPassed);
     }
     if window.not_before >= now.plus_secs(WINDOW_MAX_START_SECS) {
-        return Err("We can only book call-backs within the next 7 days.".to_owned());
+        return Err(Problem::WindowTooFar {
+            days: WINDOW_MAX_START_SECS / 86_400,
+        });
     }
     Ok(())
 }
 
-/// A text field of `min..=max` characters (after trimming), or a message naming `what`.
-pub fn check_text(value: &str, what: &str, max: usize) -> Result<String, String> {
+/// A text field of 1 to `max` characters (after trimming), trimmed.
+pub fn check_text(value: &str, max: usize) -> Result<String, Problem> {
     let value = value.trim();
     let chars = value.chars().count();
     if chars == 0 {
-        return Err(format!("Please enter {what}."));
+        return Err(Problem::Missing);
     }
     if chars > max {
-        return Err(format!(
-            "That is too long: {what} may have at most {max} characters (this has {chars})."
-        ));
+        return Err(Problem::TooLong { max, len: chars });
     }
     Ok(value.to_owned())
 }
@@ -128,16 +124,18 @@ use super::limits::EMAIL_MAX_CHARS as EMAIL_MAX_LEN;
 
 /// A plausible email address: one `@`, something before it, a dotted domain after it, no
 /// spaces, at most 254 characters. Deliberately loose: the reply is what proves it.
-pub fn check_email(value: &str) -> Result<String, String> {
+pub fn check_email(value: &str) -> Result<String, Problem> {
     let value = value.trim();
     if value.is_empty() {
-        return Err("Please enter the email address we should reply to.".to_owned());
+        return Err(Problem::Missing);
     }
-    let bad = || Err("That does not look like an email address (name@example.com).".to_owned());
-    if value.chars().count() > EMAIL_MAX_LEN {
-        return Err(format!(
-            "That email address is too long (at most {EMAIL_MAX_LEN} characters)."
-        ));
+    let bad = || Err(Problem::NotAnEmail);
+    let len = value.chars().count();
+    if len > EMAIL_MAX_LEN {
+        return Err(Problem::TooLong {
+            max: EMAIL_MAX_LEN,
+            len,
+        });
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad();
@@ -226,27 +224,17 @@ mod tests {
             "1+5550100",
             "１２３４５６７",
         ] {
-            let e = rules.normalise(bad).expect_err(bad);
-            assert!(e.contains("only digits"), "{bad}: {e}");
+            assert_eq!(rules.normalise(bad), Err(Problem::NotANumber), "{bad}");
         }
-        assert!(
-            rules
-                .normalise("12345")
-                .expect_err("short")
-                .contains("too short")
+        assert_eq!(
+            rules.normalise("12345"),
+            Err(Problem::TooFewDigits { min: 6 })
         );
-        assert!(
-            rules
-                .normalise("+")
-                .expect_err("plus")
-                .contains("only digits")
-        );
-        assert!(rules.normalise("  ").expect_err("empty").contains("enter"));
-        assert!(
-            rules
-                .normalise("1234567890123456")
-                .expect_err("long")
-                .contains("too long")
+        assert_eq!(rules.normalise("+"), Err(Problem::NotANumber));
+        assert_eq!(rules.normalise("  "), Err(Problem::Missing));
+        assert_eq!(
+            rules.normalise("1234567890123456"),
+            Err(Problem::TooManyDigits { max: 15 })
         );
         assert_eq!(rules.normalise("123456"), Ok("123456".into()));
         for premium in [
@@ -259,7 +247,7 @@ mod tests {
         ] {
             assert_eq!(
                 rules.normalise(premium),
-                Err("Premium-rate numbers cannot be called back.".into()),
+                Err(Problem::PremiumRate),
                 "{premium}"
             );
         }
@@ -324,10 +312,10 @@ mod tests {
 
     #[test]
     fn text_fields_have_bounds_in_characters() {
-        assert_eq!(check_text("  hi ", "a subject", 5), Ok("hi".into()));
-        assert!(check_text("   ", "a subject", 5).is_err());
-        assert!(check_text("ééééé", "a subject", 5).is_ok());
-        assert!(check_text("éééééé", "a subject", 5).is_err());
+        assert_eq!(check_text("  hi ", 5), Ok("hi".into()));
+        assert!(check_text("   ", 5).is_err());
+        assert!(check_text("ééééé", 5).is_ok());
+        assert!(check_text("éééééé", 5).is_err());
     }
 
     #[test]

@@ -189,7 +189,8 @@ pub enum RiseReason {
     AgentsLeft,
 }
 
-/// Why a command was refused. Each variant says what the caller can do.
+/// Why a command was refused. Each variant says what the caller can do. The centre says it
+/// in types; the words are the page's (`web::words`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     /// No such contact (or forgotten): the same answer as a wrong number.
@@ -197,14 +198,18 @@ pub enum CommandError {
     NotFound,
     /// The page was stale or the contact's state does not allow this now; `current` is
     /// what the page should show instead.
-    #[error("not allowed now: {reason}")]
+    #[error("not allowed now: {}", reason.code())]
     NotAllowed {
-        reason: String,
+        reason: Refusal,
         current: Box<super::ContactStatus>,
     },
-    /// A field is wrong; the form is shown again with the caller's input and this message.
-    #[error("{field}: {message}")]
-    Invalid { field: String, message: String },
+    /// A field is wrong; the form is shown again with the caller's input and what is wrong.
+    /// `field` is the command's field name (`number`, `window`, `subject`, ...).
+    #[error("{field}: {}", problem.code())]
+    Invalid {
+        field: &'static str,
+        problem: Problem,
+    },
     /// The command id was already used for another contact or another command.
     #[error("command id reused for a different command")]
     IdReused,
@@ -214,6 +219,110 @@ pub enum CommandError {
     /// The centre is stopping.
     #[error("the centre is shutting down")]
     ShuttingDown,
+}
+
+/// Why the contact's state does not allow a command now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The page showed an older version of the contact.
+    OutOfDate,
+    Ended,
+    /// An agent is taking the contact.
+    WithAgent,
+    /// The call is being referred to another site's queue.
+    Transferring,
+    CallbackBooked,
+    EmailLeft,
+    WebFormLeft,
+    /// Cancel or change a call-back, but none is pending.
+    NoCallbackPending,
+    /// A call-back is dialled from here: it cannot move to another site.
+    CallbackCannotLeave,
+    /// Only a live call can be referred to another site.
+    NoLiveCall,
+}
+
+impl Refusal {
+    /// A stable machine-readable name (logs, the JSON API's `code`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::OutOfDate => "out_of_date",
+            Refusal::Ended => "ended",
+            Refusal::WithAgent => "with_agent",
+            Refusal::Transferring => "transferring",
+            Refusal::CallbackBooked => "callback_booked",
+            Refusal::EmailLeft => "email_left",
+            Refusal::WebFormLeft => "web_form_left",
+            Refusal::NoCallbackPending => "no_callback_pending",
+            Refusal::CallbackCannotLeave => "callback_cannot_leave",
+            Refusal::NoLiveCall => "no_live_call",
+        }
+    }
+}
+
+/// What is wrong with a field a caller filled in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Problem {
+    /// Empty (after trimming).
+    Missing,
+    /// More than `max` characters (`len` given).
+    TooLong {
+        max: usize,
+        len: usize,
+    },
+    /// A phone number with something other than digits (and a leading `+`).
+    NotANumber,
+    TooFewDigits {
+        min: usize,
+    },
+    TooManyDigits {
+        max: usize,
+    },
+    /// The number starts with a blocked (premium-rate) prefix.
+    PremiumRate,
+    /// The number starts with none of the allowed prefixes.
+    NotCallable,
+    /// "Call me on this number", but the caller's number is not known.
+    CallerNumberUnknown,
+    /// A window whose end is not after its start.
+    WindowBackwards,
+    /// A window that is already over.
+    WindowPassed,
+    /// A window starting more than `days` days from now.
+    WindowTooFar {
+        days: u64,
+    },
+    NotAnEmail,
+    NoSuchQueue,
+    /// A move to the queue the contact is in.
+    SameQueue,
+    /// A command id that is not 1 to `max` characters of `[A-Za-z0-9_-]`.
+    BadCommandId {
+        max: usize,
+    },
+}
+
+impl Problem {
+    /// A stable machine-readable name (logs, the JSON API's `code`).
+    pub fn code(self) -> &'static str {
+        match self {
+            Problem::Missing => "missing",
+            Problem::TooLong { .. } => "too_long",
+            Problem::NotANumber => "not_a_number",
+            Problem::TooFewDigits { .. } => "too_few_digits",
+            Problem::TooManyDigits { .. } => "too_many_digits",
+            Problem::PremiumRate => "premium_rate",
+            Problem::NotCallable => "not_callable",
+            Problem::CallerNumberUnknown => "caller_number_unknown",
+            Problem::WindowBackwards => "window_backwards",
+            Problem::WindowPassed => "window_passed",
+            Problem::WindowTooFar { .. } => "window_too_far",
+            Problem::NotAnEmail => "not_an_email",
+            Problem::NoSuchQueue => "no_such_queue",
+            Problem::SameQueue => "same_queue",
+            Problem::BadCommandId { .. } => "bad_command_id",
+        }
+    }
 }
 
 /// What the front-end must do after the centre committed a command.

@@ -13,7 +13,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::agent::{
-    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AttemptOutcome, SKILL_LEVELS,
+    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, Asked, AttemptOutcome, SKILL_LEVELS,
     StoredAgent,
 };
 use super::book::Book;
@@ -21,8 +21,8 @@ use super::callback::{
     CallbackRules, check_email, check_text, check_window, default_callback_number,
 };
 use super::command::{
-    Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell, Substitute,
-    Window,
+    Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell, Problem,
+    Refusal, Substitute, Window,
 };
 use super::contact::{
     CallbackAttempt, ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact,

@@ -83,13 +83,13 @@ mod view;
 
 pub use actor::{CentreHandle, StartError, spawn};
 pub use agent::{
-    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, AttemptOutcome, Reach,
-    StoredAgent,
+    AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Asked, AttemptOutcome,
+    Reach, StoredAgent,
 };
 pub use callback::{CallbackRules, default_callback_number};
 pub use command::{
     ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
-    MoveTarget, PositionRise, RiseReason, Substitute, Window,
+    MoveTarget, PositionRise, Problem, Refusal, RiseReason, Substitute, Window,
 };
 pub use contact::{
     CallbackAttempt, ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType,

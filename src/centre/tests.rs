@@ -237,7 +237,7 @@ fn a_remote_move_is_confirmed_only_with_a_live_call_and_never_for_a_call_back() 
         request(&cb, "mv4", Command::MoveQueue { to: q("paris") }),
     ) {
         Err(CommandError::NotAllowed { reason, .. }) => {
-            assert_eq!(reason, "a call-back cannot be moved to another office")
+            assert_eq!(reason, Refusal::CallbackCannotLeave)
         }
         other => panic!("unexpected {other:?}"),
     }

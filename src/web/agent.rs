@@ -622,12 +622,7 @@ pub(crate) fn reason(typed: Option<&str>) -> String {
 /// In words, why the centre refused.
 pub(crate) fn refusal(e: &AgentError) -> String {
     match e {
-        AgentError::NotAllowed { state, what } => {
-            format!(
-                "That is not possible now (you are {}): {what}.",
-                state.replace('_', " ")
-            )
-        }
+        AgentError::NotAllowed { state, asked } => words::agent_refusal(state, *asked),
         other => other.to_string(),
     }
 }

@@ -80,10 +80,14 @@ impl From<CommandError> for AppError {
     fn from(e: CommandError) -> Self {
         match e {
             CommandError::NotFound => AppError::NotFound,
-            CommandError::NotAllowed { reason, current } => {
-                AppError::NotAllowed { reason, current }
-            }
-            CommandError::Invalid { field, message } => AppError::Invalid { field, message },
+            CommandError::NotAllowed { reason, current } => AppError::NotAllowed {
+                reason: words::refusal(reason).to_owned(),
+                current,
+            },
+            CommandError::Invalid { field, problem } => AppError::Invalid {
+                field: field.to_owned(),
+                message: words::problem(field, problem),
+            },
             CommandError::IdReused => AppError::IdReused,
             CommandError::Storage(e) => {
                 tracing::warn!(error = %e, "command not stored");

@@ -321,14 +321,19 @@ async fn action(
             state.failed_lookup(ip);
             not_found()
         }
-        Err(CommandError::Invalid { field, message }) => match state.lookup(ip, &id).await {
-            Some(status) => invalid(&state, &status, FieldError { field, message }),
+        Err(CommandError::Invalid { field, problem }) => match state.lookup(ip, &id).await {
+            Some(status) => invalid(
+                &state,
+                &status,
+                FieldError::new(field, words::problem(field, problem)),
+            ),
             None => not_found(),
         },
         Err(CommandError::NotAllowed { reason, current }) => {
             let view = View {
                 notice: Some(format!(
-                    "That could not be done: {reason}. This is your contact as it is now."
+                    "That could not be done: {}. This is your contact as it is now.",
+                    words::refusal(reason)
                 )),
                 ..View::default()
             };

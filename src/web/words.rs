@@ -4,9 +4,100 @@
 use serde::Serialize;
 
 use crate::centre::{
-    Confirmation, ContactState, ContactStatus, EndReason, RiseReason, Snapshot, Substitute,
-    Timestamp, WaitEstimate, Window,
+    Asked, Confirmation, ContactState, ContactStatus, EndReason, Problem, Refusal, RiseReason,
+    Snapshot, Substitute, Timestamp, WaitEstimate, Window,
 };
+
+/// Why a command is not allowed now, as the end of "That was not done: ...".
+pub fn refusal(reason: Refusal) -> &'static str {
+    match reason {
+        Refusal::OutOfDate => "the page was out of date",
+        Refusal::Ended => "the contact has already ended",
+        Refusal::WithAgent => "an agent is taking the contact now",
+        Refusal::Transferring => "your call is being moved to another office",
+        Refusal::CallbackBooked => "a call-back is already booked",
+        Refusal::EmailLeft => "an email has already been left",
+        Refusal::WebFormLeft => "a web form has already been left",
+        Refusal::NoCallbackPending => "a call-back is not pending",
+        Refusal::CallbackCannotLeave => "a call-back cannot be moved to another office",
+        Refusal::NoLiveCall => "only a live call can be moved to another office",
+    }
+}
+
+/// What a field is, in "Please enter ..." (by the command's field names).
+fn field_noun(field: &str) -> &'static str {
+    match field {
+        "number" => "the number we should call",
+        "subject" => "a subject",
+        "message" => "a message",
+        "name" => "your name",
+        "reply_to" => "the email address we should reply to",
+        "to" => "a queue",
+        "window" => "a time window",
+        _ => "this field",
+    }
+}
+
+/// What is wrong with a field, as the sentence shown beside it.
+pub fn problem(field: &str, problem: Problem) -> String {
+    match problem {
+        Problem::Missing => format!("Please enter {}.", field_noun(field)),
+        Problem::TooLong { max, .. } if field == "reply_to" => {
+            format!("That email address is too long (at most {max} characters).")
+        }
+        Problem::TooLong { max, len } => format!(
+            "That is too long: {} may have at most {max} characters (this has {len}).",
+            field_noun(field)
+        ),
+        Problem::NotANumber => {
+            "A phone number has only digits (and perhaps a + at the start).".to_owned()
+        }
+        Problem::TooFewDigits { min } => {
+            format!("That number is too short: a phone number has at least {min} digits.")
+        }
+        Problem::TooManyDigits { max } => {
+            format!("That number is too long: a phone number has at most {max} digits.")
+        }
+        Problem::PremiumRate => "Premium-rate numbers cannot be called back.".to_owned(),
+        Problem::NotCallable => {
+            "We cannot call that number back; please give another one.".to_owned()
+        }
+        Problem::CallerNumberUnknown => {
+            "We cannot see the number you are calling from: enter the number to call.".to_owned()
+        }
+        Problem::WindowBackwards => "The latest time must be after the earliest time.".to_owned(),
+        Problem::WindowPassed => "That time has already passed.".to_owned(),
+        Problem::WindowTooFar { days } => {
+            format!("We can only book call-backs within the next {days} days.")
+        }
+        Problem::NotAnEmail => {
+            "That does not look like an email address (name@example.com).".to_owned()
+        }
+        Problem::NoSuchQueue => "There is no such queue.".to_owned(),
+        Problem::SameQueue => "You are already in that queue.".to_owned(),
+        Problem::BadCommandId { max } => {
+            format!("A command id has 1 to {max} letters, digits, '_' or '-'.")
+        }
+    }
+}
+
+/// Why the centre refused an agent's request, for the console.
+pub fn agent_refusal(state: &str, asked: Asked) -> String {
+    let what = match asked {
+        Asked::LogIn => "log in: you are already logged in",
+        Asked::BecomeReady => "become ready",
+        Asked::BecomeNotReady => "become not ready",
+        Asked::LogOutHolding => "log out while you hold a contact",
+        Asked::Answer => "answer: nothing is offered",
+        Asked::FailOffer => "fail an offer: nothing is offered",
+        Asked::ReportAttempt => "report a call-back attempt: no call-back is offered",
+        Asked::Finish => "finish: no contact is connected",
+    };
+    format!(
+        "That is not possible now (you are {}): {what}.",
+        state.replace('_', " ")
+    )
+}
 
 /// 1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st, 22nd, 101st, 111th ...
 pub fn ordinal(n: u32) -> String {

@@ -18,7 +18,7 @@ impl Centre {
         let i = self.agent(id)?;
         match self.agents[i].state {
             AgentState::LoggedOut => {}
-            ref s => return Err(refused(s, "log in: already logged in")),
+            ref s => return Err(refused(s, Asked::LogIn)),
         }
         let changes = self.set_agent(
             now,
@@ -41,7 +41,7 @@ impl Centre {
         match self.agents[i].state {
             AgentState::NotReady { .. } | AgentState::WrapUp { .. } => {}
             AgentState::Ready { .. } => return Ok((Vec::new(), Vec::new())),
-            ref s => return Err(refused(s, "become ready")),
+            ref s => return Err(refused(s, Asked::BecomeReady)),
         }
         let changes = self.set_agent(now, i, AgentState::Ready { since: now });
         Ok(self.routed_after(now, changes))
@@ -58,7 +58,7 @@ impl Centre {
         let i = self.agent(id)?;
         match self.agents[i].state {
             AgentState::NotReady { .. } | AgentState::Ready { .. } | AgentState::WrapUp { .. } => {}
-            ref s => return Err(refused(s, "become not ready")),
+            ref s => return Err(refused(s, Asked::BecomeNotReady)),
         }
         let reason = reason.trim();
         let reason = if reason.is_empty() {
@@ -86,7 +86,7 @@ impl Centre {
         let i = self.agent(id)?;
         match self.agents[i].state {
             AgentState::Reserved { .. } | AgentState::Busy { .. } => {
-                return Err(refused(&self.agents[i].state, "log out with a contact"));
+                return Err(refused(&self.agents[i].state, Asked::LogOutHolding));
             }
             AgentState::LoggedOut => return Ok((Vec::new(), Vec::new())),
             _ => {}
@@ -104,7 +104,7 @@ impl Centre {
         self.clock = self.clock.max(now);
         let i = self.agent(id)?;
         if !matches!(self.agents[i].state, AgentState::Reserved { .. }) {
-            return Err(refused(&self.agents[i].state, "answer: nothing is offered"));
+            return Err(refused(&self.agents[i].state, Asked::Answer));
         }
         Ok((self.connect(now, i), Vec::new()))
     }
@@ -165,7 +165,7 @@ impl Centre {
         outcome: AttemptOutcome,
     ) -> Result<AgentOutcome, AgentError> {
         self.clock = self.clock.max(now);
-        const WHAT: &str = "report a call-back attempt: no call-back is offered";
+        const WHAT: Asked = Asked::ReportAttempt;
         let i = self.agent(id)?;
         let (contact, busy) = match &self.agents[i].state {
             AgentState::Reserved { contact, .. } => (contact.clone(), false),
@@ -268,10 +268,7 @@ impl Centre {
         self.clock = self.clock.max(now);
         let i = self.agent(id)?;
         let AgentState::Busy { contact, since } = self.agents[i].state.clone() else {
-            return Err(refused(
-                &self.agents[i].state,
-                "finish: no contact is connected",
-            ));
+            return Err(refused(&self.agents[i].state, Asked::Finish));
         };
         let until = now.plus_secs(u64::from(self.wrap_up_secs));
         let mut changes = self.set_agent(now, i, AgentState::WrapUp { until });
@@ -341,10 +338,7 @@ impl Centre {
         why: &str,
     ) -> Result<AgentOutcome, AgentError> {
         let AgentState::Reserved { contact, .. } = self.agents[i].state.clone() else {
-            return Err(refused(
-                &self.agents[i].state,
-                "fail an offer: nothing is offered",
-            ));
+            return Err(refused(&self.agents[i].state, Asked::FailOffer));
         };
         Counters::bump(&mut self.counters.offers, "failed");
         let mut changes = Vec::new();
@@ -621,10 +615,10 @@ impl Centre {
     }
 }
 
-pub(super) fn refused(state: &AgentState, what: &str) -> AgentError {
+pub(super) fn refused(state: &AgentState, asked: Asked) -> AgentError {
     AgentError::NotAllowed {
         state: state.name(),
-        what: what.to_owned(),
+        asked,
     }
 }
 

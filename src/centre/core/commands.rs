@@ -14,19 +14,14 @@ pub(super) fn check_message(
     message: &str,
     reply_to: &str,
 ) -> Result<(String, String, String), CommandError> {
-    let subject =
-        check_text(subject, "a subject", SUBJECT_MAX_CHARS).map_err(|m| invalid("subject", m))?;
-    let message =
-        check_text(message, "a message", MESSAGE_MAX_CHARS).map_err(|m| invalid("message", m))?;
-    let reply_to = check_email(reply_to).map_err(|m| invalid("reply_to", m))?;
+    let subject = check_text(subject, SUBJECT_MAX_CHARS).map_err(|p| invalid("subject", p))?;
+    let message = check_text(message, MESSAGE_MAX_CHARS).map_err(|p| invalid("message", p))?;
+    let reply_to = check_email(reply_to).map_err(|p| invalid("reply_to", p))?;
     Ok((subject, message, reply_to))
 }
 
-pub(super) fn invalid(field: &str, message: impl Into<String>) -> CommandError {
-    CommandError::Invalid {
-        field: field.to_owned(),
-        message: message.into(),
-    }
+pub(super) fn invalid(field: &'static str, problem: Problem) -> CommandError {
+    CommandError::Invalid { field, problem }
 }
 
 pub(super) fn check_command_id(id: &CommandId) -> Result<(), CommandError> {
@@ -39,7 +34,9 @@ pub(super) fn check_command_id(id: &CommandId) -> Result<(), CommandError> {
     {
         return Err(invalid(
             "command_id",
-            format!("a command id has 1 to {COMMAND_ID_MAX_LEN} letters, digits, '_' or '-'"),
+            Problem::BadCommandId {
+                max: COMMAND_ID_MAX_LEN,
+            },
         ));
     }
     Ok(())
@@ -58,11 +55,11 @@ pub(super) fn describe_window(window: Option<&Window>) -> String {
     )
 }
 
-pub(super) fn substitute_label(s: &Substitute) -> &'static str {
+pub(super) fn substitute_refusal(s: &Substitute) -> Refusal {
     match s {
-        Substitute::Callback { .. } => "a call-back is already booked",
-        Substitute::Email { .. } => "an email has already been left",
-        Substitute::WebForm { .. } => "a web form has already been left",
+        Substitute::Callback { .. } => Refusal::CallbackBooked,
+        Substitute::Email { .. } => Refusal::EmailLeft,
+        Substitute::WebForm { .. } => Refusal::WebFormLeft,
     }
 }
 
@@ -100,16 +97,16 @@ impl Centre {
         if let Some(expected) = request.expected_version
             && expected != row.version
         {
-            return Err(self.not_allowed(&row, "the page was out of date"));
+            return Err(self.not_allowed(&row, Refusal::OutOfDate));
         }
         if !row.state.is_live() {
-            return Err(self.not_allowed(&row, "the contact has already ended"));
+            return Err(self.not_allowed(&row, Refusal::Ended));
         }
         if row.agent.is_some() {
-            return Err(self.not_allowed(&row, "an agent is taking the contact now"));
+            return Err(self.not_allowed(&row, Refusal::WithAgent));
         }
         if row.transferring.is_some() {
-            return Err(self.not_allowed(&row, "your call is being moved to another office"));
+            return Err(self.not_allowed(&row, Refusal::Transferring));
         }
         let (confirmation, mut changes, effects) = match request.command.clone() {
             Command::MoveQueue { to } => self.move_queue(now, row, to)?,
@@ -118,13 +115,8 @@ impl Centre {
                 // Empty = "the number I am calling from": the page never shows that number
                 // in full to whoever holds the contact number, so it cannot send it back.
                 let number = if number.trim().is_empty() {
-                    default_callback_number(&row.caller).ok_or_else(|| {
-                        invalid(
-                            "number",
-                            "We cannot see the number you are calling from: enter the number to call."
-                                .to_owned(),
-                        )
-                    })?
+                    default_callback_number(&row.caller)
+                        .ok_or_else(|| invalid("number", Problem::CallerNumberUnknown))?
                 } else {
                     number
                 };
@@ -181,8 +173,7 @@ impl Centre {
                 reply_to,
             } => {
                 self.require_no_substitute(&row)?;
-                let name = check_text(&name, "your name", NAME_MAX_CHARS)
-                    .map_err(|m| invalid("name", m))?;
+                let name = check_text(&name, NAME_MAX_CHARS).map_err(|p| invalid("name", p))?;
                 let (subject, message, reply_to) = check_message(&subject, &message, &reply_to)?;
                 let detail = format!(
                     "web form left: subject {} characters, message {} characters",
@@ -275,9 +266,9 @@ impl Centre {
         Ok((confirmation, changes, effects))
     }
 
-    pub(super) fn not_allowed(&self, row: &StoredContact, reason: &str) -> CommandError {
+    pub(super) fn not_allowed(&self, row: &StoredContact, reason: Refusal) -> CommandError {
         CommandError::NotAllowed {
-            reason: reason.to_owned(),
+            reason,
             current: Box::new(self.status_of(row)),
         }
     }
@@ -286,14 +277,14 @@ impl Centre {
     pub(super) fn require_no_substitute(&self, row: &StoredContact) -> Result<(), CommandError> {
         match &row.substitute {
             None => Ok(()),
-            Some(s) => Err(self.not_allowed(row, substitute_label(s))),
+            Some(s) => Err(self.not_allowed(row, substitute_refusal(s))),
         }
     }
 
     pub(super) fn require_pending_callback(&self, row: &StoredContact) -> Result<(), CommandError> {
         match &row.substitute {
             Some(Substitute::Callback { .. }) => Ok(()),
-            _ => Err(self.not_allowed(row, "a call-back is not pending")),
+            _ => Err(self.not_allowed(row, Refusal::NoCallbackPending)),
         }
     }
 
@@ -307,9 +298,9 @@ impl Centre {
         let number = self
             .callback_rules
             .normalise(number)
-            .map_err(|m| invalid("number", m))?;
+            .map_err(|p| invalid("number", p))?;
         if let Some(window) = window {
-            check_window(window, now).map_err(|m| invalid("window", m))?;
+            check_window(window, now).map_err(|p| invalid("window", p))?;
         }
         Ok(number)
     }
@@ -367,10 +358,10 @@ impl Centre {
         to: QueueId,
     ) -> Result<CommandOutcome, CommandError> {
         let Some(&target) = self.book.queue_index.get(&to) else {
-            return Err(invalid("to", "There is no such queue."));
+            return Err(invalid("to", Problem::NoSuchQueue));
         };
         if to == row.queue {
-            return Err(invalid("to", "You are already in that queue."));
+            return Err(invalid("to", Problem::SameQueue));
         }
         if let Some(uri) = self.book.queues[target].spec.remote.clone() {
             return self.move_remote(now, row, target, uri);
@@ -439,10 +430,8 @@ impl Centre {
     ) -> Result<CommandOutcome, CommandError> {
         if !row.has_live_call() {
             let reason = match row.substitute {
-                Some(Substitute::Callback { .. }) => {
-                    "a call-back cannot be moved to another office"
-                }
-                _ => "only a live call can be moved to another office",
+                Some(Substitute::Callback { .. }) => Refusal::CallbackCannotLeave,
+                _ => Refusal::NoLiveCall,
             };
             return Err(self.not_allowed(&row, reason));
         }
