@@ -621,34 +621,19 @@ mod tests {
     use super::*;
     use crate::centre::contact::{ContactState, MediaType, QueueId};
     use crate::centre::core::StoredContact;
-    use crate::centre::queue::QueueSpec;
+    use crate::centre::testkit;
     use crate::store::tests::TempDir;
     use crate::store::{MemoryStore, SqliteStore};
     use std::collections::{HashMap, HashSet};
 
     fn config() -> CentreConfig {
+        let queues = ["sales", "support"]
+            .map(|id| testkit::local_queue(id, 180))
+            .into();
         CentreConfig {
-            queues: ["sales", "support"]
-                .into_iter()
-                .map(|q| QueueSpec {
-                    id: QueueId(q.into()),
-                    name: q.to_uppercase(),
-                    skillset: q.into(),
-                    default_handle_secs: 180,
-                    remote: None,
-                })
-                .collect(),
-            keep_place_secs: 600,
             id_retention_secs: 30 * 86_400,
             max_live_contacts: 5000,
-            callback: crate::centre::CallbackRules::default(),
-            agents: Vec::new(),
-            wrap_up_secs: 30,
-            offer_timeout_secs: 20,
-            callback_attempts: 3,
-            callback_retry_secs: 300,
-            dial_callbacks: true,
-            queue_log: None,
+            ..testkit::config(queues, Vec::new())
         }
     }
 
@@ -1039,36 +1024,26 @@ mod tests {
 #[cfg(test)]
 mod agent_tests {
     use super::*;
-    use crate::centre::agent::{AgentSpec, AgentState, Reach};
+    use crate::centre::agent::{AgentSpec, AgentState};
     use crate::centre::contact::{MediaType, QueueId};
     use crate::centre::queue::QueueSpec;
+    use crate::centre::testkit;
     use crate::store::MemoryStore;
 
     fn config() -> CentreConfig {
+        let sales = QueueSpec {
+            name: "Sales".into(),
+            ..testkit::local_queue("sales", 180)
+        };
+        let ada = AgentSpec {
+            name: "Ada".into(),
+            skills: vec![(testkit::q("sales"), 7)],
+            ..testkit::agent("ada", &[])
+        };
         CentreConfig {
-            queues: vec![QueueSpec {
-                id: QueueId("sales".into()),
-                name: "Sales".into(),
-                skillset: "sales".into(),
-                default_handle_secs: 180,
-                remote: None,
-            }],
-            keep_place_secs: 600,
-            id_retention_secs: 86_400,
             max_live_contacts: 100,
-            callback: crate::centre::CallbackRules::default(),
-            agents: vec![AgentSpec {
-                id: AgentId("ada".into()),
-                name: "Ada".into(),
-                skills: vec![(QueueId("sales".into()), 7)],
-                reach: Reach::Uri("sip:ada@agents.test".into()),
-            }],
             wrap_up_secs: 0,
-            offer_timeout_secs: 20,
-            callback_attempts: 3,
-            callback_retry_secs: 300,
-            dial_callbacks: true,
-            queue_log: None,
+            ..testkit::config(vec![sales], vec![ada])
         }
     }
 

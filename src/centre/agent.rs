@@ -209,72 +209,37 @@ pub enum AgentError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::centre::testkit::Drive;
+    use crate::centre::testkit::{self, Drive};
     use crate::centre::{
-        CallbackRules, Centre, CentreConfig, Change, Command, CommandId, CommandRequest,
-        ContactState, Effect, EndReason, MediaType, NewContact, QueueSpec, Stored, WaitEstimate,
+        Centre, CentreConfig, Change, Command, CommandId, CommandRequest, ContactState, Effect,
+        EndReason, MediaType, NewContact, Stored, WaitEstimate,
     };
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
-    const T0: Timestamp = Timestamp(1_700_000_000_000);
+    use crate::centre::testkit::{T0, a, q};
 
     fn at(secs: u64) -> Timestamp {
         T0.plus_secs(secs)
     }
 
-    fn q(s: &str) -> QueueId {
-        QueueId(s.into())
-    }
-
-    fn a(s: &str) -> AgentId {
-        AgentId(s.into())
-    }
-
-    fn spec(id: &str, skills: &[&str]) -> AgentSpec {
-        AgentSpec {
-            id: a(id),
-            name: format!("Agent {id}"),
-            skills: skills.iter().map(|s| (q(s), 5)).collect(),
-            reach: Reach::Uri(format!("sip:{id}@agents.test")),
-        }
-    }
-
     fn config() -> CentreConfig {
-        CentreConfig {
-            queues: ["sales", "support"]
-                .into_iter()
-                .map(|id| QueueSpec {
-                    id: q(id),
-                    name: id.to_uppercase(),
-                    skillset: id.into(),
-                    default_handle_secs: 300,
-                    remote: None,
-                })
-                .collect(),
-            keep_place_secs: 600,
-            id_retention_secs: 86_400,
-            max_live_contacts: 1000,
-            callback: CallbackRules::default(),
-            agents: vec![
-                spec("both", &["sales", "support"]),
-                spec("sales1", &["sales"]),
-                spec("support1", &["support"]),
-                // Out-of-range levels and unknown queues are ignored.
-                AgentSpec {
-                    id: a("odd"),
-                    name: "Odd".into(),
-                    skills: vec![(q("sales"), 0), (q("nowhere"), 3), (q("support"), 11)],
-                    reach: Reach::Registered,
-                },
-            ],
-            wrap_up_secs: 30,
-            offer_timeout_secs: 20,
-            callback_attempts: 3,
-            callback_retry_secs: 300,
-            dial_callbacks: true,
-            queue_log: None,
-        }
+        let queues = ["sales", "support"]
+            .map(|id| testkit::local_queue(id, 300))
+            .into();
+        let agents = vec![
+            testkit::agent("both", &["sales", "support"]),
+            testkit::agent("sales1", &["sales"]),
+            testkit::agent("support1", &["support"]),
+            // Out-of-range levels and unknown queues are ignored.
+            AgentSpec {
+                id: a("odd"),
+                name: "Odd".into(),
+                skills: vec![(q("sales"), 0), (q("nowhere"), 3), (q("support"), 11)],
+                reach: Reach::Registered,
+            },
+        ];
+        testkit::config(queues, agents)
     }
 
     fn centre() -> Centre {

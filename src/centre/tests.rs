@@ -5,7 +5,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::*;
-use crate::centre::testkit::Drive;
+use crate::centre::testkit::{self, Drive};
 use crate::store::Store;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -24,45 +24,23 @@ fn a(s: &str) -> AgentId {
 }
 
 fn config() -> CentreConfig {
-    let local = |id: &str| QueueSpec {
-        id: q(id),
-        name: id.to_uppercase(),
-        skillset: id.into(),
-        default_handle_secs: 300,
-        remote: None,
+    let paris = QueueSpec {
+        skillset: "Support — French".into(),
+        ..testkit::remote_queue("paris", "Paris office", PARIS)
     };
+    let queues = vec![
+        testkit::local_queue("sales", 300),
+        testkit::local_queue("support", 300),
+        paris,
+    ];
+    // A skill for a remote queue is ignored: it has no agents here.
+    let agents = ["ada", "bob"]
+        .map(|id| testkit::agent(id, &["sales", "paris"]))
+        .into();
     CentreConfig {
-        queues: vec![
-            local("sales"),
-            local("support"),
-            QueueSpec {
-                id: q("paris"),
-                name: "Paris office".into(),
-                skillset: "Support — French".into(),
-                default_handle_secs: 300,
-                remote: Some(PARIS.into()),
-            },
-        ],
-        keep_place_secs: 600,
-        id_retention_secs: 86_400,
         max_live_contacts: 100,
-        callback: CallbackRules::default(),
-        agents: ["ada", "bob"]
-            .into_iter()
-            .map(|id| AgentSpec {
-                id: a(id),
-                name: format!("Agent {id}"),
-                // A skill for a remote queue is ignored: it has no agents here.
-                skills: vec![(q("sales"), 5), (q("paris"), 5)],
-                reach: Reach::Uri(format!("sip:{id}@agents.test")),
-            })
-            .collect(),
-        wrap_up_secs: 30,
-        offer_timeout_secs: 20,
         callback_attempts: 2,
-        callback_retry_secs: 300,
-        dial_callbacks: true,
-        queue_log: None,
+        ..testkit::config(queues, agents)
     }
 }
 

@@ -17,10 +17,10 @@ pub use crate::centre::{Store, StoreError};
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::centre::testkit::Drive;
+    use crate::centre::testkit::{self, Drive};
     use crate::centre::{
         Centre, CentreConfig, Change, Command, CommandId, CommandRequest, EndReason, MediaType,
-        NewContact, QueueId, QueueSpec, Stored, StoredContact, Timestamp, Window,
+        NewContact, QueueId, Stored, StoredContact, Timestamp, Window,
     };
     use rand::SeedableRng;
     use rand::rngs::StdRng;
@@ -53,28 +53,12 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn config() -> CentreConfig {
+        let queues = ["sales", "support"]
+            .map(|id| testkit::local_queue(id, 300))
+            .into();
         CentreConfig {
-            queues: ["sales", "support"]
-                .into_iter()
-                .map(|q| QueueSpec {
-                    id: QueueId(q.into()),
-                    name: q.to_uppercase(),
-                    skillset: q.into(),
-                    default_handle_secs: 300,
-                    remote: None,
-                })
-                .collect(),
-            keep_place_secs: 600,
-            id_retention_secs: 86_400,
             max_live_contacts: 100,
-            callback: crate::centre::CallbackRules::default(),
-            agents: Vec::new(),
-            wrap_up_secs: 30,
-            offer_timeout_secs: 20,
-            callback_attempts: 3,
-            callback_retry_secs: 300,
-            dial_callbacks: true,
-            queue_log: None,
+            ..testkit::config(queues, Vec::new())
         }
     }
 

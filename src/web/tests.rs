@@ -15,6 +15,7 @@ use tower::ServiceExt;
 use super::pages::{StatusPage, View};
 use super::words::tests::status as hand_status;
 use super::*;
+use crate::centre::testkit;
 use crate::centre::{
     self, ActionKind, CentreConfig, ContactState, EndReason, MediaType, MoveTarget, NewContact,
     QueueId, QueueSpec, Substitute, Timestamp, WaitEstimate,
@@ -24,28 +25,17 @@ use crate::store::MemoryStore;
 const SECRET: [u8; 32] = [42; 32];
 
 fn config() -> CentreConfig {
+    let queue = |id: &str, name: &str| QueueSpec {
+        name: name.into(),
+        skillset: format!("{name} — English"),
+        ..testkit::local_queue(id, 180)
+    };
     CentreConfig {
-        queues: [("support", "Support"), ("sales", "Sales")]
-            .into_iter()
-            .map(|(id, name)| QueueSpec {
-                id: QueueId(id.into()),
-                name: name.into(),
-                skillset: format!("{name} — English"),
-                default_handle_secs: 180,
-                remote: None,
-            })
-            .collect(),
-        keep_place_secs: 600,
-        id_retention_secs: 86_400,
         max_live_contacts: 100,
-        callback: crate::centre::CallbackRules::default(),
-        agents: Vec::new(),
-        wrap_up_secs: 30,
-        offer_timeout_secs: 20,
-        callback_attempts: 3,
-        callback_retry_secs: 300,
-        dial_callbacks: true,
-        queue_log: None,
+        ..testkit::config(
+            vec![queue("support", "Support"), queue("sales", "Sales")],
+            Vec::new(),
+        )
     }
 }
 
@@ -1457,11 +1447,13 @@ async fn metrics_expose_queues_and_agents() {
 fn config_with_paris() -> CentreConfig {
     let mut cfg = config();
     cfg.queues.push(QueueSpec {
-        id: QueueId("paris".into()),
-        name: "Paris office".into(),
         skillset: "Support — French".into(),
         default_handle_secs: 180,
-        remote: Some("sip:support@paris.example.com:5060".into()),
+        ..testkit::remote_queue(
+            "paris",
+            "Paris office",
+            "sip:support@paris.example.com:5060",
+        )
     });
     cfg
 }

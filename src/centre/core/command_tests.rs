@@ -7,33 +7,22 @@ use super::*;
 use crate::centre::command::{ActionKind, PositionRise, RiseReason};
 use crate::centre::estimate::WaitEstimate;
 use crate::centre::queue::QueueSpec;
+use crate::centre::testkit;
 use rand::SeedableRng;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 fn config() -> CentreConfig {
+    let queues = ["sales", "support", "billing"]
+        .map(|id| QueueSpec {
+            skillset: format!("{id}-en"),
+            ..testkit::local_queue(id, 300)
+        })
+        .into();
     CentreConfig {
-        queues: ["sales", "support", "billing"]
-            .into_iter()
-            .map(|q| QueueSpec {
-                id: QueueId(q.into()),
-                name: q.to_uppercase(),
-                skillset: format!("{q}-en"),
-                default_handle_secs: 300,
-                remote: None,
-            })
-            .collect(),
-        keep_place_secs: 600,
         id_retention_secs: 30 * 24 * 3600,
         max_live_contacts: 10_000,
-        callback: CallbackRules::default(),
-        agents: Vec::new(),
-        wrap_up_secs: 30,
-        offer_timeout_secs: 20,
-        callback_attempts: 3,
-        callback_retry_secs: 300,
-        dial_callbacks: true,
-        queue_log: None,
+        ..testkit::config(queues, Vec::new())
     }
 }
 

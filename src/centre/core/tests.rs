@@ -3,40 +3,28 @@
 use super::*;
 use crate::centre::estimate::WaitEstimate;
 use crate::centre::queue::QueueSpec;
+use crate::centre::testkit;
 use rand::{RngCore, SeedableRng};
 use std::collections::HashSet;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 fn config() -> CentreConfig {
+    let queue = |id: &str, name: &str, handle_secs| QueueSpec {
+        name: name.into(),
+        skillset: format!("{id}-en"),
+        ..testkit::local_queue(id, handle_secs)
+    };
     CentreConfig {
-        queues: vec![
-            QueueSpec {
-                id: QueueId("sales".into()),
-                name: "Sales".into(),
-                skillset: "sales-en".into(),
-                default_handle_secs: 300,
-                remote: None,
-            },
-            QueueSpec {
-                id: QueueId("support".into()),
-                name: "Support".into(),
-                skillset: "support-en".into(),
-                default_handle_secs: 240,
-                remote: None,
-            },
-        ],
-        keep_place_secs: 600,
         id_retention_secs: 30 * 24 * 3600,
         max_live_contacts: 10_000,
-        callback: CallbackRules::default(),
-        agents: Vec::new(),
-        wrap_up_secs: 30,
-        offer_timeout_secs: 20,
-        callback_attempts: 3,
-        callback_retry_secs: 300,
-        dial_callbacks: true,
-        queue_log: None,
+        ..testkit::config(
+            vec![
+                queue("sales", "Sales", 300),
+                queue("support", "Support", 240),
+            ],
+            Vec::new(),
+        )
     }
 }
 
