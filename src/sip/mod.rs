@@ -19,6 +19,7 @@
 //! tasks, not sans-IO cores, and its parser did not give the torture corpus verdicts; see
 //! the README.
 
+pub mod auth_guard;
 pub mod endpoint;
 pub mod message;
 pub mod parse;

@@ -13,12 +13,14 @@
 //! headers), so the few lines of RFC 7616 arithmetic live here on `md-5` and `sha2`.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hmac::{KeyInit, Mac};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
+use super::auth_guard::{Guard, Verdict};
 use super::message::{NameAddr, Request, SipUri, split_list, split_top_level, trim_lws};
 
 /// A signed nonce is accepted this long; after it the client is told `stale=true`.
@@ -113,6 +115,8 @@ pub struct Registrar {
     /// Nonce timestamps count seconds from the first instant the registrar saw.
     base: Option<Instant>,
     bindings: HashMap<String, Vec<Binding>>,
+    /// Limits on guessing and replay (see `auth_guard`).
+    guard: Guard,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -147,6 +151,7 @@ impl Registrar {
             key,
             base: None,
             bindings: HashMap::new(),
+            guard: Guard::default(),
         })
     }
 
@@ -180,8 +185,9 @@ impl Registrar {
         changed
     }
 
-    /// Answers one REGISTER (RFC 3261 §10.3).
-    pub fn handle(&mut self, now: Instant, req: &Request) -> Answer {
+    /// Answers one REGISTER (RFC 3261 §10.3) from `source` (the sender's address: the
+    /// guessing limits count per address).
+    pub fn handle(&mut self, now: Instant, source: IpAddr, req: &Request) -> Answer {
         let base = *self.base.get_or_insert(now);
         let Some(aor_user) = req
             .to()
@@ -195,12 +201,26 @@ impl Registrar {
             .lines("Authorization")
             .filter_map(parse_credentials)
             .find(|c| c.realm == self.realm);
+        let user = creds.as_ref().map_or(aor_user.as_str(), |c| &c.username);
+        if let Verdict::Locked(left) = self.guard.check(now, source, user) {
+            // Refused before the digest is looked at: a locked guesser learns nothing.
+            tracing::info!(%source, user, secs = left.as_secs(), "REGISTER refused: too many wrong passwords");
+            return Answer {
+                headers: vec![("Retry-After".into(), left.as_secs().max(1).to_string())],
+                ..Answer::plain(403, "Forbidden (too many wrong passwords)")
+            };
+        }
         let Some(creds) = creds else {
             return self.challenge(now, base, false);
         };
         let Some(creds) = creds.complete() else {
             return Answer::plain(400, "Bad Request (Authorization)");
         };
+        if creds.uri != req.uri {
+            // The digest covers its own `uri`; one for another Request-URI was lifted from
+            // another request (RFC 7616 §3.4.6).
+            return Answer::plain(400, "Bad Request (digest uri is not the Request-URI)");
+        }
         if !self.algorithms.contains(&creds.algorithm) {
             // Not one we offered: answer with the challenge again.
             return self.challenge(now, base, false);
@@ -225,12 +245,25 @@ impl Registrar {
         ));
         let given = creds.response.to_ascii_lowercase();
         if !(ct_eq(expected.as_bytes(), given.as_bytes()) && password.is_some()) {
-            tracing::info!("REGISTER with wrong credentials");
+            tracing::info!(%source, "REGISTER with wrong credentials");
+            let known = password.is_some().then_some(creds.username.as_str());
+            self.guard.failed(now, source, known);
             return Answer::plain(403, "Forbidden");
         }
         if now.saturating_duration_since(issued) > NONCE_TTL {
             return self.challenge(now, base, true);
         }
+        let nc = u32::from_str_radix(&creds.nc, 16).unwrap_or(0);
+        if !self
+            .guard
+            .first_use(now, &creds.nonce, nc, issued + NONCE_TTL)
+        {
+            // The same answer again: a replay (a retransmission never gets here, the
+            // transaction layer absorbs it). A phone that means it sends a higher count.
+            tracing::info!(%source, user = %creds.username, "REGISTER replayed (nonce count not new)");
+            return self.challenge(now, base, false);
+        }
+        self.guard.succeeded(now, source, &creds.username);
         if creds.username != aor_user {
             tracing::info!(user = %creds.username, "REGISTER for another user's address");
             return Answer::plain(403, "Forbidden");

@@ -1379,7 +1379,7 @@ impl UserAgent {
         let Some(registrar) = self.registrar.as_mut() else {
             return;
         };
-        let answer = registrar.handle(now, &req);
+        let answer = registrar.handle(now, peer.remote.ip(), &req);
         if answer.status != 401 {
             tracing::info!(status = answer.status, remote = %peer.remote, "REGISTER");
         }
@@ -3603,13 +3603,20 @@ mod tests {
             .to_owned()
     }
 
-    /// The Authorization header a phone would send for `user`/`pass`.
+    /// The Authorization header a phone would send for `user`/`pass`: each one with the
+    /// next nonce count, as a phone reusing a nonce does.
     fn authorization(nonce: &str, user: &str, pass: &str, alg: &str) -> String {
+        static NC: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let nc = NC.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        authorization_nc(nonce, user, pass, alg, nc)
+    }
+
+    fn authorization_nc(nonce: &str, user: &str, pass: &str, alg: &str, nc: u32) -> String {
         let ha1 = digest_hex(alg, &format!("{user}:holdline:{pass}"));
         let ha2 = digest_hex(alg, "REGISTER:sip:127.0.0.1:5060");
-        let resp = digest_hex(alg, &format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        let resp = digest_hex(alg, &format!("{ha1}:{nonce}:{nc:08x}:c0ffee:auth:{ha2}"));
         format!(
-            "Authorization: Digest username=\"{user}\", realm=\"holdline\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1:5060\", response=\"{resp}\", algorithm={alg}, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\n"
+            "Authorization: Digest username=\"{user}\", realm=\"holdline\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1:5060\", response=\"{resp}\", algorithm={alg}, qop=auth, nc={nc:08x}, cnonce=\"c0ffee\"\r\n"
         )
     }
 
@@ -3816,6 +3823,135 @@ mod tests {
         assert_eq!(ua.binding(t0, "ada"), None);
     }
 
+    fn feed_from(ua: &mut UserAgent, now: Instant, remote: &str, text: &str) {
+        let peer = Peer {
+            remote: remote.parse().unwrap(),
+            ..peer()
+        };
+        match parse_datagram(text.as_bytes()).expect("test message parses") {
+            Message::Request(r) => ua.handle_request(now, peer, r),
+            Message::Response(r) => ua.handle_response(now, peer, r),
+        }
+    }
+
+    #[test]
+    fn a_captured_register_cannot_be_replayed() {
+        let mut ua = registrar_ua();
+        let t0 = Instant::now();
+        let nonce = challenge(&mut ua, t0);
+        let auth = authorization_nc(&nonce, "ada", "ada-secret", "SHA-256", 1);
+        let genuine = register(
+            "ada",
+            2,
+            &format!("Contact: <sip:ada@127.0.0.1:5070>\r\n{auth}"),
+        );
+        feed(&mut ua, t0, &genuine);
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 200);
+        events(&mut ua);
+        // The attacker replays the same Authorization (new branch, their own Contact).
+        let replay = register(
+            "ada",
+            3,
+            &format!("Contact: <sip:ada@203.0.113.9:5060>\r\n{auth}"),
+        )
+        .replace("z9hG4bKreg3", "z9hG4bKevil");
+        feed_from(&mut ua, t0, "203.0.113.9:5060", &replay);
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&r), 401, "{r}");
+        assert!(events(&mut ua).is_empty());
+        assert_eq!(
+            ua.binding(t0, "ada").as_deref(),
+            Some("sip:ada@127.0.0.1:5070"),
+            "the binding still points at the real phone"
+        );
+        // The phone's next refresh with a higher count is fine.
+        let next = authorization_nc(&nonce, "ada", "ada-secret", "SHA-256", 2);
+        feed(
+            &mut ua,
+            t0,
+            &register(
+                "ada",
+                4,
+                &format!("Contact: <sip:ada@127.0.0.1:5070>\r\n{next}"),
+            ),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 200);
+        // A digest lifted onto another Request-URI is refused.
+        let moved = register(
+            "ada",
+            5,
+            &format!(
+                "Contact: <sip:ada@127.0.0.1:5070>\r\n{}",
+                authorization(&nonce, "ada", "ada-secret", "SHA-256")
+            ),
+        )
+        .replacen(
+            "REGISTER sip:127.0.0.1:5060",
+            "REGISTER sip:127.0.0.1:5061",
+            1,
+        );
+        feed(&mut ua, t0, &moved);
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 400);
+    }
+
+    #[test]
+    fn a_guessing_loop_is_stopped_while_the_real_phone_keeps_its_binding() {
+        use crate::sip::auth_guard::{SOURCE_FREE, USER_FREE};
+        let mut ua = registrar_ua();
+        let t0 = Instant::now();
+        let nonce = challenge(&mut ua, t0);
+        let contact = "Contact: <sip:ada@127.0.0.1:5070>\r\n";
+        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            t0,
+            &register("ada", 2, &format!("{contact}{auth}")),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 200);
+        // One attacker address guessing: refused without a look after SOURCE_FREE + 1.
+        let mut answered = Vec::new();
+        for n in 0..50u32 {
+            let guess = authorization(&nonce, "ada", &format!("guess{n}"), "SHA-256");
+            let msg = register("ada", 100 + n, &format!("{contact}{guess}"))
+                .replace(&format!("z9hG4bKreg{}", 100 + n), &format!("z9hG4bKg{n}"));
+            feed_from(&mut ua, t0, "198.51.100.7:5060", &msg);
+            let r = sent(&mut ua).pop().unwrap();
+            answered.push((status_of(&r), header(&r, "Retry-After").is_some()));
+        }
+        let checked = answered.iter().filter(|(_, locked)| !locked).count();
+        assert_eq!(checked as u32, SOURCE_FREE + 1, "{answered:?}");
+        assert!(answered.iter().all(|(status, _)| *status == 403));
+        // Many addresses, one guess each: the user locks for addresses that never proved
+        // the password...
+        for n in 0..=USER_FREE {
+            let guess = authorization(&nonce, "ada", &format!("wide{n}"), "SHA-256");
+            let msg = register("ada", 200 + n, &format!("{contact}{guess}"))
+                .replace(&format!("z9hG4bKreg{}", 200 + n), &format!("z9hG4bKw{n}"));
+            feed_from(&mut ua, t0, &format!("192.0.2.{}:5060", n + 1), &msg);
+            sent(&mut ua);
+        }
+        let right = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        let msg = register("ada", 300, &format!("{contact}{right}"))
+            .replace("z9hG4bKreg300", "z9hG4bKlate");
+        feed_from(&mut ua, t0, "192.0.2.200:5060", &msg);
+        let r = sent(&mut ua).pop().unwrap();
+        assert_eq!(
+            status_of(&r),
+            403,
+            "even the right password, from a new address"
+        );
+        assert!(header(&r, "Retry-After").is_some());
+        // ...but the phone that registered keeps refreshing.
+        let refresh = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+        feed(
+            &mut ua,
+            t0 + Duration::from_secs(60),
+            &register("ada", 301, &format!("{contact}{refresh}")),
+        );
+        assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 200);
+        assert!(ua.binding(t0 + Duration::from_secs(60), "ada").is_some());
+    }
+
     #[test]
     fn an_old_but_genuine_nonce_is_stale() {
         let mut ua = registrar_ua();
@@ -3867,8 +4003,10 @@ mod tests {
         let mut ua = registrar_ua();
         let t0 = Instant::now();
         let nonce = challenge(&mut ua, t0);
-        let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
-        let reg = |n: u32, extra: &str| register("ada", n, &format!("{extra}{auth}"));
+        let reg = |n: u32, extra: &str| {
+            let auth = authorization(&nonce, "ada", "ada-secret", "SHA-256");
+            register("ada", n, &format!("{extra}{auth}"))
+        };
         feed(
             &mut ua,
             t0,
