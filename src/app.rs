@@ -116,6 +116,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
 
+    // Before the store is opened: a second gateway must not touch the first one's calls.
+    let _dir_lock = crate::store::dir_lock::DirLock::acquire(&config.data.dir)?;
     let store = SqliteStore::open(&config.data.dir)
         .with_context(|| format!("opening the store in {}", config.data.dir.display()))?;
     let centre_token = CancellationToken::new();

@@ -131,3 +131,38 @@ fn a_caller_who_rings_again_after_a_crash_gets_the_place_back_but_not_told_the_n
         "the position, not the number"
     );
 }
+
+/// Two gateways on one data directory would each treat the other's live calls as lost and
+/// then serve the same callers: the second one refuses to start, saying why, and the first
+/// one's calls are untouched.
+#[test]
+fn a_second_gateway_on_the_same_data_directory_exits_with_a_clear_message() {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    let g = Gateway::start("second-instance");
+    let caller = Caller::call(&g, "support", 0);
+    let before = rows(&g);
+    assert_eq!(before.len(), 1);
+    let second = Command::new(env!("CARGO_BIN_EXE_holdline"))
+        .arg("--sip")
+        .arg(format!("127.0.0.1:{}", common::free_port()))
+        .arg("--http")
+        .arg(format!("127.0.0.1:{}", common::free_port()))
+        .arg("--data")
+        .arg(&g.data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start the second gateway");
+    let (ok, output) = common::wait_output(second, Duration::from_secs(20));
+    assert!(!ok, "the second gateway must fail to start:\n{output}");
+    assert!(
+        output.contains("another holdline")
+            && output.contains(&g.child.as_ref().expect("running").id().to_string()),
+        "names the running one:\n{output}"
+    );
+    assert_eq!(rows(&g), before, "the first gateway's contact is untouched");
+    drop(caller);
+}

@@ -5,6 +5,7 @@
 //! crash never leaves half a batch. [`SqliteStore`] is the real thing; [`MemoryStore`]
 //! has the same semantics for tests (and can be told to fail).
 
+pub mod dir_lock;
 pub mod memory;
 pub mod sqlite;
 
