@@ -103,29 +103,42 @@ pub fn authenticate<'a>(
     }
 }
 
-fn session_mac(secret: &[u8; 32], agent: &str, expiry: u64) -> HmacSha256 {
+/// The session's MAC covers the agent's session generation, which logging out advances:
+/// every cookie issued before a logout stops verifying at once, with no session table.
+fn session_mac(secret: &[u8; 32], agent: &str, expiry: u64, generation: u64) -> HmacSha256 {
     let mut mac = keyed(secret);
     mac.update(b"agent-session\0");
     mac.update(agent.as_bytes());
     mac.update(b"\0");
     mac.update(expiry.to_string().as_bytes());
+    mac.update(b"\0");
+    mac.update(&generation.to_be_bytes());
     mac
 }
 
-/// A session cookie value for `agent`, valid until `now_secs + SESSION_SECS`.
-pub fn session_value(secret: &[u8; 32], agent: &str, now_secs: u64) -> String {
+/// A session cookie value for `agent` in its session `generation`, valid until
+/// `now_secs + SESSION_SECS`.
+pub fn session_value(secret: &[u8; 32], agent: &str, generation: u64, now_secs: u64) -> String {
     let expiry = now_secs + SESSION_SECS;
-    let tag = session_mac(secret, agent, expiry).finalize().into_bytes();
+    let tag = session_mac(secret, agent, expiry, generation)
+        .finalize()
+        .into_bytes();
     format!("{agent}.{expiry}.{}", hex::encode(tag))
 }
 
-/// The agent id in a session value that we signed and that has not expired.
-pub fn verify_session(secret: &[u8; 32], value: &str, now_secs: u64) -> Option<String> {
+/// The agent id in a session value that we signed for the agent's current session
+/// generation (`generation_of`) and that has not expired.
+pub fn verify_session(
+    secret: &[u8; 32],
+    value: &str,
+    generation_of: impl Fn(&str) -> u64,
+    now_secs: u64,
+) -> Option<String> {
     let mut parts = value.rsplitn(3, '.');
     let (tag, expiry, agent) = (parts.next()?, parts.next()?, parts.next()?);
     let expiry: u64 = expiry.parse().ok()?;
     let tag = hex::decode(tag).ok()?;
-    session_mac(secret, agent, expiry)
+    session_mac(secret, agent, expiry, generation_of(agent))
         .verify_slice(&tag)
         .ok()
         .filter(|()| now_secs < expiry)
@@ -163,7 +176,12 @@ pub(crate) fn now_secs() -> u64 {
 /// The logged-in agent of a request carrying a valid session cookie: (account, cookie value).
 pub(crate) fn from_cookie(state: &AppState, headers: &HeaderMap) -> Option<(AgentAccount, String)> {
     let value = cookie_value(headers)?;
-    let id = verify_session(&state.web.secret, &value, now_secs())?;
+    let id = verify_session(
+        &state.web.secret,
+        &value,
+        |agent| state.session_generation(agent),
+        now_secs(),
+    )?;
     let account = state
         .web
         .agents
@@ -543,7 +561,12 @@ async fn login(
         return super::pages::unavailable();
     }
     tracing::info!(agent = %account.id, "agent logged in to the console");
-    let value = session_value(&state.web.secret, account.id.as_str(), now_secs());
+    let value = session_value(
+        &state.web.secret,
+        account.id.as_str(),
+        state.session_generation(account.id.as_str()),
+        now_secs(),
+    );
     with_cookie(
         Redirect::to("/agent/console").into_response(),
         &session_cookie(&value, CONSOLE_PATH),
@@ -605,7 +628,12 @@ pub(crate) async fn apply(
     match action {
         AgentAction::Ready => centre.agent_ready(id.clone()).await,
         AgentAction::NotReady(reason) => centre.agent_not_ready(id.clone(), reason).await,
-        AgentAction::Logout => centre.agent_logout(id.clone()).await,
+        AgentAction::Logout => {
+            centre.agent_logout(id.clone()).await?;
+            // Every cookie issued so far stops working, not only this browser's.
+            state.end_sessions(id.as_str());
+            Ok(())
+        }
         AgentAction::Done => centre.contact_handled(id.clone()).await,
     }
 }
@@ -756,24 +784,31 @@ mod tests {
 
     #[test]
     fn sessions_are_signed_and_expire() {
-        let v = session_value(&SECRET, "a.d-a", 1000);
-        assert_eq!(verify_session(&SECRET, &v, 1001).as_deref(), Some("a.d-a"));
+        let v = session_value(&SECRET, "a.d-a", 0, 1000);
         assert_eq!(
-            verify_session(&SECRET, &v, 1000 + SESSION_SECS),
+            verify_session(&SECRET, &v, |_| 0, 1001).as_deref(),
+            Some("a.d-a")
+        );
+        assert_eq!(
+            verify_session(&SECRET, &v, |_| 0, 1000 + SESSION_SECS),
             None,
             "expired"
         );
-        assert_eq!(verify_session(&[1; 32], &v, 1001), None, "other secret");
+        assert_eq!(
+            verify_session(&[1; 32], &v, |_| 0, 1001),
+            None,
+            "other secret"
+        );
         let forged = v.replacen("a.d-a", "grace", 1);
-        assert_eq!(verify_session(&SECRET, &forged, 1001), None);
+        assert_eq!(verify_session(&SECRET, &forged, |_| 0, 1001), None);
         let later = v.replace(&format!(".{}.", 1000 + SESSION_SECS), ".99999999999.");
         assert_eq!(
-            verify_session(&SECRET, &later, 1001),
+            verify_session(&SECRET, &later, |_| 0, 1001),
             None,
             "expiry is signed"
         );
         for junk in ["", "ada", "ada.1", "ada.x.00", "..", "ada.5.zz"] {
-            assert_eq!(verify_session(&SECRET, junk, 0), None, "{junk}");
+            assert_eq!(verify_session(&SECRET, junk, |_| 0, 0), None, "{junk}");
         }
         let set = session_cookie(&v, CONSOLE_PATH);
         assert!(

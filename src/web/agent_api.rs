@@ -174,7 +174,12 @@ pub(crate) async fn login(
         return Err(AppError::Unauthorized);
     };
     agent::log_in_at_centre(&state, &account.id).await?;
-    let value = agent::session_value(&state.web.secret, account.id.as_str(), agent::now_secs());
+    let value = agent::session_value(
+        &state.web.secret,
+        account.id.as_str(),
+        state.session_generation(account.id.as_str()),
+        agent::now_secs(),
+    );
     let mut response = me_response(&state, &account.id, Some(&value))?;
     if let Ok(v) = HeaderValue::from_str(&agent::session_cookie(&value, agent::API_PATH)) {
         response.headers_mut().insert(header::SET_COOKIE, v);

@@ -77,11 +77,29 @@ pub(crate) struct Shared {
     /// Failed agent logins (console, API, Basic auth), apart from contact lookups.
     logins: Mutex<limit::Limiter>,
     done: Mutex<DoneCache>,
+    /// Each agent's session generation (absent = 0): a logout advances it, which ends
+    /// every console and API session issued before (see `agent::session_mac`). Bounded by
+    /// the configured agents. A restart draws a new `secret`, which ends them all.
+    sessions: Mutex<HashMap<String, u64>>,
 }
 
 pub(crate) type AppState = Arc<Shared>;
 
 impl Shared {
+    pub(crate) fn session_generation(&self, agent: &str) -> u64 {
+        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.get(agent).copied().unwrap_or(0)
+    }
+
+    /// Ends every session `agent` has (it logged out).
+    pub(crate) fn end_sessions(&self, agent: &str) {
+        if !self.web.agents.iter().any(|a| a.id.as_str() == agent) {
+            return;
+        }
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        *sessions.entry(agent.to_owned()).or_insert(0) += 1;
+    }
+
     /// `Err(retry_after)` when this client (or everyone) made too many failed lookups.
     pub(crate) fn gate(&self, ip: IpAddr) -> Result<(), Duration> {
         let mut limiter = self.limiter.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,6 +175,7 @@ pub fn router(state: WebState) -> Router {
         limiter,
         logins,
         done: Mutex::new(DoneCache::default()),
+        sessions: Mutex::new(HashMap::new()),
     });
     pages::routes()
         .merge(api::routes())

@@ -1164,6 +1164,9 @@ async fn console_ready_not_ready_and_logout() {
     let r = press(&f, &jar, "done", "").await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     assert!(body(r).await.contains(r#"id="notice""#));
+    // A second browser (or a stolen cookie) holding a session from before the logout.
+    let (_, other) = console_login(&f, ADA_PASSWORD, "192.0.2.12").await;
+    assert_eq!(console(&f, &other).await.0, StatusCode::OK);
     // Log out: the cookie is cleared and the agent is logged out at the centre.
     let r = press(&f, &jar, "logout", "").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
@@ -1176,6 +1179,14 @@ async fn console_ready_not_ready_and_logout() {
         cookies(&r)
     );
     assert_eq!(agent_state(&f), centre::AgentState::LoggedOut);
+    // Every session from before the logout is over, not only this browser's cookie.
+    for old in [&jar, &other] {
+        let (status, page) = console(&f, old).await;
+        assert_ne!(status, StatusCode::OK, "{page}");
+    }
+    // Logging in again works.
+    let (_, again) = console_login(&f, ADA_PASSWORD, "192.0.2.13").await;
+    assert_eq!(console(&f, &again).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
