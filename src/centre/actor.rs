@@ -318,6 +318,7 @@ pub fn spawn(
         shutdown,
         last_now: now,
         tick_after: None,
+        retry: Vec::new(),
     };
     let thread = std::thread::Builder::new()
         .name("holdline-centre".into())
@@ -350,6 +351,10 @@ struct Actor {
     last_now: Timestamp,
     /// Set after a failed write so a due tick does not spin on a broken disk.
     tick_after: Option<Instant>,
+    /// Facts (a hang-up, a transfer's outcome) whose batch could not be stored: they
+    /// happened whatever the disk says, so they are applied again, in a batch of their
+    /// own, until stored; their requesters hear only then. Bounded by the live calls.
+    retry: Vec<Request>,
 }
 
 enum Wake {
@@ -359,15 +364,37 @@ enum Wake {
     Closed,
 }
 
+/// What a fact's request said, to apply it again.
+enum Fact {
+    End(ContactId, EndReason),
+    Transfer(ContactId, bool, String),
+}
+
+impl Fact {
+    fn again(self, reply: oneshot::Sender<Result<(), CentreError>>) -> Request {
+        match self {
+            Fact::End(id, reason) => Request::End { id, reason, reply },
+            Fact::Transfer(id, ok, detail) => Request::Transfer {
+                id,
+                ok,
+                detail,
+                reply,
+            },
+        }
+    }
+}
+
 /// A reply held back until the batch is committed.
 enum Pending {
     Admit(
         oneshot::Sender<Result<ContactStatus, CentreError>>,
         Result<ContactId, CentreError>,
     ),
-    End(
+    /// A hang-up or a transfer's outcome, and how to apply it again if the write fails.
+    Fact(
         oneshot::Sender<Result<(), CentreError>>,
         Result<(), CentreError>,
+        Fact,
     ),
     /// `changed`: the command was new (not a repeat) and so depends on the write.
     Command {
@@ -446,17 +473,36 @@ impl Actor {
     }
 
     fn time_to_next_tick(&mut self) -> Option<Duration> {
-        let deadline = self.centre.poll_timeout()?;
-        let due = Duration::from_millis(deadline.millis_since(self.now()));
         let backoff = self
             .tick_after
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or_default();
+        if !self.retry.is_empty() {
+            return Some(backoff);
+        }
+        let deadline = self.centre.poll_timeout()?;
+        let due = Duration::from_millis(deadline.millis_since(self.now()));
         Some(due.max(backoff))
     }
 
-    /// One group commit: tick, apply `batch`, write, then publish and reply.
+    /// Facts left over from a failed write first, in their own batch (so one that cannot
+    /// be stored never takes new requests down with it), then `batch`.
     fn process(&mut self, batch: Vec<Request>) {
+        if !self.retry.is_empty() && self.tick_after.is_none_or(|t| Instant::now() >= t) {
+            let facts = std::mem::take(&mut self.retry);
+            tracing::info!(
+                facts = facts.len(),
+                "storing again what a failed write left out"
+            );
+            self.commit_batch(facts);
+        }
+        if !batch.is_empty() || self.retry.is_empty() {
+            self.commit_batch(batch);
+        }
+    }
+
+    /// One group commit: tick, apply `batch`, write, then publish and reply.
+    fn commit_batch(&mut self, batch: Vec<Request>) {
         let now = self.now();
         self.centre.begin();
         let mut changes = Vec::new();
@@ -475,8 +521,9 @@ impl Actor {
                     pending.push(Pending::Admit(reply, result));
                 }
                 Request::End { id, reason, reply } => {
+                    let fact = Fact::End(id.clone(), reason);
                     let result = self.centre.handle(now, End { id, reason });
-                    pending.push(Pending::End(reply, result));
+                    pending.push(Pending::Fact(reply, result, fact));
                 }
                 Request::Stored { id, reply } => {
                     // Read-only, so answered at once (not part of the batch's commit).
@@ -517,8 +564,9 @@ impl Actor {
                     detail,
                     reply,
                 } => {
+                    let fact = Fact::Transfer(id.clone(), ok, detail.clone());
                     let result = self.centre.handle(now, TransferOutcome { id, ok, detail });
-                    pending.push(Pending::End(reply, result));
+                    pending.push(Pending::Fact(reply, result, fact));
                 }
             }
             self.drain_changes(&mut changes);
@@ -574,12 +622,12 @@ impl Actor {
                     };
                     let _ = reply.send(answer);
                 }
-                Pending::End(reply, result) => {
-                    let answer = match result {
-                        Ok(()) if failure.is_some() => Err(storage_error()),
-                        other => other,
-                    };
-                    let _ = reply.send(answer);
+                Pending::Fact(reply, Ok(()), fact) if failure.is_some() => {
+                    // Not refused: it happened. Applied again until it is stored.
+                    self.retry.push(fact.again(reply));
+                }
+                Pending::Fact(reply, result, _) => {
+                    let _ = reply.send(result);
                 }
                 Pending::Command {
                     reply,
@@ -768,10 +816,19 @@ mod tests {
             handle.admit(contact(2)).await,
             Err(CentreError::Storage(_))
         ));
-        assert!(matches!(
-            handle.end(kept.id.clone(), EndReason::Abandoned).await,
-            Err(CentreError::Storage(_))
-        ));
+        // A hang-up is a fact, not a request: it is neither refused nor forgotten while
+        // the disk fails, and nobody hears of it until it is stored.
+        let mut end = tokio::spawn({
+            let handle = handle.clone();
+            let id = kept.id.clone();
+            async move { handle.end(id, EndReason::Abandoned).await }
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut end)
+                .await
+                .is_err(),
+            "not answered while the write fails"
+        );
         assert_eq!(*handle.snapshots().borrow().clone(), *before);
         assert_eq!(
             handle.status(kept.id.clone()).await.expect("kept").state,
@@ -779,8 +836,17 @@ mod tests {
         );
 
         store.set_failing(false);
+        tokio::time::timeout(Duration::from_secs(10), end)
+            .await
+            .expect("stored once the disk is back")
+            .expect("task")
+            .expect("the hang-up is applied");
+        assert!(matches!(
+            handle.status(kept.id.clone()).await.expect("kept").state,
+            ContactState::Ended { .. }
+        ));
         let next = handle.admit(contact(4)).await.expect("admit");
-        assert_eq!(next.position, Some(2), "the failed admit left no trace");
+        assert_eq!(next.position, Some(1), "the failed admit left no trace");
         assert_eq!(store.rows().len(), 2);
         assert_eq!(
             handle
@@ -791,10 +857,6 @@ mod tests {
                 .await,
             Err(CentreError::UnknownQueue(QueueId("nope".into())))
         );
-        handle
-            .end(kept.id.clone(), EndReason::Abandoned)
-            .await
-            .expect("end");
         assert_eq!(
             handle.end(kept.id.clone(), EndReason::Abandoned).await,
             Err(CentreError::AlreadyEnded)
