@@ -351,9 +351,10 @@ struct Actor {
     last_now: Timestamp,
     /// Set after a failed write so a due tick does not spin on a broken disk.
     tick_after: Option<Instant>,
-    /// Facts (a hang-up, a transfer's outcome) whose batch could not be stored: they
-    /// happened whatever the disk says, so they are applied again, in a batch of their
-    /// own, until stored; their requesters hear only then. Bounded by the live calls.
+    /// Facts (a hang-up, a transfer's outcome, what an agent's phone did) whose batch
+    /// could not be stored: they happened whatever the disk says, so they are applied
+    /// again, in a batch of their own, until stored; their requesters hear only then.
+    /// Bounded by the live calls and the agents.
     retry: Vec<Request>,
 }
 
@@ -406,6 +407,9 @@ enum Pending {
         reply: oneshot::Sender<Result<(), AgentError>>,
         result: Result<(), AgentError>,
         changed: bool,
+        /// What the phone or the dialler reported (answered, failed, finished, an
+        /// attempt's outcome): a fact, applied again if the write fails.
+        fact: Option<(AgentId, AgentOp)>,
     },
 }
 
@@ -550,12 +554,21 @@ impl Actor {
                     });
                 }
                 Request::Agent { agent, op, reply } => {
+                    let fact = matches!(
+                        op,
+                        AgentOp::Answered
+                            | AgentOp::Failed(_)
+                            | AgentOp::Handled
+                            | AgentOp::Attempt(_)
+                    )
+                    .then(|| (agent.clone(), op.clone()));
                     let result = self.centre.handle(now, AgentInput { agent, op });
                     self.drain_changes(&mut changes);
                     pending.push(Pending::Agent {
                         reply,
                         result,
                         changed: changes.len() > before,
+                        fact,
                     });
                 }
                 Request::Transfer {
@@ -642,8 +655,17 @@ impl Actor {
                 }
                 Pending::Agent {
                     reply,
+                    result: Ok(()),
+                    changed: true,
+                    fact: Some((agent, op)),
+                } if failure.is_some() => {
+                    self.retry.push(Request::Agent { agent, op, reply });
+                }
+                Pending::Agent {
+                    reply,
                     result,
                     changed,
+                    fact: _,
                 } => {
                     let answer = match result {
                         Ok(()) if changed && failure.is_some() => Err(AgentError::Storage(fault)),
