@@ -236,7 +236,8 @@ pub struct DataConfig {
     pub dir: PathBuf,
     /// How long a contact whose live call was lost (crash, restart) keeps its place.
     pub keep_place_secs: u64,
-    /// Contact numbers are not handed out again for this long after their contact ended.
+    /// The page of an ended contact is shown for this long after it ended; its number is
+    /// never handed out again either way (new numbers are checked against the store).
     pub id_retention_secs: u64,
 }
 

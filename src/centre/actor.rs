@@ -23,7 +23,8 @@ use super::agent::{AgentError, AgentId, AttemptOutcome};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
 use super::core::{
-    Admit, AgentInput, AgentOp, Centre, CentreError, Change, End, Snapshot, Tick, TransferOutcome,
+    Admit, AgentInput, AgentOp, Centre, CentreError, Change, End, FreshNumbers, Snapshot, Tick,
+    TransferOutcome,
 };
 use super::queue::CentreConfig;
 use super::queue_log::QueueLogLine;
@@ -44,6 +45,9 @@ pub const EFFECT_CAPACITY: usize = 1024;
 
 /// After a failed store write, ticks (which would hit the same failure) wait this long.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
+
+/// Store-checked numbers kept ready beyond a batch's admissions.
+const FRESH_SPARE: usize = 16;
 
 impl Timestamp {
     /// The wall clock. Only the actor reads it; the core is handed `now`.
@@ -319,6 +323,7 @@ pub fn spawn(
         last_now: now,
         tick_after: None,
         retry: Vec::new(),
+        rng: StdRng::try_from_os_rng().map_err(|e| StartError::Entropy(e.to_string()))?,
     };
     let thread = std::thread::Builder::new()
         .name("holdline-centre".into())
@@ -356,6 +361,8 @@ struct Actor {
     /// again, in a batch of their own, until stored; their requesters hear only then.
     /// Bounded by the live calls and the agents.
     retry: Vec<Request>,
+    /// Draws the numbers offered to the centre once the store says they are unused.
+    rng: StdRng,
 }
 
 enum Wake {
@@ -505,9 +512,46 @@ impl Actor {
         }
     }
 
+    /// Gives the centre store-checked numbers for `admissions` new contacts (and a few
+    /// spare): one primary-key lookup per number, so a number is never given out twice
+    /// however long ago its contact left memory.
+    fn top_up_numbers(&mut self, now: Timestamp, admissions: usize) {
+        let have = self.centre.fresh_numbers();
+        if have >= admissions {
+            return;
+        }
+        let want = admissions + FRESH_SPARE - have;
+        let mut fresh = Vec::with_capacity(want);
+        // Collisions are ~1 in 10^5 at 10^6 stored numbers: the bound is for a broken
+        // generator or store, not for luck.
+        for _ in 0..want * 4 {
+            if fresh.len() == want {
+                break;
+            }
+            let id = ContactId::random(&mut self.rng);
+            match self.store.number_taken(&id) {
+                Ok(false) => fresh.push(id),
+                Ok(true) => {}
+                Err(e) => {
+                    // The batch's write will most likely fail too; its admissions then
+                    // get the storage error. Without numbers the centre draws its own,
+                    // checked against memory only.
+                    tracing::warn!(error = %e, "checking new contact numbers failed");
+                    break;
+                }
+            }
+        }
+        let Ok(()) = self.centre.handle(now, FreshNumbers(fresh));
+    }
+
     /// One group commit: tick, apply `batch`, write, then publish and reply.
     fn commit_batch(&mut self, batch: Vec<Request>) {
         let now = self.now();
+        let admissions = batch
+            .iter()
+            .filter(|r| matches!(r, Request::Admit { .. }))
+            .count();
+        self.top_up_numbers(now, admissions);
         self.centre.begin();
         let mut changes = Vec::new();
         if self.tick_after.is_none_or(|t| Instant::now() >= t) {
@@ -531,16 +575,16 @@ impl Actor {
                 }
                 Request::Stored { id, reply } => {
                     // Read-only, so answered at once (not part of the batch's commit).
-                    let status = if self.centre.retired(&id) {
-                        match self.store.contact(&id) {
-                            Ok(row) => row.map(|row| self.centre.status_of_stored(&row)),
+                    let status = match self.centre.status(&id) {
+                        Some(status) => Some(status),
+                        // Ended long enough ago to be only in the store (or unknown).
+                        None => match self.store.contact(&id) {
+                            Ok(row) => row.and_then(|row| self.centre.status_of_stored(&row, now)),
                             Err(e) => {
                                 tracing::warn!(error = %e, "reading an ended contact failed");
                                 None
                             }
-                        }
-                    } else {
-                        self.centre.status(&id)
+                        },
                     };
                     let _ = reply.send(status);
                 }

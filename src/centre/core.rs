@@ -50,7 +50,7 @@ pub use super::records::{
 };
 use agents::ring_millis;
 use io::Outbox;
-pub use io::{Admit, AgentInput, AgentOp, End, Input, Tick, TransferOutcome};
+pub use io::{Admit, AgentInput, AgentOp, End, FreshNumbers, Input, Tick, TransferOutcome};
 use journal::{Journal, Undo};
 
 /// How many fresh random numbers `admit` draws before giving up. With 10^11 numbers and
@@ -98,10 +98,10 @@ pub struct Centre {
     /// numbers must not be handed out again), the queues and their lines.
     book: Book,
     live: usize,
-    /// Numbers of ended contacts no longer in memory, reserved until their retention ends
-    /// (`retired_until`): 12 digits as a `u64`, a few dozen bytes each.
-    retired: std::collections::HashSet<u64>,
-    retired_until: std::collections::BTreeSet<(Timestamp, u64)>,
+    /// Numbers the driver drew and found unused in the store ([`FreshNumbers`]), for the
+    /// next admissions. Ended contacts leave memory, so memory alone cannot say whether a
+    /// number was ever given out; the store can, and only the driver may ask it.
+    fresh: Vec<ContactId>,
     /// Disconnected calls (lost in a restart) by queue and caller number, most senior
     /// first: the only contacts a redialling caller can rejoin, found without a scan.
     rejoinable: HashMap<(QueueId, String), std::collections::BTreeSet<(LineKey, ContactId)>>,
@@ -221,8 +221,7 @@ impl Centre {
             book: Book::new(queues, agent_names),
             live: 0,
             rejoinable: HashMap::new(),
-            retired: std::collections::HashSet::new(),
-            retired_until: std::collections::BTreeSet::new(),
+            fresh: Vec::new(),
             deadlines: BTreeMap::new(),
             next_seq: 1,
             rng,
@@ -250,11 +249,7 @@ impl Centre {
         if self.live >= self.max_live_contacts {
             return Err(CentreError::Full);
         }
-        let (rows, retired) = (&self.book.rows, &self.retired);
-        let id = allocate_id(&mut self.rng, |id| {
-            rows.contains_key(id) || id.as_u64().is_some_and(|n| retired.contains(&n))
-        })
-        .ok_or(CentreError::Full)?;
+        let id = self.fresh_number().ok_or(CentreError::Full)?;
         let seq = self.next_seq;
         self.next_seq += 1;
         let row = StoredContact {
@@ -524,10 +519,10 @@ impl Centre {
                     EndReason::Lost,
                     "keep-place window ran out".to_owned(),
                 )),
-                ContactState::Ended { at, .. } => {
+                // Out of memory; the store keeps the row (and so the number).
+                ContactState::Ended { .. } => {
                     self.remove_row(&id);
                     self.forget_commands(&id);
-                    self.retire(&id, at.plus_secs(self.id_retention_secs), now);
                 }
                 // Only a call-back's window closes while it is queued (and not with an
                 // agent: an attempt under way may still reach the customer).
@@ -538,14 +533,6 @@ impl Centre {
                     "the call-back window closed".to_owned(),
                 )),
             }
-        }
-        // Numbers whose retention ended may be drawn again.
-        while let Some(&(at, n)) = self.retired_until.first() {
-            if at > now {
-                break;
-            }
-            self.retired_until.pop_first();
-            self.retired.remove(&n);
         }
         // Call-backs whose window opened or whose next attempt is due: routing below
         // picks them up.
@@ -592,39 +579,44 @@ impl Centre {
         let contacts = self.deadlines.first_key_value().map(|(&(at, _), _)| at);
         let wakeups = self.wakeups.first_key_value().map(|(&(at, _), _)| at);
         let agents = self.agent_deadlines.first().map(|&(at, _)| at);
-        let retired = self.retired_until.first().map(|&(at, _)| at);
-        [contacts, wakeups, agents, retired]
-            .into_iter()
-            .flatten()
-            .min()
+        [contacts, wakeups, agents].into_iter().flatten().min()
     }
 
-    /// Whether `id` may not be handed out: a contact in memory, or an ended one whose
-    /// number is still reserved.
+    /// Whether `id` is a contact in memory (live, or ended in the last
+    /// [`ENDED_VISIBLE_SECS`]). Numbers of older contacts are known only to the store.
     pub fn number_in_use(&self, id: &ContactId) -> bool {
-        self.book.rows.contains_key(id) || id.as_u64().is_some_and(|n| self.retired.contains(&n))
+        self.book.rows.contains_key(id)
     }
 
-    /// The status of a row read back from the store (an ended contact out of memory).
-    pub fn status_of_stored(&self, row: &StoredContact) -> ContactStatus {
-        self.book.status_of(row)
+    /// The status of a row read back from the store (a contact that ended long enough
+    /// ago to be out of memory), or `None` once its retention period is over: the page of
+    /// a contact is forgotten then, though its number is never given out again.
+    pub fn status_of_stored(&self, row: &StoredContact, now: Timestamp) -> Option<ContactStatus> {
+        let ended = match row.state {
+            ContactState::Ended { at, .. } => at,
+            // Only ended contacts leave memory; a live row in the store and not here was
+            // written by another process: not ours to show.
+            _ => return None,
+        };
+        (ended.plus_secs(self.id_retention_secs) > now).then(|| self.book.status_of(row))
     }
 
-    /// Whether `id` ended long enough ago to be out of memory (its row is in the store).
-    pub fn retired(&self, id: &ContactId) -> bool {
-        !self.book.rows.contains_key(id) && id.as_u64().is_some_and(|n| self.retired.contains(&n))
+    /// How many store-checked numbers wait for admissions ([`FreshNumbers`] adds some).
+    pub fn fresh_numbers(&self) -> usize {
+        self.fresh.len()
     }
 
-    /// Keeps an ended contact's number reserved until `until` (nothing if that has passed).
-    fn retire(&mut self, id: &ContactId, until: Timestamp, now: Timestamp) {
-        if until <= now {
-            return;
+    /// A number for a new contact: one the driver checked against the store, skipping any
+    /// taken in memory since; if there are none (a driver that supplies none, as the
+    /// centre's own tests), one drawn here that is unused in memory.
+    fn fresh_number(&mut self) -> Option<ContactId> {
+        while let Some(id) = self.fresh.pop() {
+            if !self.book.rows.contains_key(&id) {
+                return Some(id);
+            }
         }
-        if let Some(n) = id.as_u64()
-            && self.retired.insert(n)
-        {
-            self.retired_until.insert((until, n));
-        }
+        let rows = &self.book.rows;
+        allocate_id(&mut self.rng, |id| rows.contains_key(id))
     }
 
     /// The contact's status, for live contacts and ended ones still within retention.

@@ -96,8 +96,9 @@ pub use contact::{
     NewContact, QueueId, Timestamp,
 };
 pub use core::{
-    Admit, AgentInput, AgentOp, Centre, CentreError, Change, ContactEvent, Counters, End, Input,
-    QueueSummary, Snapshot, Stored, StoredCommand, StoredContact, Tick, TransferOutcome,
+    Admit, AgentInput, AgentOp, Centre, CentreError, Change, ContactEvent, Counters, End,
+    FreshNumbers, Input, QueueSummary, Snapshot, Stored, StoredCommand, StoredContact, Tick,
+    TransferOutcome,
 };
 pub use estimate::WaitEstimate;
 pub use queue::{CentreConfig, QueueSpec};

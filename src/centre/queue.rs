@@ -30,7 +30,8 @@ pub struct CentreConfig {
     pub queues: Vec<QueueSpec>,
     /// How long a contact whose call was lost in a restart keeps its place.
     pub keep_place_secs: u64,
-    /// Contact numbers are not reused within this long after their contact ended.
+    /// The page of an ended contact is shown this long after it ended (its number is never
+    /// reused: the driver checks new numbers against the store).
     pub id_retention_secs: u64,
     /// Admission is refused (`Full`) once this many contacts are queued or disconnected.
     pub max_live_contacts: usize,

@@ -15,6 +15,12 @@ pub trait Store: Send {
     /// One stored contact row (the centre keeps ended contacts in memory only briefly and
     /// reads older ones back from here when a page asks).
     fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError>;
+    /// Whether a contact with this number was ever stored. Numbers are never given out
+    /// twice: the centre forgets ended contacts, the store does not. Override with a
+    /// cheaper lookup than reading the row.
+    fn number_taken(&mut self, id: &ContactId) -> Result<bool, StoreError> {
+        Ok(self.contact(id)?.is_some())
+    }
 }
 
 /// What went wrong with storage. The centre does not make the change and reports the

@@ -379,6 +379,13 @@ impl Store for SqliteStore {
         raw.map(RawRow::decode).transpose()
     }
 
+    fn number_taken(&mut self, id: &ContactId) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM contacts WHERE id = ?1)")?;
+        Ok(stmt.query_row([id.as_str()], |r| r.get::<_, bool>(0))?)
+    }
+
     fn load(&mut self) -> Result<Stored, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, queue, media, state, state_at, state_until, end_reason,
@@ -597,6 +604,12 @@ mod tests {
         let events = store.events_for(&first.id).expect("events");
         assert_eq!(events.len(), 3);
         assert_eq!(events[0].kind, "created");
+        // A stored number is taken for good; another is not.
+        assert!(store.number_taken(&first.id).expect("lookup"));
+        let other =
+            ContactId::random(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(4242));
+        assert_ne!(other, first.id);
+        assert!(!store.number_taken(&other).expect("lookup"));
     }
 
     #[test]

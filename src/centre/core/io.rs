@@ -56,6 +56,7 @@ mod sealed {
     impl Sealed for super::CommandRequest {}
     impl Sealed for super::AgentInput {}
     impl Sealed for super::TransferOutcome {}
+    impl Sealed for super::FreshNumbers {}
 }
 
 /// A new contact joins the back of its queue (by seniority = `now`), or a redialling caller
@@ -93,6 +94,12 @@ pub struct TransferOutcome {
     pub detail: String,
 }
 
+/// Numbers the driver drew and found unused in the store, for the next admissions (see
+/// [`Centre::fresh_numbers`]). Whoever drives the centre supplies them before a batch with
+/// admissions; without them the centre can only check the numbers it has in memory.
+#[derive(Debug, Clone)]
+pub struct FreshNumbers(pub Vec<ContactId>);
+
 /// The outboxes: filled by [`Centre::handle`], drained by the `poll_*` methods, emptied by
 /// `begin` and `rollback`.
 #[derive(Debug, Default)]
@@ -128,7 +135,7 @@ impl Centre {
     }
 
     /// When [`Tick`] next has something to do: a contact's deadline, a call-back's wake-up,
-    /// an offer's timeout, the end of a wrap-up, or a retired number to release.
+    /// an offer's timeout, or the end of a wrap-up.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.next_deadline()
     }
@@ -206,6 +213,15 @@ impl Input for AgentInput {
         }?;
         centre.emit(changes, effects);
         centre.emit_routed();
+        Ok(())
+    }
+}
+
+impl Input for FreshNumbers {
+    type Reply = ();
+    type Error = Infallible;
+    fn apply(self, centre: &mut Centre, _now: Timestamp) -> Result<(), Infallible> {
+        centre.fresh.extend(self.0);
         Ok(())
     }
 }

@@ -72,11 +72,9 @@ impl Centre {
             let known_queue = centre.is_local_queue(&row.queue);
             match row.state {
                 ContactState::Ended { at, .. } => {
+                    // Older ones stay only in the store, which also keeps their numbers.
                     if at.plus_secs(ENDED_VISIBLE_SECS.min(centre.id_retention_secs)) > now {
                         centre.put_row(row);
-                    } else {
-                        let until = at.plus_secs(centre.id_retention_secs);
-                        centre.retire(&row.id, until, now);
                     }
                 }
                 ContactState::Queued | ContactState::Disconnected { .. } if !known_queue => {

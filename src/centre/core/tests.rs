@@ -268,25 +268,53 @@ fn allocation_gives_up_on_a_stuck_generator() {
 }
 
 #[test]
-fn ids_are_not_reused_within_retention_but_are_forgotten_after() {
+fn ended_contacts_leave_memory_and_are_read_back_from_the_store_within_retention() {
     let mut c = centre(6);
     let id = admit(&mut c, T0, "sales", 1).id;
-    c.end(T0, &id, EndReason::Abandoned).expect("end");
-    // In memory for a while, then only the number stays reserved.
+    let changes = c.end(T0, &id, EndReason::Abandoned).expect("end");
+    let stored = changes
+        .iter()
+        .find_map(|ch| match ch {
+            Change::Contact(row) if row.id == id => Some(row.clone()),
+            _ => None,
+        })
+        .expect("the ended row is stored");
+    // In memory for a while, then only in the store.
     let visible_ms = ENDED_VISIBLE_SECS * 1000;
     assert!(c.tick(Timestamp(T0.0 + visible_ms - 1)).is_empty());
     assert!(c.status(&id).is_some());
     assert_eq!(c.next_deadline(), Some(Timestamp(T0.0 + visible_ms)));
     assert!(c.tick(Timestamp(T0.0 + visible_ms)).is_empty());
-    assert!(c.status(&id).is_none());
-    assert!(c.retired(&id) && c.number_in_use(&id));
+    assert!(c.status(&id).is_none() && !c.number_in_use(&id));
+    assert_eq!(
+        c.next_deadline(),
+        None,
+        "nothing left to do for it: no memory kept"
+    );
+    // The page reads the row back from the store until the retention period ends.
     let retention_ms = config().id_retention_secs * 1000;
-    assert_eq!(c.next_deadline(), Some(Timestamp(T0.0 + retention_ms)));
-    assert!(c.tick(Timestamp(T0.0 + retention_ms - 1)).is_empty());
-    assert!(c.number_in_use(&id));
-    assert!(c.tick(Timestamp(T0.0 + retention_ms)).is_empty());
-    assert!(!c.number_in_use(&id) && !c.retired(&id));
-    assert_eq!(c.next_deadline(), None);
+    let later = Timestamp(T0.0 + retention_ms - 1);
+    let shown = c
+        .status_of_stored(&stored, later)
+        .expect("within retention");
+    assert!(matches!(shown.state, ContactState::Ended { .. }));
+    assert_eq!(
+        c.status_of_stored(&stored, Timestamp(T0.0 + retention_ms)),
+        None
+    );
+}
+
+#[test]
+fn admissions_take_the_numbers_the_driver_checked_against_the_store() {
+    let mut c = centre(6);
+    let first = admit(&mut c, T0, "sales", 1).id;
+    let checked = ContactId::random(&mut StdRng::seed_from_u64(99));
+    // A number taken in memory since it was checked is skipped.
+    let Ok(()) = c.handle(T0, FreshNumbers(vec![checked.clone(), first.clone()]));
+    assert_eq!(c.fresh_numbers(), 2);
+    let next = admit(&mut c, T0, "sales", 2).id;
+    assert_eq!(next, checked);
+    assert_eq!(c.fresh_numbers(), 0);
 }
 
 #[test]
@@ -352,12 +380,12 @@ fn restore_disconnects_queued_contacts_in_place_then_loses_them() {
     let newcomer = admit(&mut b, now, "sales", 99).id;
     assert_eq!(pos(&b, &newcomer), Some(3));
 
-    // First the ended contact leaves memory (its number stays reserved), then the
-    // keep-place window runs out.
+    // First the ended contact leaves memory (the store keeps its row and number), then
+    // the keep-place window runs out.
     let forgotten = b.next_deadline().expect("the ended row's time in memory");
     assert!(forgotten < until);
     assert!(b.tick(forgotten).is_empty());
-    assert!(b.retired(&gone));
+    assert!(b.status(&gone).is_none() && !b.number_in_use(&gone));
     assert_eq!(b.next_deadline(), Some(until));
     assert!(b.tick(Timestamp(until.0 - 1)).is_empty());
     let changes = b.tick(until);
