@@ -275,8 +275,10 @@ pub fn spawn(
     mut store: Box<dyn Store>,
     shutdown: CancellationToken,
 ) -> Result<(CentreHandle, JoinHandle<()>), StartError> {
-    let stored = store.load().map_err(StartError::Load)?;
     let now = Timestamp::now_wall();
+    // Contacts that ended earlier than this stay out of memory (`Centre::restore`).
+    let ended_since = Timestamp(now.0.saturating_sub(super::core::ENDED_VISIBLE_SECS * 1000));
+    let stored = store.load_since(ended_since).map_err(StartError::Load)?;
     let rng = StdRng::try_from_os_rng().map_err(|e| StartError::Entropy(e.to_string()))?;
     let queue_log = config
         .queue_log
@@ -778,8 +780,11 @@ mod tests {
     /// Counts transactions, to see group commit at work.
     struct Counting(SqliteStore, Arc<std::sync::atomic::AtomicUsize>);
     impl Store for Counting {
-        fn load(&mut self) -> Result<crate::centre::Stored, StoreError> {
-            self.0.load()
+        fn load_since(&mut self, since: Timestamp) -> Result<crate::centre::Stored, StoreError> {
+            self.0.load_since(since)
+        }
+        fn number_taken(&mut self, id: &ContactId) -> Result<bool, StoreError> {
+            self.0.number_taken(id)
         }
         fn apply(&mut self, changes: &[crate::centre::Change]) -> Result<(), StoreError> {
             self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

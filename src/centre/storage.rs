@@ -2,14 +2,21 @@
 //! errors. The trait belongs to the centre (it speaks the centre's types); `store/`
 //! implements it (SQLite, memory) and imports the centre, never the reverse.
 
-use super::contact::ContactId;
+use super::contact::{ContactId, Timestamp};
 use super::records::{Change, Stored, StoredContact};
 
 /// Durable storage for the centre: all of a batch's changes or none.
 pub trait Store: Send {
-    /// Every stored contact row, in admission (`seq`) order, and every remembered
-    /// command, in acceptance order.
-    fn load(&mut self) -> Result<Stored, StoreError>;
+    /// What the centre needs at start: every contact not ended and those ended at or
+    /// after `ended_since`, in admission (`seq`) order; their remembered commands, in
+    /// acceptance order; every agent. Older ended contacts stay only here (a page that
+    /// asks reads them with [`Store::contact`]), so a start reads what is live, not the
+    /// whole history.
+    fn load_since(&mut self, ended_since: Timestamp) -> Result<Stored, StoreError>;
+    /// Every stored contact row and command (tests and tools).
+    fn load(&mut self) -> Result<Stored, StoreError> {
+        self.load_since(Timestamp(0))
+    }
     /// Writes all of `changes` in one atomic transaction: all or nothing.
     fn apply(&mut self, changes: &[Change]) -> Result<(), StoreError>;
     /// One stored contact row (the centre keeps ended contacts in memory only briefly and

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Store, StoreError};
 use crate::centre::{
-    Change, CommandId, ContactEvent, ContactId, Stored, StoredAgent, StoredCommand, StoredContact,
+    Change, CommandId, ContactEvent, ContactId, ContactState, Stored, StoredAgent, StoredCommand,
+    StoredContact, Timestamp,
 };
 
 #[derive(Debug, Default)]
@@ -69,13 +70,24 @@ impl Store for MemoryStore {
         Ok(inner.rows.get(id).cloned())
     }
 
-    fn load(&mut self) -> Result<Stored, StoreError> {
+    fn load_since(&mut self, ended_since: Timestamp) -> Result<Stored, StoreError> {
         if self.lock().failing {
             return Err(StoreError::Unavailable("memory store set to fail".into()));
         }
+        let wanted = |row: &StoredContact| match row.state {
+            ContactState::Ended { at, .. } => at >= ended_since,
+            _ => true,
+        };
+        let contacts: Vec<StoredContact> = self.rows().into_iter().filter(wanted).collect();
+        let ids: std::collections::HashSet<&ContactId> = contacts.iter().map(|r| &r.id).collect();
+        let commands = self
+            .commands()
+            .into_iter()
+            .filter(|c| ids.contains(&c.contact))
+            .collect();
         Ok(Stored {
-            contacts: self.rows(),
-            commands: self.commands(),
+            contacts,
+            commands,
             agents: self.lock().agents.clone(),
         })
     }
@@ -85,18 +97,6 @@ impl Store for MemoryStore {
         // Checked before touching anything: that is what makes the slice atomic.
         if inner.failing {
             return Err(StoreError::Unavailable("memory store set to fail".into()));
-        }
-        // Like the SQLite primary key: a command id is stored once, or the slice fails.
-        let mut ids = std::collections::HashSet::new();
-        for change in changes {
-            if let Change::Command(c) = change
-                && (inner.command_ids.contains(&c.id) || !ids.insert(c.id.clone()))
-            {
-                return Err(StoreError::Unavailable(format!(
-                    "command {} stored twice",
-                    c.id.0
-                )));
-            }
         }
         for change in changes {
             match change {
@@ -111,9 +111,11 @@ impl Store for MemoryStore {
                     Some(a) => *a = agent.clone(),
                     None => inner.agents.push(agent.clone()),
                 },
+                // Like SQLite's `ON CONFLICT DO NOTHING`: the first command with an id stays.
                 Change::Command(command) => {
-                    inner.command_ids.insert(command.id.clone());
-                    inner.commands.push(command.clone());
+                    if inner.command_ids.insert(command.id.clone()) {
+                        inner.commands.push(command.clone());
+                    }
                 }
                 // Appended to its file by the actor after the commit.
                 Change::QueueLog(_) => {}

@@ -386,27 +386,33 @@ impl Store for SqliteStore {
         Ok(stmt.query_row([id.as_str()], |r| r.get::<_, bool>(0))?)
     }
 
-    fn load(&mut self) -> Result<Stored, StoreError> {
+    fn load_since(&mut self, ended_since: Timestamp) -> Result<Stored, StoreError> {
+        let since = to_sql_int(ended_since.0, "load since")?;
+        // A scan without decoding: millions of old rows cost a second or two, not their
+        // memory.
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, queue, media, state, state_at, state_until, end_reason,
                     seniority, seq, created, caller, call_ref,
                     version, substitute, position_rise,
                     attempts, next_attempt_at, transferring, notice, first_call_ref,
                     orig_position
-             FROM contacts ORDER BY seq",
+             FROM contacts WHERE state != 'ended' OR state_at >= ?1 ORDER BY seq",
         )?;
         let raw = stmt
-            .query_map([], RawRow::read)?
+            .query_map([since], RawRow::read)?
             .collect::<Result<Vec<_>, _>>()?;
         let contacts = raw
             .into_iter()
             .map(RawRow::decode)
             .collect::<Result<Vec<_>, _>>()?;
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, contact, command, confirmation, at FROM commands ORDER BY rowid",
+            "SELECT m.id, m.contact, m.command, m.confirmation, m.at
+             FROM commands m JOIN contacts c ON c.id = m.contact
+             WHERE c.state != 'ended' OR c.state_at >= ?1
+             ORDER BY m.rowid",
         )?;
         let raw = stmt
-            .query_map([], |r| {
+            .query_map([since], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -489,8 +495,12 @@ impl Store for SqliteStore {
                      orig_position = excluded.orig_position",
             )?;
             let mut remember = tx.prepare_cached(
+                // An id the centre no longer remembers (its contact left memory) may come
+                // again with a new command: the first one stays remembered, and the batch
+                // is not failed for everyone in it (a caller could otherwise fail every
+                // batch at will by reusing an old command id).
                 "INSERT INTO commands (id, contact, command, confirmation, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
             )?;
             let mut agent = tx.prepare_cached(
                 "INSERT INTO agents (id, state, state_at) VALUES (?1, ?2, ?3)
@@ -610,6 +620,38 @@ mod tests {
             ContactId::random(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(4242));
         assert_ne!(other, first.id);
         assert!(!store.number_taken(&other).expect("lookup"));
+    }
+
+    #[test]
+    fn a_start_loads_what_is_live_and_recently_ended_not_the_history() {
+        let dir = TempDir::new("sqlite-load-since");
+        let mut store = SqliteStore::open(dir.path()).expect("open");
+        let (changes, all) = sample();
+        store.apply(&changes).expect("apply");
+        let ended = |r: &StoredContact| matches!(r.state, ContactState::Ended { .. });
+        assert!(
+            all.contacts.iter().any(ended),
+            "the sample has an ended contact"
+        );
+        // Since the beginning of time: everything.
+        assert_eq!(store.load_since(Timestamp(0)).expect("load"), all);
+        // Since after every end: only what is not ended, and only their commands.
+        let live = store.load_since(Timestamp(u64::MAX / 4)).expect("load");
+        let want: Vec<_> = all.contacts.iter().filter(|r| !ended(r)).cloned().collect();
+        assert_eq!(live.contacts, want);
+        assert!(
+            live.commands
+                .iter()
+                .all(|c| want.iter().any(|r| r.id == c.contact))
+        );
+        assert_eq!(live.agents, all.agents);
+        // The memory store answers the same.
+        let mut memory = crate::store::MemoryStore::new();
+        memory.apply(&changes).expect("apply");
+        assert_eq!(
+            memory.load_since(Timestamp(u64::MAX / 4)).expect("load"),
+            live
+        );
     }
 
     #[test]
