@@ -215,6 +215,11 @@ impl Default for UaConfig {
     }
 }
 
+/// Server transactions past which a non-INVITE request is answered without keeping
+/// state (Timer J's retransmission absorption). A REGISTER or OPTIONS flood held every
+/// transaction for 32 s, hundreds of MB; this bounds it to a few tens of MB.
+pub const MAX_SERVER_TXNS: usize = 16_384;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct TxnKey {
     branch: String,
@@ -403,6 +408,8 @@ impl UserAgent {
 
     /// Calls the UA knows (answered or not).
     /// Server transactions still held (tests and metrics: they must all end).
+    /// Server transactions held (INVITE ones, and non-INVITE ones absorbing
+    /// retransmissions for Timer J), at most about [`MAX_SERVER_TXNS`] plus the calls.
     pub fn server_transaction_count(&self) -> usize {
         self.server.len()
     }
@@ -1792,7 +1799,24 @@ impl UserAgent {
             response.headers.push(&n, &v);
         }
         let bytes = response.to_bytes();
-        self.insert_server_txn(id, key, kind, peer, req.clone(), call);
+        if !invite && self.server.len() >= MAX_SERVER_TXNS {
+            // Past the cap (a flood of OPTIONS or REGISTER): answered without state. A
+            // retransmission is then handled again rather than absorbed, which every
+            // method we answer at once tolerates; memory stays bounded.
+            self.transmits.push_back(Transmit { peer, bytes });
+            return;
+        }
+        // A non-INVITE answered at once only needs its response for retransmissions: its
+        // body (up to the size limit, e.g. a 30 KB OPTIONS) is not kept for 32 s.
+        let kept = if invite {
+            req.clone()
+        } else {
+            Request {
+                body: Bytes::new(),
+                ..req.clone()
+            }
+        };
+        self.insert_server_txn(id, key, kind, peer, kept, call);
         if invite {
             self.send_on_txn(id, bytes);
             self.enter_completed(now, id);
@@ -3557,6 +3581,43 @@ mod tests {
         assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 405);
         assert!(events(&mut ua).is_empty());
         assert_eq!(ua.call_count(), 1);
+    }
+
+    #[test]
+    fn a_non_invite_flood_is_answered_with_bounded_state_and_no_bodies_kept() {
+        let mut ua = UserAgent::new(UaConfig::default());
+        let t0 = Instant::now();
+        let body = "x".repeat(30_000);
+        let n = MAX_SERVER_TXNS + 500;
+        for i in 0..n {
+            feed(
+                &mut ua,
+                t0,
+                &request(
+                    "OPTIONS",
+                    &format!("z9hG4bKflood{i}"),
+                    &format!("f{i}"),
+                    1,
+                    None,
+                    &body,
+                ),
+            );
+            let out = sent(&mut ua);
+            assert_eq!(out.len(), 1, "request {i} answered once");
+            assert_eq!(status_of(&out[0]), 200);
+        }
+        assert!(ua.server_transaction_count() <= MAX_SERVER_TXNS);
+        assert!(
+            ua.server.values().all(|(_, t)| t.request.body.is_empty()),
+            "no 30 KB body is held for Timer J"
+        );
+        // A retransmission of one still held is absorbed (the same answer again).
+        feed(
+            &mut ua,
+            t0,
+            &request("OPTIONS", "z9hG4bKflood0", "f0", 1, None, &body),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
     }
 
     // ---- registrar ------------------------------------------------------------------------
