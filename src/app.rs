@@ -110,8 +110,29 @@ fn prompts(config: &Config, law: Law) -> anyhow::Result<Arc<PromptSet>> {
     Ok(Arc::new(set))
 }
 
+/// Raises the open-file limit to the hard limit: every call holds an RTP socket and every
+/// SIP/TCP or HTTP client a connection, and the usual soft limit of 1,024 made new calls
+/// fail with 503 behind 1,100 idle TCP connections. Says so when it cannot.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit"),
+        },
+        Ok((soft, _)) if soft < 16_384 => tracing::warn!(
+            limit = soft,
+            "the open-file limit is low and cannot be raised (ulimit -Hn): \
+             calls and connections beyond it will fail"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
+}
+
 /// Runs the gateway until `shutdown` resolves, then drains and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    raise_open_file_limit();
     let config = Arc::new(config);
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();

@@ -166,3 +166,56 @@ fn a_second_gateway_on_the_same_data_directory_exits_with_a_clear_message() {
     assert_eq!(rows(&g), before, "the first gateway's contact is untouched");
     drop(caller);
 }
+
+/// Every call holds an RTP socket and every SIP/TCP or HTTP client a connection: the
+/// gateway raises its open-file limit to the hard limit at start (the usual soft 1,024
+/// made new calls fail behind 1,100 idle TCP connections).
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    // Started with a soft limit of 1,024 (as on most machines), whatever this one has.
+    let dir = common::scratch_dir("nofile");
+    let mut g = Gateway {
+        child: None,
+        sip: format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap(),
+        http: format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap(),
+        data: dir.join("data"),
+        config: None,
+        log: dir.join("holdline.log"),
+    };
+    let log = std::fs::File::create(&g.log).unwrap();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -S -n 1024 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_holdline"))
+        .arg("--sip")
+        .arg(g.sip.to_string())
+        .arg("--http")
+        .arg(g.http.to_string())
+        .arg("--data")
+        .arg(&g.data)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start holdline");
+    g.child = Some(child);
+    g.wait_ready(Duration::from_secs(30));
+    let pid = g.child.as_ref().expect("running").id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    // "Max open files  <soft>  <hard>  files"
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_eq!(soft, hard, "{line}");
+    assert_ne!(soft, "1024", "raised from 1,024: {line}");
+}

@@ -33,6 +33,9 @@ use super::parse::{self, Invalid, ParseError};
 pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Concurrent TCP connections; beyond this new ones are closed at once.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// Concurrent TCP connections from one IP address: one client (or a few) cannot hold every
+/// slot and shut everyone else out. Generous for a PBX, a trunk or a proxy in front.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 64;
 /// A TCP connection silent for this long is closed (RFC 5626 keep-alives reset it).
 pub const IDLE: Duration = Duration::from_secs(600);
 /// Bytes waiting in a connection's [`Outbox`] above which its reader stops taking new
@@ -139,6 +142,7 @@ pub async fn accept_loop(
     tracker: TaskTracker,
 ) {
     let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let per_source: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let accepted = tokio::select! {
             _ = token.cancelled() => return,
@@ -156,14 +160,32 @@ pub async fn accept_loop(
             tracing::warn!(%remote, "too many SIP TCP connections; closing the new one");
             continue;
         }
+        let source = remote.ip();
+        {
+            let mut counts = per_source.lock().unwrap_or_else(|e| e.into_inner());
+            let n = counts.entry(source).or_insert(0);
+            if *n >= MAX_CONNECTIONS_PER_SOURCE {
+                tracing::warn!(%remote, "too many SIP TCP connections from this address; closing the new one");
+                continue;
+            }
+            *n += 1;
+        }
         open.fetch_add(1, Ordering::Relaxed);
         let open = open.clone();
+        let per_source = per_source.clone();
         let to_driver = to_driver.clone();
         let token = token.clone();
         let t2 = tracker.clone();
         tracker.spawn(async move {
             run_connection(stream, remote, to_driver, token, t2, WRITE_STALL).await;
             open.fetch_sub(1, Ordering::Relaxed);
+            let mut counts = per_source.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = counts.get_mut(&source) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&source);
+                }
+            }
         });
     }
 }
@@ -465,6 +487,81 @@ mod tests {
             "{read:?}, {} bytes",
             got.len()
         );
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// One address cannot hold every connection slot: past MAX_CONNECTIONS_PER_SOURCE its
+    /// new connections are closed at once, while another address still gets in.
+    #[tokio::test]
+    async fn one_address_cannot_take_every_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (to_driver, mut inputs) = mpsc::channel(1024);
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(accept_loop(
+            listener,
+            to_driver,
+            token.clone(),
+            tracker.clone(),
+        ));
+        let from = |ip: &str| {
+            let s = TcpSocket::new_v4().unwrap();
+            s.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+            s
+        };
+        // The writers are kept: dropping one closes its connection.
+        let (mut held, mut writers) = (Vec::new(), Vec::new());
+        for _ in 0..MAX_CONNECTIONS_PER_SOURCE {
+            held.push(from("127.0.0.1").connect(addr).await.unwrap());
+            let opened = tokio::time::timeout(Duration::from_secs(5), inputs.recv()).await;
+            match opened {
+                Ok(Some(StreamInput::Opened { writer, .. })) => writers.push(writer),
+                other => panic!("{:?}", other.map(|o| o.is_some())),
+            }
+        }
+        // One more from the same address: accepted by the kernel, closed by us at once.
+        let mut extra = from("127.0.0.1").connect(addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf))
+            .await
+            .expect("closed in time");
+        assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+        // Another address is served.
+        let _other = from("127.0.0.2").connect(addr).await.unwrap();
+        let opened = tokio::time::timeout(Duration::from_secs(5), inputs.recv()).await;
+        match opened {
+            Ok(Some(StreamInput::Opened { remote, writer, .. })) => {
+                assert_eq!(remote.ip().to_string(), "127.0.0.2");
+                writers.push(writer);
+            }
+            other => panic!("{:?}", other.map(|o| o.is_some())),
+        }
+        // A slot freed by a closed connection is given again.
+        drop(held.pop());
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), inputs.recv()).await {
+                Ok(Some(StreamInput::Closed { .. })) => break,
+                Ok(Some(_)) => continue,
+                other => panic!("the closed connection is reported: {:?}", other.is_ok()),
+            }
+        }
+        // (The slot is counted free just after `Closed` is reported: a connection made in
+        // between may still be refused, so a few tries.)
+        let mut given = false;
+        for _ in 0..20 {
+            let _again = from("127.0.0.1").connect(addr).await.unwrap();
+            if let Ok(Some(StreamInput::Opened { writer, .. })) =
+                tokio::time::timeout(Duration::from_millis(250), inputs.recv()).await
+            {
+                writers.push(writer);
+                given = true;
+                break;
+            }
+        }
+        assert!(given, "a freed slot is given again");
         token.cancel();
         tracker.close();
         tracker.wait().await;
