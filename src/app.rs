@@ -250,10 +250,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .collect(),
     });
     let web_token = token.clone();
+    let limits = web::conn_limit::ConnLimits {
+        max: config.http.max_connections,
+        per_ip: config.http.max_connections_per_ip,
+        idle: Duration::from_secs(config.http.idle_secs),
+    };
     tracker.spawn(async move {
         // Connect info gives the rate limit each client's address.
         let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let serve = axum::serve(http, app)
+        // `tap_io` only so axum's ConnectInfo<SocketAddr> applies to a listener of ours.
+        let listener = axum::serve::ListenerExt::tap_io(
+            web::conn_limit::Bounded::new(http, limits),
+            |_: &mut web::conn_limit::Guarded| {},
+        );
+        let serve = axum::serve(listener, app)
             .with_graceful_shutdown(async move { web_token.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server failed");

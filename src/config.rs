@@ -228,6 +228,29 @@ pub struct HttpConfig {
     /// address (with 127.0.0.1 in place of a wildcard).
     #[serde(default)]
     pub public_url: String,
+    /// Open connections in all; past it a new one is closed at once.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: usize,
+    /// Open connections from one IP address (raise it behind a reverse proxy, whose
+    /// address every client shares).
+    #[serde(default = "default_http_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// A connection with no byte read or written for this long is closed (live pages
+    /// send a keep-alive every 15 s).
+    #[serde(default = "default_http_idle_secs")]
+    pub idle_secs: u64,
+}
+
+fn default_http_max_connections() -> usize {
+    16_384
+}
+
+fn default_http_max_connections_per_ip() -> usize {
+    256
+}
+
+fn default_http_idle_secs() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Deserialize)]
