@@ -46,8 +46,9 @@ pub fn event(status: &ContactStatus) -> Bytes {
 
 /// The first event now, then one per change; ends when the contact is forgotten or the
 /// centre stops. Woken only by the contact's own bell (see `centre::ViewHandle::subscribe`):
-/// each wake compiles this one status, so a change costs the streams it concerns. A quiet
-/// stream sends a comment every [`KEEP_ALIVE`].
+/// each wake compiles this one status, so a change costs the streams it concerns. A comment
+/// goes out every [`KEEP_ALIVE`], events or not: one timer per stream for its whole life,
+/// not one set and cancelled per event.
 pub fn status_stream(
     first: ContactStatus,
     view: ViewHandle,
@@ -55,22 +56,25 @@ pub fn status_stream(
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let id: ContactId = first.id.clone();
     let first_event = event(&first);
+    let ping = Box::pin(tokio::time::sleep(KEEP_ALIVE));
     let rest = stream::unfold(
-        (bell, key(&first), id, view),
-        |(mut bell, mut last, id, view)| async move {
+        (bell, key(&first), id, view, ping),
+        |(mut bell, mut last, id, view, mut ping)| async move {
             loop {
-                match tokio::time::timeout(KEEP_ALIVE, bell.changed()).await {
-                    Err(_) => {
-                        let ping = Bytes::from_static(KEEP_ALIVE_COMMENT);
-                        return Some((Ok(ping), (bell, last, id, view)));
+                tokio::select! {
+                    biased;
+                    rung = bell.changed() => rung.ok()?,
+                    () = ping.as_mut() => {
+                        ping.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE);
+                        let comment = Bytes::from_static(KEEP_ALIVE_COMMENT);
+                        return Some((Ok(comment), (bell, last, id, view, ping)));
                     }
-                    Ok(rung) => rung.ok()?,
                 }
                 let current = view.status(&id)?;
                 let k = key(&current);
                 if k != last {
                     last = k;
-                    return Some((Ok(event(&current)), (bell, last, id, view)));
+                    return Some((Ok(event(&current)), (bell, last, id, view, ping)));
                 }
             }
         },
