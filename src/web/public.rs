@@ -16,7 +16,7 @@ use crate::centre::{
 use super::words::{self, Display};
 
 /// A buffer size that holds a typical status (about 1 KiB) without growing.
-const TYPICAL_BYTES: usize = 1536;
+pub(crate) const TYPICAL_BYTES: usize = 1536;
 
 /// One contact's status as a caller may see it. The top-level keys are in the order the
 /// `serde_json::Value` this replaced wrote them (alphabetical); clients must not rely on

@@ -35,9 +35,10 @@ fn key(s: &ContactStatus) -> Key {
     (s.version, s.position, s.ahead, s.estimate, s.state)
 }
 
-/// One `status` event. Compact JSON has no line breaks, so it is one `data:` line.
+/// One `status` event. Compact JSON has no raw line breaks (serde_json escapes them in
+/// strings), so it is one `data:` line.
 pub fn event(status: &ContactStatus) -> Bytes {
-    let mut out = Vec::with_capacity(1536);
+    let mut out = Vec::with_capacity(super::public::TYPICAL_BYTES + EVENT_HEAD.len() + 2);
     out.extend_from_slice(EVENT_HEAD);
     PublicStatus::new(status).write_into(&mut out);
     out.extend_from_slice(b"\n\n");
