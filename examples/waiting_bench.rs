@@ -24,7 +24,9 @@
 //! contact of `support` (the first seeded number) to `sales`: every subscriber's place
 //! changes (those in `sales` go back one, those in `support` move up). Prints the mover's
 //! own confirmation time and, for every subscriber, the time from that command to its next
-//! event: p50, p99, max, and how many got one within 10 s.
+//! event: p50, p99, max, and how many got one within 10 s; also the CPU this client and
+//! (when `WAITING_BENCH_PID_OF_SERVER` names it) the gateway spent from the command to the
+//! last event, since both share the machine (`sipp/fanout-bench.sh` runs it that way).
 #![allow(clippy::print_stdout, reason = "a benchmark tool reports on stdout")]
 
 use std::io::{Read, Write};
@@ -235,7 +237,25 @@ fn move_other(
     Ok((status, t.elapsed()))
 }
 
+/// utime + stime of a process (all threads) in clock ticks, from `/proc/PID/stat`.
+fn cpu_ticks(pid: Option<u32>) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    // Fields after the command name (which may hold spaces) start at state, field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The unit of `/proc/PID/stat` times: USER_HZ, fixed at 100 in Linux's ABI.
+fn clock_ticks_per_sec() -> u64 {
+    100
+}
+
 fn fanout(addr: &str, numbers: &str, subscribers: usize) -> Result<(), Box<dyn std::error::Error>> {
+    // The gateway's PID, when the script gives it, to report its CPU in the fan-out.
+    let server: Option<u32> = std::env::var("WAITING_BENCH_PID_OF_SERVER")
+        .ok()
+        .and_then(|p| p.parse().ok());
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let numbers: Vec<String> = std::fs::read_to_string(numbers)?
         .lines()
@@ -275,7 +295,10 @@ fn fanout(addr: &str, numbers: &str, subscribers: usize) -> Result<(), Box<dyn s
                             seen = 1;
                         }
                         if events >= 2 {
-                            return Some(Instant::now());
+                            // The connection goes back with the time: closing 10,000 of
+                            // them while others still wait for their event would put the
+                            // teardown (both sides' CPU) inside the measurement.
+                            return Some((Instant::now(), s));
                         }
                     }
                 }));
@@ -289,7 +312,28 @@ fn fanout(addr: &str, numbers: &str, subscribers: usize) -> Result<(), Box<dyn s
                 }
             });
             let _ = wait.await;
+            // Profiling hook: `perf record` on the gateway for the fan-out only (not the
+            // thousands of page opens before it), stopped after the last event.
+            let perf = match (std::env::var("WAITING_BENCH_PERF_OUT"), server) {
+                (Ok(out), Some(pid)) => std::process::Command::new("perf")
+                    .args([
+                        "record",
+                        "-F",
+                        "1999",
+                        "--call-graph",
+                        "dwarf,16384",
+                        "-o",
+                        &out,
+                    ])
+                    .args(["-p", &pid.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .ok(),
+                _ => None,
+            };
             tokio::time::sleep(Duration::from_millis(500)).await;
+            let cpu0 = (cpu_ticks(server), cpu_ticks(Some(std::process::id())));
             let t0 = Instant::now();
             let (status, own) = {
                 let (addr, head) = (addr.to_owned(), head.clone());
@@ -302,21 +346,40 @@ fn fanout(addr: &str, numbers: &str, subscribers: usize) -> Result<(), Box<dyn s
             // One deadline for all (a page that never hears is counted, not waited for).
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             let mut lat = Vec::new();
+            let mut open = Vec::new();
             for t in tasks {
-                if let Ok(Ok(Some(at))) = tokio::time::timeout_at(deadline, t).await {
+                if let Ok(Ok(Some((at, s)))) = tokio::time::timeout_at(deadline, t).await {
                     lat.push(at.saturating_duration_since(t0));
+                    open.push(s);
                 }
             }
+            let cpu1 = (cpu_ticks(server), cpu_ticks(Some(std::process::id())));
+            if let Some(mut perf) = perf {
+                let _ = std::process::Command::new("kill")
+                    .args(["-INT", &perf.id().to_string()])
+                    .status();
+                let _ = perf.wait();
+            }
+            drop(open);
             lat.sort_unstable();
             let at = |q: f64| quantile_ms(&lat, q);
+            // CPU from the command to the last event (or the deadline), in ms: the server's
+            // (when its PID was given) and this client's own, which shares the machine.
+            let spent = |a: Option<u64>, b: Option<u64>| match (a, b) {
+                (Some(a), Some(b)) => format!("{}ms", (b - a) * 1000 / clock_ticks_per_sec()),
+                _ => "?".to_owned(),
+            };
             println!(
                 "subscribers={opened} ready={ready} move_status={status} move_confirm={:.1}ms \
-             events={} event_p50={:.1}ms event_p99={:.1}ms event_max={:.1}ms",
+             events={} event_p50={:.1}ms event_p99={:.1}ms event_max={:.1}ms \
+             server_cpu={} client_cpu={}",
                 own.as_secs_f64() * 1000.0,
                 lat.len(),
                 at(0.5),
                 at(0.99),
-                at(1.0)
+                at(1.0),
+                spent(cpu0.0, cpu1.0),
+                spent(cpu0.1, cpu1.1)
             );
             Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         })

@@ -28,6 +28,7 @@ MEDIA_PORT=${MEDIA_PORT:-16100}
 KEEP=${KEEP:-0}
 BUILD=${BUILD:-1}
 bin=${CARGO_TARGET_DIR:-$root/target}/release
+HOLDLINE_BIN=${HOLDLINE_BIN:-$bin/holdline} # another build to compare (A/B in one session)
 
 if ! command -v wrk >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
@@ -54,9 +55,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 if [ "$BUILD" = 1 ]; then cargo build --release --quiet --bin holdline --example bare_http; fi
 
 sed -e "s/^max_calls = .*/max_calls = 10000/" holdline.toml >"$work/holdline.toml"
-RUST_LOG=${RUST_LOG:-warn} "$bin/holdline" --config "$work/holdline.toml" \
+RUST_LOG=${RUST_LOG:-warn} "$HOLDLINE_BIN" --config "$work/holdline.toml" \
   --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT --data "$work/data" >"$work/holdline.log" 2>&1 &
 pids+=($!)
+holdline_pid=$!
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null && break; sleep 0.05; done
 
 # Park one caller on hold for the whole run; its contact number is in the 200's Call-Info.
@@ -78,16 +80,24 @@ api_bytes=$(curl -sf -o /dev/null -w '%{size_download}' "$api_url")
 
 "$bin/examples/bare_http" 127.0.0.1:$BARE_PORT "$page_bytes" >"$work/bare.log" 2>&1 &
 pids+=($!)
+bare_pid=$!
 for _ in $(seq 200); do curl -sf -o /dev/null "http://127.0.0.1:$BARE_PORT/" && break; sleep 0.05; done
 bare_url="http://127.0.0.1:$BARE_PORT/"
 
 echo "parked contact $number; /c/N page $page_bytes bytes, /api/contacts/N $api_bytes bytes, bare page $page_bytes bytes"
 echo "wrk -t$THREADS -c$CONNS -d${SECS}s --latency; ratios against the bare page in the same phase"
-printf '%-6s %-6s %12s %10s %10s %8s %7s\n' phase url req/s p50 p99 errors ratio
+echo "us/req: the server process's CPU (utime+stime, all threads) per request answered; under"
+echo "calls holdline's figure includes its SIP work during the run, the bare server's does not"
+printf '%-6s %-6s %12s %10s %10s %8s %7s %8s\n' phase url req/s p50 p99 errors ratio us/req
+tck=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' /proc/"$1"/stat; }
 
-measure() { # phase name url -> prints a row, sets $last_rps
-  local out rps p50 p99 errs
+measure() { # phase name url server_pid -> prints a row, sets $last_rps
+  local out rps p50 p99 errs c0 c1 reqs
+  c0=$(cpu_ticks "$4")
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "$3")
+  c1=$(cpu_ticks "$4")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
@@ -97,13 +107,15 @@ measure() { # phase name url -> prints a row, sets $last_rps
   last_rps=$rps
   local ratio=1.00
   if [ "$2" != bare ]; then ratio=$(awk -v a="$rps" -v b="$bare_rps" 'BEGIN {printf "%.2f", a / b}'); fi
-  printf '%-6s %-6s %12s %10s %10s %8s %7s\n' "$1" "$2" "$rps" "$p50" "$p99" "$errs" "${ratio}x"
+  local us
+  us=$(awk -v c=$((c1 - c0)) -v t="$tck" -v n="$reqs" 'BEGIN {printf "%.1f", (n > 0 ? c * 1e6 / t / n : 0)}')
+  printf '%-6s %-6s %12s %10s %10s %8s %7s %8s\n' "$1" "$2" "$rps" "$p50" "$p99" "$errs" "${ratio}x" "$us"
 }
 
 phase() {
-  measure "$1" bare "$bare_url"; bare_rps=$last_rps
-  measure "$1" page "$page_url"
-  measure "$1" api "$api_url"
+  measure "$1" bare "$bare_url" "$bare_pid"; bare_rps=$last_rps
+  measure "$1" page "$page_url" "$holdline_pid"
+  measure "$1" api "$api_url" "$holdline_pid"
 }
 
 phase idle

@@ -13,9 +13,14 @@
 //! whose estimate inputs changed. Waking is a `watch` bump; each woken stream compiles its
 //! own status on its own task, so the fan-out never runs on the centre thread.
 //!
+//! The bells are rung after the write lock is released ([`ViewWrite`]'s drop): a woken
+//! reader, and the requester whose command caused the change, would otherwise block on the
+//! lock until all of them were rung (about 16 ms for 10,000 pages).
+//!
 //! Must not import `sip`, `media` or `web`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
@@ -33,6 +38,40 @@ pub struct ViewHandle(Arc<RwLock<View>>);
 pub(crate) struct View {
     book: Book,
     subs: Subscribers,
+    /// Bells to ring once the write lock is released (see [`ViewWrite`]).
+    due: Vec<Bell>,
+}
+
+type Bell = Arc<watch::Sender<u64>>;
+
+/// The write lock on the view; dropping it releases the lock, then rings the bells the
+/// writer queued ([`View::ring`]).
+pub(crate) struct ViewWrite<'a>(Option<RwLockWriteGuard<'a, View>>);
+
+impl Deref for ViewWrite<'_> {
+    type Target = View;
+    fn deref(&self) -> &View {
+        self.0.as_ref().expect("held until drop")
+    }
+}
+
+impl DerefMut for ViewWrite<'_> {
+    fn deref_mut(&mut self) -> &mut View {
+        self.0.as_mut().expect("held until drop")
+    }
+}
+
+impl Drop for ViewWrite<'_> {
+    fn drop(&mut self) {
+        let due = match self.0.as_mut() {
+            Some(view) if !view.due.is_empty() => std::mem::take(&mut view.due),
+            _ => return,
+        };
+        self.0 = None;
+        for bell in due {
+            bell.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
 }
 
 /// Contacts with live readers and where each holds a place, so a change in a line wakes
@@ -46,7 +85,7 @@ struct Subscribers {
 
 #[derive(Debug)]
 struct Sub {
-    bell: watch::Sender<u64>,
+    bell: Bell,
     place: Option<(usize, LineKey)>,
 }
 
@@ -59,6 +98,7 @@ impl ViewHandle {
                 by_contact: HashMap::new(),
                 in_line: vec![BTreeSet::new(); queues],
             },
+            due: Vec::new(),
         })))
     }
 
@@ -68,8 +108,8 @@ impl ViewHandle {
         self.0.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, View> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn write(&self) -> ViewWrite<'_> {
+        ViewWrite(Some(self.0.write().unwrap_or_else(|e| e.into_inner())))
     }
 
     /// The committed status of a contact (live, or ended and still remembered).
@@ -91,6 +131,7 @@ impl ViewHandle {
             return Some(sub.bell.subscribe());
         }
         let (bell, rx) = watch::channel(0);
+        let bell = Arc::new(bell);
         if let Some((i, key)) = place {
             subs.in_line[i].insert((key, id.clone()));
         }
@@ -162,14 +203,16 @@ impl View {
         rings
     }
 
-    /// Rings the subscribers a batch concerned: O(touched + subscribers behind a change).
+    /// Queues the bells of the subscribers a batch concerned, rung when the write lock is
+    /// released: O(touched + subscribers behind a change).
     pub(crate) fn ring(&mut self, rings: Rings) {
+        let due = &mut self.due;
         for (id, place) in rings.touched {
-            self.subs.moved(&id, place);
+            self.subs.moved(&id, place, due);
         }
         for (i, key) in rings.from.into_iter().enumerate() {
             if let Some(key) = key {
-                self.subs.ring_behind(i, key);
+                self.subs.ring_behind(i, key, due);
             }
         }
     }
@@ -183,9 +226,9 @@ impl Rings {
 }
 
 impl Subscribers {
-    /// A touched contact: ring its bell and keep its place current (or drop it when no
+    /// A touched contact: queue its bell and keep its place current (or drop it when no
     /// reader is left).
-    fn moved(&mut self, id: &ContactId, place: Option<(usize, LineKey)>) {
+    fn moved(&mut self, id: &ContactId, place: Option<(usize, LineKey)>, due: &mut Vec<Bell>) {
         let Some(sub) = self.by_contact.get_mut(id) else {
             return;
         };
@@ -196,21 +239,21 @@ impl Subscribers {
             self.by_contact.remove(id);
             return;
         }
-        sub.bell.send_modify(|n| *n = n.wrapping_add(1));
+        due.push(Arc::clone(&sub.bell));
         sub.place = place;
         if let Some((i, key)) = place {
             self.in_line[i].insert((key, id.clone()));
         }
     }
 
-    /// Rings every subscriber of queue `i` at or behind `key`; forgets those with no
-    /// reader left.
-    fn ring_behind(&mut self, i: usize, key: LineKey) {
+    /// Queues the bell of every subscriber of queue `i` at or behind `key`; forgets those
+    /// with no reader left.
+    fn ring_behind(&mut self, i: usize, key: LineKey, due: &mut Vec<Bell>) {
         let mut gone = Vec::new();
         for (k, id) in self.in_line[i].range((key, ContactId::MIN)..) {
             match self.by_contact.get(id) {
                 Some(sub) if sub.bell.receiver_count() > 0 => {
-                    sub.bell.send_modify(|n| *n = n.wrapping_add(1));
+                    due.push(Arc::clone(&sub.bell));
                 }
                 _ => gone.push((*k, id.clone())),
             }

@@ -14,7 +14,11 @@ use serde_json::json;
 use crate::centre::{Command, CommandError, CommandRequest, ContactId, ContactStatus};
 
 use super::forms::{self, FieldError};
+use super::public::PublicStatus;
 use super::{AppState, Client, Session, agent_api, csrf, limit, sse, words};
+
+/// What `axum::Json` sends as the content type.
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// Every route served under `/api/`, as (method, path).
 pub const API_ROUTES: &[(&str, &str)] = &[
@@ -193,7 +197,9 @@ impl IntoResponse for AppError {
         body["detail"] = json!(detail);
         match &self {
             AppError::Invalid { field, .. } => body["field"] = json!(field),
-            AppError::NotAllowed { current, .. } => body["current"] = sse::status_json(current),
+            AppError::NotAllowed { current, .. } => {
+                body["current"] = PublicStatus::new(current).to_value();
+            }
             _ => {}
         }
         let mut response = (
@@ -242,9 +248,10 @@ async fn contact(
 ) -> Response {
     match find(&state, ip, &raw).await {
         Ok((id, status)) => {
-            let mut body = sse::status_json(&status);
-            body["csrf"] = json!(csrf::token(&state.web.secret, &session.id, id.as_str()));
-            session.apply(axum::Json(body).into_response())
+            let token = csrf::token(&state.web.secret, &session.id, id.as_str());
+            let body = PublicStatus::new(&status).with_csrf(token).to_vec();
+            let response = ([(header::CONTENT_TYPE, JSON)], body).into_response();
+            session.apply(response)
         }
         Err(e) => e.into_response(),
     }
@@ -322,7 +329,7 @@ async fn action(
     }
     Ok(axum::Json(json!({
         "confirmation": confirmation,
-        "status": sse::status_json(&status),
+        "status": PublicStatus::new(&status).to_value(),
     }))
     .into_response())
 }

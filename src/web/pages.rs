@@ -28,15 +28,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/c/{id}/events", get(super::sse::page_events))
 }
 
+const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+
 /// Renders a template with a status code; a template failure is a logged 500.
 pub(crate) fn render<T: Template>(status: StatusCode, page: &T) -> Response {
     match page.render() {
-        Ok(html) => (
-            status,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            html,
-        )
-            .into_response(),
+        Ok(html) => (status, [(header::CONTENT_TYPE, HTML)], html).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "a page template failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.").into_response()
@@ -595,6 +592,14 @@ impl StatusPage {
         let email_form = text_form(ActionKind::Email);
         let webform_form = text_form(ActionKind::WebForm);
         let cancel_callback = has(ActionKind::CancelCallback);
+        // A key only for a form the page shows (the template uses none of the others).
+        let id_for = |k: ActionKind| {
+            if has(k) {
+                forms::fresh_command_id()
+            } else {
+                String::new()
+            }
+        };
         StatusPage {
             number: status.id.to_string(),
             number_grouped: group(&status.id),
@@ -605,12 +610,12 @@ impl StatusPage {
             version: status.version,
             csrf: csrf::token(secret, session, status.id.as_str()),
             command_ids: CommandIds {
-                move_queue: forms::fresh_command_id(),
-                callback: forms::fresh_command_id(),
-                change_callback: forms::fresh_command_id(),
-                cancel_callback: forms::fresh_command_id(),
-                email: forms::fresh_command_id(),
-                web_form: forms::fresh_command_id(),
+                move_queue: id_for(ActionKind::MoveQueue),
+                callback: id_for(ActionKind::Callback),
+                change_callback: id_for(ActionKind::ChangeCallback),
+                cancel_callback: id_for(ActionKind::CancelCallback),
+                email: id_for(ActionKind::Email),
+                web_form: id_for(ActionKind::WebForm),
             },
             move_form,
             callback_form,

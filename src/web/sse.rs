@@ -1,43 +1,32 @@
 //! Server-sent events: a contact's status, sent whenever the centre publishes a snapshot
 //! in which that contact changed (version, position, estimate or state). No polling: the
-//! stream waits on the centre's `watch` channel.
+//! stream waits on the contact's bell in the read view.
+//!
+//! The event bytes are written here rather than through axum's `Sse`/`Event`: one buffer per
+//! event holding `event: status\ndata: {json}\n\n`, the JSON serialized straight into it
+//! ([`PublicStatus`]). With 10,000 live pages one change means 10,000 events, so the per-event
+//! cost is the fan-out's latency.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use tokio::sync::watch;
 
 use crate::centre::{ContactId, ContactState, ContactStatus, ViewHandle, WaitEstimate};
 
-use super::{AppState, Client, api, pages, words};
+use super::public::PublicStatus;
+use super::{AppState, Client, api, pages};
 
-/// The status JSON both the API and the events send: the centre's status plus the
-/// plain-words texts (`display`) the page shows.
-pub fn status_json(status: &ContactStatus) -> serde_json::Value {
-    let mut v = serde_json::to_value(status).unwrap_or_default();
-    if let Some(map) = v.as_object_mut() {
-        // The raw SIP From/P-Asserted-Identity is for the centre and agents, not for
-        // whoever holds the contact number.
-        map.remove("caller");
-        // Phone numbers only as their last digits (see `words::masked`).
-        if let Some(n) = status.default_callback_number.as_deref() {
-            map.insert("default_callback_number".into(), words::masked(n).into());
-        }
-        if let Some(crate::centre::Substitute::Callback { number, .. }) = &status.substitute
-            && let Some(sub) = map.get_mut("substitute").and_then(|v| v.as_object_mut())
-        {
-            sub.insert("number".into(), words::masked(number).into());
-        }
-        map.insert(
-            "display".into(),
-            serde_json::to_value(words::display(status)).unwrap_or_default(),
-        );
-    }
-    v
-}
+/// A comment line this often keeps proxies from closing a quiet stream (axum's default).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+const EVENT_HEAD: &[u8] = b"event: status\ndata: ";
+const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 
 /// What, when it changes, is worth an event.
 type Key = (u64, Option<u32>, u32, WaitEstimate, ContactState);
@@ -46,32 +35,47 @@ fn key(s: &ContactStatus) -> Key {
     (s.version, s.position, s.ahead, s.estimate, s.state)
 }
 
-fn event(status: &ContactStatus) -> Event {
-    Event::default()
-        .event("status")
-        .data(status_json(status).to_string())
+/// One `status` event. Compact JSON has no raw line breaks (serde_json escapes them in
+/// strings), so it is one `data:` line.
+pub fn event(status: &ContactStatus) -> Bytes {
+    let mut out = Vec::with_capacity(super::public::TYPICAL_BYTES + EVENT_HEAD.len() + 2);
+    out.extend_from_slice(EVENT_HEAD);
+    PublicStatus::new(status).write_into(&mut out);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
 }
 
 /// The first event now, then one per change; ends when the contact is forgotten or the
 /// centre stops. Woken only by the contact's own bell (see `centre::ViewHandle::subscribe`):
-/// each wake compiles this one status, so a change costs the streams it concerns.
+/// each wake compiles this one status, so a change costs the streams it concerns. A comment
+/// goes out every [`KEEP_ALIVE`], events or not: one timer per stream for its whole life,
+/// not one set and cancelled per event.
 pub fn status_stream(
     first: ContactStatus,
     view: ViewHandle,
     bell: watch::Receiver<u64>,
-) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let id: ContactId = first.id.clone();
     let first_event = event(&first);
+    let ping = Box::pin(tokio::time::sleep(KEEP_ALIVE));
     let rest = stream::unfold(
-        (bell, key(&first), id, view),
-        |(mut bell, mut last, id, view)| async move {
+        (bell, key(&first), id, view, ping),
+        |(mut bell, mut last, id, view, mut ping)| async move {
             loop {
-                bell.changed().await.ok()?;
+                tokio::select! {
+                    biased;
+                    rung = bell.changed() => rung.ok()?,
+                    () = ping.as_mut() => {
+                        ping.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE);
+                        let comment = Bytes::from_static(KEEP_ALIVE_COMMENT);
+                        return Some((Ok(comment), (bell, last, id, view, ping)));
+                    }
+                }
                 let current = view.status(&id)?;
                 let k = key(&current);
                 if k != last {
                     last = k;
-                    return Some((Ok(event(&current)), (bell, last, id, view)));
+                    return Some((Ok(event(&current)), (bell, last, id, view, ping)));
                 }
             }
         },
@@ -89,8 +93,16 @@ fn sse(state: &AppState, status: ContactStatus) -> Response {
     let status = view.status(&status.id).unwrap_or(status);
     let stop = state.web.shutdown.clone().cancelled_owned();
     let stream = futures_util::StreamExt::take_until(status_stream(status, view, bell), stop);
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Body::from_stream(stream),
+    )
         .into_response()
 }
 

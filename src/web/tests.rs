@@ -517,6 +517,48 @@ async fn events_send_the_status_first_and_again_on_change() {
 }
 
 #[tokio::test]
+async fn a_page_behind_a_change_hears_it_and_the_page_ahead_does_not() {
+    // The view rings bells after releasing its write lock (`ViewWrite`): the pages behind
+    // a change must still hear it, and only they.
+    let f = fixture().await;
+    let admit = |n: u32| NewContact {
+        queue: QueueId("support".into()),
+        media: MediaType::Voice,
+        caller: format!("sip:caller{n}@example.com"),
+        call_ref: format!("call-behind-{n}"),
+    };
+    let second = f.centre.admit(admit(2)).await.expect("admitted").id;
+    let third = f.centre.admit(admit(3)).await.expect("admitted").id;
+    let open = |id: &ContactId| {
+        let app = f.app.clone();
+        let path = format!("/api/contacts/{id}/events");
+        async move {
+            let r = get(&app, &path).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            r.into_body().into_data_stream()
+        }
+    };
+    let mut first_page = open(&f.id).await;
+    let mut third_page = open(&third).await;
+    assert!(next_chunk(&mut first_page).await.contains("You are 1st."));
+    assert!(next_chunk(&mut third_page).await.contains("You are 3rd."));
+    // The second caller hangs up: the third moves up, the first stays where it was.
+    f.centre
+        .end(second, EndReason::Abandoned)
+        .await
+        .expect("ended");
+    let moved = next_chunk(&mut third_page).await;
+    assert!(moved.contains("You are 2nd."), "{moved}");
+    // The first page's next event is its own end: nothing came for the change behind it.
+    f.centre
+        .end(f.id.clone(), EndReason::Abandoned)
+        .await
+        .expect("ended");
+    let next = next_chunk(&mut first_page).await;
+    assert!(next.contains(r#""state":"ended""#), "{next}");
+}
+
+#[tokio::test]
 async fn a_web_side_invalid_field_is_422_with_the_message() {
     let f = fixture().await;
     let r = get(&f.app, &format!("/c/{}", f.id)).await;
