@@ -45,6 +45,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 if [ "$BUILD" = 1 ]; then cargo build --release --quiet --bin holdline --example waiting_bench; fi
 "$bin/examples/waiting_bench" seed "$work/data" "$SEED" >&2
 sed -e "s/^max_calls = .*/max_calls = 10000/" -e "s/^max_contacts = .*/max_contacts = $((SEED + 200000))/" \
+  -e "s/^max_connections_per_ip = .*/max_connections_per_ip = 100000/" -e "s/^max_connections = .*/max_connections = 100000/" \
   holdline.toml >"$work/holdline.toml"
 RUST_LOG=${RUST_LOG:-warn} "$HOLDLINE_BIN" --config "$work/holdline.toml" \
   --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT --data "$work/data" >"$work/holdline.log" 2>&1 &
