@@ -116,7 +116,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    let store = SqliteStore::open(&config.data.dir)
+    let store = SqliteStore::open_with(&config.data.dir, config.data.synchronous)
         .with_context(|| format!("opening the store in {}", config.data.dir.display()))?;
     let centre_token = CancellationToken::new();
     let (centre, centre_thread) = centre::spawn(
