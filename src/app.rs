@@ -139,7 +139,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     // Before the store is opened: a second gateway must not touch the first one's calls.
     let _dir_lock = crate::store::dir_lock::DirLock::acquire(&config.data.dir)?;
-    let store = SqliteStore::open(&config.data.dir)
+    let store = SqliteStore::open_with(&config.data.dir, config.data.synchronous)
         .with_context(|| format!("opening the store in {}", config.data.dir.display()))?;
     let centre_token = CancellationToken::new();
     let (centre, centre_thread) = centre::spawn(

@@ -262,6 +262,25 @@ pub struct DataConfig {
     /// The page of an ended contact is shown for this long after it ended; its number is
     /// never handed out again either way (new numbers are checked against the store).
     pub id_retention_secs: u64,
+    /// How hard each commit holds on to the disk: "full" (the default) fsyncs the WAL at
+    /// every group commit, so nothing a caller was told is lost even to a power cut or a
+    /// kernel panic. "normal" skips that fsync (the WAL is fsynced at checkpoints only):
+    /// it still survives holdline crashing or being killed (-9), since each commit is
+    /// already written to the OS, but a power loss or kernel crash can take back the last
+    /// commits, contact numbers that callers have already heard included.
+    #[serde(default)]
+    pub synchronous: Synchronous,
+}
+
+/// [`DataConfig::synchronous`]: SQLite's `PRAGMA synchronous` for the WAL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// fsync at every commit: survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a process crash, not a power loss.
+    Normal,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -247,16 +247,48 @@ const LIST_HEADERS: &[&str] = &[
 /// The canonical long form of a header name: compact forms expanded, known names in their
 /// usual spelling, unknown names returned as given.
 pub fn canonical_name(name: &str) -> Cow<'_, str> {
+    Cow::Borrowed(known_name(name).unwrap_or(name))
+}
+
+/// [`canonical_name`] that outlives `name`: borrowed for compact and known names (nearly
+/// every header), a copy only for unknown ones.
+fn canonical_owned(name: &str) -> Cow<'static, str> {
+    known_name(name).map_or_else(|| Cow::Owned(name.to_owned()), Cow::Borrowed)
+}
+
+/// [`KNOWN`] sorted case-insensitively, for a binary search: every header of every message
+/// is looked up (parsing, then each `get`), and a linear scan of ~60 names was the
+/// hottest function of the SIP path at 1,000 calls/s.
+static KNOWN_SORTED: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    let mut known = KNOWN.to_vec();
+    known.sort_by(|a, b| cmp_ignore_ascii_case(a, b));
+    known
+});
+
+fn cmp_ignore_ascii_case(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        match x.to_ascii_lowercase().cmp(&y.to_ascii_lowercase()) {
+            std::cmp::Ordering::Equal => {}
+            other => return other,
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// The canonical spelling of a compact form or a known header name.
+fn known_name(name: &str) -> Option<&'static str> {
     if let [b] = name.as_bytes() {
         let lower = b.to_ascii_lowercase();
         if let Some((_, long)) = COMPACT.iter().find(|(c, _)| *c == lower) {
-            return Cow::Borrowed(long);
+            return Some(long);
         }
     }
-    match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(name)) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Borrowed(name),
-    }
+    let known = &*KNOWN_SORTED;
+    known
+        .binary_search_by(|k| cmp_ignore_ascii_case(k, name))
+        .ok()
+        .map(|i| known[i])
 }
 
 fn is_list_header(canonical: &str) -> bool {
@@ -315,7 +347,7 @@ pub fn split_list(value: &str) -> Vec<&str> {
 /// Header lines in arrival order, names in canonical long form, values as received (with
 /// line folding already replaced by a single space).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, String)>);
+pub struct Headers(Vec<(Cow<'static, str>, String)>);
 
 impl Headers {
     pub fn new() -> Self {
@@ -323,7 +355,7 @@ impl Headers {
     }
 
     fn matching<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a str> + 'a {
-        let wanted = canonical_name(name).into_owned();
+        let wanted = canonical_owned(name);
         self.0
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(&wanted))
@@ -359,13 +391,12 @@ impl Headers {
 
     /// Appends a line; the name is stored in canonical form.
     pub fn push(&mut self, name: impl AsRef<str>, value: impl Into<String>) {
-        let name = canonical_name(name.as_ref()).into_owned();
-        self.0.push((name, value.into()));
+        self.0.push((canonical_owned(name.as_ref()), value.into()));
     }
 
     /// Removes every line called `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
-        let wanted = canonical_name(name).into_owned();
+        let wanted = canonical_owned(name);
         let before = self.0.len();
         self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(&wanted));
         before - self.0.len()
@@ -373,7 +404,7 @@ impl Headers {
 
     /// Replaces every line called `name` by one line, at the first one's position.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
-        let wanted = canonical_name(name).into_owned();
+        let wanted = canonical_owned(name);
         match self
             .0
             .iter()
@@ -396,7 +427,7 @@ impl Headers {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.0.iter().map(|(n, v)| (n.as_ref(), v.as_str()))
     }
 
     pub fn len(&self) -> usize {
@@ -1411,6 +1442,19 @@ mod tests {
         assert_eq!(canonical_name("V"), "Via");
         assert_eq!(canonical_name("cseq"), "CSeq");
         assert_eq!(canonical_name("X-Odd"), "X-Odd");
+        // The binary search finds every known name however it is spelt, and only those.
+        for known in KNOWN {
+            assert_eq!(canonical_name(&known.to_ascii_lowercase()), *known);
+            assert_eq!(canonical_name(&known.to_ascii_uppercase()), *known);
+            let longer = format!("{known}x");
+            assert_eq!(canonical_name(&longer), longer);
+            // (A one-letter prefix may be a compact form: "T" is To.)
+            let shorter = &known[..known.len() - 1];
+            if shorter.len() > 1 && !KNOWN.contains(&shorter) {
+                assert_eq!(canonical_name(shorter), shorter);
+            }
+        }
+        assert_eq!(canonical_name(""), "");
         let mut h = Headers::new();
         h.push("l", "0");
         h.push("call-id", "abc");

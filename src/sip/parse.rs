@@ -260,8 +260,8 @@ fn read_fields(lines: &[&[u8]]) -> Fields {
         let Ok(name) = std::str::from_utf8(name) else {
             continue;
         };
-        let canonical = canonical_name(name).into_owned();
-        if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&canonical.as_str()) {
+        let canonical = canonical_name(name);
+        if ["Via", "From", "To", "Call-ID", "CSeq"].contains(&canonical.as_ref()) {
             f.echo.push(&canonical, value);
         }
         f.headers.push(&canonical, value);

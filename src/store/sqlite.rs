@@ -10,6 +10,7 @@ use crate::centre::{
     AgentId, Change, CommandId, ContactEvent, ContactId, ContactState, EndReason, MediaType,
     QueueId, Stored, StoredAgent, StoredCommand, StoredContact, Timestamp,
 };
+use crate::config::Synchronous;
 
 /// File name inside the data directory.
 pub const DB_FILE: &str = "holdline.sqlite3";
@@ -77,6 +78,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE contacts ADD COLUMN orig_position INTEGER;",
 ];
 
+/// WAL pages (4 KiB) after which a commit checkpoints the WAL into the database.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
 /// The newest schema this build understands.
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -89,8 +93,14 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/holdline.sqlite3` and brings its schema up to
-    /// date.
+    /// date; every commit is fsynced ([`Synchronous::Full`]).
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(data_dir, Synchronous::Full)
+    }
+
+    /// [`open`](Self::open) with the durability the operator chose (see
+    /// [`DataConfig::synchronous`](crate::config::DataConfig::synchronous)).
+    pub fn open_with(data_dir: &Path, synchronous: Synchronous) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Open {
             path: data_dir.to_path_buf(),
             reason: e.to_string(),
@@ -109,12 +119,22 @@ impl SqliteStore {
                 reason: format!("journal_mode is {mode}, WAL is required"),
             });
         }
-        // NORMAL would already survive a process crash or kill -9: in WAL mode the
-        // commit's frames are write()n to the log before COMMIT returns, so they sit in
-        // the OS page cache and the next open replays them. FULL adds an fsync per commit
-        // so a power cut or kernel panic cannot lose a contact number a caller has
+        // NORMAL already survives a process crash or kill -9: in WAL mode the commit's
+        // frames are write()n to the log before COMMIT returns, so they sit in the OS page
+        // cache and the next open replays them. FULL (the default) adds an fsync per
+        // commit so a power cut or kernel panic cannot lose a contact number a caller has
         // already heard; group commit makes that one fsync per batch, not per caller.
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let level = match synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", level)?;
+        // Checkpoint every ~40 MB of WAL instead of SQLite's ~4 MB: a checkpoint copies the
+        // newest version of each page once, and the pages every commit touches (index
+        // tails, the event table's last page) are rewritten in most commits, so a longer
+        // WAL copies far fewer pages per call (at 1,000 calls/s: ~4x fewer WAL reads, ~10%
+        // fewer writes). Costs up to 40 MB of disk and a longer replay after a crash.
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         // Another process (a backup, an operator's shell) may hold the lock briefly.
         conn.busy_timeout(Duration::from_secs(5))?;
         migrate(&mut conn)?;
@@ -652,6 +672,22 @@ mod tests {
             memory.load_since(Timestamp(u64::MAX / 4)).expect("load"),
             live
         );
+    }
+
+    #[test]
+    fn synchronous_is_full_unless_the_operator_chose_normal() {
+        let level = |store: &SqliteStore| -> i64 {
+            store
+                .conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .expect("pragma")
+        };
+        let dir = TempDir::new("sqlite-synchronous");
+        // SQLite's numbers: 1 NORMAL, 2 FULL.
+        assert_eq!(level(&SqliteStore::open(dir.path()).expect("open")), 2);
+        let mut normal = SqliteStore::open_with(dir.path(), Synchronous::Normal).expect("open");
+        assert_eq!(level(&normal), 1);
+        round_trip(&mut normal);
     }
 
     #[test]
