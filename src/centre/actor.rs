@@ -1386,7 +1386,10 @@ mod agent_tests {
             .await
             .expect("result");
         let s = handle.status(moving.id.clone()).await.expect("status");
-        assert!(s.notice.is_some_and(|n| n.contains("(busy)")));
+        assert!(matches!(
+            s.notice,
+            Some(crate::centre::Notice::TransferFailed { ref detail, .. }) if detail == "busy"
+        ));
         handle
             .end(moving.id.clone(), EndReason::Abandoned)
             .await

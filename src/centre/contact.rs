@@ -382,7 +382,7 @@ pub struct ContactStatus {
     /// its place here until the move is confirmed.
     pub transferring: Option<String>,
     /// Something the caller should be told, e.g. that a move to another site failed.
-    pub notice: Option<String>,
+    pub notice: Option<Notice>,
     /// Call-back attempts so far, oldest first.
     pub attempts: Vec<CallbackAttempt>,
     /// A call-back is not tried again before this.
@@ -535,4 +535,16 @@ mod tests {
         assert_eq!(MediaType::Voice.label(), "voice call");
         assert!("fax".parse::<MediaType>().is_err());
     }
+}
+
+/// Something the caller should be told about their contact, in the centre's terms (the
+/// page says it in words: `web::words::notice`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// A move of the live call to another site's queue (`queue_name`) failed; the contact
+    /// keeps its place here. `detail` is the far end's answer ("busy", "rejected (503)").
+    TransferFailed { queue_name: String, detail: String },
+    /// A notice stored by an older version, in its own words.
+    Text { text: String },
 }

@@ -26,7 +26,7 @@ use super::command::{
 };
 use super::contact::{
     CallbackAttempt, ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact,
-    QueueId, Timestamp,
+    Notice, QueueId, Timestamp,
 };
 use super::estimate::HandleTimeAverage;
 use super::queue::{CentreConfig, LineKey, Queue, RISE_MARKS, Rise, saturating_u32};

@@ -93,7 +93,7 @@ pub use command::{
 };
 pub use contact::{
     CallbackAttempt, ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType,
-    NewContact, QueueId, Timestamp,
+    NewContact, Notice, QueueId, Timestamp,
 };
 pub use core::{
     Admit, AgentInput, AgentOp, Centre, CentreError, Change, ContactEvent, Counters, End,

@@ -58,7 +58,7 @@ pub struct StoredContact {
     pub transferring: Option<QueueId>,
     /// What the caller should be told (a failed move to another site).
     #[serde(default)]
-    pub notice: Option<String>,
+    pub notice: Option<super::contact::Notice>,
     /// The SIP Call-ID the contact arrived with (the queue log's callid); `call_ref`
     /// changes when a disconnected caller rejoins. Empty in rows from before it was kept:
     /// `call_ref` stands in.

@@ -288,8 +288,11 @@ fn a_failed_transfer_keeps_the_place_and_tells_the_caller() {
     assert_eq!(s.state, ContactState::Queued);
     assert_eq!((s.position, s.transferring.clone()), (Some(1), None));
     assert_eq!(
-        s.notice.as_deref(),
-        Some("We could not move your call to Paris office (busy). You keep your place here.")
+        s.notice,
+        Some(Notice::TransferFailed {
+            queue_name: "Paris office".into(),
+            detail: "busy".into()
+        })
     );
     assert!(s.live_call && !s.options.is_empty());
     assert_eq!(c.status(&behind).and_then(|s| s.position), Some(2));

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use super::{Store, StoreError};
 use crate::centre::{
     AgentId, Change, CommandId, ContactEvent, ContactId, ContactState, EndReason, MediaType,
-    QueueId, Stored, StoredAgent, StoredCommand, StoredContact, Timestamp,
+    Notice, QueueId, Stored, StoredAgent, StoredCommand, StoredContact, Timestamp,
 };
 use crate::config::Synchronous;
 
@@ -221,6 +221,15 @@ fn from_sql_int(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} is negative")))
 }
 
+/// A notice is stored as JSON; rows from before it was typed hold the sentence itself.
+fn decode_notice(s: &str) -> Result<Notice, StoreError> {
+    if s.starts_with('{') {
+        from_json(s, "notice")
+    } else {
+        Ok(Notice::Text { text: s.to_owned() })
+    }
+}
+
 fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
@@ -360,7 +369,7 @@ impl RawRow {
                 .map(|t| from_sql_int(t, "next attempt").map(Timestamp))
                 .transpose()?,
             transferring: self.transferring.map(QueueId),
-            notice: self.notice,
+            notice: self.notice.as_deref().map(decode_notice).transpose()?,
             first_call_ref: self.first_call_ref.unwrap_or_default(),
             orig_position,
             entered: None,
@@ -577,7 +586,10 @@ impl Store for SqliteStore {
                                 .map(|t| to_sql_int(t.0, "next attempt"))
                                 .transpose()?,
                             row.transferring.as_ref().map(QueueId::as_str),
-                            row.notice,
+                            row.notice
+                                .as_ref()
+                                .map(|n| to_json(n, "notice"))
+                                .transpose()?,
                             row.first_call_ref,
                             i64::from(row.orig_position),
                         ])?;
@@ -953,7 +965,10 @@ mod tests {
         }];
         row.next_attempt_at = Some(Timestamp(9));
         row.transferring = Some(QueueId("paris".into()));
-        row.notice = Some("note".into());
+        row.notice = Some(Notice::TransferFailed {
+            queue_name: "Paris office".into(),
+            detail: "busy".into(),
+        });
         row.first_call_ref = "c0".into();
         row.orig_position = 4;
         row.state = ContactState::Ended {
@@ -965,7 +980,21 @@ mod tests {
             .expect("new columns");
         drop(store);
         let mut store = SqliteStore::open(dir.path()).expect("reopen");
-        assert_eq!(store.load().expect("load").contacts, [row]);
+        assert_eq!(store.load().expect("load").contacts, [row.clone()]);
+        // A notice an older version stored as its sentence is read back as that text.
+        store
+            .conn
+            .execute(
+                "UPDATE contacts SET notice = 'We could not move your call.' WHERE id = ?1",
+                [row.id.as_str()],
+            )
+            .expect("old notice");
+        assert_eq!(
+            store.load().expect("load").contacts[0].notice,
+            Some(Notice::Text {
+                text: "We could not move your call.".into()
+            })
+        );
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub struct PublicStatus<'a> {
     media: MediaType,
     move_targets: &'a [MoveTarget],
     next_attempt: Option<Timestamp>,
-    notice: &'a Option<String>,
+    /// In words (the JSON API has always carried the sentence).
+    notice: Option<String>,
     options: &'a [ActionKind],
     position: Option<u32>,
     position_rise: &'a Option<PositionRise>,
@@ -125,7 +126,7 @@ impl<'a> PublicStatus<'a> {
             media: *media,
             move_targets,
             next_attempt: *next_attempt,
-            notice,
+            notice: notice.as_ref().map(words::notice),
             options,
             position: *position,
             position_rise,

@@ -4,9 +4,22 @@
 use serde::Serialize;
 
 use crate::centre::{
-    Asked, Confirmation, ContactState, ContactStatus, EndReason, Problem, Refusal, RiseReason,
-    Snapshot, Substitute, Timestamp, WaitEstimate, Window,
+    Asked, Confirmation, ContactState, ContactStatus, EndReason, Notice, Problem, Refusal,
+    RiseReason, Snapshot, Substitute, Timestamp, WaitEstimate, Window,
 };
+
+/// What the centre wants the caller to know now, in words.
+pub fn notice(n: &Notice) -> String {
+    match n {
+        Notice::TransferFailed { queue_name, detail } if detail.is_empty() => {
+            format!("We could not move your call to {queue_name}. You keep your place here.")
+        }
+        Notice::TransferFailed { queue_name, detail } => format!(
+            "We could not move your call to {queue_name} ({detail}). You keep your place here."
+        ),
+        Notice::Text { text } => text.clone(),
+    }
+}
 
 /// Why a command is not allowed now, as the end of "That was not done: ...".
 pub fn refusal(reason: Refusal) -> &'static str {
@@ -387,7 +400,7 @@ pub fn display(status: &ContactStatus) -> Display {
         queue: queue(status),
         media: status.media.label().to_owned(),
         state,
-        notice: status.notice.clone().unwrap_or_default(),
+        notice: status.notice.as_ref().map(notice).unwrap_or_default(),
         attempts: status
             .attempts
             .iter()
@@ -722,10 +735,13 @@ pub(crate) mod tests {
         assert_eq!(d.notice, "");
 
         s.transferring = None;
-        s.notice = Some("We could not move your call to Paris office (busy).".into());
+        s.notice = Some(Notice::TransferFailed {
+            queue_name: "Paris office".into(),
+            detail: "busy".into(),
+        });
         assert_eq!(
             display(&s).notice,
-            "We could not move your call to Paris office (busy)."
+            "We could not move your call to Paris office (busy). You keep your place here."
         );
 
         s.attempts = vec![

@@ -513,16 +513,12 @@ impl Centre {
             ));
         } else {
             Counters::bump(&mut self.counters.transfers, "failed");
-            let why = if detail.is_empty() {
-                String::new()
-            } else {
-                format!(" ({detail})")
-            };
             let mut row = row;
             row.transferring = None;
-            row.notice = Some(format!(
-                "We could not move your call to {name}{why}. You keep your place here."
-            ));
+            row.notice = Some(Notice::TransferFailed {
+                queue_name: name.clone(),
+                detail: detail.to_owned(),
+            });
             row.version += 1;
             self.put_row(row.clone());
             changes.push(Change::Event(ContactEvent {
