@@ -127,10 +127,11 @@ mod tests {
 
     #[tokio::test]
     async fn binds_even_ports_round_robin_and_reports_exhaustion() {
-        // A small range in a high, rarely used area; a port taken by someone else is skipped.
+        // A small range below the kernel's ephemeral ports (32768+), which other sockets on the
+        // machine draw from at any time; a port taken by someone else is skipped.
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let ports = RtpPorts::new(ip, 41_001, 41_008);
-        assert_eq!(ports.capacity(), 4); // 41002, 41004, 41006, 41008
+        let ports = RtpPorts::new(ip, 21_001, 21_008);
+        assert_eq!(ports.capacity(), 4); // 21002, 21004, 21006, 21008
         let mut held = Vec::new();
         loop {
             match ports.bind().await {
@@ -145,7 +146,7 @@ mod tests {
         for s in &held {
             let port = s.local_addr().expect("addr").port();
             assert_eq!(port % 2, 0);
-            assert!((41_002..=41_008).contains(&port));
+            assert!((21_002..=21_008).contains(&port));
         }
         // Releasing one makes it available again.
         let freed = held.remove(0).local_addr().expect("addr").port();
