@@ -3,9 +3,19 @@
 //! Contact numbers are lookup secrets, so guessing them must be slow. Every lookup that
 //! finds nothing takes one token from the client's bucket (IPv6 clients grouped by /64,
 //! since one host usually owns a whole /64) and one from a global bucket. A client whose
-//! bucket (or the global one) is empty gets 429 and its lookup is not even attempted.
-//! The map of clients is bounded: when full, the oldest entry is evicted (the global
-//! bucket still caps an attacker who rotates addresses).
+//! bucket is empty gets 429 and its lookup is not even attempted.
+//!
+//! **The global bucket binds only clients that have failed before.** A client with no
+//! failure on record is served even when an attack has spent the global bucket: otherwise
+//! 60 addresses inside their own budgets locked every honest caller out. Its first failure
+//! puts it on record (and takes a global token), and from then on the global bucket binds
+//! it too. So each attacking address gets one lookup outside the global budget per
+//! [`REMEMBER`] (the README's arithmetic counts it).
+//!
+//! The map of clients is bounded. A record is kept at least [`REMEMBER`] after its last
+//! failure; when the map is full of such records, a new client gets no record and is
+//! treated as one that failed before (the global bucket binds it), so rotating addresses
+//! beyond the map's size buys an attacker nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
@@ -37,6 +47,9 @@ impl Default for RateLimits {
         }
     }
 }
+
+/// How long a client's failures are remembered after its last one.
+pub const REMEMBER: Duration = Duration::from_secs(3600);
 
 /// A token bucket: `capacity` tokens, refilled at `rate` tokens per second.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,11 +131,13 @@ impl Limiter {
 
     /// Whether `ip` may attempt a lookup now; `Err(retry_after)` if not. Takes nothing.
     pub fn check(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
-        let client = self
-            .clients
-            .get_mut(&client_key(ip))
-            .and_then(|b| b.wait(now));
-        let global = self.global.wait(now);
+        let key = client_key(ip);
+        let on_record = self.clients.contains_key(&key);
+        let client = self.clients.get_mut(&key).and_then(|b| b.wait(now));
+        // A client never seen failing is served whatever others did, unless there is no
+        // room left to put it on record.
+        let fresh = !on_record && self.clients.len() < self.limits.max_clients.max(1);
+        let global = if fresh { None } else { self.global.wait(now) };
         match (client, global) {
             (None, None) => Ok(()),
             (a, b) => Err(a.unwrap_or_default().max(b.unwrap_or_default())),
@@ -137,13 +152,18 @@ impl Limiter {
             bucket.take(now);
             return;
         }
+        // Room is made only from records past REMEMBER; failing that, no record (and the
+        // client stays bound by the global bucket, see `check`).
         while self.clients.len() >= self.limits.max_clients.max(1) {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.clients.remove(&old);
-                }
-                None => break,
+            let Some(&old) = self.order.front() else {
+                break;
+            };
+            let last = self.clients.get(&old).map(|b| b.updated);
+            if last.is_some_and(|t| now.saturating_duration_since(t) < REMEMBER) {
+                return;
             }
+            self.order.pop_front();
+            self.clients.remove(&old);
         }
         let mut bucket = TokenBucket::full(
             self.limits.per_client_burst,
@@ -203,19 +223,41 @@ mod tests {
     }
 
     #[test]
-    fn the_global_bucket_caps_many_clients() {
+    fn the_global_bucket_caps_many_clients_once_they_have_failed() {
         let t0 = Instant::now();
         let mut l = Limiter::new(RateLimits::default(), t0);
         for i in 0..60u8 {
             assert_eq!(l.check(ip(i), t0), Ok(()));
             l.record_failure(ip(i), t0);
         }
-        let wait = l.check(ip(200), t0).expect_err("global burst spent");
+        // Those 60 failed before: the spent global bucket binds them.
+        let wait = l.check(ip(0), t0).expect_err("global burst spent");
         assert_eq!(retry_after_secs(wait), 1);
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(l.check(ip(200), t1), Ok(()));
-        l.record_failure(ip(200), t1);
-        assert!(l.check(ip(201), t1).is_err());
+        assert_eq!(l.check(ip(0), t1), Ok(()));
+        l.record_failure(ip(0), t1);
+        assert!(l.check(ip(1), t1).is_err());
+    }
+
+    /// The attack: 60 addresses, each inside its own budget, spend the global
+    /// bucket; an honest caller from a fresh address is still served, and each attacking
+    /// address gets nothing more outside the global budget.
+    #[test]
+    fn attackers_spending_the_global_bucket_do_not_lock_out_a_fresh_address() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(RateLimits::default(), t0);
+        for round in 0..3 {
+            for i in 0..60u8 {
+                if l.check(ip(i), t0).is_ok() {
+                    l.record_failure(ip(i), t0);
+                }
+            }
+            assert!(l.check(ip(0), t0).is_err(), "round {round}");
+        }
+        assert_eq!(l.check(ip(200), t0), Ok(()), "an honest caller's first lookup");
+        // Had it failed, it would be bound by the global bucket like the others.
+        l.record_failure(ip(200), t0);
+        assert!(l.check(ip(200), t0).is_err());
     }
 
     #[test]
@@ -238,25 +280,29 @@ mod tests {
     }
 
     #[test]
-    fn the_client_map_is_bounded_and_evicts_the_oldest() {
+    fn the_client_map_is_bounded_and_forgets_only_old_records() {
         let t0 = Instant::now();
         let limits = RateLimits {
             max_clients: 3,
-            global_burst: 1000.0,
+            global_burst: 3.0,
+            global_per_second: 0.0,
             ..RateLimits::default()
         };
         let mut l = Limiter::new(limits, t0);
-        for _ in 0..10 {
-            l.record_failure(ip(1), t0);
+        for n in 1..=3 {
+            l.record_failure(ip(n), t0);
         }
-        l.record_failure(ip(2), t0);
-        l.record_failure(ip(3), t0);
         assert_eq!(l.clients(), 3);
-        assert!(l.check(ip(1), t0).is_err());
+        // Full of recent records: a new client gets none and is bound by the (spent)
+        // global bucket, so rotating addresses buys nothing.
+        assert!(l.check(ip(4), t0).is_err());
         l.record_failure(ip(4), t0);
         assert_eq!(l.clients(), 3);
-        assert_eq!(l.check(ip(1), t0), Ok(()), "oldest (ip 1) was evicted");
-        assert!(l.check(ip(4), t0).is_ok());
+        // An hour later the oldest record may go, and a new client is fresh again.
+        let later = t0 + REMEMBER;
+        l.record_failure(ip(5), later);
+        assert_eq!(l.clients(), 3);
+        assert!(l.check(ip(6), later).is_err(), "still full of records");
     }
 
     #[test]
