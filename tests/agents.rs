@@ -295,6 +295,9 @@ fn a_held_call_reaches_a_ready_agent_through_refer() {
 
     let v = wait_contact(&mut http, &number, "connected", |v| v["connected"] == true);
     assert_eq!(v["agent"]["name"], "Ada Lovelace", "{v}");
+    // The caller sees the agent's name, never their id (their login and SIP user name).
+    assert!(v["agent"].get("id").is_none(), "{v}");
+    assert!(!v.to_string().contains("\"ada\""), "{v}");
     let me = ada.wait_for("busy", Duration::from_secs(5), |me| {
         state_name(me) == "busy"
     });

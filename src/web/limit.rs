@@ -254,7 +254,11 @@ mod tests {
             }
             assert!(l.check(ip(0), t0).is_err(), "round {round}");
         }
-        assert_eq!(l.check(ip(200), t0), Ok(()), "an honest caller's first lookup");
+        assert_eq!(
+            l.check(ip(200), t0),
+            Ok(()),
+            "an honest caller's first lookup"
+        );
         // Had it failed, it would be bound by the global bucket like the others.
         l.record_failure(ip(200), t0);
         assert!(l.check(ip(200), t0).is_err());

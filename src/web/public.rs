@@ -9,8 +9,8 @@
 use serde::Serialize;
 
 use crate::centre::{
-    ActionKind, AgentView, CallbackAttempt, ContactId, ContactState, ContactStatus, MediaType,
-    MoveTarget, PositionRise, QueueId, Substitute, Timestamp, WaitEstimate, Window,
+    ActionKind, CallbackAttempt, ContactId, ContactState, ContactStatus, MediaType, MoveTarget,
+    PositionRise, QueueId, Substitute, Timestamp, WaitEstimate, Window,
 };
 
 use super::words::{self, Display};
@@ -23,7 +23,9 @@ pub(crate) const TYPICAL_BYTES: usize = 1536;
 /// any order.
 #[derive(Serialize)]
 pub struct PublicStatus<'a> {
-    agent: &'a Option<AgentView>,
+    /// The agent's name only: agent ids are their login (and SIP) user names, which a
+    /// caller has no use for and a password guesser would.
+    agent: Option<PublicAgent<'a>>,
     ahead: u32,
     attempts: &'a [CallbackAttempt],
     connected: bool,
@@ -53,6 +55,12 @@ pub struct PublicStatus<'a> {
     substitute: Option<PublicSubstitute<'a>>,
     transferring: &'a Option<String>,
     version: u64,
+}
+
+/// The agent as a caller sees them.
+#[derive(Serialize)]
+struct PublicAgent<'a> {
+    name: &'a str,
 }
 
 /// A substitute with a call-back's number masked; the others as the centre has them.
@@ -112,7 +120,7 @@ impl<'a> PublicStatus<'a> {
             other => PublicSubstitute::Other(other),
         });
         PublicStatus {
-            agent,
+            agent: agent.as_ref().map(|a| PublicAgent { name: &a.name }),
             ahead: *ahead,
             attempts,
             connected: *connected,
