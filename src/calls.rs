@@ -437,11 +437,13 @@ async fn call_task(
         Law::Pcmu => deps.pcmu.clone(),
         Law::Pcma => deps.pcma.clone(),
     };
+    // Media waits for the ACK (below): an INVITE from a spoofed address must not aim a
+    // stream at someone else (50 packets a second until Timer H, ~275 KB for ~400 bytes).
     let started = deps
         .announcer
         .start(StreamSpec {
             socket,
-            remote: answer.remote,
+            remote: UNSPECIFIED,
             law: answer.law,
             pt: answer.pt,
             telephone_event_pt: answer.telephone_event_pt,
@@ -473,7 +475,8 @@ async fn call_task(
     if let Some(web) = prompts.clip(&queue.web_clip) {
         intro.push(web);
     }
-    stream.enqueue(intro);
+    // Played, and the stream aimed at the caller, once the answer is acknowledged.
+    let mut intro = Some(intro);
 
     // Music is interrupted every `announce_every_secs` of music: the clock starts when the
     // spoken part ends, so a long intro or a `*` replay never gets an update queued behind it.
@@ -515,9 +518,14 @@ async fn call_task(
                         }
                     }
                 }
+                Some(CallMsg::Sip(UaEvent::Confirmed(_))) => {
+                    if let Some(intro) = intro.take() {
+                        stream.set_remote(answer.remote);
+                        stream.enqueue(intro);
+                    }
+                }
                 Some(CallMsg::Sip(
-                    UaEvent::Confirmed(_)
-                    | UaEvent::Incoming(_)
+                    UaEvent::Incoming(_)
                     | UaEvent::ReferAccepted(_)
                     | UaEvent::Progress { .. }
                     | UaEvent::Answered { .. }

@@ -23,6 +23,7 @@ pub mod auth_guard;
 pub mod endpoint;
 pub mod message;
 pub mod parse;
+pub mod reflection;
 pub mod registrar;
 pub mod transaction;
 pub mod transport;

@@ -22,6 +22,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::message::{CSeq, Headers, Method, NameAddr, Request, Response, SipUri, reason_phrase};
 use super::parse::{Invalid, Kind};
+use super::reflection::Reflection;
 use super::registrar::Registrar;
 use super::transaction::{
     InviteClientState, InviteServerState, NonInviteClientState, NonInviteServer, Retransmit, Timers,
@@ -356,6 +357,8 @@ pub struct UserAgent {
     registrar: Option<Registrar>,
     /// The earliest registrar timer already armed (one at a time in the heap).
     registrar_armed: Option<Instant>,
+    /// Which UDP sources have shown they receive our answers (see `reflection`).
+    reflection: Reflection,
 }
 
 impl UserAgent {
@@ -386,6 +389,7 @@ impl UserAgent {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             draining: false,
+            reflection: Reflection::default(),
         }
     }
 
@@ -532,7 +536,7 @@ impl UserAgent {
 
     pub fn handle_request(&mut self, now: Instant, peer: Peer, req: Request) {
         if req.method == Method::Ack {
-            self.handle_ack(now, req);
+            self.handle_ack(now, peer, req);
             return;
         }
         let key = txn_key(&req);
@@ -1289,6 +1293,21 @@ impl UserAgent {
             );
             return;
         }
+        // A UDP source that never acknowledged an answer and is past its budget: one
+        // stateless 503, no transaction, no retransmissions, no media (`reflection`).
+        if !peer.transport.reliable() && !self.reflection.allow(now, peer.remote.ip()) {
+            let mut response =
+                Response::for_request(&req, 503, "Service Unavailable (unverified source)");
+            response.set_to_tag(&self.token());
+            response
+                .headers
+                .push("Retry-After", self.config.retry_after_secs.to_string());
+            self.transmits.push_back(Transmit {
+                peer,
+                bytes: response.to_bytes(),
+            });
+            return;
+        }
         // Refused with 503 + Retry-After, the reason saying which limit: shutting down,
         // too many calls waiting to be answered (overload), or too many calls.
         let busy = if self.draining {
@@ -1682,7 +1701,7 @@ impl UserAgent {
         self.send_2xx(now, id, txn_id, response, cseq, peer.transport.reliable());
     }
 
-    fn handle_ack(&mut self, now: Instant, req: Request) {
+    fn handle_ack(&mut self, now: Instant, peer: Peer, req: Request) {
         // ACK for a non-2xx final belongs to the INVITE transaction (same branch).
         let key = TxnKey {
             method: "INVITE".into(),
@@ -1729,6 +1748,11 @@ impl UserAgent {
         if seq != Some(cseq) {
             return;
         }
+        // It carries our To tag: the source receives what we send.
+        self.reflection.verified(now, peer.remote.ip());
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         c.state = CallState::Confirmed;
         let first = !c.confirmed_reported;
         c.confirmed_reported = true;
@@ -3581,6 +3605,58 @@ mod tests {
         assert_eq!(status_of(&sent(&mut ua).pop().unwrap()), 405);
         assert!(events(&mut ua).is_empty());
         assert_eq!(ua.call_count(), 1);
+    }
+
+    #[test]
+    fn an_unverified_udp_source_past_its_budget_gets_one_stateless_503() {
+        use crate::sip::reflection::BURST;
+        let mut ua = UserAgent::new(UaConfig {
+            max_pending_calls: 10_000,
+            max_calls: 10_000,
+            ..UaConfig::default()
+        });
+        let t0 = Instant::now();
+        let n = BURST as usize + 8;
+        let mut refused = 0;
+        for i in 0..n {
+            feed(
+                &mut ua,
+                t0,
+                &request(
+                    "INVITE",
+                    &format!("z9hG4bKspoof{i}"),
+                    &format!("s{i}"),
+                    1,
+                    None,
+                    "",
+                ),
+            );
+            for msg in sent(&mut ua) {
+                if status_of(&msg) == 503 {
+                    assert!(msg.contains("unverified source"), "{msg}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(
+            refused, 8,
+            "the burst is answered, the rest refused once each"
+        );
+        assert_eq!(
+            ua.call_count(),
+            BURST as usize,
+            "no call, no state for the refused"
+        );
+        assert_eq!(ua.server_transaction_count(), BURST as usize);
+        // Nothing more is ever sent for the refused ones (no Timer G retransmissions).
+        let later = t0 + Duration::from_secs(1);
+        ua.handle_timeout(later);
+        assert!(
+            sent(&mut ua)
+                .iter()
+                .all(|m| !m.contains("unverified source")),
+            "no retransmission of the stateless 503"
+        );
     }
 
     #[test]
