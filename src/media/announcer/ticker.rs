@@ -41,6 +41,12 @@ use tokio_util::sync::CancellationToken;
 use super::{Command, Counters, FRAME, FRAME_BYTES, MediaEvent, Stream};
 use crate::media::rtp::HEADER_LEN;
 
+/// Commands applied at one tick at most. Calls arrive at a few thousand a second at the
+/// very most, i.e. around a hundred set-ups per tick, so this takes any real burst in one
+/// tick, while a flood of commands (each a hash-map operation, around a microsecond) delays
+/// the sending by a few milliseconds, not indefinitely; the rest wait for the next tick.
+const COMMANDS_PER_TICK: usize = 4_096;
+
 /// The tick schedule in both clocks: `Instant` for the sans-IO [`super::Pacer`]s, the raw
 /// `CLOCK_MONOTONIC` reading for `clock_nanosleep`. Both are the same clock on Linux (std's
 /// `Instant` reads `CLOCK_MONOTONIC`); `instant` is read first, so the sleeping deadline of
@@ -118,15 +124,20 @@ fn run(
         if token.is_cancelled() {
             break;
         }
-        // Commands first, so what arrived since the last tick plays in this one. The channel
-        // is bounded, so this ends.
-        let open = loop {
+        // Commands first, so what arrived since the last tick plays in this one; at most a
+        // bounded batch, so senders that keep the queue full cannot hold the tick back (the
+        // rest wait for the next one).
+        let mut open = true;
+        for _ in 0..COMMANDS_PER_TICK {
             match rx.try_recv() {
                 Ok(cmd) => apply(&mut streams, cmd),
-                Err(mpsc::error::TryRecvError::Empty) => break true,
-                Err(mpsc::error::TryRecvError::Disconnected) => break false,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
             }
-        };
+        }
         if !open {
             break;
         }
