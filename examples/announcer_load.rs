@@ -59,7 +59,7 @@ async fn main() -> std::io::Result<()> {
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let announcer = Announcer::spawn(token.clone(), &tracker);
+    let announcer = Announcer::spawn(token.clone(), &tracker)?;
     let prompts = Arc::new(PromptSet::embedded(Law::Pcmu));
 
     // The sinks stand in for remote phones, whose receiving costs nothing here. Read with

@@ -201,7 +201,7 @@ async fn main() -> std::io::Result<()> {
 
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let announcer = Announcer::spawn(token.clone(), &tracker);
+    let announcer = Announcer::spawn(token.clone(), &tracker)?;
     let prompts = Arc::new(PromptSet::embedded(Law::Pcmu));
 
     let mut sinks = Vec::new();

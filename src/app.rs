@@ -169,7 +169,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
     let http_local = http.local_addr()?;
 
-    let announcer = Announcer::spawn(token.clone(), &tracker);
+    let announcer = Announcer::spawn(token.clone(), &tracker).context("starting the announcer")?;
     // RTP binds where SIP listens (a wildcard listens on every address, as SIP does).
     let rtp_ip = sip_local.ip();
     let ports = Arc::new(RtpPorts::new(

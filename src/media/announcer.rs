@@ -1,17 +1,20 @@
-//! The announcer: one task paces every outgoing RTP stream.
+//! The announcer: one thread paces every outgoing RTP stream.
 //!
 //! Thousands of concurrent streams each need a 160-byte packet every 20 ms. A task and a
 //! timer per stream would mean 100k timer wake-ups a second at 2,000 calls; instead one
-//! task ticks every 20 ms on a fixed grid and, for each stream, sends the frames due by then,
-//! counted from the stream's start rounded up to that grid (so pacing never drifts and a late
-//! wake-up never finds two frames due), using non-blocking `try_send_to` so one slow socket
-//! cannot hold up the rest. Receiving is left to a small task per stream, because epoll already does
-//! the waiting for free and key presses are rare.
+//! thread ticks every 20 ms on a fixed grid and, for each stream, sends the frames due by
+//! then, counted from the stream's start rounded up to that grid (so pacing never drifts and
+//! a late wake-up never finds two frames due), using non-blocking `try_send_to` so one slow
+//! socket cannot hold up the rest. That thread is `ticker`'s, not a tokio task, so its
+//! wake-ups are as precise as the kernel's timers rather than tokio's 1 ms wheel on workers
+//! shared with everything else. Receiving is left to a small tokio task per stream, because
+//! epoll already does the waiting for free and key presses are rare.
 //!
 //! The sans-IO parts are [`Playout`] (what bytes come next) and [`Pacer`] (how many frames
-//! are due at `now`); the tokio driver only glues them to sockets and channels.
+//! are due at `now`); the thread only glues them to sockets and the command channel.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,13 +22,15 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::ports::RtpSocket;
 use super::prompts::{Law, PromptSet};
-use super::rtp::{DtmfDetector, FRAME_SAMPLES, HEADER_LEN, Packetizer, parse_rtp};
+use super::rtp::{DtmfDetector, FRAME_SAMPLES, Packetizer, parse_rtp};
+
+mod ticker;
 
 /// Bytes of G.711 in one 20 ms frame.
 pub const FRAME_BYTES: usize = FRAME_SAMPLES;
@@ -288,7 +293,7 @@ enum Command {
     Stop { id: u64, done: oneshot::Sender<()> },
 }
 
-/// One playing stream, owned by the announcer task alone.
+/// One playing stream, owned by the announcer thread alone.
 struct Stream {
     id: u64,
     socket: Arc<RtpSocket>,
@@ -302,11 +307,13 @@ struct Stream {
     token: CancellationToken,
 }
 
-/// Spawns the announcer task.
+/// Starts the announcer.
 pub struct Announcer;
 
 impl Announcer {
-    pub fn spawn(token: CancellationToken, tracker: &TaskTracker) -> AnnouncerHandle {
+    /// Starts the announcer's thread (`ticker`) and, on `tracker`, the task that joins
+    /// it once `token` is cancelled; fails only if the OS refuses a thread.
+    pub fn spawn(token: CancellationToken, tracker: &TaskTracker) -> io::Result<AnnouncerHandle> {
         Announcer::spawn_with(AnnouncerConfig::default(), token, tracker)
     }
 
@@ -314,20 +321,29 @@ impl Announcer {
         config: AnnouncerConfig,
         token: CancellationToken,
         tracker: &TaskTracker,
-    ) -> AnnouncerHandle {
+    ) -> io::Result<AnnouncerHandle> {
         let (tx, rx) = mpsc::channel(config.command_capacity.max(1));
         let counters = Arc::new(Counters::default());
-        let grid = Instant::now();
-        tracker.spawn(run(rx, grid, token.clone(), Arc::clone(&counters)));
-        AnnouncerHandle {
+        let grid = ticker::Grid::now()?;
+        let (exited_tx, exited) = oneshot::channel::<()>();
+        let thread = ticker::spawn(rx, grid, token.clone(), Arc::clone(&counters), exited_tx)?;
+        tracker.spawn(async move {
+            // Resolves when the thread has dropped everything and is returning, so the join
+            // below is immediate; on the blocking pool all the same, as it is a blocking call.
+            let _ = exited.await;
+            if let Ok(Err(_panic)) = tokio::task::spawn_blocking(move || thread.join()).await {
+                tracing::error!("the announcer thread panicked");
+            }
+        });
+        Ok(AnnouncerHandle {
             tx,
-            grid,
+            grid: grid.instant,
             next_id: Arc::new(AtomicU64::new(1)),
             token,
             tracker: tracker.clone(),
             counters,
             config,
-        }
+        })
     }
 }
 
@@ -470,134 +486,6 @@ impl Drop for StreamHandle {
         // The announcer drops cancelled streams at its next tick; no message needed, so this
         // works even when the command queue is full.
         self.token.cancel();
-    }
-}
-
-async fn run(
-    mut rx: mpsc::Receiver<Command>,
-    grid: Instant,
-    token: CancellationToken,
-    counters: Arc<Counters>,
-) {
-    let mut streams: HashMap<u64, Stream> = HashMap::new();
-    // The ticks the pacers are aligned to.
-    let mut interval = tokio::time::interval_at(grid, FRAME);
-    // The per-stream Pacer does its own catch-up from real time; extra ticks would only
-    // find nothing due.
-    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut packet = Vec::with_capacity(HEADER_LEN + FRAME_BYTES);
-    loop {
-        tokio::select! {
-            biased;
-            () = token.cancelled() => break,
-            scheduled = interval.tick() => {
-                tick(&mut streams, scheduled, &mut packet, &counters);
-            }
-            cmd = rx.recv() => {
-                let Some(cmd) = cmd else { break };
-                apply(&mut streams, cmd);
-                // Drain a batch so a burst of call set-ups costs one wake-up, but bounded so
-                // the next tick is never starved.
-                for _ in 0..256 {
-                    let Ok(cmd) = rx.try_recv() else { break };
-                    apply(&mut streams, cmd);
-                }
-                counters.streams.store(streams.len() as u64, Ordering::Relaxed);
-            }
-        }
-    }
-    streams.clear();
-    counters.streams.store(0, Ordering::Relaxed);
-}
-
-fn apply(streams: &mut HashMap<u64, Stream>, cmd: Command) {
-    match cmd {
-        Command::Start(stream) => {
-            streams.insert(stream.id, *stream);
-        }
-        Command::Enqueue { id, clips } => {
-            if let Some(s) = streams.get_mut(&id) {
-                s.playout.enqueue(clips);
-            }
-        }
-        Command::Replace { id, clips } => {
-            if let Some(s) = streams.get_mut(&id) {
-                s.playout.replace(clips);
-            }
-        }
-        Command::Remote { id, remote } => {
-            if let Some(s) = streams.get_mut(&id) {
-                s.remote = remote;
-            }
-        }
-        Command::Stop { id, done } => {
-            streams.remove(&id);
-            let _ = done.send(());
-        }
-    }
-}
-
-fn tick(
-    streams: &mut HashMap<u64, Stream>,
-    scheduled: Instant,
-    packet: &mut Vec<u8>,
-    counters: &Counters,
-) {
-    let now = Instant::now();
-    let lag = u64::try_from(now.saturating_duration_since(scheduled).as_micros()).unwrap_or(0);
-    // tokio never fires a timer early; should it ever, frames due at `scheduled` still go at
-    // this tick rather than doubling up at the next.
-    let at = now.max(scheduled);
-    let (mut sent, mut late, mut skipped, mut errors) = (0u64, 0u64, 0u64, 0u64);
-    let before = streams.len();
-    streams.retain(|_, s| !s.token.is_cancelled());
-    let mut frame = [0u8; FRAME_BYTES];
-    for s in streams.values_mut() {
-        let due = s.pacer.poll(at);
-        if due.send == 0 {
-            continue;
-        }
-        if s.remote.ip().is_unspecified() {
-            // On hold: time passes but nothing is played, so the announcement resumes
-            // where it stopped when the caller comes back.
-            s.packetizer
-                .skip(u32::try_from(due.skip + due.send).unwrap_or(u32::MAX));
-            continue;
-        }
-        if due.skip > 0 {
-            s.packetizer
-                .skip(u32::try_from(due.skip).unwrap_or(u32::MAX));
-            skipped += due.skip;
-        }
-        late += due.send - 1;
-        for _ in 0..due.send {
-            let speech_done = s.playout.next_frame(&mut frame);
-            packet.clear();
-            s.packetizer.write(&frame, s.marker, packet);
-            s.marker = false;
-            match s.socket.try_send_to(packet, s.remote) {
-                Ok(_) => sent += 1,
-                Err(_) => errors += 1,
-            }
-            if speech_done {
-                let _ = s.events.try_send(MediaEvent::SpeechDone);
-            }
-        }
-    }
-    let busy = u64::try_from(now.elapsed().as_micros()).unwrap_or(0);
-    let c = counters;
-    c.sent.fetch_add(sent, Ordering::Relaxed);
-    c.late.fetch_add(late, Ordering::Relaxed);
-    c.skipped.fetch_add(skipped, Ordering::Relaxed);
-    c.send_errors.fetch_add(errors, Ordering::Relaxed);
-    c.ticks.fetch_add(1, Ordering::Relaxed);
-    c.busy_us.fetch_add(busy, Ordering::Relaxed);
-    c.max_tick_lag_us.fetch_max(lag, Ordering::Relaxed);
-    if lag > 10_000 {
-        c.late_ticks.fetch_add(1, Ordering::Relaxed);
-    }
-    if streams.len() != before {
-        c.streams.store(streams.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -855,10 +743,12 @@ mod tests {
         socket: Arc<RtpSocket>,
     }
 
+    /// `port_base` below the kernel's ephemeral range (32768+), whose ports other sockets on
+    /// the machine take at any time; distinct per test so they run in parallel.
     async fn rig(port_base: u16) -> Rig {
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let announcer = Announcer::spawn(token.clone(), &tracker);
+        let announcer = Announcer::spawn(token.clone(), &tracker).expect("announcer");
         let sink = UdpSocket::bind("127.0.0.1:0").await.expect("sink");
         let ports = crate::media::ports::RtpPorts::new(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -896,16 +786,20 @@ mod tests {
             }
         }
 
+        /// Also checks the tracker's wait covers the announcer thread: once it returns, the
+        /// thread has dropped its streams and so their sockets (and the receive tasks theirs).
         async fn shutdown(self) {
             self.token.cancel();
             self.tracker.close();
             self.tracker.wait().await;
+            assert_eq!(Arc::strong_count(&self.socket), 1, "socket still held");
+            assert_eq!(self.announcer.stats().streams, 0);
         }
     }
 
     #[tokio::test]
     async fn stream_sends_paced_packets_with_speech_then_music() {
-        let rig = rig(43_000).await;
+        let rig = rig(23_000).await;
         let moh = PromptSet::embedded(Law::Pcmu).moh();
         let (stream, mut events) = rig.announcer.start(rig.spec(None)).await.expect("start");
         let a = pattern(333, 1);
@@ -965,7 +859,7 @@ mod tests {
 
     #[tokio::test]
     async fn star_key_is_reported_once() {
-        let rig = rig(43_400).await;
+        let rig = rig(23_400).await;
         let target = rig.socket.local_addr().expect("addr");
         let (stream, mut events) = rig
             .announcer
@@ -1007,7 +901,7 @@ mod tests {
 
     #[tokio::test]
     async fn hold_address_sends_nothing_and_start_after_shutdown_fails() {
-        let rig = rig(43_800).await;
+        let rig = rig(23_800).await;
         let mut spec = rig.spec(None);
         spec.remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 4000);
         let (stream, _events) = rig.announcer.start(spec).await.expect("start");
@@ -1022,6 +916,35 @@ mod tests {
         let again = rig.announcer.start(rig.spec(None)).await;
         assert_eq!(again.err(), Some(AnnouncerError::Closed));
         drop(stream);
+        rig.shutdown().await;
+    }
+
+    /// The pacing does not depend on the tokio runtime being free: with this test's only
+    /// runtime thread (`current_thread`) blocked in a synchronous receive, packets keep
+    /// arriving. The tokio-task driver sent nothing until the runtime was free again, so this
+    /// timed out; it is the property that keeps SIP, the web and the centre out of the pacing.
+    #[tokio::test]
+    async fn packets_flow_while_the_runtime_is_blocked() {
+        let rig = rig(24_200).await;
+        let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("sink");
+        sink.set_read_timeout(Some(Duration::from_secs(2)))
+            .expect("timeout");
+        let mut spec = rig.spec(None);
+        spec.remote = sink.local_addr().expect("addr");
+        let (stream, _events) = rig.announcer.start(spec).await.expect("start");
+        // From here nothing yields to the runtime until 25 packets (half a second) are in.
+        let mut buf = [0u8; 2048];
+        let mut seqs = Vec::new();
+        for i in 0..25 {
+            let n = sink
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("packet {i} while the runtime is blocked: {e}"));
+            seqs.push(parse_rtp(&buf[..n]).expect("rtp").seq);
+        }
+        for w in seqs.windows(2) {
+            assert_eq!(w[1], w[0].wrapping_add(1), "{seqs:?}");
+        }
+        stream.stop().await;
         rig.shutdown().await;
     }
 }

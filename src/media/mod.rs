@@ -6,7 +6,7 @@
 //! - [`prompts`]: the recorded clips (embedded from `prompts/`) and how sentences such as
 //!   "your contact number is 4 8 2 7" are assembled from them.
 //! - [`ports`]: the RTP port range.
-//! - [`announcer`]: one task that paces every active stream.
+//! - [`announcer`]: one thread that paces every active stream (key presses are read on tokio).
 //!
 //! This module knows nothing of SIP, the web side or the centre: the SIP front-end decides
 //! what to say and when, and hands media the clips.
