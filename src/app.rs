@@ -209,7 +209,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     } else {
         Some(format!("http://{http_local}"))
     };
+    // The caller links' key, kept in the data directory so links outlive a restart.
+    let link_key = web::link::LinkKey::load_or_create(&config.data.dir)
+        .with_context(|| format!("reading the link key in {}", config.data.dir.display()))?;
     let deps = calls::Deps {
+        link_key: link_key.clone(),
         config: config.clone(),
         centre: centre.clone(),
         sip: sip.clone(),
@@ -235,6 +239,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     // CSRF key: random per start, so tokens from before a restart are refused.
     let router = web::router(web::WebState {
+        link_key,
         centre: centre.clone(),
         secret: rand::random(),
         limits: web::RateLimits::default(),

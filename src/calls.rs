@@ -47,6 +47,8 @@ pub struct Deps {
     pub public_url: Option<String>,
     /// The port the web server actually listens on.
     pub http_port: u16,
+    /// Signs the link in the Call-Info header (`web::link`).
+    pub link_key: crate::web::link::LinkKey,
 }
 
 mod outbound;
@@ -414,7 +416,11 @@ async fn call_task(
             deps.http_port
         ),
     };
-    let call_info = format!("<{base}/c/{id}>;purpose=info");
+    // The link carries its token: opening it never spends the guessing budget.
+    let call_info = format!(
+        "<{base}/c/{id}?k={}>;purpose=info",
+        deps.link_key.token(&id)
+    );
     // Answer only if the caller is still there; a CANCEL may have crossed the admission.
     if let Err(e) = deps
         .sip

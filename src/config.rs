@@ -224,8 +224,8 @@ fn default_udp_recv_buffer() -> usize {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Base URL of the caller pages as the caller's browser reaches them; the 200 OK's
-    /// Call-Info points at `{public_url}/c/{contact number}`. Empty: derived from the listen
-    /// address (with 127.0.0.1 in place of a wildcard).
+    /// Call-Info points at `{public_url}/c/{contact number}?k={token}`. Empty: derived from
+    /// the listen address (with 127.0.0.1 in place of a wildcard).
     #[serde(default)]
     pub public_url: String,
     /// Open connections in all; past it a new one is closed at once.

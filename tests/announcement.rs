@@ -45,7 +45,11 @@ fn check_call(law: Law) {
         caller.call_info
     );
     assert!(caller.number.bytes().all(|b| b.is_ascii_digit()));
-    assert!(caller.call_info.contains(&format!("/c/{}>", caller.number)));
+    assert!(
+        caller
+            .call_info
+            .contains(&format!("/c/{}?k=", caller.number))
+    );
     assert!(caller.call_info.ends_with(";purpose=info"));
 
     let mut refs = contact_number_clips(&caller.number, Pauses::default());

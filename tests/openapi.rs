@@ -72,6 +72,7 @@ async fn the_router_answers_every_documented_route_itself() {
         limits: RateLimits::default(),
         shutdown: CancellationToken::new(),
         agents: Vec::new(),
+        link_key: holdline::web::link::LinkKey::random(),
     });
     let ask = |method: &str, path: &str| {
         let uri = path.replace("{id}", "000000000000");

@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
@@ -226,17 +226,35 @@ impl IntoResponse for AppError {
     }
 }
 
-/// A path's contact number, checked, and looked up within the rate limit.
+/// A path's contact number, checked, and looked up as `pages::find` does (the budget is
+/// skipped for the link's token or a client that proved the number).
 pub(crate) async fn find(
     state: &AppState,
     ip: std::net::IpAddr,
+    session: Option<&str>,
+    token: Option<&str>,
     raw: &str,
 ) -> Result<(ContactId, ContactStatus), AppError> {
-    state.gate(ip).map_err(|wait| AppError::RateLimited {
-        retry_after_secs: limit::retry_after_secs(wait),
-    })?;
-    let id: ContactId = raw.parse().map_err(|_| AppError::NotFound)?;
-    let status = state.lookup(ip, &id).await.ok_or(AppError::NotFound)?;
+    let gate = || {
+        state.gate(ip).map_err(|wait| AppError::RateLimited {
+            retry_after_secs: limit::retry_after_secs(wait),
+        })
+    };
+    let Ok(id) = raw.parse::<ContactId>() else {
+        // Malformed: no lookup, but a client over its budget hears that first, as before.
+        gate()?;
+        return Err(AppError::NotFound);
+    };
+    let status = if state.vouched(session, token, &id) {
+        state.web.centre.status(id.clone()).await
+    } else {
+        gate()?;
+        state.lookup(ip, &id).await
+    }
+    .ok_or(AppError::NotFound)?;
+    if let Some(s) = session {
+        state.prove(s, &id);
+    }
     Ok((id, status))
 }
 
@@ -245,8 +263,10 @@ async fn contact(
     Client(ip): Client,
     session: Session,
     Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    match find(&state, ip, &raw).await {
+    let token = super::link::token_in(query.as_deref());
+    match find(&state, ip, Some(session.id.as_str()), token, &raw).await {
         Ok((id, status)) => {
             let token = csrf::token(&state.web.secret, &session.id, id.as_str());
             let body = PublicStatus::new(&status).with_csrf(token).to_vec();
@@ -274,10 +294,16 @@ async fn action(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    state.gate(ip).map_err(|wait| AppError::RateLimited {
-        retry_after_secs: limit::retry_after_secs(wait),
-    })?;
-    let id: ContactId = raw.parse().map_err(|_| AppError::NotFound)?;
+    let id = raw.parse::<ContactId>().ok();
+    let proven = id
+        .as_ref()
+        .is_some_and(|id| Session::from_headers(&headers).is_some_and(|s| state.proven(&s, id)));
+    if !proven {
+        state.gate(ip).map_err(|wait| AppError::RateLimited {
+            retry_after_secs: limit::retry_after_secs(wait),
+        })?;
+    }
+    let id = id.ok_or(AppError::NotFound)?;
     let session = Session::from_headers(&headers).ok_or(AppError::Forbidden)?;
     let token = headers
         .get("x-csrf-token")

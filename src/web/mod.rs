@@ -23,6 +23,7 @@ pub mod conn_limit;
 pub mod csrf;
 pub mod forms;
 pub mod limit;
+pub mod link;
 pub mod metrics;
 pub mod pages;
 pub mod public;
@@ -71,6 +72,8 @@ pub struct WebState {
     pub shutdown: CancellationToken,
     /// Who may log in to the agent console and the agent API.
     pub agents: Vec<AgentAccount>,
+    /// Signs the caller links (Call-Info) so that opening one spends no guessing budget.
+    pub link_key: link::LinkKey,
 }
 
 /// The router's state: the given `WebState` plus what the web server keeps itself.
@@ -84,11 +87,57 @@ pub(crate) struct Shared {
     /// every console and API session issued before (see `agent::session_mac`). Bounded by
     /// the configured agents. A restart draws a new `secret`, which ends them all.
     sessions: Mutex<HashMap<String, u64>>,
+    /// Browsers that proved a contact number (its link, or a lookup that found it): their
+    /// page's own requests skip the guessing budget (see `link`).
+    proven: Mutex<Proven>,
 }
+
+/// (browser session, contact number) pairs, bounded: the oldest goes first.
+#[derive(Debug, Default)]
+struct Proven {
+    set: std::collections::HashSet<(String, ContactId)>,
+    order: VecDeque<(String, ContactId)>,
+}
+
+/// Pairs remembered at most (a few MB).
+const MAX_PROVEN: usize = 65_536;
 
 pub(crate) type AppState = Arc<Shared>;
 
 impl Shared {
+    /// `session` has shown it knows `id` (a valid link, or a lookup that found it).
+    pub(crate) fn prove(&self, session: &str, id: &ContactId) {
+        let mut p = self.proven.lock().unwrap_or_else(|e| e.into_inner());
+        let pair = (session.to_owned(), id.clone());
+        if p.set.contains(&pair) {
+            return;
+        }
+        while p.order.len() >= MAX_PROVEN {
+            if let Some(old) = p.order.pop_front() {
+                p.set.remove(&old);
+            }
+        }
+        p.set.insert(pair.clone());
+        p.order.push_back(pair);
+    }
+
+    /// Whether a request may skip the guessing budget for `id`: it carries the link's
+    /// token, or comes from a browser that proved the number before.
+    pub(crate) fn vouched(
+        &self,
+        session: Option<&str>,
+        token: Option<&str>,
+        id: &ContactId,
+    ) -> bool {
+        token.is_some_and(|t| self.web.link_key.verify(id, t))
+            || session.is_some_and(|s| self.proven(s, id))
+    }
+
+    pub(crate) fn proven(&self, session: &str, id: &ContactId) -> bool {
+        let p = self.proven.lock().unwrap_or_else(|e| e.into_inner());
+        p.set.contains(&(session.to_owned(), id.clone()))
+    }
+
     pub(crate) fn session_generation(&self, agent: &str) -> u64 {
         let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.get(agent).copied().unwrap_or(0)
@@ -179,6 +228,7 @@ pub fn router(state: WebState) -> Router {
         logins,
         done: Mutex::new(DoneCache::default()),
         sessions: Mutex::new(HashMap::new()),
+        proven: Mutex::new(Proven::default()),
     });
     pages::routes()
         .merge(api::routes())

@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -203,15 +203,31 @@ async fn lookup(
     }
 }
 
-/// A path's contact number, checked, and looked up within the rate limit.
+/// A path's contact number, checked, and looked up: within the guessing budget, unless the
+/// request carries the link's token or comes from a browser that proved the number before
+/// (`link`). A browser that finds the contact has proven it from then on.
 pub(crate) async fn find(
     state: &AppState,
     ip: std::net::IpAddr,
+    session: Option<&str>,
+    token: Option<&str>,
     raw: &str,
 ) -> Result<(ContactId, ContactStatus), Response> {
-    state.gate(ip).map_err(too_many)?;
-    let id: ContactId = raw.parse().map_err(|_| not_found())?;
-    let status = state.lookup(ip, &id).await.ok_or_else(not_found)?;
+    let Ok(id) = raw.parse::<ContactId>() else {
+        // Malformed: no lookup, but a client over its budget hears that first, as before.
+        state.gate(ip).map_err(too_many)?;
+        return Err(not_found());
+    };
+    let status = if state.vouched(session, token, &id) {
+        state.web.centre.status(id.clone()).await
+    } else {
+        state.gate(ip).map_err(too_many)?;
+        state.lookup(ip, &id).await
+    }
+    .ok_or_else(not_found)?;
+    if let Some(s) = session {
+        state.prove(s, &id);
+    }
     Ok((id, status))
 }
 
@@ -220,8 +236,10 @@ async fn status_page(
     Client(ip): Client,
     session: Session,
     Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let (_, status) = match find(&state, ip, &raw).await {
+    let token = super::link::token_in(query.as_deref());
+    let (_, status) = match find(&state, ip, Some(session.id.as_str()), token, &raw).await {
         Ok(found) => found,
         Err(r) => return r,
     };
@@ -235,7 +253,7 @@ async fn done(
     session: Session,
     Path((raw, command)): Path<(String, String)>,
 ) -> Response {
-    let (id, status) = match find(&state, ip, &raw).await {
+    let (id, status) = match find(&state, ip, Some(session.id.as_str()), None, &raw).await {
         Ok(found) => found,
         Err(r) => return r,
     };
@@ -262,10 +280,14 @@ async fn action(
     Path(raw): Path<String>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    if let Err(wait) = state.gate(ip) {
+    let id = raw.parse::<ContactId>().ok();
+    let proven = id
+        .as_ref()
+        .is_some_and(|id| Session::from_headers(&headers).is_some_and(|s| state.proven(&s, id)));
+    if !proven && let Err(wait) = state.gate(ip) {
         return too_many(wait);
     }
-    let Ok(id) = raw.parse::<ContactId>() else {
+    let Some(id) = id else {
         return not_found();
     };
     let form = match form {

@@ -11,8 +11,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use tokio::sync::watch;
@@ -109,9 +109,13 @@ fn sse(state: &AppState, status: ContactStatus) -> Response {
 pub(crate) async fn page_events(
     State(state): State<AppState>,
     Client(ip): Client,
+    headers: HeaderMap,
     Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    match pages::find(&state, ip, &raw).await {
+    let session = super::Session::from_headers(&headers);
+    let token = super::link::token_in(query.as_deref());
+    match pages::find(&state, ip, session.as_deref(), token, &raw).await {
         Ok((_, status)) => sse(&state, status),
         Err(r) => r,
     }
@@ -120,9 +124,13 @@ pub(crate) async fn page_events(
 pub(crate) async fn api_events(
     State(state): State<AppState>,
     Client(ip): Client,
+    headers: HeaderMap,
     Path(raw): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    match api::find(&state, ip, &raw).await {
+    let session = super::Session::from_headers(&headers);
+    let token = super::link::token_in(query.as_deref());
+    match api::find(&state, ip, session.as_deref(), token, &raw).await {
         Ok((_, status)) => sse(&state, status),
         Err(e) => e.into_response(),
     }

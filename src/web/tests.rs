@@ -23,6 +23,8 @@ use crate::centre::{
 use crate::store::MemoryStore;
 
 const SECRET: [u8; 32] = [42; 32];
+/// The fixture's caller-link key, so tests can make a link's token.
+const LINK_KEY: [u8; 32] = [7; 32];
 
 fn config() -> CentreConfig {
     let queue = |id: &str, name: &str| QueueSpec {
@@ -65,6 +67,7 @@ async fn fixture() -> Fixture {
         limits: RateLimits::default(),
         shutdown: CancellationToken::new(),
         agents: Vec::new(),
+        link_key: crate::web::link::LinkKey::fixed(LINK_KEY),
     });
     Fixture {
         app,
@@ -286,6 +289,50 @@ async fn unknown_and_wrong_numbers_look_the_same() {
         "application/problem+json"
     );
     assert_eq!(body(a).await, body(b).await);
+}
+
+/// The caller's link carries a token: opening it is served even from an address whose
+/// budget is spent, and the browser that opened it keeps its page's live events; a wrong
+/// token, or another browser, is no way round the limit.
+#[tokio::test]
+async fn a_link_with_its_token_skips_a_spent_budget_and_its_browser_stays_served() {
+    let f = fixture().await;
+    let unknown = unknown_number(&f.id);
+    let get_as = |uri: String, cookie: Option<&str>| {
+        let mut b = Request::get(uri);
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        let mut r = b.body(Body::empty()).expect("request");
+        r.extensions_mut().insert(from("192.0.2.9"));
+        r
+    };
+    for _ in 0..10 {
+        let r = send(&f.app, get_as(format!("/c/{unknown}"), None)).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let r = send(&f.app, get_as(format!("/c/{}", f.id), None)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wrong = format!("/c/{}?k=0000000000000000", f.id);
+    let r = send(&f.app, get_as(wrong, None)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "a wrong token");
+    let token = crate::web::link::LinkKey::fixed(LINK_KEY).token(&f.id);
+    let r = send(&f.app, get_as(format!("/c/{}?k={token}", f.id), None)).await;
+    assert_eq!(r.status(), StatusCode::OK, "the caller's link");
+    let cookie = cookies(&r)
+        .first()
+        .and_then(|c| c.split(';').next().map(str::to_owned))
+        .expect("a session cookie");
+    let r = send(&f.app, get_as(format!("/c/{}/events", f.id), Some(&cookie))).await;
+    assert_eq!(r.status(), StatusCode::OK, "the page's own live events");
+    let r = send(
+        &f.app,
+        get_as(format!("/api/contacts/{}", f.id), Some(&cookie)),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send(&f.app, get_as(format!("/c/{}/events", f.id), None)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "another browser");
 }
 
 #[tokio::test]
@@ -916,6 +963,7 @@ async fn event_streams_end_when_the_server_stops() {
         limits: RateLimits::default(),
         shutdown: stop.clone(),
         agents: Vec::new(),
+        link_key: crate::web::link::LinkKey::random(),
     });
     let r = get(&app, &format!("/c/{}/events", f.id)).await;
     let mut stream = r.into_body().into_data_stream();
@@ -969,6 +1017,7 @@ async fn agent_fixture_with(mut cfg: CentreConfig) -> Fixture {
             name: "Ada Lovelace".into(),
             password: ADA_PASSWORD.into(),
         }],
+        link_key: crate::web::link::LinkKey::random(),
     });
     Fixture {
         app,
@@ -1534,6 +1583,7 @@ async fn paris_fixture() -> Fixture {
         limits: RateLimits::default(),
         shutdown: CancellationToken::new(),
         agents: Vec::new(),
+        link_key: crate::web::link::LinkKey::random(),
     });
     Fixture {
         app,

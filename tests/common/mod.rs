@@ -533,7 +533,15 @@ impl Caller {
             .split('>')
             .next()
             .unwrap_or("");
-        let number = url.rsplit('/').next().unwrap_or("").to_owned();
+        // `…/c/NUMBER?k=TOKEN`: the token lets the link skip the guessing budget.
+        let number = url
+            .rsplit('/')
+            .next()
+            .unwrap_or("")
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .to_owned();
         let answer_sdp = ok.split("\r\n\r\n").nth(1).unwrap().to_owned();
         let port: u16 = answer_sdp
             .lines()
