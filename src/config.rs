@@ -3,6 +3,11 @@
 //! `holdline` with no arguments runs on `DEFAULT_TOML` (compiled in), so a fresh checkout
 //! needs no file. A `--config FILE` replaces the default wholesale; `--sip`, `--http` and
 //! `--data` override single fields of whichever configuration was loaded.
+//!
+//! One file of ~830 production lines on purpose: it is the one place that says what every
+//! configuration key means, its default and how it is checked, section by section in the
+//! order of `holdline.toml`; most of it is doc comments and `serde` defaults. Splitting it
+//! by section would put the cross-section checks (`validate`) away from the keys they read.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
