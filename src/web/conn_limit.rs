@@ -150,6 +150,25 @@ impl Guarded {
         self.last = Instant::now();
     }
 
+    /// A write's outcome: progress counts as activity; a write that cannot go on counts
+    /// toward the idle deadline (a client that stops reading is idle too).
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.touched();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.check_idle(cx).map(Err),
+        }
+    }
+
     /// Called when the stream has nothing: the connection ends if it has been idle for
     /// `idle`; a timer that fires after recent activity is moved to the new deadline.
     fn check_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
@@ -197,17 +216,8 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(cx, data) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.touched();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            // A client that stops reading is idle too.
-            Poll::Pending => self.check_idle(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.stream).poll_write(cx, data);
+        self.wrote(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -223,16 +233,8 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.touched();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check_idle(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
