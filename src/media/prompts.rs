@@ -71,8 +71,12 @@ pub enum WaitPhrase {
     NoAgents,
     /// "The expected wait is less than a minute."
     LessThanAMinute,
+    /// "The expected wait is up to <high> minutes."
+    UpTo { high: u32, learning: bool },
     /// "The expected wait is about <low> to <high> minutes." (or "about 1 minute").
-    Minutes { low: u32, high: u32 },
+    /// `learning`: followed by "This is a rough guide: we are still learning how long
+    /// calls take here."
+    Minutes { low: u32, high: u32, learning: bool },
 }
 
 /// Pause lengths used by the sentence builders.
@@ -165,6 +169,8 @@ clips!(
     "you_are_number",
     "in_the_queue",
     "expected_wait_about",
+    "expected_wait_up_to",
+    "still_learning",
     "to",
     "minutes",
     "minute",
@@ -267,10 +273,21 @@ pub fn position_clips(position: u32, wait: &WaitPhrase, pauses: Pauses) -> Vec<C
 }
 
 fn wait_clips(wait: &WaitPhrase) -> Vec<ClipRef> {
-    match *wait {
-        WaitPhrase::NoAgents => vec![ClipRef::Clip("no_agents")],
-        WaitPhrase::LessThanAMinute => vec![ClipRef::Clip("less_than_a_minute")],
-        WaitPhrase::Minutes { low, high } => {
+    let (mut out, learning) = match *wait {
+        WaitPhrase::NoAgents => return vec![ClipRef::Clip("no_agents")],
+        WaitPhrase::LessThanAMinute => return vec![ClipRef::Clip("less_than_a_minute")],
+        WaitPhrase::UpTo { high, learning } => {
+            let high = high.max(1);
+            let mut out = vec![ClipRef::Clip("expected_wait_up_to")];
+            out.extend(number_words(high).into_iter().map(ClipRef::Clip));
+            out.push(ClipRef::Clip(if high == 1 { "minute" } else { "minutes" }));
+            (out, learning)
+        }
+        WaitPhrase::Minutes {
+            low,
+            high,
+            learning,
+        } => {
             // Be forgiving about what the estimator hands us: an upper bound of 0 means
             // "under a minute", a lower bound of 0 would sound odd ("about zero to 3").
             let (low, high) = (low.min(high), low.max(high));
@@ -285,9 +302,13 @@ fn wait_clips(wait: &WaitPhrase) -> Vec<ClipRef> {
                 out.extend(number_words(high).into_iter().map(ClipRef::Clip));
             }
             out.push(ClipRef::Clip(if high == 1 { "minute" } else { "minutes" }));
-            out
+            (out, learning)
         }
+    };
+    if learning {
+        out.push(ClipRef::Clip("still_learning"));
     }
+    out
 }
 
 /// All clips of one law, shared cheaply (`Bytes` clones are reference counts).
@@ -529,7 +550,15 @@ mod tests {
         let p = Pauses::default();
         use ClipRef::{Clip, Silence};
         assert_eq!(
-            position_clips(3, &WaitPhrase::Minutes { low: 4, high: 6 }, p),
+            position_clips(
+                3,
+                &WaitPhrase::Minutes {
+                    low: 4,
+                    high: 6,
+                    learning: false
+                },
+                p
+            ),
             vec![
                 Clip("you_are_number"),
                 Clip("n3"),
@@ -544,15 +573,27 @@ mod tests {
             ]
         );
         assert_eq!(
-            wait_clips(&WaitPhrase::Minutes { low: 1, high: 1 }),
+            wait_clips(&WaitPhrase::Minutes {
+                low: 1,
+                high: 1,
+                learning: false
+            }),
             vec![Clip("expected_wait_about"), Clip("n1"), Clip("minute")]
         );
         assert_eq!(
-            wait_clips(&WaitPhrase::Minutes { low: 5, high: 5 }),
+            wait_clips(&WaitPhrase::Minutes {
+                low: 5,
+                high: 5,
+                learning: false
+            }),
             vec![Clip("expected_wait_about"), Clip("n5"), Clip("minutes")]
         );
         assert_eq!(
-            wait_clips(&WaitPhrase::Minutes { low: 0, high: 0 }),
+            wait_clips(&WaitPhrase::Minutes {
+                low: 0,
+                high: 0,
+                learning: false
+            }),
             vec![Clip("less_than_a_minute")]
         );
         assert_eq!(wait_clips(&WaitPhrase::NoAgents), vec![Clip("no_agents")]);

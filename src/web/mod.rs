@@ -244,15 +244,22 @@ pub fn router(state: WebState) -> Router {
         .with_state(shared)
 }
 
-/// Liveness plus the figures an operator checks first: contacts waiting per queue.
+/// Liveness plus the figures an operator checks first: contacts waiting per queue, and how
+/// honest its wait estimates have been over the last hour and day.
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     let snapshot = state.web.centre.snapshots().borrow().clone();
     let queues: Vec<_> = snapshot
         .queues
         .iter()
-        .map(
-            |q| json!({ "id": q.id.0, "name": q.name, "waiting": q.waiting, "staffed": q.staffed }),
-        )
+        .map(|q| {
+            json!({
+                "id": q.id.0,
+                "name": q.name,
+                "waiting": q.waiting,
+                "staffed": q.staffed,
+                "estimate_accuracy": { "hour": q.accuracy_hour, "day": q.accuracy_day },
+            })
+        })
         .collect();
     Json(json!({ "status": "ok", "queues": queues }))
 }

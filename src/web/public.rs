@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::centre::{
     ActionKind, CallbackAttempt, ContactId, ContactState, ContactStatus, MediaType, MoveTarget,
-    PositionRise, QueueId, Substitute, Timestamp, WaitEstimate, Window,
+    PositionRise, QueueId, Substitute, Timestamp, WaitEstimate, WaitRise, Window,
 };
 
 use super::words::{self, Display};
@@ -55,6 +55,8 @@ pub struct PublicStatus<'a> {
     substitute: Option<PublicSubstitute<'a>>,
     transferring: &'a Option<String>,
     version: u64,
+    /// Fewer agents work now than when the contact joined (also in `display.rise`).
+    wait_rise: &'a Option<WaitRise>,
 }
 
 /// The agent as a caller sees them.
@@ -104,6 +106,7 @@ impl<'a> PublicStatus<'a> {
             move_targets,
             default_callback_number,
             position_rise,
+            wait_rise,
             agent,
             connected,
             transferring,
@@ -146,6 +149,7 @@ impl<'a> PublicStatus<'a> {
             substitute,
             transferring,
             version: *version,
+            wait_rise,
         }
     }
 

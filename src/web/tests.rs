@@ -645,6 +645,8 @@ fn all_options(mut s: ContactStatus) -> ContactStatus {
         estimate: WaitEstimate::Range {
             low_secs: 120,
             high_secs: 180,
+            expected_secs: 150,
+            learning: false,
         },
         remote: false,
     }];
@@ -656,10 +658,10 @@ fn a_queued_page_offers_its_controls() {
     let page = rendered(&all_options(hand_status(3, 2)), View::default());
     for needle in [
         "You are 3rd. 2 callers are ahead of you.",
-        "about 4–6 minutes",
+        "about 4 to 6 minutes",
         r#"<form id="move-form""#,
         r#"<select id="move-to" name="to">"#,
-        r#"<option value="sales">Sales — English: about 2–3 minutes (you would be 1st)</option>"#,
+        r#"<option value="sales">Sales — English: about 2 to 3 minutes (you would be 1st)</option>"#,
         r#"<form id="callback-form""#,
         // The caller's own number is never shown in full: an empty field means "mine".
         r#"id="callback-number" name="number" type="tel" autocomplete="tel" maxlength="32" value="""#,

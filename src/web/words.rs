@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::centre::{
     Asked, Confirmation, ContactState, ContactStatus, EndReason, Notice, Problem, Refusal,
-    RiseReason, Snapshot, Substitute, Timestamp, WaitEstimate, Window,
+    RiseReason, Snapshot, Spoken, Substitute, Timestamp, WaitEstimate, Window,
 };
 
 /// What the centre wants the caller to know now, in words.
@@ -143,36 +143,50 @@ pub fn position(status: &ContactStatus) -> String {
 
 /// Why the place number went up, if it did and the contact still has a place.
 pub fn rise(status: &ContactStatus) -> Option<String> {
-    let rise = status.position_rise.as_ref()?;
     status.position?;
-    let why = match rise.reason {
-        RiseReason::SeniorJoined => "a caller who has waited longer joined your queue",
-        RiseReason::AgentsLeft => "fewer agents are available",
-    };
-    Some(format!(
-        "Your place changed from {} to {} because {why}.",
-        ordinal(rise.from),
-        ordinal(rise.to)
-    ))
+    let place = status.position_rise.as_ref().map(|rise| {
+        let why = match rise.reason {
+            RiseReason::SeniorJoined => "a caller who has waited longer joined your queue",
+            RiseReason::AgentsLeft => "fewer agents are available",
+        };
+        format!(
+            "Your place changed from {} to {} because {why}.",
+            ordinal(rise.from),
+            ordinal(rise.to)
+        )
+    });
+    let wait = status.wait_rise.map(|w| {
+        format!(
+            "Your wait grew because fewer agents are taking calls now ({}) than when you joined ({}).",
+            w.agents_now, w.agents_then
+        )
+    });
+    match (place, wait) {
+        (Some(p), Some(w)) => Some(format!("{p} {w}")),
+        (p, w) => p.or(w),
+    }
 }
 
-/// "about 4–6 minutes", "less than a minute", or "No agents are available at the moment."
+/// The wait in words, as the phone says it (both from [`WaitEstimate::spoken`]): "about 4
+/// to 6 minutes", "up to 3 minutes", "less than a minute", or "No agents are available at
+/// the moment."; while the centre is still learning, it says so.
 pub fn wait(estimate: &WaitEstimate) -> String {
-    match *estimate {
-        WaitEstimate::NoAgents => "No agents are available at the moment.".to_owned(),
-        WaitEstimate::Range { high_secs, .. } if high_secs <= 60 => "less than a minute".to_owned(),
-        WaitEstimate::Range {
-            low_secs,
-            high_secs,
-        } => {
-            let (low, high) = (low_secs / 60, high_secs / 60);
-            if low >= high {
-                format!("about {high} minute{}", if high == 1 { "" } else { "s" })
-            } else {
-                format!("about {low}–{high} minutes")
-            }
-        }
+    let said = match estimate.spoken() {
+        Spoken::NoAgents => return "No agents are available at the moment.".to_owned(),
+        Spoken::UnderAMinute => return "less than a minute".to_owned(),
+        Spoken::UpTo(high) => format!("up to {}", minutes(high)),
+        Spoken::About(n) => format!("about {}", minutes(n)),
+        Spoken::Between(low, high) => format!("about {low} to {high} minutes"),
+    };
+    if estimate.learning() {
+        format!("{said} (a rough guide: we are still learning how long calls take here)")
+    } else {
+        said
     }
+}
+
+fn minutes(n: u32) -> String {
+    format!("{n} minute{}", if n == 1 { "" } else { "s" })
 }
 
 /// The wait line for the status (empty once ended).
@@ -510,6 +524,8 @@ pub(crate) mod tests {
             estimate: WaitEstimate::Range {
                 low_secs: 240,
                 high_secs: 360,
+                expected_secs: 300,
+                learning: false,
             },
             seniority: Timestamp(1_700_000_000_000),
             created: Timestamp(1_700_000_000_000),
@@ -521,6 +537,7 @@ pub(crate) mod tests {
             move_targets: vec![],
             default_callback_number: Some("+441234567890".into()),
             position_rise: None,
+            wait_rise: None,
             agent: None,
             connected: false,
             transferring: None,
@@ -571,7 +588,7 @@ pub(crate) mod tests {
             "You are 22nd. 21 callers are ahead of you."
         );
         let d = display(&first);
-        assert_eq!(d.wait, "about 4–6 minutes");
+        assert_eq!(d.wait, "about 4 to 6 minutes");
         assert_eq!(d.queue, "Support — English");
         assert_eq!(d.media, "voice call");
         assert_eq!(d.agent, "No agent assigned yet");
@@ -588,10 +605,39 @@ pub(crate) mod tests {
         let r = |l, h| WaitEstimate::Range {
             low_secs: l,
             high_secs: h,
+            expected_secs: (l + h) / 2,
+            learning: false,
         };
         assert_eq!(wait(&r(0, 60)), "less than a minute");
         assert_eq!(wait(&r(120, 120)), "about 2 minutes");
-        assert_eq!(wait(&r(60, 120)), "about 1–2 minutes");
+        assert_eq!(wait(&r(60, 120)), "about 1 to 2 minutes");
+        assert_eq!(wait(&r(30, 170)), "up to 3 minutes");
+        assert_eq!(wait(&r(700, 1300)), "about 10 to 25 minutes");
+        let learning = WaitEstimate::Range {
+            low_secs: 60,
+            high_secs: 120,
+            expected_secs: 90,
+            learning: true,
+        };
+        assert_eq!(
+            wait(&learning),
+            "about 1 to 2 minutes (a rough guide: we are still learning how long calls take here)"
+        );
+    }
+
+    #[test]
+    fn a_wait_that_grew_says_why() {
+        let mut s = status(3, 2);
+        s.wait_rise = Some(crate::centre::WaitRise {
+            agents_then: 5,
+            agents_now: 3,
+        });
+        assert_eq!(
+            rise(&s).as_deref(),
+            Some(
+                "Your wait grew because fewer agents are taking calls now (3) than when you joined (5)."
+            )
+        );
     }
 
     #[test]

@@ -129,6 +129,7 @@ impl Centre {
             row.connected = true;
             row.version += 1;
             self.put_row(row.clone());
+            self.score_told(now, &row);
             changes.push(Change::Event(ContactEvent {
                 contact: contact.clone(),
                 at: now,
@@ -258,8 +259,8 @@ impl Centre {
         Ok(self.routed_after(now, changes))
     }
 
-    /// The agent finished the contact: it ends `Completed`, its handle time feeds the
-    /// queue's average and the agent wraps up for `wrap_up_secs`.
+    /// The agent finished the contact: it ends `Completed`, its occupancy feeds the
+    /// queue's learning and the agent wraps up for `wrap_up_secs`.
     pub(super) fn contact_handled(
         &mut self,
         now: Timestamp,
@@ -285,7 +286,7 @@ impl Centre {
                     row.orig_position.to_string(),
                 ],
             ));
-            self.record_handle_secs(&queue, now, since);
+            self.record_occupancy(&queue, now, i);
             changes.extend(self.end_row(
                 now,
                 &contact,
@@ -420,6 +421,14 @@ impl Centre {
         {
             agent.memo.idle_since = Some(*since);
         }
+        // An occupancy starts when a contact is offered (or given) to an agent who held
+        // none; it runs through the wrap-up.
+        let holds =
+            |s: &AgentState| matches!(s, AgentState::Reserved { .. } | AgentState::Busy { .. });
+        if holds(&state) && !holds(&prior) {
+            agent.memo.occupied_since = Some(now);
+        }
+        self.models_dirty = true;
         match (&prior, &state) {
             (AgentState::LoggedOut, AgentState::LoggedOut) => {}
             (AgentState::LoggedOut, _) => {
@@ -522,13 +531,48 @@ impl Centre {
         }
     }
 
-    pub(super) fn record_handle_secs(&mut self, queue: &QueueId, now: Timestamp, since: Timestamp) {
-        if let Some(&i) = self.book.queue_index.get(queue) {
-            let prior = self.book.queues[i].handle;
-            self.undo(Undo::Handle(i, prior));
-            let secs = u32::try_from(now.millis_since(since) / 1000).unwrap_or(u32::MAX);
-            self.book.queues[i].handle.record(secs);
+    /// Agent `agent` finished a contact of `queue` at `now`: its occupancy (from the offer,
+    /// through the wrap-up it now starts) feeds the queue's learning.
+    pub(super) fn record_occupancy(&mut self, queue: &QueueId, now: Timestamp, agent: usize) {
+        let Some(&i) = self.book.queue_index.get(queue) else {
+            return;
+        };
+        let Some(since) = self.agents[agent].memo.occupied_since else {
+            return;
+        };
+        let prior = Box::new(self.book.queues[i].occupancy.clone());
+        self.undo(Undo::Occupancy(i, prior));
+        let secs = now.millis_since(since) as f64 / 1000.0 + f64::from(self.wrap_up_secs);
+        self.book.queues[i].occupancy.record(now, secs);
+        self.models_dirty = true;
+    }
+
+    /// A live call told an estimate at admission is answered: score the estimate against
+    /// the wait (from admission) in its queue's accuracy.
+    pub(super) fn score_told(&mut self, now: Timestamp, row: &StoredContact) {
+        let (Some(told), Some(&i)) = (&row.told, self.book.queue_index.get(&row.queue)) else {
+            return;
+        };
+        if !row.has_live_call() {
+            return;
         }
+        let prior = Box::new(self.book.queues[i].accuracy.clone());
+        self.undo(Undo::Accuracy(i, prior));
+        let waited = now.millis_since(row.created) as f64 / 1000.0;
+        self.book.queues[i].accuracy.record(now, told, waited);
+    }
+
+    /// A contact of `row`'s queue left its line after waiting: served (`abandoned` false)
+    /// or given up; feeds the queue's abandonment rate.
+    pub(super) fn record_patience(&mut self, now: Timestamp, row: &StoredContact, abandoned: bool) {
+        let Some(&i) = self.book.queue_index.get(&row.queue) else {
+            return;
+        };
+        let entered = row.entered.unwrap_or(row.seniority);
+        let prior = self.book.queues[i].patience;
+        self.undo(Undo::Patience(i, prior));
+        let waited = now.millis_since(entered) as f64 / 1000.0;
+        self.book.queues[i].patience.record(now, waited, abandoned);
     }
 
     /// Offers waiting contacts to ready agents; see the [`agent`](super::agent) module.
@@ -572,6 +616,9 @@ impl Centre {
                     until,
                 },
             ));
+            if row.has_live_call() {
+                self.record_patience(now, &row, false);
+            }
             row.agent = Some(agent_id.clone());
             row.connected = false;
             row.offered_at = Some(now);
