@@ -19,6 +19,15 @@
       rise.textContent = d.rise;
       rise.hidden = d.rise === "";
     }
+    // Each move target's wait changes with that queue: keep the choices' words live.
+    var select = document.getElementById("move-to");
+    if (select && Array.isArray(d.targets)) {
+      d.targets.forEach(function (t) {
+        Array.prototype.forEach.call(select.options, function (o) {
+          if (o.value === t.queue) { o.textContent = String(t.label); }
+        });
+      });
+    }
     var notice = document.getElementById("centre-notice");
     if (notice && typeof d.notice === "string") {
       notice.textContent = d.notice;

@@ -463,29 +463,6 @@ fn group(id: &ContactId) -> String {
     [&s[0..4], &s[4..8], &s[8..12]].join(" ")
 }
 
-fn target_label(t: &crate::centre::MoveTarget) -> String {
-    // Another site's queue: no place or wait here (the centre reports position 0 and no
-    // estimate for it; that line is the other site's). Moving there refers the call.
-    if t.remote {
-        return words::remote_target(&t.name);
-    }
-    let name = if t.skillset.is_empty() {
-        t.name.clone()
-    } else if t.skillset.starts_with(&t.name) {
-        t.skillset.clone()
-    } else {
-        format!("{} — {}", t.name, t.skillset)
-    };
-    let wait = match t.estimate {
-        crate::centre::WaitEstimate::NoAgents => "no agents available".to_owned(),
-        e => words::wait(&e),
-    };
-    format!(
-        "{name}: {wait} (you would be {})",
-        words::ordinal(t.position)
-    )
-}
-
 impl StatusPage {
     pub(crate) fn build(
         secret: &[u8; 32],
@@ -538,7 +515,7 @@ impl StatusPage {
                     .iter()
                     .map(|t| MoveOption {
                         value: t.queue.0.clone(),
-                        label: target_label(t),
+                        label: words::target(t),
                         selected: t.queue.0 == chosen,
                     })
                     .collect(),

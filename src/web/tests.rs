@@ -1628,7 +1628,7 @@ async fn a_remote_queue_is_a_move_target_without_place_or_wait() {
 
     let page = body(get(&f.app, &format!("/c/{}", f.id)).await).await;
     assert!(
-        page.contains(r#"<option value="paris">Paris office (another site)</option>"#),
+        page.contains(r#"<option value="paris">Paris office (another site: no estimate from that office)</option>"#),
         "{page}"
     );
     // A remote queue's own line is not shown as a local queue on /metrics.
@@ -1679,7 +1679,7 @@ async fn a_move_to_another_site_confirms_transferring_then_a_failure_is_noticed(
         "{page}"
     );
     assert!(page.contains("Waiting: please stay on the line."));
-    assert!(page.contains(r#"<option value="paris">Paris office (another site)</option>"#));
+    assert!(page.contains(r#"<option value="paris">Paris office (another site: no estimate from that office)</option>"#));
     let (_, v) = api_status(&f).await;
     assert!(v["transferring"].is_null());
     assert!(

@@ -247,7 +247,7 @@ pub fn transferring(queue_name: &str) -> String {
 
 /// A remote queue as a move target: no place or wait, those are the other site's.
 pub fn remote_target(name: &str) -> String {
-    format!("{name} (another site)")
+    format!("{name} (another site: no estimate from that office)")
 }
 
 /// "2026-11-24 10:05 UTC"
@@ -389,6 +389,38 @@ pub struct Display {
     pub attempts: Vec<String>,
     /// When the next call-back attempt is due, or "".
     pub next_attempt: String,
+    /// Each queue the contact may move to, in words with the wait it would get there
+    /// (kept live like the rest: a move target's estimate changes with that queue).
+    pub targets: Vec<TargetLine>,
+}
+
+/// One move target in words, keyed by the queue id the move form sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetLine {
+    pub queue: String,
+    pub label: String,
+}
+
+/// "Sales — English: about 2 to 3 minutes (you would be 1st)", or for another site's
+/// queue "Paris office (another site: no estimate from that office)".
+pub fn target(t: &crate::centre::MoveTarget) -> String {
+    // Another site's queue: no place or wait here (the centre reports position 0 and no
+    // estimate for it; that line is the other site's). Moving there refers the call.
+    if t.remote {
+        return remote_target(&t.name);
+    }
+    let name = if t.skillset.is_empty() {
+        t.name.clone()
+    } else if t.skillset.starts_with(&t.name) {
+        t.skillset.clone()
+    } else {
+        format!("{} — {}", t.name, t.skillset)
+    };
+    let wait = match t.estimate {
+        WaitEstimate::NoAgents => "no agents available".to_owned(),
+        e => wait(&e),
+    };
+    format!("{name}: {wait} (you would be {})", ordinal(t.position))
 }
 
 pub fn display(status: &ContactStatus) -> Display {
@@ -421,6 +453,14 @@ pub fn display(status: &ContactStatus) -> Display {
             .map(|a| attempt(a.at, &a.outcome))
             .collect(),
         next_attempt: next,
+        targets: status
+            .move_targets
+            .iter()
+            .map(|t| TargetLine {
+                queue: t.queue.as_str().to_owned(),
+                label: target(t),
+            })
+            .collect(),
     }
 }
 
@@ -767,7 +807,10 @@ pub(crate) mod tests {
             transferring("Paris office"),
             "Moving your call to Paris office…"
         );
-        assert_eq!(remote_target("Paris office"), "Paris office (another site)");
+        assert_eq!(
+            remote_target("Paris office"),
+            "Paris office (another site: no estimate from that office)"
+        );
     }
 
     #[test]
