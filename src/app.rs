@@ -183,14 +183,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         max_pending_calls: config.limits.max_pending_calls,
         retry_after_secs: config.limits.retry_after_secs,
         public_host: (!config.sip.public_host.is_empty()).then(|| config.sip.public_host.clone()),
-        // Agents without a fixed address reach us by REGISTERing with their password;
-        // with none such, REGISTER stays 405.
+        // Agents without a fixed address reach us by REGISTERing with their SIP password
+        // (the console's unless they have their own); with none such, REGISTER stays 405.
         registrar: {
             let users: Vec<(String, String)> = config
                 .agents
                 .iter()
                 .filter(|a| a.uri.is_none())
-                .map(|a| (a.id.clone(), a.password.clone()))
+                .map(|a| {
+                    let digest = a.sip_password.as_ref().unwrap_or(&a.password);
+                    (a.id.clone(), digest.clone())
+                })
                 .collect();
             (!users.is_empty()).then(|| RegistrarConfig {
                 realm: config.agent_settings.realm.clone(),

@@ -162,8 +162,15 @@ pub struct AgentConfig {
     pub id: String,
     /// Shown to the agent and to callers ("Connected to Ada Lovelace").
     pub name: String,
-    /// Console login and REGISTER digest password (at least 8 characters).
+    /// Console login password, and the REGISTER digest password unless `sip_password` is
+    /// set (at least 8 characters).
     pub password: String,
+    /// A separate password for the phone's REGISTER (at least 8 characters, not the
+    /// console's): a phone's configuration is often readable by others (provisioning
+    /// files, the phone's own web page), and a digest password guessed over SIP then does
+    /// not open the console.
+    #[serde(default)]
+    pub sip_password: Option<String>,
     /// Queue id -> skill level 1..=10 (levels are recorded; routing is longest-idle first).
     pub skills: BTreeMap<String, u8>,
     /// Fixed SIP address of the agent's phone; `None`: wherever the agent REGISTERs.
@@ -178,6 +185,10 @@ impl std::fmt::Debug for AgentConfig {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("password", &"<redacted>")
+            .field(
+                "sip_password",
+                &self.sip_password.as_ref().map(|_| "<redacted>"),
+            )
             .field("skills", &self.skills)
             .field("uri", &self.uri)
             .finish()
@@ -621,6 +632,18 @@ impl Config {
                     "{who}: password must be at most 128 bytes without control characters"
                 ));
             }
+            if let Some(sip) = &a.sip_password {
+                if sip.chars().count() < 8 || sip.len() > 128 || sip.chars().any(char::is_control) {
+                    return invalid(format!(
+                        "{who}: sip_password must be 8 to 128 bytes without control characters"
+                    ));
+                }
+                if sip == &a.password {
+                    return invalid(format!(
+                        "{who}: sip_password is the console password; leave it out to use that one, or choose another"
+                    ));
+                }
+            }
             if a.skills.is_empty() {
                 return invalid(format!(
                     "{who} has no skills: give at least one queue id with a level, e.g. skills = {{ support = 5 }}"
@@ -890,6 +913,18 @@ mod tests {
     }
 
     const ADA: &str = "[[agent]]\nid = \"ada\"\nname = \"Ada\"\npassword = \"12345678\"\nskills = { support = 5 }\n";
+
+    #[test]
+    fn a_sip_password_is_checked_like_the_console_password_and_differs_from_it() {
+        let with = |sip: &str| {
+            with_agents(&ADA.replace("skills", &format!("sip_password = \"{sip}\"\nskills")))
+        };
+        let ok = Config::from_toml(&with("phone-1234")).expect("valid");
+        assert_eq!(ok.agents[0].sip_password.as_deref(), Some("phone-1234"));
+        assert!(!format!("{:?}", ok.agents[0]).contains("phone-1234"));
+        assert!(refused(&with("short")).contains("sip_password must be 8 to 128 bytes"));
+        assert!(refused(&with("12345678")).contains("sip_password is the console password"));
+    }
 
     #[test]
     fn embedded_default_has_demo_agents_and_new_sections() {

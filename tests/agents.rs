@@ -649,6 +649,58 @@ skills = {{ support = 5 }}
 }
 
 #[test]
+fn a_separate_sip_password_registers_the_phone_and_only_the_phone() {
+    const PHONE: &str = "phone-only-7391";
+    let agent = format!(
+        r#"
+[[agent]]
+id = "grace"
+name = "Grace Hopper"
+password = "{PASSWORD}"
+sip_password = "{PHONE}"
+skills = {{ support = 5 }}
+"#
+    );
+    let mut g = Gateway::start_with("agents-sip-password", Some(&config("", &agent)));
+    let register = |password: &str| {
+        sipp_spawn(
+            &g,
+            "agent-phone-registers",
+            "grace",
+            &[
+                "-au",
+                "grace",
+                "-ap",
+                password,
+                "-key",
+                "uasport",
+                &free_port().to_string(),
+            ],
+            Duration::from_secs(20),
+        )
+        .wait()
+    };
+    // The console password does not register the phone (the digest is the phone's own)...
+    let run = register(PASSWORD);
+    assert!(!run.ok, "the console password registered: {}", run.output);
+    // ...the SIP password does...
+    let run = register(PHONE);
+    assert!(run.ok, "registration: {}", run.output);
+    // ...and the SIP password does not open the console, whose own password still does.
+    let mut http = Http::new(&g);
+    let phone_auth = common::basic_auth(&format!("grace:{PHONE}"));
+    let r = http.send(
+        "GET",
+        "/api/agent/me",
+        &[("Authorization", &phone_auth)],
+        None,
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(Agent::new(&g, "grace").me()["id"], "grace");
+    g.terminate();
+}
+
+#[test]
 fn a_caller_whose_phone_refuses_refer_is_bridged_to_the_agent() {
     let (mut g, phone, caller, number) = ada_and_a_caller(
         "agents-bridge",
