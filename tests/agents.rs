@@ -331,6 +331,64 @@ fn a_held_call_reaches_a_ready_agent_through_refer() {
 }
 
 #[test]
+fn an_answered_call_is_scored_against_the_wait_it_was_told() {
+    let agent_port = free_port();
+    let mut g = Gateway::start_with(
+        "agents-scored",
+        Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
+    );
+    // Ada works the queue before the call: the caller is told a wait (under a minute).
+    let mut ada = Agent::new(&g, "ada");
+    ada.ready();
+    let phone = sipp_uas(
+        "agent-phone-answers",
+        agent_port,
+        1,
+        Duration::from_secs(60),
+    );
+    let caller = sipp_spawn(
+        &g,
+        "caller-accepts-refer",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
+    let number = contacts(&g, 1).remove(0);
+    let run = caller.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let run = phone.wait();
+    assert!(run.ok, "agent phone: {}", run.output);
+    let mut http = Http::new(&g);
+    wait_contact(&mut http, &number, "connected", |v| v["connected"] == true);
+    // The board the health check reads is published after the batch that answered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let scored = loop {
+        let health = http.get("/healthz").json();
+        let support = health["queues"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["id"] == "support").cloned())
+            .expect("support queue");
+        if support["estimate_accuracy"]["hour"]["answered"] == 1 {
+            break support;
+        }
+        assert!(Instant::now() < deadline, "never scored: {health}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        scored["estimate_accuracy"]["day"]["answered"], 1,
+        "{scored}"
+    );
+    let metrics = http.get("/metrics").body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"holdline_wait_estimate_answered{queue="support",window="hour"} 1"#),
+        "{metrics}"
+    );
+    g.terminate();
+}
+
+#[test]
 fn a_failed_transfer_puts_the_contact_back_at_the_head_and_the_agent_not_ready() {
     let agent_port = free_port();
     let mut g = Gateway::start_with(
