@@ -237,9 +237,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracker.clone(),
     ));
 
+    // Where an agent's softphone registers, for the console's set-up help.
+    let sip_address = if !config.sip.public_host.is_empty() {
+        format!("{}:{}", config.sip.public_host, sip_local.port())
+    } else if sip_local.ip().is_unspecified() {
+        format!("this server's address, port {}", sip_local.port())
+    } else {
+        sip_local.to_string()
+    };
     // CSRF key: random per start, so tokens from before a restart are refused.
     let router = web::router(web::WebState {
         link_key,
+        sip_address,
         centre: centre.clone(),
         secret: rand::random(),
         limits: web::RateLimits::default(),

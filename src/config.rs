@@ -138,8 +138,8 @@ pub struct AgentsConfig {
     /// Digest realm of REGISTER challenges.
     pub realm: String,
     /// Digest algorithms offered to registering phones, most preferred first: "SHA-256",
-    /// "MD5". Phones that take the first challenge whatever it is (SIPp 3.6 does) and only
-    /// know MD5 need "MD5" first.
+    /// "MD5". Default "MD5" alone: baresip 1.0 refuses a 401 with any challenge it does not
+    /// know, and SIPp 3.6 answers the first challenge and knows only MD5.
     pub digest_algorithms: Vec<String>,
 }
 
@@ -149,7 +149,8 @@ impl Default for AgentsConfig {
             wrap_up_secs: 30,
             ring_secs: 20,
             realm: "holdline".to_owned(),
-            digest_algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
+            // What the embedded default says (see holdline.toml: common phones need MD5 alone).
+            digest_algorithms: vec!["MD5".to_owned()],
         }
     }
 }
@@ -908,6 +909,8 @@ mod tests {
         assert_eq!(c.agent_settings.wrap_up_secs, 30);
         assert_eq!(c.agent_settings.ring_secs, 20);
         assert_eq!(c.agent_settings.realm, "holdline");
+        // baresip 1.0 and SIPp 3.6 register only when MD5 is the one challenge offered.
+        assert_eq!(c.agent_settings.digest_algorithms, ["MD5"]);
         assert_eq!(c.callback.attempts, 3);
         assert_eq!(c.callback.retry_secs, 300);
         assert_eq!(c.callback.ring_secs, 30);

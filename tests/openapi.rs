@@ -73,6 +73,7 @@ async fn the_router_answers_every_documented_route_itself() {
         shutdown: CancellationToken::new(),
         agents: Vec::new(),
         link_key: holdline::web::link::LinkKey::random(),
+        sip_address: String::new(),
     });
     let ask = |method: &str, path: &str| {
         let uri = path.replace("{id}", "000000000000");

@@ -29,8 +29,8 @@ use sha2::Sha256;
 use tokio::sync::watch;
 
 use crate::centre::{
-    AgentError, AgentId, AgentState, AgentStatus, ContactStatus, MediaType, Snapshot, Substitute,
-    Timestamp, ViewHandle,
+    AgentError, AgentId, AgentState, AgentStatus, ContactStatus, MediaType, PHONE_NOT_REGISTERED,
+    Snapshot, Substitute, Timestamp, ViewHandle,
 };
 
 use super::pages::render;
@@ -231,6 +231,16 @@ pub(crate) struct ConsoleView {
     pub wrap_up_left: Option<u64>,
     pub card: Option<ContactCard>,
     pub queues: Vec<QueueLine>,
+    /// How to register the softphone, while the agent is not ready because it is not
+    /// registered (an offer found no binding): without it they only see the state.
+    pub phone_help: Option<PhoneHelp>,
+}
+
+/// What an agent types into their softphone to register it.
+pub(crate) struct PhoneHelp {
+    /// The gateway's SIP address ("192.0.2.10:5060"), or "" when not known.
+    pub server: String,
+    pub user: String,
 }
 
 /// "4 min 05 s", "35 s", "2 h 03 min".
@@ -389,14 +399,29 @@ impl ConsoleView {
             },
             card,
             queues,
+            phone_help: None,
         }
     }
 
-    /// The view of `id` in `snapshot`, if configured; the contact they hold from `view`.
-    pub(crate) fn of(id: &AgentId, snapshot: &Snapshot, view: &ViewHandle) -> Option<ConsoleView> {
+    /// The view of `id` in `snapshot`, if configured; the contact they hold from `view`;
+    /// `sip_address`: where phones register, for the set-up help.
+    pub(crate) fn of(
+        id: &AgentId,
+        snapshot: &Snapshot,
+        view: &ViewHandle,
+        sip_address: &str,
+    ) -> Option<ConsoleView> {
         let agent = snapshot.agents.iter().find(|a| &a.id == id)?;
         let contact = agent.contact.as_ref().and_then(|c| view.status(c));
-        Some(ConsoleView::build(agent, snapshot, contact.as_ref()))
+        let mut v = ConsoleView::build(agent, snapshot, contact.as_ref());
+        if matches!(&agent.state, AgentState::NotReady { reason } if reason == PHONE_NOT_REGISTERED)
+        {
+            v.phone_help = Some(PhoneHelp {
+                server: sip_address.to_owned(),
+                user: agent.id.to_string(),
+            });
+        }
+        Some(v)
     }
 }
 
@@ -581,7 +606,12 @@ fn console_page(
     notice: Option<String>,
 ) -> Response {
     let snapshot = state.web.centre.snapshots().borrow().clone();
-    let Some(v) = ConsoleView::of(&account.id, &snapshot, state.web.centre.view()) else {
+    let Some(v) = ConsoleView::of(
+        &account.id,
+        &snapshot,
+        state.web.centre.view(),
+        &state.web.sip_address,
+    ) else {
         return super::pages::unavailable();
     };
     render(
@@ -720,21 +750,23 @@ fn console_stream(
     csrf: String,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     view: ViewHandle,
+    sip_address: String,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     stream::unfold(
-        (snapshots, None::<String>, id, csrf, view),
-        |(mut rx, last, id, csrf, view)| async move {
+        (snapshots, None::<String>, id, csrf, (view, sip_address)),
+        |(mut rx, last, id, csrf, (view, sip_address))| async move {
             loop {
                 if last.is_some() {
                     rx.changed().await.ok()?;
                 }
                 let html = {
                     let snapshot = rx.borrow_and_update().clone();
-                    ConsoleView::of(&id, &snapshot, &view).map(|v| live_html(&v, &csrf))?
+                    ConsoleView::of(&id, &snapshot, &view, &sip_address)
+                        .map(|v| live_html(&v, &csrf))?
                 };
                 if last.as_deref() != Some(html.as_str()) {
                     let event = Event::default().event("console").data(html.clone());
-                    return Some((Ok(event), (rx, Some(html), id, csrf, view)));
+                    return Some((Ok(event), (rx, Some(html), id, csrf, (view, sip_address))));
                 }
             }
         },
@@ -753,6 +785,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
             csrf,
             state.web.centre.snapshots(),
             state.web.centre.view().clone(),
+            state.web.sip_address.clone(),
         ),
         stop,
     );

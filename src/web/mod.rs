@@ -74,6 +74,9 @@ pub struct WebState {
     pub agents: Vec<AgentAccount>,
     /// Signs the caller links (Call-Info) so that opening one spends no guessing budget.
     pub link_key: link::LinkKey,
+    /// Where agents' softphones register ("192.0.2.10:5060"), told to an agent whose phone
+    /// is not registered; "" when the gateway cannot know it (then the help omits it).
+    pub sip_address: String,
 }
 
 /// The router's state: the given `WebState` plus what the web server keeps itself.

@@ -68,6 +68,7 @@ async fn fixture() -> Fixture {
         shutdown: CancellationToken::new(),
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::fixed(LINK_KEY),
+        sip_address: String::new(),
     });
     Fixture {
         app,
@@ -964,6 +965,7 @@ async fn event_streams_end_when_the_server_stops() {
         shutdown: stop.clone(),
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::random(),
+        sip_address: String::new(),
     });
     let r = get(&app, &format!("/c/{}/events", f.id)).await;
     let mut stream = r.into_body().into_data_stream();
@@ -1018,6 +1020,7 @@ async fn agent_fixture_with(mut cfg: CentreConfig) -> Fixture {
             password: ADA_PASSWORD.into(),
         }],
         link_key: crate::web::link::LinkKey::random(),
+        sip_address: "192.0.2.1:5060".into(),
     });
     Fixture {
         app,
@@ -1241,6 +1244,31 @@ async fn console_ready_not_ready_and_logout() {
         .offer_failed(centre::AgentId("ada".into()), "no answer".into())
         .await
         .expect("failed");
+    let (_, page) = console(&f, &jar).await;
+    assert!(page.contains("Not ready (no answer)"), "{page}");
+    assert!(!page.contains(r#"id="phone-help""#), "{page}");
+    // Ready again, and this time the phone is not registered: the console says so and
+    // how to register it, instead of a bare "no answer".
+    press(&f, &jar, "ready", "").await;
+    f.centre
+        .offer_failed(
+            centre::AgentId("ada".into()),
+            centre::PHONE_NOT_REGISTERED.into(),
+        )
+        .await
+        .expect("failed");
+    let (_, page) = console(&f, &jar).await;
+    assert!(page.contains("Not ready (phone not registered)"), "{page}");
+    assert!(page.contains(r#"id="phone-help""#), "{page}");
+    assert!(page.contains("Your phone is not registered"), "{page}");
+    assert!(
+        page.contains(r#"<span id="phone-server">192.0.2.1:5060</span>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<span id="phone-user">ada</span>"#),
+        "{page}"
+    );
     let r = press(&f, &jar, "not_ready", "&reason=lunch").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
@@ -1584,6 +1612,7 @@ async fn paris_fixture() -> Fixture {
         shutdown: CancellationToken::new(),
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::random(),
+        sip_address: String::new(),
     });
     Fixture {
         app,

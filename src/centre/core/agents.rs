@@ -245,7 +245,8 @@ impl Centre {
     }
 
     /// The offer failed (no answer, refused, unreachable): the agent is put not ready
-    /// ("no answer") and the contact goes back to its place, the head of its queue.
+    /// ("no answer", or "phone not registered" when that was why) and the contact goes back
+    /// to its place, the head of its queue.
     pub(super) fn offer_failed(
         &mut self,
         now: Timestamp,
@@ -351,11 +352,17 @@ impl Centre {
                 vec![ring_millis(row, now).to_string()],
             ));
         }
+        // An unregistered phone is not the agent's silence: say which it was.
+        let reason = if why == crate::centre::agent::PHONE_NOT_REGISTERED {
+            why
+        } else {
+            "no answer"
+        };
         changes.extend(self.set_agent(
             now,
             i,
             AgentState::NotReady {
-                reason: "no answer".to_owned(),
+                reason: reason.to_owned(),
             },
         ));
         if let Some(mut row) = self.row(&contact) {
