@@ -130,6 +130,65 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Why a listening socket could not be had, with what to do about it.
+fn bind_error(
+    what: &str,
+    addr: std::net::SocketAddr,
+    flag: &str,
+    e: &std::io::Error,
+) -> anyhow::Error {
+    let port = addr.port();
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "{what} port {port} on {ip} is already in use: another holdline or another server \
+             is listening there (`ss -lntup | grep :{port}` shows which); stop it, or choose \
+             another port with {flag} ADDR:PORT",
+            ip = addr.ip()
+        ),
+        std::io::ErrorKind::PermissionDenied if port < 1024 => anyhow::anyhow!(
+            "{what} port {port} needs privileges (ports below 1024): run with \
+             CAP_NET_BIND_SERVICE, or choose a port from 1024 up with {flag} ADDR:PORT"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => anyhow::anyhow!(
+            "{what} address {ip} is not one of this machine's: choose one it has (0.0.0.0 = \
+             all) with {flag} ADDR:PORT",
+            ip = addr.ip()
+        ),
+        _ => anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"),
+    }
+}
+
+/// Tells the operator where the pages are, and warns loudly while agents with the
+/// passwords holdline.toml publishes can log in.
+fn announce_start(config: &Config, http_local: std::net::SocketAddr) {
+    let base = if !config.http.public_url.is_empty() {
+        config.public_url()
+    } else if http_local.ip().is_unspecified() {
+        format!("http://localhost:{}", http_local.port())
+    } else if http_local.is_ipv6() {
+        format!("http://[{}]:{}", http_local.ip(), http_local.port())
+    } else {
+        format!("http://{http_local}")
+    };
+    tracing::info!("callers' page: {base}/   agent console: {base}/agent");
+    if config.http.public_url.is_empty() && http_local.ip().is_unspecified() {
+        tracing::info!(
+            "from other machines use this machine's address, port {}; set http.public_url \
+             to the address callers' browsers use (it goes into the link sent to softphones)",
+            http_local.port()
+        );
+    }
+    let demo = config.demo_agents();
+    if !demo.is_empty() {
+        tracing::warn!(
+            "DEMO AGENTS ACTIVE: {} can log in to {base}/agent and register phones with the \
+             passwords published in holdline.toml. Change their passwords or remove them \
+             (agent = [] in your configuration file) before real use.",
+            demo.join(", ")
+        );
+    }
+}
+
 /// Runs the gateway until `shutdown` resolves, then drains and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     raise_open_file_limit();
@@ -137,6 +196,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
 
+    if config.data.dir.exists() && !config.data.dir.is_dir() {
+        anyhow::bail!(
+            "the data directory {} is a file, not a directory: give --data (or data.dir) a \
+             directory's path (it is created when missing)",
+            config.data.dir.display()
+        );
+    }
     // Before the store is opened: a second gateway must not touch the first one's calls.
     let _dir_lock = crate::store::dir_lock::DirLock::acquire(&config.data.dir)?;
     let store = SqliteStore::open_with(&config.data.dir, config.data.synchronous)
@@ -151,7 +217,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let sockets = transport::bind(config.sip.listen)
         .await
-        .with_context(|| format!("binding SIP on {}", config.sip.listen))?;
+        .map_err(|e| bind_error("SIP (UDP and TCP)", config.sip.listen, "--sip", &e))?;
     let sip_local = sockets.local;
     match transport::set_udp_recv_buffer(&sockets.udp, config.sip.udp_recv_buffer_bytes) {
         // Linux reports double the size it books for its own overhead.
@@ -166,7 +232,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
-        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+        .map_err(|e| bind_error("HTTP", config.http.listen, "--http", &e))?;
     let http_local = http.local_addr()?;
 
     let announcer = Announcer::spawn(token.clone(), &tracker).context("starting the announcer")?;
@@ -284,6 +350,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     });
     tracing::info!(sip = %sip_local, http = %http_local, data = %config.data.dir.display(), "holdline ready");
+    announce_start(&config, http_local);
 
     shutdown.await;
     tracing::info!("shutting down: refusing new calls");

@@ -1,8 +1,11 @@
 //! Typed configuration: the command line, the TOML file and the embedded default.
 //!
 //! `holdline` with no arguments runs on `DEFAULT_TOML` (compiled in), so a fresh checkout
-//! needs no file. A `--config FILE` replaces the default wholesale; `--sip`, `--http` and
-//! `--data` override single fields of whichever configuration was loaded.
+//! needs no file. A `--config FILE` is merged over the default: it holds only what it
+//! changes (a file with only `[sip]` is a whole configuration); tables merge key by key,
+//! and a list (`codecs`, `[[queue]]`, `[[agent]]`) replaces the default's whole (so
+//! `agent = []` at the top of a file means "no agents"). `--sip`, `--http` and `--data`
+//! then override single fields.
 //!
 //! One file of ~830 production lines on purpose: it is the one place that says what every
 //! configuration key means, its default and how it is checked, section by section in the
@@ -43,13 +46,15 @@ pub struct Cli {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
+    // The cause is in the message and not a `#[source]`: printed with its chain it would
+    // appear twice.
+    #[error("cannot read configuration file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("configuration is not valid TOML for holdline: {0}")]
-    Syntax(#[from] toml::de::Error),
+    #[error("configuration is not valid for holdline: {0}")]
+    Syntax(toml::de::Error),
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -429,8 +434,12 @@ impl Config {
         Self::from_toml(DEFAULT_TOML).expect("the embedded default configuration is valid")
     }
 
+    /// `text` merged over the embedded default (see the module's doc), checked.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text)?;
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULT_TOML).expect("the embedded default is valid TOML");
+        merge(&mut merged, toml::from_str(text)?);
+        let config: Config = toml::Value::Table(merged).try_into()?;
         config.validate()?;
         Ok(config)
     }
@@ -746,6 +755,28 @@ impl Config {
         format!("http://{ip}:{}", addr.port())
     }
 
+    /// Ids of the agents whose password is one the embedded default publishes (the demo
+    /// agents, or anyone given a demo password): whoever read holdline.toml can log in as
+    /// them and register their phone.
+    pub fn demo_agents(&self) -> Vec<&str> {
+        let published: Vec<String> = toml::from_str::<toml::Table>(DEFAULT_TOML)
+            .ok()
+            .and_then(|t| t.get("agent").and_then(|a| a.as_array()).cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| {
+                a.get("password")
+                    .and_then(|p| p.as_str())
+                    .map(str::to_owned)
+            })
+            .collect();
+        self.agents
+            .iter()
+            .filter(|a| published.contains(&a.password))
+            .map(|a| a.id.as_str())
+            .collect()
+    }
+
     pub fn queue_for_number(&self, user: &str) -> Option<&QueueConfig> {
         self.queues
             .iter()
@@ -826,10 +857,46 @@ pub fn check_sip_uri(uri: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `over` into `base`: a table merges key by key, anything else (a value, a list, a list of
+/// tables such as `[[queue]]`) replaces what `base` had.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+impl From<toml::de::Error> for ConfigError {
+    fn from(e: toml::de::Error) -> Self {
+        ConfigError::Syntax(e)
+    }
+}
+
+impl ConfigError {
+    /// What to do about it, in a sentence, for the message `holdline` prints.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ConfigError::Read { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
+                "check the path given to --config (without --config the embedded default runs)"
+            }
+            ConfigError::Read { .. } => "check that the file is readable by this user",
+            ConfigError::Syntax(_) => {
+                "a file holds only the settings it changes; holdline.toml in the source lists \
+                 every setting with its default"
+            }
+            ConfigError::Invalid(_) => "holdline.toml in the source says what each setting accepts",
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -921,6 +988,49 @@ mod tests {
     }
 
     #[test]
+    fn a_file_with_only_sip_is_merged_over_the_default() {
+        let c = Config::from_toml("[sip]\nlisten = \"127.0.0.1:5070\"\n").unwrap();
+        let d = Config::embedded();
+        assert_eq!(c.sip.listen, "127.0.0.1:5070".parse().unwrap());
+        // The rest of [sip] and every other section are the default's.
+        assert_eq!(c.sip.udp_recv_buffer_bytes, d.sip.udp_recv_buffer_bytes);
+        assert_eq!(c.http.listen, d.http.listen);
+        assert_eq!(c.data.dir, d.data.dir);
+        assert_eq!(c.media.codecs, d.media.codecs);
+        let ids = |c: &Config| c.queues.iter().map(|q| q.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&c), ["support", "sales"]);
+        assert_eq!(c.agents.len(), 2);
+        // A list replaces the default's whole: one queue, no agents.
+        let c = Config::from_toml(
+            "agent = []\n[media]\ncodecs = [\"PCMA\"]\n[[queue]]\nid = \"help\"\nname = \"Help\"\nskillset = \"Help\"\nnumbers = [\"help\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ids(&c), ["help"]);
+        assert!(c.agents.is_empty() && c.demo_agents().is_empty());
+        assert_eq!(c.media.codecs, ["PCMA"]);
+        assert_eq!(c.media.rtp_port_min, d.media.rtp_port_min);
+        // A wrong key still fails, naming where.
+        let e = Config::from_toml("[sip]\nlisten = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sip.listen"), "{e}");
+        let e = Config::from_toml("[sip]\nlistn = \"1.2.3.4:5\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `listn`"), "{e}");
+    }
+
+    #[test]
+    fn demo_agents_are_the_ones_with_a_published_password() {
+        assert_eq!(Config::embedded().demo_agents(), ["ada", "grace"]);
+        let c = Config::from_toml(&with_agents(ADA)).unwrap();
+        assert!(c.demo_agents().is_empty());
+        let reused = ADA.replace("12345678", "demo-grace-change-me");
+        let c = Config::from_toml(&with_agents(&reused)).unwrap();
+        assert_eq!(c.demo_agents(), ["ada"]);
+    }
+
+    #[test]
     fn older_files_without_the_new_sections_still_load() {
         let old: String = DEFAULT_TOML
             .split("[[agent]]")
@@ -947,7 +1057,9 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let c = Config::from_toml(&old).unwrap();
-        assert!(c.agents.is_empty());
+        // What a file leaves out is the default's, the demo agents too (the start-up
+        // warns loudly about them).
+        assert_eq!(c.demo_agents(), ["ada", "grace"]);
         assert_eq!(c.agent_settings.ring_secs, 20);
         assert_eq!(c.callback.attempts, 3);
         assert_eq!(c.log.queue_log, "queue_log");
