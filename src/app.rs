@@ -315,6 +315,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let router = web::router(web::WebState {
         link_key,
         sip_address,
+        // Checked when the configuration was loaded.
+        zone: web::zone::Zone::centre(&config.http.time_zone).unwrap_or_else(web::zone::Zone::utc),
         centre: centre.clone(),
         secret: rand::random(),
         limits: web::RateLimits::default(),

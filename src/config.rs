@@ -250,6 +250,15 @@ pub struct HttpConfig {
     /// send a keep-alive every 15 s).
     #[serde(default = "default_http_idle_secs")]
     pub idle_secs: u64,
+    /// The centre's time zone (IANA name, from the system's tz database): call-back
+    /// windows are shown and typed in it when the caller's browser does not tell its own
+    /// (without JavaScript), and the agent console shows times in it.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
 }
 
 fn default_http_max_connections() -> usize {
@@ -465,6 +474,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if crate::web::zone::Zone::centre(&self.http.time_zone).is_none() {
+            return invalid(format!(
+                "http.time_zone {:?} is not a time zone this system knows: use an IANA name \
+                 such as \"Europe/London\" or \"UTC\" (see /usr/share/zoneinfo)",
+                self.http.time_zone
+            ));
+        }
         if self.queues.iter().all(QueueConfig::is_remote) {
             return invalid(
                 "at least one [[queue]] without a uri (a local queue) is needed".into(),

@@ -269,7 +269,9 @@ async fn contact(
     match find(&state, ip, Some(session.id.as_str()), token, &raw).await {
         Ok((id, status)) => {
             let token = csrf::token(&state.web.secret, &session.id, id.as_str());
-            let body = PublicStatus::new(&status).with_csrf(token).to_vec();
+            let body = PublicStatus::new_in(&status, &state.web.zone)
+                .with_csrf(token)
+                .to_vec();
             let response = ([(header::CONTENT_TYPE, JSON)], body).into_response();
             session.apply(response)
         }
@@ -355,7 +357,7 @@ async fn action(
     }
     Ok(axum::Json(json!({
         "confirmation": confirmation,
-        "status": PublicStatus::new(&status).to_value(),
+        "status": PublicStatus::new_in(&status, &state.web.zone).to_value(),
     }))
     .into_response())
 }

@@ -29,6 +29,7 @@ pub mod pages;
 pub mod public;
 pub mod sse;
 pub mod words;
+pub mod zone;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -74,6 +75,9 @@ pub struct WebState {
     pub agents: Vec<AgentAccount>,
     /// Signs the caller links (Call-Info) so that opening one spends no guessing budget.
     pub link_key: link::LinkKey,
+    /// The centre's time zone (`http.time_zone`): call-back windows and times are written
+    /// and read in it when the caller's browser has not told its own.
+    pub zone: zone::Zone,
     /// Where agents' softphones register ("192.0.2.10:5060"), told to an agent whose phone
     /// is not registered; "" when the gateway cannot know it (then the help omits it).
     pub sip_address: String,

@@ -69,6 +69,7 @@ async fn fixture() -> Fixture {
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::fixed(LINK_KEY),
         sip_address: String::new(),
+        zone: crate::web::zone::Zone::utc(),
     });
     Fixture {
         app,
@@ -734,12 +735,151 @@ fn a_pending_callback_page_offers_cancel_and_change() {
     assert!(page.contains("we will call you back on the number ending 1111 between"));
     assert!(page.contains("Leave empty to keep the number ending 1111."));
     assert!(!page.contains("+441111"), "the call-back number leaked");
-    assert!(page.contains(r#"<form id="cancel-callback-form""#));
-    assert!(page.contains(r#"<button id="cancel-callback-submit""#));
+    // Cancelling is a link to a page that asks, not a button that cancels.
+    assert!(page.contains(r#"<a id="cancel-callback-link""#));
+    assert!(!page.contains(r#"id="cancel-callback-form""#));
     assert!(page.contains(r#"<form id="change-callback-form""#));
     assert!(page.contains(r#"value="2025-11-24T16:00""#));
     assert!(!page.contains("callback-form\" method") || page.contains("change-callback-form"));
     assert!(!page.contains(r#"<form id="callback-form""#));
+    // The cancel page says what is lost, and only it has the (red) button that cancels.
+    let ask = rendered(
+        &s,
+        View {
+            only: Some(ActionKind::CancelCallback),
+            ..View::default()
+        },
+    );
+    assert!(ask.contains("Cancel your call-back?"), "{ask}");
+    assert!(
+        ask.contains("you lose your place in the queue (you are 2nd now)"),
+        "{ask}"
+    );
+    assert!(ask.contains(r#"<button id="cancel-callback-submit" class="danger""#));
+    assert!(ask.contains(r#"<a id="keep-callback""#));
+    assert!(
+        !ask.contains(r#"id="change-callback-form""#),
+        "only the one control"
+    );
+    assert!(
+        !ask.contains("http-equiv=\"refresh\""),
+        "a form page never reloads itself"
+    );
+}
+
+#[test]
+fn without_javascript_the_page_reloads_itself_and_forms_are_pages_of_their_own() {
+    let page = rendered(&all_options(hand_status(1, 0)), View::default());
+    assert!(page.contains(r#"<noscript><meta http-equiv="refresh" content="20"></noscript>"#));
+    // Each form is inline for scripts only; without them a link leads to its page.
+    for (form, link) in [
+        ("move-form", "/form/move_queue"),
+        ("callback-form", "/form/callback"),
+        ("email-form", "/form/email"),
+        ("webform-form", "/form/web_form"),
+    ] {
+        assert!(page.contains(&format!(r#"<form id="{form}""#)), "{form}");
+        let tag = page.split(&format!(r#"<form id="{form}""#)).nth(1).unwrap();
+        let tag = tag.split('>').next().unwrap();
+        assert!(tag.contains("data-js-form hidden"), "{form}: {tag}");
+        assert!(page.contains(link), "{link}");
+    }
+    // The call-back hint is always there for aria-describedby, and the zone is named.
+    assert!(page.contains(r#"<p id="callback-hint" class="hint">"#));
+    assert!(page.contains("(optional, <span class=\"tz-label\">our time, UTC</span>)"));
+    assert!(page.contains(r#"<input type="hidden" name="tz" value="UTC">"#));
+    // A form on its own page: shown, no reload, a way back.
+    let only = rendered(
+        &all_options(hand_status(1, 0)),
+        View {
+            only: Some(ActionKind::Callback),
+            ..View::default()
+        },
+    );
+    assert!(!only.contains("http-equiv"), "{only}");
+    assert!(only.contains(r#"<form id="callback-form" data-kind="callback" method="post" action"#));
+    assert!(!only.contains("data-js-form"));
+    assert!(!only.contains(r#"id="email-form""#));
+    assert!(only.contains(r#"<a id="back""#));
+    // An ended contact does not reload and has no controls, nor "no agent yet".
+    let mut s = hand_status(1, 0);
+    s.position = None;
+    s.options = vec![];
+    s.state = ContactState::Ended {
+        at: Timestamp(0),
+        reason: EndReason::Completed,
+    };
+    let ended = rendered(&s, View::default());
+    assert!(!ended.contains("http-equiv"));
+    assert!(
+        ended.contains(r#"<dd id="agent">None: this contact has ended</dd>"#),
+        "{ended}"
+    );
+}
+
+#[test]
+fn a_refused_form_comes_back_alone_with_a_summary_first_in_the_callers_zone() {
+    let typed = forms::ActionForm {
+        action: Some("callback".into()),
+        number: Some("call me".into()),
+        not_before: Some("2026-11-24T10:00".into()),
+        not_after: Some("2026-11-24T12:00".into()),
+        ..forms::ActionForm::default()
+    };
+    let zone = crate::web::zone::Zone::callers("Europe/Paris").expect("Paris");
+    let view = View {
+        typed: Some((
+            Some(ActionKind::Callback),
+            typed,
+            forms::FieldError::new("number", "Enter a phone number."),
+        )),
+        only: Some(ActionKind::Callback),
+        zone,
+        ..View::default()
+    };
+    let page = rendered(&all_options(hand_status(1, 0)), view);
+    let summary = page.find(r#"id="error-summary""#).expect("a summary");
+    assert!(
+        summary < page.find("<h1>").unwrap(),
+        "the summary comes first"
+    );
+    assert!(page.contains(r#"tabindex="-1" autofocus"#));
+    assert!(page.contains(
+        r##"<a id="error-summary-link" href="#callback-number">Enter a phone number.</a>"##
+    ));
+    assert!(page.contains("<title>Error: "));
+    assert!(page.contains("your time, Europe/Paris"));
+    assert!(page.contains(r#"name="tz" value="Europe/Paris""#));
+    assert!(
+        page.contains(r#"value="2026-11-24T10:00""#),
+        "typed times kept as typed"
+    );
+}
+
+#[test]
+fn a_call_back_window_is_shown_in_the_callers_zone() {
+    let mut s = hand_status(2, 1);
+    s.live_call = false;
+    s.media = MediaType::Callback;
+    s.substitute = Some(Substitute::Callback {
+        number: "+441111".into(),
+        window: Some(crate::centre::Window {
+            not_before: Timestamp(1_764_000_000_000),
+            not_after: Timestamp(1_764_003_600_000),
+        }),
+    });
+    s.options = vec![ActionKind::CancelCallback, ActionKind::ChangeCallback];
+    let view = View {
+        zone: crate::web::zone::Zone::callers("America/New_York").expect("New York"),
+        ..View::default()
+    };
+    let page = rendered(&s, view);
+    // 16:00 UTC is 11:00 in New York in November.
+    assert!(
+        page.contains("between 2025-11-24 11:00 EST and 2025-11-24 12:00 EST"),
+        "{page}"
+    );
+    assert!(page.contains(r#"value="2025-11-24T11:00""#));
 }
 
 #[test]
@@ -819,6 +959,87 @@ mod commands {
         assert!(page.contains(r#"<p id="confirmation""#));
         assert!(page.contains("Call-back booked: we will call you back on the number ending 4567"));
         assert!(page.contains(r#"<dd id="media">call-back</dd>"#));
+    }
+
+    #[tokio::test]
+    async fn a_window_typed_in_the_callers_zone_is_booked_in_it_and_the_form_has_its_page() {
+        let f = fixture().await;
+        let (c, token, page) = page_token(&f).await;
+        // The call-back form's page of its own (for browsers without JavaScript).
+        let r = send(
+            &f.app,
+            Request::get(format!("/c/{}/form/callback", f.id))
+                .header(header::COOKIE, &c)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let alone = body(r).await;
+        assert!(alone.contains(r#"<form id="callback-form" data-kind="callback""#));
+        assert!(!alone.contains(r#"id="email-form""#));
+        // A control not offered, or no such control: back to the status page / not found.
+        let r = get(&f.app, &format!("/c/{}/form/cancel_callback", f.id)).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            get(&f.app, &format!("/c/{}/form/fax", f.id)).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        let version = field(&page, "version");
+        // A window from an hour to three hours from now, typed as a Paris clock shows it.
+        let paris = crate::web::zone::Zone::callers("Europe/Paris").expect("Paris");
+        let from = Timestamp::now_wall().plus_secs(3600);
+        let until = from.plus_secs(7200);
+        let (typed_from, typed_until) = (paris.datetime_local(from), paris.datetime_local(until));
+        let r = send(
+            &f.app,
+            form_post(
+                &format!("/c/{}/actions", f.id),
+                &c,
+                &format!(
+                    "csrf={token}&command_id=tz1&version={version}&action=callback&number=%2B441234567&tz=Europe%2FParis&not_before={}&not_after={}",
+                    typed_from.replace(':', "%3A"),
+                    typed_until.replace(':', "%3A")
+                ),
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", body(r).await);
+        let status = f.centre.status(f.id.clone()).await.expect("status");
+        let Some(Substitute::Callback {
+            window: Some(w), ..
+        }) = status.substitute
+        else {
+            panic!("a window: {:?}", status.substitute);
+        };
+        // Read as Paris time, not UTC (to the minute the form has).
+        assert_eq!(w.not_before.0 / 60_000, from.0 / 60_000);
+        assert_eq!(w.not_after.0 / 60_000, until.0 / 60_000);
+        // The browser's cookie names its zone: the page shows the window in it.
+        let r = send(
+            &f.app,
+            Request::get(format!("/c/{}", f.id))
+                .header(header::COOKIE, format!("{c}; hl_tz=Europe%2FParis"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        let page = body(r).await;
+        let shown = format!(" between {} and {}", paris.time(from), paris.time(until));
+        assert!(page.contains(&shown), "{shown} in {page}");
+        assert!(page.contains("your time, Europe/Paris"));
+        // The cancel page asks first, and says what is lost.
+        let r = send(
+            &f.app,
+            Request::get(format!("/c/{}/form/cancel_callback", f.id))
+                .header(header::COOKIE, &c)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let ask = body(r).await;
+        assert!(ask.contains("you lose your place in the queue"), "{ask}");
     }
 
     #[tokio::test]
@@ -966,6 +1187,7 @@ async fn event_streams_end_when_the_server_stops() {
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::random(),
         sip_address: String::new(),
+        zone: crate::web::zone::Zone::utc(),
     });
     let r = get(&app, &format!("/c/{}/events", f.id)).await;
     let mut stream = r.into_body().into_data_stream();
@@ -1021,6 +1243,7 @@ async fn agent_fixture_with(mut cfg: CentreConfig) -> Fixture {
         }],
         link_key: crate::web::link::LinkKey::random(),
         sip_address: "192.0.2.1:5060".into(),
+        zone: crate::web::zone::Zone::utc(),
     });
     Fixture {
         app,
@@ -1613,6 +1836,7 @@ async fn paris_fixture() -> Fixture {
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::random(),
         sip_address: String::new(),
+        zone: crate::web::zone::Zone::utc(),
     });
     Fixture {
         app,
