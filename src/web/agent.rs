@@ -34,6 +34,7 @@ use crate::centre::{
 };
 
 use super::pages::render;
+use super::zone::Zone;
 use super::{AppState, Client, Session, csrf, limit, words};
 
 type HmacSha256 = hmac::Hmac<Sha256>;
@@ -272,7 +273,7 @@ fn caller_number(status: &ContactStatus) -> String {
     status.caller.clone()
 }
 
-fn card(status: &ContactStatus, now: Timestamp) -> ContactCard {
+fn card(status: &ContactStatus, now: Timestamp, zone: &Zone) -> ContactCard {
     let f = |id, label, value: String| CardField { id, label, value };
     let mut fields = vec![
         f("contact-queue", "Queue", words::queue(status)),
@@ -311,7 +312,7 @@ fn card(status: &ContactStatus, now: Timestamp) -> ContactCard {
         }
         Some(Substitute::Callback { number, window }) => {
             fields.push(f("contact-callback-number", "Call back on", number.clone()));
-            let w = words::window(window);
+            let w = words::window_in(window, zone);
             fields.push(f(
                 "contact-window",
                 "Window",
@@ -327,12 +328,14 @@ fn card(status: &ContactStatus, now: Timestamp) -> ContactCard {
     let attempts = status
         .attempts
         .iter()
-        .map(|a| words::attempt(a.at, &a.outcome))
+        .map(|a| words::attempt_in(a.at, &a.outcome, zone))
         .collect();
     // Which try this is, while the agent holds a call-back ("Attempt 2"); the next-attempt
     // time is shown only when it is still ahead (the one the agent holds was due already).
     let next_attempt = match status.next_attempt {
-        Some(at) if at > now => words::next_attempt(at, status.attempts.last().map(|a| a.at)),
+        Some(at) if at > now => {
+            words::next_attempt_in(at, status.attempts.last().map(|a| a.at), zone)
+        }
         _ => String::new(),
     };
     if status.media == MediaType::Callback {
@@ -368,9 +371,10 @@ impl ConsoleView {
         agent: &AgentStatus,
         snapshot: &Snapshot,
         contact: Option<&ContactStatus>,
+        zone: &Zone,
     ) -> ConsoleView {
         let now = snapshot.at;
-        let card = contact.map(|s| card(s, now));
+        let card = contact.map(|s| card(s, now, zone));
         let queues = agent
             .skills
             .iter()
@@ -410,10 +414,11 @@ impl ConsoleView {
         snapshot: &Snapshot,
         view: &ViewHandle,
         sip_address: &str,
+        zone: &Zone,
     ) -> Option<ConsoleView> {
         let agent = snapshot.agents.iter().find(|a| &a.id == id)?;
         let contact = agent.contact.as_ref().and_then(|c| view.status(c));
-        let mut v = ConsoleView::build(agent, snapshot, contact.as_ref());
+        let mut v = ConsoleView::build(agent, snapshot, contact.as_ref(), zone);
         if matches!(&agent.state, AgentState::NotReady { reason } if reason == PHONE_NOT_REGISTERED)
         {
             v.phone_help = Some(PhoneHelp {
@@ -611,6 +616,7 @@ fn console_page(
         &snapshot,
         state.web.centre.view(),
         &state.web.sip_address,
+        &state.web.zone,
     ) else {
         return super::pages::unavailable();
     };
@@ -750,23 +756,30 @@ fn console_stream(
     csrf: String,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     view: ViewHandle,
-    sip_address: String,
+    (sip_address, zone): (String, Zone),
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     stream::unfold(
-        (snapshots, None::<String>, id, csrf, (view, sip_address)),
-        |(mut rx, last, id, csrf, (view, sip_address))| async move {
+        (
+            snapshots,
+            None::<String>,
+            id,
+            csrf,
+            (view, sip_address, zone),
+        ),
+        |(mut rx, last, id, csrf, (view, sip_address, zone))| async move {
             loop {
                 if last.is_some() {
                     rx.changed().await.ok()?;
                 }
                 let html = {
                     let snapshot = rx.borrow_and_update().clone();
-                    ConsoleView::of(&id, &snapshot, &view, &sip_address)
+                    ConsoleView::of(&id, &snapshot, &view, &sip_address, &zone)
                         .map(|v| live_html(&v, &csrf))?
                 };
                 if last.as_deref() != Some(html.as_str()) {
                     let event = Event::default().event("console").data(html.clone());
-                    return Some((Ok(event), (rx, Some(html), id, csrf, (view, sip_address))));
+                    let next = (rx, Some(html), id, csrf, (view, sip_address, zone));
+                    return Some((Ok(event), next));
                 }
             }
         },
@@ -785,7 +798,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
             csrf,
             state.web.centre.snapshots(),
             state.web.centre.view().clone(),
-            state.web.sip_address.clone(),
+            (state.web.sip_address.clone(), state.web.zone.clone()),
         ),
         stop,
     );
