@@ -97,6 +97,17 @@ pub fn centre_config(config: &Config) -> CentreConfig {
         dial_callbacks: config.callback.dials(),
         queue_log: (!config.log.queue_log.is_empty())
             .then(|| config.data.dir.join(&config.log.queue_log)),
+        exit_keys: config
+            .queues
+            .iter()
+            .filter_map(|q| {
+                let digits = q
+                    .numbers
+                    .iter()
+                    .find(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))?;
+                Some((QueueId(q.id.clone()), digits.clone()))
+            })
+            .collect(),
     }
 }
 

@@ -61,6 +61,7 @@ async fn the_router_answers_every_documented_route_itself() {
             callback_retry_secs: 300,
             dial_callbacks: true,
             queue_log: None,
+            exit_keys: Default::default(),
         },
         Box::new(MemoryStore::new()),
         token.clone(),
