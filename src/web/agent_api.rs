@@ -200,7 +200,14 @@ pub(crate) async fn me(
 #[derive(Deserialize)]
 struct StateBody {
     state: String,
-    reason: Option<String>,
+    /// Absent, or a string: `null` is refused (the document says a string), so it is
+    /// read as whatever value is there (`Option<Value>` alone would make `null` absent).
+    #[serde(default, deserialize_with = "present")]
+    reason: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    <serde_json::Value as Deserialize>::deserialize(d).map(Some)
 }
 
 /// `POST /api/agent/state` `{"state": "logged_in"|"ready"|"not_ready"|"logged_out", "reason"?}`
@@ -212,11 +219,22 @@ pub(crate) async fn set_state(
 ) -> Result<Response, AppError> {
     let (account, cookie) = authorize(&state, ip, &headers, true).await?;
     let wanted: StateBody = api::json_body(&headers, &body, "the body", "what this call takes")?;
+    let reason = match wanted.reason {
+        None => None,
+        Some(serde_json::Value::String(r)) => Some(r),
+        Some(_) => {
+            return Err(AppError::Invalid {
+                field: "reason".to_owned(),
+                message: "`reason` is one of break, lunch, training, other, or left out."
+                    .to_owned(),
+            });
+        }
+    };
     match wanted.state.as_str() {
         "logged_in" => agent::log_in_at_centre(&state, &account.id).await?,
         "ready" => agent::apply(&state, &account.id, AgentAction::Ready).await?,
         "not_ready" => {
-            let reason = agent::reason(wanted.reason.as_deref());
+            let reason = agent::reason(reason.as_deref());
             agent::apply(&state, &account.id, AgentAction::NotReady(reason)).await?;
         }
         "logged_out" => agent::apply(&state, &account.id, AgentAction::Logout).await?,

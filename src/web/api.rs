@@ -380,6 +380,27 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(
             "Send {noun} as application/json."
         )));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| AppError::BadRequest(format!("The body is not {what}: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        // A field the call needs and the body lacks is that field's error (422 naming it,
+        // as for a field that is there but wrong); anything else is a malformed body.
+        let text = e.to_string();
+        match text
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((field, _)) if e.classify() == serde_json::error::Category::Data => {
+                AppError::Invalid {
+                    field: field.to_owned(),
+                    message: format!("`{field}` is required."),
+                }
+            }
+            _ => AppError::BadRequest(format!("The body is not {what}: {e}")),
+        }
+    })
+}
+
+/// Unknown paths under `/api/`: a problem+json 404 like every other API error, not the
+/// HTML page a browser gets.
+pub(crate) async fn not_found() -> Response {
+    AppError::NotFound.into_response()
 }

@@ -245,10 +245,19 @@ pub fn router(state: WebState) -> Router {
         .route("/static/live.js", get(live_js))
         .route("/static/agent.js", get(agent_js))
         .route("/static/style.css", get(style_css))
-        .fallback(pages::fallback)
+        .fallback(fallback)
         .layer(middleware::from_fn(guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
+}
+
+/// A path nothing serves: problem+json under `/api/`, the HTML page elsewhere.
+async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
+    if uri.path() == "/api" || uri.path().starts_with("/api/") {
+        api::not_found().await
+    } else {
+        pages::fallback().await
+    }
 }
 
 /// Liveness plus the figures an operator checks first: contacts waiting per queue.

@@ -2092,3 +2092,70 @@ async fn the_console_card_shows_earlier_attempts_of_a_call_back() {
     // The attempt Ada holds was due already: no "next attempt" line meanwhile.
     assert!(!page.contains("contact-next-attempt"), "{page}");
 }
+
+#[tokio::test]
+async fn the_api_answers_as_its_document_says() {
+    let f = agent_fixture().await;
+    // Unknown routes under /api/ are problem+json 404s; elsewhere the HTML page.
+    for path in ["/api/nope", "/api/contacts", "/api/agent/me/extra", "/api"] {
+        let r = send(&f.app, api("GET", path, &[], None)).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            header_of(&r, header::CONTENT_TYPE),
+            "application/problem+json",
+            "{path}"
+        );
+        let v = json_of(r).await;
+        assert_eq!(v["status"], 404, "{path}: {v}");
+    }
+    let r = send(&f.app, api("GET", "/nope", &[], None)).await;
+    assert!(header_of(&r, header::CONTENT_TYPE).starts_with("text/html"));
+    // An email without its subject: 422 naming the field.
+    let r = get(&f.app, &format!("/api/contacts/{}", f.id)).await;
+    let c = cookie(&r);
+    let v = json_of(r).await;
+    let r = send(
+        &f.app,
+        Request::post(format!("/api/contacts/{}/actions", f.id))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::COOKIE, &c)
+            .header("x-csrf-token", v["csrf"].as_str().expect("csrf"))
+            .body(Body::from(
+                r#"{"command_id":"em1","action":"email","message":"Hello","reply_to":"a@example.org"}"#,
+            ))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v = json_of(r).await;
+    assert_eq!(v["field"], "subject", "{v}");
+    // `reason: null` is refused (a string or nothing), naming the field.
+    let basic = [("authorization", "Basic YWRhOmFkYS1zZWNyZXQtMQ==")]; // ada:ada-secret-1
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/state",
+            &basic,
+            Some(r#"{"state":"logged_in"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/state",
+            &basic,
+            Some(r#"{"state":"not_ready","reason":null}"#),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json_of(r).await["field"], "reason");
+    // A body missing the required `state`: 422 naming it, too.
+    let r = send(&f.app, api("POST", "/api/agent/state", &basic, Some("{}"))).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json_of(r).await["field"], "state");
+}
