@@ -55,6 +55,8 @@ pub(crate) fn routes() -> Router<AppState> {
 #[derive(Debug)]
 pub enum AppError {
     NotFound,
+    /// A path under `/api/` that no route serves.
+    NoRoute,
     RateLimited {
         retry_after_secs: u64,
     },
@@ -115,6 +117,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, slug, title) = match &self {
             AppError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Contact not found"),
+            AppError::NoRoute => (StatusCode::NOT_FOUND, "no-route", "No such API route"),
             AppError::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
@@ -171,6 +174,9 @@ impl IntoResponse for AppError {
         });
         let detail = match &self {
             AppError::NotFound => "No contact has that number.".to_owned(),
+            AppError::NoRoute => {
+                "Nothing is served at this path; docs/openapi.yaml lists the routes.".to_owned()
+            }
             AppError::RateLimited { retry_after_secs } => {
                 format!(
                     "Too many numbers that we could not find; retry after {retry_after_secs} s."
@@ -402,5 +408,5 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(
 /// Unknown paths under `/api/`: a problem+json 404 like every other API error, not the
 /// HTML page a browser gets.
 pub(crate) async fn not_found() -> Response {
-    AppError::NotFound.into_response()
+    AppError::NoRoute.into_response()
 }
