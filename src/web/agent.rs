@@ -265,12 +265,32 @@ pub fn state_text(state: &AgentState) -> String {
     }
 }
 
-/// The caller's number: the user part of their SIP From, or the call-back default.
-fn caller_number(status: &ContactStatus) -> String {
+/// The caller's number as the agent would dial it: the call-back default (the phone number
+/// the caller rings from), else the address in their SIP From without its display name,
+/// brackets or parameters (`sip:alice@example.com`, never `"Alice" <sip:…>;tag=…`); "" for
+/// contacts that came without a call.
+pub(crate) fn caller_number(status: &ContactStatus) -> String {
     if let Some(n) = &status.default_callback_number {
         return n.clone();
     }
-    status.caller.clone()
+    let raw = status.caller.trim();
+    let addr = match (raw.find('<'), raw.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &raw[open + 1..close],
+        _ => raw.split(';').next().unwrap_or(raw),
+    };
+    // URI parameters (";user=phone", ";transport=tcp") are no part of the address.
+    addr.split(';').next().unwrap_or(addr).trim().to_owned()
+}
+
+/// The number of the call-back attempt the agent holds, as the offer counted it (and the
+/// phone announced it): the attempts made before it, plus one. Once it connects it is
+/// recorded among the attempts, and is the last of them.
+pub(crate) fn current_attempt(status: &ContactStatus) -> usize {
+    let made = status.attempts.len();
+    match status.attempts.last() {
+        Some(last) if last.outcome == "connected" => made,
+        _ => made + 1,
+    }
 }
 
 fn card(status: &ContactStatus, now: Timestamp, zone: &Zone) -> ContactCard {
@@ -342,7 +362,7 @@ fn card(status: &ContactStatus, now: Timestamp, zone: &Zone) -> ContactCard {
         fields.push(f(
             "contact-attempt",
             "Attempt",
-            (status.attempts.len() + 1).to_string(),
+            current_attempt(status).to_string(),
         ));
     }
     let what = match status.media {
@@ -868,6 +888,41 @@ mod tests {
             HeaderValue::from_str(&format!("hl_session=x; {AGENT_COOKIE}={v}")).unwrap(),
         );
         assert_eq!(cookie_value(&h), Some(v));
+    }
+
+    #[test]
+    fn the_card_shows_the_callers_address_and_the_attempt_the_phone_announced() {
+        use crate::centre::CallbackAttempt;
+        let mut s = crate::web::words::tests::status(1, 0);
+        s.default_callback_number = None;
+        for (from, shown) in [
+            (
+                "\"Alice\" <sip:alice@example.com>;tag=a1b2",
+                "sip:alice@example.com",
+            ),
+            (
+                "<sip:alice@example.com;transport=tcp>;tag=x",
+                "sip:alice@example.com",
+            ),
+            ("sip:bob@example.org;tag=99", "sip:bob@example.org"),
+            ("", ""),
+        ] {
+            s.caller = from.into();
+            assert_eq!(caller_number(&s), shown, "{from}");
+        }
+        s.default_callback_number = Some("+441234567890".into());
+        assert_eq!(caller_number(&s), "+441234567890");
+        // The offer of attempt 1 says 1; once it connects (recorded) it still says 1; a
+        // failed one and the next offer: 2.
+        s.attempts = vec![];
+        assert_eq!(current_attempt(&s), 1);
+        s.attempts = vec![CallbackAttempt {
+            at: Timestamp(0),
+            outcome: "connected".into(),
+        }];
+        assert_eq!(current_attempt(&s), 1);
+        s.attempts[0].outcome = "busy".into();
+        assert_eq!(current_attempt(&s), 2);
     }
 
     #[test]
