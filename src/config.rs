@@ -7,7 +7,7 @@
 //! `agent = []` at the top of a file means "no agents"). `--sip`, `--http` and `--data`
 //! then override single fields.
 //!
-//! One file of ~830 production lines on purpose: it is the one place that says what every
+//! One file of ~920 production lines on purpose: it is the one place that says what every
 //! configuration key means, its default and how it is checked, section by section in the
 //! order of `holdline.toml`; most of it is doc comments and `serde` defaults. Splitting it
 //! by section would put the cross-section checks (`validate`) away from the keys they read.

@@ -18,6 +18,7 @@
 
 pub mod agent;
 pub mod agent_api;
+pub mod agent_view;
 pub mod api;
 pub mod conn_limit;
 pub mod csrf;
