@@ -323,8 +323,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         sip_local.to_string()
     };
     // CSRF key: random per start, so tokens from before a restart are refused.
+    // Whether an agent's phone can be rung: a fixed address, or the registrar's binding.
+    let phones: web::PhoneLookup = {
+        let fixed: std::collections::HashSet<String> = config
+            .agents
+            .iter()
+            .filter(|a| a.uri.is_some())
+            .map(|a| a.id.clone())
+            .collect();
+        let sip = sip.clone();
+        Arc::new(move |agent: String| {
+            let (sip, fixed) = (sip.clone(), fixed.contains(&agent));
+            Box::pin(async move {
+                if fixed {
+                    return web::Phone::Fixed;
+                }
+                match sip.binding(agent).await {
+                    Some(contact) => web::Phone::Registered(contact),
+                    None => web::Phone::NotRegistered,
+                }
+            })
+        })
+    };
     let router = web::router(web::WebState {
         link_key,
+        phones: Some(phones),
         sip_address,
         // Checked when the configuration was loaded.
         zone: web::zone::Zone::centre(&config.http.time_zone).unwrap_or_else(web::zone::Zone::utc),

@@ -1,7 +1,8 @@
 //! A real softphone as an agent's phone: Debian's baresip 1.0 registers as the demo agent
 //! `ada` against the embedded default configuration (so the default digest settings are
 //! ones it accepts) and takes a real call from a SIPp caller, bridged by the gateway.
-//! Before it registers, an agent who goes ready is told their phone is not registered.
+//! Before it registers, the agent API says no call can ring the agent, and a call offered
+//! to them puts them not ready with the reason "phone not registered".
 //!
 //! Needs `/usr/bin/baresip` (the README's test command installs Debian's `baresip`).
 
@@ -236,6 +237,11 @@ fn baresip_registers_as_a_demo_agent_and_takes_a_call() {
     );
     let number = queued_contact(&g);
     set_state(&mut http, "logged_in");
+    // The API says no call can ring her; she goes ready anyway, the waiting call is offered,
+    // finds no phone, and she is not ready with that reason (the console adds how to
+    // register the phone), not a bare "no answer".
+    let me = agent_api(&mut http, "GET", "/api/agent/me", None);
+    assert_eq!(me["phone"], "not_registered", "{me}");
     set_state(&mut http, "ready");
     let me = wait_me(&mut http, "told the phone is not registered", |me| {
         state_is(me, "not_ready")
@@ -253,6 +259,10 @@ fn baresip_registers_as_a_demo_agent_and_takes_a_call() {
         Duration::from_secs(15),
     );
     assert!(line.contains("ada@"), "{line}");
+    let me = wait_me(&mut http, "seen registered", |me| {
+        me["phone"] == "registered"
+    });
+    assert_eq!(me["phone"], "registered");
 
     // Ready again: the waiting caller is offered to the registered phone, which answers;
     // the caller's phone refuses REFER, so the gateway bridges the two.

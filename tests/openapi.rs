@@ -75,6 +75,7 @@ async fn the_router_answers_every_documented_route_itself() {
         agents: Vec::new(),
         link_key: holdline::web::link::LinkKey::random(),
         sip_address: String::new(),
+        phones: None,
         zone: holdline::web::zone::Zone::utc(),
     });
     let ask = |method: &str, path: &str| {

@@ -8,7 +8,9 @@
 //! `agent.expiry.hmac` cookies keyed by the app secret (no server-side session table: a
 //! restart, with its new secret, logs every browser out).
 //!
-//! Must not import `sip` or `media`; talks to the centre through `CentreHandle` only.
+//! What the console shows is built in [`super::agent_view`]. Must not import `sip` or
+//! `media`; talks to the centre through `CentreHandle` only, and learns whether an agent's
+//! phone is registered through the lookup the composition root gives (`WebState::phones`).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -49,6 +51,8 @@ pub const SESSION_SECS: u64 = 12 * 3600;
 pub const CSRF_SCOPE: &str = "agent";
 /// The CSRF "contact" of the login form.
 const LOGIN_SCOPE: &str = "agent-login";
+/// What an agent who goes ready without a registered phone is told.
+pub(crate) const PHONE_NOT_REGISTERED_NOTICE: &str = "You are ready, but your phone is not registered: emails and web forms can reach you, and the first call offered to you will put you not ready. Register your phone (see below).";
 /// Reasons offered for "Not ready".
 pub const NOT_READY_REASONS: &[&str] = &["break", "lunch", "training", "other"];
 
@@ -371,8 +375,20 @@ fn console_page(
     status: StatusCode,
     notice: Option<String>,
 ) -> Response {
+    console_page_with(state, account, value, status, notice, false)
+}
+
+/// [`console_page`], with the phone set-up help shown when `phone_help`.
+fn console_page_with(
+    state: &AppState,
+    account: &AgentAccount,
+    value: &str,
+    status: StatusCode,
+    notice: Option<String>,
+    phone_help: bool,
+) -> Response {
     let snapshot = state.web.centre.snapshots().borrow().clone();
-    let Some(v) = ConsoleView::of(
+    let Some(mut v) = ConsoleView::of(
         &account.id,
         &snapshot,
         state.web.centre.view(),
@@ -381,6 +397,12 @@ fn console_page(
     ) else {
         return super::pages::unavailable();
     };
+    if phone_help {
+        v.phone_help = Some(super::agent_view::PhoneHelp {
+            server: state.web.sip_address.clone(),
+            user: account.id.to_string(),
+        });
+    }
     render(
         status,
         &ConsolePage {
@@ -488,7 +510,23 @@ async fn console_action(
         }
     };
     let logout = action == AgentAction::Logout;
+    // Ready without a registered phone: emails and web forms can still reach the agent,
+    // but the first call offered would put them not ready. Say so now, with how to
+    // register the phone, instead of letting them find out from that.
+    let phone_missing =
+        action == AgentAction::Ready && state.web.phone_missing(account.id.as_str()).await;
     match apply(&state, &account.id, action).await {
+        Ok(()) if phone_missing => {
+            tracing::info!(agent = %account.id, "ready without a registered phone");
+            console_page_with(
+                &state,
+                &account,
+                &value,
+                StatusCode::OK,
+                Some(PHONE_NOT_REGISTERED_NOTICE.to_owned()),
+                true,
+            )
+        }
         Ok(()) if logout => {
             tracing::info!(agent = %account.id, "agent logged out");
             with_cookie(

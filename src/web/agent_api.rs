@@ -137,9 +137,22 @@ pub fn me_json(
     Some(me)
 }
 
-fn me_response(state: &AppState, id: &AgentId, cookie: Option<&str>) -> Result<Response, AppError> {
+async fn me_response(
+    state: &AppState,
+    id: &AgentId,
+    cookie: Option<&str>,
+) -> Result<Response, AppError> {
     let snapshot = state.web.centre.snapshots().borrow().clone();
     let mut me = me_json(&snapshot, state.web.centre.view(), id).ok_or(AppError::Unauthorized)?;
+    // Whether a call can ring the agent now (a ready agent without a registered phone
+    // still takes emails and web forms; the first call would put them not ready).
+    if let Some(lookup) = &state.web.phones {
+        me["phone"] = json!(match lookup(id.to_string()).await {
+            super::Phone::Fixed => "fixed",
+            super::Phone::Registered(_) => "registered",
+            super::Phone::NotRegistered => "not_registered",
+        });
+    }
     if let Some(value) = cookie {
         me["csrf"] = json!(csrf::token(&state.web.secret, value, agent::CSRF_SCOPE));
     }
@@ -180,7 +193,7 @@ pub(crate) async fn login(
         state.session_generation(account.id.as_str()),
         agent::now_secs(),
     );
-    let mut response = me_response(&state, &account.id, Some(&value))?;
+    let mut response = me_response(&state, &account.id, Some(&value)).await?;
     if let Ok(v) = HeaderValue::from_str(&agent::session_cookie(&value, agent::API_PATH)) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -194,7 +207,7 @@ pub(crate) async fn me(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let (account, cookie) = authorize(&state, ip, &headers, false).await?;
-    me_response(&state, &account.id, cookie.as_deref())
+    me_response(&state, &account.id, cookie.as_deref()).await
 }
 
 #[derive(Deserialize)]
@@ -247,7 +260,7 @@ pub(crate) async fn set_state(
             });
         }
     }
-    me_response(&state, &account.id, cookie.as_deref())
+    me_response(&state, &account.id, cookie.as_deref()).await
 }
 
 /// `POST /api/agent/done`: the agent finished the connected contact.
@@ -258,7 +271,7 @@ pub(crate) async fn done(
 ) -> Result<Response, AppError> {
     let (account, cookie) = authorize(&state, ip, &headers, true).await?;
     agent::apply(&state, &account.id, AgentAction::Done).await?;
-    me_response(&state, &account.id, cookie.as_deref())
+    me_response(&state, &account.id, cookie.as_deref()).await
 }
 
 #[cfg(test)]

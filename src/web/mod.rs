@@ -82,6 +82,38 @@ pub struct WebState {
     /// Where agents' softphones register ("192.0.2.10:5060"), told to an agent whose phone
     /// is not registered; "" when the gateway cannot know it (then the help omits it).
     pub sip_address: String,
+    /// Whether an agent's phone can be reached now (the registrar's bindings); `None`
+    /// where there is no SIP side (tests of the web alone): every phone counts as reachable.
+    pub phones: Option<PhoneLookup>,
+}
+
+/// Whether an agent's phone can take an offer now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phone {
+    /// A fixed address from the configuration.
+    Fixed,
+    /// Registered, at this contact.
+    Registered(String),
+    /// The agent registers their phone and it is not registered now.
+    NotRegistered,
+}
+
+/// Looks up an agent's phone by agent id (given by the composition root, so that `web`
+/// needs nothing from `sip`).
+pub type PhoneLookup = std::sync::Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Phone> + Send>>
+        + Send
+        + Sync,
+>;
+
+impl WebState {
+    /// The agent's phone is one that registers and it is not registered now.
+    pub(crate) async fn phone_missing(&self, agent: &str) -> bool {
+        match &self.phones {
+            Some(lookup) => lookup(agent.to_owned()).await == Phone::NotRegistered,
+            None => false,
+        }
+    }
 }
 
 /// The router's state: the given `WebState` plus what the web server keeps itself.

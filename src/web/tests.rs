@@ -69,6 +69,7 @@ async fn fixture() -> Fixture {
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::fixed(LINK_KEY),
         sip_address: String::new(),
+        phones: None,
         zone: crate::web::zone::Zone::utc(),
     });
     Fixture {
@@ -1187,6 +1188,7 @@ async fn event_streams_end_when_the_server_stops() {
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::random(),
         sip_address: String::new(),
+        phones: None,
         zone: crate::web::zone::Zone::utc(),
     });
     let r = get(&app, &format!("/c/{}/events", f.id)).await;
@@ -1212,7 +1214,11 @@ async fn agent_fixture() -> Fixture {
     agent_fixture_with(config()).await
 }
 
-async fn agent_fixture_with(mut cfg: CentreConfig) -> Fixture {
+async fn agent_fixture_with(cfg: CentreConfig) -> Fixture {
+    agent_fixture_phones(cfg, None).await
+}
+
+async fn agent_fixture_phones(mut cfg: CentreConfig, phones: Option<PhoneLookup>) -> Fixture {
     let token = CancellationToken::new();
     cfg.agents = vec![centre::AgentSpec {
         id: centre::AgentId("ada".into()),
@@ -1243,6 +1249,7 @@ async fn agent_fixture_with(mut cfg: CentreConfig) -> Fixture {
         }],
         link_key: crate::web::link::LinkKey::random(),
         sip_address: "192.0.2.1:5060".into(),
+        phones,
         zone: crate::web::zone::Zone::utc(),
     });
     Fixture {
@@ -1251,6 +1258,50 @@ async fn agent_fixture_with(mut cfg: CentreConfig) -> Fixture {
         id: status.id,
         _token: token,
     }
+}
+
+#[tokio::test]
+async fn ready_without_a_registered_phone_says_so_with_help() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let registered = Arc::new(AtomicBool::new(false));
+    let flag = registered.clone();
+    let lookup: PhoneLookup = Arc::new(move |_agent: String| {
+        let phone = if flag.load(Ordering::SeqCst) {
+            Phone::Registered("sip:ada@192.0.2.7:5062".into())
+        } else {
+            Phone::NotRegistered
+        };
+        Box::pin(async move { phone })
+    });
+    let f = agent_fixture_phones(config(), Some(lookup)).await;
+    let (_, jar) = console_login(&f, ADA_PASSWORD, "192.0.2.20").await;
+    // The API says whether a call can ring the agent.
+    let basic = [("authorization", "Basic YWRhOmFkYS1zZWNyZXQtMQ==")]; // ada:ada-secret-1
+    let me = json_of(send(&f.app, api("GET", "/api/agent/me", &basic, None)).await).await;
+    assert_eq!(me["phone"], "not_registered", "{me}");
+    // Ready works (emails and web forms need no phone) and the console says at once that
+    // calls cannot ring, with how to register the phone, instead of a redirect.
+    let r = press(&f, &jar, "ready", "").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = body(r).await;
+    assert!(page.contains("your phone is not registered"), "{page}");
+    assert!(page.contains(r#"id="phone-help""#), "{page}");
+    assert!(page.contains(r#"<span id="phone-server">192.0.2.1:5060</span>"#));
+    // The parked caller was offered; the call layer finds no phone to ring.
+    f.centre
+        .offer_failed(
+            centre::AgentId("ada".into()),
+            centre::PHONE_NOT_REGISTERED.into(),
+        )
+        .await
+        .expect("failed");
+    // Once it registers: a plain redirect, and the API says so.
+    registered.store(true, Ordering::SeqCst);
+    let r = press(&f, &jar, "ready", "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let me = json_of(send(&f.app, api("GET", "/api/agent/me", &basic, None)).await).await;
+    assert_eq!(me["phone"], "registered", "{me}");
 }
 
 fn agent_state(f: &Fixture) -> centre::AgentState {
@@ -1836,6 +1887,7 @@ async fn paris_fixture() -> Fixture {
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::random(),
         sip_address: String::new(),
+        phones: None,
         zone: crate::web::zone::Zone::utc(),
     });
     Fixture {
