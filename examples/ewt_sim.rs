@@ -328,6 +328,7 @@ impl Sim {
             callback_retry_secs: 300,
             dial_callbacks: false,
             queue_log: None,
+            exit_keys: Default::default(),
         };
         let n = agents.len();
         let nq = queue_ids.len();

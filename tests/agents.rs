@@ -326,7 +326,10 @@ fn a_held_call_reaches_a_ready_agent_through_refer() {
         );
     }
     let log = queue_log(&g);
-    assert!(log.lines().any(|l| l.contains("|ada|AGENTLOGIN")), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("|PJSIP/ada|AGENTLOGIN")),
+        "{log}"
+    );
     g.terminate();
 }
 

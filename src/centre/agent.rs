@@ -69,6 +69,12 @@ pub struct AgentSpec {
     pub reach: Reach,
 }
 
+/// Why an offer failed when the agent registers their phone and it is not registered now
+/// (the call layer reports exactly this). The agent goes not ready with this reason, not
+/// "no answer": the console then says how to register the phone instead of leaving the
+/// agent to guess why they were put not ready the moment they went ready.
+pub const PHONE_NOT_REGISTERED: &str = "phone not registered";
+
 /// Where an agent is in their day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -425,6 +431,36 @@ mod tests {
             .expect("not ready");
         assert!(c.take_effects().is_empty());
         assert_eq!(position(&c, &second), Some(1));
+    }
+
+    #[test]
+    fn an_offer_to_an_unregistered_phone_says_so_in_the_agents_state() {
+        let mut c = centre();
+        let first = admit(&mut c, at(0), "sales", 1);
+        assert_eq!(
+            offers(&ready(&mut c, at(1), "both")),
+            [(a("both"), first.clone())]
+        );
+        c.offer_failed(at(1), &a("both"), PHONE_NOT_REGISTERED)
+            .expect("fail");
+        assert_eq!(
+            state(&c, "both"),
+            AgentState::NotReady {
+                reason: PHONE_NOT_REGISTERED.into()
+            },
+            "not \"no answer\": the agent was never rung"
+        );
+        assert_eq!(position(&c, &first), Some(1), "back at the head");
+        // Any other failure is the agent not answering.
+        let effects = c.agent_ready(at(2), &a("both")).expect("ready").1;
+        assert_eq!(offers(&effects), [(a("both"), first)]);
+        c.offer_failed(at(3), &a("both"), "declined").expect("fail");
+        assert_eq!(
+            state(&c, "both"),
+            AgentState::NotReady {
+                reason: "no answer".into()
+            }
+        );
     }
 
     #[test]

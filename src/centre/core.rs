@@ -130,6 +130,8 @@ pub struct Centre {
     agent_deadlines: std::collections::BTreeSet<(Timestamp, usize)>,
     wrap_up_secs: u32,
     offer_timeout_secs: u32,
+    /// See [`CentreConfig::exit_keys`](super::queue::CentreConfig::exit_keys).
+    exit_keys: std::collections::HashMap<QueueId, String>,
     /// Offers made by routing inside `admit`, `end` and `tick` (whose internal shapes
     /// carry no effects), moved to the outbox by [`Centre::handle`].
     routed: Vec<Effect>,
@@ -223,6 +225,7 @@ impl Centre {
             agents_board: None,
             wrap_up_secs: config.wrap_up_secs,
             offer_timeout_secs: config.offer_timeout_secs,
+            exit_keys: config.exit_keys.clone(),
             routed: Vec::new(),
             outbox: Outbox::default(),
             callback_attempts: config.callback_attempts.max(1),

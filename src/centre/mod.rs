@@ -87,7 +87,7 @@ pub use accuracy::AccuracyReport;
 pub use actor::{CentreHandle, StartError, spawn};
 pub use agent::{
     AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Asked, AttemptOutcome,
-    Reach, StoredAgent,
+    PHONE_NOT_REGISTERED, Reach, StoredAgent,
 };
 pub use callback::{CallbackRules, default_callback_number};
 pub use command::{

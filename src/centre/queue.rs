@@ -57,6 +57,10 @@ pub struct CentreConfig {
     pub dial_callbacks: bool,
     /// Asterisk-format queue log file (appended after each commit); `None` = off.
     pub queue_log: Option<std::path::PathBuf>,
+    /// The digits that reach each queue (its first all-digit service number): the key of
+    /// the `EXITWITHKEY` line of a move there, as Asterisk logs a caller who dialled an
+    /// extension of its exit context. A queue without one is left with `WITHDRAW`.
+    pub exit_keys: std::collections::HashMap<QueueId, String>,
 }
 
 /// Queue order key. Seniority first (earliest served first), then a centre-wide sequence

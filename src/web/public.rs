@@ -81,7 +81,13 @@ struct MaskedCallback<'a> {
 }
 
 impl<'a> PublicStatus<'a> {
+    /// With its display texts' times in UTC.
     pub fn new(status: &'a ContactStatus) -> Self {
+        Self::new_in(status, &super::zone::Zone::utc())
+    }
+
+    /// With its display texts' times in `zone` (the caller's, or the centre's).
+    pub fn new_in(status: &'a ContactStatus, zone: &super::zone::Zone) -> Self {
         // Every field named, none with `..`: a field added to `ContactStatus` does not
         // compile here until someone decides whether callers may see it.
         let ContactStatus {
@@ -130,7 +136,7 @@ impl<'a> PublicStatus<'a> {
             created: *created,
             csrf: None,
             default_callback_number: default_callback_number.as_deref().map(words::masked),
-            display: words::display(status),
+            display: words::display_in(status, zone),
             estimate: *estimate,
             id,
             live_call: *live_call,

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use super::zone::Zone;
+
 use crate::centre::{
     Asked, Confirmation, ContactState, ContactStatus, EndReason, Notice, Problem, Refusal,
     RiseReason, Snapshot, Spoken, Substitute, Timestamp, WaitEstimate, Window,
@@ -209,11 +211,15 @@ pub fn queue(status: &ContactStatus) -> String {
 }
 
 /// "Being connected to Ada Lovelace" (offered), "Connected to Ada Lovelace" (answered),
-/// or "No agent assigned yet".
+/// "No agent assigned yet", or, once the contact has ended (the centre lets go of the
+/// agent then), that there is none any more: never "yet" on a finished contact.
 pub fn agent(status: &ContactStatus) -> String {
     match &status.agent {
         Some(a) if status.connected => format!("Connected to {}", a.name),
         Some(a) => format!("Being connected to {}", a.name),
+        None if matches!(status.state, ContactState::Ended { .. }) => {
+            "None: this contact has ended".to_owned()
+        }
         None => "No agent assigned yet".to_owned(),
     }
 }
@@ -226,17 +232,26 @@ pub fn clock(t: Timestamp) -> String {
 
 /// One call-back attempt: "14:02 UTC — no answer".
 pub fn attempt(at: Timestamp, outcome: &str) -> String {
-    format!("{} — {outcome}", clock(at))
+    attempt_in(at, outcome, &Zone::utc())
+}
+
+/// [`attempt`] in `zone`.
+pub fn attempt_in(at: Timestamp, outcome: &str, zone: &Zone) -> String {
+    format!("{} — {outcome}", zone.clock(at))
 }
 
 /// "Next attempt at 14:07 UTC", with the date only when it is not the day of the
 /// attempt before (`after`), which the list above shows by its clock time.
 pub fn next_attempt(at: Timestamp, after: Option<Timestamp>) -> String {
-    let day = |t: Timestamp| t.0 / 1000 / 86_400;
-    if after.is_some_and(|a| day(a) == day(at)) {
-        format!("Next attempt at {}", clock(at))
+    next_attempt_in(at, after, &Zone::utc())
+}
+
+/// [`next_attempt`] in `zone` (its days, not UTC's).
+pub fn next_attempt_in(at: Timestamp, after: Option<Timestamp>, zone: &Zone) -> String {
+    if after.is_some_and(|a| zone.day(a) == zone.day(at)) {
+        format!("Next attempt at {}", zone.clock(at))
     } else {
-        format!("Next attempt at {}", time(at))
+        format!("Next attempt at {}", zone.time(at))
     }
 }
 
@@ -264,14 +279,30 @@ pub fn time(t: Timestamp) -> String {
 
 /// " between 2026-11-24 10:00 UTC and 2026-11-24 12:00 UTC", or "".
 pub fn window(window: &Option<Window>) -> String {
+    window_in(window, &Zone::utc())
+}
+
+/// [`window`] in `zone`.
+pub fn window_in(window: &Option<Window>, zone: &Zone) -> String {
     match window {
-        Some(w) => format!(" between {} and {}", time(w.not_before), time(w.not_after)),
+        Some(w) => format!(
+            " between {} and {}",
+            zone.time(w.not_before),
+            zone.time(w.not_after)
+        ),
         None => String::new(),
     }
 }
 
 /// Where the contact is in its life, in plain words.
 pub fn state(status: &ContactStatus) -> String {
+    state_in(status, &Zone::utc())
+}
+
+/// [`state`] with its times in `zone`.
+pub fn state_in(status: &ContactStatus, zone: &Zone) -> String {
+    let time = |t: Timestamp| zone.time(t);
+    let window = |w: &Option<Window>| window_in(w, zone);
     match status.state {
         ContactState::Queued => match &status.substitute {
             Some(Substitute::Callback { number, window: w }) => {
@@ -334,6 +365,12 @@ fn queue_name(snapshot: &Snapshot, id: &crate::centre::QueueId) -> String {
 
 /// What was done, as a sentence.
 pub fn confirmation(done: &Confirmation, snapshot: &Snapshot) -> String {
+    confirmation_in(done, snapshot, &Zone::utc())
+}
+
+/// [`confirmation`] with its times in `zone`.
+pub fn confirmation_in(done: &Confirmation, snapshot: &Snapshot, zone: &Zone) -> String {
+    let window = |w: &Option<Window>| window_in(w, zone);
     match done {
         Confirmation::Moved { from, to, position } => format!(
             "You moved from {} to {}. You are now {}.",
@@ -424,17 +461,22 @@ pub fn target(t: &crate::centre::MoveTarget) -> String {
 }
 
 pub fn display(status: &ContactStatus) -> Display {
+    display_in(status, &Zone::utc())
+}
+
+/// [`display`] with its times in `zone` (the caller's, or the centre's).
+pub fn display_in(status: &ContactStatus, zone: &Zone) -> Display {
     // While a move to another site is under way, that is the news; the place here is kept
     // (and shown) until the move is confirmed.
     let state = match &status.transferring {
         Some(to) if status.state.is_live() => transferring(to),
-        _ => state(status),
+        _ => state_in(status, zone),
     };
     // The next attempt only while the call-back waits for it: not while an agent is
     // calling, nor once the contact has ended.
     let next = match status.next_attempt {
         Some(at) if status.state.is_live() && status.agent.is_none() => {
-            next_attempt(at, status.attempts.last().map(|a| a.at))
+            next_attempt_in(at, status.attempts.last().map(|a| a.at), zone)
         }
         _ => String::new(),
     };
@@ -450,7 +492,7 @@ pub fn display(status: &ContactStatus) -> Display {
         attempts: status
             .attempts
             .iter()
-            .map(|a| attempt(a.at, &a.outcome))
+            .map(|a| attempt_in(a.at, &a.outcome, zone))
             .collect(),
         next_attempt: next,
         targets: status

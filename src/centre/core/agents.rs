@@ -143,7 +143,9 @@ impl Centre {
                 "CONNECT",
                 vec![
                     row.waited_secs(now).to_string(),
-                    id.0.clone(),
+                    // Asterisk: the bridged (agent's) channel's uniqueid. The agent's leg
+                    // has no id in the centre; this one is unique per contact and agent.
+                    format!("{}-{}", row.log_ref(), id.0),
                     (ring_millis(&row, now) / 1000).to_string(),
                 ],
             ));
@@ -246,7 +248,8 @@ impl Centre {
     }
 
     /// The offer failed (no answer, refused, unreachable): the agent is put not ready
-    /// ("no answer") and the contact goes back to its place, the head of its queue.
+    /// ("no answer", or "phone not registered" when that was why) and the contact goes back
+    /// to its place, the head of its queue.
     pub(super) fn offer_failed(
         &mut self,
         now: Timestamp,
@@ -352,11 +355,17 @@ impl Centre {
                 vec![ring_millis(row, now).to_string()],
             ));
         }
+        // An unregistered phone is not the agent's silence: say which it was.
+        let reason = if why == crate::centre::agent::PHONE_NOT_REGISTERED {
+            why
+        } else {
+            "no answer"
+        };
         changes.extend(self.set_agent(
             now,
             i,
             AgentState::NotReady {
-                reason: "no answer".to_owned(),
+                reason: reason.to_owned(),
             },
         ));
         if let Some(mut row) = self.row(&contact) {
@@ -397,22 +406,44 @@ impl Centre {
         if let Some(at) = state.deadline() {
             self.agent_deadlines.insert((at, i));
         }
+        let id = self.agents[i].spec.id.clone();
+        let channel = crate::centre::queue_log::interface(id.as_str());
+        // Pausing covers every queue the agent serves: Asterisk logs PAUSEALL (queue NONE)
+        // once, then PAUSE in each of the member's queues.
+        let queues: Vec<String> = self.agents[i]
+            .spec
+            .skills
+            .iter()
+            .filter(|(q, _)| {
+                self.book
+                    .queue_index
+                    .get(q)
+                    .is_some_and(|&k| self.book.queues[k].spec.remote.is_none())
+            })
+            .map(|(q, _)| q.0.clone())
+            .collect();
         let agent = &mut self.agents[i];
-        let id = agent.spec.id.clone();
-        let channel = match &agent.spec.reach {
-            crate::centre::agent::Reach::Uri(uri) => uri.clone(),
-            crate::centre::agent::Reach::Registered => "registered".to_owned(),
-        };
         let mut lines = Vec::new();
-        let line = |event: &str, data: Vec<String>| {
+        let in_queue = |queue: &str, event: &str, data: Vec<String>| {
             Change::QueueLog(QueueLogLine::new(
                 now,
                 crate::centre::queue_log::NONE,
-                crate::centre::queue_log::NONE,
+                queue,
                 Some(id.as_str()),
                 event,
                 data,
             ))
+        };
+        let line =
+            |event: &str, data: Vec<String>| in_queue(crate::centre::queue_log::NONE, event, data);
+        let pause = |all: &str, each: &str, reason: &str| {
+            std::iter::once(line(all, vec![reason.to_owned()]))
+                .chain(
+                    queues
+                        .iter()
+                        .map(|q| in_queue(q, each, vec![reason.to_owned()])),
+                )
+                .collect::<Vec<_>>()
         };
         if let (
             AgentState::Ready { since },
@@ -444,12 +475,12 @@ impl Centre {
                 lines.push(line("AGENTLOGOFF", vec![channel, secs.to_string()]));
             }
             (AgentState::NotReady { .. }, s) if !matches!(s, AgentState::NotReady { .. }) => {
-                lines.push(line("UNPAUSE", vec![String::new()]));
+                lines.extend(pause("UNPAUSEALL", "UNPAUSE", ""));
             }
             _ => {}
         }
         if let AgentState::NotReady { reason } = &state {
-            lines.push(line("PAUSE", vec![reason.clone()]));
+            lines.extend(pause("PAUSEALL", "PAUSE", reason));
         }
         // Staffing changes only when the agent logs in or out: adjust their queues alone
         // (a full recount per state change made `tick` quadratic in the number of agents).
@@ -490,7 +521,14 @@ impl Centre {
     /// `ENTERQUEUE` for a contact joining `row.queue`'s line.
     pub(super) fn enter_line(&self, now: Timestamp, row: &StoredContact) -> Change {
         let caller_id = default_callback_number(&row.caller).unwrap_or_default();
-        self.log(now, row, None, "ENTERQUEUE", vec![String::new(), caller_id])
+        // url|callerid|origposition, as Asterisk 13 and later write it.
+        self.log(
+            now,
+            row,
+            None,
+            "ENTERQUEUE",
+            vec![String::new(), caller_id, row.orig_position.to_string()],
+        )
     }
 
     /// A configured queue of this site (contacts are admitted and wait only there).
