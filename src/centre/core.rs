@@ -28,7 +28,7 @@ use super::contact::{
     CallbackAttempt, ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact,
     Notice, QueueId, Timestamp,
 };
-use super::estimate::{Load, Occupancy, Patience, WaitEstimate, WaitModel};
+use super::estimate::{Load, Occupancies, Occupancy, Patience, WaitEstimate, WaitModel};
 use super::queue::{CentreConfig, LineKey, Queue, RISE_MARKS, Rise, saturating_u32};
 use super::queue_log::QueueLogLine;
 
@@ -430,7 +430,7 @@ impl Centre {
             // among idle agents they had) or while talking (the agent wraps up).
             match self.agents[agent].state {
                 AgentState::Busy { since, .. } => {
-                    self.record_occupancy(&row.queue, now, agent);
+                    self.record_occupancy(&row.queue, row.media, now, agent);
                     changes.push(self.log(
                         now,
                         &row,
@@ -690,7 +690,8 @@ impl Centre {
             let q = &mut self.book.queues[i];
             q.model = Arc::new(WaitModel::build(
                 &loads,
-                &q.occupancy,
+                &q.occupancy.all,
+                &[],
                 Vec::new(),
                 self.clock,
             ));
@@ -701,7 +702,9 @@ impl Centre {
     #[cfg(test)]
     fn record_occupancy_secs(&mut self, queue: &QueueId, now: Timestamp, secs: f64) {
         if let Some(&i) = self.book.queue_index.get(queue) {
-            self.book.queues[i].occupancy.record(now, secs);
+            self.book.queues[i]
+                .occupancy
+                .record(now, MediaType::Voice, secs);
             self.models_dirty = true;
         }
     }
@@ -718,18 +721,32 @@ impl Centre {
         let nq = self.book.queues.len();
         let mut loads: Vec<Vec<Load>> = vec![Vec::new(); nq];
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); nq];
+        // What the contact each occupied agent holds is learnt to cost: its own queue's
+        // learning for its media.
+        let mut held: Vec<&Occupancy> = Vec::new();
         let mut busy = false;
         for (ai, a) in self.agents.iter().enumerate() {
-            let load = match a.state {
+            let load = match &a.state {
                 AgentState::Ready { .. } => Load::Free,
                 AgentState::WrapUp { until } => {
                     busy = true;
                     Load::FreeIn(until.millis_since(now) as f64 / 1000.0)
                 }
-                AgentState::Reserved { .. } | AgentState::Busy { .. } => {
+                AgentState::Reserved { contact, .. } | AgentState::Busy { contact, .. } => {
                     busy = true;
                     let since = a.memo.occupied_since.unwrap_or(now);
-                    Load::Occupied(now.millis_since(since) as f64 / 1000.0)
+                    let elapsed = now.millis_since(since) as f64 / 1000.0;
+                    let learnt = self.book.rows.get(contact).and_then(|row| {
+                        let &qi = self.book.queue_index.get(&row.queue)?;
+                        Some(self.book.queues[qi].occupancy.for_media(row.media))
+                    });
+                    match learnt {
+                        Some(o) => {
+                            held.push(o);
+                            Load::OccupiedBy(elapsed, held.len() - 1)
+                        }
+                        None => Load::Occupied(elapsed),
+                    }
                 }
                 AgentState::NotReady { .. } | AgentState::LoggedOut => continue,
             };
@@ -740,6 +757,7 @@ impl Centre {
                 }
             }
         }
+        let mut built = Vec::with_capacity(nq);
         for qi in 0..nq {
             // Another queue's seniors take this pool's agents in proportion to the share of
             // that queue's agents who are in this pool.
@@ -753,8 +771,10 @@ impl Centre {
                     (shared > 0).then(|| (qj, shared as f64 / members[qj].len() as f64))
                 })
                 .collect();
-            let queue = &mut self.book.queues[qi];
-            let model = WaitModel::build(&loads[qi], &queue.occupancy, shares, now);
+            let pool = &self.book.queues[qi].occupancy.all;
+            built.push(WaitModel::build(&loads[qi], pool, &held, shares, now));
+        }
+        for (queue, model) in self.book.queues.iter_mut().zip(built) {
             if queue.model.close_to(&model) {
                 continue;
             }

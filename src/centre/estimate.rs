@@ -43,7 +43,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::contact::Timestamp;
+use super::contact::{MediaType, Timestamp};
 
 /// How long a contact should expect to wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -237,6 +237,47 @@ impl Occupancy {
     }
 }
 
+/// A queue's occupancy learnt over all its contacts (what the next contact an agent takes
+/// is likely to cost: the mix) and per media (what the contact an agent holds now is
+/// likely to cost: an email is not a call).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Occupancies {
+    pub all: Occupancy,
+    by_media: Vec<(MediaType, Occupancy)>,
+}
+
+impl Occupancies {
+    pub fn seeded(prior_secs: f64) -> Self {
+        Occupancies {
+            all: Occupancy::seeded(prior_secs),
+            by_media: Vec::new(),
+        }
+    }
+
+    /// One contact of `media` occupied an agent `secs`.
+    pub fn record(&mut self, now: Timestamp, media: MediaType, secs: f64) {
+        self.all.record(now, secs);
+        let prior = self.all.prior_secs;
+        let learner = match self.by_media.iter().position(|(m, _)| *m == media) {
+            Some(i) => &mut self.by_media[i].1,
+            None => {
+                self.by_media.push((media, Occupancy::seeded(prior)));
+                &mut self.by_media.last_mut().expect("just pushed").1
+            }
+        };
+        learner.record(now, secs);
+    }
+
+    /// The learning for a contact of `media`: its own once it has enough observations to
+    /// have a shape, else the queue's.
+    pub fn for_media(&self, media: MediaType) -> &Occupancy {
+        self.by_media
+            .iter()
+            .find(|(m, o)| *m == media && o.samples() >= SHAPE_SAMPLES)
+            .map_or(&self.all, |(_, o)| o)
+    }
+}
+
 /// An agent who can serve a pool, as the model sees them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Load {
@@ -244,8 +285,11 @@ pub enum Load {
     Free,
     /// Wrapping up: free in this many seconds.
     FreeIn(f64),
-    /// Ringing or busy, this many seconds into the contact.
+    /// Ringing or busy, this many seconds into a contact like the pool's.
     Occupied(f64),
+    /// Ringing or busy, this many seconds into a contact learnt by `held[.1]` (see
+    /// [`WaitModel::build`]): its own queue and media.
+    OccupiedBy(f64, usize),
 }
 
 /// Grid points of `D(t)`.
@@ -295,10 +339,13 @@ impl Default for WaitModel {
 }
 
 impl WaitModel {
-    /// The curve for `agents` (the working agents of the pool) at `now`.
+    /// The curve for `agents` (the working agents of the pool) at `now`; `occupancy` is
+    /// what the pool's contacts cost (the renewal after each agent's first slot), `held`
+    /// what the contacts agents hold now cost (see [`Load::OccupiedBy`]).
     pub fn build(
         agents: &[Load],
         occupancy: &Occupancy,
+        held: &[&Occupancy],
         shares: Vec<(usize, f64)>,
         now: Timestamp,
     ) -> Self {
@@ -323,6 +370,9 @@ impl WaitModel {
                     Load::Free => 1.0,
                     Load::FreeIn(r) => f64::from(u8::from(t >= r)),
                     Load::Occupied(e) => occupancy.done_within(e, t),
+                    Load::OccupiedBy(e, k) => {
+                        held.get(k).map_or(occupancy, |o| *o).done_within(e, t)
+                    }
                 };
                 *f += done - prev;
                 prev = done;
@@ -589,7 +639,7 @@ mod tests {
 
     #[test]
     fn no_working_agent_means_no_number() {
-        let m = WaitModel::build(&[], &Occupancy::seeded(300.0), Vec::new(), T0);
+        let m = WaitModel::build(&[], &Occupancy::seeded(300.0), &[], Vec::new(), T0);
         assert_eq!(m.estimate(3.0, 0.0), WaitEstimate::NoAgents);
     }
 
@@ -598,7 +648,7 @@ mod tests {
         // Ten agents just started memoryless contacts of mean 300 s: the k-th slot comes
         // at about k · 30 s (median slightly below the mean).
         let o = Occupancy::seeded(300.0);
-        let m = WaitModel::build(&[Load::Occupied(0.0); 10], &o, Vec::new(), T0);
+        let m = WaitModel::build(&[Load::Occupied(0.0); 10], &o, &[], Vec::new(), T0);
         let (low, mid, high) = range(m.estimate(19.0, 0.0));
         // The 55th percentile of Gamma(20) is 1.01 of the mean (600 s); the grid adds a
         // little.
@@ -614,7 +664,7 @@ mod tests {
     #[test]
     fn a_ready_agent_serves_at_once() {
         let o = Occupancy::seeded(300.0);
-        let m = WaitModel::build(&[Load::Free, Load::Occupied(10.0)], &o, Vec::new(), T0);
+        let m = WaitModel::build(&[Load::Free, Load::Occupied(10.0)], &o, &[], Vec::new(), T0);
         // (Routing gives it to the ready agent at once; the range's top is the other agent.)
         let (low, mid, _) = range(m.estimate(0.0, 0.0));
         assert_eq!((low, mid), (0, 0));
@@ -623,7 +673,7 @@ mod tests {
     #[test]
     fn wrap_up_ends_are_known() {
         let o = Occupancy::seeded(300.0);
-        let m = WaitModel::build(&[Load::FreeIn(120.0)], &o, Vec::new(), T0);
+        let m = WaitModel::build(&[Load::FreeIn(120.0)], &o, &[], Vec::new(), T0);
         // On the grid (one step is m / 6, about 50 s).
         let (_, mid, _) = range(m.estimate(0.0, 0.0));
         assert!((100..=160).contains(&mid), "median {mid}");
@@ -637,8 +687,8 @@ mod tests {
         for i in 0..200 {
             o.record(T0, if i % 5 == 0 { 1000.0 } else { 100.0 });
         }
-        let early = WaitModel::build(&[Load::Occupied(10.0)], &o, Vec::new(), T0);
-        let late = WaitModel::build(&[Load::Occupied(200.0)], &o, Vec::new(), T0);
+        let early = WaitModel::build(&[Load::Occupied(10.0)], &o, &[], Vec::new(), T0);
+        let late = WaitModel::build(&[Load::Occupied(200.0)], &o, &[], Vec::new(), T0);
         assert!(range(late.estimate(0.0, 0.0)).1 > 3 * range(early.estimate(0.0, 0.0)).1);
     }
 
@@ -680,9 +730,29 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_on_a_long_medium_frees_up_later() {
+        // Emails take 20 minutes here, calls 3: an agent 60 s into an email is not about
+        // to be free, an agent 60 s into a call may well be.
+        let mut o = Occupancies::seeded(300.0);
+        for i in 0..60 {
+            o.record(T0, MediaType::Voice, 150.0 + f64::from(i % 7) * 10.0);
+            o.record(T0, MediaType::Email, 1100.0 + f64::from(i % 7) * 30.0);
+        }
+        let (voice, email) = (o.for_media(MediaType::Voice), o.for_media(MediaType::Email));
+        assert!(email.mean() > 4.0 * voice.mean());
+        let held = [voice, email];
+        let on_call = WaitModel::build(&[Load::OccupiedBy(60.0, 0)], &o.all, &held, Vec::new(), T0);
+        let on_email =
+            WaitModel::build(&[Load::OccupiedBy(60.0, 1)], &o.all, &held, Vec::new(), T0);
+        assert!(range(on_email.estimate(0.0, 0.0)).1 > 4 * range(on_call.estimate(0.0, 0.0)).1);
+        // A medium seen too rarely to have a shape borrows the queue's.
+        assert_eq!(o.for_media(MediaType::WebForm), &o.all);
+    }
+
+    #[test]
     fn abandonment_ahead_shortens_the_wait() {
         let o = Occupancy::seeded(300.0);
-        let m = WaitModel::build(&[Load::Occupied(0.0); 5], &o, Vec::new(), T0);
+        let m = WaitModel::build(&[Load::Occupied(0.0); 5], &o, &[], Vec::new(), T0);
         let patient = range(m.estimate(30.0, 0.0)).1;
         let impatient = range(m.estimate(30.0, 1.0 / 600.0)).1;
         assert!(impatient < patient && impatient * 2 > patient);
@@ -691,7 +761,7 @@ mod tests {
     #[test]
     fn estimates_grow_with_position_and_never_wrap() {
         let o = learnt(240.0, 50);
-        let m = WaitModel::build(&[Load::Occupied(30.0); 3], &o, Vec::new(), T0);
+        let m = WaitModel::build(&[Load::Occupied(30.0); 3], &o, &[], Vec::new(), T0);
         let mut last = 0;
         for a in 0..300 {
             let (_, mid, high) = range(m.estimate(f64::from(a), 0.0));

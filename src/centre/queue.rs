@@ -9,7 +9,7 @@ use super::contact::{QueueId, Timestamp};
 use std::sync::Arc;
 
 use super::accuracy::Accuracy;
-use super::estimate::{Occupancy, Patience, WaitModel};
+use super::estimate::{Occupancies, Patience, WaitModel};
 use super::line::Line;
 
 /// One configured skill queue.
@@ -81,8 +81,8 @@ pub(crate) struct Queue {
     pub staffed: u32,
     /// Its contacts offered to or with an agent now (out of the line).
     pub offered: u32,
-    /// How long its contacts occupy an agent (learnt).
-    pub occupancy: Occupancy,
+    /// How long its contacts occupy an agent (learnt, overall and per media).
+    pub occupancy: Occupancies,
     /// How fast its waiting contacts give up (learnt).
     pub patience: Patience,
     /// How its estimates compared with the waits that followed.
@@ -101,7 +101,7 @@ impl Queue {
     /// added to the configured talk time for the occupancy prior.
     pub fn new(spec: QueueSpec, extra_secs: u32) -> Self {
         let occupancy =
-            Occupancy::seeded(f64::from(spec.default_handle_secs) + f64::from(extra_secs));
+            Occupancies::seeded(f64::from(spec.default_handle_secs) + f64::from(extra_secs));
         Queue {
             spec,
             line: Line::default(),

@@ -289,7 +289,7 @@ impl Centre {
                     row.orig_position.to_string(),
                 ],
             ));
-            self.record_occupancy(&queue, now, i);
+            self.record_occupancy(&queue, row.media, now, i);
             changes.extend(self.end_row(
                 now,
                 &contact,
@@ -569,9 +569,15 @@ impl Centre {
         }
     }
 
-    /// Agent `agent` finished a contact of `queue` at `now`: its occupancy (from the offer,
-    /// through the wrap-up it now starts) feeds the queue's learning.
-    pub(super) fn record_occupancy(&mut self, queue: &QueueId, now: Timestamp, agent: usize) {
+    /// Agent `agent` finished a contact of `queue` and `media` at `now`: its occupancy (from
+    /// the offer, through the wrap-up it now starts) feeds the queue's learning.
+    pub(super) fn record_occupancy(
+        &mut self,
+        queue: &QueueId,
+        media: MediaType,
+        now: Timestamp,
+        agent: usize,
+    ) {
         let Some(&i) = self.book.queue_index.get(queue) else {
             return;
         };
@@ -581,7 +587,7 @@ impl Centre {
         let prior = Box::new(self.book.queues[i].occupancy.clone());
         self.undo(Undo::Occupancy(i, prior));
         let secs = now.millis_since(since) as f64 / 1000.0 + f64::from(self.wrap_up_secs);
-        self.book.queues[i].occupancy.record(now, secs);
+        self.book.queues[i].occupancy.record(now, media, secs);
         self.models_dirty = true;
     }
 

@@ -27,7 +27,7 @@ pub(super) enum Undo {
     /// An agent's state and memo as they were.
     Agent(usize, AgentState, AgentMemo),
     /// A queue's occupancy learning as it was.
-    Occupancy(usize, Box<Occupancy>),
+    Occupancy(usize, Box<Occupancies>),
     /// A queue's abandonment rate as it was.
     Patience(usize, Patience),
     /// A queue's estimate scoring as it was.
