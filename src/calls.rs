@@ -111,9 +111,10 @@ pub async fn run(
     tracker: TaskTracker,
 ) {
     let routes = Routes::default();
-    // Effects name calls by their Call-ID (the contact's opaque call_ref).
-    let mut by_call_id: HashMap<String, mpsc::UnboundedSender<CallMsg>> = HashMap::new();
-    let mut call_ids: HashMap<CallKey, String> = HashMap::new();
+    // Effects name calls by the contact's opaque call_ref: the dialog (Call-ID *and* both
+    // tags), never the Call-ID alone, which two calls may share (issue 9, defect 4).
+    let mut by_call_ref: HashMap<String, mpsc::UnboundedSender<CallMsg>> = HashMap::new();
+    let mut call_refs: HashMap<CallKey, String> = HashMap::new();
     let mut effects = deps.centre.subscribe_effects();
     let mut effects_open = true;
     loop {
@@ -124,8 +125,9 @@ pub async fn run(
                     UaEvent::Incoming(ic) => {
                         let (tx, rx) = mpsc::unbounded_channel();
                         routes.register(ic.key, &tx);
-                        by_call_id.insert(ic.call_id.clone(), tx.clone());
-                        call_ids.insert(ic.key, ic.call_id.clone());
+                        let call_ref = ic.dialog.to_string();
+                        by_call_ref.insert(call_ref.clone(), tx.clone());
+                        call_refs.insert(ic.key, call_ref);
                         let span = tracing::info_span!("call", call_id = %ic.call_id);
                         let task = call_task(ic, tx, rx, deps.clone(), routes.clone(), token.clone());
                         tracker.spawn(task.instrument(span));
@@ -136,9 +138,9 @@ pub async fn run(
                     other => {
                         let Some(key) = event_call(&other) else { continue };
                         if matches!(other, UaEvent::Ended(_))
-                            && let Some(call_id) = call_ids.remove(&key)
+                            && let Some(call_ref) = call_refs.remove(&key)
                         {
-                            by_call_id.remove(&call_id);
+                            by_call_ref.remove(&call_ref);
                         }
                         routes.deliver(key, other);
                     }
@@ -175,7 +177,7 @@ pub async fn run(
                         // Emails and web forms: the centre hands them to the agent's console.
                         Effect::Offer { call_ref: None, .. } => continue,
                     };
-                    if let Some(tx) = by_call_id.get(&call_ref) {
+                    if let Some(tx) = by_call_ref.get(&call_ref) {
                         let _ = tx.send(CallMsg::Centre(effect));
                     } else if let Effect::Offer { agent, .. } = effect {
                         // The call went away between the offer and now; its end frees the
@@ -375,7 +377,7 @@ async fn call_task(
             queue: QueueId(queue.id.clone()),
             media,
             caller: ic.caller.clone(),
-            call_ref: ic.call_id.clone(),
+            call_ref: ic.dialog.to_string(),
         })
         .await;
     let status = match admitted {
@@ -572,6 +574,11 @@ async fn call_task(
                     }
                 }
                 Some(CallMsg::Sip(UaEvent::ReferProgress { status: code, done, .. })) => {
+                    // Progress counts only for a REFER actually sent (the UA already drops
+                    // NOTIFYs for no REFER of ours; this keeps the flow honest on its own).
+                    if handoff.as_ref().is_some_and(|h| !h.referred) {
+                        continue;
+                    }
                     if (200..300).contains(&code) {
                         match handoff.take() {
                             Some(h) => {

@@ -74,11 +74,49 @@ pub struct Transmit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallKey(pub u64);
 
+/// A dialog's identity (RFC 3261 §12): the Call-ID and *both* tags. Two calls may share a
+/// Call-ID (a buggy or hostile phone, two phones behind one B2BUA that reuses them): only
+/// the pair of tags tells their requests apart, so every in-dialog match uses all three.
+/// `remote_tag` is empty while unknown (our INVITE before its 2xx) or when the peer sent
+/// none (RFC 2543).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogId {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
+}
+
+impl DialogId {
+    /// The dialog a request from the peer names: its To tag is ours, its From tag theirs.
+    fn of_request(req: &Request) -> Option<DialogId> {
+        Some(DialogId {
+            call_id: req.call_id()?.to_owned(),
+            local_tag: req.to()?.tag?,
+            remote_tag: req.from().and_then(|f| f.tag).unwrap_or_default(),
+        })
+    }
+}
+
+/// Written the way RFC 3891's Replaces header names a dialog, seen from the caller (who
+/// sent the INVITE): `call-id;to-tag=ours;from-tag=theirs`. Unique per call, so the
+/// application can use it as the call's reference.
+impl std::fmt::Display for DialogId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{};to-tag={};from-tag={}",
+            self.call_id, self.local_tag, self.remote_tag
+        )
+    }
+}
+
 /// A new INVITE the application must answer or reject, exactly once.
 #[derive(Debug, Clone)]
 pub struct IncomingCall {
     pub key: CallKey,
     pub call_id: String,
+    /// The dialog this INVITE creates (unique even when a Call-ID is reused).
+    pub dialog: DialogId,
     /// Request-URI user part, unescaped: the service number dialled.
     pub user: String,
     /// The caller as the From header (or P-Asserted-Identity when present) names them.
@@ -307,6 +345,8 @@ enum CallState {
 struct Call {
     call_id: String,
     local_tag: String,
+    /// The peer's tag (empty until our INVITE's 2xx names it, or if the peer sends none).
+    remote_tag: String,
     remote_uri: String,
     local_uri: String,
     remote_target: Option<SipUri>,
@@ -322,6 +362,19 @@ struct Call {
     initial_key: (String, String),
     /// Our re-INVITE in progress (its client transaction).
     reinvite: Option<u64>,
+    /// The CSeq of the REFER we sent whose implicit subscription (RFC 3515 §2.4.4) is
+    /// live: only NOTIFYs for it are accepted. `None`: no REFER, or its subscription ended.
+    refer: Option<u32>,
+}
+
+impl Call {
+    fn dialog(&self) -> DialogId {
+        DialogId {
+            call_id: self.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+            remote_tag: self.remote_tag.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -342,7 +395,7 @@ pub struct UserAgent {
     calls: HashMap<u64, Call>,
     /// Incoming calls still `Early` (neither answered nor refused): the overload gauge.
     early: usize,
-    by_dialog: HashMap<(String, String), u64>,
+    by_dialog: HashMap<DialogId, u64>,
     by_initial: HashMap<(String, String), u64>,
     server_ids: HashMap<TxnKey, u64>,
     server: HashMap<u64, (TxnKey, ServerTxn)>,
@@ -523,10 +576,16 @@ impl UserAgent {
             Method::Refer if (200..300).contains(&status) => {
                 self.events.push_back(UaEvent::ReferAccepted(CallKey(call)));
             }
-            Method::Refer => self.events.push_back(UaEvent::ReferFailed {
-                call: CallKey(call),
-                status,
-            }),
+            Method::Refer => {
+                // A refused REFER creates no subscription (RFC 3515 §2.4.4).
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.refer = None;
+                }
+                self.events.push_back(UaEvent::ReferFailed {
+                    call: CallKey(call),
+                    status,
+                })
+            }
             // The INVITE's own final answer (487 or a late 2xx) settles a CANCEL.
             Method::Cancel => {}
             // BYE: whatever the answer, the dialog is over.
@@ -770,6 +829,11 @@ impl UserAgent {
                 ("Contact".into(), referred_by),
             ],
         );
+        // From now on (even before the 202: a NOTIFY may overtake it) this REFER's
+        // NOTIFYs are accepted, and only its: an earlier REFER's subscription is over.
+        if let Some(c) = self.calls.get_mut(&call.0) {
+            c.refer = Some(c.local_cseq);
+        }
         Ok(())
     }
 
@@ -858,6 +922,7 @@ impl UserAgent {
             Call {
                 call_id: call_id.clone(),
                 local_tag: local_tag.clone(),
+                remote_tag: String::new(),
                 remote_uri,
                 local_uri,
                 remote_target: Some(uri),
@@ -881,10 +946,13 @@ impl UserAgent {
                 answer_sdp: Some(out.sdp),
                 initial_key: initial,
                 reinvite: None,
+                refer: None,
             },
         );
-        // Requests from the far end carry our From tag as their To tag.
-        self.by_dialog.insert((call_id, local_tag), id);
+        // Requests from the far end carry our From tag as their To tag; their tag comes
+        // with the 2xx, when the dialog is keyed again (`invite_answered`).
+        let dialog = self.calls[&id].dialog();
+        self.by_dialog.insert(dialog, id);
         tracing::info!(target = %target, remote = %remote.remote, "outgoing INVITE");
         Ok(CallKey(id))
     }
@@ -1100,6 +1168,15 @@ impl UserAgent {
             // RFC 3261 §12.1.2: the dialog's remote side comes from the 2xx.
             if let Some(to) = resp.headers.get("To") {
                 c.remote_uri = to.trim().to_owned();
+            }
+            // The far end's tag completes the dialog's identity: key it again.
+            let remote_tag = resp.to().and_then(|t| t.tag).unwrap_or_default();
+            if remote_tag != c.remote_tag {
+                let old = c.dialog();
+                c.remote_tag = remote_tag;
+                let new = c.dialog();
+                self.by_dialog.remove(&old);
+                self.by_dialog.insert(new, call);
             }
             let mut route_set: Vec<String> = resp
                 .headers
@@ -1353,6 +1430,7 @@ impl UserAgent {
         let call = Call {
             call_id: call_id.clone(),
             local_tag: local_tag.clone(),
+            remote_tag: from_tag.clone(),
             remote_uri: req.headers.get("From").unwrap_or_default().to_owned(),
             local_uri: req.headers.get("To").unwrap_or_default().to_owned(),
             remote_target,
@@ -1367,7 +1445,9 @@ impl UserAgent {
             answer_sdp: None,
             initial_key: initial.clone(),
             reinvite: None,
+            refer: None,
         };
+        let dialog = call.dialog();
         let trying = {
             let mut r = Response::for_request(&req, 100, "Trying");
             r.headers.push("Server", "holdline");
@@ -1382,7 +1462,7 @@ impl UserAgent {
             req,
             Some(id),
         );
-        self.by_dialog.insert((call_id.clone(), local_tag), id);
+        self.by_dialog.insert(dialog.clone(), id);
         self.by_initial.insert(initial, id);
         self.early += 1;
         self.calls.insert(id, call);
@@ -1392,6 +1472,7 @@ impl UserAgent {
         self.events.push_back(UaEvent::Incoming(IncomingCall {
             key: CallKey(id),
             call_id,
+            dialog,
             user,
             caller,
             content_type,
@@ -1509,8 +1590,8 @@ impl UserAgent {
     }
 
     fn in_dialog(&mut self, now: Instant, peer: Peer, req: Request, key: TxnKey, to_tag: String) {
-        let call_id = req.call_id().unwrap_or_default().to_owned();
-        let Some(&id) = self.by_dialog.get(&(call_id, to_tag.clone())) else {
+        let found = DialogId::of_request(&req).and_then(|d| self.by_dialog.get(&d).copied());
+        let Some(id) = found else {
             self.reply_new_txn(
                 now,
                 peer,
@@ -1600,6 +1681,22 @@ impl UserAgent {
                 );
             }
             Method::Invite => self.remote_reinvite(now, peer, req, key, id, state),
+            Method::Notify if !self.notify_matches(id, &req) => {
+                // No REFER of ours is waiting for this: a forged or stale NOTIFY must not
+                // pass for a transfer's progress (RFC 6665 §4.1.3: 481).
+                tracing::info!("NOTIFY for no subscription of ours: 481");
+                self.reply_new_txn(
+                    now,
+                    peer,
+                    &req,
+                    key,
+                    481,
+                    "Subscription Does Not Exist",
+                    vec![],
+                    Some(to_tag),
+                    Some(id),
+                );
+            }
             Method::Notify => {
                 // RFC 3515 §2.4.4: the REFER's progress as a message/sipfrag status line.
                 self.reply_new_txn(
@@ -1618,6 +1715,9 @@ impl UserAgent {
                     .headers
                     .get("Subscription-State")
                     .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("terminated"));
+                if done && let Some(c) = self.calls.get_mut(&id) {
+                    c.refer = None;
+                }
                 if let Some(status) = status {
                     self.events.push_back(UaEvent::ReferProgress {
                         call: CallKey(id),
@@ -1641,6 +1741,29 @@ impl UserAgent {
                 );
             }
         }
+    }
+
+    /// Whether `req` (a NOTIFY in call `id`'s dialog) reports on the REFER we sent there:
+    /// `Event: refer`, and its `id` parameter, when present, naming that REFER's CSeq
+    /// (RFC 3515 §2.4.6: the first REFER's NOTIFYs may omit it).
+    fn notify_matches(&self, id: u64, req: &Request) -> bool {
+        let Some(refer_cseq) = self.calls.get(&id).and_then(|c| c.refer) else {
+            return false;
+        };
+        let Some(event) = req.headers.get("Event") else {
+            return false;
+        };
+        let mut parts = event.split(';').map(str::trim);
+        if !parts
+            .next()
+            .is_some_and(|p| p.eq_ignore_ascii_case("refer"))
+        {
+            return false;
+        }
+        parts
+            .filter_map(|p| p.split_once('='))
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("id"))
+            .all(|(_, v)| v.trim().parse::<u32>() == Ok(refer_cseq))
     }
 
     /// A re-INVITE (session refresh, hold): we keep the session as it is and answer with
@@ -1731,11 +1854,7 @@ impl UserAgent {
             }
         }
         // ACK for a 2xx is its own transaction: match the dialog.
-        let Some(tag) = req.to().and_then(|t| t.tag) else {
-            return;
-        };
-        let call_id = req.call_id().unwrap_or_default().to_owned();
-        let Some(&id) = self.by_dialog.get(&(call_id, tag)) else {
+        let Some(&id) = DialogId::of_request(&req).and_then(|d| self.by_dialog.get(&d)) else {
             return;
         };
         let seq = req.cseq().map(|c| c.seq);
@@ -2297,8 +2416,7 @@ impl UserAgent {
     fn forget_call(&mut self, id: u64) {
         if let Some(c) = self.calls.remove(&id) {
             left_early(&mut self.early, &c.state);
-            self.by_dialog
-                .remove(&(c.call_id.clone(), c.local_tag.clone()));
+            self.by_dialog.remove(&c.dialog());
             self.by_initial.remove(&c.initial_key);
             self.events.push_back(UaEvent::Ended(CallKey(id)));
         }
@@ -3005,6 +3123,128 @@ mod tests {
         let mut ua2 = self::ua();
         let early = incoming(&mut ua2, t0);
         assert_eq!(ua2.refer(t0, early, "sip:a@b"), Err(UaError::NotPending));
+    }
+
+    #[test]
+    fn a_notify_counts_only_for_the_refer_we_sent_in_its_dialog() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, tag) = confirmed(&mut ua, t0);
+        let frag = "SIP/2.0 200 OK\r\n";
+        // Forged: no REFER was sent. Refused, and nothing reported.
+        feed(&mut ua, t0, &notify(&tag, 2, frag, "terminated"));
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        assert!(events(&mut ua).is_empty());
+        // A REFER goes out; a NOTIFY for another event package is not its progress.
+        ua.refer(t0, call, "sip:agent1@127.0.0.1:5080").unwrap();
+        let refer = sent(&mut ua).pop().unwrap();
+        let refer_cseq: u32 = header(&refer, "CSeq")
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let other = notify(&tag, 3, frag, "active").replace("Event: refer", "Event: dialog");
+        feed(&mut ua, t0, &other);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        // Naming another REFER (an `id` that is not this REFER's CSeq): refused too.
+        let stale = notify(&tag, 4, frag, "active").replace(
+            "Event: refer",
+            &format!("Event: refer;id={}", refer_cseq - 1),
+        );
+        feed(&mut ua, t0, &stale);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        assert!(events(&mut ua).is_empty());
+        // Its own NOTIFY (even ahead of the 202) is accepted, with or without the id.
+        let own = notify(&tag, 5, "SIP/2.0 100 Trying\r\n", "active")
+            .replace("Event: refer", &format!("Event: refer;id={refer_cseq}"));
+        feed(&mut ua, t0, &own);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        feed(
+            &mut ua,
+            t0,
+            &notify(&tag, 6, "SIP/2.0 486 Busy Here\r\n", "terminated"),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [
+                UaEvent::ReferProgress {
+                    status: 100,
+                    done: false,
+                    ..
+                },
+                UaEvent::ReferProgress {
+                    status: 486,
+                    done: true,
+                    ..
+                }
+            ]
+        ));
+        // The subscription has ended: a later "200 OK" is no transfer.
+        feed(&mut ua, t0, &notify(&tag, 7, frag, "terminated"));
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        assert!(events(&mut ua).is_empty());
+    }
+
+    #[test]
+    fn two_calls_sharing_a_call_id_are_told_apart_by_both_tags() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        // The same Call-ID from two From tags: two dialogs.
+        let invite_b = |branch: &str| {
+            request("INVITE", branch, "c1", 1, None, SDP).replace("tag=a1", "tag=b2")
+        };
+        feed(
+            &mut ua,
+            t0,
+            &request("INVITE", "z9hG4bKa", "c1", 1, None, SDP),
+        );
+        feed(&mut ua, t0, &invite_b("z9hG4bKb"));
+        sent(&mut ua);
+        let calls: Vec<IncomingCall> = events(&mut ua)
+            .into_iter()
+            .filter_map(|e| match e {
+                UaEvent::Incoming(ic) => Some(ic),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].call_id, calls[1].call_id);
+        assert_ne!(calls[0].dialog, calls[1].dialog);
+        assert_ne!(calls[0].dialog.to_string(), calls[1].dialog.to_string());
+        assert_eq!(calls[0].dialog.remote_tag, "a1");
+        assert_eq!(calls[1].dialog.remote_tag, "b2");
+        for ic in &calls {
+            ua.answer(t0, ic.key, Bytes::from_static(SDP.as_bytes()), vec![])
+                .unwrap();
+        }
+        sent(&mut ua);
+        let (a, b) = (&calls[0].dialog, &calls[1].dialog);
+        for (d, from) in [(a, "a1"), (b, "b2")] {
+            let ack = request("ACK", "z9hG4bKack", "c1", 1, Some(&d.local_tag), "")
+                .replace("tag=a1", &format!("tag={from}"));
+            feed(&mut ua, t0, &ack);
+        }
+        assert_eq!(events(&mut ua).len(), 2, "both confirmed");
+        // A BYE with A's From tag but B's To tag names no dialog: 481, both calls stay.
+        let crossed = request("BYE", "z9hG4bKx", "c1", 2, Some(&b.local_tag), "");
+        feed(&mut ua, t0, &crossed);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        assert!(events(&mut ua).is_empty());
+        assert_eq!(ua.call_count(), 2);
+        // B's own BYE ends B only.
+        let bye_b =
+            request("BYE", "z9hG4bKy", "c1", 2, Some(&b.local_tag), "").replace("tag=a1", "tag=b2");
+        feed(&mut ua, t0, &bye_b);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        let evs = events(&mut ua);
+        assert!(
+            matches!(evs.as_slice(), [UaEvent::RemoteBye(k), UaEvent::Ended(k2)] if *k == calls[1].key && *k2 == calls[1].key),
+            "{evs:?}"
+        );
+        assert_eq!(ua.call_count(), 1);
     }
 
     #[test]
@@ -4290,16 +4530,21 @@ mod tests {
         assert!(ok.ends_with(SDP));
         assert!(header(&ok, "To").unwrap().contains(&our_tag));
         feed(&mut ua, t0, &far("ACK", 2, "", ""));
-        feed(
-            &mut ua,
-            t0,
-            &far(
+        let notify = |n: u32| {
+            far(
                 "NOTIFY",
-                3,
+                n,
                 "Event: refer\r\nSubscription-State: terminated\r\nContent-Type: message/sipfrag\r\n",
                 "SIP/2.0 200 OK\r\n",
-            ),
-        );
+            )
+        };
+        // Before any REFER of ours a NOTIFY reports on nothing.
+        feed(&mut ua, t0, &notify(3));
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        assert!(events(&mut ua).is_empty());
+        ua.refer(t0, call, "sip:ada@127.0.0.1:5080").unwrap();
+        sent(&mut ua);
+        feed(&mut ua, t0, &notify(4));
         assert_eq!(status_of(&sent(&mut ua)[0]), 200);
         assert!(matches!(
             events(&mut ua).as_slice(),

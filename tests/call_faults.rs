@@ -1,0 +1,258 @@
+//! Calls that never lie (issue 9), end to end against the real binary with real SIP peers
+//! (SIPp and raw sockets): dialogs told apart by Call-ID *and* tags, NOTIFYs accepted only
+//! for a REFER the gateway sent, every new caller told their number, a transfer that fails
+//! on the caller's side never blamed on the agent, and a caller that vanishes noticed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Gateway, Http, HttpResponse, free_port, sipp_spawn, sipp_uas};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The default configuration with short agent timers, plus one `[[agent]]` per
+/// `(id, phone port)` reached at a fixed URI on loopback, and `extra` appended.
+fn config(agents: &[(&str, u16)], extra: &str) -> String {
+    let mut text = std::fs::read_to_string(common::repo().join("holdline.toml")).unwrap();
+    for (from, to) in [
+        ("wrap_up_secs = 30", "wrap_up_secs = 2"),
+        ("ring_secs = 20", "ring_secs = 5"),
+        ("drain_secs = 5", "drain_secs = 1"),
+    ] {
+        assert!(text.contains(from), "holdline.toml has no {from}");
+        text = text.replacen(from, to, 1);
+    }
+    for (id, port) in agents {
+        text.push_str(&format!(
+            "\n[[agent]]\nid = \"{id}\"\nname = \"Agent {id}\"\npassword = \"{PASSWORD}\"\nskills = {{ support = 5 }}\nuri = \"sip:{id}@127.0.0.1:{port}\"\n"
+        ));
+    }
+    text.push_str(extra);
+    text
+}
+
+/// One agent's API calls, authenticated with HTTP Basic.
+struct Agent {
+    http: Http,
+    auth: String,
+}
+
+impl Agent {
+    fn new(g: &Gateway, id: &str) -> Agent {
+        Agent {
+            http: Http::new(g),
+            auth: common::basic_auth(&format!("{id}:{PASSWORD}")),
+        }
+    }
+
+    fn me(&mut self) -> Value {
+        let auth = self.auth.clone();
+        let r = self
+            .http
+            .send("GET", "/api/agent/me", &[("Authorization", &auth)], None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
+    fn post(&mut self, path: &str, body: Value) -> HttpResponse {
+        let text = body.to_string();
+        let auth = self.auth.clone();
+        self.http.send(
+            "POST",
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            Some(&text),
+        )
+    }
+
+    fn ready(&mut self) {
+        for state in ["logged_in", "ready"] {
+            let r = self.post("/api/agent/state", json!({ "state": state }));
+            assert!(r.status == 200 || r.status == 204, "{state}: {}", r.body);
+        }
+    }
+
+    /// Polls `/api/agent/me` until `pred` holds (bounded).
+    fn wait_for(&mut self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let me = self.me();
+            if pred(&me) {
+                return me;
+            }
+            assert!(Instant::now() < deadline, "agent never {what}: {me}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn state_name(me: &Value) -> &str {
+    me["state"]["state"]
+        .as_str()
+        .or(me["state"].as_str())
+        .unwrap_or("")
+}
+
+/// Contact numbers in admission order, once `n` are committed (bounded wait).
+fn contacts(g: &Gateway, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ids: Vec<String> = {
+            let db = g.db();
+            let mut st = db.prepare("SELECT id FROM contacts ORDER BY seq").unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        if ids.len() >= n {
+            return ids;
+        }
+        assert!(Instant::now() < deadline, "only {} contacts", ids.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn contact(http: &mut Http, number: &str) -> Value {
+    let r = http.get(&format!("/api/contacts/{number}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+/// Polls the contact's JSON until `pred` holds (bounded).
+fn wait_contact(http: &mut Http, number: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = contact(http, number);
+        if pred(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "contact never {what}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn end_reason(g: &Gateway, number: &str) -> Option<String> {
+    g.db()
+        .query_row(
+            "SELECT end_reason FROM contacts WHERE id = ?1",
+            [number],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .unwrap()
+}
+
+fn wait_end_reason(g: &Gateway, number: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(r) = end_reason(g, number) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "contact never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The caller's page action `body` on contact `number` (a session, its CSRF token).
+fn act(http: &mut Http, number: &str, body: Value) -> HttpResponse {
+    let v = contact(http, number);
+    let csrf = v["csrf"].as_str().expect("csrf token").to_owned();
+    http.post_json(&format!("/api/contacts/{number}/actions"), &csrf, &body)
+}
+
+/// Defect 4: two calls share a Call-ID (their From tags differ). Booking an email on the
+/// first hangs up the first — never the second, which stays until it hangs up itself.
+#[test]
+fn two_calls_with_one_call_id_each_get_their_own_actions() {
+    let mut g = Gateway::start_with("faults-shared-call-id", Some(&config(&[], "")));
+    let cid = format!("shared-{}@127.0.0.1", std::process::id());
+    let first = sipp_spawn(
+        &g,
+        "caller-holds-until-bye",
+        "support",
+        &["-cid_str", &cid],
+        Duration::from_secs(60),
+    );
+    let x = contacts(&g, 1).remove(0);
+    let second = sipp_spawn(
+        &g,
+        "caller-holds-then-hangs-up",
+        "support",
+        &["-cid_str", &cid],
+        Duration::from_secs(60),
+    );
+    let y = contacts(&g, 2).remove(1);
+    let mut http = Http::new(&g);
+    let r = act(
+        &mut http,
+        &x,
+        json!({"command_id": "em-x", "action": "email", "subject": "Router", "message": "It blinks.", "reply_to": "x@example.test"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // X is said goodbye to and hung up; Y holds on until it hangs up itself (12 s).
+    let run = first.wait();
+    assert!(
+        run.ok,
+        "the caller whose contact booked the email: {}",
+        run.output
+    );
+    let run = second.wait();
+    assert!(
+        run.ok,
+        "the other caller with the same Call-ID: {}",
+        run.output
+    );
+    assert_eq!(wait_end_reason(&g, &y), "abandoned");
+    let v = contact(&mut http, &x);
+    assert_eq!(v["media"], "email", "X goes on as an email: {v}");
+    assert!(end_reason(&g, &x).is_none(), "X's contact is not ended");
+    // Their calls are told apart in the store (and the queue_log) too.
+    let refs: Vec<String> = [&x, &y]
+        .iter()
+        .map(|n| {
+            g.db()
+                .query_row("SELECT call_ref FROM contacts WHERE id = ?1", [n], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        })
+        .collect();
+    assert_ne!(refs[0], refs[1]);
+    assert!(refs.iter().all(|r| r.starts_with(&cid)), "{refs:?}");
+    g.terminate();
+}
+
+/// Defect 5: a NOTIFY that claims success before any REFER was sent is refused (481) and
+/// changes nothing; the real REFER then connects the caller to the agent.
+#[test]
+fn a_forged_notify_before_any_refer_is_refused() {
+    let port = free_port();
+    let mut g = Gateway::start_with("faults-forged-notify", Some(&config(&[("ann", port)], "")));
+    let phone = sipp_uas("agent-phone-answers", port, 1, Duration::from_secs(60));
+    let mut ann = Agent::new(&g, "ann");
+    ann.ready();
+    let caller = sipp_spawn(
+        &g,
+        "caller-forges-notify",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
+    let number = contacts(&g, 1).remove(0);
+    let run = caller.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let run = phone.wait();
+    assert!(run.ok, "agent phone: {}", run.output);
+    let mut http = Http::new(&g);
+    wait_contact(&mut http, &number, "connected", |v| v["connected"] == true);
+    let me = ann.wait_for("busy", Duration::from_secs(5), |me| {
+        state_name(me) == "busy"
+    });
+    assert_eq!(me["contact"]["id"], number.as_str(), "{me}");
+    g.terminate();
+}
