@@ -373,15 +373,15 @@ async fn call_task(
     };
     let admitted = deps
         .centre
-        .admit(NewContact {
+        .admit_call(NewContact {
             queue: QueueId(queue.id.clone()),
             media,
             caller: ic.caller.clone(),
             call_ref: ic.dialog.to_string(),
         })
         .await;
-    let status = match admitted {
-        Ok(s) => s,
+    let (status, rejoined) = match admitted {
+        Ok(a) => (a.status, a.rejoined),
         Err(e) => {
             let (code, headers) = match e {
                 CentreError::UnknownQueue(_) => (404, vec![]),
@@ -398,11 +398,12 @@ async fn call_task(
         }
     };
     let id = status.id.clone();
-    // A fresh contact has version 1; a higher one is a caller who rang again after a restart
-    // and got their old contact back (matched on the calling number). Calling numbers can be
-    // spoofed, so such a call is never told the contact number (no Call-Info, no spoken
+    // `rejoined`: a caller who rang again after a restart and got their old contact back
+    // (matched on the calling number), as the centre says — never guessed from the
+    // contact's version, which routing in the same batch also bumps. Calling numbers can
+    // be spoofed, so such a call is never told the contact number (no Call-Info, no spoken
     // number, `*` repeats the position): the secret stays with whoever heard it first.
-    let rejoined = status.version > 1;
+    // Every other caller is told it, whether or not an agent is ready at this moment.
     tracing::debug!(contact = %id.redacted(), queue = %queue.id, rejoined, "contact admitted");
     let sdp_text = answer.to_sdp(local_ip, rtp_port, rand::random::<u32>() as u64);
     let base = match &deps.public_url {
@@ -485,6 +486,10 @@ async fn call_task(
     }
     // Played, and the stream aimed at the caller, once the answer is acknowledged.
     let mut intro = Some(intro);
+    // Whether the caller has heard their contact number to the end (a rejoined caller is
+    // never told it) or shown they have it (used the page). Until then an offer or a
+    // transfer that comes first is announced after it, never instead of it.
+    let mut number_told = rejoined;
 
     // Music is interrupted every `announce_every_secs` of music: the clock starts when the
     // spoken part ends, so a long intro or a `*` replay never gets an update queued behind it.
@@ -605,10 +610,13 @@ async fn call_task(
                 Some(CallMsg::Sip(_)) | None if farewell.is_some() => break Outcome::Substituted,
                 Some(CallMsg::Sip(_)) | None => break Outcome::CallerLeft,
                 Some(CallMsg::Centre(Effect::Reannounce { .. })) => {
+                    // Only the caller's own move from the page re-announces: they have the
+                    // number already, so the new position may cut the intro short.
                     if farewell.is_none()
                         && handoff.is_none()
                         && let Some(st) = deps.centre.status(id.clone()).await
                     {
+                        number_told = true;
                         next_update = None;
                         stream.replace(prompts.position(st.position.unwrap_or(1), &wait_phrase(&st)));
                     }
@@ -632,8 +640,10 @@ async fn call_task(
                         Some(uri) => {
                             tracing::info!(agent = %agent, "offering the call to an agent");
                             next_update = None;
-                            stream.replace(prompts.connecting_agent());
-                            handoff = Some(Handoff::new(HandoffTo::Agent(agent), uri));
+                            let said = announce_handoff(&stream, &mut intro, number_told, &prompts, &id, prompts.connecting_agent());
+                            let mut h = Handoff::new(HandoffTo::Agent(agent), uri);
+                            h.due += said;
+                            handoff = Some(h);
                         }
                         None => {
                             tracing::info!(agent = %agent, "agent phone not registered");
@@ -648,8 +658,10 @@ async fn call_task(
                     }
                     tracing::info!("moving the call to another site");
                     next_update = None;
-                    stream.replace(prompts.moving_call());
-                    handoff = Some(Handoff::new(HandoffTo::Site, target));
+                    let said = announce_handoff(&stream, &mut intro, number_told, &prompts, &id, prompts.moving_call());
+                    let mut h = Handoff::new(HandoffTo::Site, target);
+                    h.due += said;
+                    handoff = Some(h);
                 }
             },
             _ = farewell_due => break Outcome::Substituted,
@@ -674,14 +686,18 @@ async fn call_task(
                     }
                 }
                 Some(MediaEvent::SpeechDone) if farewell.is_some() => break Outcome::Substituted,
-                Some(MediaEvent::SpeechDone) => match handoff.take() {
-                    // The "connecting" prompt has played: now the REFER.
-                    Some(h) if !h.referred => {
-                        handoff = send_refer(&deps, &id, key, h, &stream, &prompts).await;
+                Some(MediaEvent::SpeechDone) => {
+                    // Everything queued has played, the number included.
+                    number_told = true;
+                    match handoff.take() {
+                        // The "connecting" prompt has played: now the REFER.
+                        Some(h) if !h.referred => {
+                            handoff = send_refer(&deps, &id, key, h, &stream, &prompts).await;
+                        }
+                        Some(h) => handoff = Some(h),
+                        None => next_update = Some(tokio::time::Instant::now() + every),
                     }
-                    Some(h) => handoff = Some(h),
-                    None => next_update = Some(tokio::time::Instant::now() + every),
-                },
+                }
                 Some(_) => {}
                 None => media_open = false,
             },
@@ -725,6 +741,39 @@ async fn call_task(
 /// Pauses an announcement stream (an unspecified remote sends nothing).
 const UNSPECIFIED: std::net::SocketAddr =
     std::net::SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
+/// Says that the call is being handed over (`words`: "connecting you to an agent" or
+/// "moving your call"), after the contact number if the caller has not heard it to the end
+/// yet: every new caller is told their number, even one an agent was ready for at once.
+/// Before the answer is acknowledged this becomes the intro. Returns how long the number
+/// takes to say, by which the REFER's deadline moves.
+fn announce_handoff(
+    stream: &StreamHandle,
+    intro: &mut Option<Vec<Bytes>>,
+    number_told: bool,
+    prompts: &PromptSet,
+    id: &ContactId,
+    words: Vec<Bytes>,
+) -> Duration {
+    let mut clips = if number_told {
+        Vec::new()
+    } else {
+        prompts.contact_number(id.as_str())
+    };
+    let said = speech_duration(&clips);
+    clips.extend(words);
+    match intro {
+        Some(pending) => *pending = clips,
+        None => stream.replace(clips),
+    }
+    said
+}
+
+/// How long `clips` take to play: G.711 is one byte per sample at 8 kHz.
+fn speech_duration(clips: &[Bytes]) -> Duration {
+    let bytes: usize = clips.iter().map(Bytes::len).sum();
+    Duration::from_millis(bytes as u64 / 8)
+}
 
 /// Sends the REFER of `h`; `None` (and the failure told to the centre) if it cannot go.
 async fn send_refer(

@@ -7,7 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Gateway, Http, HttpResponse, free_port, sipp_spawn, sipp_uas};
+use common::{Caller, Gateway, Http, HttpResponse, free_port, sipp_spawn, sipp_uas};
+use holdline::media::prompts::{ClipRef, Law, Pauses, contact_number_clips};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
@@ -254,5 +255,70 @@ fn a_forged_notify_before_any_refer_is_refused() {
         state_name(me) == "busy"
     });
     assert_eq!(me["contact"]["id"], number.as_str(), "{me}");
+    g.terminate();
+}
+
+/// The bytes `refs` play as, read from the committed clip files (PCMU).
+fn clip_bytes(refs: &[ClipRef]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in refs {
+        match r {
+            ClipRef::Clip(name) => {
+                let p = common::repo()
+                    .join("prompts/pcmu")
+                    .join(format!("{name}.ul"));
+                out.extend(std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())));
+            }
+            ClipRef::Silence(ms) => out.extend(std::iter::repeat_n(
+                Law::Pcmu.silence_byte(),
+                *ms as usize * 8,
+            )),
+        }
+    }
+    out
+}
+
+/// Defect 2: a caller who arrives while an agent is ready (the contact is routed in the
+/// batch that admits it) is still a new caller: the 200 OK carries Call-Info with the
+/// number, and the first thing on the RTP is the number, then "connecting you".
+#[test]
+fn a_caller_arriving_while_an_agent_is_ready_is_told_their_number() {
+    let port = free_port();
+    let mut g = Gateway::start_with(
+        "faults-ready-at-arrival",
+        Some(&config(&[("ann", port)], "")),
+    );
+    let mut ann = Agent::new(&g, "ann");
+    ann.ready();
+    let mut caller = Caller::call(&g, "support", 0);
+    assert_eq!(
+        caller.number.len(),
+        12,
+        "Call-Info with the number: {:?}",
+        caller.call_info
+    );
+    assert_eq!(contacts(&g, 1), vec![caller.number.clone()]);
+    let number = clip_bytes(&contact_number_clips(&caller.number, Pauses::default()));
+    let connecting = clip_bytes(&[ClipRef::Clip("connecting_agent")]);
+    let frames = (number.len() + connecting.len()).div_ceil(160);
+    let packets = caller.receive_rtp(frames, Duration::from_secs(frames as u64 / 50 + 15));
+    assert_eq!(packets.len(), frames, "RTP stopped early");
+    let audio: Vec<u8> = packets
+        .iter()
+        .flat_map(|(_, p)| p.iter().copied())
+        .collect();
+    if audio[..number.len()] != number[..] {
+        let at = audio.iter().zip(&number).position(|(a, b)| a != b).unwrap();
+        panic!("the number is not what the caller hears first (differs at byte {at})");
+    }
+    // The last frame is padded: compare the clip's own bytes.
+    let rest = &audio[number.len()..];
+    let n = rest.len().min(connecting.len());
+    assert_eq!(
+        &rest[..n],
+        &connecting[..n],
+        "then: connecting you to an agent"
+    );
+    caller.hang_up();
     g.terminate();
 }

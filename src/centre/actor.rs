@@ -24,8 +24,8 @@ use super::agent::{AgentError, AgentId, AttemptOutcome};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
 use super::core::{
-    Admit, AgentInput, AgentOp, Centre, CentreError, Change, End, FreshNumbers, Snapshot, Tick,
-    TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, Centre, CentreError, Change, End, FreshNumbers, Snapshot,
+    Tick, TransferOutcome,
 };
 use super::queue::CentreConfig;
 use super::queue_log::QueueLogLine;
@@ -100,10 +100,18 @@ pub enum StartError {
     },
 }
 
+/// What an admission answers: the contact's committed status, and whether the caller
+/// rejoined a contact lost in a restart (then never told its number: see `Admitted`).
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub status: ContactStatus,
+    pub rejoined: bool,
+}
+
 enum Request {
     Admit {
         contact: NewContact,
-        reply: oneshot::Sender<Result<ContactStatus, CentreError>>,
+        reply: oneshot::Sender<Result<Admission, CentreError>>,
     },
     End {
         id: ContactId,
@@ -145,6 +153,12 @@ impl CentreHandle {
     /// Admits a call. Returns once the new contact is committed to the store; the status
     /// is as of the end of its batch (the same as the snapshot published with it).
     pub async fn admit(&self, contact: NewContact) -> Result<ContactStatus, CentreError> {
+        self.admit_call(contact).await.map(|a| a.status)
+    }
+
+    /// [`CentreHandle::admit`], also saying whether the caller rejoined a contact lost in a
+    /// restart (matched on the calling number) instead of getting a new one.
+    pub async fn admit_call(&self, contact: NewContact) -> Result<Admission, CentreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Admit { contact, reply }).await?;
         answer.await.map_err(|_| CentreError::ShuttingDown)?
@@ -414,8 +428,8 @@ impl Fact {
 /// A reply held back until the batch is committed.
 enum Pending {
     Admit(
-        oneshot::Sender<Result<ContactStatus, CentreError>>,
-        Result<ContactId, CentreError>,
+        oneshot::Sender<Result<Admission, CentreError>>,
+        Result<Admitted, CentreError>,
     ),
     /// A hang-up or a transfer's outcome, and how to apply it again if the write fails.
     Fact(
@@ -709,7 +723,11 @@ impl Actor {
                 Pending::Admit(reply, result) => {
                     let answer = match result {
                         Ok(_) if failure.is_some() => Err(storage_error()),
-                        Ok(id) => self.centre.status(&id).ok_or(CentreError::NotFound),
+                        Ok(Admitted { id, rejoined }) => self
+                            .centre
+                            .status(&id)
+                            .map(|status| Admission { status, rejoined })
+                            .ok_or(CentreError::NotFound),
                         Err(e) => Err(e),
                     };
                     let _ = reply.send(answer);

@@ -81,7 +81,7 @@ pub(crate) mod testkit;
 mod tests;
 mod view;
 
-pub use actor::{CentreHandle, StartError, spawn};
+pub use actor::{Admission, CentreHandle, StartError, spawn};
 pub use agent::{
     AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Asked, AttemptOutcome,
     Reach, StoredAgent,
@@ -96,7 +96,7 @@ pub use contact::{
     NewContact, Notice, QueueId, Timestamp,
 };
 pub use core::{
-    Admit, AgentInput, AgentOp, Centre, CentreError, Change, ContactEvent, Counters, End,
+    Admit, Admitted, AgentInput, AgentOp, Centre, CentreError, Change, ContactEvent, Counters, End,
     FreshNumbers, Input, QueueSummary, Snapshot, Stored, StoredCommand, StoredContact, Tick,
     TransferOutcome,
 };

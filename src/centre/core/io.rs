@@ -60,9 +60,20 @@ mod sealed {
 }
 
 /// A new contact joins the back of its queue (by seniority = `now`), or a redialling caller
-/// whose call was lost in a restart rejoins their place. Replies with its number.
+/// whose call was lost in a restart rejoins their place. Replies with its number and which
+/// of the two it was.
 #[derive(Debug, Clone)]
 pub struct Admit(pub NewContact);
+
+/// What [`Admit`] answers. `rejoined` is the explicit fact the front-end needs: a new
+/// contact's caller is told its number (Call-Info, spoken), a rejoined one is not (it was
+/// matched on a calling number, which can be spoofed). Never inferred from the contact's
+/// version: routing in the same batch bumps that too (issue 9, defect 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub id: ContactId,
+    pub rejoined: bool,
+}
 
 /// The caller hung up (or the call failed): the contact ends, or, if a substitute replaced
 /// the call, nothing changes.
@@ -153,13 +164,16 @@ impl Centre {
 }
 
 impl Input for Admit {
-    type Reply = ContactId;
+    type Reply = Admitted;
     type Error = CentreError;
-    fn apply(self, centre: &mut Centre, now: Timestamp) -> Result<ContactId, CentreError> {
-        let (status, changes) = centre.admit(now, self.0)?;
+    fn apply(self, centre: &mut Centre, now: Timestamp) -> Result<Admitted, CentreError> {
+        let (status, changes, rejoined) = centre.admit_or_rejoin(now, self.0)?;
         centre.emit(changes, Vec::new());
         centre.emit_routed();
-        Ok(status.id)
+        Ok(Admitted {
+            id: status.id,
+            rejoined,
+        })
     }
 }
 
@@ -249,7 +263,7 @@ impl crate::centre::testkit::Drive for Centre {
         now: Timestamp,
         new: NewContact,
     ) -> Result<(ContactStatus, Vec<Change>), CentreError> {
-        let id = self.handle(now, Admit(new))?;
+        let id = self.handle(now, Admit(new))?.id;
         let status = self.status(&id).ok_or(CentreError::NotFound)?;
         Ok((status, self.take_changes()))
     }
