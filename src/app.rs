@@ -87,11 +87,12 @@ pub fn centre_config(config: &Config) -> CentreConfig {
             .collect(),
         wrap_up_secs: agents.wrap_up_secs,
         // A backstop only: the call layer times offers itself (agent ring, then the
-        // customer's ring for call-backs); this must never fire before those do.
+        // customer's ring for call-backs); this must never fire before those do. A new
+        // caller offered at once first hears their number (about 25 s), hence the margin.
         offer_timeout_secs: agents
             .ring_secs
             .saturating_add(config.callback.ring_secs)
-            .saturating_add(30),
+            .saturating_add(60),
         callback_attempts: config.callback.attempts,
         callback_retry_secs: config.callback.retry_secs,
         dial_callbacks: config.callback.dials(),

@@ -253,6 +253,38 @@ struct Handoff {
     /// Before the REFER: when to send it at the latest (the prompt may stall). After: no
     /// final result by then counts as "no answer".
     due: tokio::time::Instant,
+    /// A NOTIFY reported the target ringing (18x): the caller's phone did reach it, so a
+    /// failure from then on is the target's (no answer, busy), not the caller's.
+    rang: bool,
+}
+
+/// Whose side a failed transfer failed on, from what the gateway observed. The agent's
+/// phone is never seen directly on a REFER (the caller's phone calls it), so only the
+/// caller's NOTIFYs from the dialog we REFERred say it rang; without that, a refused,
+/// unanswered or failed REFER is the caller's (their phone did not do it, or says so
+/// without having tried): the agent is not put "not ready" for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Agent,
+    Caller,
+}
+
+/// The side and the words for a REFER whose final NOTIFY reported `status` (a failure),
+/// after the target was (`rang`) or was not seen ringing.
+fn refer_failure(status: u16, rang: bool) -> (Side, String) {
+    let why = match status {
+        408 | 480 | 487 => "no answer".to_owned(),
+        486 | 600 => "busy".to_owned(),
+        _ => format!("transfer failed ({status})"),
+    };
+    if rang {
+        (Side::Agent, why)
+    } else {
+        (
+            Side::Caller,
+            format!("{why}, reported before the agent's phone rang"),
+        )
+    }
 }
 
 impl Handoff {
@@ -262,6 +294,7 @@ impl Handoff {
             uri,
             referred: false,
             due: tokio::time::Instant::now() + Duration::from_secs(8),
+            rang: false,
         }
     }
 
@@ -572,7 +605,9 @@ async fn call_task(
                             }
                         }
                         to => {
-                            handoff_failed(&deps, &id, to, format!("transfer refused ({code})")).await;
+                            // The caller's phone refused (or never answered: 408) our
+                            // REFER: nothing reached the agent.
+                            handoff_failed(&deps, &id, to, Side::Caller, format!("transfer refused by the caller's phone ({code})")).await;
                             not_connected(&deps, &id, &stream, &prompts).await;
                             next_update = None;
                         }
@@ -583,6 +618,9 @@ async fn call_task(
                     // NOTIFYs for no REFER of ours; this keeps the flow honest on its own).
                     if handoff.as_ref().is_some_and(|h| !h.referred) {
                         continue;
+                    }
+                    if (180..200).contains(&code) && let Some(h) = handoff.as_mut() {
+                        h.rang = true;
                     }
                     if (200..300).contains(&code) {
                         match handoff.take() {
@@ -597,12 +635,8 @@ async fn call_task(
                             }
                         }
                     } else if (code >= 300 || done) && let Some(h) = handoff.take() {
-                        let why = match code {
-                            408 | 480 | 487 => "no answer".to_owned(),
-                            486 | 600 => "busy".to_owned(),
-                            _ => format!("transfer failed ({code})"),
-                        };
-                        handoff_failed(&deps, &id, h.to, why).await;
+                        let (side, why) = refer_failure(code, h.rang);
+                        handoff_failed(&deps, &id, h.to, side, why).await;
                         not_connected(&deps, &id, &stream, &prompts).await;
                         next_update = None;
                     }
@@ -633,7 +667,8 @@ async fn call_task(
                 }
                 Some(CallMsg::Centre(Effect::Offer { agent, target, .. })) => {
                     if farewell.is_some() || handoff.is_some() {
-                        let _ = deps.centre.offer_failed(agent, "the call is already being handed over".into()).await;
+                        // Not the agent's doing: this call is busy being handed over.
+                        let _ = deps.centre.offer_failed_by_caller(agent, "the call is already being handed over".into()).await;
                         continue;
                     }
                     match outbound::agent_uri(&deps, &agent, &target).await {
@@ -669,7 +704,12 @@ async fn call_task(
                 let referred = handoff.as_ref().is_some_and(|h| h.referred);
                 if referred {
                     if let Some(h) = handoff.take() {
-                        handoff_failed(&deps, &id, h.to, "no answer".into()).await;
+                        let (side, why) = if h.rang {
+                            (Side::Agent, "no answer".to_owned())
+                        } else {
+                            (Side::Caller, "no result from the caller's phone".to_owned())
+                        };
+                        handoff_failed(&deps, &id, h.to, side, why).await;
                         not_connected(&deps, &id, &stream, &prompts).await;
                         next_update = None;
                     }
@@ -794,7 +834,14 @@ async fn send_refer(
         }
         Err(e) => {
             tracing::info!(error = %e, "REFER could not be sent");
-            handoff_failed(deps, id, h.to, format!("transfer not possible: {e}")).await;
+            handoff_failed(
+                deps,
+                id,
+                h.to,
+                Side::Caller,
+                format!("transfer not possible: {e}"),
+            )
+            .await;
             not_connected(deps, id, stream, prompts).await;
             None
         }
@@ -821,15 +868,20 @@ async fn handoff_done(deps: &Deps, id: &ContactId, to: HandoffTo) {
 }
 
 /// Tells the centre a hand-off failed: the contact goes back to its place.
-async fn handoff_failed(deps: &Deps, id: &ContactId, to: HandoffTo, why: String) {
-    tracing::info!(%why, contact = %id.redacted(), "hand-off failed");
-    let r = match to {
-        HandoffTo::Agent(agent) => deps
+async fn handoff_failed(deps: &Deps, id: &ContactId, to: HandoffTo, side: Side, why: String) {
+    tracing::info!(%why, ?side, contact = %id.redacted(), "hand-off failed");
+    let r = match (to, side) {
+        (HandoffTo::Agent(agent), Side::Agent) => deps
             .centre
             .offer_failed(agent, why)
             .await
             .map_err(|e| e.to_string()),
-        HandoffTo::Site => deps
+        (HandoffTo::Agent(agent), Side::Caller) => deps
+            .centre
+            .offer_failed_by_caller(agent, why)
+            .await
+            .map_err(|e| e.to_string()),
+        (HandoffTo::Site, _) => deps
             .centre
             .transfer_result(id.clone(), false, why)
             .await
@@ -943,6 +995,21 @@ mod tests {
             &Bytes::from_static(b"Signal=5\r\n")
         ));
         assert!(!info_is_star("text/plain", &Bytes::from_static(b"*")));
+    }
+
+    #[test]
+    fn a_failed_transfer_is_the_agents_only_after_their_phone_rang() {
+        // The attack of issue 9: 202, then a NOTIFY "486" without any ringing.
+        let (side, why) = refer_failure(486, false);
+        assert_eq!(side, Side::Caller);
+        assert!(why.starts_with("busy"), "{why}");
+        assert_eq!(refer_failure(486, true), (Side::Agent, "busy".to_owned()));
+        assert_eq!(
+            refer_failure(480, true),
+            (Side::Agent, "no answer".to_owned())
+        );
+        assert_eq!(refer_failure(503, false).0, Side::Caller);
+        assert_eq!(refer_failure(503, true).1, "transfer failed (503)");
     }
 
     #[test]

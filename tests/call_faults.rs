@@ -322,3 +322,54 @@ fn a_caller_arriving_while_an_agent_is_ready_is_told_their_number() {
     caller.hang_up();
     g.terminate();
 }
+
+/// The queue_log lines of the log file.
+fn queue_log(g: &Gateway) -> String {
+    std::fs::read_to_string(g.data.join("queue_log")).unwrap_or_default()
+}
+
+/// Defect 3: a caller that answers every REFER with 202 and then a NOTIFY "486" (the
+/// agent's phone never rang) never puts the agent "not ready": the agent stays ready,
+/// the contact keeps its place, and after three such failures it is no longer offered
+/// (its page says why) while the next caller in line is.
+#[test]
+fn a_transfer_failing_on_the_callers_side_is_not_the_agents_fault() {
+    let port = free_port();
+    let mut g = Gateway::start_with("faults-caller-side", Some(&config(&[("ann", port)], "")));
+    let faker = sipp_spawn(
+        &g,
+        "caller-refer-fails-repeatedly",
+        "support",
+        &[],
+        Duration::from_secs(90),
+    );
+    let first = contacts(&g, 1).remove(0);
+    let mut next = Caller::call(&g, "support", 0);
+    let mut ann = Agent::new(&g, "ann");
+    ann.ready();
+    // Three offers of the first contact fail on the caller's side; then Ann, still
+    // ready all along, is offered the next caller.
+    let me = ann.wait_for("offered the next caller", Duration::from_secs(60), |me| {
+        assert_ne!(state_name(me), "not_ready", "the agent was blamed: {me}");
+        me["contact"]["id"] == next.number.as_str()
+    });
+    assert_eq!(state_name(&me), "reserved", "{me}");
+    let mut http = Http::new(&g);
+    let v = contact(&mut http, &first);
+    assert_eq!(v["position"], 1, "keeps its place: {v}");
+    assert!(v["agent"].is_null(), "{v}");
+    let notice = v["notice"].as_str().unwrap_or_default();
+    assert!(notice.starts_with("We tried 3 times"), "{v}");
+    let (status, page) = g.http_get(&format!("/c/{first}"));
+    assert_eq!(status, 200);
+    assert!(page.contains("did not complete the transfer"), "{page}");
+    // The faker holds 10 s more without another REFER (one would fail its run).
+    let run = faker.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let log = queue_log(&g);
+    assert_eq!(log.matches("|ann|RINGCANCELED|").count(), 3, "{log}");
+    assert!(!log.contains("RINGNOANSWER"), "{log}");
+    assert!(!log.contains("|PAUSE|no answer"), "{log}");
+    next.hang_up();
+    g.terminate();
+}

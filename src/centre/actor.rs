@@ -24,8 +24,8 @@ use super::agent::{AgentError, AgentId, AttemptOutcome};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
 use super::core::{
-    Admit, Admitted, AgentInput, AgentOp, Centre, CentreError, Change, End, FreshNumbers, Snapshot,
-    Tick, TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, End, FreshNumbers,
+    LostCall, Snapshot, Tick, TransferOutcome,
 };
 use super::queue::CentreConfig;
 use super::queue_log::QueueLogLine;
@@ -138,6 +138,12 @@ enum Request {
         detail: String,
         reply: oneshot::Sender<Result<(), CentreError>>,
     },
+    /// A live call found dead (`CallLost`).
+    Lost {
+        id: ContactId,
+        why: LostCall,
+        reply: oneshot::Sender<Result<(), CentreError>>,
+    },
 }
 
 /// The way into the centre for everyone else. Cheap to clone.
@@ -161,6 +167,14 @@ impl CentreHandle {
     pub async fn admit_call(&self, contact: NewContact) -> Result<Admission, CentreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Admit { contact, reply }).await?;
+        answer.await.map_err(|_| CentreError::ShuttingDown)?
+    }
+
+    /// The contact's live call is dead (`why`): it becomes disconnected and keeps its place
+    /// for `keep_place_secs`, never offered meanwhile. Returns once committed.
+    pub async fn call_lost(&self, id: ContactId, why: LostCall) -> Result<(), CentreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Lost { id, why, reply }).await?;
         answer.await.map_err(|_| CentreError::ShuttingDown)?
     }
 
@@ -228,6 +242,17 @@ impl CentreHandle {
     /// The offer failed (`why`): the agent goes not ready, the contact back to its place.
     pub async fn offer_failed(&self, agent: AgentId, why: String) -> Result<(), AgentError> {
         self.agent_request(agent, AgentOp::Failed(why)).await
+    }
+
+    /// The offer failed on the caller's side (`why`): the agent stays ready, the contact
+    /// goes back to its place (no longer offered after repeated failures).
+    pub async fn offer_failed_by_caller(
+        &self,
+        agent: AgentId,
+        why: String,
+    ) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::FailedByCaller(why))
+            .await
     }
 
     /// The agent finished the contact: it ends `Completed`, the agent wraps up.
@@ -409,6 +434,7 @@ enum Wake {
 enum Fact {
     End(ContactId, EndReason),
     Transfer(ContactId, bool, String),
+    Lost(ContactId, LostCall),
 }
 
 impl Fact {
@@ -421,6 +447,7 @@ impl Fact {
                 detail,
                 reply,
             },
+            Fact::Lost(id, why) => Request::Lost { id, why, reply },
         }
     }
 }
@@ -622,6 +649,11 @@ impl Actor {
                     let result = self.centre.handle(now, End { id, reason });
                     pending.push(Pending::Fact(reply, result, fact));
                 }
+                Request::Lost { id, why, reply } => {
+                    let fact = Fact::Lost(id.clone(), why);
+                    let result = self.centre.handle(now, CallLost { id, why });
+                    pending.push(Pending::Fact(reply, result, fact));
+                }
                 Request::Stored { id, reply } => {
                     // Read-only, so answered at once (not part of the batch's commit).
                     let status = match self.centre.status(&id) {
@@ -651,6 +683,7 @@ impl Actor {
                         op,
                         AgentOp::Answered
                             | AgentOp::Failed(_)
+                            | AgentOp::FailedByCaller(_)
                             | AgentOp::Handled
                             | AgentOp::Attempt(_)
                     )

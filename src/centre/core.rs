@@ -39,6 +39,7 @@ mod call_fault_tests;
 #[cfg(test)]
 mod command_tests;
 mod commands;
+mod faults;
 mod io;
 mod journal;
 mod places;
@@ -51,9 +52,10 @@ pub use super::records::{
     Change, ContactEvent, Counters, QueueSummary, Snapshot, Stored, StoredCommand, StoredContact,
 };
 use agents::ring_millis;
+pub use faults::{LostCall, MAX_CALLER_FAILURES};
 use io::Outbox;
 pub use io::{
-    Admit, Admitted, AgentInput, AgentOp, End, FreshNumbers, Input, Tick, TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, CallLost, End, FreshNumbers, Input, Tick, TransferOutcome,
 };
 use journal::{Journal, Undo};
 
@@ -302,6 +304,7 @@ impl Centre {
             notice: None,
             orig_position: 0,
             entered: Some(now),
+            caller_failures: 0,
         };
         self.put_row(row.clone());
         let mut row = row;
@@ -364,6 +367,11 @@ impl Centre {
         row.media = new.media;
         row.call_ref = new.call_ref.clone();
         row.transferring = None;
+        // A new call: the old one's failed transfers say nothing about this phone.
+        row.caller_failures = 0;
+        if matches!(row.notice, Some(Notice::TransfersFailed { .. })) {
+            row.notice = None;
+        }
         row.version += 1;
         let id = row.id.clone();
         self.put_row(row.clone());

@@ -62,3 +62,98 @@ fn an_admission_says_whether_the_caller_rejoined_not_the_version() {
     assert_eq!(again.id, second.id);
     assert!(again.rejoined);
 }
+
+fn state_of(c: &Centre, id: &str) -> AgentState {
+    c.agent_statuses()
+        .into_iter()
+        .find(|s| s.id == a(id))
+        .expect("agent")
+        .state
+}
+
+fn offers(effects: &[Effect]) -> Vec<(AgentId, ContactId)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Offer { agent, contact, .. } => Some((agent.clone(), contact.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn log_events(changes: &[Change]) -> Vec<String> {
+    changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::QueueLog(l) => Some(l.event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_transfer_failing_on_the_callers_side_keeps_the_agent_ready() {
+    let mut c = centre();
+    let first = c.handle(at(0), Admit(call(1))).unwrap().id;
+    let second = c.handle(at(1), Admit(call(2))).unwrap().id;
+    c.agent_login(at(2), &a("ann")).unwrap();
+    let (_, effects) = c.agent_ready(at(3), &a("ann")).unwrap();
+    assert_eq!(offers(&effects), vec![(a("ann"), first.clone())]);
+    let ready_since = at(3);
+    // Two caller-side failures: Ann stays ready (same place among idle agents), the
+    // contact goes back to the head and is offered to her again at once.
+    for n in 1..MAX_CALLER_FAILURES {
+        let now = at(10 * u64::from(n));
+        let (changes, effects) = Drive::agent(
+            &mut c,
+            now,
+            &a("ann"),
+            AgentOp::FailedByCaller("busy".into()),
+        )
+        .unwrap();
+        let events = log_events(&changes);
+        assert!(events.contains(&"RINGCANCELED".to_owned()), "{events:?}");
+        assert!(!events.contains(&"RINGNOANSWER".to_owned()), "{events:?}");
+        assert!(!events.contains(&"PAUSE".to_owned()), "{events:?}");
+        assert_eq!(
+            offers(&effects),
+            vec![(a("ann"), first.clone())],
+            "failure {n}"
+        );
+        assert!(c.status(&first).unwrap().notice.is_none());
+    }
+    // The third: the contact keeps its place but is not offered again; the next one is.
+    let (_, effects) = Drive::agent(
+        &mut c,
+        at(100),
+        &a("ann"),
+        AgentOp::FailedByCaller("busy".into()),
+    )
+    .unwrap();
+    assert_eq!(offers(&effects), vec![(a("ann"), second.clone())]);
+    let st = c.status(&first).unwrap();
+    assert_eq!(st.position, Some(1), "keeps its place: {st:?}");
+    assert_eq!(
+        st.notice,
+        Some(Notice::TransfersFailed {
+            attempts: MAX_CALLER_FAILURES
+        })
+    );
+    // Ann was never put not ready, and kept her idle time.
+    assert!(
+        matches!(state_of(&c, "ann"), AgentState::Reserved { ref contact, .. } if *contact == second)
+    );
+    assert_eq!(
+        c.agents[c.agent(&a("ann")).unwrap()].memo.idle_since,
+        Some(ready_since)
+    );
+    // A failure on the agent's side still puts them not ready.
+    Drive::agent(
+        &mut c,
+        at(110),
+        &a("ann"),
+        AgentOp::Failed("no answer".into()),
+    )
+    .unwrap();
+    assert!(matches!(state_of(&c, "ann"), AgentState::NotReady { .. }));
+}

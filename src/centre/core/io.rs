@@ -30,8 +30,13 @@ pub enum AgentOp {
     Logout,
     /// The offered contact is connected.
     Answered,
-    /// The offer failed (no answer, busy...): the contact goes back to its place.
+    /// The offer failed (no answer, busy...): the contact goes back to its place and the
+    /// agent is not ready (the agent's side: their phone did not answer or was busy).
     Failed(String),
+    /// The offer failed on the caller's side (their phone refused or never completed the
+    /// transfer): the agent stays ready, the contact goes back to its place, and after
+    /// `MAX_CALLER_FAILURES` it is no longer offered.
+    FailedByCaller(String),
     /// The agent finished with the contact: wrap-up.
     Handled,
     /// The outcome of a call-back attempt the agent made.
@@ -57,6 +62,7 @@ mod sealed {
     impl Sealed for super::AgentInput {}
     impl Sealed for super::TransferOutcome {}
     impl Sealed for super::FreshNumbers {}
+    impl Sealed for super::CallLost {}
 }
 
 /// A new contact joins the back of its queue (by seniority = `now`), or a redialling caller
@@ -103,6 +109,15 @@ pub struct TransferOutcome {
     pub ok: bool,
     /// The far end's answer, for the contact's history and the logs.
     pub detail: String,
+}
+
+/// The live call of a contact was found dead (no media and no answer to a probe, its
+/// connection closed, its session timer expired): the contact becomes disconnected and
+/// keeps its place for `keep_place_secs`, never offered meanwhile.
+#[derive(Debug, Clone)]
+pub struct CallLost {
+    pub id: ContactId,
+    pub why: super::LostCall,
 }
 
 /// Numbers the driver drew and found unused in the store, for the next admissions (see
@@ -222,6 +237,7 @@ impl Input for AgentInput {
             AgentOp::Logout => centre.agent_logout(now, agent),
             AgentOp::Answered => centre.offer_answered(now, agent),
             AgentOp::Failed(why) => centre.offer_failed(now, agent, &why),
+            AgentOp::FailedByCaller(why) => centre.offer_failed_by_caller(now, agent, &why),
             AgentOp::Handled => centre.contact_handled(now, agent),
             AgentOp::Attempt(outcome) => centre.callback_attempt(now, agent, outcome),
         }?;
@@ -236,6 +252,17 @@ impl Input for FreshNumbers {
     type Error = Infallible;
     fn apply(self, centre: &mut Centre, _now: Timestamp) -> Result<(), Infallible> {
         centre.fresh.extend(self.0);
+        Ok(())
+    }
+}
+
+impl Input for CallLost {
+    type Reply = ();
+    type Error = CentreError;
+    fn apply(self, centre: &mut Centre, now: Timestamp) -> Result<(), CentreError> {
+        let changes = centre.call_lost(now, &self.id, self.why)?;
+        centre.emit(changes, Vec::new());
+        centre.emit_routed();
         Ok(())
     }
 }
