@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use crate::centre::{
     AgentId, CentreError, CentreHandle, ContactId, ContactStatus, Effect, EndReason, Farewell,
-    MediaType, NewContact, QueueId, WaitEstimate,
+    LostCall, MediaType, NewContact, QueueId, WaitEstimate,
 };
 use crate::config::Config;
 use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamHandle, StreamSpec};
@@ -204,6 +204,7 @@ fn event_call(ev: &UaEvent) -> Option<CallKey> {
         | UaEvent::AckTimeout(k)
         | UaEvent::RemoteBye(k)
         | UaEvent::Ended(k)
+        | UaEvent::ConnectionLost(k)
         | UaEvent::ReferAccepted(k) => *k,
         UaEvent::Info { call, .. }
         | UaEvent::ReferFailed { call, .. }
@@ -212,6 +213,7 @@ fn event_call(ev: &UaEvent) -> Option<CallKey> {
         | UaEvent::Answered { call, .. }
         | UaEvent::OutgoingFailed { call, .. }
         | UaEvent::ReinviteAnswered { call, .. }
+        | UaEvent::ProbeAnswered { call, .. }
         | UaEvent::ReinviteFailed { call, .. } => *call,
         UaEvent::Registered { .. } => return None,
     })
@@ -232,6 +234,9 @@ enum Outcome {
     /// The call was bridged to an agent by third-party call control and has ended; the
     /// contact was handled (the bridge told the centre).
     Bridged,
+    /// The call is dead (no answer in the dialog): we end our side; the contact becomes
+    /// disconnected and keeps its place for a while.
+    Lost(LostCall),
 }
 
 /// Where a hand-off sends the caller.
@@ -301,6 +306,12 @@ impl Handoff {
     fn due(&self) -> tokio::time::Instant {
         self.due
     }
+}
+
+/// A final answer to an in-dialog request that says the dialog no longer exists at the
+/// far end: 408 (nothing answered: Timer F) or 481 (RFC 5057 §5.1).
+fn dialog_gone(status: u16) -> bool {
+    matches!(status, 408 | 481)
 }
 
 /// REFER answered this way means the caller's equipment does not do transfers at all
@@ -490,6 +501,8 @@ async fn call_task(
             pt: answer.pt,
             telephone_event_pt: answer.telephone_event_pt,
             prompts: prompts.clone(),
+            silence_timeout: (deps.config.calls.rtp_timeout_secs > 0)
+                .then(|| Duration::from_secs(u64::from(deps.config.calls.rtp_timeout_secs))),
         })
         .await;
     let (stream, mut media_events) = match started {
@@ -534,6 +547,8 @@ async fn call_task(
     let mut farewell: Option<tokio::time::Instant> = None;
     // A REFER to an agent or another site in progress.
     let mut handoff: Option<Handoff> = None;
+    // Our liveness probe (in-dialog OPTIONS) in flight, and what made us ask.
+    let mut probe: Option<LostCall> = None;
     let outcome = loop {
         let farewell_due = async {
             match farewell {
@@ -580,6 +595,25 @@ async fn call_task(
                     | UaEvent::ReinviteFailed { .. }
                     | UaEvent::Registered { .. },
                 )) => {}
+                Some(CallMsg::Sip(UaEvent::ProbeAnswered { status, .. })) => {
+                    let why = probe.take().unwrap_or(LostCall::NoAnswer);
+                    if dialog_gone(status) {
+                        tracing::info!(status, ?why, "the caller is gone: ending the call");
+                        break Outcome::Lost(why);
+                    }
+                    tracing::debug!(status, "the caller answered the probe: still there");
+                }
+                Some(CallMsg::Sip(UaEvent::ConnectionLost(_))) => {
+                    // Another connection may still reach the phone: ask before ending.
+                    probe = Some(LostCall::ConnectionClosed);
+                    deps.sip.probe(key).await;
+                }
+                Some(CallMsg::Sip(UaEvent::ReferFailed { status: code, .. })) if dialog_gone(code) => {
+                    // Our REFER got no answer (or "no such call"): the caller's phone is
+                    // gone, which is nobody's offer to fail. The contact keeps its place.
+                    tracing::info!(status = code, "REFER unanswered: the caller is gone");
+                    break Outcome::Lost(LostCall::NoAnswer);
+                }
                 Some(CallMsg::Sip(UaEvent::ReferFailed { status: code, .. })) => {
                     let Some(h) = handoff.take() else { continue };
                     match h.to {
@@ -725,6 +759,15 @@ async fn call_task(
                         _ => stream.replace(spoken_key(&status)),
                     }
                 }
+                Some(MediaEvent::Silent) => {
+                    // No RTP for `rtp_timeout_secs`: a vanished phone, or one that sends
+                    // nothing on hold. An in-dialog OPTIONS tells which.
+                    if probe.is_none() {
+                        tracing::debug!("no RTP from the caller: probing the dialog");
+                        probe = Some(LostCall::NoAnswer);
+                        deps.sip.probe(key).await;
+                    }
+                }
                 Some(MediaEvent::SpeechDone) if farewell.is_some() => break Outcome::Substituted,
                 Some(MediaEvent::SpeechDone) => {
                     // Everything queued has played, the number included.
@@ -767,6 +810,17 @@ async fn call_task(
             deps.sip.hangup(key).await; // no-op if the dialog is already gone
         }
         Outcome::Substituted | Outcome::HandedOff | Outcome::Bridged => {
+            deps.sip.hangup(key).await;
+        }
+        Outcome::Lost(why) => {
+            // Not abandoned: the caller may ring again and rejoin their place. An agent it
+            // was being offered to is freed, not blamed.
+            match deps.centre.call_lost(id.clone(), why).await {
+                Ok(()) | Err(CentreError::AlreadyEnded) | Err(CentreError::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, contact = %id.redacted(), "call loss not recorded")
+                }
+            }
             deps.sip.hangup(key).await;
         }
         Outcome::Shutdown => {

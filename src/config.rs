@@ -76,6 +76,27 @@ pub struct Config {
     /// `[email]`: relay of emails and web forms to an SMTP server (optional; off when absent).
     #[serde(default)]
     pub email: EmailConfig,
+    /// `[calls]`: how dead calls are noticed (optional; defaults when absent).
+    #[serde(default)]
+    pub calls: CallsConfig,
+}
+
+/// `[calls]`: telling a live call from a dead one (issue 9).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// After this long without RTP from a caller, an in-dialog OPTIONS asks whether the
+    /// call is still there; no answer (or 408/481) ends our side and the contact becomes
+    /// disconnected. 0: never.
+    pub rtp_timeout_secs: u32,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            rtp_timeout_secs: 40,
+        }
+    }
 }
 
 /// `[email]`: when an email or web form left by a caller reaches an agent, a copy goes to

@@ -373,3 +373,118 @@ fn a_transfer_failing_on_the_callers_side_is_not_the_agents_fault() {
     next.hang_up();
     g.terminate();
 }
+
+/// Sends an RTP packet to `to` from `sock` every 100 ms until `stop` is set: a live
+/// caller's phone, as far as the gateway's silence detection is concerned.
+fn keep_sending_rtp(
+    sock: std::net::UdpSocket,
+    to: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut seq: u16 = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let mut p = vec![0x80, 0];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            p.extend(std::iter::repeat_n(0xffu8, 160));
+            let _ = sock.send_to(&p, to);
+            seq = seq.wrapping_add(1);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+/// Defect 1: a caller that vanishes (no BYE, no RTP, answers nothing) is noticed — RTP
+/// silence for `rtp_timeout_secs`, then an in-dialog OPTIONS that is never answered
+/// (Timer F) — and its contact becomes disconnected, keeping its place; the queue_log says
+/// so. An agent who went ready while that dead call was first in line is not blamed: they
+/// stay ready and are offered the next live caller.
+#[test]
+fn a_caller_who_vanishes_is_noticed_and_no_agent_is_blamed() {
+    let port = free_port();
+    let text =
+        config(&[("ann", port)], "").replacen("rtp_timeout_secs = 40", "rtp_timeout_secs = 2", 1);
+    assert!(text.contains("rtp_timeout_secs = 2"));
+    let mut g = Gateway::start_with("faults-vanished", Some(&text));
+    let started = Instant::now();
+    let vanished = sipp_spawn(
+        &g,
+        "caller-vanishes",
+        "support",
+        &[],
+        Duration::from_secs(30),
+    );
+    let dead = contacts(&g, 1).remove(0);
+    let run = vanished.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let mut live = Caller::call(&g, "support", 0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rtp = keep_sending_rtp(live.rtp.try_clone().unwrap(), live.server_rtp, stop.clone());
+    let mut ann = Agent::new(&g, "ann");
+    ann.ready();
+    // Ann is offered the dead call first (it is at the head), then, once it is found dead,
+    // the live one; never "not ready" meanwhile.
+    let me = ann.wait_for("offered the live caller", Duration::from_secs(90), |me| {
+        assert_ne!(state_name(me), "not_ready", "the agent was blamed: {me}");
+        me["contact"]["id"] == live.number.as_str()
+    });
+    assert_eq!(state_name(&me), "reserved", "{me}");
+    let mut http = Http::new(&g);
+    let v = wait_contact(&mut http, &dead, "disconnected", |v| {
+        v["state"]["state"] == "disconnected"
+    });
+    let noticed = started.elapsed();
+    assert_eq!(v["position"], 1, "keeps its place: {v}");
+    assert!(end_reason(&g, &dead).is_none());
+    eprintln!(
+        "a vanished caller was noticed {:.1} s after its ACK (rtp_timeout_secs = 2, then \
+         the OPTIONS probe's Timer F of 64*T1 = 32 s)",
+        noticed.as_secs_f64()
+    );
+    let log = queue_log(&g);
+    assert!(log.contains("|INFO|CALLLOST|"), "{log}");
+    assert!(!log.contains("RINGNOANSWER"), "{log}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    rtp.join().unwrap();
+    live.hang_up();
+    g.terminate();
+}
+
+/// Defect 1 over TCP: the caller's connection closes (its phone is gone). With the RTP
+/// timer off, the closed connection alone makes the gateway probe the dialog; nothing
+/// answers, and the contact becomes disconnected.
+#[test]
+fn a_tcp_caller_whose_connection_closes_is_noticed() {
+    let text = config(&[], "").replacen("rtp_timeout_secs = 40", "rtp_timeout_secs = 0", 1);
+    let mut g = Gateway::start_with("faults-tcp-closed", Some(&text));
+    let started = Instant::now();
+    let vanished = sipp_spawn(
+        &g,
+        "caller-vanishes",
+        "support",
+        &["-t", "t1"],
+        Duration::from_secs(30),
+    );
+    let dead = contacts(&g, 1).remove(0);
+    let run = vanished.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let mut http = Http::new(&g);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = contact(&mut http, &dead);
+        if v["state"]["state"] == "disconnected" {
+            assert_eq!(v["position"], 1, "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never disconnected: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "a TCP caller whose connection closed was noticed {:.1} s after its ACK",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(queue_log(&g).contains("|INFO|CALLLOST|connection closed"));
+    g.terminate();
+}

@@ -192,6 +192,15 @@ pub enum UaEvent {
         contact: Option<String>,
         expires: u32,
     },
+    /// Our in-dialog OPTIONS (`probe`) got this final status; 408 when nothing answered
+    /// (Timer F). 408 and 481 mean the dialog is gone at the far end (RFC 5057 §5.1).
+    ProbeAnswered {
+        call: CallKey,
+        status: u16,
+    },
+    /// The TCP connection the call's dialog came over closed. Requests can still reach the
+    /// peer on a new connection, so this is a reason to probe, not yet a dead call.
+    ConnectionLost(CallKey),
     /// The UA has forgotten the call: always the last event of every call.
     Ended(CallKey),
 }
@@ -365,6 +374,8 @@ struct Call {
     /// The CSeq of the REFER we sent whose implicit subscription (RFC 3515 §2.4.4) is
     /// live: only NOTIFYs for it are accepted. `None`: no REFER, or its subscription ended.
     refer: Option<u32>,
+    /// Our OPTIONS probe is out (one at a time).
+    probing: bool,
 }
 
 impl Call {
@@ -585,6 +596,15 @@ impl UserAgent {
                     call: CallKey(call),
                     status,
                 })
+            }
+            Method::Options => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.probing = false;
+                }
+                self.events.push_back(UaEvent::ProbeAnswered {
+                    call: CallKey(call),
+                    status,
+                });
             }
             // The INVITE's own final answer (487 or a late 2xx) settles a CANCEL.
             Method::Cancel => {}
@@ -837,6 +857,38 @@ impl UserAgent {
         Ok(())
     }
 
+    /// Asks the far end whether the dialog still exists: an in-dialog OPTIONS (RFC 3261
+    /// §11, as RFC 5057 §5.1 suggests for liveness). The answer comes as `ProbeAnswered`.
+    /// One at a time: asking again while one is out does nothing.
+    pub fn probe(&mut self, now: Instant, call: CallKey) -> Result<(), UaError> {
+        let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
+        if c.state != CallState::Confirmed {
+            return Err(UaError::NotPending);
+        }
+        if c.probing {
+            return Ok(());
+        }
+        self.send_in_dialog(now, call.0, Method::Options, Vec::new());
+        if let Some(c) = self.calls.get_mut(&call.0) {
+            c.probing = true;
+        }
+        Ok(())
+    }
+
+    /// The driver's TCP connection `conn` closed: every confirmed call whose dialog came
+    /// over it is reported (`ConnectionLost`), for the application to probe.
+    pub fn connection_closed(&mut self, conn: u64) {
+        let lost: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.peer.conn == Some(conn) && c.state == CallState::Confirmed)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            self.events.push_back(UaEvent::ConnectionLost(CallKey(id)));
+        }
+    }
+
     /// Places a call (RFC 3261 §13.2): sends the INVITE with `out.sdp` as the offer to
     /// `remote` (the target's resolved address). Events for the returned key: `Progress`
     /// for each 1xx, then `Answered` (the UA has ACKed) or `OutgoingFailed` + `Ended`.
@@ -947,6 +999,7 @@ impl UserAgent {
                 initial_key: initial,
                 reinvite: None,
                 refer: None,
+                probing: false,
             },
         );
         // Requests from the far end carry our From tag as their To tag; their tag comes
@@ -1446,6 +1499,7 @@ impl UserAgent {
             initial_key: initial.clone(),
             reinvite: None,
             refer: None,
+            probing: false,
         };
         let dialog = call.dialog();
         let trying = {
@@ -3245,6 +3299,49 @@ mod tests {
             "{evs:?}"
         );
         assert_eq!(ua.call_count(), 1);
+    }
+
+    #[test]
+    fn a_probe_is_an_in_dialog_options_answered_or_timed_out() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, tag) = confirmed(&mut ua, t0);
+        ua.probe(t0, call).unwrap();
+        let options = sent(&mut ua).pop().unwrap();
+        assert!(
+            options.starts_with("OPTIONS sip:alice@127.0.0.1:5070 "),
+            "{options}"
+        );
+        assert!(
+            header(&options, "From")
+                .unwrap()
+                .contains(&format!("tag={tag}"))
+        );
+        assert!(header(&options, "To").unwrap().contains("tag=a1"));
+        // One at a time.
+        ua.probe(t0, call).unwrap();
+        assert!(sent(&mut ua).is_empty());
+        feed(&mut ua, t0, &answer_to(&options, 200, "OK"));
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ProbeAnswered { status: 200, .. }]
+        ));
+        // A vanished caller: Timer F (64*T1) reports 408; the call is left to the app.
+        ua.probe(t0, call).unwrap();
+        sent(&mut ua);
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(33) {
+            now += Duration::from_millis(250);
+            ua.handle_timeout(now);
+        }
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ProbeAnswered { status: 408, .. }]
+        ));
+        assert_eq!(ua.call_count(), 1);
+        // Only calls over the closed TCP connection are reported (this one is UDP).
+        ua.connection_closed(7);
+        assert!(events(&mut ua).is_empty());
     }
 
     #[test]

@@ -157,3 +157,56 @@ fn a_transfer_failing_on_the_callers_side_keeps_the_agent_ready() {
     .unwrap();
     assert!(matches!(state_of(&c, "ann"), AgentState::NotReady { .. }));
 }
+
+#[test]
+fn a_dead_call_becomes_disconnected_frees_its_agent_and_can_be_rejoined() {
+    let mut c = centre();
+    let dead = c.handle(at(0), Admit(call(1))).unwrap().id;
+    let live = c.handle(at(1), Admit(call(2))).unwrap().id;
+    c.agent_login(at(2), &a("ann")).unwrap();
+    let (_, effects) = c.agent_ready(at(3), &a("ann")).unwrap();
+    assert_eq!(offers(&effects), vec![(a("ann"), dead.clone())]);
+    while c.poll_change().is_some() {}
+    let lost = CallLost {
+        id: dead.clone(),
+        why: LostCall::NoAnswer,
+    };
+    c.handle(at(40_000), lost).unwrap();
+    let changes = std::iter::from_fn(|| c.poll_change()).collect::<Vec<_>>();
+    let events = log_events(&changes);
+    assert_eq!(events, vec!["RINGCANCELED", "INFO"], "{events:?}");
+    // Ann is offered the live caller at once, never paused; the dead one keeps its place.
+    assert_eq!(offers(&c.take_effects()), vec![(a("ann"), live.clone())]);
+    let st = c.status(&dead).unwrap();
+    assert!(
+        matches!(st.state, ContactState::Disconnected { .. }),
+        "{st:?}"
+    );
+    assert_eq!(st.position, Some(1));
+    // Never offered while disconnected, even with an agent free.
+    Drive::agent(
+        &mut c,
+        at(41_000),
+        &a("ann"),
+        AgentOp::FailedByCaller("x".into()),
+    )
+    .unwrap();
+    let next = offers(&c.take_effects());
+    assert!(next.iter().all(|(_, id)| *id != dead), "{next:?}");
+    // Reported twice (a late probe answer): nothing more happens.
+    let again = CallLost {
+        id: dead.clone(),
+        why: LostCall::ConnectionClosed,
+    };
+    c.handle(at(42_000), again).unwrap();
+    assert!(
+        std::iter::from_fn(|| c.poll_change())
+            .collect::<Vec<_>>()
+            .is_empty()
+    );
+    // The caller rings again from the same number: same contact, same place, live.
+    let back = c.handle(at(50_000), Admit(call(1))).unwrap();
+    assert_eq!(back.id, dead);
+    assert!(back.rejoined);
+    assert_eq!(c.status(&dead).unwrap().state, ContactState::Queued);
+}

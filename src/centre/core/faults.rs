@@ -14,10 +14,10 @@ pub const MAX_CALLER_FAILURES: u32 = 3;
 /// Why a live call was found dead (the front-end's observation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LostCall {
-    /// No RTP from the caller for the configured time, and the in-dialog probe got no
-    /// answer (or "no such call").
-    Silent,
-    /// The SIP/TCP connection the call came over closed.
+    /// An in-dialog request got no answer, or "no such call" (408/481): the probe sent
+    /// after a silence of the caller's RTP, or our REFER.
+    NoAnswer,
+    /// The SIP/TCP connection the call came over closed, and a probe then got no answer.
     ConnectionClosed,
     /// The session timer (RFC 4028) ran out without a refresh.
     SessionExpired,
@@ -27,7 +27,7 @@ impl LostCall {
     /// A short token for the contact's history and the queue log.
     pub fn as_str(self) -> &'static str {
         match self {
-            LostCall::Silent => "no media and no answer to a probe",
+            LostCall::NoAnswer => "no answer in the dialog",
             LostCall::ConnectionClosed => "connection closed",
             LostCall::SessionExpired => "session timer expired",
         }
