@@ -183,6 +183,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         max_calls: config.limits.max_calls,
         max_pending_calls: config.limits.max_pending_calls,
         retry_after_secs: config.limits.retry_after_secs,
+        min_se_secs: config.calls.min_se_secs,
+        session_expires_secs: config.calls.session_expires_secs,
         public_host: (!config.sip.public_host.is_empty()).then(|| config.sip.public_host.clone()),
         // Agents without a fixed address reach us by REGISTERing with their password;
         // with none such, REGISTER stays 405.

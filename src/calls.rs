@@ -205,6 +205,7 @@ fn event_call(ev: &UaEvent) -> Option<CallKey> {
         | UaEvent::RemoteBye(k)
         | UaEvent::Ended(k)
         | UaEvent::ConnectionLost(k)
+        | UaEvent::SessionExpired(k)
         | UaEvent::ReferAccepted(k) => *k,
         UaEvent::Info { call, .. }
         | UaEvent::ReferFailed { call, .. }
@@ -602,6 +603,10 @@ async fn call_task(
                         break Outcome::Lost(why);
                     }
                     tracing::debug!(status, "the caller answered the probe: still there");
+                }
+                Some(CallMsg::Sip(UaEvent::SessionExpired(_))) => {
+                    tracing::info!("session timer expired: the caller is gone");
+                    break Outcome::Lost(LostCall::SessionExpired);
                 }
                 Some(CallMsg::Sip(UaEvent::ConnectionLost(_))) => {
                     // Another connection may still reach the phone: ask before ending.

@@ -89,12 +89,19 @@ pub struct CallsConfig {
     /// call is still there; no answer (or 408/481) ends our side and the contact becomes
     /// disconnected. 0: never.
     pub rtp_timeout_secs: u32,
+    /// RFC 4028 session timers: a caller asking for a shorter Session-Expires is answered
+    /// 422 with this Min-SE (the RFC's floor is 90; lower only for tests).
+    pub min_se_secs: u32,
+    /// The interval offered to a caller that supports session timers but asked for none.
+    pub session_expires_secs: u32,
 }
 
 impl Default for CallsConfig {
     fn default() -> Self {
         CallsConfig {
             rtp_timeout_secs: 40,
+            min_se_secs: 90,
+            session_expires_secs: 1800,
         }
     }
 }
@@ -476,6 +483,12 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.calls.min_se_secs == 0 || self.calls.session_expires_secs < self.calls.min_se_secs {
+            return invalid(
+                "[calls] min_se_secs must be at least 1 and session_expires_secs at least min_se_secs"
+                    .into(),
+            );
+        }
         if self.queues.iter().all(QueueConfig::is_remote) {
             return invalid(
                 "at least one [[queue]] without a uri (a local queue) is needed".into(),

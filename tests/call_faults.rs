@@ -488,3 +488,33 @@ fn a_tcp_caller_whose_connection_closes_is_noticed() {
     assert!(queue_log(&g).contains("|INFO|CALLLOST|connection closed"));
     g.terminate();
 }
+
+/// RFC 4028 as UAS: a Session-Expires below Min-SE is refused with 422 and our Min-SE;
+/// an accepted one is confirmed in the 2xx (`Require: timer`), and a session the caller
+/// does not refresh is ended with a BYE before it expires, its contact disconnected.
+#[test]
+fn session_timers_422_then_a_lapsed_session_is_ended() {
+    let text = config(&[], "").replacen("min_se_secs = 90", "min_se_secs = 4", 1);
+    assert!(text.contains("min_se_secs = 4"));
+    let mut g = Gateway::start_with("faults-session-timer", Some(&text));
+    let run = common::sipp(
+        &g,
+        "caller-session-timer-lapses",
+        "support",
+        &[],
+        Duration::from_secs(30),
+    );
+    assert!(run.ok, "caller: {}", run.output);
+    let number = contacts(&g, 1).remove(0);
+    let mut http = Http::new(&g);
+    let v = wait_contact(&mut http, &number, "disconnected", |v| {
+        v["state"]["state"] == "disconnected"
+    });
+    assert_eq!(v["position"], 1, "{v}");
+    let log = queue_log(&g);
+    assert!(
+        log.contains("|INFO|CALLLOST|session timer expired"),
+        "{log}"
+    );
+    g.terminate();
+}

@@ -24,6 +24,7 @@ use super::message::{CSeq, Headers, Method, NameAddr, Request, Response, SipUri,
 use super::parse::{Invalid, Kind};
 use super::reflection::Reflection;
 use super::registrar::Registrar;
+use super::session_timer::{self, Ask, Due, SessionTimer};
 use super::transaction::{
     InviteClientState, InviteServerState, NonInviteClientState, NonInviteServer, Retransmit, Timers,
 };
@@ -198,6 +199,9 @@ pub enum UaEvent {
         call: CallKey,
         status: u16,
     },
+    /// The session timer (RFC 4028) ran out: nobody refreshed the session in time (the
+    /// UA has sent BYE), or our refresh got 408/481. The call is over.
+    SessionExpired(CallKey),
     /// The TCP connection the call's dialog came over closed. Requests can still reach the
     /// peer on a new connection, so this is a reason to probe, not yet a dead call.
     ConnectionLost(CallKey),
@@ -247,6 +251,10 @@ pub struct UaConfig {
     pub seed: u64,
     /// `Some` with users: act as registrar for them; otherwise REGISTER gets 405.
     pub registrar: Option<RegistrarConfig>,
+    /// RFC 4028: the smallest session interval we accept (422 below it; the RFC's floor is
+    /// 90 s), and the one we offer a caller that supports timers but asked for none.
+    pub min_se_secs: u32,
+    pub session_expires_secs: u32,
 }
 
 impl Default for UaConfig {
@@ -259,6 +267,8 @@ impl Default for UaConfig {
             public_host: None,
             seed: rand::rng().random(),
             registrar: None,
+            min_se_secs: 90,
+            session_expires_secs: 1800,
         }
     }
 }
@@ -376,6 +386,12 @@ struct Call {
     refer: Option<u32>,
     /// Our OPTIONS probe is out (one at a time).
     probing: bool,
+    /// What the INVITE asked of session timers (RFC 4028), applied when we answer.
+    session_ask: Ask,
+    /// The running session timer, from our 2xx on.
+    session: Option<SessionTimer>,
+    /// Our refreshing re-INVITE in flight (its client transaction).
+    refreshing: Option<u64>,
 }
 
 impl Call {
@@ -396,6 +412,8 @@ enum TimerRef {
     Call(u64),
     /// A registrar binding may have expired.
     Registrar,
+    /// A call's session timer (RFC 4028) may be due.
+    Session(u64),
 }
 
 /// The user agent. One value per SIP endpoint; driven by `endpoint.rs`.
@@ -676,6 +694,7 @@ impl UserAgent {
                 TimerRef::InviteClient(id) => self.invite_client_timer(now, id),
                 TimerRef::Call(id) => self.call_timer(now, id),
                 TimerRef::Registrar => self.registrar_timer(now),
+                TimerRef::Session(id) => self.session_timer(now, id),
             }
         }
     }
@@ -717,10 +736,26 @@ impl UserAgent {
         let mut headers = self.dialog_headers(c);
         headers.push(("Content-Type".into(), "application/sdp".into()));
         headers.extend(extra_headers);
+        let session = match c.session_ask {
+            Ask::Timer {
+                interval,
+                refresher,
+                require,
+            } => {
+                let timer = SessionTimer::start(now, interval, refresher);
+                headers.extend(session_headers(&timer, require));
+                Some(timer)
+            }
+            Ask::None | Ask::TooSmall { .. } => None,
+        };
         let response = self.build_response(txn_id, 200, "OK", headers, sdp.clone());
         let cseq = self.calls[&call.0].remote_cseq;
         if let Some(c) = self.calls.get_mut(&call.0) {
             c.answer_sdp = Some(sdp);
+            c.session = session;
+        }
+        if let Some(timer) = session {
+            self.arm(timer.deadline().0, TimerRef::Session(call.0));
         }
         self.send_2xx(now, call.0, txn_id, response, cseq, reliable);
         Ok(())
@@ -1000,6 +1035,9 @@ impl UserAgent {
                 reinvite: None,
                 refer: None,
                 probing: false,
+                session_ask: Ask::None,
+                session: None,
+                refreshing: None,
             },
         );
         // Requests from the far end carry our From tag as their To tag; their tag comes
@@ -1014,6 +1052,17 @@ impl UserAgent {
     /// The outcome comes as `ReinviteAnswered` (ACK sent) or `ReinviteFailed` (491 on
     /// glare, 408 when unanswered). One at a time per dialog.
     pub fn reinvite(&mut self, now: Instant, call: CallKey, sdp: Bytes) -> Result<(), UaError> {
+        self.reinvite_with(now, call, sdp, Vec::new()).map(|_| ())
+    }
+
+    /// [`UserAgent::reinvite`] with `headers` added; returns the transaction.
+    fn reinvite_with(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        sdp: Bytes,
+        headers: Vec<(String, String)>,
+    ) -> Result<u64, UaError> {
         let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
         match c.state {
             CallState::Confirmed if c.reinvite.is_none() => {}
@@ -1033,11 +1082,12 @@ impl UserAgent {
         };
         c.local_cseq += 1;
         let seq = c.local_cseq;
-        let extra = vec![
+        let mut extra = vec![
             ("Contact".to_owned(), contact),
             ("Allow".to_owned(), allow),
             ("Content-Type".to_owned(), "application/sdp".to_owned()),
         ];
+        extra.extend(headers);
         let (peer, req) = self.dialog_request(
             &self.calls[&call.0],
             Method::Invite,
@@ -1056,7 +1106,49 @@ impl UserAgent {
         if let Some(c) = self.calls.get_mut(&call.0) {
             c.reinvite = Some(txn);
         }
-        Ok(())
+        Ok(txn)
+    }
+
+    /// A call's session timer fired: our refresh is due, or nobody refreshed in time.
+    fn session_timer(&mut self, now: Instant, id: u64) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(timer) = c.session else {
+            return;
+        };
+        let (at, due) = timer.deadline();
+        if at > now || c.refreshing.is_some() {
+            return; // superseded by a refresh since it was armed, or ours is out
+        }
+        match due {
+            Due::Refresh => {
+                let sdp = c.answer_sdp.clone().unwrap_or_default();
+                let headers = session_headers(&timer, true);
+                match self.reinvite_with(now, CallKey(id), sdp, headers) {
+                    Ok(txn) => {
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            c.refreshing = Some(txn);
+                        }
+                    }
+                    // Their re-INVITE or the app's is in progress: try again shortly.
+                    Err(UaError::InviteInProgress) => {
+                        self.arm(
+                            now + std::time::Duration::from_secs(1),
+                            TimerRef::Session(id),
+                        );
+                    }
+                    Err(_) => {}
+                }
+            }
+            Due::Expired => {
+                tracing::info!(interval = timer.interval, "session timer expired: BYE");
+                if c.state == CallState::Confirmed {
+                    self.send_bye(now, id);
+                }
+                self.events.push_back(UaEvent::SessionExpired(CallKey(id)));
+            }
+        }
     }
 
     fn start_invite_txn(
@@ -1261,6 +1353,7 @@ impl UserAgent {
         self.transmits.push_back(Transmit { peer, bytes: ack });
         let key = CallKey(call);
         if reinvite {
+            let mut refresh = false;
             if let Some(c) = self.calls.get_mut(&call) {
                 if c.reinvite == Some(id) {
                     c.reinvite = None;
@@ -1268,8 +1361,21 @@ impl UserAgent {
                 if !reported {
                     c.answer_sdp = Some(offer);
                 }
+                // Our session refresh went through: counted from now. It is the UA's own
+                // business, so the application hears nothing of it.
+                if c.refreshing == Some(id) {
+                    c.refreshing = None;
+                    refresh = true;
+                    if let Some(timer) = c.session.as_mut() {
+                        timer.refreshed(now);
+                    }
+                }
             }
-            if !reported {
+            if refresh {
+                if let Some(at) = self.calls[&call].session.map(|t| t.deadline().0) {
+                    self.arm(at, TimerRef::Session(call));
+                }
+            } else if !reported {
                 self.events.push_back(UaEvent::ReinviteAnswered {
                     call: key,
                     body: resp.body.clone(),
@@ -1311,6 +1417,16 @@ impl UserAgent {
         if reinvite {
             if c.reinvite == Some(id) {
                 c.reinvite = None;
+            }
+            if c.refreshing == Some(id) {
+                // RFC 4028 §10: a refresh answered 408 or 481 ends the session; other
+                // failures leave it to run until it expires.
+                c.refreshing = None;
+                if matches!(status, 408 | 481) {
+                    self.events
+                        .push_back(UaEvent::SessionExpired(CallKey(call)));
+                }
+                return;
             }
             self.events.push_back(UaEvent::ReinviteFailed {
                 call: CallKey(call),
@@ -1457,6 +1573,27 @@ impl UserAgent {
             self.reply_new_txn(now, peer, &req, key, 503, reason, h, None, None);
             return;
         }
+        // RFC 4028 §8.1.1: an interval below our minimum is refused with ours.
+        let session_ask = session_timer::ask(
+            &req.headers,
+            self.config.min_se_secs,
+            self.config.session_expires_secs,
+        );
+        if let Ask::TooSmall { min_se } = session_ask {
+            let h = vec![("Min-SE".into(), min_se.to_string())];
+            self.reply_new_txn(
+                now,
+                peer,
+                &req,
+                key,
+                422,
+                "Session Interval Too Small",
+                h,
+                None,
+                None,
+            );
+            return;
+        }
         let id = self.id();
         let local_tag = self.token();
         let remote_target = req
@@ -1500,6 +1637,9 @@ impl UserAgent {
             reinvite: None,
             refer: None,
             probing: false,
+            session_ask,
+            session: None,
+            refreshing: None,
         };
         let dialog = call.dialog();
         let trying = {
@@ -1865,6 +2005,28 @@ impl UserAgent {
         }
         let sdp = self.calls[&id].answer_sdp.clone().unwrap_or_default();
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
+        // A re-INVITE refreshes a running session timer (RFC 4028 §9), with the interval
+        // and refresher it asks for when it names them.
+        let refreshed = self.calls[&id].session.map(|old| {
+            match session_timer::ask(
+                &req.headers,
+                self.config.min_se_secs,
+                self.config.session_expires_secs,
+            ) {
+                Ask::Timer {
+                    interval,
+                    refresher,
+                    require,
+                } if req.headers.get("Session-Expires").is_some() => {
+                    (SessionTimer::start(now, interval, refresher), require)
+                }
+                _ => {
+                    let mut timer = old;
+                    timer.refreshed(now);
+                    (timer, true)
+                }
+            }
+        });
         let txn_id = self.open_server_txn(
             key,
             ServerKind::Invite(InviteServerState::Proceeding),
@@ -1874,6 +2036,13 @@ impl UserAgent {
         );
         let mut headers = self.dialog_headers(&self.calls[&id]);
         headers.push(("Content-Type".into(), "application/sdp".into()));
+        if let Some((timer, require)) = refreshed {
+            headers.extend(session_headers(&timer, require));
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.session = Some(timer);
+            }
+            self.arm(timer.deadline().0, TimerRef::Session(id));
+        }
         let response = self.build_response(txn_id, 200, "OK", headers, sdp);
         self.send_2xx(now, id, txn_id, response, cseq, peer.transport.reliable());
     }
@@ -2583,6 +2752,19 @@ fn host_literal(ip: IpAddr) -> String {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     }
+}
+
+/// Session-Expires (and `Require: timer` when the caller supports timers) for a 2xx or
+/// our refresh, plus `Supported: timer`.
+fn session_headers(timer: &SessionTimer, require: bool) -> Vec<(String, String)> {
+    let mut h = vec![
+        ("Session-Expires".to_owned(), timer.header()),
+        ("Supported".to_owned(), "timer".to_owned()),
+    ];
+    if require {
+        h.push(("Require".to_owned(), "timer".to_owned()));
+    }
+    h
 }
 
 fn with_tag(header: &str, tag: &str) -> String {
@@ -3342,6 +3524,147 @@ mod tests {
         // Only calls over the closed TCP connection are reported (this one is UDP).
         ua.connection_closed(7);
         assert!(events(&mut ua).is_empty());
+    }
+
+    /// An INVITE carrying `timer_headers` (Session-Expires, Supported...), answered and
+    /// ACKed: (its key, our To tag, our 2xx).
+    fn timed_call(
+        ua: &mut UserAgent,
+        t0: Instant,
+        timer_headers: &str,
+    ) -> (CallKey, String, String) {
+        let invite = request("INVITE", "z9hG4bKt", "c1", 1, None, SDP).replace(
+            "Max-Forwards: 70\r\n",
+            &format!("Max-Forwards: 70\r\n{timer_headers}"),
+        );
+        feed(ua, t0, &invite);
+        sent(ua);
+        let call = match events(ua).as_slice() {
+            [UaEvent::Incoming(ic)] => ic.key,
+            other => panic!("{other:?}"),
+        };
+        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![])
+            .unwrap();
+        let ok = sent(ua).pop().unwrap();
+        let tag = to_tag(&ok);
+        feed(ua, t0, &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""));
+        events(ua);
+        (call, tag, ok)
+    }
+
+    /// Advances the virtual clock in 250 ms steps from `from` to `to`.
+    fn run_until(ua: &mut UserAgent, from: Instant, to: Instant) {
+        let mut now = from;
+        while now < to {
+            now += Duration::from_millis(250);
+            ua.handle_timeout(now);
+        }
+    }
+
+    #[test]
+    fn a_session_interval_below_min_se_gets_422() {
+        let mut ua = ua();
+        let invite = request("INVITE", "z9hG4bKs", "c1", 1, None, SDP).replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nSupported: timer\r\nSession-Expires: 30\r\n",
+        );
+        feed(&mut ua, Instant::now(), &invite);
+        let out = sent(&mut ua);
+        assert_eq!(status_of(&out[0]), 422, "{out:?}");
+        assert_eq!(header(&out[0], "Min-SE"), Some("90"));
+        assert!(events(&mut ua).is_empty(), "no call");
+    }
+
+    #[test]
+    fn a_session_the_caller_does_not_refresh_is_ended_before_it_expires() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, tag, ok) = timed_call(
+            &mut ua,
+            t0,
+            "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n",
+        );
+        assert_eq!(header(&ok, "Session-Expires"), Some("90;refresher=uac"));
+        assert_eq!(header(&ok, "Require"), Some("timer"));
+        // Their refresh at 50 s (a re-INVITE) restarts the interval ...
+        let t50 = t0 + Duration::from_secs(50);
+        run_until(&mut ua, t0, t50);
+        assert!(sent(&mut ua).is_empty());
+        let refresh = request("INVITE", "z9hG4bKr", "c1", 2, Some(&tag), SDP).replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nSupported: timer\r\nSession-Expires: 90;refresher=uac\r\n",
+        );
+        feed(&mut ua, t50, &refresh);
+        let ok2 = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&ok2), 200);
+        assert_eq!(header(&ok2, "Session-Expires"), Some("90;refresher=uac"));
+        feed(
+            &mut ua,
+            t50,
+            &request("ACK", "z9hG4bKa2", "c1", 2, Some(&tag), ""),
+        );
+        // ... so nothing at 60 s; then nobody refreshes: BYE at 50 + 90 - 30 = 110 s.
+        run_until(&mut ua, t50, t0 + Duration::from_secs(109));
+        assert!(sent(&mut ua).iter().all(|m| !m.starts_with("BYE")));
+        assert!(events(&mut ua).is_empty());
+        run_until(
+            &mut ua,
+            t0 + Duration::from_secs(109),
+            t0 + Duration::from_secs(111),
+        );
+        assert!(sent(&mut ua).iter().any(|m| m.starts_with("BYE")));
+        assert!(matches!(events(&mut ua).as_slice(), [UaEvent::SessionExpired(k)] if *k == call));
+    }
+
+    #[test]
+    fn when_we_are_the_refresher_we_re_invite_at_half_the_interval() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, _tag, ok) = timed_call(
+            &mut ua,
+            t0,
+            "Supported: timer\r\nSession-Expires: 120;refresher=uas\r\n",
+        );
+        assert_eq!(header(&ok, "Session-Expires"), Some("120;refresher=uas"));
+        run_until(&mut ua, t0, t0 + Duration::from_secs(59));
+        assert!(sent(&mut ua).is_empty());
+        let t60 = t0 + Duration::from_secs(60);
+        run_until(&mut ua, t0 + Duration::from_secs(59), t60);
+        let reinvite = sent(&mut ua).pop().expect("refresh at 60 s");
+        assert!(reinvite.starts_with("INVITE "), "{reinvite}");
+        assert_eq!(
+            header(&reinvite, "Session-Expires"),
+            Some("120;refresher=uas")
+        );
+        assert!(reinvite.ends_with("v=0\r\n"), "our own session again");
+        feed(&mut ua, t60, &reply(&reinvite, 200, Some("a1"), "", SDP));
+        let ack = sent(&mut ua).pop().unwrap();
+        assert!(ack.starts_with("ACK "), "{ack}");
+        assert!(
+            events(&mut ua).is_empty(),
+            "a refresh is the UA's own business"
+        );
+        // The next one 60 s after the last.
+        run_until(&mut ua, t60, t0 + Duration::from_secs(119));
+        assert!(sent(&mut ua).iter().all(|m| !m.starts_with("INVITE")));
+        run_until(
+            &mut ua,
+            t0 + Duration::from_secs(119),
+            t0 + Duration::from_secs(121),
+        );
+        let again = sent(&mut ua).pop().expect("second refresh");
+        assert!(again.starts_with("INVITE "));
+        // Unanswered: Timer B/give-up says 408, which ends the session.
+        run_until(
+            &mut ua,
+            t0 + Duration::from_secs(121),
+            t0 + Duration::from_secs(160),
+        );
+        assert!(
+            events(&mut ua)
+                .iter()
+                .any(|e| matches!(e, UaEvent::SessionExpired(k) if *k == call))
+        );
     }
 
     #[test]
