@@ -129,7 +129,7 @@ pub async fn run(
                         by_call_ref.insert(call_ref.clone(), tx.clone());
                         call_refs.insert(ic.key, call_ref);
                         let span = tracing::info_span!("call", call_id = %ic.call_id);
-                        let task = call_task(ic, tx, rx, deps.clone(), routes.clone(), token.clone());
+                        let task = call_task(*ic, tx, rx, deps.clone(), routes.clone(), token.clone());
                         tracker.spawn(task.instrument(span));
                     }
                     UaEvent::Registered { user, contact, expires } => {

@@ -129,7 +129,8 @@ pub struct IncomingCall {
 
 #[derive(Debug, Clone)]
 pub enum UaEvent {
-    Incoming(IncomingCall),
+    /// Boxed: far larger than the other events, and one per call.
+    Incoming(Box<IncomingCall>),
     /// CANCEL before the answer: 200 to CANCEL and 487 to the INVITE are already sent.
     Cancelled(CallKey),
     /// The ACK for our 2xx arrived (reported once per call).
@@ -147,10 +148,7 @@ pub enum UaEvent {
     /// Our REFER was accepted (2xx, normally 202).
     ReferAccepted(CallKey),
     /// Our REFER was refused (or timed out: 408).
-    ReferFailed {
-        call: CallKey,
-        status: u16,
-    },
+    ReferFailed { call: CallKey, status: u16 },
     /// A NOTIFY reported the referred call's progress (the sipfrag status); `done` when the
     /// subscription ended.
     ReferProgress {
@@ -159,10 +157,7 @@ pub enum UaEvent {
         done: bool,
     },
     /// A provisional response (101-199; not 100 Trying) to our outgoing INVITE.
-    Progress {
-        call: CallKey,
-        status: u16,
-    },
+    Progress { call: CallKey, status: u16 },
     /// Our outgoing INVITE was answered (2xx): the UA has sent the ACK and the dialog is
     /// confirmed. `body` is the far end's SDP answer.
     Answered {
@@ -172,20 +167,11 @@ pub enum UaEvent {
     },
     /// Our outgoing INVITE failed: the 3xx-6xx status, 408 when nothing answered (Timer
     /// B), 487 after our CANCEL. `Ended` follows.
-    OutgoingFailed {
-        call: CallKey,
-        status: u16,
-    },
+    OutgoingFailed { call: CallKey, status: u16 },
     /// Our re-INVITE was answered (2xx, ACK sent): the far end's new SDP.
-    ReinviteAnswered {
-        call: CallKey,
-        body: Bytes,
-    },
+    ReinviteAnswered { call: CallKey, body: Bytes },
     /// Our re-INVITE was refused (491 on glare) or timed out (408); the call goes on.
-    ReinviteFailed {
-        call: CallKey,
-        status: u16,
-    },
+    ReinviteFailed { call: CallKey, status: u16 },
     /// A REGISTER changed `user`'s bindings: `contact` is where to reach them now (the
     /// most recently refreshed binding), `None` when no binding is left.
     Registered {
@@ -195,10 +181,7 @@ pub enum UaEvent {
     },
     /// Our in-dialog OPTIONS (`probe`) got this final status; 408 when nothing answered
     /// (Timer F). 408 and 481 mean the dialog is gone at the far end (RFC 5057 §5.1).
-    ProbeAnswered {
-        call: CallKey,
-        status: u16,
-    },
+    ProbeAnswered { call: CallKey, status: u16 },
     /// The session timer (RFC 4028) ran out: nobody refreshed the session in time (the
     /// UA has sent BYE), or our refresh got 408/481. The call is over.
     SessionExpired(CallKey),
@@ -1663,16 +1646,17 @@ impl UserAgent {
         // 100 Trying at once (no To tag): stops the caller's INVITE retransmissions while
         // the centre records the contact.
         self.send_on_txn(txn_id, trying);
-        self.events.push_back(UaEvent::Incoming(IncomingCall {
-            key: CallKey(id),
-            call_id,
-            dialog,
-            user,
-            caller,
-            content_type,
-            body,
-            peer,
-        }));
+        self.events
+            .push_back(UaEvent::Incoming(Box::new(IncomingCall {
+                key: CallKey(id),
+                call_id,
+                dialog,
+                user,
+                caller,
+                content_type,
+                body,
+                peer,
+            })));
     }
 
     /// REGISTER (the policy lets it through only when the registrar is on).
@@ -3442,7 +3426,7 @@ mod tests {
         let calls: Vec<IncomingCall> = events(&mut ua)
             .into_iter()
             .filter_map(|e| match e {
-                UaEvent::Incoming(ic) => Some(ic),
+                UaEvent::Incoming(ic) => Some(*ic),
                 _ => None,
             })
             .collect();
