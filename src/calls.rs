@@ -22,8 +22,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::centre::{
-    AgentId, CentreError, CentreHandle, ContactId, ContactStatus, Effect, EndReason, Farewell,
-    LostCall, MediaType, NewContact, QueueId, WaitEstimate,
+    CentreError, CentreHandle, ContactId, ContactStatus, Effect, EndReason, Farewell, LostCall,
+    MediaType, NewContact, QueueId, WaitEstimate,
 };
 use crate::config::Config;
 use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamHandle, StreamSpec};
@@ -51,7 +51,10 @@ pub struct Deps {
     pub link_key: crate::web::link::LinkKey,
 }
 
+mod flow;
 mod outbound;
+
+use flow::{Action, CallFlow, Event, HandoffTo, Side, Words};
 
 /// What a call task hears: its SIP events and the centre's effects for its contact.
 #[derive(Debug)]
@@ -238,88 +241,6 @@ enum Outcome {
     /// The call is dead (no answer in the dialog): we end our side; the contact becomes
     /// disconnected and keeps its place for a while.
     Lost(LostCall),
-}
-
-/// Where a hand-off sends the caller.
-enum HandoffTo {
-    /// An agent the centre offered this contact to.
-    Agent(AgentId),
-    /// A remote queue (another site) the caller chose on the web page.
-    Site,
-}
-
-/// A REFER of this call in progress (RFC 3515 with the NOTIFY sipfrag progress).
-struct Handoff {
-    to: HandoffTo,
-    /// From the configuration (the agent's URI or REGISTER binding, or the remote queue's
-    /// URI): never an address taken from a request.
-    uri: String,
-    /// Sent once the "connecting" prompt has played, or when `due` comes first.
-    referred: bool,
-    /// Before the REFER: when to send it at the latest (the prompt may stall). After: no
-    /// final result by then counts as "no answer".
-    due: tokio::time::Instant,
-    /// A NOTIFY reported the target ringing (18x): the caller's phone did reach it, so a
-    /// failure from then on is the target's (no answer, busy), not the caller's.
-    rang: bool,
-}
-
-/// Whose side a failed transfer failed on, from what the gateway observed. The agent's
-/// phone is never seen directly on a REFER (the caller's phone calls it), so only the
-/// caller's NOTIFYs from the dialog we REFERred say it rang; without that, a refused,
-/// unanswered or failed REFER is the caller's (their phone did not do it, or says so
-/// without having tried): the agent is not put "not ready" for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Agent,
-    Caller,
-}
-
-/// The side and the words for a REFER whose final NOTIFY reported `status` (a failure),
-/// after the target was (`rang`) or was not seen ringing.
-fn refer_failure(status: u16, rang: bool) -> (Side, String) {
-    let why = match status {
-        408 | 480 | 487 => "no answer".to_owned(),
-        486 | 600 => "busy".to_owned(),
-        _ => format!("transfer failed ({status})"),
-    };
-    if rang {
-        (Side::Agent, why)
-    } else {
-        (
-            Side::Caller,
-            format!("{why}, reported before the agent's phone rang"),
-        )
-    }
-}
-
-impl Handoff {
-    fn new(to: HandoffTo, uri: String) -> Handoff {
-        Handoff {
-            to,
-            uri,
-            referred: false,
-            due: tokio::time::Instant::now() + Duration::from_secs(8),
-            rang: false,
-        }
-    }
-
-    fn due(&self) -> tokio::time::Instant {
-        self.due
-    }
-}
-
-/// A final answer to an in-dialog request that says the dialog no longer exists at the
-/// far end: 408 (nothing answered: Timer F) or 481 (RFC 5057 §5.1).
-fn dialog_gone(status: u16) -> bool {
-    matches!(status, 408 | 481)
-}
-
-/// REFER answered this way means the caller's equipment does not do transfers at all
-/// (method not allowed / not implemented / extension not supported): a different path
-/// (bridging) is taken instead of counting it against the agent.
-fn refuses_refer(status: u16) -> bool {
-    matches!(status, 405 | 420 | 501)
 }
 
 async fn call_task(
@@ -533,10 +454,11 @@ async fn call_task(
     }
     // Played, and the stream aimed at the caller, once the answer is acknowledged.
     let mut intro = Some(intro);
-    // Whether the caller has heard their contact number to the end (a rejoined caller is
-    // never told it) or shown they have it (used the page). Until then an offer or a
-    // transfer that comes first is announced after it, never instead of it.
-    let mut number_told = rejoined;
+    // The decisions of hand-offs and liveness (`flow`): the task feeds it and carries out
+    // what it says. The number's length moves the REFER's deadline when it is said first.
+    let number_len = speech_duration(&prompts.contact_number(id.as_str()));
+    let ring = Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs) + 5);
+    let mut flow = CallFlow::new(rejoined, number_len, ring);
 
     // Music is interrupted every `announce_every_secs` of music: the clock starts when the
     // spoken part ends, so a long intro or a `*` replay never gets an update queued behind it.
@@ -546,10 +468,6 @@ async fn call_task(
     // Set once the centre replaced this call by a call-back/email/form: the deadline for
     // the farewell prompt, after which the call is ended regardless.
     let mut farewell: Option<tokio::time::Instant> = None;
-    // A REFER to an agent or another site in progress.
-    let mut handoff: Option<Handoff> = None;
-    // Our liveness probe (in-dialog OPTIONS) in flight, and what made us ask.
-    let mut probe: Option<LostCall> = None;
     let outcome = loop {
         let farewell_due = async {
             match farewell {
@@ -563,16 +481,19 @@ async fn call_task(
                 None => std::future::pending().await,
             }
         };
-        let handoff_due = async {
-            match handoff.as_ref().map(Handoff::due) {
-                Some(at) => tokio::time::sleep_until(at).await,
+        let flow_due = async {
+            match flow.poll_timeout() {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
                 None => std::future::pending().await,
             }
         };
+        // What this turn gives the flow (an event, or its timer).
+        let mut feed: Option<Event> = None;
+        let mut flow_timer = false;
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(CallMsg::Sip(UaEvent::Info { content_type, body, .. })) => {
-                    if info_is_star(&content_type, &body) && farewell.is_none() && handoff.is_none() {
+                    if info_is_star(&content_type, &body) && farewell.is_none() && !flow.handing_off() {
                         next_update = None;
                         match (rejoined, deps.centre.status(id.clone()).await) {
                             (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
@@ -597,88 +518,20 @@ async fn call_task(
                     | UaEvent::Registered { .. },
                 )) => {}
                 Some(CallMsg::Sip(UaEvent::ProbeAnswered { status, .. })) => {
-                    let why = probe.take().unwrap_or(LostCall::NoAnswer);
-                    if dialog_gone(status) {
-                        tracing::info!(status, ?why, "the caller is gone: ending the call");
-                        break Outcome::Lost(why);
-                    }
-                    tracing::debug!(status, "the caller answered the probe: still there");
+                    feed = Some(Event::ProbeAnswered(status));
                 }
-                Some(CallMsg::Sip(UaEvent::SessionExpired(_))) => {
-                    tracing::info!("session timer expired: the caller is gone");
-                    break Outcome::Lost(LostCall::SessionExpired);
+                Some(CallMsg::Sip(UaEvent::SessionExpired(_))) => feed = Some(Event::SessionExpired),
+                Some(CallMsg::Sip(UaEvent::ConnectionLost(_))) => feed = Some(Event::ConnectionLost),
+                Some(CallMsg::Sip(UaEvent::ReferFailed { status, .. })) => {
+                    feed = Some(Event::ReferFailed(status));
                 }
-                Some(CallMsg::Sip(UaEvent::ConnectionLost(_))) => {
-                    // Another connection may still reach the phone: ask before ending.
-                    probe = Some(LostCall::ConnectionClosed);
-                    deps.sip.probe(key).await;
-                }
-                Some(CallMsg::Sip(UaEvent::ReferFailed { status: code, .. })) if dialog_gone(code) => {
-                    // Our REFER got no answer (or "no such call"): the caller's phone is
-                    // gone, which is nobody's offer to fail. The contact keeps its place.
-                    tracing::info!(status = code, "REFER unanswered: the caller is gone");
-                    break Outcome::Lost(LostCall::NoAnswer);
-                }
-                Some(CallMsg::Sip(UaEvent::ReferFailed { status: code, .. })) => {
-                    let Some(h) = handoff.take() else { continue };
-                    match h.to {
-                        HandoffTo::Agent(agent) if refuses_refer(code) => {
-                            // The caller's phone cannot be transferred: keep the call and
-                            // join it to the agent by third-party call control instead.
-                            tracing::info!(status = code, "caller refuses REFER: bridging to the agent");
-                            stream.set_remote(UNSPECIFIED);
-                            match outbound::bridge_caller(
-                                &deps, &routes, &tx, &mut rx, key, &answer, &agent, &h.uri, &token,
-                            )
-                            .await
-                            {
-                                outbound::Bridge::Ended => break Outcome::Bridged,
-                                outbound::Bridge::CallerLeft => break Outcome::CallerLeft,
-                                outbound::Bridge::Shutdown => break Outcome::Shutdown,
-                                outbound::Bridge::NotConnected(why) => {
-                                    stream.set_remote(answer.remote);
-                                    let _ = deps.centre.offer_failed(agent, why).await;
-                                    not_connected(&deps, &id, &stream, &prompts).await;
-                                    next_update = None;
-                                }
-                            }
-                        }
-                        to => {
-                            // The caller's phone refused (or never answered: 408) our
-                            // REFER: nothing reached the agent.
-                            handoff_failed(&deps, &id, to, Side::Caller, format!("transfer refused by the caller's phone ({code})")).await;
-                            not_connected(&deps, &id, &stream, &prompts).await;
-                            next_update = None;
-                        }
+                Some(CallMsg::Sip(UaEvent::ReferProgress { status, done, .. })) => {
+                    if (200..300).contains(&status) && !flow.handing_off() {
+                        // Success after we gave up (the agent answered late): the caller
+                        // is with them now, whatever the centre thought.
+                        tracing::warn!(status, "transfer succeeded after it was given up");
                     }
-                }
-                Some(CallMsg::Sip(UaEvent::ReferProgress { status: code, done, .. })) => {
-                    // Progress counts only for a REFER actually sent (the UA already drops
-                    // NOTIFYs for no REFER of ours; this keeps the flow honest on its own).
-                    if handoff.as_ref().is_some_and(|h| !h.referred) {
-                        continue;
-                    }
-                    if (180..200).contains(&code) && let Some(h) = handoff.as_mut() {
-                        h.rang = true;
-                    }
-                    if (200..300).contains(&code) {
-                        match handoff.take() {
-                            Some(h) => {
-                                handoff_done(&deps, &id, h.to).await;
-                                break Outcome::HandedOff;
-                            }
-                            None => {
-                                // Success after we gave up (the agent answered late): the
-                                // caller is with them now, whatever the centre thought.
-                                tracing::warn!(status = code, "transfer succeeded after it was given up");
-                            }
-                        }
-                    } else if (code >= 300 || done) && let Some(h) = handoff.take() {
-                        let (side, why) = refer_failure(code, h.rang);
-                        handoff_failed(&deps, &id, h.to, side, why).await;
-                        not_connected(&deps, &id, &stream, &prompts).await;
-                        next_update = None;
-                    }
+                    feed = Some(Event::ReferProgress { status, done });
                 }
                 Some(CallMsg::Sip(_)) | None if farewell.is_some() => break Outcome::Substituted,
                 Some(CallMsg::Sip(_)) | None => break Outcome::CallerLeft,
@@ -686,10 +539,10 @@ async fn call_task(
                     // Only the caller's own move from the page re-announces: they have the
                     // number already, so the new position may cut the intro short.
                     if farewell.is_none()
-                        && handoff.is_none()
+                        && !flow.handing_off()
                         && let Some(st) = deps.centre.status(id.clone()).await
                     {
-                        number_told = true;
+                        feed = Some(Event::NumberKnown);
                         next_update = None;
                         stream.replace(prompts.position(st.position.unwrap_or(1), &wait_phrase(&st)));
                     }
@@ -705,86 +558,50 @@ async fn call_task(
                     farewell = Some(tokio::time::Instant::now() + Duration::from_secs(10));
                 }
                 Some(CallMsg::Centre(Effect::Offer { agent, target, .. })) => {
-                    if farewell.is_some() || handoff.is_some() {
-                        // Not the agent's doing: this call is busy being handed over.
-                        let _ = deps.centre.offer_failed_by_caller(agent, "the call is already being handed over".into()).await;
-                        continue;
-                    }
-                    match outbound::agent_uri(&deps, &agent, &target).await {
-                        Some(uri) => {
-                            tracing::info!(agent = %agent, "offering the call to an agent");
-                            next_update = None;
-                            let said = announce_handoff(&stream, &mut intro, number_told, &prompts, &id, prompts.connecting_agent());
-                            let mut h = Handoff::new(HandoffTo::Agent(agent), uri);
-                            h.due += said;
-                            handoff = Some(h);
-                        }
-                        None => {
-                            tracing::info!(agent = %agent, "agent phone not registered");
-                            let _ = deps.centre.offer_failed(agent, "phone not registered".into()).await;
+                    if farewell.is_some() {
+                        // Not the agent's doing: this call is saying goodbye.
+                        let _ = deps.centre.offer_failed_by_caller(agent, "the call is ending".into()).await;
+                    } else {
+                        match outbound::agent_uri(&deps, &agent, &target).await {
+                            Some(uri) => {
+                                tracing::info!(agent = %agent, "offering the call to an agent");
+                                feed = Some(Event::HandOver { to: HandoffTo::Agent(agent), uri });
+                            }
+                            None => {
+                                tracing::info!(agent = %agent, "agent phone not registered");
+                                let _ = deps.centre.offer_failed(agent, "phone not registered".into()).await;
+                            }
                         }
                     }
                 }
                 Some(CallMsg::Centre(Effect::Transfer { target, .. })) => {
-                    if farewell.is_some() || handoff.is_some() {
-                        let _ = deps.centre.transfer_result(id.clone(), false, "the call is already being handed over".into()).await;
-                        continue;
+                    if farewell.is_some() {
+                        let _ = deps.centre.transfer_result(id.clone(), false, "the call is ending".into()).await;
+                    } else {
+                        tracing::info!("moving the call to another site");
+                        feed = Some(Event::HandOver { to: HandoffTo::Site, uri: target });
                     }
-                    tracing::info!("moving the call to another site");
-                    next_update = None;
-                    let said = announce_handoff(&stream, &mut intro, number_told, &prompts, &id, prompts.moving_call());
-                    let mut h = Handoff::new(HandoffTo::Site, target);
-                    h.due += said;
-                    handoff = Some(h);
                 }
             },
             _ = farewell_due => break Outcome::Substituted,
-            _ = handoff_due => {
-                let referred = handoff.as_ref().is_some_and(|h| h.referred);
-                if referred {
-                    if let Some(h) = handoff.take() {
-                        let (side, why) = if h.rang {
-                            (Side::Agent, "no answer".to_owned())
-                        } else {
-                            (Side::Caller, "no result from the caller's phone".to_owned())
-                        };
-                        handoff_failed(&deps, &id, h.to, side, why).await;
-                        not_connected(&deps, &id, &stream, &prompts).await;
-                        next_update = None;
-                    }
-                } else if let Some(h) = handoff.take() {
-                    handoff = send_refer(&deps, &id, key, h, &stream, &prompts).await;
-                }
-            }
+            _ = flow_due => flow_timer = true,
             me = media_events.recv(), if media_open => match me {
-                Some(MediaEvent::Dtmf('*')) if farewell.is_none() && handoff.is_none() => {
+                Some(MediaEvent::Dtmf('*')) if farewell.is_none() && !flow.handing_off() => {
                     next_update = None;
                     match (rejoined, deps.centre.status(id.clone()).await) {
                         (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
                         _ => stream.replace(spoken_key(&status)),
                     }
                 }
-                Some(MediaEvent::Silent) => {
-                    // No RTP for `rtp_timeout_secs`: a vanished phone, or one that sends
-                    // nothing on hold. An in-dialog OPTIONS tells which.
-                    if probe.is_none() {
-                        tracing::debug!("no RTP from the caller: probing the dialog");
-                        probe = Some(LostCall::NoAnswer);
-                        deps.sip.probe(key).await;
-                    }
-                }
+                // No RTP for `rtp_timeout_secs`: a vanished phone, or one that sends
+                // nothing on hold. The flow has the dialog probed to tell which.
+                Some(MediaEvent::Silent) => feed = Some(Event::Silent),
                 Some(MediaEvent::SpeechDone) if farewell.is_some() => break Outcome::Substituted,
                 Some(MediaEvent::SpeechDone) => {
-                    // Everything queued has played, the number included.
-                    number_told = true;
-                    match handoff.take() {
-                        // The "connecting" prompt has played: now the REFER.
-                        Some(h) if !h.referred => {
-                            handoff = send_refer(&deps, &id, key, h, &stream, &prompts).await;
-                        }
-                        Some(h) => handoff = Some(h),
-                        None => next_update = Some(tokio::time::Instant::now() + every),
+                    if !flow.handing_off() {
+                        next_update = Some(tokio::time::Instant::now() + every);
                     }
+                    feed = Some(Event::SpeechDone);
                 }
                 Some(_) => {}
                 None => media_open = false,
@@ -801,6 +618,111 @@ async fn call_task(
             }
             _ = token.cancelled() => break Outcome::Shutdown,
         }
+        let now = std::time::Instant::now();
+        if flow_timer {
+            flow.handle_timeout(now);
+        }
+        if let Some(ev) = feed {
+            flow.handle(ev, now);
+        }
+        // Carry out what the flow decided; some of it ends the call.
+        let mut ended = None;
+        while let Some(action) = flow.poll_action() {
+            match action {
+                Action::Announce {
+                    words,
+                    number_first,
+                } => {
+                    next_update = None;
+                    let mut clips = if number_first {
+                        prompts.contact_number(id.as_str())
+                    } else {
+                        Vec::new()
+                    };
+                    clips.extend(match words {
+                        Words::ConnectingAgent => prompts.connecting_agent(),
+                        Words::MovingCall => prompts.moving_call(),
+                    });
+                    // Before the answer is acknowledged this becomes the intro.
+                    match intro.as_mut() {
+                        Some(pending) => *pending = clips,
+                        None => stream.replace(clips),
+                    }
+                }
+                Action::SendRefer { uri } => {
+                    if let Err(e) = deps.sip.refer(key, uri).await {
+                        tracing::info!(error = %e, "REFER could not be sent");
+                        flow.handle(
+                            Event::ReferNotSent(e.to_string()),
+                            std::time::Instant::now(),
+                        );
+                    }
+                }
+                Action::Probe => {
+                    tracing::debug!("probing the dialog");
+                    deps.sip.probe(key).await;
+                }
+                Action::Done(to) => {
+                    handoff_done(&deps, &id, to).await;
+                    ended = Some(Outcome::HandedOff);
+                    break;
+                }
+                Action::Failed { to, side, why } => {
+                    handoff_failed(&deps, &id, to, side, why).await;
+                    not_connected(&deps, &id, &stream, &prompts).await;
+                    next_update = None;
+                }
+                Action::Refuse { to, why } => {
+                    let r = match to {
+                        HandoffTo::Agent(agent) => deps
+                            .centre
+                            .offer_failed_by_caller(agent, why)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        HandoffTo::Site => deps
+                            .centre
+                            .transfer_result(id.clone(), false, why)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "refused hand-off not recorded");
+                    }
+                }
+                Action::Bridge { agent, uri } => {
+                    // The caller's phone cannot be transferred: keep the call and join it
+                    // to the agent by third-party call control instead.
+                    tracing::info!("caller refuses REFER: bridging to the agent");
+                    stream.set_remote(UNSPECIFIED);
+                    match outbound::bridge_caller(
+                        &deps, &routes, &tx, &mut rx, key, &answer, &agent, &uri, &token,
+                    )
+                    .await
+                    {
+                        outbound::Bridge::Ended => ended = Some(Outcome::Bridged),
+                        outbound::Bridge::CallerLeft => ended = Some(Outcome::CallerLeft),
+                        outbound::Bridge::Shutdown => ended = Some(Outcome::Shutdown),
+                        outbound::Bridge::NotConnected(why) => {
+                            stream.set_remote(answer.remote);
+                            let _ = deps.centre.offer_failed(agent, why).await;
+                            not_connected(&deps, &id, &stream, &prompts).await;
+                            next_update = None;
+                        }
+                    }
+                    if ended.is_some() {
+                        break;
+                    }
+                }
+                Action::Lost(why) => {
+                    tracing::info!(?why, "the caller is gone: ending the call");
+                    ended = Some(Outcome::Lost(why));
+                    break;
+                }
+            }
+        }
+        if let Some(outcome) = ended {
+            break outcome;
+        }
     };
     stream.stop().await;
     match outcome {
@@ -808,7 +730,7 @@ async fn call_task(
             // Hung up while being connected: an abandoned contact. Not the agent's fault:
             // ending the contact frees an agent it was offered to (ready again, keeping
             // their idle time; RINGCANCELED then ABANDON in the queue_log).
-            if handoff.take().is_some() {
+            if flow.handing_off() {
                 tracing::info!(contact = %id.redacted(), "caller hung up while being connected");
             }
             end_contact(&deps, &id).await;
@@ -841,70 +763,10 @@ async fn call_task(
 const UNSPECIFIED: std::net::SocketAddr =
     std::net::SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
-/// Says that the call is being handed over (`words`: "connecting you to an agent" or
-/// "moving your call"), after the contact number if the caller has not heard it to the end
-/// yet: every new caller is told their number, even one an agent was ready for at once.
-/// Before the answer is acknowledged this becomes the intro. Returns how long the number
-/// takes to say, by which the REFER's deadline moves.
-fn announce_handoff(
-    stream: &StreamHandle,
-    intro: &mut Option<Vec<Bytes>>,
-    number_told: bool,
-    prompts: &PromptSet,
-    id: &ContactId,
-    words: Vec<Bytes>,
-) -> Duration {
-    let mut clips = if number_told {
-        Vec::new()
-    } else {
-        prompts.contact_number(id.as_str())
-    };
-    let said = speech_duration(&clips);
-    clips.extend(words);
-    match intro {
-        Some(pending) => *pending = clips,
-        None => stream.replace(clips),
-    }
-    said
-}
-
 /// How long `clips` take to play: G.711 is one byte per sample at 8 kHz.
 fn speech_duration(clips: &[Bytes]) -> Duration {
     let bytes: usize = clips.iter().map(Bytes::len).sum();
     Duration::from_millis(bytes as u64 / 8)
-}
-
-/// Sends the REFER of `h`; `None` (and the failure told to the centre) if it cannot go.
-async fn send_refer(
-    deps: &Deps,
-    id: &ContactId,
-    key: CallKey,
-    mut h: Handoff,
-    stream: &StreamHandle,
-    prompts: &PromptSet,
-) -> Option<Handoff> {
-    match deps.sip.refer(key, h.uri.clone()).await {
-        Ok(()) => {
-            h.referred = true;
-            h.due = tokio::time::Instant::now()
-                + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs))
-                + Duration::from_secs(5);
-            Some(h)
-        }
-        Err(e) => {
-            tracing::info!(error = %e, "REFER could not be sent");
-            handoff_failed(
-                deps,
-                id,
-                h.to,
-                Side::Caller,
-                format!("transfer not possible: {e}"),
-            )
-            .await;
-            not_connected(deps, id, stream, prompts).await;
-            None
-        }
-    }
 }
 
 /// Tells the centre a hand-off succeeded: the agent answered, or the other site took the call.
@@ -1054,21 +916,6 @@ mod tests {
             &Bytes::from_static(b"Signal=5\r\n")
         ));
         assert!(!info_is_star("text/plain", &Bytes::from_static(b"*")));
-    }
-
-    #[test]
-    fn a_failed_transfer_is_the_agents_only_after_their_phone_rang() {
-        // The attack of issue 9: 202, then a NOTIFY "486" without any ringing.
-        let (side, why) = refer_failure(486, false);
-        assert_eq!(side, Side::Caller);
-        assert!(why.starts_with("busy"), "{why}");
-        assert_eq!(refer_failure(486, true), (Side::Agent, "busy".to_owned()));
-        assert_eq!(
-            refer_failure(480, true),
-            (Side::Agent, "no answer".to_owned())
-        );
-        assert_eq!(refer_failure(503, false).0, Side::Caller);
-        assert_eq!(refer_failure(503, true).1, "transfer failed (503)");
     }
 
     #[test]

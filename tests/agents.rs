@@ -68,6 +68,11 @@ caller_id = "centre"
 [log]
 queue_log = "queue_log"
 
+# SIPp callers send no RTP and abort on an in-dialog OPTIONS: no liveness probes here
+# (tests/call_faults.rs tests them).
+[calls]
+rtp_timeout_secs = 0
+
 [[queue]]
 id = "support"
 name = "Support"
