@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::centre::{AgentId, LostCall};
+use crate::sip::status::StatusCode;
 
 /// Where a hand-off sends the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,10 +281,11 @@ impl CallFlow {
                 if !h.referred {
                     return;
                 }
-                if (180..200).contains(&status) {
+                let code = StatusCode::from_wire(status);
+                if code.is_some_and(StatusCode::is_ringing) {
                     h.rang = true;
                 }
-                if (200..300).contains(&status) {
+                if code.is_some_and(StatusCode::is_success) {
                     if let Some(h) = self.handoff.take() {
                         self.actions.push_back(Action::Done(h.to));
                     }
@@ -311,24 +313,24 @@ impl CallFlow {
 }
 
 /// A final answer to an in-dialog request that says the dialog no longer exists at the
-/// far end: 408 (nothing answered: Timer F) or 481 (RFC 5057 §5.1).
-pub(crate) fn dialog_gone(status: u16) -> bool {
-    matches!(status, 408 | 481)
+/// far end (see [`StatusCode::dialog_gone`]). A code that is no SIP status is not that.
+fn dialog_gone(status: u16) -> bool {
+    StatusCode::from_wire(status).is_some_and(StatusCode::dialog_gone)
 }
 
-/// REFER answered this way means the caller's equipment does not do transfers at all
-/// (method not allowed / not implemented / extension not supported): a different path
-/// (bridging) is taken instead of counting it against anyone.
+/// REFER answered this way means the caller's equipment does not do transfers at all: a
+/// different path (bridging) is taken instead of counting it against anyone.
 fn refuses_refer(status: u16) -> bool {
-    matches!(status, 405 | 420 | 501)
+    StatusCode::from_wire(status).is_some_and(StatusCode::refuses_refer)
 }
 
 /// The side and the words for a REFER whose final NOTIFY reported `status` (a failure),
 /// after the target was (`rang`) or was not seen ringing.
 fn refer_failure(status: u16, rang: bool) -> (Side, String) {
-    let why = match status {
-        408 | 480 | 487 => "no answer".to_owned(),
-        486 | 600 => "busy".to_owned(),
+    let code = StatusCode::from_wire(status);
+    let why = match code {
+        Some(c) if c.no_answer() => "no answer".to_owned(),
+        Some(c) if c.busy() => "busy".to_owned(),
         _ => format!("transfer failed ({status})"),
     };
     if rang {

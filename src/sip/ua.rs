@@ -25,6 +25,7 @@ use super::parse::{Invalid, Kind};
 use super::reflection::Reflection;
 use super::registrar::Registrar;
 use super::session_timer::{self, Ask, Due, SessionTimer};
+use super::status::StatusCode;
 use super::transaction::{
     InviteClientState, InviteServerState, NonInviteClientState, NonInviteServer, Retransmit, Timers,
 };
@@ -1564,13 +1565,14 @@ impl UserAgent {
         );
         if let Ask::TooSmall { min_se } = session_ask {
             let h = vec![("Min-SE".into(), min_se.to_string())];
+            let status = StatusCode::SESSION_INTERVAL_TOO_SMALL;
             self.reply_new_txn(
                 now,
                 peer,
                 &req,
                 key,
-                422,
-                "Session Interval Too Small",
+                status.code(),
+                status.reason(),
                 h,
                 None,
                 None,
@@ -1868,7 +1870,8 @@ impl UserAgent {
                     peer,
                     &req,
                     key,
-                    481,
+                    StatusCode::DOES_NOT_EXIST.code(),
+                    // RFC 6665's wording of 481 for a subscription.
                     "Subscription Does Not Exist",
                     vec![],
                     Some(to_tag),
