@@ -1,8 +1,9 @@
 //! Call control: turns SIP calls into contacts and carries out what the centre decides.
 //!
-//! One file for now (~850 production lines): the per-call flow is one async function whose
-//! parts share its locals; issue 9 turns it into a sans-IO `CallFlow` core with a thin
-//! driver, which is where it splits.
+//! One file for now (~900 production lines): the per-call flow is one async function whose
+//! parts share its locals. Its decisions about hand-offs and liveness are already in the
+//! sans-IO `flow::CallFlow` (issue 9); the rest (hold music, position updates, DTMF, the
+//! farewell) moves there next, which is where this file shrinks.
 //!
 //! Owns the per-call state that joins the three parts: one task per call holds the call's
 //! SIP key, its contact number and its announcement stream. The SIP endpoint owns protocol

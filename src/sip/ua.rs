@@ -2,9 +2,11 @@
 //! without I/O or clocks (quinn-proto style: `handle_*(now, ..)` in, `poll_transmit`,
 //! `poll_event` and `poll_timeout` out).
 //!
-//! One file for now (~2,400 production lines): the transaction, dialog and REFER state share
+//! One file for now (~2,770 production lines): the transaction, dialog and REFER state share
 //! one set of maps keyed by bare ids; issue 9 splits it by RFC 3261 layer and role with
-//! newtype keys, which has to come first.
+//! newtype keys, which has to come first. (Issue 9 so far added the dialog identity with
+//! both tags, REFER subscriptions, liveness probes and the session-timer hooks; the
+//! session-timer rules themselves are in `session_timer.rs`.)
 //!
 //! Owns: server and client transactions, dialogs, 2xx retransmission until ACK, CANCEL,
 //! overload (503) and drain refusal. It decides every protocol answer that does not need
