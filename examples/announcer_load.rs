@@ -121,7 +121,11 @@ async fn main() -> std::io::Result<()> {
         let mut speech = prompts.contact_number(&format!("{:06}", 100_000 + i));
         speech.extend(prompts.position(
             u32::try_from(i % 40 + 1).unwrap_or(1),
-            &WaitPhrase::Minutes { low: 4, high: 6 },
+            &WaitPhrase::Minutes {
+                low: 4,
+                high: 6,
+                learning: false,
+            },
         ));
         speech.extend(prompts.web_info());
         stream.enqueue(speech);

@@ -207,6 +207,7 @@ fn run(contacts: usize, agents: usize, queues: usize) -> Result<Row, Box<dyn std
         callback_retry_secs: 300,
         dial_callbacks: true,
         queue_log: None,
+        exit_keys: Default::default(),
     };
     let index = |id: &AgentId| {
         id.0[1..]

@@ -78,6 +78,7 @@ fn seed(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
         callback_retry_secs: 300,
         dial_callbacks: false,
         queue_log: None,
+        exit_keys: Default::default(),
     };
     let mut store = SqliteStore::open(std::path::Path::new(dir))?;
     let mut centre = Centre::new(config, StdRng::from_os_rng());

@@ -98,6 +98,17 @@ pub fn centre_config(config: &Config) -> CentreConfig {
         dial_callbacks: config.callback.dials(),
         queue_log: (!config.log.queue_log.is_empty())
             .then(|| config.data.dir.join(&config.log.queue_log)),
+        exit_keys: config
+            .queues
+            .iter()
+            .filter_map(|q| {
+                let digits = q
+                    .numbers
+                    .iter()
+                    .find(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))?;
+                Some((QueueId(q.id.clone()), digits.clone()))
+            })
+            .collect(),
     }
 }
 
@@ -131,6 +142,65 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Why a listening socket could not be had, with what to do about it.
+fn bind_error(
+    what: &str,
+    addr: std::net::SocketAddr,
+    flag: &str,
+    e: &std::io::Error,
+) -> anyhow::Error {
+    let port = addr.port();
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "{what} port {port} on {ip} is already in use: another holdline or another server \
+             is listening there (`ss -lntup | grep :{port}` shows which); stop it, or choose \
+             another port with {flag} ADDR:PORT",
+            ip = addr.ip()
+        ),
+        std::io::ErrorKind::PermissionDenied if port < 1024 => anyhow::anyhow!(
+            "{what} port {port} needs privileges (ports below 1024): run with \
+             CAP_NET_BIND_SERVICE, or choose a port from 1024 up with {flag} ADDR:PORT"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => anyhow::anyhow!(
+            "{what} address {ip} is not one of this machine's: choose one it has (0.0.0.0 = \
+             all) with {flag} ADDR:PORT",
+            ip = addr.ip()
+        ),
+        _ => anyhow::anyhow!("cannot listen for {what} on {addr}: {e}"),
+    }
+}
+
+/// Tells the operator where the pages are, and warns loudly while agents with the
+/// passwords holdline.toml publishes can log in.
+fn announce_start(config: &Config, http_local: std::net::SocketAddr) {
+    let base = if !config.http.public_url.is_empty() {
+        config.public_url()
+    } else if http_local.ip().is_unspecified() {
+        format!("http://localhost:{}", http_local.port())
+    } else if http_local.is_ipv6() {
+        format!("http://[{}]:{}", http_local.ip(), http_local.port())
+    } else {
+        format!("http://{http_local}")
+    };
+    tracing::info!("callers' page: {base}/   agent console: {base}/agent");
+    if config.http.public_url.is_empty() && http_local.ip().is_unspecified() {
+        tracing::info!(
+            "from other machines use this machine's address, port {}; set http.public_url \
+             to the address callers' browsers use (it goes into the link sent to softphones)",
+            http_local.port()
+        );
+    }
+    let demo = config.demo_agents();
+    if !demo.is_empty() {
+        tracing::warn!(
+            "DEMO AGENTS ACTIVE: {} can log in to {base}/agent and register phones with the \
+             passwords published in holdline.toml. Change their passwords or remove them \
+             (agent = [] in your configuration file) before real use.",
+            demo.join(", ")
+        );
+    }
+}
+
 /// Runs the gateway until `shutdown` resolves, then drains and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     raise_open_file_limit();
@@ -138,6 +208,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
 
+    if config.data.dir.exists() && !config.data.dir.is_dir() {
+        anyhow::bail!(
+            "the data directory {} is a file, not a directory: give --data (or data.dir) a \
+             directory's path (it is created when missing)",
+            config.data.dir.display()
+        );
+    }
     // Before the store is opened: a second gateway must not touch the first one's calls.
     let _dir_lock = crate::store::dir_lock::DirLock::acquire(&config.data.dir)?;
     let store = SqliteStore::open_with(&config.data.dir, config.data.synchronous)
@@ -152,7 +229,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let sockets = transport::bind(config.sip.listen)
         .await
-        .with_context(|| format!("binding SIP on {}", config.sip.listen))?;
+        .map_err(|e| bind_error("SIP (UDP and TCP)", config.sip.listen, "--sip", &e))?;
     let sip_local = sockets.local;
     match transport::set_udp_recv_buffer(&sockets.udp, config.sip.udp_recv_buffer_bytes) {
         // Linux reports double the size it books for its own overhead.
@@ -167,7 +244,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let http = tokio::net::TcpListener::bind(config.http.listen)
         .await
-        .with_context(|| format!("binding HTTP on {}", config.http.listen))?;
+        .map_err(|e| bind_error("HTTP", config.http.listen, "--http", &e))?;
     let http_local = http.local_addr()?;
 
     let announcer = Announcer::spawn(token.clone(), &tracker).context("starting the announcer")?;
@@ -186,14 +263,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         min_se_secs: config.calls.min_se_secs,
         session_expires_secs: config.calls.session_expires_secs,
         public_host: (!config.sip.public_host.is_empty()).then(|| config.sip.public_host.clone()),
-        // Agents without a fixed address reach us by REGISTERing with their password;
-        // with none such, REGISTER stays 405.
+        // Agents without a fixed address reach us by REGISTERing with their SIP password
+        // (the console's unless they have their own); with none such, REGISTER stays 405.
         registrar: {
             let users: Vec<(String, String)> = config
                 .agents
                 .iter()
                 .filter(|a| a.uri.is_none())
-                .map(|a| (a.id.clone(), a.password.clone()))
+                .map(|a| {
+                    let digest = a.sip_password.as_ref().unwrap_or(&a.password);
+                    (a.id.clone(), digest.clone())
+                })
                 .collect();
             (!users.is_empty()).then(|| RegistrarConfig {
                 realm: config.agent_settings.realm.clone(),
@@ -240,9 +320,43 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracker.clone(),
     ));
 
+    // Where an agent's softphone registers, for the console's set-up help.
+    let sip_address = if !config.sip.public_host.is_empty() {
+        format!("{}:{}", config.sip.public_host, sip_local.port())
+    } else if sip_local.ip().is_unspecified() {
+        format!("this server's address, port {}", sip_local.port())
+    } else {
+        sip_local.to_string()
+    };
     // CSRF key: random per start, so tokens from before a restart are refused.
+    // Whether an agent's phone can be rung: a fixed address, or the registrar's binding.
+    let phones: web::PhoneLookup = {
+        let fixed: std::collections::HashSet<String> = config
+            .agents
+            .iter()
+            .filter(|a| a.uri.is_some())
+            .map(|a| a.id.clone())
+            .collect();
+        let sip = sip.clone();
+        Arc::new(move |agent: String| {
+            let (sip, fixed) = (sip.clone(), fixed.contains(&agent));
+            Box::pin(async move {
+                if fixed {
+                    return web::Phone::Fixed;
+                }
+                match sip.binding(agent).await {
+                    Some(contact) => web::Phone::Registered(contact),
+                    None => web::Phone::NotRegistered,
+                }
+            })
+        })
+    };
     let router = web::router(web::WebState {
         link_key,
+        phones: Some(phones),
+        sip_address,
+        // Checked when the configuration was loaded.
+        zone: web::zone::Zone::centre(&config.http.time_zone).unwrap_or_else(web::zone::Zone::utc),
         centre: centre.clone(),
         secret: rand::random(),
         limits: web::RateLimits::default(),
@@ -278,6 +392,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     });
     tracing::info!(sip = %sip_local, http = %http_local, data = %config.data.dir.display(), "holdline ready");
+    announce_start(&config, http_local);
 
     shutdown.await;
     tracing::info!("shutting down: refusing new calls");

@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use crate::centre::{
     CentreError, CentreHandle, ContactId, ContactStatus, Effect, EndReason, Farewell, LostCall,
-    MediaType, NewContact, QueueId, WaitEstimate,
+    MediaType, NewContact, QueueId, Spoken,
 };
 use crate::config::Config;
 use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamHandle, StreamSpec};
@@ -869,16 +869,22 @@ fn law_preference(codecs: &[String]) -> Vec<Law> {
         .collect()
 }
 
+/// The wait sentence on the phone: the same rounding as the page's (`Spoken`).
 pub fn wait_phrase(status: &ContactStatus) -> WaitPhrase {
-    match status.estimate {
-        WaitEstimate::NoAgents => WaitPhrase::NoAgents,
-        WaitEstimate::Range { high_secs, .. } if high_secs < 60 => WaitPhrase::LessThanAMinute,
-        WaitEstimate::Range {
-            low_secs,
-            high_secs,
-        } => WaitPhrase::Minutes {
-            low: (low_secs / 60).max(1),
-            high: high_secs.div_ceil(60).max(1),
+    let learning = status.estimate.learning();
+    match status.estimate.spoken() {
+        Spoken::NoAgents => WaitPhrase::NoAgents,
+        Spoken::UnderAMinute => WaitPhrase::LessThanAMinute,
+        Spoken::UpTo(high) => WaitPhrase::UpTo { high, learning },
+        Spoken::About(n) => WaitPhrase::Minutes {
+            low: n,
+            high: n,
+            learning,
+        },
+        Spoken::Between(low, high) => WaitPhrase::Minutes {
+            low,
+            high,
+            learning,
         },
     }
 }

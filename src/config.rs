@@ -1,10 +1,13 @@
 //! Typed configuration: the command line, the TOML file and the embedded default.
 //!
 //! `holdline` with no arguments runs on `DEFAULT_TOML` (compiled in), so a fresh checkout
-//! needs no file. A `--config FILE` replaces the default wholesale; `--sip`, `--http` and
-//! `--data` override single fields of whichever configuration was loaded.
+//! needs no file. A `--config FILE` is merged over the default: it holds only what it
+//! changes (a file with only `[sip]` is a whole configuration); tables merge key by key,
+//! and a list (`codecs`, `[[queue]]`, `[[agent]]`) replaces the default's whole (so
+//! `agent = []` at the top of a file means "no agents"). `--sip`, `--http` and `--data`
+//! then override single fields.
 //!
-//! One file of ~830 production lines on purpose: it is the one place that says what every
+//! One file of ~920 production lines on purpose: it is the one place that says what every
 //! configuration key means, its default and how it is checked, section by section in the
 //! order of `holdline.toml`; most of it is doc comments and `serde` defaults. Splitting it
 //! by section would put the cross-section checks (`validate`) away from the keys they read.
@@ -43,13 +46,15 @@ pub struct Cli {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
+    // The cause is in the message and not a `#[source]`: printed with its chain it would
+    // appear twice.
+    #[error("cannot read configuration file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("configuration is not valid TOML for holdline: {0}")]
-    Syntax(#[from] toml::de::Error),
+    #[error("configuration is not valid for holdline: {0}")]
+    Syntax(toml::de::Error),
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -166,8 +171,8 @@ pub struct AgentsConfig {
     /// Digest realm of REGISTER challenges.
     pub realm: String,
     /// Digest algorithms offered to registering phones, most preferred first: "SHA-256",
-    /// "MD5". Phones that take the first challenge whatever it is (SIPp 3.6 does) and only
-    /// know MD5 need "MD5" first.
+    /// "MD5". Default "MD5" alone: baresip 1.0 refuses a 401 with any challenge it does not
+    /// know, and SIPp 3.6 answers the first challenge and knows only MD5.
     pub digest_algorithms: Vec<String>,
 }
 
@@ -177,7 +182,8 @@ impl Default for AgentsConfig {
             wrap_up_secs: 30,
             ring_secs: 20,
             realm: "holdline".to_owned(),
-            digest_algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
+            // What the embedded default says (see holdline.toml: common phones need MD5 alone).
+            digest_algorithms: vec!["MD5".to_owned()],
         }
     }
 }
@@ -190,8 +196,15 @@ pub struct AgentConfig {
     pub id: String,
     /// Shown to the agent and to callers ("Connected to Ada Lovelace").
     pub name: String,
-    /// Console login and REGISTER digest password (at least 8 characters).
+    /// Console login password, and the REGISTER digest password unless `sip_password` is
+    /// set (at least 8 characters).
     pub password: String,
+    /// A separate password for the phone's REGISTER (at least 8 characters, not the
+    /// console's): a phone's configuration is often readable by others (provisioning
+    /// files, the phone's own web page), and a digest password guessed over SIP then does
+    /// not open the console.
+    #[serde(default)]
+    pub sip_password: Option<String>,
     /// Queue id -> skill level 1..=10 (levels are recorded; routing is longest-idle first).
     pub skills: BTreeMap<String, u8>,
     /// Fixed SIP address of the agent's phone; `None`: wherever the agent REGISTERs.
@@ -206,6 +219,10 @@ impl std::fmt::Debug for AgentConfig {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("password", &"<redacted>")
+            .field(
+                "sip_password",
+                &self.sip_password.as_ref().map(|_| "<redacted>"),
+            )
             .field("skills", &self.skills)
             .field("uri", &self.uri)
             .finish()
@@ -272,6 +289,15 @@ pub struct HttpConfig {
     /// send a keep-alive every 15 s).
     #[serde(default = "default_http_idle_secs")]
     pub idle_secs: u64,
+    /// The centre's time zone (IANA name, from the system's tz database): call-back
+    /// windows are shown and typed in it when the caller's browser does not tell its own
+    /// (without JavaScript), and the agent console shows times in it.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    "UTC".to_owned()
 }
 
 fn default_http_max_connections() -> usize {
@@ -456,8 +482,12 @@ impl Config {
         Self::from_toml(DEFAULT_TOML).expect("the embedded default configuration is valid")
     }
 
+    /// `text` merged over the embedded default (see the module's doc), checked.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text)?;
+        let mut merged: toml::Table =
+            toml::from_str(DEFAULT_TOML).expect("the embedded default is valid TOML");
+        merge(&mut merged, toml::from_str(text)?);
+        let config: Config = toml::Value::Table(merged).try_into()?;
         config.validate()?;
         Ok(config)
     }
@@ -488,6 +518,13 @@ impl Config {
                 "[calls] min_se_secs must be at least 1 and session_expires_secs at least min_se_secs"
                     .into(),
             );
+        }
+        if crate::web::zone::Zone::centre(&self.http.time_zone).is_none() {
+            return invalid(format!(
+                "http.time_zone {:?} is not a time zone this system knows: use an IANA name \
+                 such as \"Europe/London\" or \"UTC\" (see /usr/share/zoneinfo)",
+                self.http.time_zone
+            ));
         }
         if self.queues.iter().all(QueueConfig::is_remote) {
             return invalid(
@@ -655,6 +692,18 @@ impl Config {
                     "{who}: password must be at most 128 bytes without control characters"
                 ));
             }
+            if let Some(sip) = &a.sip_password {
+                if sip.chars().count() < 8 || sip.len() > 128 || sip.chars().any(char::is_control) {
+                    return invalid(format!(
+                        "{who}: sip_password must be 8 to 128 bytes without control characters"
+                    ));
+                }
+                if sip == &a.password {
+                    return invalid(format!(
+                        "{who}: sip_password is the console password; leave it out to use that one, or choose another"
+                    ));
+                }
+            }
             if a.skills.is_empty() {
                 return invalid(format!(
                     "{who} has no skills: give at least one queue id with a level, e.g. skills = {{ support = 5 }}"
@@ -779,6 +828,28 @@ impl Config {
         format!("http://{ip}:{}", addr.port())
     }
 
+    /// Ids of the agents whose password is one the embedded default publishes (the demo
+    /// agents, or anyone given a demo password): whoever read holdline.toml can log in as
+    /// them and register their phone.
+    pub fn demo_agents(&self) -> Vec<&str> {
+        let published: Vec<String> = toml::from_str::<toml::Table>(DEFAULT_TOML)
+            .ok()
+            .and_then(|t| t.get("agent").and_then(|a| a.as_array()).cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| {
+                a.get("password")
+                    .and_then(|p| p.as_str())
+                    .map(str::to_owned)
+            })
+            .collect();
+        self.agents
+            .iter()
+            .filter(|a| published.contains(&a.password))
+            .map(|a| a.id.as_str())
+            .collect()
+    }
+
     pub fn queue_for_number(&self, user: &str) -> Option<&QueueConfig> {
         self.queues
             .iter()
@@ -859,10 +930,46 @@ pub fn check_sip_uri(uri: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `over` into `base`: a table merges key by key, anything else (a value, a list, a list of
+/// tables such as `[[queue]]`) replaces what `base` had.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+impl From<toml::de::Error> for ConfigError {
+    fn from(e: toml::de::Error) -> Self {
+        ConfigError::Syntax(e)
+    }
+}
+
+impl ConfigError {
+    /// What to do about it, in a sentence, for the message `holdline` prints.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ConfigError::Read { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
+                "check the path given to --config (without --config the embedded default runs)"
+            }
+            ConfigError::Read { .. } => "check that the file is readable by this user",
+            ConfigError::Syntax(_) => {
+                "a file holds only the settings it changes; holdline.toml in the source lists \
+                 every setting with its default"
+            }
+            ConfigError::Invalid(_) => "holdline.toml in the source says what each setting accepts",
+        }
+    }
+}
+
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -926,6 +1033,18 @@ mod tests {
     const ADA: &str = "[[agent]]\nid = \"ada\"\nname = \"Ada\"\npassword = \"12345678\"\nskills = { support = 5 }\n";
 
     #[test]
+    fn a_sip_password_is_checked_like_the_console_password_and_differs_from_it() {
+        let with = |sip: &str| {
+            with_agents(&ADA.replace("skills", &format!("sip_password = \"{sip}\"\nskills")))
+        };
+        let ok = Config::from_toml(&with("phone-1234")).expect("valid");
+        assert_eq!(ok.agents[0].sip_password.as_deref(), Some("phone-1234"));
+        assert!(!format!("{:?}", ok.agents[0]).contains("phone-1234"));
+        assert!(refused(&with("short")).contains("sip_password must be 8 to 128 bytes"));
+        assert!(refused(&with("12345678")).contains("sip_password is the console password"));
+    }
+
+    #[test]
     fn embedded_default_has_demo_agents_and_new_sections() {
         let c = Config::embedded();
         let ids: Vec<_> = c.agents.iter().map(|a| a.id.as_str()).collect();
@@ -942,6 +1061,8 @@ mod tests {
         assert_eq!(c.agent_settings.wrap_up_secs, 30);
         assert_eq!(c.agent_settings.ring_secs, 20);
         assert_eq!(c.agent_settings.realm, "holdline");
+        // baresip 1.0 and SIPp 3.6 register only when MD5 is the one challenge offered.
+        assert_eq!(c.agent_settings.digest_algorithms, ["MD5"]);
         assert_eq!(c.callback.attempts, 3);
         assert_eq!(c.callback.retry_secs, 300);
         assert_eq!(c.callback.ring_secs, 30);
@@ -949,6 +1070,49 @@ mod tests {
         assert_eq!(c.callback.caller_id(), "holdline");
         assert_eq!(c.log.queue_log, "queue_log");
         assert!(c.queues.iter().all(|q| !q.is_remote()));
+    }
+
+    #[test]
+    fn a_file_with_only_sip_is_merged_over_the_default() {
+        let c = Config::from_toml("[sip]\nlisten = \"127.0.0.1:5070\"\n").unwrap();
+        let d = Config::embedded();
+        assert_eq!(c.sip.listen, "127.0.0.1:5070".parse().unwrap());
+        // The rest of [sip] and every other section are the default's.
+        assert_eq!(c.sip.udp_recv_buffer_bytes, d.sip.udp_recv_buffer_bytes);
+        assert_eq!(c.http.listen, d.http.listen);
+        assert_eq!(c.data.dir, d.data.dir);
+        assert_eq!(c.media.codecs, d.media.codecs);
+        let ids = |c: &Config| c.queues.iter().map(|q| q.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&c), ["support", "sales"]);
+        assert_eq!(c.agents.len(), 2);
+        // A list replaces the default's whole: one queue, no agents.
+        let c = Config::from_toml(
+            "agent = []\n[media]\ncodecs = [\"PCMA\"]\n[[queue]]\nid = \"help\"\nname = \"Help\"\nskillset = \"Help\"\nnumbers = [\"help\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ids(&c), ["help"]);
+        assert!(c.agents.is_empty() && c.demo_agents().is_empty());
+        assert_eq!(c.media.codecs, ["PCMA"]);
+        assert_eq!(c.media.rtp_port_min, d.media.rtp_port_min);
+        // A wrong key still fails, naming where.
+        let e = Config::from_toml("[sip]\nlisten = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sip.listen"), "{e}");
+        let e = Config::from_toml("[sip]\nlistn = \"1.2.3.4:5\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `listn`"), "{e}");
+    }
+
+    #[test]
+    fn demo_agents_are_the_ones_with_a_published_password() {
+        assert_eq!(Config::embedded().demo_agents(), ["ada", "grace"]);
+        let c = Config::from_toml(&with_agents(ADA)).unwrap();
+        assert!(c.demo_agents().is_empty());
+        let reused = ADA.replace("12345678", "demo-grace-change-me");
+        let c = Config::from_toml(&with_agents(&reused)).unwrap();
+        assert_eq!(c.demo_agents(), ["ada"]);
     }
 
     #[test]
@@ -978,7 +1142,9 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let c = Config::from_toml(&old).unwrap();
-        assert!(c.agents.is_empty());
+        // What a file leaves out is the default's, the demo agents too (the start-up
+        // warns loudly about them).
+        assert_eq!(c.demo_agents(), ["ada", "grace"]);
         assert_eq!(c.agent_settings.ring_secs, 20);
         assert_eq!(c.callback.attempts, 3);
         assert_eq!(c.log.queue_log, "queue_log");

@@ -631,6 +631,7 @@ mod tests {
             move_targets: Vec::new(),
             default_callback_number: None,
             position_rise: None,
+            wait_rise: None,
             agent: None,
             connected: true,
             transferring: None,

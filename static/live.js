@@ -3,6 +3,37 @@
 (function () {
   "use strict";
   var controls = document.getElementById("controls");
+
+  // A form sent back refused: its error summary, first on the page, takes the focus (the
+  // form itself may be far down on a phone).
+  var summary = document.getElementById("error-summary");
+  if (summary) { summary.focus(); }
+
+  // The forms are inline only where this script runs; without it they are on pages of
+  // their own (the <noscript> links), so the page can reload itself safely.
+  Array.prototype.forEach.call(document.querySelectorAll("form[data-js-form]"), function (f) {
+    f.hidden = false;
+  });
+
+  // Times are the caller's own: tell the server the browser's zone (a cookie it reads on
+  // every page), and reload once if this page was written in another zone, so that the
+  // times shown and the times typed are in the zone the page names. Not on a page that
+  // answers a refused form (a reload would send it again).
+  try {
+    var tz = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    if (tz && controls) {
+      document.cookie = "hl_tz=" + encodeURIComponent(tz) + "; path=/; max-age=31536000; SameSite=Lax";
+      var page = controls.getAttribute("data-tz");
+      var answered = summary || document.getElementById("notice");
+      var tried = window.sessionStorage && sessionStorage.getItem("hl_tz_reloaded") === tz;
+      if (page && page !== tz && !answered && !tried && document.cookie.indexOf("hl_tz=") !== -1) {
+        if (window.sessionStorage) { sessionStorage.setItem("hl_tz_reloaded", tz); }
+        window.location.reload();
+        return;
+      }
+    }
+  } catch (err) { /* no zone, no cookies: the page's own zone stays, and is named */ }
+
   if (!controls || !window.EventSource) { return; }
   var shown = Number(controls.getAttribute("data-version"));
   var source = new EventSource(controls.getAttribute("data-events"));
@@ -18,6 +49,15 @@
     if (rise && typeof d.rise === "string") {
       rise.textContent = d.rise;
       rise.hidden = d.rise === "";
+    }
+    // Each move target's wait changes with that queue: keep the choices' words live.
+    var select = document.getElementById("move-to");
+    if (select && Array.isArray(d.targets)) {
+      d.targets.forEach(function (t) {
+        Array.prototype.forEach.call(select.options, function (o) {
+          if (o.value === t.queue) { o.textContent = String(t.label); }
+        });
+      });
     }
     var notice = document.getElementById("centre-notice");
     if (notice && typeof d.notice === "string") {
@@ -37,9 +77,22 @@
       next.textContent = typeof d.next_attempt === "string" ? d.next_attempt : "";
       box.hidden = d.attempts.length === 0 && next.textContent === "";
     }
-    // Another tab or the phone changed the contact: the controls here may be stale.
+    // Controls the contact no longer offers go at once (connected to an agent, ended...);
+    // one it offers that this page lacks needs a reload, which the hint offers.
+    var offered = Array.isArray(data.options) ? data.options : null;
+    var onPage = [];
+    if (offered) {
+      Array.prototype.forEach.call(controls.querySelectorAll("[data-kind]"), function (el) {
+        var kind = el.getAttribute("data-kind");
+        onPage.push(kind);
+        el.hidden = offered.indexOf(kind) === -1;
+      });
+      var heading = document.getElementById("options");
+      if (heading) { heading.hidden = offered.length === 0; }
+    }
     var hint = document.getElementById("reload-hint");
-    if (hint && typeof data.version === "number" && data.version !== shown) {
+    var missing = offered && offered.some(function (k) { return onPage.indexOf(k) === -1; });
+    if (hint && typeof data.version === "number" && data.version !== shown && (missing || !offered)) {
       hint.hidden = false;
     }
   });

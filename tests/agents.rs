@@ -332,7 +332,68 @@ fn a_held_call_reaches_a_ready_agent_through_refer() {
         );
     }
     let log = queue_log(&g);
-    assert!(log.lines().any(|l| l.contains("|ada|AGENTLOGIN")), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("|PJSIP/ada|AGENTLOGIN")),
+        "{log}"
+    );
+    g.terminate();
+}
+
+#[test]
+fn an_answered_call_is_scored_against_the_wait_it_was_told() {
+    let agent_port = free_port();
+    let mut g = Gateway::start_with(
+        "agents-scored",
+        Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
+    );
+    // Ada works the queue before the call: the caller is told a wait (under a minute).
+    let mut ada = Agent::new(&g, "ada");
+    ada.ready();
+    let phone = sipp_uas(
+        "agent-phone-answers",
+        agent_port,
+        1,
+        Duration::from_secs(60),
+    );
+    let caller = sipp_spawn(
+        &g,
+        "caller-accepts-refer",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
+    let number = contacts(&g, 1).remove(0);
+    let run = caller.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let run = phone.wait();
+    assert!(run.ok, "agent phone: {}", run.output);
+    let mut http = Http::new(&g);
+    wait_contact(&mut http, &number, "connected", |v| v["connected"] == true);
+    // The board the health check reads is published after the batch that answered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let scored = loop {
+        let health = http.get("/healthz").json();
+        let support = health["queues"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["id"] == "support").cloned())
+            .expect("support queue");
+        if support["estimate_accuracy"]["hour"]["answered"] == 1 {
+            break support;
+        }
+        assert!(Instant::now() < deadline, "never scored: {health}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        scored["estimate_accuracy"]["day"]["answered"], 1,
+        "{scored}"
+    );
+    let metrics = http.get("/metrics").body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"holdline_wait_estimate_answered{queue="support",window="hour"} 1"#),
+        "{metrics}"
+    );
     g.terminate();
 }
 
@@ -612,6 +673,58 @@ skills = {{ support = 5 }}
     let mut http = Http::new(&g);
     let v = wait_contact(&mut http, &number, "connected", |v| v["connected"] == true);
     assert_eq!(v["agent"]["name"], "Grace Hopper", "{v}");
+    g.terminate();
+}
+
+#[test]
+fn a_separate_sip_password_registers_the_phone_and_only_the_phone() {
+    const PHONE: &str = "phone-only-7391";
+    let agent = format!(
+        r#"
+[[agent]]
+id = "grace"
+name = "Grace Hopper"
+password = "{PASSWORD}"
+sip_password = "{PHONE}"
+skills = {{ support = 5 }}
+"#
+    );
+    let mut g = Gateway::start_with("agents-sip-password", Some(&config("", &agent)));
+    let register = |password: &str| {
+        sipp_spawn(
+            &g,
+            "agent-phone-registers",
+            "grace",
+            &[
+                "-au",
+                "grace",
+                "-ap",
+                password,
+                "-key",
+                "uasport",
+                &free_port().to_string(),
+            ],
+            Duration::from_secs(20),
+        )
+        .wait()
+    };
+    // The console password does not register the phone (the digest is the phone's own)...
+    let run = register(PASSWORD);
+    assert!(!run.ok, "the console password registered: {}", run.output);
+    // ...the SIP password does...
+    let run = register(PHONE);
+    assert!(run.ok, "registration: {}", run.output);
+    // ...and the SIP password does not open the console, whose own password still does.
+    let mut http = Http::new(&g);
+    let phone_auth = common::basic_auth(&format!("grace:{PHONE}"));
+    let r = http.send(
+        "GET",
+        "/api/agent/me",
+        &[("Authorization", &phone_auth)],
+        None,
+    );
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(Agent::new(&g, "grace").me()["id"], "grace");
     g.terminate();
 }
 

@@ -248,7 +248,9 @@ fn status_page_refuses_framing_and_keeps_typed_input() {
     assert_eq!(b.http_status(), 422, "invalid input answers 422");
     assert!(b.is_shown("#error-number"), "the error is visible");
     assert_eq!(b.value("#callback-number"), typed, "what was typed is kept");
-    // Nothing changed: still a voice call, still in the queue.
+    // The refused form comes back on a page of its own; back on the status page nothing
+    // changed: still a voice call, still in the queue.
+    b.click("#back");
     assert_eq!(b.text("#media").trim(), "voice call");
     b.close();
     drop(caller);

@@ -61,6 +61,7 @@ async fn the_router_answers_every_documented_route_itself() {
             callback_retry_secs: 300,
             dial_callbacks: true,
             queue_log: None,
+            exit_keys: Default::default(),
         },
         Box::new(MemoryStore::new()),
         token.clone(),
@@ -73,6 +74,9 @@ async fn the_router_answers_every_documented_route_itself() {
         shutdown: CancellationToken::new(),
         agents: Vec::new(),
         link_key: holdline::web::link::LinkKey::random(),
+        sip_address: String::new(),
+        phones: None,
+        zone: holdline::web::zone::Zone::utc(),
     });
     let ask = |method: &str, path: &str| {
         let uri = path.replace("{id}", "000000000000");
@@ -89,15 +93,26 @@ async fn the_router_answers_every_documented_route_itself() {
                 )
                 .await
                 .expect("response");
-            r.headers()
+            let content_type = r
+                .headers()
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
-                .to_owned()
+                .to_owned();
+            let body = http_body_util::BodyExt::collect(r.into_body())
+                .await
+                .expect("body")
+                .to_bytes();
+            let no_route = String::from_utf8_lossy(&body).contains("/problems/no-route");
+            format!(
+                "{content_type}{}",
+                if no_route { " (no route)" } else { "" }
+            )
         }
     };
     // A route of ours answers in problem+json (unknown number, no CSRF token); a path
-    // the router does not serve falls through to the HTML 404 page.
+    // under /api/ the router does not serve is a problem+json "no route", and any other
+    // falls through to the HTML 404 page.
     for (method, path) in documented() {
         assert_eq!(
             ask(&method, &path).await,
@@ -105,10 +120,10 @@ async fn the_router_answers_every_documented_route_itself() {
             "{method} {path}"
         );
     }
-    assert!(
-        ask("get", "/api/nothing/{id}")
-            .await
-            .starts_with("text/html")
+    assert_eq!(
+        ask("get", "/api/nothing/{id}").await,
+        "application/problem+json (no route)"
     );
+    assert!(ask("get", "/nothing/{id}").await.starts_with("text/html"));
     token.cancel();
 }

@@ -1397,7 +1397,8 @@ mod agent_tests {
             events(read()),
             [
                 "QUEUESTART|",
-                "AGENTLOGIN|sip:ada@agents.test",
+                "AGENTLOGIN|PJSIP/ada",
+                "PAUSEALL|logged in",
                 "PAUSE|logged in"
             ]
         );
@@ -1406,7 +1407,7 @@ mod agent_tests {
         assert!(handle.agent_ready(ada.clone()).await.is_err());
         store.set_failing(false);
         settled().await;
-        assert_eq!(read().lines().count(), 3);
+        assert_eq!(read().lines().count(), 4);
 
         // A remote move and its result.
         let contact = |n: u32| NewContact {
@@ -1478,7 +1479,7 @@ mod agent_tests {
         assert_eq!(counters.transfers.get("failed"), Some(&1));
         assert_eq!(counters.callback_attempts.get("busy"), Some(&1));
         settled().await;
-        assert!(events(read()).contains(&"ENTERQUEUE||+442079460002".to_owned()));
+        assert!(events(read()).contains(&"ENTERQUEUE||+442079460002|1".to_owned()));
         token.cancel();
         tokio::task::spawn_blocking(move || thread.join())
             .await

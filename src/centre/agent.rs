@@ -69,6 +69,12 @@ pub struct AgentSpec {
     pub reach: Reach,
 }
 
+/// Why an offer failed when the agent registers their phone and it is not registered now
+/// (the call layer reports exactly this). The agent goes not ready with this reason, not
+/// "no answer": the console then says how to register the phone instead of leaving the
+/// agent to guess why they were put not ready the moment they went ready.
+pub const PHONE_NOT_REGISTERED: &str = "phone not registered";
+
 /// Where an agent is in their day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -428,6 +434,36 @@ mod tests {
     }
 
     #[test]
+    fn an_offer_to_an_unregistered_phone_says_so_in_the_agents_state() {
+        let mut c = centre();
+        let first = admit(&mut c, at(0), "sales", 1);
+        assert_eq!(
+            offers(&ready(&mut c, at(1), "both")),
+            [(a("both"), first.clone())]
+        );
+        c.offer_failed(at(1), &a("both"), PHONE_NOT_REGISTERED)
+            .expect("fail");
+        assert_eq!(
+            state(&c, "both"),
+            AgentState::NotReady {
+                reason: PHONE_NOT_REGISTERED.into()
+            },
+            "not \"no answer\": the agent was never rung"
+        );
+        assert_eq!(position(&c, &first), Some(1), "back at the head");
+        // Any other failure is the agent not answering.
+        let effects = c.agent_ready(at(2), &a("both")).expect("ready").1;
+        assert_eq!(offers(&effects), [(a("both"), first)]);
+        c.offer_failed(at(3), &a("both"), "declined").expect("fail");
+        assert_eq!(
+            state(&c, "both"),
+            AgentState::NotReady {
+                reason: "no answer".into()
+            }
+        );
+    }
+
+    #[test]
     fn an_unanswered_offer_puts_the_agent_not_ready_and_the_contact_back_at_the_head() {
         let mut c = centre();
         ready(&mut c, at(0), "both");
@@ -440,7 +476,9 @@ mod tests {
             Some(1),
             "moved up while the head is offered"
         );
-        assert_eq!(c.poll_timeout(), Some(at(21)));
+        // First the wait models' refresh (someone waits while an agent is occupied), then
+        // the offer's timeout.
+        assert_eq!(c.poll_timeout(), Some(at(11)));
         assert!(c.tick(at(20)).is_empty());
         let changes = c.tick(at(21));
         assert!(changes.iter().any(|ch| matches!(ch, Change::Agent(_))));
@@ -493,16 +531,14 @@ mod tests {
         assert_eq!(state(&c, "sales1"), AgentState::WrapUp { until: at(102) });
         let after = c.status(&behind).expect("status").estimate;
         assert_eq!(before, WaitEstimate::NoAgents);
-        // p=1, n=1, h = 300 + 0.2 * (60 - 300) = 252 s: 189..315 s -> 3..5 min (the
-        // default 300 s would give 4..6).
-        assert_eq!(
-            after,
-            WaitEstimate::Range {
-                low_secs: 180,
-                high_secs: 300
-            }
+        // Position 1 and the one agent wraps up until 102: the wait is the rest of the
+        // wrap-up, known exactly (to a step of the model's grid).
+        assert!(
+            matches!(after, WaitEstimate::Range { expected_secs, .. } if expected_secs <= 45),
+            "{after:?}"
         );
-        assert_eq!(c.poll_timeout(), Some(at(102)));
+        // The wait models' refresh (someone waits behind an agent wrapping up) comes first.
+        assert_eq!(c.poll_timeout(), Some(at(82)));
         c.tick(at(101));
         assert!(matches!(state(&c, "sales1"), AgentState::WrapUp { .. }));
         c.tick(at(102));
@@ -524,14 +560,8 @@ mod tests {
         c.agent_login(at(4), &a("support1")).expect("login");
         let snap = c.snapshot(at(4));
         assert_eq!((snap.queues[0].staffed, snap.queues[1].staffed), (1, 2));
-        // p=3, n=1, h=300: 900 s -> 11..19 min.
-        assert_eq!(
-            snap.contacts[&ids[2]].estimate,
-            WaitEstimate::Range {
-                low_secs: 660,
-                high_secs: 1140
-            }
-        );
+        // Logged in but not ready: nobody works the queue yet, so no number.
+        assert_eq!(snap.contacts[&ids[2]].estimate, WaitEstimate::NoAgents);
         c.agent_ready(at(5), &a("both")).expect("ready");
         let snap = c.snapshot(at(5));
         assert_eq!(snap.contacts[&ids[0]].position, None);
@@ -541,14 +571,19 @@ mod tests {
         );
         assert_eq!(snap.contacts[&ids[1]].position, Some(1));
         assert_eq!(snap.contacts[&ids[2]].position, Some(2));
-        // p=2, n=1: 600 s -> 8 (7.5)..13 (12.5) min.
-        assert_eq!(
-            snap.contacts[&ids[2]].estimate,
-            WaitEstimate::Range {
-                low_secs: 480,
-                high_secs: 780
-            }
-        );
+        // Second behind one agent who just took a contact: about two occupancies
+        // (talk 300 + wrap-up + ring), with a range around it.
+        let WaitEstimate::Range {
+            low_secs,
+            expected_secs,
+            high_secs,
+            ..
+        } = snap.contacts[&ids[2]].estimate
+        else {
+            panic!("an agent works the queue");
+        };
+        assert!(low_secs < expected_secs && expected_secs < high_secs);
+        assert!((500..800).contains(&expected_secs), "{expected_secs}");
         assert_eq!(snap.queues[0].waiting, 2);
         assert_eq!(snap.agents.len(), 4);
         c.agent_logout(at(6), &a("support1")).expect("logout");

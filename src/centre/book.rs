@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use super::agent::{AgentId, AgentView};
 use super::callback::default_callback_number;
-use super::command::{ActionKind, MoveTarget, PositionRise, RiseReason, Substitute};
+use super::command::{ActionKind, MoveTarget, PositionRise, RiseReason, Substitute, WaitRise};
 use super::contact::{ContactId, ContactStatus, QueueId};
 use super::core::StoredContact;
 use super::estimate::WaitEstimate;
-use super::queue::{Queue, saturating_u32};
+use super::queue::{LineKey, Queue, saturating_u32};
 
 /// See the module docs.
 #[derive(Debug, Clone)]
@@ -99,6 +99,25 @@ impl Book {
         self.queues[i].position(&row.line_key())
     }
 
+    /// The estimate for a contact in queue `i` with `own_ahead` ahead of it in that line
+    /// and line key `key` (`None`: one joining now, behind everyone): the seniors of the
+    /// queues sharing its agents count by their share (see `estimate`). O(q · log n).
+    pub fn estimate_in(&self, i: usize, own_ahead: u32, key: Option<&LineKey>) -> WaitEstimate {
+        let q = &self.queues[i];
+        let mut ahead = f64::from(own_ahead);
+        for &(j, share) in &q.model.shares {
+            let line = &self.queues[j].line;
+            let n = key.map_or_else(|| line.len(), |k| line.ahead(k));
+            ahead += share * n as f64;
+        }
+        q.model.estimate(ahead, q.patience.rate())
+    }
+
+    /// What a contact joining queue `i` now would be told.
+    pub fn estimate_for_new(&self, i: usize) -> WaitEstimate {
+        self.estimate_in(i, self.queues[i].waiting(), None)
+    }
+
     /// The contact's status, for live contacts and ended ones still remembered.
     pub fn status(&self, id: &ContactId) -> Option<ContactStatus> {
         self.rows.get(id).map(|row| self.status_of(row))
@@ -108,21 +127,26 @@ impl Book {
     /// in every queue it could move to, each a rank in that queue's line.
     pub fn status_of(&self, row: &StoredContact) -> ContactStatus {
         let position = self.position_of(row);
-        let queue = self.queue_index.get(&row.queue).map(|&i| &self.queues[i]);
+        let queue_i = self.queue_index.get(&row.queue).copied();
+        let queue = queue_i.map(|i| &self.queues[i]);
         let key = row.line_key();
         // Remote queues take only a live call (it is referred there).
         let move_targets: Vec<MoveTarget> = if row.in_line() && row.transferring.is_none() {
             self.queues
                 .iter()
-                .filter(|q| q.spec.id != row.queue)
-                .filter(|q| q.spec.remote.is_none() || row.has_live_call())
-                .map(|q| {
+                .enumerate()
+                .filter(|(_, q)| q.spec.id != row.queue)
+                .filter(|(_, q)| q.spec.remote.is_none() || row.has_live_call())
+                .map(|(j, q)| {
                     let remote = q.spec.remote.is_some();
                     let (position, estimate) = if remote {
                         (0, WaitEstimate::NoAgents)
                     } else {
-                        let p = saturating_u32(q.line.ahead(&key)).saturating_add(1);
-                        (p, q.estimate_at(p))
+                        let ahead = saturating_u32(q.line.ahead(&key));
+                        (
+                            ahead.saturating_add(1),
+                            self.estimate_in(j, ahead, Some(&key)),
+                        )
                     };
                     MoveTarget {
                         queue: q.spec.id.clone(),
@@ -137,10 +161,21 @@ impl Book {
         } else {
             Vec::new()
         };
-        let estimate = match (queue, position) {
-            (Some(q), Some(p)) => q.estimate_at(p),
+        let estimate = match (queue_i, position) {
+            (Some(i), Some(p)) => self.estimate_in(i, p.saturating_sub(1), Some(&key)),
             // Ended contacts have no wait; callers check `position` first.
             _ => WaitEstimate::NoAgents,
+        };
+        // Why the wait grew: fewer agents work now than when the contact joined.
+        let wait_rise = match (queue, position, row.entered) {
+            (Some(q), Some(_), Some(entered)) => q
+                .working_at(entered)
+                .filter(|&then| q.model.working < then)
+                .map(|then| WaitRise {
+                    agents_then: then,
+                    agents_now: q.model.working,
+                }),
+            _ => None,
         };
         // Why the place number went up: seniors who joined ahead since this contact
         // entered the line (moves keep seniority), from the queue's recent marks.
@@ -176,6 +211,7 @@ impl Book {
             move_targets,
             default_callback_number: default_callback_number(&row.caller),
             position_rise,
+            wait_rise,
             agent: row.agent.as_ref().map(|id| AgentView {
                 id: id.clone(),
                 name: self

@@ -180,6 +180,14 @@ pub struct PositionRise {
     pub reason: RiseReason,
 }
 
+/// Why a contact's wait grew though its place did not: fewer agents who can serve it are
+/// working now than when it joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitRise {
+    pub agents_then: u32,
+    pub agents_now: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RiseReason {

@@ -373,6 +373,8 @@ pub struct ContactStatus {
     pub default_callback_number: Option<String>,
     /// The last time the position number went up, and why.
     pub position_rise: Option<super::command::PositionRise>,
+    /// The wait grew because fewer agents are working than when the contact joined.
+    pub wait_rise: Option<super::command::WaitRise>,
     /// The agent the contact is being offered to or is connected with (out of the line
     /// meanwhile: `position` is `None`).
     pub agent: Option<super::agent::AgentView>,

@@ -28,7 +28,7 @@ use super::contact::{
     CallbackAttempt, ContactId, ContactState, ContactStatus, EndReason, MediaType, NewContact,
     Notice, QueueId, Timestamp,
 };
-use super::estimate::HandleTimeAverage;
+use super::estimate::{Load, Occupancy, Patience, WaitEstimate, WaitModel};
 use super::queue::{CentreConfig, LineKey, Queue, RISE_MARKS, Rise, saturating_u32};
 use super::queue_log::QueueLogLine;
 
@@ -136,6 +136,8 @@ pub struct Centre {
     agent_deadlines: std::collections::BTreeSet<(Timestamp, usize)>,
     wrap_up_secs: u32,
     offer_timeout_secs: u32,
+    /// See [`CentreConfig::exit_keys`](super::queue::CentreConfig::exit_keys).
+    exit_keys: std::collections::HashMap<QueueId, String>,
     /// Offers made by routing inside `admit`, `end` and `tick` (whose internal shapes
     /// carry no effects), moved to the outbox by [`Centre::handle`].
     routed: Vec<Effect>,
@@ -151,7 +153,18 @@ pub struct Centre {
     /// The latest `now` any operation was given: whether a call-back is routable yet is
     /// decided against it when its row is put (time never runs backwards for the core).
     clock: Timestamp,
+    /// An agent or what the queues learnt changed since the wait models were built.
+    models_dirty: bool,
+    /// When the wait models were last built, and whether any agent was then in a contact
+    /// or wrapping up (their elapsed times move the models as time passes).
+    models_at: Timestamp,
+    models_busy: bool,
 }
+
+/// While an agent is in a contact, the wait models are rebuilt at least this often.
+const MODEL_REFRESH_MS: u64 = 10_000;
+/// Ring time assumed per contact before any is observed (added to the talk-time default).
+const RING_PRIOR_SECS: u32 = 5;
 
 #[derive(Debug, Clone)]
 struct Agent {
@@ -168,19 +181,23 @@ struct AgentMemo {
     /// fault of theirs puts them back in the same place among idle agents.
     idle_since: Option<Timestamp>,
     logged_in_at: Option<Timestamp>,
+    /// When the agent was offered (or given) the contact they hold or wrap up: the start
+    /// of its occupancy.
+    occupied_since: Option<Timestamp>,
 }
 
 impl Centre {
     pub fn new(config: CentreConfig, rng: StdRng) -> Self {
         let mut queues = Vec::with_capacity(config.queues.len());
         let mut queue_index = HashMap::new();
+        let extra_secs = config.wrap_up_secs.saturating_add(RING_PRIOR_SECS);
         for spec in config.queues {
             // A duplicated queue id in the config: the first one wins, so ids stay unique.
             if queue_index.contains_key(&spec.id) {
                 continue;
             }
             queue_index.insert(spec.id.clone(), queues.len());
-            queues.push(Queue::new(spec));
+            queues.push(Queue::new(spec, extra_secs));
         }
         let mut agents = Vec::with_capacity(config.agents.len());
         let mut agent_index = HashMap::new();
@@ -214,6 +231,7 @@ impl Centre {
             agents_board: None,
             wrap_up_secs: config.wrap_up_secs,
             offer_timeout_secs: config.offer_timeout_secs,
+            exit_keys: config.exit_keys.clone(),
             routed: Vec::new(),
             outbox: Outbox::default(),
             callback_attempts: config.callback_attempts.max(1),
@@ -236,6 +254,9 @@ impl Centre {
             commands_by_contact: HashMap::new(),
             journal: None,
             clock: Timestamp(0),
+            models_dirty: true,
+            models_at: Timestamp(0),
+            models_busy: false,
         }
     }
 
@@ -305,10 +326,12 @@ impl Centre {
             orig_position: 0,
             entered: Some(now),
             caller_failures: 0,
+            told: None,
         };
         self.put_row(row.clone());
         let mut row = row;
         row.orig_position = self.position_of(&row).unwrap_or(1);
+        row.told = self.told(&row);
         self.put_row(row.clone());
         Counters::bump(&mut self.counters.admitted, row.queue.as_str());
         let enter = self.enter_line(now, &row);
@@ -342,6 +365,19 @@ impl Centre {
         ];
         changes.extend(routed);
         Ok((status, changes))
+    }
+
+    /// The estimate a live call is told as it joins its line (scored when answered).
+    fn told(&self, row: &StoredContact) -> Option<WaitEstimate> {
+        if !matches!(row.media, MediaType::Voice | MediaType::Video) {
+            return None;
+        }
+        let &i = self.book.queue_index.get(&row.queue)?;
+        let position = self.position_of(row)?;
+        Some(
+            self.book
+                .estimate_in(i, position.saturating_sub(1), Some(&row.line_key())),
+        )
     }
 
     /// A caller whose call was lost in a restart rings the same queue again from the same
@@ -415,6 +451,9 @@ impl Centre {
             return Ok(Vec::new());
         }
         let row = row.clone();
+        if reason == EndReason::Abandoned && row.agent.is_none() && row.has_live_call() {
+            self.record_patience(now, &row, true);
+        }
         let mut changes = Vec::new();
         if let Some(agent) = row
             .agent
@@ -426,7 +465,7 @@ impl Centre {
             // among idle agents they had) or while talking (the agent wraps up).
             match self.agents[agent].state {
                 AgentState::Busy { since, .. } => {
-                    self.record_handle_secs(&row.queue, now, since);
+                    self.record_occupancy(&row.queue, now, agent);
                     changes.push(self.log(
                         now,
                         &row,
@@ -614,7 +653,14 @@ impl Centre {
         let contacts = self.deadlines.first_key_value().map(|(&(at, _), _)| at);
         let wakeups = self.wakeups.first_key_value().map(|(&(at, _), _)| at);
         let agents = self.agent_deadlines.first().map(|&(at, _)| at);
-        [contacts, wakeups, agents].into_iter().flatten().min()
+        // Elapsed times move the estimates of whoever waits; with nobody in line there is
+        // nothing to keep fresh.
+        let models = (self.models_busy && self.book.queues.iter().any(|q| q.line.len() > 0))
+            .then(|| Timestamp(self.models_at.0.saturating_add(MODEL_REFRESH_MS)));
+        [contacts, wakeups, agents, models]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether `id` is a contact in memory (live, or ended in the last
@@ -670,21 +716,94 @@ impl Centre {
         self.book.rows.get(id).map(|r| StoredContact::clone(r))
     }
 
-    /// Sets how many agents are staffed on `queue` (ignored for an unknown queue). Any
-    /// agent state change recounts staffing from the agents, replacing this.
+    /// Makes `agents` agents, each just starting a contact, the working pool of `queue`
+    /// (until the next input rebuilds the models from the real agents).
     #[cfg(test)]
-    fn set_staffed(&mut self, queue: &QueueId, agents: u32) {
+    fn set_working(&mut self, queue: &QueueId, agents: u32) {
         if let Some(&i) = self.book.queue_index.get(queue) {
-            self.book.queues[i].staffed = agents;
+            let loads = vec![Load::Occupied(0.0); agents as usize];
+            let q = &mut self.book.queues[i];
+            q.model = Arc::new(WaitModel::build(
+                &loads,
+                &q.occupancy,
+                Vec::new(),
+                self.clock,
+            ));
         }
     }
 
-    /// Feeds one handled contact's duration into `queue`'s moving average.
+    /// Feeds one contact's occupancy into `queue`'s learning.
     #[cfg(test)]
-    fn record_handle_time(&mut self, queue: &QueueId, secs: u32) {
+    fn record_occupancy_secs(&mut self, queue: &QueueId, now: Timestamp, secs: f64) {
         if let Some(&i) = self.book.queue_index.get(queue) {
-            self.book.queues[i].handle.record(secs);
+            self.book.queues[i].occupancy.record(now, secs);
+            self.models_dirty = true;
         }
+    }
+
+    /// Rebuilds the wait models if an agent or a queue's learning changed, or if agents
+    /// are in contacts and the last build is [`MODEL_REFRESH_MS`] old: O(agents · skills ·
+    /// grid), never O(contacts). A model replaces the published one only if estimates
+    /// would differ materially (`WaitModel::close_to`), so pages are not woken for nothing.
+    pub(super) fn refresh_models(&mut self, now: Timestamp) {
+        let stale = self.models_busy && now.millis_since(self.models_at) >= MODEL_REFRESH_MS;
+        if !self.models_dirty && !stale {
+            return;
+        }
+        let nq = self.book.queues.len();
+        let mut loads: Vec<Vec<Load>> = vec![Vec::new(); nq];
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); nq];
+        let mut busy = false;
+        for (ai, a) in self.agents.iter().enumerate() {
+            let load = match a.state {
+                AgentState::Ready { .. } => Load::Free,
+                AgentState::WrapUp { until } => {
+                    busy = true;
+                    Load::FreeIn(until.millis_since(now) as f64 / 1000.0)
+                }
+                AgentState::Reserved { .. } | AgentState::Busy { .. } => {
+                    busy = true;
+                    let since = a.memo.occupied_since.unwrap_or(now);
+                    Load::Occupied(now.millis_since(since) as f64 / 1000.0)
+                }
+                AgentState::NotReady { .. } | AgentState::LoggedOut => continue,
+            };
+            for (queue, _) in &a.spec.skills {
+                if let Some(&qi) = self.book.queue_index.get(queue) {
+                    loads[qi].push(load);
+                    members[qi].push(ai);
+                }
+            }
+        }
+        for qi in 0..nq {
+            // Another queue's seniors take this pool's agents in proportion to the share of
+            // that queue's agents who are in this pool.
+            let shares = (0..nq)
+                .filter(|&qj| qj != qi && !members[qj].is_empty())
+                .filter_map(|qj| {
+                    let shared = members[qj]
+                        .iter()
+                        .filter(|a| members[qi].binary_search(a).is_ok())
+                        .count();
+                    (shared > 0).then(|| (qj, shared as f64 / members[qj].len() as f64))
+                })
+                .collect();
+            let queue = &mut self.book.queues[qi];
+            let model = WaitModel::build(&loads[qi], &queue.occupancy, shares, now);
+            if queue.model.close_to(&model) {
+                continue;
+            }
+            if model.working != queue.model.working {
+                if queue.working_marks.len() == RISE_MARKS {
+                    queue.working_marks.pop_front();
+                }
+                queue.working_marks.push_back((now, model.working));
+            }
+            queue.model = Arc::new(model);
+        }
+        self.models_dirty = false;
+        self.models_busy = busy;
+        self.models_at = now;
     }
 
     /// Contacts holding a place in some queue.

@@ -8,7 +8,7 @@
 //! [`Store`] (implemented in `store/`) before anyone is told about it.
 //!
 //! # Layers
-//! * [`contact`], [`queue`], [`estimate`]: value types and the estimate rule.
+//! * [`contact`], [`queue`]: value types; [`estimate`]: the wait model and what it learns.
 //! * [`core`]: [`Centre`], a pure state machine. No clock (every call gets
 //!   `now: Timestamp`), no I/O, no async, randomness injected as a seeded `StdRng`, so it
 //!   is tested on a virtual clock. Each operation returns [`Change`]s for the store.
@@ -29,10 +29,11 @@
 //!
 //! # Agents and routing
 //! Configured [`AgentSpec`]s log in, get ready, are offered contacts ([`Effect::Offer`]),
-//! answer (busy), finish (`Ended { Completed }`, handle time recorded) and wrap up; see
+//! answer (busy), finish (`Ended { Completed }`, occupancy learnt) and wrap up; see
 //! [`agent`] for the states and the routing rule. A contact offered to or connected with an
 //! agent leaves its line (everyone behind moves up) and goes back to its place if the
-//! offer fails. Staffing for estimates is the number of logged-in agents with the skill.
+//! offer fails. Estimates count only *working* agents (ready, ringing, busy, wrapping up)
+//! with the skill, and where each is in its contact (see [`estimate`]).
 //! Emails, web forms and (unless `dial_callbacks`) call-backs have nothing to ring: they
 //! go to the agent as `Busy` at once. A caller who hangs up while offered frees the agent
 //! in the place among idle agents they had.
@@ -58,6 +59,7 @@
 //! Dependencies point one way: this module uses `store` only through its trait and never
 //! imports `sip`, `media` or `web`.
 
+pub mod accuracy;
 pub mod actor;
 pub mod agent;
 mod book;
@@ -81,15 +83,16 @@ pub(crate) mod testkit;
 mod tests;
 mod view;
 
+pub use accuracy::AccuracyReport;
 pub use actor::{Admission, CentreHandle, StartError, spawn};
 pub use agent::{
     AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Asked, AttemptOutcome,
-    Reach, StoredAgent,
+    PHONE_NOT_REGISTERED, Reach, StoredAgent,
 };
 pub use callback::{CallbackRules, default_callback_number};
 pub use command::{
     ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
-    MoveTarget, PositionRise, Problem, Refusal, RiseReason, Substitute, Window,
+    MoveTarget, PositionRise, Problem, Refusal, RiseReason, Substitute, WaitRise, Window,
 };
 pub use contact::{
     CallbackAttempt, ContactId, ContactIdError, ContactState, ContactStatus, EndReason, MediaType,
@@ -100,7 +103,7 @@ pub use core::{
     Counters, End, FreshNumbers, Input, LostCall, MAX_CALLER_FAILURES, QueueSummary, Snapshot,
     Stored, StoredCommand, StoredContact, Tick, TransferOutcome,
 };
-pub use estimate::WaitEstimate;
+pub use estimate::{Spoken, WaitEstimate};
 pub use queue::{CentreConfig, QueueSpec};
 pub use queue_log::QueueLogLine;
 pub use storage::{StorageFault, Store, StoreError};

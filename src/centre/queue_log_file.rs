@@ -86,8 +86,8 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
             "1700000000|NONE|NONE|NONE|QUEUESTART|\n\
-             1700000001|NONE|NONE|ada|PAUSE|lunch\n\
-             1700000001|NONE|NONE|ada|PAUSE|lunch\n"
+             1700000001|NONE|NONE|PJSIP/ada|PAUSE|lunch\n\
+             1700000001|NONE|NONE|PJSIP/ada|PAUSE|lunch\n"
         );
     }
 }

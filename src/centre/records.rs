@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::accuracy::AccuracyReport;
 use super::agent::{AgentId, AgentStatus, StoredAgent};
 use super::command::{Command, CommandId, Confirmation, Effect, PositionRise, Substitute};
 use super::contact::{
@@ -77,6 +78,9 @@ pub struct StoredContact {
     /// call, which a restart ends (a caller who rejoins starts again from 0).
     #[serde(skip)]
     pub caller_failures: u32,
+    /// The wait estimate given at admission (live calls), scored when an agent answers.
+    #[serde(default)]
+    pub told: Option<WaitEstimate>,
 }
 
 impl StoredContact {
@@ -272,6 +276,10 @@ pub struct QueueSummary {
     pub offered: u32,
     /// Another site's queue (it holds no contacts here).
     pub remote: bool,
+    /// How the estimates told at admission compared with the waits that followed, over
+    /// the last hour and the last day (answered contacts).
+    pub accuracy_hour: AccuracyReport,
+    pub accuracy_day: AccuracyReport,
 }
 
 /// A consistent, immutable view of the centre at one instant, for readers that must not

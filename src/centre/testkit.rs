@@ -76,6 +76,7 @@ pub(crate) fn config(queues: Vec<QueueSpec>, agents: Vec<AgentSpec>) -> CentreCo
         callback_retry_secs: 300,
         dial_callbacks: true,
         queue_log: None,
+        exit_keys: Default::default(),
     }
 }
 

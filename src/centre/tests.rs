@@ -40,6 +40,8 @@ fn config() -> CentreConfig {
     CentreConfig {
         max_live_contacts: 100,
         callback_attempts: 2,
+        // Support is reached on 100; sales has no digits (moves there are withdrawals).
+        exit_keys: [(q("support"), "100".to_owned())].into(),
         ..testkit::config(queues, agents)
     }
 }
@@ -526,8 +528,9 @@ fn an_email_is_accepted_at_once_and_completed_when_the_agent_is_done() {
     assert_eq!(
         log_lines(&changes),
         [
-            "1700000003|NONE|NONE|ada|UNPAUSE|",
-            "1700000003|call-1|sales|ada|CONNECT|3|ada|0"
+            "1700000003|NONE|NONE|PJSIP/ada|UNPAUSEALL|",
+            "1700000003|NONE|sales|PJSIP/ada|UNPAUSE|",
+            "1700000003|call-1|sales|PJSIP/ada|CONNECT|3|call-1-ada|0"
         ]
     );
     // No ring timeout for it.
@@ -573,7 +576,7 @@ fn a_caller_hanging_up_while_offered_frees_the_agent_in_their_place() {
     assert_eq!(
         log_lines(&changes),
         [
-            "1700000008|call-1|sales|ada|RINGCANCELED|3000",
+            "1700000008|call-1|sales|PJSIP/ada|RINGCANCELED|3000",
             "1700000008|call-1|sales|NONE|ABANDON|1|1|3"
         ]
     );
@@ -620,19 +623,24 @@ fn queue_log_lines_have_the_asterisk_formats() {
     assert_eq!(
         lines,
         [
-            "1700000000|NONE|NONE|ada|AGENTLOGIN|sip:ada@agents.test",
-            "1700000000|NONE|NONE|ada|PAUSE|logged in",
-            "1700000001|call-1|sales|NONE|ENTERQUEUE||+442079460001",
-            "1700000002|NONE|NONE|ada|UNPAUSE|",
-            "1700000022|call-1|sales|ada|RINGNOANSWER|20000",
-            "1700000022|NONE|NONE|ada|PAUSE|no answer",
-            "1700000025|NONE|NONE|ada|UNPAUSE|",
-            "1700000027|call-1|sales|ada|CONNECT|26|ada|2",
-            "1700000087|call-1|sales|ada|COMPLETEAGENT|26|60|1",
-            "1700000090|NONE|NONE|ada|PAUSE|lunch",
-            "1700000091|call-2|sales|NONE|ENTERQUEUE||+442079460002",
+            "1700000000|NONE|NONE|PJSIP/ada|AGENTLOGIN|PJSIP/ada",
+            "1700000000|NONE|NONE|PJSIP/ada|PAUSEALL|logged in",
+            "1700000000|NONE|sales|PJSIP/ada|PAUSE|logged in",
+            "1700000001|call-1|sales|NONE|ENTERQUEUE||+442079460001|1",
+            "1700000002|NONE|NONE|PJSIP/ada|UNPAUSEALL|",
+            "1700000002|NONE|sales|PJSIP/ada|UNPAUSE|",
+            "1700000022|call-1|sales|PJSIP/ada|RINGNOANSWER|20000",
+            "1700000022|NONE|NONE|PJSIP/ada|PAUSEALL|no answer",
+            "1700000022|NONE|sales|PJSIP/ada|PAUSE|no answer",
+            "1700000025|NONE|NONE|PJSIP/ada|UNPAUSEALL|",
+            "1700000025|NONE|sales|PJSIP/ada|UNPAUSE|",
+            "1700000027|call-1|sales|PJSIP/ada|CONNECT|26|call-1-ada|2",
+            "1700000087|call-1|sales|PJSIP/ada|COMPLETEAGENT|26|60|1",
+            "1700000090|NONE|NONE|PJSIP/ada|PAUSEALL|lunch",
+            "1700000090|NONE|sales|PJSIP/ada|PAUSE|lunch",
+            "1700000091|call-2|sales|NONE|ENTERQUEUE||+442079460002|1",
             "1700000101|call-2|sales|NONE|ABANDON|1|1|10",
-            "1700000120|NONE|NONE|ada|AGENTLOGOFF|sip:ada@agents.test|120",
+            "1700000120|NONE|NONE|PJSIP/ada|AGENTLOGOFF|PJSIP/ada|120",
         ]
     );
 }
@@ -651,14 +659,28 @@ fn local_moves_exit_one_queue_and_enter_the_other() {
     assert_eq!(
         log_lines(&changes),
         [
-            "1700000005|call-2|sales|NONE|EXITWITHKEY|support|2|2|4",
-            "1700000005|call-2|support|NONE|ENTERQUEUE||+442079460002",
+            "1700000005|call-2|sales|NONE|EXITWITHKEY|100|2|2|4",
+            "1700000005|call-2|support|NONE|ENTERQUEUE||+442079460002|1",
+        ]
+    );
+    // Back to sales, which has no digits: a withdrawal that says where to.
+    let (_, changes, _) = c
+        .command(
+            at(7),
+            request(&id, "mv2", Command::MoveQueue { to: q("sales") }),
+        )
+        .expect("move back");
+    assert_eq!(
+        log_lines(&changes),
+        [
+            "1700000007|call-2|support|NONE|WITHDRAW|1|1|6|moved to sales",
+            "1700000007|call-2|sales|NONE|ENTERQUEUE||+442079460002|2",
         ]
     );
     let changes = c.end(at(9), &id, EndReason::Abandoned).expect("end");
     assert_eq!(
         log_lines(&changes),
-        ["1700000009|call-2|support|NONE|ABANDON|1|1|8"]
+        ["1700000009|call-2|sales|NONE|ABANDON|2|2|8"]
     );
     assert!(c.status(&first).is_some());
 }

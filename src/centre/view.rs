@@ -156,7 +156,7 @@ pub(crate) struct Rings {
 
 impl View {
     /// Takes in one committed batch: `touched` rows as they now are (`None`: forgotten)
-    /// and the queues' estimate inputs from `core` (staffing, handle time, senior joins).
+    /// and the queues' estimate inputs from `core` (wait models, senior joins).
     /// Returns whom to ring ([`View::ring`]).
     pub(crate) fn apply(
         &mut self,
@@ -168,12 +168,21 @@ impl View {
             from: vec![None; self.book.queues.len()],
         };
         for (i, (mine, theirs)) in self.book.queues.iter_mut().zip(&core.queues).enumerate() {
-            // Estimates of the whole queue follow these.
-            if mine.staffed != theirs.staffed || mine.handle != theirs.handle {
+            // Estimates of the whole queue follow its model (replaced by the core only on
+            // a material change) and the models of the queues sharing its agents.
+            if !Arc::ptr_eq(&mine.model, &theirs.model) {
+                mine.model = Arc::clone(&theirs.model);
                 rings.from[i] = Some((super::contact::Timestamp(0), 0));
+                for &(j, _) in &theirs.model.shares {
+                    rings.from[j] = Some((super::contact::Timestamp(0), 0));
+                }
             }
             mine.staffed = theirs.staffed;
-            mine.handle = theirs.handle;
+            // Small drifts in the abandonment rate wake nobody; the next read uses them.
+            mine.patience = theirs.patience;
+            if mine.working_marks != theirs.working_marks {
+                mine.working_marks.clone_from(&theirs.working_marks);
+            }
             if mine.rises != theirs.rises {
                 mine.rises.clone_from(&theirs.rises);
             }

@@ -71,8 +71,12 @@ pub enum WaitPhrase {
     NoAgents,
     /// "The expected wait is less than a minute."
     LessThanAMinute,
+    /// "The expected wait is up to <high> minutes."
+    UpTo { high: u32, learning: bool },
     /// "The expected wait is about <low> to <high> minutes." (or "about 1 minute").
-    Minutes { low: u32, high: u32 },
+    /// `learning`: followed by "This is a rough guide: we are still learning how long
+    /// calls take here."
+    Minutes { low: u32, high: u32, learning: bool },
 }
 
 /// Pause lengths used by the sentence builders.
@@ -80,6 +84,8 @@ pub enum WaitPhrase {
 pub struct Pauses {
     /// Between the digits of the contact number: long enough to write each one down.
     pub between_digits_ms: u32,
+    /// Between the groups of four digits (the page shows the number as 4827 1930 5561).
+    pub between_groups_ms: u32,
     /// Between two sentences.
     pub between_sentences_ms: u32,
 }
@@ -88,6 +94,7 @@ impl Default for Pauses {
     fn default() -> Self {
         Pauses {
             between_digits_ms: 400,
+            between_groups_ms: 900,
             between_sentences_ms: 700,
         }
     }
@@ -165,6 +172,8 @@ clips!(
     "you_are_number",
     "in_the_queue",
     "expected_wait_about",
+    "expected_wait_up_to",
+    "still_learning",
     "to",
     "minutes",
     "minute",
@@ -228,7 +237,9 @@ fn below_thousand(n: u32, out: &mut Vec<&'static str>) {
     }
 }
 
-/// "Your contact number is 4 8 2 7 … — I repeat 4 8 2 7 …".
+/// "Your contact number is 4 8 2 7 — 1 9 3 0 — 5 5 6 1": once, in the groups of four the
+/// page shows, with a longer pause between groups. Said twice it kept the caller ~24 s
+/// from hearing their place; `*` repeats it on demand.
 ///
 /// Characters that are not ASCII digits (spaces, dashes a caller would not hear) are skipped.
 pub fn contact_number_clips(digits: &str, pauses: Pauses) -> Vec<ClipRef> {
@@ -237,19 +248,15 @@ pub fn contact_number_clips(digits: &str, pauses: Pauses) -> Vec<ClipRef> {
         .filter(u8::is_ascii_digit)
         .map(|b| DIGITS[usize::from(b - b'0')])
         .collect();
-    let mut out = Vec::with_capacity(4 * spoken.len() + 6);
-    for (i, intro) in ["your_contact_number_is", "i_repeat"]
-        .into_iter()
-        .enumerate()
-    {
-        if i > 0 {
-            out.push(ClipRef::Silence(pauses.between_sentences_ms));
-        }
-        out.push(ClipRef::Clip(intro));
-        for d in &spoken {
-            out.push(ClipRef::Silence(pauses.between_digits_ms));
-            out.push(ClipRef::Clip(d));
-        }
+    let mut out = Vec::with_capacity(2 * spoken.len() + 3);
+    out.push(ClipRef::Clip("your_contact_number_is"));
+    for (i, d) in spoken.iter().enumerate() {
+        out.push(ClipRef::Silence(if i > 0 && i % 4 == 0 {
+            pauses.between_groups_ms
+        } else {
+            pauses.between_digits_ms
+        }));
+        out.push(ClipRef::Clip(d));
     }
     out.push(ClipRef::Silence(pauses.between_sentences_ms));
     out
@@ -267,10 +274,21 @@ pub fn position_clips(position: u32, wait: &WaitPhrase, pauses: Pauses) -> Vec<C
 }
 
 fn wait_clips(wait: &WaitPhrase) -> Vec<ClipRef> {
-    match *wait {
-        WaitPhrase::NoAgents => vec![ClipRef::Clip("no_agents")],
-        WaitPhrase::LessThanAMinute => vec![ClipRef::Clip("less_than_a_minute")],
-        WaitPhrase::Minutes { low, high } => {
+    let (mut out, learning) = match *wait {
+        WaitPhrase::NoAgents => return vec![ClipRef::Clip("no_agents")],
+        WaitPhrase::LessThanAMinute => return vec![ClipRef::Clip("less_than_a_minute")],
+        WaitPhrase::UpTo { high, learning } => {
+            let high = high.max(1);
+            let mut out = vec![ClipRef::Clip("expected_wait_up_to")];
+            out.extend(number_words(high).into_iter().map(ClipRef::Clip));
+            out.push(ClipRef::Clip(if high == 1 { "minute" } else { "minutes" }));
+            (out, learning)
+        }
+        WaitPhrase::Minutes {
+            low,
+            high,
+            learning,
+        } => {
             // Be forgiving about what the estimator hands us: an upper bound of 0 means
             // "under a minute", a lower bound of 0 would sound odd ("about zero to 3").
             let (low, high) = (low.min(high), low.max(high));
@@ -285,9 +303,13 @@ fn wait_clips(wait: &WaitPhrase) -> Vec<ClipRef> {
                 out.extend(number_words(high).into_iter().map(ClipRef::Clip));
             }
             out.push(ClipRef::Clip(if high == 1 { "minute" } else { "minutes" }));
-            out
+            (out, learning)
         }
+    };
+    if learning {
+        out.push(ClipRef::Clip("still_learning"));
     }
+    out
 }
 
 /// All clips of one law, shared cheaply (`Bytes` clones are reference counts).
@@ -498,6 +520,7 @@ mod tests {
     fn contact_number_sequence() {
         let p = Pauses {
             between_digits_ms: 400,
+            between_groups_ms: 900,
             between_sentences_ms: 700,
         };
         use ClipRef::{Clip, Silence};
@@ -512,16 +535,29 @@ mod tests {
                 Silence(400),
                 Clip("2"),
                 Silence(700),
-                Clip("i_repeat"),
-                Silence(400),
-                Clip("4"),
-                Silence(400),
-                Clip("8"),
-                Silence(400),
-                Clip("2"),
-                Silence(700),
             ]
         );
+        // Twelve digits: once, 4-4-4, the groups apart.
+        let refs = contact_number_clips("4827 1930 5561", p);
+        let digits: Vec<_> = refs
+            .iter()
+            .filter(|r| matches!(r, Clip(d) if d.len() == 1))
+            .collect();
+        assert_eq!(digits.len(), 12, "said once");
+        let silences: Vec<u32> = refs
+            .iter()
+            .filter_map(|r| match r {
+                Silence(ms) => Some(*ms),
+                Clip(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            silences,
+            [
+                400, 400, 400, 400, 900, 400, 400, 400, 900, 400, 400, 400, 700
+            ]
+        );
+        assert!(!refs.contains(&Clip("i_repeat")));
     }
 
     #[test]
@@ -529,7 +565,15 @@ mod tests {
         let p = Pauses::default();
         use ClipRef::{Clip, Silence};
         assert_eq!(
-            position_clips(3, &WaitPhrase::Minutes { low: 4, high: 6 }, p),
+            position_clips(
+                3,
+                &WaitPhrase::Minutes {
+                    low: 4,
+                    high: 6,
+                    learning: false
+                },
+                p
+            ),
             vec![
                 Clip("you_are_number"),
                 Clip("n3"),
@@ -544,15 +588,27 @@ mod tests {
             ]
         );
         assert_eq!(
-            wait_clips(&WaitPhrase::Minutes { low: 1, high: 1 }),
+            wait_clips(&WaitPhrase::Minutes {
+                low: 1,
+                high: 1,
+                learning: false
+            }),
             vec![Clip("expected_wait_about"), Clip("n1"), Clip("minute")]
         );
         assert_eq!(
-            wait_clips(&WaitPhrase::Minutes { low: 5, high: 5 }),
+            wait_clips(&WaitPhrase::Minutes {
+                low: 5,
+                high: 5,
+                learning: false
+            }),
             vec![Clip("expected_wait_about"), Clip("n5"), Clip("minutes")]
         );
         assert_eq!(
-            wait_clips(&WaitPhrase::Minutes { low: 0, high: 0 }),
+            wait_clips(&WaitPhrase::Minutes {
+                low: 0,
+                high: 0,
+                learning: false
+            }),
             vec![Clip("less_than_a_minute")]
         );
         assert_eq!(wait_clips(&WaitPhrase::NoAgents), vec![Clip("no_agents")]);

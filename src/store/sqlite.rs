@@ -76,6 +76,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE contacts ADD COLUMN notice TEXT;
     ALTER TABLE contacts ADD COLUMN first_call_ref TEXT;
     ALTER TABLE contacts ADD COLUMN orig_position INTEGER;",
+    // 4 -> 5: the wait estimate a contact was told at admission (JSON, NULL for none),
+    // scored against the wait that followed when an agent answers.
+    "ALTER TABLE contacts ADD COLUMN told TEXT;",
 ];
 
 /// WAL pages (4 KiB) after which a commit checkpoints the WAL into the database.
@@ -270,6 +273,7 @@ struct RawRow {
     notice: Option<String>,
     first_call_ref: Option<String>,
     orig_position: Option<i64>,
+    told: Option<String>,
 }
 
 impl RawRow {
@@ -296,6 +300,7 @@ impl RawRow {
             notice: r.get(18)?,
             first_call_ref: r.get(19)?,
             orig_position: r.get(20)?,
+            told: r.get(21)?,
         })
     }
 
@@ -338,6 +343,12 @@ impl RawRow {
             })
             .transpose()?
             .unwrap_or(0);
+        let told = self
+            .told
+            .as_deref()
+            .map(|s| from_json(s, "wait told"))
+            .transpose()
+            .map_err(|e| corrupt(&e.to_string()))?;
         Ok(StoredContact {
             queue: QueueId(self.queue),
             media: self
@@ -378,6 +389,7 @@ impl RawRow {
             orig_position,
             entered: None,
             caller_failures: 0,
+            told,
         })
     }
 }
@@ -403,7 +415,7 @@ impl Store for SqliteStore {
                     seniority, seq, created, caller, call_ref,
                     version, substitute, position_rise,
                     attempts, next_attempt_at, transferring, notice, first_call_ref,
-                    orig_position
+                    orig_position, told
              FROM contacts WHERE id = ?1",
         )?;
         let raw = stmt
@@ -429,7 +441,7 @@ impl Store for SqliteStore {
                     seniority, seq, created, caller, call_ref,
                     version, substitute, position_rise,
                     attempts, next_attempt_at, transferring, notice, first_call_ref,
-                    orig_position
+                    orig_position, told
              FROM contacts WHERE state != 'ended' OR state_at >= ?1 ORDER BY seq",
         )?;
         let raw = stmt
@@ -511,9 +523,9 @@ impl Store for SqliteStore {
                      end_reason, seniority, seq, created, caller, call_ref,
                      version, substitute, position_rise,
                      attempts, next_attempt_at, transferring, notice, first_call_ref,
-                     orig_position)
+                     orig_position, told)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?16, ?17, ?18, ?19, ?20, ?21)
+                     ?16, ?17, ?18, ?19, ?20, ?21, ?22)
                  ON CONFLICT (id) DO UPDATE SET
                      queue = excluded.queue, media = excluded.media, state = excluded.state,
                      state_at = excluded.state_at, state_until = excluded.state_until,
@@ -526,7 +538,7 @@ impl Store for SqliteStore {
                      next_attempt_at = excluded.next_attempt_at,
                      transferring = excluded.transferring, notice = excluded.notice,
                      first_call_ref = excluded.first_call_ref,
-                     orig_position = excluded.orig_position",
+                     orig_position = excluded.orig_position, told = excluded.told",
             )?;
             let mut remember = tx.prepare_cached(
                 // An id the centre no longer remembers (its contact left memory) may come
@@ -597,6 +609,10 @@ impl Store for SqliteStore {
                                 .transpose()?,
                             row.first_call_ref,
                             i64::from(row.orig_position),
+                            row.told
+                                .as_ref()
+                                .map(|t| to_json(t, "wait told"))
+                                .transpose()?,
                         ])?;
                     }
                     Change::Event(e) => {

@@ -8,7 +8,9 @@
 //! `agent.expiry.hmac` cookies keyed by the app secret (no server-side session table: a
 //! restart, with its new secret, logs every browser out).
 //!
-//! Must not import `sip` or `media`; talks to the centre through `CentreHandle` only.
+//! What the console shows is built in [`super::agent_view`]. Must not import `sip` or
+//! `media`; talks to the centre through `CentreHandle` only, and learns whether an agent's
+//! phone is registered through the lookup the composition root gives (`WebState::phones`).
 
 use std::convert::Infallible;
 use std::fmt;
@@ -28,12 +30,12 @@ use serde::Deserialize;
 use sha2::Sha256;
 use tokio::sync::watch;
 
-use crate::centre::{
-    AgentError, AgentId, AgentState, AgentStatus, ContactStatus, MediaType, Snapshot, Substitute,
-    Timestamp, ViewHandle,
-};
+use crate::centre::{AgentError, AgentId, Snapshot, Timestamp, ViewHandle};
 
+pub(crate) use super::agent_view::ConsoleView;
+pub use super::agent_view::{duration, state_text};
 use super::pages::render;
+use super::zone::Zone;
 use super::{AppState, Client, Session, csrf, limit, words};
 
 type HmacSha256 = hmac::Hmac<Sha256>;
@@ -49,6 +51,8 @@ pub const SESSION_SECS: u64 = 12 * 3600;
 pub const CSRF_SCOPE: &str = "agent";
 /// The CSRF "contact" of the login form.
 const LOGIN_SCOPE: &str = "agent-login";
+/// What an agent who goes ready without a registered phone is told.
+pub(crate) const PHONE_NOT_REGISTERED_NOTICE: &str = "You are ready, but your phone is not registered: emails and web forms can reach you, and the first call offered to you will put you not ready. Register your phone (see below).";
 /// Reasons offered for "Not ready".
 pub const NOT_READY_REASONS: &[&str] = &["break", "lunch", "training", "other"];
 
@@ -189,215 +193,6 @@ pub(crate) fn from_cookie(state: &AppState, headers: &HeaderMap) -> Option<(Agen
         .find(|a| a.id.as_str() == id)?
         .clone();
     Some((account, value))
-}
-
-// --- what the console shows ----------------------------------------------------------
-
-/// One line of the contact card.
-pub(crate) struct CardField {
-    /// Element id (`contact-subject`...), for tests and live updates.
-    pub id: &'static str,
-    pub label: &'static str,
-    pub value: String,
-}
-
-/// The contact offered to or connected with the agent.
-pub(crate) struct ContactCard {
-    pub heading: String,
-    pub number: String,
-    pub fields: Vec<CardField>,
-    /// Call-back attempts so far, one line each.
-    pub attempts: Vec<String>,
-    /// "Next attempt at 14:07 UTC" while that is still ahead, or "".
-    pub next_attempt: String,
-    pub connected: bool,
-}
-
-pub(crate) struct QueueLine {
-    pub name: String,
-    pub waiting: u32,
-}
-
-/// Everything on the console that changes: a pure function of a snapshot.
-pub(crate) struct ConsoleView {
-    pub id: String,
-    pub name: String,
-    pub state: &'static str,
-    pub state_text: String,
-    pub can_ready: bool,
-    pub can_not_ready: bool,
-    pub can_logout: bool,
-    /// Seconds of wrap-up left (shown with "Ready now").
-    pub wrap_up_left: Option<u64>,
-    pub card: Option<ContactCard>,
-    pub queues: Vec<QueueLine>,
-}
-
-/// "4 min 05 s", "35 s", "2 h 03 min".
-pub fn duration(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs} s"),
-        60..3600 => format!("{} min {:02} s", secs / 60, secs % 60),
-        _ => format!("{} h {:02} min", secs / 3600, (secs % 3600) / 60),
-    }
-}
-
-/// "Ready", "Not ready (lunch)", "Wrap-up"...
-pub fn state_text(state: &AgentState) -> String {
-    match state {
-        AgentState::LoggedOut => "Logged out".to_owned(),
-        AgentState::NotReady { reason } => format!("Not ready ({reason})"),
-        AgentState::Ready { .. } => "Ready: waiting for a contact".to_owned(),
-        AgentState::Reserved { .. } => "A contact is being offered to you".to_owned(),
-        AgentState::Busy { .. } => "Busy with a contact".to_owned(),
-        AgentState::WrapUp { .. } => "Wrap-up".to_owned(),
-    }
-}
-
-/// The caller's number: the user part of their SIP From, or the call-back default.
-fn caller_number(status: &ContactStatus) -> String {
-    if let Some(n) = &status.default_callback_number {
-        return n.clone();
-    }
-    status.caller.clone()
-}
-
-fn card(status: &ContactStatus, now: Timestamp) -> ContactCard {
-    let f = |id, label, value: String| CardField { id, label, value };
-    let mut fields = vec![
-        f("contact-queue", "Queue", words::queue(status)),
-        f(
-            "contact-media",
-            "Contact by",
-            status.media.label().to_owned(),
-        ),
-        f(
-            "contact-waited",
-            "Waited",
-            duration(now.millis_since(status.created) / 1000),
-        ),
-        f("contact-caller", "Caller's number", caller_number(status)),
-    ];
-    match &status.substitute {
-        Some(Substitute::Email {
-            subject,
-            message,
-            reply_to,
-        }) => {
-            fields.push(f("contact-subject", "Subject", subject.clone()));
-            fields.push(f("contact-message", "Message", message.clone()));
-            fields.push(f("contact-reply-to", "Reply to", reply_to.clone()));
-        }
-        Some(Substitute::WebForm {
-            name,
-            subject,
-            message,
-            reply_to,
-        }) => {
-            fields.push(f("contact-name", "Name", name.clone()));
-            fields.push(f("contact-subject", "Subject", subject.clone()));
-            fields.push(f("contact-message", "Message", message.clone()));
-            fields.push(f("contact-reply-to", "Reply to", reply_to.clone()));
-        }
-        Some(Substitute::Callback { number, window }) => {
-            fields.push(f("contact-callback-number", "Call back on", number.clone()));
-            let w = words::window(window);
-            fields.push(f(
-                "contact-window",
-                "Window",
-                if w.is_empty() {
-                    "any time".to_owned()
-                } else {
-                    w.trim_start().to_owned()
-                },
-            ));
-        }
-        None => {}
-    }
-    let attempts = status
-        .attempts
-        .iter()
-        .map(|a| words::attempt(a.at, &a.outcome))
-        .collect();
-    // Which try this is, while the agent holds a call-back ("Attempt 2"); the next-attempt
-    // time is shown only when it is still ahead (the one the agent holds was due already).
-    let next_attempt = match status.next_attempt {
-        Some(at) if at > now => words::next_attempt(at, status.attempts.last().map(|a| a.at)),
-        _ => String::new(),
-    };
-    if status.media == MediaType::Callback {
-        fields.push(f(
-            "contact-attempt",
-            "Attempt",
-            (status.attempts.len() + 1).to_string(),
-        ));
-    }
-    let what = match status.media {
-        MediaType::Voice | MediaType::Video => "Call",
-        MediaType::Callback => "Call-back",
-        MediaType::Email => "Email",
-        MediaType::WebForm => "Web form",
-    };
-    ContactCard {
-        heading: if status.connected {
-            format!("{what} connected")
-        } else {
-            format!("{what} offered to you")
-        },
-        number: status.id.to_string(),
-        fields,
-        attempts,
-        next_attempt,
-        connected: status.connected,
-    }
-}
-
-impl ConsoleView {
-    /// `contact`: the status of the contact the agent holds (from the read view).
-    pub(crate) fn build(
-        agent: &AgentStatus,
-        snapshot: &Snapshot,
-        contact: Option<&ContactStatus>,
-    ) -> ConsoleView {
-        let now = snapshot.at;
-        let card = contact.map(|s| card(s, now));
-        let queues = agent
-            .skills
-            .iter()
-            .filter_map(|(q, _)| snapshot.queues.iter().find(|s| &s.id == q))
-            .map(|q| QueueLine {
-                name: if q.skillset.is_empty() {
-                    q.name.clone()
-                } else {
-                    q.skillset.clone()
-                },
-                waiting: q.waiting,
-            })
-            .collect();
-        let s = &agent.state;
-        ConsoleView {
-            id: agent.id.to_string(),
-            name: agent.name.clone(),
-            state: s.name(),
-            state_text: state_text(s),
-            can_ready: matches!(s, AgentState::NotReady { .. }),
-            can_not_ready: matches!(s, AgentState::Ready { .. } | AgentState::WrapUp { .. }),
-            can_logout: !matches!(s, AgentState::Reserved { .. } | AgentState::Busy { .. }),
-            wrap_up_left: match s {
-                AgentState::WrapUp { until } => Some(until.millis_since(now).div_ceil(1000)),
-                _ => None,
-            },
-            card,
-            queues,
-        }
-    }
-
-    /// The view of `id` in `snapshot`, if configured; the contact they hold from `view`.
-    pub(crate) fn of(id: &AgentId, snapshot: &Snapshot, view: &ViewHandle) -> Option<ConsoleView> {
-        let agent = snapshot.agents.iter().find(|a| &a.id == id)?;
-        let contact = agent.contact.as_ref().and_then(|c| view.status(c));
-        Some(ConsoleView::build(agent, snapshot, contact.as_ref()))
-    }
 }
 
 // --- pages ------------------------------------------------------------------------------
@@ -580,10 +375,34 @@ fn console_page(
     status: StatusCode,
     notice: Option<String>,
 ) -> Response {
+    console_page_with(state, account, value, status, notice, false)
+}
+
+/// [`console_page`], with the phone set-up help shown when `phone_help`.
+fn console_page_with(
+    state: &AppState,
+    account: &AgentAccount,
+    value: &str,
+    status: StatusCode,
+    notice: Option<String>,
+    phone_help: bool,
+) -> Response {
     let snapshot = state.web.centre.snapshots().borrow().clone();
-    let Some(v) = ConsoleView::of(&account.id, &snapshot, state.web.centre.view()) else {
+    let Some(mut v) = ConsoleView::of(
+        &account.id,
+        &snapshot,
+        state.web.centre.view(),
+        &state.web.sip_address,
+        &state.web.zone,
+    ) else {
         return super::pages::unavailable();
     };
+    if phone_help {
+        v.phone_help = Some(super::agent_view::PhoneHelp {
+            server: state.web.sip_address.clone(),
+            user: account.id.to_string(),
+        });
+    }
     render(
         status,
         &ConsolePage {
@@ -691,7 +510,23 @@ async fn console_action(
         }
     };
     let logout = action == AgentAction::Logout;
+    // Ready without a registered phone: emails and web forms can still reach the agent,
+    // but the first call offered would put them not ready. Say so now, with how to
+    // register the phone, instead of letting them find out from that.
+    let phone_missing =
+        action == AgentAction::Ready && state.web.phone_missing(account.id.as_str()).await;
     match apply(&state, &account.id, action).await {
+        Ok(()) if phone_missing => {
+            tracing::info!(agent = %account.id, "ready without a registered phone");
+            console_page_with(
+                &state,
+                &account,
+                &value,
+                StatusCode::OK,
+                Some(PHONE_NOT_REGISTERED_NOTICE.to_owned()),
+                true,
+            )
+        }
         Ok(()) if logout => {
             tracing::info!(agent = %account.id, "agent logged out");
             with_cookie(
@@ -720,21 +555,30 @@ fn console_stream(
     csrf: String,
     snapshots: watch::Receiver<Arc<Snapshot>>,
     view: ViewHandle,
+    (sip_address, zone): (String, Zone),
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     stream::unfold(
-        (snapshots, None::<String>, id, csrf, view),
-        |(mut rx, last, id, csrf, view)| async move {
+        (
+            snapshots,
+            None::<String>,
+            id,
+            csrf,
+            (view, sip_address, zone),
+        ),
+        |(mut rx, last, id, csrf, (view, sip_address, zone))| async move {
             loop {
                 if last.is_some() {
                     rx.changed().await.ok()?;
                 }
                 let html = {
                     let snapshot = rx.borrow_and_update().clone();
-                    ConsoleView::of(&id, &snapshot, &view).map(|v| live_html(&v, &csrf))?
+                    ConsoleView::of(&id, &snapshot, &view, &sip_address, &zone)
+                        .map(|v| live_html(&v, &csrf))?
                 };
                 if last.as_deref() != Some(html.as_str()) {
                     let event = Event::default().event("console").data(html.clone());
-                    return Some((Ok(event), (rx, Some(html), id, csrf, view)));
+                    let next = (rx, Some(html), id, csrf, (view, sip_address, zone));
+                    return Some((Ok(event), next));
                 }
             }
         },
@@ -753,6 +597,7 @@ async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
             csrf,
             state.web.centre.snapshots(),
             state.web.centre.view().clone(),
+            (state.web.sip_address.clone(), state.web.zone.clone()),
         ),
         stop,
     );

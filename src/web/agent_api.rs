@@ -137,9 +137,22 @@ pub fn me_json(
     Some(me)
 }
 
-fn me_response(state: &AppState, id: &AgentId, cookie: Option<&str>) -> Result<Response, AppError> {
+async fn me_response(
+    state: &AppState,
+    id: &AgentId,
+    cookie: Option<&str>,
+) -> Result<Response, AppError> {
     let snapshot = state.web.centre.snapshots().borrow().clone();
     let mut me = me_json(&snapshot, state.web.centre.view(), id).ok_or(AppError::Unauthorized)?;
+    // Whether a call can ring the agent now (a ready agent without a registered phone
+    // still takes emails and web forms; the first call would put them not ready).
+    if let Some(lookup) = &state.web.phones {
+        me["phone"] = json!(match lookup(id.to_string()).await {
+            super::Phone::Fixed => "fixed",
+            super::Phone::Registered(_) => "registered",
+            super::Phone::NotRegistered => "not_registered",
+        });
+    }
     if let Some(value) = cookie {
         me["csrf"] = json!(csrf::token(&state.web.secret, value, agent::CSRF_SCOPE));
     }
@@ -180,7 +193,7 @@ pub(crate) async fn login(
         state.session_generation(account.id.as_str()),
         agent::now_secs(),
     );
-    let mut response = me_response(&state, &account.id, Some(&value))?;
+    let mut response = me_response(&state, &account.id, Some(&value)).await?;
     if let Ok(v) = HeaderValue::from_str(&agent::session_cookie(&value, agent::API_PATH)) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -194,13 +207,20 @@ pub(crate) async fn me(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let (account, cookie) = authorize(&state, ip, &headers, false).await?;
-    me_response(&state, &account.id, cookie.as_deref())
+    me_response(&state, &account.id, cookie.as_deref()).await
 }
 
 #[derive(Deserialize)]
 struct StateBody {
     state: String,
-    reason: Option<String>,
+    /// Absent, or a string: `null` is refused (the document says a string), so it is
+    /// read as whatever value is there (`Option<Value>` alone would make `null` absent).
+    #[serde(default, deserialize_with = "present")]
+    reason: Option<serde_json::Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    <serde_json::Value as Deserialize>::deserialize(d).map(Some)
 }
 
 /// `POST /api/agent/state` `{"state": "logged_in"|"ready"|"not_ready"|"logged_out", "reason"?}`
@@ -212,11 +232,22 @@ pub(crate) async fn set_state(
 ) -> Result<Response, AppError> {
     let (account, cookie) = authorize(&state, ip, &headers, true).await?;
     let wanted: StateBody = api::json_body(&headers, &body, "the body", "what this call takes")?;
+    let reason = match wanted.reason {
+        None => None,
+        Some(serde_json::Value::String(r)) => Some(r),
+        Some(_) => {
+            return Err(AppError::Invalid {
+                field: "reason".to_owned(),
+                message: "`reason` is one of break, lunch, training, other, or left out."
+                    .to_owned(),
+            });
+        }
+    };
     match wanted.state.as_str() {
         "logged_in" => agent::log_in_at_centre(&state, &account.id).await?,
         "ready" => agent::apply(&state, &account.id, AgentAction::Ready).await?,
         "not_ready" => {
-            let reason = agent::reason(wanted.reason.as_deref());
+            let reason = agent::reason(reason.as_deref());
             agent::apply(&state, &account.id, AgentAction::NotReady(reason)).await?;
         }
         "logged_out" => agent::apply(&state, &account.id, AgentAction::Logout).await?,
@@ -229,7 +260,7 @@ pub(crate) async fn set_state(
             });
         }
     }
-    me_response(&state, &account.id, cookie.as_deref())
+    me_response(&state, &account.id, cookie.as_deref()).await
 }
 
 /// `POST /api/agent/done`: the agent finished the connected contact.
@@ -240,7 +271,7 @@ pub(crate) async fn done(
 ) -> Result<Response, AppError> {
     let (account, cookie) = authorize(&state, ip, &headers, true).await?;
     agent::apply(&state, &account.id, AgentAction::Done).await?;
-    me_response(&state, &account.id, cookie.as_deref())
+    me_response(&state, &account.id, cookie.as_deref()).await
 }
 
 #[cfg(test)]

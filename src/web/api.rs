@@ -55,6 +55,8 @@ pub(crate) fn routes() -> Router<AppState> {
 #[derive(Debug)]
 pub enum AppError {
     NotFound,
+    /// A path under `/api/` that no route serves.
+    NoRoute,
     RateLimited {
         retry_after_secs: u64,
     },
@@ -115,6 +117,7 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, slug, title) = match &self {
             AppError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Contact not found"),
+            AppError::NoRoute => (StatusCode::NOT_FOUND, "no-route", "No such API route"),
             AppError::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
@@ -171,6 +174,9 @@ impl IntoResponse for AppError {
         });
         let detail = match &self {
             AppError::NotFound => "No contact has that number.".to_owned(),
+            AppError::NoRoute => {
+                "Nothing is served at this path; docs/openapi.yaml lists the routes.".to_owned()
+            }
             AppError::RateLimited { retry_after_secs } => {
                 format!(
                     "Too many numbers that we could not find; retry after {retry_after_secs} s."
@@ -269,7 +275,9 @@ async fn contact(
     match find(&state, ip, Some(session.id.as_str()), token, &raw).await {
         Ok((id, status)) => {
             let token = csrf::token(&state.web.secret, &session.id, id.as_str());
-            let body = PublicStatus::new(&status).with_csrf(token).to_vec();
+            let body = PublicStatus::new_in(&status, &state.web.zone)
+                .with_csrf(token)
+                .to_vec();
             let response = ([(header::CONTENT_TYPE, JSON)], body).into_response();
             session.apply(response)
         }
@@ -355,7 +363,7 @@ async fn action(
     }
     Ok(axum::Json(json!({
         "confirmation": confirmation,
-        "status": PublicStatus::new(&status).to_value(),
+        "status": PublicStatus::new_in(&status, &state.web.zone).to_value(),
     }))
     .into_response())
 }
@@ -378,6 +386,27 @@ pub(super) fn json_body<T: serde::de::DeserializeOwned>(
             "Send {noun} as application/json."
         )));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| AppError::BadRequest(format!("The body is not {what}: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        // A field the call needs and the body lacks is that field's error (422 naming it,
+        // as for a field that is there but wrong); anything else is a malformed body.
+        let text = e.to_string();
+        match text
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((field, _)) if e.classify() == serde_json::error::Category::Data => {
+                AppError::Invalid {
+                    field: field.to_owned(),
+                    message: format!("`{field}` is required."),
+                }
+            }
+            _ => AppError::BadRequest(format!("The body is not {what}: {e}")),
+        }
+    })
+}
+
+/// Unknown paths under `/api/`: a problem+json 404 like every other API error, not the
+/// HTML page a browser gets.
+pub(crate) async fn not_found() -> Response {
+    AppError::NoRoute.into_response()
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::centre::{ActionKind, Command, CommandId, QueueId, Window};
 
-use super::words;
+use super::zone::Zone;
 
 // The centre's limits (one set for every layer).
 pub use crate::centre::limits::{
@@ -48,6 +48,8 @@ pub struct ActionForm {
     pub message: Option<String>,
     pub reply_to: Option<String>,
     pub name: Option<String>,
+    /// The IANA zone the window's times were typed in (set by the page; see `zone`).
+    pub tz: Option<String>,
 }
 
 pub fn action_kind(s: &str) -> Option<ActionKind> {
@@ -204,11 +206,11 @@ pub fn validate(command: &Command) -> Result<(), FieldError> {
     }
 }
 
-fn window(form: &ActionForm) -> Result<Option<Window>, FieldError> {
+fn window(form: &ActionForm, zone: &Zone) -> Result<Option<Window>, FieldError> {
     let nb = form.not_before.as_deref().unwrap_or("").trim();
     let na = form.not_after.as_deref().unwrap_or("").trim();
     let parse = |field: &str, v: &str| {
-        words::parse_datetime_local(v)
+        zone.parse_datetime_local(v)
             .ok_or_else(|| FieldError::new(field, "Enter a date and time like 2026-11-24T10:00."))
     };
     match (nb.is_empty(), na.is_empty()) {
@@ -233,7 +235,8 @@ fn field(form: &Option<String>) -> String {
 }
 
 /// The command a submitted form asks for, validated.
-pub fn command_from_form(form: &ActionForm) -> Result<Command, FieldError> {
+/// `zone`: the one the window's times were typed in.
+pub fn command_from_form(form: &ActionForm, zone: &Zone) -> Result<Command, FieldError> {
     let kind = form
         .action
         .as_deref()
@@ -245,11 +248,11 @@ pub fn command_from_form(form: &ActionForm) -> Result<Command, FieldError> {
         },
         ActionKind::Callback => Command::Callback {
             number: field(&form.number).trim().to_owned(),
-            window: window(form)?,
+            window: window(form, zone)?,
         },
         ActionKind::ChangeCallback => Command::ChangeCallback {
             number: field(&form.number).trim().to_owned(),
-            window: window(form)?,
+            window: window(form, zone)?,
         },
         ActionKind::Email => Command::Email {
             subject: field(&form.subject),
@@ -277,6 +280,8 @@ pub fn version(form: &ActionForm) -> Option<u64> {
 mod tests {
     use super::*;
 
+    static UTC: std::sync::LazyLock<Zone> = std::sync::LazyLock::new(Zone::utc);
+
     fn form(action: &str) -> ActionForm {
         ActionForm {
             action: Some(action.into()),
@@ -289,28 +294,28 @@ mod tests {
         let mut f = form("callback");
         f.number = Some(" +44 (0)20 7946-0000 ".into());
         assert_eq!(
-            command_from_form(&f),
+            command_from_form(&f, &UTC),
             Ok(Command::Callback {
                 number: "+44 (0)20 7946-0000".into(),
                 window: None
             })
         );
         f.not_before = Some("2026-11-24T10:00".into());
-        assert_eq!(command_from_form(&f).unwrap_err().field, "not_after");
+        assert_eq!(command_from_form(&f, &UTC).unwrap_err().field, "not_after");
         f.not_after = Some("2026-11-24T09:00".into());
-        assert_eq!(command_from_form(&f).unwrap_err().field, "not_after");
+        assert_eq!(command_from_form(&f, &UTC).unwrap_err().field, "not_after");
         f.not_after = Some("tomorrow".into());
-        assert_eq!(command_from_form(&f).unwrap_err().field, "not_after");
+        assert_eq!(command_from_form(&f, &UTC).unwrap_err().field, "not_after");
         f.not_after = Some("2026-11-24T12:00".into());
         assert!(matches!(
-            command_from_form(&f),
+            command_from_form(&f, &UTC),
             Ok(Command::Callback {
                 window: Some(_),
                 ..
             })
         ));
         f.number = Some("call me".into());
-        assert_eq!(command_from_form(&f).unwrap_err().field, "number");
+        assert_eq!(command_from_form(&f, &UTC).unwrap_err().field, "number");
     }
 
     #[test]
@@ -319,7 +324,7 @@ mod tests {
         f.subject = Some("s".repeat(MAX_SUBJECT + 1));
         f.message = Some("hello".into());
         f.reply_to = Some("a@example.com".into());
-        let e = command_from_form(&f).unwrap_err();
+        let e = command_from_form(&f, &UTC).unwrap_err();
         assert_eq!(e.field, "subject");
         assert_eq!(
             e.message,
@@ -327,14 +332,14 @@ mod tests {
         );
         f.subject = Some("Invoice".into());
         f.reply_to = Some("not an address".into());
-        assert_eq!(command_from_form(&f).unwrap_err().field, "reply_to");
+        assert_eq!(command_from_form(&f, &UTC).unwrap_err().field, "reply_to");
         f.reply_to = Some("a@example.com".into());
-        assert!(command_from_form(&f).is_ok());
+        assert!(command_from_form(&f, &UTC).is_ok());
         let mut w = form("web_form");
         w.subject = Some("x".into());
         w.message = Some("x".into());
         w.reply_to = Some("a@example.com".into());
-        assert_eq!(command_from_form(&w).unwrap_err().field, "name");
+        assert_eq!(command_from_form(&w, &UTC).unwrap_err().field, "name");
     }
 
     #[test]
@@ -347,9 +352,12 @@ mod tests {
         assert_eq!(fresh.len(), 22);
         assert!(command_id(&fresh).is_ok(), "{fresh}");
         assert_ne!(fresh, fresh_command_id());
-        assert_eq!(command_from_form(&form("fax")).unwrap_err().field, "action");
         assert_eq!(
-            command_from_form(&form("cancel_callback")),
+            command_from_form(&form("fax"), &UTC).unwrap_err().field,
+            "action"
+        );
+        assert_eq!(
+            command_from_form(&form("cancel_callback"), &UTC),
             Ok(Command::CancelCallback)
         );
     }

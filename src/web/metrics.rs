@@ -131,6 +131,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         if let WaitEstimate::Range {
             low_secs,
             high_secs,
+            ..
         } = q.estimate_for_new
         {
             sample(
@@ -147,6 +148,7 @@ pub fn render(snapshot: &Snapshot) -> String {
             );
         }
     }
+    accuracy(&mut out, &queues);
     family(
         &mut out,
         "holdline_agents",
@@ -163,6 +165,57 @@ pub fn render(snapshot: &Snapshot) -> String {
     }
     counters(&mut out, snapshot, &snapshot.counters);
     out
+}
+
+/// How honest the estimates were: per queue and window (`hour`, `day`), over the answered
+/// contacts that had been told an estimate at admission.
+fn accuracy(out: &mut String, queues: &[&crate::centre::QueueSummary]) {
+    type Pick = fn(&crate::centre::AccuracyReport) -> f64;
+    let families: [(&str, &str, Pick); 6] = [
+        (
+            "holdline_wait_estimate_answered",
+            "Answered contacts scored (told an estimate at admission).",
+            |r| r.answered as f64,
+        ),
+        (
+            "holdline_wait_estimate_abs_error_seconds",
+            "Mean absolute error of the estimate told at admission against the wait that followed.",
+            |r| f64::from(r.mae_secs),
+        ),
+        (
+            "holdline_wait_estimate_bias_seconds",
+            "Mean of (told - waited): positive means the estimates were too long.",
+            |r| f64::from(r.bias_secs),
+        ),
+        (
+            "holdline_wait_estimate_wait_seconds",
+            "Mean wait of the scored contacts (divide the error by it for a share).",
+            |r| f64::from(r.mean_wait_secs),
+        ),
+        (
+            "holdline_wait_estimate_range_coverage_ratio",
+            "Share of the scored contacts whose wait fell inside the range they were told.",
+            |r| f64::from(r.inside_permille) / 1000.0,
+        ),
+        (
+            "holdline_wait_estimate_badly_short",
+            "Scored contacts told under a minute who waited over five minutes.",
+            |r| r.badly_short as f64,
+        ),
+    ];
+    for (name, help, pick) in families {
+        family(out, name, "gauge", help);
+        for q in queues {
+            for (window, report) in [("hour", &q.accuracy_hour), ("day", &q.accuracy_day)] {
+                sample(
+                    out,
+                    name,
+                    &[("queue", q.id.as_str()), ("window", window)],
+                    pick(report),
+                );
+            }
+        }
+    }
 }
 
 /// End reasons, each reported (0 until it happens) for every local queue, so a rate over
@@ -283,10 +336,14 @@ mod tests {
                 estimate_for_new: WaitEstimate::Range {
                     low_secs: 60,
                     high_secs: 120,
+                    expected_secs: 90,
+                    learning: false,
                 },
                 longest_wait_secs: 0,
                 offered: 0,
                 remote: false,
+                accuracy_hour: Default::default(),
+                accuracy_day: Default::default(),
             }],
             agents: Default::default(),
             counters: Default::default(),
@@ -363,6 +420,8 @@ mod tests {
             longest_wait_secs: 0,
             offered: 0,
             remote: true,
+            accuracy_hour: Default::default(),
+            accuracy_day: Default::default(),
         });
         s.counters.transfers.insert("failed".into(), 1);
         let text = render(&s);

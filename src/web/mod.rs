@@ -18,6 +18,7 @@
 
 pub mod agent;
 pub mod agent_api;
+pub mod agent_view;
 pub mod api;
 pub mod conn_limit;
 pub mod csrf;
@@ -29,6 +30,7 @@ pub mod pages;
 pub mod public;
 pub mod sse;
 pub mod words;
+pub mod zone;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -74,6 +76,44 @@ pub struct WebState {
     pub agents: Vec<AgentAccount>,
     /// Signs the caller links (Call-Info) so that opening one spends no guessing budget.
     pub link_key: link::LinkKey,
+    /// The centre's time zone (`http.time_zone`): call-back windows and times are written
+    /// and read in it when the caller's browser has not told its own.
+    pub zone: zone::Zone,
+    /// Where agents' softphones register ("192.0.2.10:5060"), told to an agent whose phone
+    /// is not registered; "" when the gateway cannot know it (then the help omits it).
+    pub sip_address: String,
+    /// Whether an agent's phone can be reached now (the registrar's bindings); `None`
+    /// where there is no SIP side (tests of the web alone): every phone counts as reachable.
+    pub phones: Option<PhoneLookup>,
+}
+
+/// Whether an agent's phone can take an offer now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phone {
+    /// A fixed address from the configuration.
+    Fixed,
+    /// Registered, at this contact.
+    Registered(String),
+    /// The agent registers their phone and it is not registered now.
+    NotRegistered,
+}
+
+/// Looks up an agent's phone by agent id (given by the composition root, so that `web`
+/// needs nothing from `sip`).
+pub type PhoneLookup = std::sync::Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Phone> + Send>>
+        + Send
+        + Sync,
+>;
+
+impl WebState {
+    /// The agent's phone is one that registers and it is not registered now.
+    pub(crate) async fn phone_missing(&self, agent: &str) -> bool {
+        match &self.phones {
+            Some(lookup) => lookup(agent.to_owned()).await == Phone::NotRegistered,
+            None => false,
+        }
+    }
 }
 
 /// The router's state: the given `WebState` plus what the web server keeps itself.
@@ -238,21 +278,37 @@ pub fn router(state: WebState) -> Router {
         .route("/static/live.js", get(live_js))
         .route("/static/agent.js", get(agent_js))
         .route("/static/style.css", get(style_css))
-        .fallback(pages::fallback)
+        .fallback(fallback)
         .layer(middleware::from_fn(guard))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
 }
 
-/// Liveness plus the figures an operator checks first: contacts waiting per queue.
+/// A path nothing serves: problem+json under `/api/`, the HTML page elsewhere.
+async fn fallback(uri: axum::http::Uri) -> axum::response::Response {
+    if uri.path() == "/api" || uri.path().starts_with("/api/") {
+        api::not_found().await
+    } else {
+        pages::fallback().await
+    }
+}
+
+/// Liveness plus the figures an operator checks first: contacts waiting per queue, and how
+/// honest its wait estimates have been over the last hour and day.
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     let snapshot = state.web.centre.snapshots().borrow().clone();
     let queues: Vec<_> = snapshot
         .queues
         .iter()
-        .map(
-            |q| json!({ "id": q.id.0, "name": q.name, "waiting": q.waiting, "staffed": q.staffed }),
-        )
+        .map(|q| {
+            json!({
+                "id": q.id.0,
+                "name": q.name,
+                "waiting": q.waiting,
+                "staffed": q.staffed,
+                "estimate_accuracy": { "hour": q.accuracy_hour, "day": q.accuracy_day },
+            })
+        })
         .collect();
     Json(json!({ "status": "ok", "queues": queues }))
 }

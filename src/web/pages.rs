@@ -16,6 +16,7 @@ use crate::centre::{ActionKind, CommandError, CommandRequest, ContactId, Contact
 
 use super::forms::{self, ActionForm, FieldError};
 use super::words::{self, Display};
+use super::zone::Zone;
 use super::{AppState, Client, Session, csrf, limit};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -25,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/c/{id}", get(status_page))
         .route("/c/{id}/actions", post(action))
         .route("/c/{id}/done/{command_id}", get(done))
+        .route("/c/{id}/form/{kind}", get(form_page))
         .route("/c/{id}/events", get(super::sse::page_events))
 }
 
@@ -235,6 +237,7 @@ async fn status_page(
     State(state): State<AppState>,
     Client(ip): Client,
     session: Session,
+    headers: HeaderMap,
     Path(raw): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -243,7 +246,41 @@ async fn status_page(
         Ok(found) => found,
         Err(r) => return r,
     };
-    let page = StatusPage::build(&state.web.secret, &session.id, &status, View::default());
+    let view = View {
+        zone: Zone::of_request(&headers, &state.web.zone),
+        ..View::default()
+    };
+    let page = StatusPage::build(&state.web.secret, &session.id, &status, view);
+    session.apply(render(StatusCode::OK, &page))
+}
+
+/// One control on a page of its own: where a browser without JavaScript fills in a form
+/// (the status page refreshes itself there, which would wipe what was typed), and the
+/// confirmation step of cancelling a call-back for everyone. A control the contact no
+/// longer offers sends the caller back to the status page.
+async fn form_page(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    session: Session,
+    headers: HeaderMap,
+    Path((raw, kind)): Path<(String, String)>,
+) -> Response {
+    let (id, status) = match find(&state, ip, Some(session.id.as_str()), None, &raw).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let Some(kind) = forms::action_kind(&kind) else {
+        return not_found();
+    };
+    if !status.options.contains(&kind) {
+        return Redirect::to(&format!("/c/{id}")).into_response();
+    }
+    let view = View {
+        zone: Zone::of_request(&headers, &state.web.zone),
+        only: Some(kind),
+        ..View::default()
+    };
+    let page = StatusPage::build(&state.web.secret, &session.id, &status, view);
     session.apply(render(StatusCode::OK, &page))
 }
 
@@ -251,8 +288,10 @@ async fn done(
     State(state): State<AppState>,
     Client(ip): Client,
     session: Session,
+    headers: HeaderMap,
     Path((raw, command)): Path<(String, String)>,
 ) -> Response {
+    let zone = Zone::of_request(&headers, &state.web.zone);
     let (id, status) = match find(&state, ip, Some(session.id.as_str()), None, &raw).await {
         Ok(found) => found,
         Err(r) => return r,
@@ -263,10 +302,11 @@ async fn done(
     let snapshot = state.web.centre.snapshots().borrow().clone();
     let text = state.recall(&id, &command).map_or_else(
         || "Your request was carried out.".to_owned(),
-        |c| words::confirmation(&c, &snapshot),
+        |c| words::confirmation_in(&c, &snapshot, &zone),
     );
     let view = View {
         confirmation: Some(text),
+        zone,
         ..View::default()
     };
     let page = StatusPage::build(&state.web.secret, &session.id, &status, view);
@@ -303,9 +343,16 @@ async fn action(
         return forbidden();
     }
     let kind = form.action.as_deref().and_then(forms::action_kind);
+    let page_zone = Zone::of_request(&headers, &state.web.zone);
+    // The times were typed in the zone the form named (its `tz` field, which live.js sets
+    // to the browser's), else the page's.
+    let typed_zone = Zone::of_form(form.tz.as_deref(), &page_zone);
     let invalid = |state: &AppState, status: &ContactStatus, e: FieldError| {
         let view = View {
             typed: Some((kind, form.clone(), e)),
+            // The form comes back on a page of its own, its error summary first.
+            only: kind,
+            zone: typed_zone.clone(),
             ..View::default()
         };
         render(
@@ -314,7 +361,7 @@ async fn action(
         )
     };
     let parsed = forms::command_id(form.command_id.as_deref().unwrap_or(""))
-        .and_then(|cid| Ok((cid, forms::command_from_form(&form)?)));
+        .and_then(|cid| Ok((cid, forms::command_from_form(&form, &typed_zone)?)));
     let (command_id, command) = match parsed {
         Ok(p) => p,
         Err(e) => {
@@ -354,6 +401,7 @@ async fn action(
                     "That could not be done: {}. This is your contact as it is now.",
                     words::refusal(reason)
                 )),
+                zone: page_zone.clone(),
                 ..View::default()
             };
             render(
@@ -368,6 +416,7 @@ async fn action(
                         "This form was already used for something else. Please use the form below again."
                             .to_owned(),
                     ),
+                    zone: page_zone.clone(),
                     ..View::default()
                 };
                 render(
@@ -386,12 +435,57 @@ async fn action(
 }
 
 /// What a status page shows besides the status itself.
-#[derive(Default)]
 pub(crate) struct View {
     pub confirmation: Option<String>,
     pub notice: Option<String>,
     /// The form that was sent back (its action, what was typed, what is wrong).
     pub typed: Option<(Option<ActionKind>, ActionForm, FieldError)>,
+    /// Times are written (and the forms' times read) in this zone.
+    pub zone: Zone,
+    /// Only this control, on a page of its own (see `form_page`).
+    pub only: Option<ActionKind>,
+}
+
+impl Default for View {
+    fn default() -> Self {
+        View {
+            confirmation: None,
+            notice: None,
+            typed: None,
+            zone: Zone::utc(),
+            only: None,
+        }
+    }
+}
+
+/// The error summary at the top of a page that sent a form back: the message, and the id
+/// of the field it is about (its link moves the focus there).
+pub(crate) struct Summary {
+    pub target: String,
+    pub message: String,
+}
+
+/// The element id of `field` in the form of `kind` (as status.html names them).
+fn field_id(kind: Option<ActionKind>, field: &str) -> String {
+    let prefix = match kind {
+        Some(ActionKind::MoveQueue) => return "move-to".to_owned(),
+        Some(ActionKind::Callback) => "callback",
+        Some(ActionKind::ChangeCallback) => "change-callback",
+        Some(ActionKind::Email) => "email",
+        Some(ActionKind::WebForm) => "webform",
+        Some(ActionKind::CancelCallback) | None => return "controls".to_owned(),
+    };
+    match (kind, field) {
+        (Some(ActionKind::ChangeCallback), "not_before") => "change-not-before".to_owned(),
+        (Some(ActionKind::ChangeCallback), "not_after") => "change-not-after".to_owned(),
+        (
+            _,
+            "number" | "not_before" | "not_after" | "subject" | "message" | "reply_to" | "name",
+        ) => {
+            format!("{prefix}-{}", field.replace('_', "-"))
+        }
+        _ => format!("{prefix}-form"),
+    }
 }
 
 pub(crate) struct FieldErr {
@@ -445,6 +539,17 @@ pub(crate) struct StatusPage {
     pub number_grouped: String,
     pub confirmation: Option<String>,
     pub notice: Option<String>,
+    /// First on the page when a form came back refused; it takes the focus.
+    pub summary: Option<Summary>,
+    /// The contact can still change: without JavaScript the page reloads itself.
+    pub refresh: bool,
+    /// Only this control's form is shown (its own page); `None`: the whole status page.
+    pub only: Option<&'static str>,
+    /// "your time, Europe/Paris": the zone the times are in, and the forms' `tz` value.
+    pub zone_label: String,
+    pub zone_name: String,
+    /// On the cancel page: what cancelling loses, in words.
+    pub cancel_loses: String,
     pub d: Display,
     pub any_options: bool,
     pub version: u64,
@@ -463,30 +568,12 @@ fn group(id: &ContactId) -> String {
     [&s[0..4], &s[4..8], &s[8..12]].join(" ")
 }
 
-fn target_label(t: &crate::centre::MoveTarget) -> String {
-    // Another site's queue: no place or wait here (the centre reports position 0 and no
-    // estimate for it; that line is the other site's). Moving there refers the call.
-    if t.remote {
-        return words::remote_target(&t.name);
-    }
-    let name = if t.skillset.is_empty() {
-        t.name.clone()
-    } else if t.skillset.starts_with(&t.name) {
-        t.skillset.clone()
-    } else {
-        format!("{} — {}", t.name, t.skillset)
-    };
-    let wait = match t.estimate {
-        crate::centre::WaitEstimate::NoAgents => "no agents available".to_owned(),
-        e => words::wait(&e),
-    };
-    format!(
-        "{name}: {wait} (you would be {})",
-        words::ordinal(t.position)
-    )
-}
-
 impl StatusPage {
+    /// Whether the page shows the control `kind` (all of them, or only its own).
+    fn shows(&self, kind: &str) -> bool {
+        self.only.is_none_or(|k| k == kind)
+    }
+
     pub(crate) fn build(
         secret: &[u8; 32],
         session: &str,
@@ -513,6 +600,12 @@ impl StatusPage {
         if !shown && let Some(e) = error.take() {
             notice.get_or_insert(e.message);
         }
+        // Repeated first on the page, linked to its field: on a phone the form is far down.
+        let summary = error.as_ref().map(|e| Summary {
+            target: field_id(typed_kind, &e.field),
+            message: e.message.clone(),
+        });
+        let zone = &view.zone;
         let typed_for = |k: ActionKind| {
             if typed_kind == Some(k) {
                 typed.as_ref()
@@ -538,7 +631,7 @@ impl StatusPage {
                     .iter()
                     .map(|t| MoveOption {
                         value: t.queue.0.clone(),
-                        label: target_label(t),
+                        label: words::target(t),
                         selected: t.queue.0 == chosen,
                     })
                     .collect(),
@@ -547,16 +640,18 @@ impl StatusPage {
         });
         // Whoever holds the contact number must not learn the caller's phone number: the
         // forms never show it; an empty field means "my own number" / "keep the number".
-        let own_hint = status
-            .default_callback_number
-            .as_deref()
-            .map(|n| {
+        // Always a hint (the field's `aria-describedby` points at it): what an empty field
+        // means when the calling number is known, else what to type.
+        const TYPE_A_NUMBER: &str = "Enter the number to call, with the country code when it is abroad (for example +44 20 7946 0018).";
+        let own_hint = status.default_callback_number.as_deref().map_or_else(
+            || TYPE_A_NUMBER.to_owned(),
+            |n| {
                 format!(
                     "Leave empty to be called back on the number you are calling from ({}).",
                     words::masked(n).trim_start_matches("the ")
                 )
-            })
-            .unwrap_or_default();
+            },
+        );
         let callback_form = has(ActionKind::Callback).then(|| {
             let f = typed_for(ActionKind::Callback);
             CallbackForm {
@@ -575,9 +670,10 @@ impl StatusPage {
                 }
                 _ => (None, None),
             };
-            let hint = current
-                .map(|n| format!("Leave empty to keep {}.", words::masked(n)))
-                .unwrap_or_default();
+            let hint = current.map_or_else(
+                || TYPE_A_NUMBER.to_owned(),
+                |n| format!("Leave empty to keep {}.", words::masked(n)),
+            );
             match typed_for(ActionKind::ChangeCallback) {
                 Some(f) => CallbackForm {
                     number: v(Some(f), |f| &f.number),
@@ -589,10 +685,10 @@ impl StatusPage {
                 None => CallbackForm {
                     number: String::new(),
                     not_before: window
-                        .map(|w| words::datetime_local(w.not_before))
+                        .map(|w| zone.datetime_local(w.not_before))
                         .unwrap_or_default(),
                     not_after: window
-                        .map(|w| words::datetime_local(w.not_after))
+                        .map(|w| zone.datetime_local(w.not_after))
                         .unwrap_or_default(),
                     error,
                     hint,
@@ -622,12 +718,26 @@ impl StatusPage {
                 String::new()
             }
         };
+        // Cancelling ends the contact: say what goes with it.
+        let cancel_loses = match status.position {
+            Some(p) => format!(
+                "We will not call you back, and you lose your place in the queue (you are {} now). To be helped later you would call again and start at the back.",
+                words::ordinal(p)
+            ),
+            None => "We will not call you back, and you lose your place in the queue. To be helped later you would call again and start at the back.".to_owned(),
+        };
         StatusPage {
             number: status.id.to_string(),
             number_grouped: group(&status.id),
             confirmation: view.confirmation,
             notice,
-            d: words::display(status),
+            summary,
+            refresh: status.state.is_live() && view.only.is_none(),
+            only: view.only.map(ActionKind::as_str),
+            zone_label: zone.label(),
+            zone_name: zone.name().to_owned(),
+            cancel_loses,
+            d: words::display_in(status, zone),
             any_options: !status.options.is_empty(),
             version: status.version,
             csrf: csrf::token(secret, session, status.id.as_str()),

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::centre::{
     ActionKind, CallbackAttempt, ContactId, ContactState, ContactStatus, MediaType, MoveTarget,
-    PositionRise, QueueId, Substitute, Timestamp, WaitEstimate, Window,
+    PositionRise, QueueId, Substitute, Timestamp, WaitEstimate, WaitRise, Window,
 };
 
 use super::words::{self, Display};
@@ -55,6 +55,8 @@ pub struct PublicStatus<'a> {
     substitute: Option<PublicSubstitute<'a>>,
     transferring: &'a Option<String>,
     version: u64,
+    /// Fewer agents work now than when the contact joined (also in `display.rise`).
+    wait_rise: &'a Option<WaitRise>,
 }
 
 /// The agent as a caller sees them.
@@ -79,7 +81,13 @@ struct MaskedCallback<'a> {
 }
 
 impl<'a> PublicStatus<'a> {
+    /// With its display texts' times in UTC.
     pub fn new(status: &'a ContactStatus) -> Self {
+        Self::new_in(status, &super::zone::Zone::utc())
+    }
+
+    /// With its display texts' times in `zone` (the caller's, or the centre's).
+    pub fn new_in(status: &'a ContactStatus, zone: &super::zone::Zone) -> Self {
         // Every field named, none with `..`: a field added to `ContactStatus` does not
         // compile here until someone decides whether callers may see it.
         let ContactStatus {
@@ -104,6 +112,7 @@ impl<'a> PublicStatus<'a> {
             move_targets,
             default_callback_number,
             position_rise,
+            wait_rise,
             agent,
             connected,
             transferring,
@@ -127,7 +136,7 @@ impl<'a> PublicStatus<'a> {
             created: *created,
             csrf: None,
             default_callback_number: default_callback_number.as_deref().map(words::masked),
-            display: words::display(status),
+            display: words::display_in(status, zone),
             estimate: *estimate,
             id,
             live_call: *live_call,
@@ -146,6 +155,7 @@ impl<'a> PublicStatus<'a> {
             substitute,
             transferring,
             version: *version,
+            wait_rise,
         }
     }
 

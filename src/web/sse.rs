@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::centre::{ContactId, ContactState, ContactStatus, ViewHandle, WaitEstimate};
 
 use super::public::PublicStatus;
+use super::zone::Zone;
 use super::{AppState, Client, api, pages};
 
 /// A comment line this often keeps proxies from closing a quiet stream (axum's default).
@@ -37,10 +38,10 @@ fn key(s: &ContactStatus) -> Key {
 
 /// One `status` event. Compact JSON has no raw line breaks (serde_json escapes them in
 /// strings), so it is one `data:` line.
-pub fn event(status: &ContactStatus) -> Bytes {
+pub fn event(status: &ContactStatus, zone: &Zone) -> Bytes {
     let mut out = Vec::with_capacity(super::public::TYPICAL_BYTES + EVENT_HEAD.len() + 2);
     out.extend_from_slice(EVENT_HEAD);
-    PublicStatus::new(status).write_into(&mut out);
+    PublicStatus::new_in(status, zone).write_into(&mut out);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
@@ -54,13 +55,14 @@ pub fn status_stream(
     first: ContactStatus,
     view: ViewHandle,
     bell: watch::Receiver<u64>,
+    zone: Zone,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let id: ContactId = first.id.clone();
-    let first_event = event(&first);
+    let first_event = event(&first, &zone);
     let ping = Box::pin(tokio::time::sleep(KEEP_ALIVE));
     let rest = stream::unfold(
-        (bell, key(&first), id, view, ping),
-        |(mut bell, mut last, id, view, mut ping)| async move {
+        (bell, key(&first), (id, zone), view, ping),
+        |(mut bell, mut last, (id, zone), view, mut ping)| async move {
             loop {
                 tokio::select! {
                     biased;
@@ -68,14 +70,15 @@ pub fn status_stream(
                     () = ping.as_mut() => {
                         ping.as_mut().reset(tokio::time::Instant::now() + KEEP_ALIVE);
                         let comment = Bytes::from_static(KEEP_ALIVE_COMMENT);
-                        return Some((Ok(comment), (bell, last, id, view, ping)));
+                        return Some((Ok(comment), (bell, last, (id, zone), view, ping)));
                     }
                 }
                 let current = view.status(&id)?;
                 let k = key(&current);
                 if k != last {
                     last = k;
-                    return Some((Ok(event(&current)), (bell, last, id, view, ping)));
+                    let bytes = event(&current, &zone);
+                    return Some((Ok(bytes), (bell, last, (id, zone), view, ping)));
                 }
             }
         },
@@ -83,7 +86,7 @@ pub fn status_stream(
     futures_util::StreamExt::chain(stream::once(async move { Ok(first_event) }), rest)
 }
 
-fn sse(state: &AppState, status: ContactStatus) -> Response {
+fn sse(state: &AppState, status: ContactStatus, zone: Zone) -> Response {
     let view = state.web.centre.view().clone();
     let Some(bell) = view.subscribe(&status.id) else {
         return api::AppError::NotFound.into_response();
@@ -92,7 +95,7 @@ fn sse(state: &AppState, status: ContactStatus) -> Response {
     // status as it is now first.
     let status = view.status(&status.id).unwrap_or(status);
     let stop = state.web.shutdown.clone().cancelled_owned();
-    let stream = futures_util::StreamExt::take_until(status_stream(status, view, bell), stop);
+    let stream = futures_util::StreamExt::take_until(status_stream(status, view, bell, zone), stop);
     (
         [
             (
@@ -116,7 +119,7 @@ pub(crate) async fn page_events(
     let session = super::Session::from_headers(&headers);
     let token = super::link::token_in(query.as_deref());
     match pages::find(&state, ip, session.as_deref(), token, &raw).await {
-        Ok((_, status)) => sse(&state, status),
+        Ok((_, status)) => sse(&state, status, Zone::of_request(&headers, &state.web.zone)),
         Err(r) => r,
     }
 }
@@ -131,7 +134,7 @@ pub(crate) async fn api_events(
     let session = super::Session::from_headers(&headers);
     let token = super::link::token_in(query.as_deref());
     match api::find(&state, ip, session.as_deref(), token, &raw).await {
-        Ok((_, status)) => sse(&state, status),
+        Ok((_, status)) => sse(&state, status, Zone::of_request(&headers, &state.web.zone)),
         Err(e) => e.into_response(),
     }
 }

@@ -68,6 +68,9 @@ async fn fixture() -> Fixture {
         shutdown: CancellationToken::new(),
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::fixed(LINK_KEY),
+        sip_address: String::new(),
+        phones: None,
+        zone: crate::web::zone::Zone::utc(),
     });
     Fixture {
         app,
@@ -645,6 +648,8 @@ fn all_options(mut s: ContactStatus) -> ContactStatus {
         estimate: WaitEstimate::Range {
             low_secs: 120,
             high_secs: 180,
+            expected_secs: 150,
+            learning: false,
         },
         remote: false,
     }];
@@ -656,10 +661,10 @@ fn a_queued_page_offers_its_controls() {
     let page = rendered(&all_options(hand_status(3, 2)), View::default());
     for needle in [
         "You are 3rd. 2 callers are ahead of you.",
-        "about 4–6 minutes",
+        "about 4 to 6 minutes",
         r#"<form id="move-form""#,
         r#"<select id="move-to" name="to">"#,
-        r#"<option value="sales">Sales — English: about 2–3 minutes (you would be 1st)</option>"#,
+        r#"<option value="sales">Sales — English: about 2 to 3 minutes (you would be 1st)</option>"#,
         r#"<form id="callback-form""#,
         // The caller's own number is never shown in full: an empty field means "mine".
         r#"id="callback-number" name="number" type="tel" autocomplete="tel" maxlength="32" value="""#,
@@ -733,12 +738,151 @@ fn a_pending_callback_page_offers_cancel_and_change() {
     assert!(page.contains("we will call you back on the number ending 1111 between"));
     assert!(page.contains("Leave empty to keep the number ending 1111."));
     assert!(!page.contains("+441111"), "the call-back number leaked");
-    assert!(page.contains(r#"<form id="cancel-callback-form""#));
-    assert!(page.contains(r#"<button id="cancel-callback-submit""#));
+    // Cancelling is a link to a page that asks, not a button that cancels.
+    assert!(page.contains(r#"<a id="cancel-callback-link""#));
+    assert!(!page.contains(r#"id="cancel-callback-form""#));
     assert!(page.contains(r#"<form id="change-callback-form""#));
     assert!(page.contains(r#"value="2025-11-24T16:00""#));
     assert!(!page.contains("callback-form\" method") || page.contains("change-callback-form"));
     assert!(!page.contains(r#"<form id="callback-form""#));
+    // The cancel page says what is lost, and only it has the (red) button that cancels.
+    let ask = rendered(
+        &s,
+        View {
+            only: Some(ActionKind::CancelCallback),
+            ..View::default()
+        },
+    );
+    assert!(ask.contains("Cancel your call-back?"), "{ask}");
+    assert!(
+        ask.contains("you lose your place in the queue (you are 2nd now)"),
+        "{ask}"
+    );
+    assert!(ask.contains(r#"<button id="cancel-callback-submit" class="danger""#));
+    assert!(ask.contains(r#"<a id="keep-callback""#));
+    assert!(
+        !ask.contains(r#"id="change-callback-form""#),
+        "only the one control"
+    );
+    assert!(
+        !ask.contains("http-equiv=\"refresh\""),
+        "a form page never reloads itself"
+    );
+}
+
+#[test]
+fn without_javascript_the_page_reloads_itself_and_forms_are_pages_of_their_own() {
+    let page = rendered(&all_options(hand_status(1, 0)), View::default());
+    assert!(page.contains(r#"<noscript><meta http-equiv="refresh" content="20"></noscript>"#));
+    // Each form is inline for scripts only; without them a link leads to its page.
+    for (form, link) in [
+        ("move-form", "/form/move_queue"),
+        ("callback-form", "/form/callback"),
+        ("email-form", "/form/email"),
+        ("webform-form", "/form/web_form"),
+    ] {
+        assert!(page.contains(&format!(r#"<form id="{form}""#)), "{form}");
+        let tag = page.split(&format!(r#"<form id="{form}""#)).nth(1).unwrap();
+        let tag = tag.split('>').next().unwrap();
+        assert!(tag.contains("data-js-form hidden"), "{form}: {tag}");
+        assert!(page.contains(link), "{link}");
+    }
+    // The call-back hint is always there for aria-describedby, and the zone is named.
+    assert!(page.contains(r#"<p id="callback-hint" class="hint">"#));
+    assert!(page.contains("(optional, <span class=\"tz-label\">our time, UTC</span>)"));
+    assert!(page.contains(r#"<input type="hidden" name="tz" value="UTC">"#));
+    // A form on its own page: shown, no reload, a way back.
+    let only = rendered(
+        &all_options(hand_status(1, 0)),
+        View {
+            only: Some(ActionKind::Callback),
+            ..View::default()
+        },
+    );
+    assert!(!only.contains("http-equiv"), "{only}");
+    assert!(only.contains(r#"<form id="callback-form" data-kind="callback" method="post" action"#));
+    assert!(!only.contains("data-js-form"));
+    assert!(!only.contains(r#"id="email-form""#));
+    assert!(only.contains(r#"<a id="back""#));
+    // An ended contact does not reload and has no controls, nor "no agent yet".
+    let mut s = hand_status(1, 0);
+    s.position = None;
+    s.options = vec![];
+    s.state = ContactState::Ended {
+        at: Timestamp(0),
+        reason: EndReason::Completed,
+    };
+    let ended = rendered(&s, View::default());
+    assert!(!ended.contains("http-equiv"));
+    assert!(
+        ended.contains(r#"<dd id="agent">None: this contact has ended</dd>"#),
+        "{ended}"
+    );
+}
+
+#[test]
+fn a_refused_form_comes_back_alone_with_a_summary_first_in_the_callers_zone() {
+    let typed = forms::ActionForm {
+        action: Some("callback".into()),
+        number: Some("call me".into()),
+        not_before: Some("2026-11-24T10:00".into()),
+        not_after: Some("2026-11-24T12:00".into()),
+        ..forms::ActionForm::default()
+    };
+    let zone = crate::web::zone::Zone::callers("Europe/Paris").expect("Paris");
+    let view = View {
+        typed: Some((
+            Some(ActionKind::Callback),
+            typed,
+            forms::FieldError::new("number", "Enter a phone number."),
+        )),
+        only: Some(ActionKind::Callback),
+        zone,
+        ..View::default()
+    };
+    let page = rendered(&all_options(hand_status(1, 0)), view);
+    let summary = page.find(r#"id="error-summary""#).expect("a summary");
+    assert!(
+        summary < page.find("<h1>").unwrap(),
+        "the summary comes first"
+    );
+    assert!(page.contains(r#"tabindex="-1" autofocus"#));
+    assert!(page.contains(
+        r##"<a id="error-summary-link" href="#callback-number">Enter a phone number.</a>"##
+    ));
+    assert!(page.contains("<title>Error: "));
+    assert!(page.contains("your time, Europe/Paris"));
+    assert!(page.contains(r#"name="tz" value="Europe/Paris""#));
+    assert!(
+        page.contains(r#"value="2026-11-24T10:00""#),
+        "typed times kept as typed"
+    );
+}
+
+#[test]
+fn a_call_back_window_is_shown_in_the_callers_zone() {
+    let mut s = hand_status(2, 1);
+    s.live_call = false;
+    s.media = MediaType::Callback;
+    s.substitute = Some(Substitute::Callback {
+        number: "+441111".into(),
+        window: Some(crate::centre::Window {
+            not_before: Timestamp(1_764_000_000_000),
+            not_after: Timestamp(1_764_003_600_000),
+        }),
+    });
+    s.options = vec![ActionKind::CancelCallback, ActionKind::ChangeCallback];
+    let view = View {
+        zone: crate::web::zone::Zone::callers("America/New_York").expect("New York"),
+        ..View::default()
+    };
+    let page = rendered(&s, view);
+    // 16:00 UTC is 11:00 in New York in November.
+    assert!(
+        page.contains("between 2025-11-24 11:00 EST and 2025-11-24 12:00 EST"),
+        "{page}"
+    );
+    assert!(page.contains(r#"value="2025-11-24T11:00""#));
 }
 
 #[test]
@@ -818,6 +962,87 @@ mod commands {
         assert!(page.contains(r#"<p id="confirmation""#));
         assert!(page.contains("Call-back booked: we will call you back on the number ending 4567"));
         assert!(page.contains(r#"<dd id="media">call-back</dd>"#));
+    }
+
+    #[tokio::test]
+    async fn a_window_typed_in_the_callers_zone_is_booked_in_it_and_the_form_has_its_page() {
+        let f = fixture().await;
+        let (c, token, page) = page_token(&f).await;
+        // The call-back form's page of its own (for browsers without JavaScript).
+        let r = send(
+            &f.app,
+            Request::get(format!("/c/{}/form/callback", f.id))
+                .header(header::COOKIE, &c)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let alone = body(r).await;
+        assert!(alone.contains(r#"<form id="callback-form" data-kind="callback""#));
+        assert!(!alone.contains(r#"id="email-form""#));
+        // A control not offered, or no such control: back to the status page / not found.
+        let r = get(&f.app, &format!("/c/{}/form/cancel_callback", f.id)).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(
+            get(&f.app, &format!("/c/{}/form/fax", f.id)).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        let version = field(&page, "version");
+        // A window from an hour to three hours from now, typed as a Paris clock shows it.
+        let paris = crate::web::zone::Zone::callers("Europe/Paris").expect("Paris");
+        let from = Timestamp::now_wall().plus_secs(3600);
+        let until = from.plus_secs(7200);
+        let (typed_from, typed_until) = (paris.datetime_local(from), paris.datetime_local(until));
+        let r = send(
+            &f.app,
+            form_post(
+                &format!("/c/{}/actions", f.id),
+                &c,
+                &format!(
+                    "csrf={token}&command_id=tz1&version={version}&action=callback&number=%2B441234567&tz=Europe%2FParis&not_before={}&not_after={}",
+                    typed_from.replace(':', "%3A"),
+                    typed_until.replace(':', "%3A")
+                ),
+            ),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", body(r).await);
+        let status = f.centre.status(f.id.clone()).await.expect("status");
+        let Some(Substitute::Callback {
+            window: Some(w), ..
+        }) = status.substitute
+        else {
+            panic!("a window: {:?}", status.substitute);
+        };
+        // Read as Paris time, not UTC (to the minute the form has).
+        assert_eq!(w.not_before.0 / 60_000, from.0 / 60_000);
+        assert_eq!(w.not_after.0 / 60_000, until.0 / 60_000);
+        // The browser's cookie names its zone: the page shows the window in it.
+        let r = send(
+            &f.app,
+            Request::get(format!("/c/{}", f.id))
+                .header(header::COOKIE, format!("{c}; hl_tz=Europe%2FParis"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        let page = body(r).await;
+        let shown = format!(" between {} and {}", paris.time(from), paris.time(until));
+        assert!(page.contains(&shown), "{shown} in {page}");
+        assert!(page.contains("your time, Europe/Paris"));
+        // The cancel page asks first, and says what is lost.
+        let r = send(
+            &f.app,
+            Request::get(format!("/c/{}/form/cancel_callback", f.id))
+                .header(header::COOKIE, &c)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let ask = body(r).await;
+        assert!(ask.contains("you lose your place in the queue"), "{ask}");
     }
 
     #[tokio::test]
@@ -964,6 +1189,9 @@ async fn event_streams_end_when_the_server_stops() {
         shutdown: stop.clone(),
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::random(),
+        sip_address: String::new(),
+        phones: None,
+        zone: crate::web::zone::Zone::utc(),
     });
     let r = get(&app, &format!("/c/{}/events", f.id)).await;
     let mut stream = r.into_body().into_data_stream();
@@ -988,7 +1216,11 @@ async fn agent_fixture() -> Fixture {
     agent_fixture_with(config()).await
 }
 
-async fn agent_fixture_with(mut cfg: CentreConfig) -> Fixture {
+async fn agent_fixture_with(cfg: CentreConfig) -> Fixture {
+    agent_fixture_phones(cfg, None).await
+}
+
+async fn agent_fixture_phones(mut cfg: CentreConfig, phones: Option<PhoneLookup>) -> Fixture {
     let token = CancellationToken::new();
     cfg.agents = vec![centre::AgentSpec {
         id: centre::AgentId("ada".into()),
@@ -1018,6 +1250,9 @@ async fn agent_fixture_with(mut cfg: CentreConfig) -> Fixture {
             password: ADA_PASSWORD.into(),
         }],
         link_key: crate::web::link::LinkKey::random(),
+        sip_address: "192.0.2.1:5060".into(),
+        phones,
+        zone: crate::web::zone::Zone::utc(),
     });
     Fixture {
         app,
@@ -1025,6 +1260,50 @@ async fn agent_fixture_with(mut cfg: CentreConfig) -> Fixture {
         id: status.id,
         _token: token,
     }
+}
+
+#[tokio::test]
+async fn ready_without_a_registered_phone_says_so_with_help() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let registered = Arc::new(AtomicBool::new(false));
+    let flag = registered.clone();
+    let lookup: PhoneLookup = Arc::new(move |_agent: String| {
+        let phone = if flag.load(Ordering::SeqCst) {
+            Phone::Registered("sip:ada@192.0.2.7:5062".into())
+        } else {
+            Phone::NotRegistered
+        };
+        Box::pin(async move { phone })
+    });
+    let f = agent_fixture_phones(config(), Some(lookup)).await;
+    let (_, jar) = console_login(&f, ADA_PASSWORD, "192.0.2.20").await;
+    // The API says whether a call can ring the agent.
+    let basic = [("authorization", "Basic YWRhOmFkYS1zZWNyZXQtMQ==")]; // ada:ada-secret-1
+    let me = json_of(send(&f.app, api("GET", "/api/agent/me", &basic, None)).await).await;
+    assert_eq!(me["phone"], "not_registered", "{me}");
+    // Ready works (emails and web forms need no phone) and the console says at once that
+    // calls cannot ring, with how to register the phone, instead of a redirect.
+    let r = press(&f, &jar, "ready", "").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = body(r).await;
+    assert!(page.contains("your phone is not registered"), "{page}");
+    assert!(page.contains(r#"id="phone-help""#), "{page}");
+    assert!(page.contains(r#"<span id="phone-server">192.0.2.1:5060</span>"#));
+    // The parked caller was offered; the call layer finds no phone to ring.
+    f.centre
+        .offer_failed(
+            centre::AgentId("ada".into()),
+            centre::PHONE_NOT_REGISTERED.into(),
+        )
+        .await
+        .expect("failed");
+    // Once it registers: a plain redirect, and the API says so.
+    registered.store(true, Ordering::SeqCst);
+    let r = press(&f, &jar, "ready", "").await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let me = json_of(send(&f.app, api("GET", "/api/agent/me", &basic, None)).await).await;
+    assert_eq!(me["phone"], "registered", "{me}");
 }
 
 fn agent_state(f: &Fixture) -> centre::AgentState {
@@ -1241,6 +1520,31 @@ async fn console_ready_not_ready_and_logout() {
         .offer_failed(centre::AgentId("ada".into()), "no answer".into())
         .await
         .expect("failed");
+    let (_, page) = console(&f, &jar).await;
+    assert!(page.contains("Not ready (no answer)"), "{page}");
+    assert!(!page.contains(r#"id="phone-help""#), "{page}");
+    // Ready again, and this time the phone is not registered: the console says so and
+    // how to register it, instead of a bare "no answer".
+    press(&f, &jar, "ready", "").await;
+    f.centre
+        .offer_failed(
+            centre::AgentId("ada".into()),
+            centre::PHONE_NOT_REGISTERED.into(),
+        )
+        .await
+        .expect("failed");
+    let (_, page) = console(&f, &jar).await;
+    assert!(page.contains("Not ready (phone not registered)"), "{page}");
+    assert!(page.contains(r#"id="phone-help""#), "{page}");
+    assert!(page.contains("Your phone is not registered"), "{page}");
+    assert!(
+        page.contains(r#"<span id="phone-server">192.0.2.1:5060</span>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<span id="phone-user">ada</span>"#),
+        "{page}"
+    );
     let r = press(&f, &jar, "not_ready", "&reason=lunch").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
@@ -1584,6 +1888,9 @@ async fn paris_fixture() -> Fixture {
         shutdown: CancellationToken::new(),
         agents: Vec::new(),
         link_key: crate::web::link::LinkKey::random(),
+        sip_address: String::new(),
+        phones: None,
+        zone: crate::web::zone::Zone::utc(),
     });
     Fixture {
         app,
@@ -1626,7 +1933,7 @@ async fn a_remote_queue_is_a_move_target_without_place_or_wait() {
 
     let page = body(get(&f.app, &format!("/c/{}", f.id)).await).await;
     assert!(
-        page.contains(r#"<option value="paris">Paris office (another site)</option>"#),
+        page.contains(r#"<option value="paris">Paris office (another site: no estimate from that office)</option>"#),
         "{page}"
     );
     // A remote queue's own line is not shown as a local queue on /metrics.
@@ -1677,7 +1984,7 @@ async fn a_move_to_another_site_confirms_transferring_then_a_failure_is_noticed(
         "{page}"
     );
     assert!(page.contains("Waiting: please stay on the line."));
-    assert!(page.contains(r#"<option value="paris">Paris office (another site)</option>"#));
+    assert!(page.contains(r#"<option value="paris">Paris office (another site: no estimate from that office)</option>"#));
     let (_, v) = api_status(&f).await;
     assert!(v["transferring"].is_null());
     assert!(
@@ -1838,4 +2145,71 @@ async fn the_console_card_shows_earlier_attempts_of_a_call_back() {
     assert!(page.contains(" UTC — no answer</li>"), "{page}");
     // The attempt Ada holds was due already: no "next attempt" line meanwhile.
     assert!(!page.contains("contact-next-attempt"), "{page}");
+}
+
+#[tokio::test]
+async fn the_api_answers_as_its_document_says() {
+    let f = agent_fixture().await;
+    // Unknown routes under /api/ are problem+json 404s; elsewhere the HTML page.
+    for path in ["/api/nope", "/api/contacts", "/api/agent/me/extra", "/api"] {
+        let r = send(&f.app, api("GET", path, &[], None)).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            header_of(&r, header::CONTENT_TYPE),
+            "application/problem+json",
+            "{path}"
+        );
+        let v = json_of(r).await;
+        assert_eq!(v["status"], 404, "{path}: {v}");
+    }
+    let r = send(&f.app, api("GET", "/nope", &[], None)).await;
+    assert!(header_of(&r, header::CONTENT_TYPE).starts_with("text/html"));
+    // An email without its subject: 422 naming the field.
+    let r = get(&f.app, &format!("/api/contacts/{}", f.id)).await;
+    let c = cookie(&r);
+    let v = json_of(r).await;
+    let r = send(
+        &f.app,
+        Request::post(format!("/api/contacts/{}/actions", f.id))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::COOKIE, &c)
+            .header("x-csrf-token", v["csrf"].as_str().expect("csrf"))
+            .body(Body::from(
+                r#"{"command_id":"em1","action":"email","message":"Hello","reply_to":"a@example.org"}"#,
+            ))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let v = json_of(r).await;
+    assert_eq!(v["field"], "subject", "{v}");
+    // `reason: null` is refused (a string or nothing), naming the field.
+    let basic = [("authorization", "Basic YWRhOmFkYS1zZWNyZXQtMQ==")]; // ada:ada-secret-1
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/state",
+            &basic,
+            Some(r#"{"state":"logged_in"}"#),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = send(
+        &f.app,
+        api(
+            "POST",
+            "/api/agent/state",
+            &basic,
+            Some(r#"{"state":"not_ready","reason":null}"#),
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json_of(r).await["field"], "reason");
+    // A body missing the required `state`: 422 naming it, too.
+    let r = send(&f.app, api("POST", "/api/agent/state", &basic, Some("{}"))).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json_of(r).await["field"], "state");
 }

@@ -3,9 +3,11 @@
 
 use serde::Serialize;
 
+use super::zone::Zone;
+
 use crate::centre::{
     Asked, Confirmation, ContactState, ContactStatus, EndReason, Notice, Problem, Refusal,
-    RiseReason, Snapshot, Substitute, Timestamp, WaitEstimate, Window,
+    RiseReason, Snapshot, Spoken, Substitute, Timestamp, WaitEstimate, Window,
 };
 
 /// What the centre wants the caller to know now, in words.
@@ -148,36 +150,50 @@ pub fn position(status: &ContactStatus) -> String {
 
 /// Why the place number went up, if it did and the contact still has a place.
 pub fn rise(status: &ContactStatus) -> Option<String> {
-    let rise = status.position_rise.as_ref()?;
     status.position?;
-    let why = match rise.reason {
-        RiseReason::SeniorJoined => "a caller who has waited longer joined your queue",
-        RiseReason::AgentsLeft => "fewer agents are available",
-    };
-    Some(format!(
-        "Your place changed from {} to {} because {why}.",
-        ordinal(rise.from),
-        ordinal(rise.to)
-    ))
+    let place = status.position_rise.as_ref().map(|rise| {
+        let why = match rise.reason {
+            RiseReason::SeniorJoined => "a caller who has waited longer joined your queue",
+            RiseReason::AgentsLeft => "fewer agents are available",
+        };
+        format!(
+            "Your place changed from {} to {} because {why}.",
+            ordinal(rise.from),
+            ordinal(rise.to)
+        )
+    });
+    let wait = status.wait_rise.map(|w| {
+        format!(
+            "Your wait grew because fewer agents are taking calls now ({}) than when you joined ({}).",
+            w.agents_now, w.agents_then
+        )
+    });
+    match (place, wait) {
+        (Some(p), Some(w)) => Some(format!("{p} {w}")),
+        (p, w) => p.or(w),
+    }
 }
 
-/// "about 4–6 minutes", "less than a minute", or "No agents are available at the moment."
+/// The wait in words, as the phone says it (both from [`WaitEstimate::spoken`]): "about 4
+/// to 6 minutes", "up to 3 minutes", "less than a minute", or "No agents are available at
+/// the moment."; while the centre is still learning, it says so.
 pub fn wait(estimate: &WaitEstimate) -> String {
-    match *estimate {
-        WaitEstimate::NoAgents => "No agents are available at the moment.".to_owned(),
-        WaitEstimate::Range { high_secs, .. } if high_secs <= 60 => "less than a minute".to_owned(),
-        WaitEstimate::Range {
-            low_secs,
-            high_secs,
-        } => {
-            let (low, high) = (low_secs / 60, high_secs / 60);
-            if low >= high {
-                format!("about {high} minute{}", if high == 1 { "" } else { "s" })
-            } else {
-                format!("about {low}–{high} minutes")
-            }
-        }
+    let said = match estimate.spoken() {
+        Spoken::NoAgents => return "No agents are available at the moment.".to_owned(),
+        Spoken::UnderAMinute => return "less than a minute".to_owned(),
+        Spoken::UpTo(high) => format!("up to {}", minutes(high)),
+        Spoken::About(n) => format!("about {}", minutes(n)),
+        Spoken::Between(low, high) => format!("about {low} to {high} minutes"),
+    };
+    if estimate.learning() {
+        format!("{said} (a rough guide: we are still learning how long calls take here)")
+    } else {
+        said
     }
+}
+
+fn minutes(n: u32) -> String {
+    format!("{n} minute{}", if n == 1 { "" } else { "s" })
 }
 
 /// The wait line for the status (empty once ended).
@@ -200,11 +216,15 @@ pub fn queue(status: &ContactStatus) -> String {
 }
 
 /// "Being connected to Ada Lovelace" (offered), "Connected to Ada Lovelace" (answered),
-/// or "No agent assigned yet".
+/// "No agent assigned yet", or, once the contact has ended (the centre lets go of the
+/// agent then), that there is none any more: never "yet" on a finished contact.
 pub fn agent(status: &ContactStatus) -> String {
     match &status.agent {
         Some(a) if status.connected => format!("Connected to {}", a.name),
         Some(a) => format!("Being connected to {}", a.name),
+        None if matches!(status.state, ContactState::Ended { .. }) => {
+            "None: this contact has ended".to_owned()
+        }
         None => "No agent assigned yet".to_owned(),
     }
 }
@@ -217,17 +237,26 @@ pub fn clock(t: Timestamp) -> String {
 
 /// One call-back attempt: "14:02 UTC — no answer".
 pub fn attempt(at: Timestamp, outcome: &str) -> String {
-    format!("{} — {outcome}", clock(at))
+    attempt_in(at, outcome, &Zone::utc())
+}
+
+/// [`attempt`] in `zone`.
+pub fn attempt_in(at: Timestamp, outcome: &str, zone: &Zone) -> String {
+    format!("{} — {outcome}", zone.clock(at))
 }
 
 /// "Next attempt at 14:07 UTC", with the date only when it is not the day of the
 /// attempt before (`after`), which the list above shows by its clock time.
 pub fn next_attempt(at: Timestamp, after: Option<Timestamp>) -> String {
-    let day = |t: Timestamp| t.0 / 1000 / 86_400;
-    if after.is_some_and(|a| day(a) == day(at)) {
-        format!("Next attempt at {}", clock(at))
+    next_attempt_in(at, after, &Zone::utc())
+}
+
+/// [`next_attempt`] in `zone` (its days, not UTC's).
+pub fn next_attempt_in(at: Timestamp, after: Option<Timestamp>, zone: &Zone) -> String {
+    if after.is_some_and(|a| zone.day(a) == zone.day(at)) {
+        format!("Next attempt at {}", zone.clock(at))
     } else {
-        format!("Next attempt at {}", time(at))
+        format!("Next attempt at {}", zone.time(at))
     }
 }
 
@@ -238,7 +267,7 @@ pub fn transferring(queue_name: &str) -> String {
 
 /// A remote queue as a move target: no place or wait, those are the other site's.
 pub fn remote_target(name: &str) -> String {
-    format!("{name} (another site)")
+    format!("{name} (another site: no estimate from that office)")
 }
 
 /// "2026-11-24 10:05 UTC"
@@ -255,14 +284,30 @@ pub fn time(t: Timestamp) -> String {
 
 /// " between 2026-11-24 10:00 UTC and 2026-11-24 12:00 UTC", or "".
 pub fn window(window: &Option<Window>) -> String {
+    window_in(window, &Zone::utc())
+}
+
+/// [`window`] in `zone`.
+pub fn window_in(window: &Option<Window>, zone: &Zone) -> String {
     match window {
-        Some(w) => format!(" between {} and {}", time(w.not_before), time(w.not_after)),
+        Some(w) => format!(
+            " between {} and {}",
+            zone.time(w.not_before),
+            zone.time(w.not_after)
+        ),
         None => String::new(),
     }
 }
 
 /// Where the contact is in its life, in plain words.
 pub fn state(status: &ContactStatus) -> String {
+    state_in(status, &Zone::utc())
+}
+
+/// [`state`] with its times in `zone`.
+pub fn state_in(status: &ContactStatus, zone: &Zone) -> String {
+    let time = |t: Timestamp| zone.time(t);
+    let window = |w: &Option<Window>| window_in(w, zone);
     match status.state {
         ContactState::Queued => match &status.substitute {
             Some(Substitute::Callback { number, window: w }) => {
@@ -325,6 +370,12 @@ fn queue_name(snapshot: &Snapshot, id: &crate::centre::QueueId) -> String {
 
 /// What was done, as a sentence.
 pub fn confirmation(done: &Confirmation, snapshot: &Snapshot) -> String {
+    confirmation_in(done, snapshot, &Zone::utc())
+}
+
+/// [`confirmation`] with its times in `zone`.
+pub fn confirmation_in(done: &Confirmation, snapshot: &Snapshot, zone: &Zone) -> String {
+    let window = |w: &Option<Window>| window_in(w, zone);
     match done {
         Confirmation::Moved { from, to, position } => format!(
             "You moved from {} to {}. You are now {}.",
@@ -380,20 +431,57 @@ pub struct Display {
     pub attempts: Vec<String>,
     /// When the next call-back attempt is due, or "".
     pub next_attempt: String,
+    /// Each queue the contact may move to, in words with the wait it would get there
+    /// (kept live like the rest: a move target's estimate changes with that queue).
+    pub targets: Vec<TargetLine>,
+}
+
+/// One move target in words, keyed by the queue id the move form sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetLine {
+    pub queue: String,
+    pub label: String,
+}
+
+/// "Sales — English: about 2 to 3 minutes (you would be 1st)", or for another site's
+/// queue "Paris office (another site: no estimate from that office)".
+pub fn target(t: &crate::centre::MoveTarget) -> String {
+    // Another site's queue: no place or wait here (the centre reports position 0 and no
+    // estimate for it; that line is the other site's). Moving there refers the call.
+    if t.remote {
+        return remote_target(&t.name);
+    }
+    let name = if t.skillset.is_empty() {
+        t.name.clone()
+    } else if t.skillset.starts_with(&t.name) {
+        t.skillset.clone()
+    } else {
+        format!("{} — {}", t.name, t.skillset)
+    };
+    let wait = match t.estimate {
+        WaitEstimate::NoAgents => "no agents available".to_owned(),
+        e => wait(&e),
+    };
+    format!("{name}: {wait} (you would be {})", ordinal(t.position))
 }
 
 pub fn display(status: &ContactStatus) -> Display {
+    display_in(status, &Zone::utc())
+}
+
+/// [`display`] with its times in `zone` (the caller's, or the centre's).
+pub fn display_in(status: &ContactStatus, zone: &Zone) -> Display {
     // While a move to another site is under way, that is the news; the place here is kept
     // (and shown) until the move is confirmed.
     let state = match &status.transferring {
         Some(to) if status.state.is_live() => transferring(to),
-        _ => state(status),
+        _ => state_in(status, zone),
     };
     // The next attempt only while the call-back waits for it: not while an agent is
     // calling, nor once the contact has ended.
     let next = match status.next_attempt {
         Some(at) if status.state.is_live() && status.agent.is_none() => {
-            next_attempt(at, status.attempts.last().map(|a| a.at))
+            next_attempt_in(at, status.attempts.last().map(|a| a.at), zone)
         }
         _ => String::new(),
     };
@@ -409,9 +497,17 @@ pub fn display(status: &ContactStatus) -> Display {
         attempts: status
             .attempts
             .iter()
-            .map(|a| attempt(a.at, &a.outcome))
+            .map(|a| attempt_in(a.at, &a.outcome, zone))
             .collect(),
         next_attempt: next,
+        targets: status
+            .move_targets
+            .iter()
+            .map(|t| TargetLine {
+                queue: t.queue.as_str().to_owned(),
+                label: target(t),
+            })
+            .collect(),
     }
 }
 
@@ -515,6 +611,8 @@ pub(crate) mod tests {
             estimate: WaitEstimate::Range {
                 low_secs: 240,
                 high_secs: 360,
+                expected_secs: 300,
+                learning: false,
             },
             seniority: Timestamp(1_700_000_000_000),
             created: Timestamp(1_700_000_000_000),
@@ -526,6 +624,7 @@ pub(crate) mod tests {
             move_targets: vec![],
             default_callback_number: Some("+441234567890".into()),
             position_rise: None,
+            wait_rise: None,
             agent: None,
             connected: false,
             transferring: None,
@@ -576,7 +675,7 @@ pub(crate) mod tests {
             "You are 22nd. 21 callers are ahead of you."
         );
         let d = display(&first);
-        assert_eq!(d.wait, "about 4–6 minutes");
+        assert_eq!(d.wait, "about 4 to 6 minutes");
         assert_eq!(d.queue, "Support — English");
         assert_eq!(d.media, "voice call");
         assert_eq!(d.agent, "No agent assigned yet");
@@ -593,10 +692,39 @@ pub(crate) mod tests {
         let r = |l, h| WaitEstimate::Range {
             low_secs: l,
             high_secs: h,
+            expected_secs: (l + h) / 2,
+            learning: false,
         };
         assert_eq!(wait(&r(0, 60)), "less than a minute");
         assert_eq!(wait(&r(120, 120)), "about 2 minutes");
-        assert_eq!(wait(&r(60, 120)), "about 1–2 minutes");
+        assert_eq!(wait(&r(60, 120)), "about 1 to 2 minutes");
+        assert_eq!(wait(&r(30, 170)), "up to 3 minutes");
+        assert_eq!(wait(&r(700, 1300)), "about 10 to 25 minutes");
+        let learning = WaitEstimate::Range {
+            low_secs: 60,
+            high_secs: 120,
+            expected_secs: 90,
+            learning: true,
+        };
+        assert_eq!(
+            wait(&learning),
+            "about 1 to 2 minutes (a rough guide: we are still learning how long calls take here)"
+        );
+    }
+
+    #[test]
+    fn a_wait_that_grew_says_why() {
+        let mut s = status(3, 2);
+        s.wait_rise = Some(crate::centre::WaitRise {
+            agents_then: 5,
+            agents_now: 3,
+        });
+        assert_eq!(
+            rise(&s).as_deref(),
+            Some(
+                "Your wait grew because fewer agents are taking calls now (3) than when you joined (5)."
+            )
+        );
     }
 
     #[test]
@@ -726,7 +854,10 @@ pub(crate) mod tests {
             transferring("Paris office"),
             "Moving your call to Paris office…"
         );
-        assert_eq!(remote_target("Paris office"), "Paris office (another site)");
+        assert_eq!(
+            remote_target("Paris office"),
+            "Paris office (another site: no estimate from that office)"
+        );
     }
 
     #[test]

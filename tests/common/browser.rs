@@ -60,10 +60,36 @@ fn require(path: &str, package: &str) {
     );
 }
 
+/// How the browser is set up: the default is a desktop window with JavaScript on, in the
+/// machine's time zone.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// A phone's screen (390 × 844 CSS pixels, a phone's user agent).
+    pub phone: bool,
+    pub javascript: bool,
+    /// The browser's time zone (IANA name), through `TZ`.
+    pub time_zone: Option<&'static str>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            phone: false,
+            javascript: true,
+            time_zone: None,
+        }
+    }
+}
+
 impl Browser {
     /// Starts chromedriver on a free port, waits until it is ready, opens a headless
     /// Chromium session with a fresh profile.
     pub fn start() -> Browser {
+        Self::start_with(Options::default())
+    }
+
+    /// [`Browser::start`] set up as `options` says.
+    pub fn start_with(options: Options) -> Browser {
         require(CHROMIUM, "chromium");
         require(CHROMEDRIVER, "chromium-driver");
         let dir = scratch_dir("browser");
@@ -79,7 +105,12 @@ impl Browser {
         let mut last_err = String::new();
         for _ in 0..3 {
             let port = free_port();
-            let mut driver = Command::new(CHROMEDRIVER)
+            let mut driver = Command::new(CHROMEDRIVER);
+            if let Some(tz) = options.time_zone {
+                // Chromium, started by chromedriver, takes its zone from TZ.
+                driver.env("TZ", tz);
+            }
+            let mut driver = driver
                 .arg(format!("--port={port}"))
                 .arg(format!("--log-path={}", driver_log.display()))
                 .stdin(Stdio::null())
@@ -99,7 +130,7 @@ impl Browser {
                         dir,
                         driver_log,
                     };
-                    b.open_session(port, &profile);
+                    b.open_session(port, &profile, options);
                     return b;
                 }
                 Err(e) => {
@@ -114,15 +145,25 @@ impl Browser {
         );
     }
 
-    fn open_session(&mut self, port: u16, profile: &Path) {
+    fn open_session(&mut self, port: u16, profile: &Path, options: Options) {
         let mut args: Vec<String> = CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": CHROMIUM, "args": args }),
-        );
+        let mut chrome = json!({ "binary": CHROMIUM, "args": args });
+        if options.phone {
+            // Mouse clicks, not touch: chromedriver's emulated tap never returned on a
+            // submit button below the fold with page scripts off.
+            chrome["mobileEmulation"] = json!({
+                "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2, "touch": false },
+                "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Mobile Safari/537.36"
+            });
+        }
+        if !options.javascript {
+            // The page's scripts do not run (WebDriver's own commands still work).
+            chrome["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
+        }
+        caps.insert("goog:chromeOptions".into(), chrome);
         let url = format!("http://{HOST}:{port}");
         let connect = async {
             let client =
@@ -251,6 +292,29 @@ impl Browser {
         self.run(&format!("text of {css}"), async {
             c.find(Locator::Css(css)).await?.text().await
         })
+    }
+
+    /// The id of the element that has the focus (WebDriver's, so without page scripts too).
+    pub fn focused_id(&self) -> String {
+        let c = self.client();
+        self.run("active element", async {
+            c.active_element().await?.attr("id").await
+        })
+        .unwrap_or_default()
+    }
+
+    /// (x, y, width, height) of the first element matching `css`, in CSS pixels from the
+    /// top of the page.
+    pub fn rect(&self, css: &str) -> (f64, f64, f64, f64) {
+        let c = self.client();
+        self.run(&format!("rect of {css}"), async {
+            c.find(Locator::Css(css)).await?.rectangle().await
+        })
+    }
+
+    /// The page's HTML as the browser has it.
+    pub fn source(&self) -> String {
+        self.run("page source", self.client().source())
     }
 
     /// Whether an element matching `css` is on the page and displayed.

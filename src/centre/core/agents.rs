@@ -129,6 +129,7 @@ impl Centre {
             row.connected = true;
             row.version += 1;
             self.put_row(row.clone());
+            self.score_told(now, &row);
             changes.push(Change::Event(ContactEvent {
                 contact: contact.clone(),
                 at: now,
@@ -142,7 +143,9 @@ impl Centre {
                 "CONNECT",
                 vec![
                     row.waited_secs(now).to_string(),
-                    id.0.clone(),
+                    // Asterisk: the bridged (agent's) channel's uniqueid. The agent's leg
+                    // has no id in the centre; this one is unique per contact and agent.
+                    format!("{}-{}", row.log_ref(), id.0),
                     (ring_millis(&row, now) / 1000).to_string(),
                 ],
             ));
@@ -245,7 +248,8 @@ impl Centre {
     }
 
     /// The offer failed (no answer, refused, unreachable): the agent is put not ready
-    /// ("no answer") and the contact goes back to its place, the head of its queue.
+    /// ("no answer", or "phone not registered" when that was why) and the contact goes back
+    /// to its place, the head of its queue.
     pub(super) fn offer_failed(
         &mut self,
         now: Timestamp,
@@ -258,8 +262,8 @@ impl Centre {
         Ok(self.routed_after(now, changes))
     }
 
-    /// The agent finished the contact: it ends `Completed`, its handle time feeds the
-    /// queue's average and the agent wraps up for `wrap_up_secs`.
+    /// The agent finished the contact: it ends `Completed`, its occupancy feeds the
+    /// queue's learning and the agent wraps up for `wrap_up_secs`.
     pub(super) fn contact_handled(
         &mut self,
         now: Timestamp,
@@ -285,7 +289,7 @@ impl Centre {
                     row.orig_position.to_string(),
                 ],
             ));
-            self.record_handle_secs(&queue, now, since);
+            self.record_occupancy(&queue, now, i);
             changes.extend(self.end_row(
                 now,
                 &contact,
@@ -351,11 +355,17 @@ impl Centre {
                 vec![ring_millis(row, now).to_string()],
             ));
         }
+        // An unregistered phone is not the agent's silence: say which it was.
+        let reason = if why == crate::centre::agent::PHONE_NOT_REGISTERED {
+            why
+        } else {
+            "no answer"
+        };
         changes.extend(self.set_agent(
             now,
             i,
             AgentState::NotReady {
-                reason: "no answer".to_owned(),
+                reason: reason.to_owned(),
             },
         ));
         if let Some(mut row) = self.row(&contact) {
@@ -396,22 +406,44 @@ impl Centre {
         if let Some(at) = state.deadline() {
             self.agent_deadlines.insert((at, i));
         }
+        let id = self.agents[i].spec.id.clone();
+        let channel = crate::centre::queue_log::interface(id.as_str());
+        // Pausing covers every queue the agent serves: Asterisk logs PAUSEALL (queue NONE)
+        // once, then PAUSE in each of the member's queues.
+        let queues: Vec<String> = self.agents[i]
+            .spec
+            .skills
+            .iter()
+            .filter(|(q, _)| {
+                self.book
+                    .queue_index
+                    .get(q)
+                    .is_some_and(|&k| self.book.queues[k].spec.remote.is_none())
+            })
+            .map(|(q, _)| q.0.clone())
+            .collect();
         let agent = &mut self.agents[i];
-        let id = agent.spec.id.clone();
-        let channel = match &agent.spec.reach {
-            crate::centre::agent::Reach::Uri(uri) => uri.clone(),
-            crate::centre::agent::Reach::Registered => "registered".to_owned(),
-        };
         let mut lines = Vec::new();
-        let line = |event: &str, data: Vec<String>| {
+        let in_queue = |queue: &str, event: &str, data: Vec<String>| {
             Change::QueueLog(QueueLogLine::new(
                 now,
                 crate::centre::queue_log::NONE,
-                crate::centre::queue_log::NONE,
+                queue,
                 Some(id.as_str()),
                 event,
                 data,
             ))
+        };
+        let line =
+            |event: &str, data: Vec<String>| in_queue(crate::centre::queue_log::NONE, event, data);
+        let pause = |all: &str, each: &str, reason: &str| {
+            std::iter::once(line(all, vec![reason.to_owned()]))
+                .chain(
+                    queues
+                        .iter()
+                        .map(|q| in_queue(q, each, vec![reason.to_owned()])),
+                )
+                .collect::<Vec<_>>()
         };
         if let (
             AgentState::Ready { since },
@@ -420,6 +452,14 @@ impl Centre {
         {
             agent.memo.idle_since = Some(*since);
         }
+        // An occupancy starts when a contact is offered (or given) to an agent who held
+        // none; it runs through the wrap-up.
+        let holds =
+            |s: &AgentState| matches!(s, AgentState::Reserved { .. } | AgentState::Busy { .. });
+        if holds(&state) && !holds(&prior) {
+            agent.memo.occupied_since = Some(now);
+        }
+        self.models_dirty = true;
         match (&prior, &state) {
             (AgentState::LoggedOut, AgentState::LoggedOut) => {}
             (AgentState::LoggedOut, _) => {
@@ -435,12 +475,12 @@ impl Centre {
                 lines.push(line("AGENTLOGOFF", vec![channel, secs.to_string()]));
             }
             (AgentState::NotReady { .. }, s) if !matches!(s, AgentState::NotReady { .. }) => {
-                lines.push(line("UNPAUSE", vec![String::new()]));
+                lines.extend(pause("UNPAUSEALL", "UNPAUSE", ""));
             }
             _ => {}
         }
         if let AgentState::NotReady { reason } = &state {
-            lines.push(line("PAUSE", vec![reason.clone()]));
+            lines.extend(pause("PAUSEALL", "PAUSE", reason));
         }
         // Staffing changes only when the agent logs in or out: adjust their queues alone
         // (a full recount per state change made `tick` quadratic in the number of agents).
@@ -481,7 +521,14 @@ impl Centre {
     /// `ENTERQUEUE` for a contact joining `row.queue`'s line.
     pub(super) fn enter_line(&self, now: Timestamp, row: &StoredContact) -> Change {
         let caller_id = default_callback_number(&row.caller).unwrap_or_default();
-        self.log(now, row, None, "ENTERQUEUE", vec![String::new(), caller_id])
+        // url|callerid|origposition, as Asterisk 13 and later write it.
+        self.log(
+            now,
+            row,
+            None,
+            "ENTERQUEUE",
+            vec![String::new(), caller_id, row.orig_position.to_string()],
+        )
     }
 
     /// A configured queue of this site (contacts are admitted and wait only there).
@@ -522,13 +569,48 @@ impl Centre {
         }
     }
 
-    pub(super) fn record_handle_secs(&mut self, queue: &QueueId, now: Timestamp, since: Timestamp) {
-        if let Some(&i) = self.book.queue_index.get(queue) {
-            let prior = self.book.queues[i].handle;
-            self.undo(Undo::Handle(i, prior));
-            let secs = u32::try_from(now.millis_since(since) / 1000).unwrap_or(u32::MAX);
-            self.book.queues[i].handle.record(secs);
+    /// Agent `agent` finished a contact of `queue` at `now`: its occupancy (from the offer,
+    /// through the wrap-up it now starts) feeds the queue's learning.
+    pub(super) fn record_occupancy(&mut self, queue: &QueueId, now: Timestamp, agent: usize) {
+        let Some(&i) = self.book.queue_index.get(queue) else {
+            return;
+        };
+        let Some(since) = self.agents[agent].memo.occupied_since else {
+            return;
+        };
+        let prior = Box::new(self.book.queues[i].occupancy.clone());
+        self.undo(Undo::Occupancy(i, prior));
+        let secs = now.millis_since(since) as f64 / 1000.0 + f64::from(self.wrap_up_secs);
+        self.book.queues[i].occupancy.record(now, secs);
+        self.models_dirty = true;
+    }
+
+    /// A live call told an estimate at admission is answered: score the estimate against
+    /// the wait (from admission) in its queue's accuracy.
+    pub(super) fn score_told(&mut self, now: Timestamp, row: &StoredContact) {
+        let (Some(told), Some(&i)) = (&row.told, self.book.queue_index.get(&row.queue)) else {
+            return;
+        };
+        if !row.has_live_call() {
+            return;
         }
+        let prior = Box::new(self.book.queues[i].accuracy.clone());
+        self.undo(Undo::Accuracy(i, prior));
+        let waited = now.millis_since(row.created) as f64 / 1000.0;
+        self.book.queues[i].accuracy.record(now, told, waited);
+    }
+
+    /// A contact of `row`'s queue left its line after waiting: served (`abandoned` false)
+    /// or given up; feeds the queue's abandonment rate.
+    pub(super) fn record_patience(&mut self, now: Timestamp, row: &StoredContact, abandoned: bool) {
+        let Some(&i) = self.book.queue_index.get(&row.queue) else {
+            return;
+        };
+        let entered = row.entered.unwrap_or(row.seniority);
+        let prior = self.book.queues[i].patience;
+        self.undo(Undo::Patience(i, prior));
+        let waited = now.millis_since(entered) as f64 / 1000.0;
+        self.book.queues[i].patience.record(now, waited, abandoned);
     }
 
     /// Offers waiting contacts to ready agents; see the [`agent`](super::agent) module.
@@ -572,6 +654,9 @@ impl Centre {
                     until,
                 },
             ));
+            if row.has_live_call() {
+                self.record_patience(now, &row, false);
+            }
             row.agent = Some(agent_id.clone());
             row.connected = false;
             row.offered_at = Some(now);

@@ -25,19 +25,25 @@ impl Centre {
             .book
             .queues
             .iter()
-            .map(|q| QueueSummary {
-                id: q.spec.id.clone(),
-                name: q.spec.name.clone(),
-                skillset: q.spec.skillset.clone(),
-                waiting: q.waiting(),
-                staffed: q.staffed,
-                estimate_for_new: q.estimate_for_new(),
-                longest_wait_secs: q
-                    .line
-                    .first()
-                    .map_or(0, |((seniority, _), _)| now.millis_since(*seniority) / 1000),
-                offered: q.offered,
-                remote: q.spec.remote.is_some(),
+            .enumerate()
+            .map(|(i, q)| {
+                let (accuracy_hour, accuracy_day) = q.accuracy.report(now);
+                QueueSummary {
+                    id: q.spec.id.clone(),
+                    name: q.spec.name.clone(),
+                    skillset: q.spec.skillset.clone(),
+                    waiting: q.waiting(),
+                    staffed: q.staffed,
+                    estimate_for_new: self.book.estimate_for_new(i),
+                    longest_wait_secs: q
+                        .line
+                        .first()
+                        .map_or(0, |((seniority, _), _)| now.millis_since(*seniority) / 1000),
+                    offered: q.offered,
+                    remote: q.spec.remote.is_some(),
+                    accuracy_hour,
+                    accuracy_day,
+                }
             })
             .collect();
         Snapshot {

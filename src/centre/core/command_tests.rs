@@ -868,7 +868,7 @@ fn status_offers_targets_with_their_place_and_wait() {
     }
     admit(&mut c, 5, "billing");
     let me = admit(&mut c, 30, "sales");
-    c.set_staffed(&q("support"), 1);
+    c.set_working(&q("support"), 1);
     let s = status(&c, &me);
     let targets: Vec<_> = s
         .move_targets
@@ -880,7 +880,7 @@ fn status_offers_targets_with_their_place_and_wait() {
         [("support", 3, "support-en"), ("billing", 2, "billing-en")]
     );
     let support = &s.move_targets[0];
-    assert_eq!(support.estimate, c.book.queues[1].estimate_at(3));
+    assert_eq!(support.estimate, c.book.estimate_in(1, 2, None));
     assert_ne!(support.estimate, WaitEstimate::NoAgents);
     assert_eq!(c.snapshot(at(50)).contacts[&me], s, "snapshot agrees");
     assert_eq!(s.default_callback_number.as_deref(), Some("+15550100030"));

@@ -374,18 +374,29 @@ impl Centre {
                 call_ref: row.call_ref.clone(),
             });
         }
-        let exit = self.log(
-            now,
-            &row,
-            None,
-            "EXITWITHKEY",
-            vec![
-                to.0.clone(),
-                from_position.to_string(),
-                row.orig_position.to_string(),
-                row.waited_secs(now).to_string(),
-            ],
+        // As Asterisk logs a caller leaving for an extension of the queue's exit context:
+        // the digits of the queue moved to. Without digits, a withdrawal that says where.
+        let (pos, opos, waited) = (
+            from_position.to_string(),
+            row.orig_position.to_string(),
+            row.waited_secs(now).to_string(),
         );
+        let exit = match self.exit_keys.get(&to) {
+            Some(key) => self.log(
+                now,
+                &row,
+                None,
+                "EXITWITHKEY",
+                vec![key.clone(), pos, opos, waited],
+            ),
+            None => self.log(
+                now,
+                &row,
+                None,
+                "WITHDRAW",
+                vec![pos, opos, waited, format!("moved to {to}")],
+            ),
+        };
         let mut row = row;
         row.queue = to.clone();
         row.version += 1;

@@ -146,7 +146,9 @@ impl Centre {
     /// puts nothing in the outboxes.
     pub fn handle<I: Input>(&mut self, now: Timestamp, input: I) -> Result<I::Reply, I::Error> {
         self.clock = self.clock.max(now);
-        input.apply(self, now)
+        let result = input.apply(self, now);
+        self.refresh_models(now);
+        result
     }
 
     /// The next change to store, in the order they were made.

@@ -9,7 +9,13 @@ pub(super) struct Journal {
     undo: Vec<Undo>,
     /// The counters as they were at [`Centre::begin`].
     counters: Counters,
+    /// The wait models as they were (derived state, restored whole: rebuilding them at a
+    /// later clock would give estimates the caller never saw).
+    models: Vec<(Arc<WaitModel>, WorkingMarks)>,
+    models_state: (bool, Timestamp, bool),
 }
+
+type WorkingMarks = std::collections::VecDeque<(Timestamp, u32)>;
 
 /// One step to undo.
 #[derive(Debug)]
@@ -20,8 +26,12 @@ pub(super) enum Undo {
     CommandRemoved(StoredCommand),
     /// An agent's state and memo as they were.
     Agent(usize, AgentState, AgentMemo),
-    /// A queue's handle-time average as it was.
-    Handle(usize, HandleTimeAverage),
+    /// A queue's occupancy learning as it was.
+    Occupancy(usize, Box<Occupancy>),
+    /// A queue's abandonment rate as it was.
+    Patience(usize, Patience),
+    /// A queue's estimate scoring as it was.
+    Accuracy(usize, Box<crate::centre::accuracy::Accuracy>),
     /// A senior-join mark added to queue `.0`, and the oldest one it pushed out.
     Rise(usize, Option<Rise>),
 }
@@ -33,6 +43,13 @@ impl Centre {
         self.journal = Some(Journal {
             undo: Vec::new(),
             counters: self.counters.clone(),
+            models: self
+                .book
+                .queues
+                .iter()
+                .map(|q| (Arc::clone(&q.model), q.working_marks.clone()))
+                .collect(),
+            models_state: (self.models_dirty, self.models_at, self.models_busy),
         });
         self.routed.clear();
         self.outbox.clear();
@@ -67,6 +84,11 @@ impl Centre {
             return;
         };
         self.counters = journal.counters;
+        for (q, (model, marks)) in self.book.queues.iter_mut().zip(journal.models) {
+            q.model = model;
+            q.working_marks = marks;
+        }
+        (self.models_dirty, self.models_at, self.models_busy) = journal.models_state;
         let mut agents_changed = false;
         for undo in journal.undo.into_iter().rev() {
             match undo {
@@ -83,7 +105,9 @@ impl Centre {
                     self.agents[i].memo = memo;
                     agents_changed = true;
                 }
-                Undo::Handle(i, prior) => self.book.queues[i].handle = prior,
+                Undo::Occupancy(i, prior) => self.book.queues[i].occupancy = *prior,
+                Undo::Patience(i, prior) => self.book.queues[i].patience = prior,
+                Undo::Accuracy(i, prior) => self.book.queues[i].accuracy = *prior,
                 Undo::Rise(i, evicted) => {
                     let rises = &mut self.book.queues[i].rises;
                     rises.pop_back();

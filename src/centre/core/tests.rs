@@ -318,7 +318,7 @@ fn admissions_take_the_numbers_the_driver_checked_against_the_store() {
 }
 
 #[test]
-fn estimates_use_staffing_and_handle_time() {
+fn estimates_use_working_agents_and_learnt_occupancy() {
     let mut c = centre(7);
     let sales = QueueId("sales".into());
     let ids: Vec<_> = (0..5).map(|i| admit(&mut c, T0, "sales", i).id).collect();
@@ -326,24 +326,29 @@ fn estimates_use_staffing_and_handle_time() {
         c.status(&ids[4]).expect("known").estimate,
         WaitEstimate::NoAgents
     );
-    c.set_staffed(&sales, 2);
-    // position 5, 2 agents, 300 s: 3 rounds = 900 s -> 11..19 min.
-    assert_eq!(
-        c.status(&ids[4]).expect("known").estimate,
-        WaitEstimate::Range {
-            low_secs: 11 * 60,
-            high_secs: 19 * 60
-        }
-    );
+    c.set_working(&sales, 2);
+    let expected = |c: &Centre, id: &ContactId| {
+        c.status(id)
+            .expect("known")
+            .estimate
+            .expected_secs()
+            .expect("agents work the queue")
+    };
+    let (first, fifth) = (expected(&c, &ids[0]), expected(&c, &ids[4]));
+    assert!(first < fifth, "{first} < {fifth}");
+    // Fifth behind two agents of about five minutes each: some ten minutes.
+    assert!((450..1000).contains(&fifth), "{fifth}");
+    assert!(c.status(&ids[4]).expect("known").estimate.learning());
     for _ in 0..50 {
-        c.record_handle_time(&sales, 60);
+        c.record_occupancy_secs(&sales, T0, 60.0);
     }
-    match c.status(&ids[0]).expect("known").estimate {
-        WaitEstimate::Range { low_secs, .. } => assert!(low_secs >= 60),
-        WaitEstimate::NoAgents => panic!("staffed"),
-    }
+    c.set_working(&sales, 2);
+    let shorter = expected(&c, &ids[4]);
+    assert!(
+        shorter * 3 < fifth,
+        "{shorter} after learning 60 s contacts"
+    );
     let snap = c.snapshot(T0);
-    assert_eq!(snap.queues[0].staffed, 2);
     assert_eq!(snap.queues[1].estimate_for_new, WaitEstimate::NoAgents);
 }
 
