@@ -114,6 +114,7 @@ async fn main() -> std::io::Result<()> {
                 pt: 0,
                 telephone_event_pt: Some(101),
                 prompts: Arc::clone(&prompts),
+                silence_timeout: None,
             })
             .await
             .map_err(std::io::Error::other)?;

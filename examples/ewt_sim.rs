@@ -516,7 +516,7 @@ impl Sim {
             caller: format!("sip:+4420{:08}@example.org", self.calls),
             call_ref: format!("call-{}", self.calls),
         };
-        if let Some(id) = self.input(Admit(new)) {
+        if let Some(id) = self.input(Admit(new)).map(|admitted| admitted.id) {
             let status = self.centre.status(&id).expect("status");
             let holdline = match status.estimate {
                 WaitEstimate::Range {

@@ -88,15 +88,17 @@ fn seed(dir: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
     for k in 0..n {
         // Seniority in the past, one millisecond apart, so new callers queue behind.
         let now = Timestamp(start.0 - (n - k) as u64);
-        let id = centre.handle(
-            now,
-            Admit(NewContact {
-                queue: QueueId(if k % 2 == 0 { "support" } else { "sales" }.into()),
-                media: MediaType::Voice,
-                caller: format!("<sip:+4420794{k:06}@seed.test>"),
-                call_ref: format!("seed-{k}"),
-            }),
-        )?;
+        let id = centre
+            .handle(
+                now,
+                Admit(NewContact {
+                    queue: QueueId(if k % 2 == 0 { "support" } else { "sales" }.into()),
+                    media: MediaType::Voice,
+                    caller: format!("<sip:+4420794{k:06}@seed.test>"),
+                    call_ref: format!("seed-{k}"),
+                }),
+            )?
+            .id;
         centre
             .handle(
                 now,

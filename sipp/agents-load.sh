@@ -38,7 +38,7 @@ done
 # The embedded configuration without its demo agents, with a zero wrap-up and these agents.
 {
   sed -e '/^\[\[agent\]\]/,$d' -e "s/^max_calls = .*/max_calls = $((CALLS + 100))/" \
-    -e "s/^wrap_up_secs = .*/wrap_up_secs = 0/" holdline.toml
+    -e "s/^wrap_up_secs = .*/wrap_up_secs = 0/" -e "s/^rtp_timeout_secs = .*/rtp_timeout_secs = 0/" holdline.toml
   echo "$agents"
 } > "$work/holdline.toml"
 

@@ -54,7 +54,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
 
 if [ "$BUILD" = 1 ]; then cargo build --release --quiet --bin holdline --example bare_http; fi
 
-sed -e "s/^max_calls = .*/max_calls = 10000/" holdline.toml >"$work/holdline.toml"
+sed -e "s/^max_calls = .*/max_calls = 10000/" -e "s/^rtp_timeout_secs = .*/rtp_timeout_secs = 0/" holdline.toml >"$work/holdline.toml"
 RUST_LOG=${RUST_LOG:-warn} "$HOLDLINE_BIN" --config "$work/holdline.toml" \
   --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT --data "$work/data" >"$work/holdline.log" 2>&1 &
 pids+=($!)

@@ -20,7 +20,7 @@ work=$(mktemp -d /tmp/holdline-load.XXXXXX)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --quiet
 cat > "$work/holdline.toml" <<TOML
-$(sed -e "s/^max_calls = .*/max_calls = $((CALLS + 100))/" holdline.toml)
+$(sed -e "s/^max_calls = .*/max_calls = $((CALLS + 100))/" -e "s/^rtp_timeout_secs = .*/rtp_timeout_secs = 0/" holdline.toml)
 TOML
 ./target/release/holdline --config "$work/holdline.toml" --sip 127.0.0.1:$SIP_PORT \
   --http 127.0.0.1:$HTTP_PORT --data "$work/data" >"$work/holdline.log" 2>&1 &

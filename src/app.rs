@@ -87,11 +87,12 @@ pub fn centre_config(config: &Config) -> CentreConfig {
             .collect(),
         wrap_up_secs: agents.wrap_up_secs,
         // A backstop only: the call layer times offers itself (agent ring, then the
-        // customer's ring for call-backs); this must never fire before those do.
+        // customer's ring for call-backs); this must never fire before those do. A new
+        // caller offered at once first hears their number (about 25 s), hence the margin.
         offer_timeout_secs: agents
             .ring_secs
             .saturating_add(config.callback.ring_secs)
-            .saturating_add(30),
+            .saturating_add(60),
         callback_attempts: config.callback.attempts,
         callback_retry_secs: config.callback.retry_secs,
         dial_callbacks: config.callback.dials(),
@@ -259,6 +260,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         max_calls: config.limits.max_calls,
         max_pending_calls: config.limits.max_pending_calls,
         retry_after_secs: config.limits.retry_after_secs,
+        min_se_secs: config.calls.min_se_secs,
+        session_expires_secs: config.calls.session_expires_secs,
         public_host: (!config.sip.public_host.is_empty()).then(|| config.sip.public_host.clone()),
         // Agents without a fixed address reach us by REGISTERing with their SIP password
         // (the console's unless they have their own); with none such, REGISTER stays 405.

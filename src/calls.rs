@@ -1,8 +1,9 @@
 //! Call control: turns SIP calls into contacts and carries out what the centre decides.
 //!
-//! One file for now (~850 production lines): the per-call flow is one async function whose
-//! parts share its locals; issue 9 turns it into a sans-IO `CallFlow` core with a thin
-//! driver, which is where it splits.
+//! One file for now (~900 production lines): the per-call flow is one async function whose
+//! parts share its locals. Its decisions about hand-offs and liveness are already in the
+//! sans-IO `flow::CallFlow` (issue 9); the rest (hold music, position updates, DTMF, the
+//! farewell) moves there next, which is where this file shrinks.
 //!
 //! Owns the per-call state that joins the three parts: one task per call holds the call's
 //! SIP key, its contact number and its announcement stream. The SIP endpoint owns protocol
@@ -22,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::centre::{
-    AgentId, CentreError, CentreHandle, ContactId, ContactStatus, Effect, EndReason, Farewell,
+    CentreError, CentreHandle, ContactId, ContactStatus, Effect, EndReason, Farewell, LostCall,
     MediaType, NewContact, QueueId, Spoken,
 };
 use crate::config::Config;
@@ -51,7 +52,10 @@ pub struct Deps {
     pub link_key: crate::web::link::LinkKey,
 }
 
+mod flow;
 mod outbound;
+
+use flow::{Action, CallFlow, Event, HandoffTo, Side, Words};
 
 /// What a call task hears: its SIP events and the centre's effects for its contact.
 #[derive(Debug)]
@@ -111,9 +115,10 @@ pub async fn run(
     tracker: TaskTracker,
 ) {
     let routes = Routes::default();
-    // Effects name calls by their Call-ID (the contact's opaque call_ref).
-    let mut by_call_id: HashMap<String, mpsc::UnboundedSender<CallMsg>> = HashMap::new();
-    let mut call_ids: HashMap<CallKey, String> = HashMap::new();
+    // Effects name calls by the contact's opaque call_ref: the dialog (Call-ID *and* both
+    // tags), never the Call-ID alone, which two calls may share (issue 9, defect 4).
+    let mut by_call_ref: HashMap<String, mpsc::UnboundedSender<CallMsg>> = HashMap::new();
+    let mut call_refs: HashMap<CallKey, String> = HashMap::new();
     let mut effects = deps.centre.subscribe_effects();
     let mut effects_open = true;
     loop {
@@ -124,10 +129,11 @@ pub async fn run(
                     UaEvent::Incoming(ic) => {
                         let (tx, rx) = mpsc::unbounded_channel();
                         routes.register(ic.key, &tx);
-                        by_call_id.insert(ic.call_id.clone(), tx.clone());
-                        call_ids.insert(ic.key, ic.call_id.clone());
+                        let call_ref = ic.dialog.to_string();
+                        by_call_ref.insert(call_ref.clone(), tx.clone());
+                        call_refs.insert(ic.key, call_ref);
                         let span = tracing::info_span!("call", call_id = %ic.call_id);
-                        let task = call_task(ic, tx, rx, deps.clone(), routes.clone(), token.clone());
+                        let task = call_task(*ic, tx, rx, deps.clone(), routes.clone(), token.clone());
                         tracker.spawn(task.instrument(span));
                     }
                     UaEvent::Registered { user, contact, expires } => {
@@ -136,9 +142,9 @@ pub async fn run(
                     other => {
                         let Some(key) = event_call(&other) else { continue };
                         if matches!(other, UaEvent::Ended(_))
-                            && let Some(call_id) = call_ids.remove(&key)
+                            && let Some(call_ref) = call_refs.remove(&key)
                         {
-                            by_call_id.remove(&call_id);
+                            by_call_ref.remove(&call_ref);
                         }
                         routes.deliver(key, other);
                     }
@@ -175,7 +181,7 @@ pub async fn run(
                         // Emails and web forms: the centre hands them to the agent's console.
                         Effect::Offer { call_ref: None, .. } => continue,
                     };
-                    if let Some(tx) = by_call_id.get(&call_ref) {
+                    if let Some(tx) = by_call_ref.get(&call_ref) {
                         let _ = tx.send(CallMsg::Centre(effect));
                     } else if let Effect::Offer { agent, .. } = effect {
                         // The call went away between the offer and now; its end frees the
@@ -202,6 +208,8 @@ fn event_call(ev: &UaEvent) -> Option<CallKey> {
         | UaEvent::AckTimeout(k)
         | UaEvent::RemoteBye(k)
         | UaEvent::Ended(k)
+        | UaEvent::ConnectionLost(k)
+        | UaEvent::SessionExpired(k)
         | UaEvent::ReferAccepted(k) => *k,
         UaEvent::Info { call, .. }
         | UaEvent::ReferFailed { call, .. }
@@ -210,6 +218,7 @@ fn event_call(ev: &UaEvent) -> Option<CallKey> {
         | UaEvent::Answered { call, .. }
         | UaEvent::OutgoingFailed { call, .. }
         | UaEvent::ReinviteAnswered { call, .. }
+        | UaEvent::ProbeAnswered { call, .. }
         | UaEvent::ReinviteFailed { call, .. } => *call,
         UaEvent::Registered { .. } => return None,
     })
@@ -230,49 +239,9 @@ enum Outcome {
     /// The call was bridged to an agent by third-party call control and has ended; the
     /// contact was handled (the bridge told the centre).
     Bridged,
-}
-
-/// Where a hand-off sends the caller.
-enum HandoffTo {
-    /// An agent the centre offered this contact to.
-    Agent(AgentId),
-    /// A remote queue (another site) the caller chose on the web page.
-    Site,
-}
-
-/// A REFER of this call in progress (RFC 3515 with the NOTIFY sipfrag progress).
-struct Handoff {
-    to: HandoffTo,
-    /// From the configuration (the agent's URI or REGISTER binding, or the remote queue's
-    /// URI): never an address taken from a request.
-    uri: String,
-    /// Sent once the "connecting" prompt has played, or when `due` comes first.
-    referred: bool,
-    /// Before the REFER: when to send it at the latest (the prompt may stall). After: no
-    /// final result by then counts as "no answer".
-    due: tokio::time::Instant,
-}
-
-impl Handoff {
-    fn new(to: HandoffTo, uri: String) -> Handoff {
-        Handoff {
-            to,
-            uri,
-            referred: false,
-            due: tokio::time::Instant::now() + Duration::from_secs(8),
-        }
-    }
-
-    fn due(&self) -> tokio::time::Instant {
-        self.due
-    }
-}
-
-/// REFER answered this way means the caller's equipment does not do transfers at all
-/// (method not allowed / not implemented / extension not supported): a different path
-/// (bridging) is taken instead of counting it against the agent.
-fn refuses_refer(status: u16) -> bool {
-    matches!(status, 405 | 420 | 501)
+    /// The call is dead (no answer in the dialog): we end our side; the contact becomes
+    /// disconnected and keeps its place for a while.
+    Lost(LostCall),
 }
 
 async fn call_task(
@@ -371,15 +340,15 @@ async fn call_task(
     };
     let admitted = deps
         .centre
-        .admit(NewContact {
+        .admit_call(NewContact {
             queue: QueueId(queue.id.clone()),
             media,
             caller: ic.caller.clone(),
-            call_ref: ic.call_id.clone(),
+            call_ref: ic.dialog.to_string(),
         })
         .await;
-    let status = match admitted {
-        Ok(s) => s,
+    let (status, rejoined) = match admitted {
+        Ok(a) => (a.status, a.rejoined),
         Err(e) => {
             let (code, headers) = match e {
                 CentreError::UnknownQueue(_) => (404, vec![]),
@@ -396,11 +365,12 @@ async fn call_task(
         }
     };
     let id = status.id.clone();
-    // A fresh contact has version 1; a higher one is a caller who rang again after a restart
-    // and got their old contact back (matched on the calling number). Calling numbers can be
-    // spoofed, so such a call is never told the contact number (no Call-Info, no spoken
+    // `rejoined`: a caller who rang again after a restart and got their old contact back
+    // (matched on the calling number), as the centre says — never guessed from the
+    // contact's version, which routing in the same batch also bumps. Calling numbers can
+    // be spoofed, so such a call is never told the contact number (no Call-Info, no spoken
     // number, `*` repeats the position): the secret stays with whoever heard it first.
-    let rejoined = status.version > 1;
+    // Every other caller is told it, whether or not an agent is ready at this moment.
     tracing::debug!(contact = %id.redacted(), queue = %queue.id, rejoined, "contact admitted");
     let sdp_text = answer.to_sdp(local_ip, rtp_port, rand::random::<u32>() as u64);
     let base = match &deps.public_url {
@@ -454,6 +424,8 @@ async fn call_task(
             pt: answer.pt,
             telephone_event_pt: answer.telephone_event_pt,
             prompts: prompts.clone(),
+            silence_timeout: (deps.config.calls.rtp_timeout_secs > 0)
+                .then(|| Duration::from_secs(u64::from(deps.config.calls.rtp_timeout_secs))),
         })
         .await;
     let (stream, mut media_events) = match started {
@@ -483,6 +455,11 @@ async fn call_task(
     }
     // Played, and the stream aimed at the caller, once the answer is acknowledged.
     let mut intro = Some(intro);
+    // The decisions of hand-offs and liveness (`flow`): the task feeds it and carries out
+    // what it says. The number's length moves the REFER's deadline when it is said first.
+    let number_len = speech_duration(&prompts.contact_number(id.as_str()));
+    let ring = Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs) + 5);
+    let mut flow = CallFlow::new(rejoined, number_len, ring);
 
     // Music is interrupted every `announce_every_secs` of music: the clock starts when the
     // spoken part ends, so a long intro or a `*` replay never gets an update queued behind it.
@@ -492,8 +469,6 @@ async fn call_task(
     // Set once the centre replaced this call by a call-back/email/form: the deadline for
     // the farewell prompt, after which the call is ended regardless.
     let mut farewell: Option<tokio::time::Instant> = None;
-    // A REFER to an agent or another site in progress.
-    let mut handoff: Option<Handoff> = None;
     let outcome = loop {
         let farewell_due = async {
             match farewell {
@@ -507,16 +482,19 @@ async fn call_task(
                 None => std::future::pending().await,
             }
         };
-        let handoff_due = async {
-            match handoff.as_ref().map(Handoff::due) {
-                Some(at) => tokio::time::sleep_until(at).await,
+        let flow_due = async {
+            match flow.poll_timeout() {
+                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
                 None => std::future::pending().await,
             }
         };
+        // What this turn gives the flow (an event, or its timer).
+        let mut feed: Option<Event> = None;
+        let mut flow_timer = false;
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(CallMsg::Sip(UaEvent::Info { content_type, body, .. })) => {
-                    if info_is_star(&content_type, &body) && farewell.is_none() && handoff.is_none() {
+                    if info_is_star(&content_type, &body) && farewell.is_none() && !flow.handing_off() {
                         next_update = None;
                         match (rejoined, deps.centre.status(id.clone()).await) {
                             (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
@@ -540,68 +518,32 @@ async fn call_task(
                     | UaEvent::ReinviteFailed { .. }
                     | UaEvent::Registered { .. },
                 )) => {}
-                Some(CallMsg::Sip(UaEvent::ReferFailed { status: code, .. })) => {
-                    let Some(h) = handoff.take() else { continue };
-                    match h.to {
-                        HandoffTo::Agent(agent) if refuses_refer(code) => {
-                            // The caller's phone cannot be transferred: keep the call and
-                            // join it to the agent by third-party call control instead.
-                            tracing::info!(status = code, "caller refuses REFER: bridging to the agent");
-                            stream.set_remote(UNSPECIFIED);
-                            match outbound::bridge_caller(
-                                &deps, &routes, &tx, &mut rx, key, &answer, &agent, &h.uri, &token,
-                            )
-                            .await
-                            {
-                                outbound::Bridge::Ended => break Outcome::Bridged,
-                                outbound::Bridge::CallerLeft => break Outcome::CallerLeft,
-                                outbound::Bridge::Shutdown => break Outcome::Shutdown,
-                                outbound::Bridge::NotConnected(why) => {
-                                    stream.set_remote(answer.remote);
-                                    let _ = deps.centre.offer_failed(agent, why).await;
-                                    not_connected(&deps, &id, &stream, &prompts).await;
-                                    next_update = None;
-                                }
-                            }
-                        }
-                        to => {
-                            handoff_failed(&deps, &id, to, format!("transfer refused ({code})")).await;
-                            not_connected(&deps, &id, &stream, &prompts).await;
-                            next_update = None;
-                        }
-                    }
+                Some(CallMsg::Sip(UaEvent::ProbeAnswered { status, .. })) => {
+                    feed = Some(Event::ProbeAnswered(status));
                 }
-                Some(CallMsg::Sip(UaEvent::ReferProgress { status: code, done, .. })) => {
-                    if (200..300).contains(&code) {
-                        match handoff.take() {
-                            Some(h) => {
-                                handoff_done(&deps, &id, h.to).await;
-                                break Outcome::HandedOff;
-                            }
-                            None => {
-                                // Success after we gave up (the agent answered late): the
-                                // caller is with them now, whatever the centre thought.
-                                tracing::warn!(status = code, "transfer succeeded after it was given up");
-                            }
-                        }
-                    } else if (code >= 300 || done) && let Some(h) = handoff.take() {
-                        let why = match code {
-                            408 | 480 | 487 => "no answer".to_owned(),
-                            486 | 600 => "busy".to_owned(),
-                            _ => format!("transfer failed ({code})"),
-                        };
-                        handoff_failed(&deps, &id, h.to, why).await;
-                        not_connected(&deps, &id, &stream, &prompts).await;
-                        next_update = None;
+                Some(CallMsg::Sip(UaEvent::SessionExpired(_))) => feed = Some(Event::SessionExpired),
+                Some(CallMsg::Sip(UaEvent::ConnectionLost(_))) => feed = Some(Event::ConnectionLost),
+                Some(CallMsg::Sip(UaEvent::ReferFailed { status, .. })) => {
+                    feed = Some(Event::ReferFailed(status));
+                }
+                Some(CallMsg::Sip(UaEvent::ReferProgress { status, done, .. })) => {
+                    if (200..300).contains(&status) && !flow.handing_off() {
+                        // Success after we gave up (the agent answered late): the caller
+                        // is with them now, whatever the centre thought.
+                        tracing::warn!(status, "transfer succeeded after it was given up");
                     }
+                    feed = Some(Event::ReferProgress { status, done });
                 }
                 Some(CallMsg::Sip(_)) | None if farewell.is_some() => break Outcome::Substituted,
                 Some(CallMsg::Sip(_)) | None => break Outcome::CallerLeft,
                 Some(CallMsg::Centre(Effect::Reannounce { .. })) => {
+                    // Only the caller's own move from the page re-announces: they have the
+                    // number already, so the new position may cut the intro short.
                     if farewell.is_none()
-                        && handoff.is_none()
+                        && !flow.handing_off()
                         && let Some(st) = deps.centre.status(id.clone()).await
                     {
+                        feed = Some(Event::NumberKnown);
                         next_update = None;
                         stream.replace(prompts.position(st.position.unwrap_or(1), &wait_phrase(&st)));
                     }
@@ -617,64 +559,51 @@ async fn call_task(
                     farewell = Some(tokio::time::Instant::now() + Duration::from_secs(10));
                 }
                 Some(CallMsg::Centre(Effect::Offer { agent, target, .. })) => {
-                    if farewell.is_some() || handoff.is_some() {
-                        let _ = deps.centre.offer_failed(agent, "the call is already being handed over".into()).await;
-                        continue;
-                    }
-                    match outbound::agent_uri(&deps, &agent, &target).await {
-                        Some(uri) => {
-                            tracing::info!(agent = %agent, "offering the call to an agent");
-                            next_update = None;
-                            stream.replace(prompts.connecting_agent());
-                            handoff = Some(Handoff::new(HandoffTo::Agent(agent), uri));
-                        }
-                        None => {
-                            tracing::info!(agent = %agent, "agent phone not registered");
-                            let _ = deps.centre.offer_failed(agent, "phone not registered".into()).await;
+                    if farewell.is_some() {
+                        // Not the agent's doing: this call is saying goodbye.
+                        let _ = deps.centre.offer_failed_by_caller(agent, "the call is ending".into()).await;
+                    } else {
+                        match outbound::agent_uri(&deps, &agent, &target).await {
+                            Some(uri) => {
+                                tracing::info!(agent = %agent, "offering the call to an agent");
+                                feed = Some(Event::HandOver { to: HandoffTo::Agent(agent), uri });
+                            }
+                            None => {
+                                tracing::info!(agent = %agent, "agent phone not registered");
+                                let _ = deps.centre.offer_failed(agent, "phone not registered".into()).await;
+                            }
                         }
                     }
                 }
                 Some(CallMsg::Centre(Effect::Transfer { target, .. })) => {
-                    if farewell.is_some() || handoff.is_some() {
-                        let _ = deps.centre.transfer_result(id.clone(), false, "the call is already being handed over".into()).await;
-                        continue;
+                    if farewell.is_some() {
+                        let _ = deps.centre.transfer_result(id.clone(), false, "the call is ending".into()).await;
+                    } else {
+                        tracing::info!("moving the call to another site");
+                        feed = Some(Event::HandOver { to: HandoffTo::Site, uri: target });
                     }
-                    tracing::info!("moving the call to another site");
-                    next_update = None;
-                    stream.replace(prompts.moving_call());
-                    handoff = Some(Handoff::new(HandoffTo::Site, target));
                 }
             },
             _ = farewell_due => break Outcome::Substituted,
-            _ = handoff_due => {
-                let referred = handoff.as_ref().is_some_and(|h| h.referred);
-                if referred {
-                    if let Some(h) = handoff.take() {
-                        handoff_failed(&deps, &id, h.to, "no answer".into()).await;
-                        not_connected(&deps, &id, &stream, &prompts).await;
-                        next_update = None;
-                    }
-                } else if let Some(h) = handoff.take() {
-                    handoff = send_refer(&deps, &id, key, h, &stream, &prompts).await;
-                }
-            }
+            _ = flow_due => flow_timer = true,
             me = media_events.recv(), if media_open => match me {
-                Some(MediaEvent::Dtmf('*')) if farewell.is_none() && handoff.is_none() => {
+                Some(MediaEvent::Dtmf('*')) if farewell.is_none() && !flow.handing_off() => {
                     next_update = None;
                     match (rejoined, deps.centre.status(id.clone()).await) {
                         (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
                         _ => stream.replace(spoken_key(&status)),
                     }
                 }
+                // No RTP for `rtp_timeout_secs`: a vanished phone, or one that sends
+                // nothing on hold. The flow has the dialog probed to tell which.
+                Some(MediaEvent::Silent) => feed = Some(Event::Silent),
                 Some(MediaEvent::SpeechDone) if farewell.is_some() => break Outcome::Substituted,
-                Some(MediaEvent::SpeechDone) => match handoff.take() {
-                    // The "connecting" prompt has played: now the REFER.
-                    Some(h) if !h.referred => {
-                        handoff = send_refer(&deps, &id, key, h, &stream, &prompts).await;
+                Some(MediaEvent::SpeechDone) => {
+                    if !flow.handing_off() {
+                        next_update = Some(tokio::time::Instant::now() + every);
                     }
-                    Some(h) => handoff = Some(h),
-                    None => next_update = Some(tokio::time::Instant::now() + every),
-                },
+                    feed = Some(Event::SpeechDone);
+                }
                 Some(_) => {}
                 None => media_open = false,
             },
@@ -690,6 +619,111 @@ async fn call_task(
             }
             _ = token.cancelled() => break Outcome::Shutdown,
         }
+        let now = std::time::Instant::now();
+        if flow_timer {
+            flow.handle_timeout(now);
+        }
+        if let Some(ev) = feed {
+            flow.handle(ev, now);
+        }
+        // Carry out what the flow decided; some of it ends the call.
+        let mut ended = None;
+        while let Some(action) = flow.poll_action() {
+            match action {
+                Action::Announce {
+                    words,
+                    number_first,
+                } => {
+                    next_update = None;
+                    let mut clips = if number_first {
+                        prompts.contact_number(id.as_str())
+                    } else {
+                        Vec::new()
+                    };
+                    clips.extend(match words {
+                        Words::ConnectingAgent => prompts.connecting_agent(),
+                        Words::MovingCall => prompts.moving_call(),
+                    });
+                    // Before the answer is acknowledged this becomes the intro.
+                    match intro.as_mut() {
+                        Some(pending) => *pending = clips,
+                        None => stream.replace(clips),
+                    }
+                }
+                Action::SendRefer { uri } => {
+                    if let Err(e) = deps.sip.refer(key, uri).await {
+                        tracing::info!(error = %e, "REFER could not be sent");
+                        flow.handle(
+                            Event::ReferNotSent(e.to_string()),
+                            std::time::Instant::now(),
+                        );
+                    }
+                }
+                Action::Probe => {
+                    tracing::debug!("probing the dialog");
+                    deps.sip.probe(key).await;
+                }
+                Action::Done(to) => {
+                    handoff_done(&deps, &id, to).await;
+                    ended = Some(Outcome::HandedOff);
+                    break;
+                }
+                Action::Failed { to, side, why } => {
+                    handoff_failed(&deps, &id, to, side, why).await;
+                    not_connected(&deps, &id, &stream, &prompts).await;
+                    next_update = None;
+                }
+                Action::Refuse { to, why } => {
+                    let r = match to {
+                        HandoffTo::Agent(agent) => deps
+                            .centre
+                            .offer_failed_by_caller(agent, why)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        HandoffTo::Site => deps
+                            .centre
+                            .transfer_result(id.clone(), false, why)
+                            .await
+                            .map_err(|e| e.to_string()),
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "refused hand-off not recorded");
+                    }
+                }
+                Action::Bridge { agent, uri } => {
+                    // The caller's phone cannot be transferred: keep the call and join it
+                    // to the agent by third-party call control instead.
+                    tracing::info!("caller refuses REFER: bridging to the agent");
+                    stream.set_remote(UNSPECIFIED);
+                    match outbound::bridge_caller(
+                        &deps, &routes, &tx, &mut rx, key, &answer, &agent, &uri, &token,
+                    )
+                    .await
+                    {
+                        outbound::Bridge::Ended => ended = Some(Outcome::Bridged),
+                        outbound::Bridge::CallerLeft => ended = Some(Outcome::CallerLeft),
+                        outbound::Bridge::Shutdown => ended = Some(Outcome::Shutdown),
+                        outbound::Bridge::NotConnected(why) => {
+                            stream.set_remote(answer.remote);
+                            let _ = deps.centre.offer_failed(agent, why).await;
+                            not_connected(&deps, &id, &stream, &prompts).await;
+                            next_update = None;
+                        }
+                    }
+                    if ended.is_some() {
+                        break;
+                    }
+                }
+                Action::Lost(why) => {
+                    tracing::info!(?why, "the caller is gone: ending the call");
+                    ended = Some(Outcome::Lost(why));
+                    break;
+                }
+            }
+        }
+        if let Some(outcome) = ended {
+            break outcome;
+        }
     };
     stream.stop().await;
     match outcome {
@@ -697,13 +731,24 @@ async fn call_task(
             // Hung up while being connected: an abandoned contact. Not the agent's fault:
             // ending the contact frees an agent it was offered to (ready again, keeping
             // their idle time; RINGCANCELED then ABANDON in the queue_log).
-            if handoff.take().is_some() {
+            if flow.handing_off() {
                 tracing::info!(contact = %id.redacted(), "caller hung up while being connected");
             }
             end_contact(&deps, &id).await;
             deps.sip.hangup(key).await; // no-op if the dialog is already gone
         }
         Outcome::Substituted | Outcome::HandedOff | Outcome::Bridged => {
+            deps.sip.hangup(key).await;
+        }
+        Outcome::Lost(why) => {
+            // Not abandoned: the caller may ring again and rejoin their place. An agent it
+            // was being offered to is freed, not blamed.
+            match deps.centre.call_lost(id.clone(), why).await {
+                Ok(()) | Err(CentreError::AlreadyEnded) | Err(CentreError::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, contact = %id.redacted(), "call loss not recorded")
+                }
+            }
             deps.sip.hangup(key).await;
         }
         Outcome::Shutdown => {
@@ -719,30 +764,10 @@ async fn call_task(
 const UNSPECIFIED: std::net::SocketAddr =
     std::net::SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
-/// Sends the REFER of `h`; `None` (and the failure told to the centre) if it cannot go.
-async fn send_refer(
-    deps: &Deps,
-    id: &ContactId,
-    key: CallKey,
-    mut h: Handoff,
-    stream: &StreamHandle,
-    prompts: &PromptSet,
-) -> Option<Handoff> {
-    match deps.sip.refer(key, h.uri.clone()).await {
-        Ok(()) => {
-            h.referred = true;
-            h.due = tokio::time::Instant::now()
-                + Duration::from_secs(u64::from(deps.config.agent_settings.ring_secs))
-                + Duration::from_secs(5);
-            Some(h)
-        }
-        Err(e) => {
-            tracing::info!(error = %e, "REFER could not be sent");
-            handoff_failed(deps, id, h.to, format!("transfer not possible: {e}")).await;
-            not_connected(deps, id, stream, prompts).await;
-            None
-        }
-    }
+/// How long `clips` take to play: G.711 is one byte per sample at 8 kHz.
+fn speech_duration(clips: &[Bytes]) -> Duration {
+    let bytes: usize = clips.iter().map(Bytes::len).sum();
+    Duration::from_millis(bytes as u64 / 8)
 }
 
 /// Tells the centre a hand-off succeeded: the agent answered, or the other site took the call.
@@ -765,15 +790,20 @@ async fn handoff_done(deps: &Deps, id: &ContactId, to: HandoffTo) {
 }
 
 /// Tells the centre a hand-off failed: the contact goes back to its place.
-async fn handoff_failed(deps: &Deps, id: &ContactId, to: HandoffTo, why: String) {
-    tracing::info!(%why, contact = %id.redacted(), "hand-off failed");
-    let r = match to {
-        HandoffTo::Agent(agent) => deps
+async fn handoff_failed(deps: &Deps, id: &ContactId, to: HandoffTo, side: Side, why: String) {
+    tracing::info!(%why, ?side, contact = %id.redacted(), "hand-off failed");
+    let r = match (to, side) {
+        (HandoffTo::Agent(agent), Side::Agent) => deps
             .centre
             .offer_failed(agent, why)
             .await
             .map_err(|e| e.to_string()),
-        HandoffTo::Site => deps
+        (HandoffTo::Agent(agent), Side::Caller) => deps
+            .centre
+            .offer_failed_by_caller(agent, why)
+            .await
+            .map_err(|e| e.to_string()),
+        (HandoffTo::Site, _) => deps
             .centre
             .transfer_result(id.clone(), false, why)
             .await

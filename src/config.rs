@@ -81,6 +81,34 @@ pub struct Config {
     /// `[email]`: relay of emails and web forms to an SMTP server (optional; off when absent).
     #[serde(default)]
     pub email: EmailConfig,
+    /// `[calls]`: how dead calls are noticed (optional; defaults when absent).
+    #[serde(default)]
+    pub calls: CallsConfig,
+}
+
+/// `[calls]`: telling a live call from a dead one (issue 9).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// After this long without RTP from a caller, an in-dialog OPTIONS asks whether the
+    /// call is still there; no answer (or 408/481) ends our side and the contact becomes
+    /// disconnected. 0: never.
+    pub rtp_timeout_secs: u32,
+    /// RFC 4028 session timers: a caller asking for a shorter Session-Expires is answered
+    /// 422 with this Min-SE (the RFC's floor is 90; lower only for tests).
+    pub min_se_secs: u32,
+    /// The interval offered to a caller that supports session timers but asked for none.
+    pub session_expires_secs: u32,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            rtp_timeout_secs: 40,
+            min_se_secs: 90,
+            session_expires_secs: 1800,
+        }
+    }
 }
 
 /// `[email]`: when an email or web form left by a caller reaches an agent, a copy goes to
@@ -485,6 +513,12 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.calls.min_se_secs == 0 || self.calls.session_expires_secs < self.calls.min_se_secs {
+            return invalid(
+                "[calls] min_se_secs must be at least 1 and session_expires_secs at least min_se_secs"
+                    .into(),
+            );
+        }
         if crate::web::zone::Zone::centre(&self.http.time_zone).is_none() {
             return invalid(format!(
                 "http.time_zone {:?} is not a time zone this system knows: use an IANA name \

@@ -363,6 +363,7 @@ pub(super) async fn callback(
             pt: agent_media.pt,
             telephone_event_pt: agent_media.telephone_event_pt,
             prompts: prompts.clone(),
+            silence_timeout: None,
         })
         .await
     {

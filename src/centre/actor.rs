@@ -24,8 +24,8 @@ use super::agent::{AgentError, AgentId, AttemptOutcome};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
 use super::core::{
-    Admit, AgentInput, AgentOp, Centre, CentreError, Change, End, FreshNumbers, Snapshot, Tick,
-    TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, End, FreshNumbers,
+    LostCall, Snapshot, Tick, TransferOutcome,
 };
 use super::queue::CentreConfig;
 use super::queue_log::QueueLogLine;
@@ -100,10 +100,18 @@ pub enum StartError {
     },
 }
 
+/// What an admission answers: the contact's committed status, and whether the caller
+/// rejoined a contact lost in a restart (then never told its number: see `Admitted`).
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub status: ContactStatus,
+    pub rejoined: bool,
+}
+
 enum Request {
     Admit {
         contact: NewContact,
-        reply: oneshot::Sender<Result<ContactStatus, CentreError>>,
+        reply: oneshot::Sender<Result<Admission, CentreError>>,
     },
     End {
         id: ContactId,
@@ -130,6 +138,12 @@ enum Request {
         detail: String,
         reply: oneshot::Sender<Result<(), CentreError>>,
     },
+    /// A live call found dead (`CallLost`).
+    Lost {
+        id: ContactId,
+        why: LostCall,
+        reply: oneshot::Sender<Result<(), CentreError>>,
+    },
 }
 
 /// The way into the centre for everyone else. Cheap to clone.
@@ -145,8 +159,22 @@ impl CentreHandle {
     /// Admits a call. Returns once the new contact is committed to the store; the status
     /// is as of the end of its batch (the same as the snapshot published with it).
     pub async fn admit(&self, contact: NewContact) -> Result<ContactStatus, CentreError> {
+        self.admit_call(contact).await.map(|a| a.status)
+    }
+
+    /// [`CentreHandle::admit`], also saying whether the caller rejoined a contact lost in a
+    /// restart (matched on the calling number) instead of getting a new one.
+    pub async fn admit_call(&self, contact: NewContact) -> Result<Admission, CentreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Admit { contact, reply }).await?;
+        answer.await.map_err(|_| CentreError::ShuttingDown)?
+    }
+
+    /// The contact's live call is dead (`why`): it becomes disconnected and keeps its place
+    /// for `keep_place_secs`, never offered meanwhile. Returns once committed.
+    pub async fn call_lost(&self, id: ContactId, why: LostCall) -> Result<(), CentreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Lost { id, why, reply }).await?;
         answer.await.map_err(|_| CentreError::ShuttingDown)?
     }
 
@@ -214,6 +242,17 @@ impl CentreHandle {
     /// The offer failed (`why`): the agent goes not ready, the contact back to its place.
     pub async fn offer_failed(&self, agent: AgentId, why: String) -> Result<(), AgentError> {
         self.agent_request(agent, AgentOp::Failed(why)).await
+    }
+
+    /// The offer failed on the caller's side (`why`): the agent stays ready, the contact
+    /// goes back to its place (no longer offered after repeated failures).
+    pub async fn offer_failed_by_caller(
+        &self,
+        agent: AgentId,
+        why: String,
+    ) -> Result<(), AgentError> {
+        self.agent_request(agent, AgentOp::FailedByCaller(why))
+            .await
     }
 
     /// The agent finished the contact: it ends `Completed`, the agent wraps up.
@@ -395,6 +434,7 @@ enum Wake {
 enum Fact {
     End(ContactId, EndReason),
     Transfer(ContactId, bool, String),
+    Lost(ContactId, LostCall),
 }
 
 impl Fact {
@@ -407,6 +447,7 @@ impl Fact {
                 detail,
                 reply,
             },
+            Fact::Lost(id, why) => Request::Lost { id, why, reply },
         }
     }
 }
@@ -414,8 +455,8 @@ impl Fact {
 /// A reply held back until the batch is committed.
 enum Pending {
     Admit(
-        oneshot::Sender<Result<ContactStatus, CentreError>>,
-        Result<ContactId, CentreError>,
+        oneshot::Sender<Result<Admission, CentreError>>,
+        Result<Admitted, CentreError>,
     ),
     /// A hang-up or a transfer's outcome, and how to apply it again if the write fails.
     Fact(
@@ -608,6 +649,11 @@ impl Actor {
                     let result = self.centre.handle(now, End { id, reason });
                     pending.push(Pending::Fact(reply, result, fact));
                 }
+                Request::Lost { id, why, reply } => {
+                    let fact = Fact::Lost(id.clone(), why);
+                    let result = self.centre.handle(now, CallLost { id, why });
+                    pending.push(Pending::Fact(reply, result, fact));
+                }
                 Request::Stored { id, reply } => {
                     // Read-only, so answered at once (not part of the batch's commit).
                     let status = match self.centre.status(&id) {
@@ -637,6 +683,7 @@ impl Actor {
                         op,
                         AgentOp::Answered
                             | AgentOp::Failed(_)
+                            | AgentOp::FailedByCaller(_)
                             | AgentOp::Handled
                             | AgentOp::Attempt(_)
                     )
@@ -709,7 +756,11 @@ impl Actor {
                 Pending::Admit(reply, result) => {
                     let answer = match result {
                         Ok(_) if failure.is_some() => Err(storage_error()),
-                        Ok(id) => self.centre.status(&id).ok_or(CentreError::NotFound),
+                        Ok(Admitted { id, rejoined }) => self
+                            .centre
+                            .status(&id)
+                            .map(|status| Admission { status, rejoined })
+                            .ok_or(CentreError::NotFound),
                         Err(e) => Err(e),
                     };
                     let _ = reply.send(answer);

@@ -547,6 +547,10 @@ pub enum Notice {
     /// A move of the live call to another site's queue (`queue_name`) failed; the contact
     /// keeps its place here. `detail` is the far end's answer ("busy", "rejected (503)").
     TransferFailed { queue_name: String, detail: String },
+    /// The call could not be put through to an agent `attempts` times because the
+    /// caller's phone did not complete the transfer: it is no longer offered on this call
+    /// (the caller may choose a call-back, email or form on the page, or ring again).
+    TransfersFailed { attempts: u32 },
     /// A notice stored by an older version, in its own words.
     Text { text: String },
 }

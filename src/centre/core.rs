@@ -35,8 +35,11 @@ use super::queue_log::QueueLogLine;
 mod agents;
 mod board;
 #[cfg(test)]
+mod call_fault_tests;
+#[cfg(test)]
 mod command_tests;
 mod commands;
+mod faults;
 mod io;
 mod journal;
 mod places;
@@ -49,8 +52,11 @@ pub use super::records::{
     Change, ContactEvent, Counters, QueueSummary, Snapshot, Stored, StoredCommand, StoredContact,
 };
 use agents::ring_millis;
+pub use faults::{LostCall, MAX_CALLER_FAILURES};
 use io::Outbox;
-pub use io::{Admit, AgentInput, AgentOp, End, FreshNumbers, Input, Tick, TransferOutcome};
+pub use io::{
+    Admit, Admitted, AgentInput, AgentOp, CallLost, End, FreshNumbers, Input, Tick, TransferOutcome,
+};
 use journal::{Journal, Undo};
 
 /// How many fresh random numbers `admit` draws before giving up. With 10^11 numbers and
@@ -254,19 +260,42 @@ impl Centre {
         }
     }
 
-    /// Admits a new contact at the back of its queue (by seniority = `now`).
+    /// Admits a new contact at the back of its queue (by seniority = `now`), or gives a
+    /// redialling caller their disconnected contact back (`rejoin`); the flag says which
+    /// (`true`: rejoined).
+    fn admit_or_rejoin(
+        &mut self,
+        now: Timestamp,
+        new: NewContact,
+    ) -> Result<(ContactStatus, Vec<Change>, bool), CentreError> {
+        self.clock = self.clock.max(now);
+        if !self.is_local_queue(&new.queue) {
+            return Err(CentreError::UnknownQueue(new.queue));
+        }
+        if let Some(rejoined) = self.rejoin(now, &new) {
+            return rejoined.map(|(status, changes)| (status, changes, true));
+        }
+        self.admit_new(now, new)
+            .map(|(status, changes)| (status, changes, false))
+    }
+
+    /// [`Centre::admit_or_rejoin`] without the flag.
+    #[cfg(test)]
     fn admit(
         &mut self,
         now: Timestamp,
         new: NewContact,
     ) -> Result<(ContactStatus, Vec<Change>), CentreError> {
-        self.clock = self.clock.max(now);
-        if !self.is_local_queue(&new.queue) {
-            return Err(CentreError::UnknownQueue(new.queue));
-        }
-        if let Some(changes) = self.rejoin(now, &new) {
-            return changes;
-        }
+        self.admit_or_rejoin(now, new)
+            .map(|(status, changes, _)| (status, changes))
+    }
+
+    /// A contact that is new (not a rejoin), in a local queue.
+    fn admit_new(
+        &mut self,
+        now: Timestamp,
+        new: NewContact,
+    ) -> Result<(ContactStatus, Vec<Change>), CentreError> {
         if self.live >= self.max_live_contacts {
             return Err(CentreError::Full);
         }
@@ -296,6 +325,7 @@ impl Centre {
             notice: None,
             orig_position: 0,
             entered: Some(now),
+            caller_failures: 0,
             told: None,
         };
         self.put_row(row.clone());
@@ -373,6 +403,11 @@ impl Centre {
         row.media = new.media;
         row.call_ref = new.call_ref.clone();
         row.transferring = None;
+        // A new call: the old one's failed transfers say nothing about this phone.
+        row.caller_failures = 0;
+        if matches!(row.notice, Some(Notice::TransfersFailed { .. })) {
+            row.notice = None;
+        }
         row.version += 1;
         let id = row.id.clone();
         self.put_row(row.clone());

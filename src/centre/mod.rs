@@ -84,7 +84,7 @@ mod tests;
 mod view;
 
 pub use accuracy::AccuracyReport;
-pub use actor::{CentreHandle, StartError, spawn};
+pub use actor::{Admission, CentreHandle, StartError, spawn};
 pub use agent::{
     AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Asked, AttemptOutcome,
     PHONE_NOT_REGISTERED, Reach, StoredAgent,
@@ -99,9 +99,9 @@ pub use contact::{
     NewContact, Notice, QueueId, Timestamp,
 };
 pub use core::{
-    Admit, AgentInput, AgentOp, Centre, CentreError, Change, ContactEvent, Counters, End,
-    FreshNumbers, Input, QueueSummary, Snapshot, Stored, StoredCommand, StoredContact, Tick,
-    TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ContactEvent,
+    Counters, End, FreshNumbers, Input, LostCall, MAX_CALLER_FAILURES, QueueSummary, Snapshot,
+    Stored, StoredCommand, StoredContact, Tick, TransferOutcome,
 };
 pub use estimate::{Spoken, WaitEstimate};
 pub use queue::{CentreConfig, QueueSpec};

@@ -196,7 +196,8 @@ fn admit(
     let result = s
         .centre
         .handle(now, Admit(new))
-        .map(|id| {
+        .map(|admitted| {
+            let id = admitted.id;
             let position = s.centre.status(&id).and_then(|st| st.position);
             (id, position)
         })

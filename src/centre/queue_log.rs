@@ -29,6 +29,8 @@
 //! | answered (`offer_answered`, `callback_attempt(Connected)` of a dialled call-back) | `CONNECT|holdtime|<callid>-<agent id>|ringtime` (Asterisk: the bridged channel's uniqueid; the agent's leg has none in the centre) |
 //! | email, web form, hand-dialled call-back routed to an agent (accepted at once) | `CONNECT|holdtime|<callid>-<agent id>|0` |
 //! | offer failed or timed out | `RINGNOANSWER|ringtime` (agent set), then the agent's pause lines (`no answer`, or `phone not registered`) |
+//! | offer failed on the caller's side (`FailedByCaller`: their phone refused or never completed the transfer) | `RINGCANCELED|ringtime` (agent set); the agent stays ready, no `PAUSE` |
+//! | live call found dead (`CallLost`: no media and no answer to a probe, connection closed, session expired) | `RINGCANCELED|ringtime` first if it was being offered, then `INFO|CALLLOST|<why>`; the contact keeps its place (`EXITWITHTIMEOUT` if the window runs out) |
 //! | call-back attempt failed | nothing: Asterisk has no such event; attempts are in the contact history |
 //! | caller hung up while offered | `RINGCANCELED|ringtime` (agent set), then `ABANDON|position|origposition|waittime` |
 //! | ended `Abandoned` / `Rejected` / `Cancelled` / `CallbackFailed` | `ABANDON|position|origposition|waittime` |

@@ -73,6 +73,11 @@ pub struct StoredContact {
     /// (`None`) every mark is newer than the contact's arrival.
     #[serde(skip)]
     pub entered: Option<Timestamp>,
+    /// Offers of this call that failed on the caller's side (`offer_failed_by_caller`);
+    /// at `MAX_CALLER_FAILURES` it is no longer offered. Not stored: it is about this
+    /// call, which a restart ends (a caller who rejoins starts again from 0).
+    #[serde(skip)]
+    pub caller_failures: u32,
     /// The wait estimate given at admission (live calls), scored when an agent answers.
     #[serde(default)]
     pub told: Option<WaitEstimate>,
@@ -94,6 +99,9 @@ impl StoredContact {
     pub(crate) fn routable(&self, now: Timestamp) -> bool {
         if self.state != ContactState::Queued || self.agent.is_some() || self.transferring.is_some()
         {
+            return false;
+        }
+        if self.caller_failures >= super::core::MAX_CALLER_FAILURES {
             return false;
         }
         if let Some(Substitute::Callback { window, .. }) = &self.substitute {

@@ -205,6 +205,9 @@ pub enum MediaEvent {
     Dtmf(char),
     /// Everything enqueued so far has been played; the filler is playing now.
     SpeechDone,
+    /// No RTP has arrived for the stream's `silence_timeout` (a caller that vanished, or
+    /// one on hold that sends nothing: the call layer probes the dialog to tell which).
+    Silent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -227,6 +230,9 @@ pub struct StreamSpec {
     pub telephone_event_pt: Option<u8>,
     /// Music on hold is taken from here.
     pub prompts: Arc<PromptSet>,
+    /// Report [`MediaEvent::Silent`] after this long without an incoming RTP packet (and
+    /// again after each further such period); `None`: never.
+    pub silence_timeout: Option<Duration>,
 }
 
 /// Tuning of the announcer.
@@ -395,6 +401,7 @@ impl AnnouncerHandle {
         self.tracker.spawn(receive(
             spec.socket,
             spec.telephone_event_pt,
+            spec.silence_timeout,
             events_tx,
             token.clone(),
         ));
@@ -489,10 +496,12 @@ impl Drop for StreamHandle {
     }
 }
 
-/// Reads the stream's socket: audio is dropped, key presses become events.
+/// Reads the stream's socket: audio is dropped, key presses become events, and a silence
+/// of `silence_timeout` (no RTP at all) becomes [`MediaEvent::Silent`].
 async fn receive(
     socket: Arc<RtpSocket>,
     telephone_event_pt: Option<u8>,
+    silence_timeout: Option<Duration>,
     events: mpsc::Sender<MediaEvent>,
     token: CancellationToken,
 ) {
@@ -500,9 +509,22 @@ async fn receive(
     // Event packets are 16 bytes; longer audio packets are truncated, which is harmless
     // since audio is discarded.
     let mut buf = [0u8; 512];
+    let mut heard = Instant::now();
     loop {
+        let silent_until = async {
+            match silence_timeout {
+                Some(t) => tokio::time::sleep_until(heard + t).await,
+                None => std::future::pending().await,
+            }
+        };
         let n = tokio::select! {
             () = token.cancelled() => break,
+            () = silent_until => {
+                // Counted again from now: one event per silent period, never a flood.
+                heard = Instant::now();
+                let _ = events.try_send(MediaEvent::Silent);
+                continue;
+            }
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, _from)) => n,
                 // ICMP errors from earlier sends surface here on some systems; they say
@@ -520,6 +542,7 @@ async fn receive(
         let Some(packet) = buf.get(..n).and_then(|b| parse_rtp(b).ok()) else {
             continue;
         };
+        heard = Instant::now();
         if let Some(key) = detector.as_mut().and_then(|d| d.feed(&packet)) {
             let _ = events.try_send(MediaEvent::Dtmf(key));
         }
@@ -774,6 +797,7 @@ mod tests {
                 pt: 0,
                 telephone_event_pt: te,
                 prompts: Arc::new(PromptSet::embedded(Law::Pcmu)),
+                silence_timeout: None,
             }
         }
 

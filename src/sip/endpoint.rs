@@ -38,6 +38,9 @@ enum Command {
     Hangup {
         call: CallKey,
     },
+    Probe {
+        call: CallKey,
+    },
     Refer {
         call: CallKey,
         target: String,
@@ -131,6 +134,12 @@ impl SipHandle {
 
     pub async fn hangup(&self, call: CallKey) {
         let _ = self.tx.send(Command::Hangup { call }).await;
+    }
+
+    /// Asks whether a confirmed call's far end is still there (an in-dialog OPTIONS); the
+    /// answer comes as a `ProbeAnswered` event. Does nothing for a call not confirmed.
+    pub async fn probe(&self, call: CallKey) {
+        let _ = self.tx.send(Command::Probe { call }).await;
     }
 
     /// Asks the far end of a confirmed call to call `target` instead (REFER). The outcome
@@ -315,6 +324,7 @@ impl Driver {
                 self.conns.insert(conn, (remote, writer));
             }
             StreamInput::Closed { conn } => {
+                self.ua.connection_closed(conn);
                 if let Some((remote, _)) = self.conns.remove(&conn)
                     && self.by_remote.get(&remote) == Some(&conn)
                 {
@@ -374,6 +384,9 @@ impl Driver {
             }
             Command::Hangup { call } => {
                 let _ = self.ua.hangup(now, call);
+            }
+            Command::Probe { call } => {
+                let _ = self.ua.probe(now, call);
             }
             Command::Refer {
                 call,

@@ -25,6 +25,8 @@ pub mod message;
 pub mod parse;
 pub mod reflection;
 pub mod registrar;
+pub mod session_timer;
+pub mod status;
 pub mod transaction;
 pub mod transport;
 pub mod ua;

@@ -2,9 +2,11 @@
 //! without I/O or clocks (quinn-proto style: `handle_*(now, ..)` in, `poll_transmit`,
 //! `poll_event` and `poll_timeout` out).
 //!
-//! One file for now (~2,400 production lines): the transaction, dialog and REFER state share
+//! One file for now (~2,770 production lines): the transaction, dialog and REFER state share
 //! one set of maps keyed by bare ids; issue 9 splits it by RFC 3261 layer and role with
-//! newtype keys, which has to come first.
+//! newtype keys, which has to come first. (Issue 9 so far added the dialog identity with
+//! both tags, REFER subscriptions, liveness probes and the session-timer hooks; the
+//! session-timer rules themselves are in `session_timer.rs`.)
 //!
 //! Owns: server and client transactions, dialogs, 2xx retransmission until ACK, CANCEL,
 //! overload (503) and drain refusal. It decides every protocol answer that does not need
@@ -24,6 +26,8 @@ use super::message::{CSeq, Headers, Method, NameAddr, Request, Response, SipUri,
 use super::parse::{Invalid, Kind};
 use super::reflection::Reflection;
 use super::registrar::Registrar;
+use super::session_timer::{self, Ask, Due, SessionTimer};
+use super::status::StatusCode;
 use super::transaction::{
     InviteClientState, InviteServerState, NonInviteClientState, NonInviteServer, Retransmit, Timers,
 };
@@ -74,11 +78,49 @@ pub struct Transmit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallKey(pub u64);
 
+/// A dialog's identity (RFC 3261 §12): the Call-ID and *both* tags. Two calls may share a
+/// Call-ID (a buggy or hostile phone, two phones behind one B2BUA that reuses them): only
+/// the pair of tags tells their requests apart, so every in-dialog match uses all three.
+/// `remote_tag` is empty while unknown (our INVITE before its 2xx) or when the peer sent
+/// none (RFC 2543).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DialogId {
+    pub call_id: String,
+    pub local_tag: String,
+    pub remote_tag: String,
+}
+
+impl DialogId {
+    /// The dialog a request from the peer names: its To tag is ours, its From tag theirs.
+    fn of_request(req: &Request) -> Option<DialogId> {
+        Some(DialogId {
+            call_id: req.call_id()?.to_owned(),
+            local_tag: req.to()?.tag?,
+            remote_tag: req.from().and_then(|f| f.tag).unwrap_or_default(),
+        })
+    }
+}
+
+/// Written the way RFC 3891's Replaces header names a dialog, seen from the caller (who
+/// sent the INVITE): `call-id;to-tag=ours;from-tag=theirs`. Unique per call, so the
+/// application can use it as the call's reference.
+impl std::fmt::Display for DialogId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{};to-tag={};from-tag={}",
+            self.call_id, self.local_tag, self.remote_tag
+        )
+    }
+}
+
 /// A new INVITE the application must answer or reject, exactly once.
 #[derive(Debug, Clone)]
 pub struct IncomingCall {
     pub key: CallKey,
     pub call_id: String,
+    /// The dialog this INVITE creates (unique even when a Call-ID is reused).
+    pub dialog: DialogId,
     /// Request-URI user part, unescaped: the service number dialled.
     pub user: String,
     /// The caller as the From header (or P-Asserted-Identity when present) names them.
@@ -90,7 +132,8 @@ pub struct IncomingCall {
 
 #[derive(Debug, Clone)]
 pub enum UaEvent {
-    Incoming(IncomingCall),
+    /// Boxed: far larger than the other events, and one per call.
+    Incoming(Box<IncomingCall>),
     /// CANCEL before the answer: 200 to CANCEL and 487 to the INVITE are already sent.
     Cancelled(CallKey),
     /// The ACK for our 2xx arrived (reported once per call).
@@ -108,10 +151,7 @@ pub enum UaEvent {
     /// Our REFER was accepted (2xx, normally 202).
     ReferAccepted(CallKey),
     /// Our REFER was refused (or timed out: 408).
-    ReferFailed {
-        call: CallKey,
-        status: u16,
-    },
+    ReferFailed { call: CallKey, status: u16 },
     /// A NOTIFY reported the referred call's progress (the sipfrag status); `done` when the
     /// subscription ended.
     ReferProgress {
@@ -120,10 +160,7 @@ pub enum UaEvent {
         done: bool,
     },
     /// A provisional response (101-199; not 100 Trying) to our outgoing INVITE.
-    Progress {
-        call: CallKey,
-        status: u16,
-    },
+    Progress { call: CallKey, status: u16 },
     /// Our outgoing INVITE was answered (2xx): the UA has sent the ACK and the dialog is
     /// confirmed. `body` is the far end's SDP answer.
     Answered {
@@ -133,20 +170,11 @@ pub enum UaEvent {
     },
     /// Our outgoing INVITE failed: the 3xx-6xx status, 408 when nothing answered (Timer
     /// B), 487 after our CANCEL. `Ended` follows.
-    OutgoingFailed {
-        call: CallKey,
-        status: u16,
-    },
+    OutgoingFailed { call: CallKey, status: u16 },
     /// Our re-INVITE was answered (2xx, ACK sent): the far end's new SDP.
-    ReinviteAnswered {
-        call: CallKey,
-        body: Bytes,
-    },
+    ReinviteAnswered { call: CallKey, body: Bytes },
     /// Our re-INVITE was refused (491 on glare) or timed out (408); the call goes on.
-    ReinviteFailed {
-        call: CallKey,
-        status: u16,
-    },
+    ReinviteFailed { call: CallKey, status: u16 },
     /// A REGISTER changed `user`'s bindings: `contact` is where to reach them now (the
     /// most recently refreshed binding), `None` when no binding is left.
     Registered {
@@ -154,6 +182,15 @@ pub enum UaEvent {
         contact: Option<String>,
         expires: u32,
     },
+    /// Our in-dialog OPTIONS (`probe`) got this final status; 408 when nothing answered
+    /// (Timer F). 408 and 481 mean the dialog is gone at the far end (RFC 5057 §5.1).
+    ProbeAnswered { call: CallKey, status: u16 },
+    /// The session timer (RFC 4028) ran out: nobody refreshed the session in time (the
+    /// UA has sent BYE), or our refresh got 408/481. The call is over.
+    SessionExpired(CallKey),
+    /// The TCP connection the call's dialog came over closed. Requests can still reach the
+    /// peer on a new connection, so this is a reason to probe, not yet a dead call.
+    ConnectionLost(CallKey),
     /// The UA has forgotten the call: always the last event of every call.
     Ended(CallKey),
 }
@@ -200,6 +237,10 @@ pub struct UaConfig {
     pub seed: u64,
     /// `Some` with users: act as registrar for them; otherwise REGISTER gets 405.
     pub registrar: Option<RegistrarConfig>,
+    /// RFC 4028: the smallest session interval we accept (422 below it; the RFC's floor is
+    /// 90 s), and the one we offer a caller that supports timers but asked for none.
+    pub min_se_secs: u32,
+    pub session_expires_secs: u32,
 }
 
 impl Default for UaConfig {
@@ -212,6 +253,8 @@ impl Default for UaConfig {
             public_host: None,
             seed: rand::rng().random(),
             registrar: None,
+            min_se_secs: 90,
+            session_expires_secs: 1800,
         }
     }
 }
@@ -307,6 +350,8 @@ enum CallState {
 struct Call {
     call_id: String,
     local_tag: String,
+    /// The peer's tag (empty until our INVITE's 2xx names it, or if the peer sends none).
+    remote_tag: String,
     remote_uri: String,
     local_uri: String,
     remote_target: Option<SipUri>,
@@ -322,6 +367,27 @@ struct Call {
     initial_key: (String, String),
     /// Our re-INVITE in progress (its client transaction).
     reinvite: Option<u64>,
+    /// The CSeq of the REFER we sent whose implicit subscription (RFC 3515 §2.4.4) is
+    /// live: only NOTIFYs for it are accepted. `None`: no REFER, or its subscription ended.
+    refer: Option<u32>,
+    /// Our OPTIONS probe is out (one at a time).
+    probing: bool,
+    /// What the INVITE asked of session timers (RFC 4028), applied when we answer.
+    session_ask: Ask,
+    /// The running session timer, from our 2xx on.
+    session: Option<SessionTimer>,
+    /// Our refreshing re-INVITE in flight (its client transaction).
+    refreshing: Option<u64>,
+}
+
+impl Call {
+    fn dialog(&self) -> DialogId {
+        DialogId {
+            call_id: self.call_id.clone(),
+            local_tag: self.local_tag.clone(),
+            remote_tag: self.remote_tag.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -332,6 +398,8 @@ enum TimerRef {
     Call(u64),
     /// A registrar binding may have expired.
     Registrar,
+    /// A call's session timer (RFC 4028) may be due.
+    Session(u64),
 }
 
 /// The user agent. One value per SIP endpoint; driven by `endpoint.rs`.
@@ -342,7 +410,7 @@ pub struct UserAgent {
     calls: HashMap<u64, Call>,
     /// Incoming calls still `Early` (neither answered nor refused): the overload gauge.
     early: usize,
-    by_dialog: HashMap<(String, String), u64>,
+    by_dialog: HashMap<DialogId, u64>,
     by_initial: HashMap<(String, String), u64>,
     server_ids: HashMap<TxnKey, u64>,
     server: HashMap<u64, (TxnKey, ServerTxn)>,
@@ -523,10 +591,25 @@ impl UserAgent {
             Method::Refer if (200..300).contains(&status) => {
                 self.events.push_back(UaEvent::ReferAccepted(CallKey(call)));
             }
-            Method::Refer => self.events.push_back(UaEvent::ReferFailed {
-                call: CallKey(call),
-                status,
-            }),
+            Method::Refer => {
+                // A refused REFER creates no subscription (RFC 3515 §2.4.4).
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.refer = None;
+                }
+                self.events.push_back(UaEvent::ReferFailed {
+                    call: CallKey(call),
+                    status,
+                })
+            }
+            Method::Options => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.probing = false;
+                }
+                self.events.push_back(UaEvent::ProbeAnswered {
+                    call: CallKey(call),
+                    status,
+                });
+            }
             // The INVITE's own final answer (487 or a late 2xx) settles a CANCEL.
             Method::Cancel => {}
             // BYE: whatever the answer, the dialog is over.
@@ -597,6 +680,7 @@ impl UserAgent {
                 TimerRef::InviteClient(id) => self.invite_client_timer(now, id),
                 TimerRef::Call(id) => self.call_timer(now, id),
                 TimerRef::Registrar => self.registrar_timer(now),
+                TimerRef::Session(id) => self.session_timer(now, id),
             }
         }
     }
@@ -638,10 +722,26 @@ impl UserAgent {
         let mut headers = self.dialog_headers(c);
         headers.push(("Content-Type".into(), "application/sdp".into()));
         headers.extend(extra_headers);
+        let session = match c.session_ask {
+            Ask::Timer {
+                interval,
+                refresher,
+                require,
+            } => {
+                let timer = SessionTimer::start(now, interval, refresher);
+                headers.extend(session_headers(&timer, require));
+                Some(timer)
+            }
+            Ask::None | Ask::TooSmall { .. } => None,
+        };
         let response = self.build_response(txn_id, 200, "OK", headers, sdp.clone());
         let cseq = self.calls[&call.0].remote_cseq;
         if let Some(c) = self.calls.get_mut(&call.0) {
             c.answer_sdp = Some(sdp);
+            c.session = session;
+        }
+        if let Some(timer) = session {
+            self.arm(timer.deadline().0, TimerRef::Session(call.0));
         }
         self.send_2xx(now, call.0, txn_id, response, cseq, reliable);
         Ok(())
@@ -770,7 +870,44 @@ impl UserAgent {
                 ("Contact".into(), referred_by),
             ],
         );
+        // From now on (even before the 202: a NOTIFY may overtake it) this REFER's
+        // NOTIFYs are accepted, and only its: an earlier REFER's subscription is over.
+        if let Some(c) = self.calls.get_mut(&call.0) {
+            c.refer = Some(c.local_cseq);
+        }
         Ok(())
+    }
+
+    /// Asks the far end whether the dialog still exists: an in-dialog OPTIONS (RFC 3261
+    /// §11, as RFC 5057 §5.1 suggests for liveness). The answer comes as `ProbeAnswered`.
+    /// One at a time: asking again while one is out does nothing.
+    pub fn probe(&mut self, now: Instant, call: CallKey) -> Result<(), UaError> {
+        let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
+        if c.state != CallState::Confirmed {
+            return Err(UaError::NotPending);
+        }
+        if c.probing {
+            return Ok(());
+        }
+        self.send_in_dialog(now, call.0, Method::Options, Vec::new());
+        if let Some(c) = self.calls.get_mut(&call.0) {
+            c.probing = true;
+        }
+        Ok(())
+    }
+
+    /// The driver's TCP connection `conn` closed: every confirmed call whose dialog came
+    /// over it is reported (`ConnectionLost`), for the application to probe.
+    pub fn connection_closed(&mut self, conn: u64) {
+        let lost: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.peer.conn == Some(conn) && c.state == CallState::Confirmed)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost {
+            self.events.push_back(UaEvent::ConnectionLost(CallKey(id)));
+        }
     }
 
     /// Places a call (RFC 3261 §13.2): sends the INVITE with `out.sdp` as the offer to
@@ -858,6 +995,7 @@ impl UserAgent {
             Call {
                 call_id: call_id.clone(),
                 local_tag: local_tag.clone(),
+                remote_tag: String::new(),
                 remote_uri,
                 local_uri,
                 remote_target: Some(uri),
@@ -881,10 +1019,17 @@ impl UserAgent {
                 answer_sdp: Some(out.sdp),
                 initial_key: initial,
                 reinvite: None,
+                refer: None,
+                probing: false,
+                session_ask: Ask::None,
+                session: None,
+                refreshing: None,
             },
         );
-        // Requests from the far end carry our From tag as their To tag.
-        self.by_dialog.insert((call_id, local_tag), id);
+        // Requests from the far end carry our From tag as their To tag; their tag comes
+        // with the 2xx, when the dialog is keyed again (`invite_answered`).
+        let dialog = self.calls[&id].dialog();
+        self.by_dialog.insert(dialog, id);
         tracing::info!(target = %target, remote = %remote.remote, "outgoing INVITE");
         Ok(CallKey(id))
     }
@@ -893,6 +1038,17 @@ impl UserAgent {
     /// The outcome comes as `ReinviteAnswered` (ACK sent) or `ReinviteFailed` (491 on
     /// glare, 408 when unanswered). One at a time per dialog.
     pub fn reinvite(&mut self, now: Instant, call: CallKey, sdp: Bytes) -> Result<(), UaError> {
+        self.reinvite_with(now, call, sdp, Vec::new()).map(|_| ())
+    }
+
+    /// [`UserAgent::reinvite`] with `headers` added; returns the transaction.
+    fn reinvite_with(
+        &mut self,
+        now: Instant,
+        call: CallKey,
+        sdp: Bytes,
+        headers: Vec<(String, String)>,
+    ) -> Result<u64, UaError> {
         let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
         match c.state {
             CallState::Confirmed if c.reinvite.is_none() => {}
@@ -912,11 +1068,12 @@ impl UserAgent {
         };
         c.local_cseq += 1;
         let seq = c.local_cseq;
-        let extra = vec![
+        let mut extra = vec![
             ("Contact".to_owned(), contact),
             ("Allow".to_owned(), allow),
             ("Content-Type".to_owned(), "application/sdp".to_owned()),
         ];
+        extra.extend(headers);
         let (peer, req) = self.dialog_request(
             &self.calls[&call.0],
             Method::Invite,
@@ -935,7 +1092,49 @@ impl UserAgent {
         if let Some(c) = self.calls.get_mut(&call.0) {
             c.reinvite = Some(txn);
         }
-        Ok(())
+        Ok(txn)
+    }
+
+    /// A call's session timer fired: our refresh is due, or nobody refreshed in time.
+    fn session_timer(&mut self, now: Instant, id: u64) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let Some(timer) = c.session else {
+            return;
+        };
+        let (at, due) = timer.deadline();
+        if at > now || c.refreshing.is_some() {
+            return; // superseded by a refresh since it was armed, or ours is out
+        }
+        match due {
+            Due::Refresh => {
+                let sdp = c.answer_sdp.clone().unwrap_or_default();
+                let headers = session_headers(&timer, true);
+                match self.reinvite_with(now, CallKey(id), sdp, headers) {
+                    Ok(txn) => {
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            c.refreshing = Some(txn);
+                        }
+                    }
+                    // Their re-INVITE or the app's is in progress: try again shortly.
+                    Err(UaError::InviteInProgress) => {
+                        self.arm(
+                            now + std::time::Duration::from_secs(1),
+                            TimerRef::Session(id),
+                        );
+                    }
+                    Err(_) => {}
+                }
+            }
+            Due::Expired => {
+                tracing::info!(interval = timer.interval, "session timer expired: BYE");
+                if c.state == CallState::Confirmed {
+                    self.send_bye(now, id);
+                }
+                self.events.push_back(UaEvent::SessionExpired(CallKey(id)));
+            }
+        }
     }
 
     fn start_invite_txn(
@@ -1101,6 +1300,15 @@ impl UserAgent {
             if let Some(to) = resp.headers.get("To") {
                 c.remote_uri = to.trim().to_owned();
             }
+            // The far end's tag completes the dialog's identity: key it again.
+            let remote_tag = resp.to().and_then(|t| t.tag).unwrap_or_default();
+            if remote_tag != c.remote_tag {
+                let old = c.dialog();
+                c.remote_tag = remote_tag;
+                let new = c.dialog();
+                self.by_dialog.remove(&old);
+                self.by_dialog.insert(new, call);
+            }
             let mut route_set: Vec<String> = resp
                 .headers
                 .get_all("Record-Route")
@@ -1131,6 +1339,7 @@ impl UserAgent {
         self.transmits.push_back(Transmit { peer, bytes: ack });
         let key = CallKey(call);
         if reinvite {
+            let mut refresh = false;
             if let Some(c) = self.calls.get_mut(&call) {
                 if c.reinvite == Some(id) {
                     c.reinvite = None;
@@ -1138,8 +1347,21 @@ impl UserAgent {
                 if !reported {
                     c.answer_sdp = Some(offer);
                 }
+                // Our session refresh went through: counted from now. It is the UA's own
+                // business, so the application hears nothing of it.
+                if c.refreshing == Some(id) {
+                    c.refreshing = None;
+                    refresh = true;
+                    if let Some(timer) = c.session.as_mut() {
+                        timer.refreshed(now);
+                    }
+                }
             }
-            if !reported {
+            if refresh {
+                if let Some(at) = self.calls[&call].session.map(|t| t.deadline().0) {
+                    self.arm(at, TimerRef::Session(call));
+                }
+            } else if !reported {
                 self.events.push_back(UaEvent::ReinviteAnswered {
                     call: key,
                     body: resp.body.clone(),
@@ -1181,6 +1403,16 @@ impl UserAgent {
         if reinvite {
             if c.reinvite == Some(id) {
                 c.reinvite = None;
+            }
+            if c.refreshing == Some(id) {
+                // RFC 4028 §10: a refresh answered 408 or 481 ends the session; other
+                // failures leave it to run until it expires.
+                c.refreshing = None;
+                if matches!(status, 408 | 481) {
+                    self.events
+                        .push_back(UaEvent::SessionExpired(CallKey(call)));
+                }
+                return;
             }
             self.events.push_back(UaEvent::ReinviteFailed {
                 call: CallKey(call),
@@ -1327,6 +1559,28 @@ impl UserAgent {
             self.reply_new_txn(now, peer, &req, key, 503, reason, h, None, None);
             return;
         }
+        // RFC 4028 §8.1.1: an interval below our minimum is refused with ours.
+        let session_ask = session_timer::ask(
+            &req.headers,
+            self.config.min_se_secs,
+            self.config.session_expires_secs,
+        );
+        if let Ask::TooSmall { min_se } = session_ask {
+            let h = vec![("Min-SE".into(), min_se.to_string())];
+            let status = StatusCode::SESSION_INTERVAL_TOO_SMALL;
+            self.reply_new_txn(
+                now,
+                peer,
+                &req,
+                key,
+                status.code(),
+                status.reason(),
+                h,
+                None,
+                None,
+            );
+            return;
+        }
         let id = self.id();
         let local_tag = self.token();
         let remote_target = req
@@ -1353,6 +1607,7 @@ impl UserAgent {
         let call = Call {
             call_id: call_id.clone(),
             local_tag: local_tag.clone(),
+            remote_tag: from_tag.clone(),
             remote_uri: req.headers.get("From").unwrap_or_default().to_owned(),
             local_uri: req.headers.get("To").unwrap_or_default().to_owned(),
             remote_target,
@@ -1367,7 +1622,13 @@ impl UserAgent {
             answer_sdp: None,
             initial_key: initial.clone(),
             reinvite: None,
+            refer: None,
+            probing: false,
+            session_ask,
+            session: None,
+            refreshing: None,
         };
+        let dialog = call.dialog();
         let trying = {
             let mut r = Response::for_request(&req, 100, "Trying");
             r.headers.push("Server", "holdline");
@@ -1382,22 +1643,24 @@ impl UserAgent {
             req,
             Some(id),
         );
-        self.by_dialog.insert((call_id.clone(), local_tag), id);
+        self.by_dialog.insert(dialog.clone(), id);
         self.by_initial.insert(initial, id);
         self.early += 1;
         self.calls.insert(id, call);
         // 100 Trying at once (no To tag): stops the caller's INVITE retransmissions while
         // the centre records the contact.
         self.send_on_txn(txn_id, trying);
-        self.events.push_back(UaEvent::Incoming(IncomingCall {
-            key: CallKey(id),
-            call_id,
-            user,
-            caller,
-            content_type,
-            body,
-            peer,
-        }));
+        self.events
+            .push_back(UaEvent::Incoming(Box::new(IncomingCall {
+                key: CallKey(id),
+                call_id,
+                dialog,
+                user,
+                caller,
+                content_type,
+                body,
+                peer,
+            })));
     }
 
     /// REGISTER (the policy lets it through only when the registrar is on).
@@ -1509,8 +1772,8 @@ impl UserAgent {
     }
 
     fn in_dialog(&mut self, now: Instant, peer: Peer, req: Request, key: TxnKey, to_tag: String) {
-        let call_id = req.call_id().unwrap_or_default().to_owned();
-        let Some(&id) = self.by_dialog.get(&(call_id, to_tag.clone())) else {
+        let found = DialogId::of_request(&req).and_then(|d| self.by_dialog.get(&d).copied());
+        let Some(id) = found else {
             self.reply_new_txn(
                 now,
                 peer,
@@ -1600,6 +1863,23 @@ impl UserAgent {
                 );
             }
             Method::Invite => self.remote_reinvite(now, peer, req, key, id, state),
+            Method::Notify if !self.notify_matches(id, &req) => {
+                // No REFER of ours is waiting for this: a forged or stale NOTIFY must not
+                // pass for a transfer's progress (RFC 6665 §4.1.3: 481).
+                tracing::info!("NOTIFY for no subscription of ours: 481");
+                self.reply_new_txn(
+                    now,
+                    peer,
+                    &req,
+                    key,
+                    StatusCode::DOES_NOT_EXIST.code(),
+                    // RFC 6665's wording of 481 for a subscription.
+                    "Subscription Does Not Exist",
+                    vec![],
+                    Some(to_tag),
+                    Some(id),
+                );
+            }
             Method::Notify => {
                 // RFC 3515 §2.4.4: the REFER's progress as a message/sipfrag status line.
                 self.reply_new_txn(
@@ -1618,6 +1898,9 @@ impl UserAgent {
                     .headers
                     .get("Subscription-State")
                     .is_some_and(|v| v.trim().to_ascii_lowercase().starts_with("terminated"));
+                if done && let Some(c) = self.calls.get_mut(&id) {
+                    c.refer = None;
+                }
                 if let Some(status) = status {
                     self.events.push_back(UaEvent::ReferProgress {
                         call: CallKey(id),
@@ -1641,6 +1924,29 @@ impl UserAgent {
                 );
             }
         }
+    }
+
+    /// Whether `req` (a NOTIFY in call `id`'s dialog) reports on the REFER we sent there:
+    /// `Event: refer`, and its `id` parameter, when present, naming that REFER's CSeq
+    /// (RFC 3515 §2.4.6: the first REFER's NOTIFYs may omit it).
+    fn notify_matches(&self, id: u64, req: &Request) -> bool {
+        let Some(refer_cseq) = self.calls.get(&id).and_then(|c| c.refer) else {
+            return false;
+        };
+        let Some(event) = req.headers.get("Event") else {
+            return false;
+        };
+        let mut parts = event.split(';').map(str::trim);
+        if !parts
+            .next()
+            .is_some_and(|p| p.eq_ignore_ascii_case("refer"))
+        {
+            return false;
+        }
+        parts
+            .filter_map(|p| p.split_once('='))
+            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("id"))
+            .all(|(_, v)| v.trim().parse::<u32>() == Ok(refer_cseq))
     }
 
     /// A re-INVITE (session refresh, hold): we keep the session as it is and answer with
@@ -1688,6 +1994,28 @@ impl UserAgent {
         }
         let sdp = self.calls[&id].answer_sdp.clone().unwrap_or_default();
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
+        // A re-INVITE refreshes a running session timer (RFC 4028 §9), with the interval
+        // and refresher it asks for when it names them.
+        let refreshed = self.calls[&id].session.map(|old| {
+            match session_timer::ask(
+                &req.headers,
+                self.config.min_se_secs,
+                self.config.session_expires_secs,
+            ) {
+                Ask::Timer {
+                    interval,
+                    refresher,
+                    require,
+                } if req.headers.get("Session-Expires").is_some() => {
+                    (SessionTimer::start(now, interval, refresher), require)
+                }
+                _ => {
+                    let mut timer = old;
+                    timer.refreshed(now);
+                    (timer, true)
+                }
+            }
+        });
         let txn_id = self.open_server_txn(
             key,
             ServerKind::Invite(InviteServerState::Proceeding),
@@ -1697,6 +2025,13 @@ impl UserAgent {
         );
         let mut headers = self.dialog_headers(&self.calls[&id]);
         headers.push(("Content-Type".into(), "application/sdp".into()));
+        if let Some((timer, require)) = refreshed {
+            headers.extend(session_headers(&timer, require));
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.session = Some(timer);
+            }
+            self.arm(timer.deadline().0, TimerRef::Session(id));
+        }
         let response = self.build_response(txn_id, 200, "OK", headers, sdp);
         self.send_2xx(now, id, txn_id, response, cseq, peer.transport.reliable());
     }
@@ -1731,11 +2066,7 @@ impl UserAgent {
             }
         }
         // ACK for a 2xx is its own transaction: match the dialog.
-        let Some(tag) = req.to().and_then(|t| t.tag) else {
-            return;
-        };
-        let call_id = req.call_id().unwrap_or_default().to_owned();
-        let Some(&id) = self.by_dialog.get(&(call_id, tag)) else {
+        let Some(&id) = DialogId::of_request(&req).and_then(|d| self.by_dialog.get(&d)) else {
             return;
         };
         let seq = req.cseq().map(|c| c.seq);
@@ -2297,8 +2628,7 @@ impl UserAgent {
     fn forget_call(&mut self, id: u64) {
         if let Some(c) = self.calls.remove(&id) {
             left_early(&mut self.early, &c.state);
-            self.by_dialog
-                .remove(&(c.call_id.clone(), c.local_tag.clone()));
+            self.by_dialog.remove(&c.dialog());
             self.by_initial.remove(&c.initial_key);
             self.events.push_back(UaEvent::Ended(CallKey(id)));
         }
@@ -2411,6 +2741,19 @@ fn host_literal(ip: IpAddr) -> String {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     }
+}
+
+/// Session-Expires (and `Require: timer` when the caller supports timers) for a 2xx or
+/// our refresh, plus `Supported: timer`.
+fn session_headers(timer: &SessionTimer, require: bool) -> Vec<(String, String)> {
+    let mut h = vec![
+        ("Session-Expires".to_owned(), timer.header()),
+        ("Supported".to_owned(), "timer".to_owned()),
+    ];
+    if require {
+        h.push(("Require".to_owned(), "timer".to_owned()));
+    }
+    h
 }
 
 fn with_tag(header: &str, tag: &str) -> String {
@@ -3005,6 +3348,312 @@ mod tests {
         let mut ua2 = self::ua();
         let early = incoming(&mut ua2, t0);
         assert_eq!(ua2.refer(t0, early, "sip:a@b"), Err(UaError::NotPending));
+    }
+
+    #[test]
+    fn a_notify_counts_only_for_the_refer_we_sent_in_its_dialog() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, tag) = confirmed(&mut ua, t0);
+        let frag = "SIP/2.0 200 OK\r\n";
+        // Forged: no REFER was sent. Refused, and nothing reported.
+        feed(&mut ua, t0, &notify(&tag, 2, frag, "terminated"));
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        assert!(events(&mut ua).is_empty());
+        // A REFER goes out; a NOTIFY for another event package is not its progress.
+        ua.refer(t0, call, "sip:agent1@127.0.0.1:5080").unwrap();
+        let refer = sent(&mut ua).pop().unwrap();
+        let refer_cseq: u32 = header(&refer, "CSeq")
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let other = notify(&tag, 3, frag, "active").replace("Event: refer", "Event: dialog");
+        feed(&mut ua, t0, &other);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        // Naming another REFER (an `id` that is not this REFER's CSeq): refused too.
+        let stale = notify(&tag, 4, frag, "active").replace(
+            "Event: refer",
+            &format!("Event: refer;id={}", refer_cseq - 1),
+        );
+        feed(&mut ua, t0, &stale);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        assert!(events(&mut ua).is_empty());
+        // Its own NOTIFY (even ahead of the 202) is accepted, with or without the id.
+        let own = notify(&tag, 5, "SIP/2.0 100 Trying\r\n", "active")
+            .replace("Event: refer", &format!("Event: refer;id={refer_cseq}"));
+        feed(&mut ua, t0, &own);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        feed(
+            &mut ua,
+            t0,
+            &notify(&tag, 6, "SIP/2.0 486 Busy Here\r\n", "terminated"),
+        );
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [
+                UaEvent::ReferProgress {
+                    status: 100,
+                    done: false,
+                    ..
+                },
+                UaEvent::ReferProgress {
+                    status: 486,
+                    done: true,
+                    ..
+                }
+            ]
+        ));
+        // The subscription has ended: a later "200 OK" is no transfer.
+        feed(&mut ua, t0, &notify(&tag, 7, frag, "terminated"));
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        assert!(events(&mut ua).is_empty());
+    }
+
+    #[test]
+    fn two_calls_sharing_a_call_id_are_told_apart_by_both_tags() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        // The same Call-ID from two From tags: two dialogs.
+        let invite_b = |branch: &str| {
+            request("INVITE", branch, "c1", 1, None, SDP).replace("tag=a1", "tag=b2")
+        };
+        feed(
+            &mut ua,
+            t0,
+            &request("INVITE", "z9hG4bKa", "c1", 1, None, SDP),
+        );
+        feed(&mut ua, t0, &invite_b("z9hG4bKb"));
+        sent(&mut ua);
+        let calls: Vec<IncomingCall> = events(&mut ua)
+            .into_iter()
+            .filter_map(|e| match e {
+                UaEvent::Incoming(ic) => Some(*ic),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].call_id, calls[1].call_id);
+        assert_ne!(calls[0].dialog, calls[1].dialog);
+        assert_ne!(calls[0].dialog.to_string(), calls[1].dialog.to_string());
+        assert_eq!(calls[0].dialog.remote_tag, "a1");
+        assert_eq!(calls[1].dialog.remote_tag, "b2");
+        for ic in &calls {
+            ua.answer(t0, ic.key, Bytes::from_static(SDP.as_bytes()), vec![])
+                .unwrap();
+        }
+        sent(&mut ua);
+        let (a, b) = (&calls[0].dialog, &calls[1].dialog);
+        for (d, from) in [(a, "a1"), (b, "b2")] {
+            let ack = request("ACK", "z9hG4bKack", "c1", 1, Some(&d.local_tag), "")
+                .replace("tag=a1", &format!("tag={from}"));
+            feed(&mut ua, t0, &ack);
+        }
+        assert_eq!(events(&mut ua).len(), 2, "both confirmed");
+        // A BYE with A's From tag but B's To tag names no dialog: 481, both calls stay.
+        let crossed = request("BYE", "z9hG4bKx", "c1", 2, Some(&b.local_tag), "");
+        feed(&mut ua, t0, &crossed);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        assert!(events(&mut ua).is_empty());
+        assert_eq!(ua.call_count(), 2);
+        // B's own BYE ends B only.
+        let bye_b =
+            request("BYE", "z9hG4bKy", "c1", 2, Some(&b.local_tag), "").replace("tag=a1", "tag=b2");
+        feed(&mut ua, t0, &bye_b);
+        assert_eq!(status_of(&sent(&mut ua)[0]), 200);
+        let evs = events(&mut ua);
+        assert!(
+            matches!(evs.as_slice(), [UaEvent::RemoteBye(k), UaEvent::Ended(k2)] if *k == calls[1].key && *k2 == calls[1].key),
+            "{evs:?}"
+        );
+        assert_eq!(ua.call_count(), 1);
+    }
+
+    #[test]
+    fn a_probe_is_an_in_dialog_options_answered_or_timed_out() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, tag) = confirmed(&mut ua, t0);
+        ua.probe(t0, call).unwrap();
+        let options = sent(&mut ua).pop().unwrap();
+        assert!(
+            options.starts_with("OPTIONS sip:alice@127.0.0.1:5070 "),
+            "{options}"
+        );
+        assert!(
+            header(&options, "From")
+                .unwrap()
+                .contains(&format!("tag={tag}"))
+        );
+        assert!(header(&options, "To").unwrap().contains("tag=a1"));
+        // One at a time.
+        ua.probe(t0, call).unwrap();
+        assert!(sent(&mut ua).is_empty());
+        feed(&mut ua, t0, &answer_to(&options, 200, "OK"));
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ProbeAnswered { status: 200, .. }]
+        ));
+        // A vanished caller: Timer F (64*T1) reports 408; the call is left to the app.
+        ua.probe(t0, call).unwrap();
+        sent(&mut ua);
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(33) {
+            now += Duration::from_millis(250);
+            ua.handle_timeout(now);
+        }
+        assert!(matches!(
+            events(&mut ua).as_slice(),
+            [UaEvent::ProbeAnswered { status: 408, .. }]
+        ));
+        assert_eq!(ua.call_count(), 1);
+        // Only calls over the closed TCP connection are reported (this one is UDP).
+        ua.connection_closed(7);
+        assert!(events(&mut ua).is_empty());
+    }
+
+    /// An INVITE carrying `timer_headers` (Session-Expires, Supported...), answered and
+    /// ACKed: (its key, our To tag, our 2xx).
+    fn timed_call(
+        ua: &mut UserAgent,
+        t0: Instant,
+        timer_headers: &str,
+    ) -> (CallKey, String, String) {
+        let invite = request("INVITE", "z9hG4bKt", "c1", 1, None, SDP).replace(
+            "Max-Forwards: 70\r\n",
+            &format!("Max-Forwards: 70\r\n{timer_headers}"),
+        );
+        feed(ua, t0, &invite);
+        sent(ua);
+        let call = match events(ua).as_slice() {
+            [UaEvent::Incoming(ic)] => ic.key,
+            other => panic!("{other:?}"),
+        };
+        ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![])
+            .unwrap();
+        let ok = sent(ua).pop().unwrap();
+        let tag = to_tag(&ok);
+        feed(ua, t0, &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""));
+        events(ua);
+        (call, tag, ok)
+    }
+
+    /// Advances the virtual clock in 250 ms steps from `from` to `to`.
+    fn run_until(ua: &mut UserAgent, from: Instant, to: Instant) {
+        let mut now = from;
+        while now < to {
+            now += Duration::from_millis(250);
+            ua.handle_timeout(now);
+        }
+    }
+
+    #[test]
+    fn a_session_interval_below_min_se_gets_422() {
+        let mut ua = ua();
+        let invite = request("INVITE", "z9hG4bKs", "c1", 1, None, SDP).replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nSupported: timer\r\nSession-Expires: 30\r\n",
+        );
+        feed(&mut ua, Instant::now(), &invite);
+        let out = sent(&mut ua);
+        assert_eq!(status_of(&out[0]), 422, "{out:?}");
+        assert_eq!(header(&out[0], "Min-SE"), Some("90"));
+        assert!(events(&mut ua).is_empty(), "no call");
+    }
+
+    #[test]
+    fn a_session_the_caller_does_not_refresh_is_ended_before_it_expires() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, tag, ok) = timed_call(
+            &mut ua,
+            t0,
+            "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n",
+        );
+        assert_eq!(header(&ok, "Session-Expires"), Some("90;refresher=uac"));
+        assert_eq!(header(&ok, "Require"), Some("timer"));
+        // Their refresh at 50 s (a re-INVITE) restarts the interval ...
+        let t50 = t0 + Duration::from_secs(50);
+        run_until(&mut ua, t0, t50);
+        assert!(sent(&mut ua).is_empty());
+        let refresh = request("INVITE", "z9hG4bKr", "c1", 2, Some(&tag), SDP).replace(
+            "Max-Forwards: 70\r\n",
+            "Max-Forwards: 70\r\nSupported: timer\r\nSession-Expires: 90;refresher=uac\r\n",
+        );
+        feed(&mut ua, t50, &refresh);
+        let ok2 = sent(&mut ua).pop().unwrap();
+        assert_eq!(status_of(&ok2), 200);
+        assert_eq!(header(&ok2, "Session-Expires"), Some("90;refresher=uac"));
+        feed(
+            &mut ua,
+            t50,
+            &request("ACK", "z9hG4bKa2", "c1", 2, Some(&tag), ""),
+        );
+        // ... so nothing at 60 s; then nobody refreshes: BYE at 50 + 90 - 30 = 110 s.
+        run_until(&mut ua, t50, t0 + Duration::from_secs(109));
+        assert!(sent(&mut ua).iter().all(|m| !m.starts_with("BYE")));
+        assert!(events(&mut ua).is_empty());
+        run_until(
+            &mut ua,
+            t0 + Duration::from_secs(109),
+            t0 + Duration::from_secs(111),
+        );
+        assert!(sent(&mut ua).iter().any(|m| m.starts_with("BYE")));
+        assert!(matches!(events(&mut ua).as_slice(), [UaEvent::SessionExpired(k)] if *k == call));
+    }
+
+    #[test]
+    fn when_we_are_the_refresher_we_re_invite_at_half_the_interval() {
+        let mut ua = ua();
+        let t0 = Instant::now();
+        let (call, _tag, ok) = timed_call(
+            &mut ua,
+            t0,
+            "Supported: timer\r\nSession-Expires: 120;refresher=uas\r\n",
+        );
+        assert_eq!(header(&ok, "Session-Expires"), Some("120;refresher=uas"));
+        run_until(&mut ua, t0, t0 + Duration::from_secs(59));
+        assert!(sent(&mut ua).is_empty());
+        let t60 = t0 + Duration::from_secs(60);
+        run_until(&mut ua, t0 + Duration::from_secs(59), t60);
+        let reinvite = sent(&mut ua).pop().expect("refresh at 60 s");
+        assert!(reinvite.starts_with("INVITE "), "{reinvite}");
+        assert_eq!(
+            header(&reinvite, "Session-Expires"),
+            Some("120;refresher=uas")
+        );
+        assert!(reinvite.ends_with("v=0\r\n"), "our own session again");
+        feed(&mut ua, t60, &reply(&reinvite, 200, Some("a1"), "", SDP));
+        let ack = sent(&mut ua).pop().unwrap();
+        assert!(ack.starts_with("ACK "), "{ack}");
+        assert!(
+            events(&mut ua).is_empty(),
+            "a refresh is the UA's own business"
+        );
+        // The next one 60 s after the last.
+        run_until(&mut ua, t60, t0 + Duration::from_secs(119));
+        assert!(sent(&mut ua).iter().all(|m| !m.starts_with("INVITE")));
+        run_until(
+            &mut ua,
+            t0 + Duration::from_secs(119),
+            t0 + Duration::from_secs(121),
+        );
+        let again = sent(&mut ua).pop().expect("second refresh");
+        assert!(again.starts_with("INVITE "));
+        // Unanswered: Timer B/give-up says 408, which ends the session.
+        run_until(
+            &mut ua,
+            t0 + Duration::from_secs(121),
+            t0 + Duration::from_secs(160),
+        );
+        assert!(
+            events(&mut ua)
+                .iter()
+                .any(|e| matches!(e, UaEvent::SessionExpired(k) if *k == call))
+        );
     }
 
     #[test]
@@ -4290,16 +4939,21 @@ mod tests {
         assert!(ok.ends_with(SDP));
         assert!(header(&ok, "To").unwrap().contains(&our_tag));
         feed(&mut ua, t0, &far("ACK", 2, "", ""));
-        feed(
-            &mut ua,
-            t0,
-            &far(
+        let notify = |n: u32| {
+            far(
                 "NOTIFY",
-                3,
+                n,
                 "Event: refer\r\nSubscription-State: terminated\r\nContent-Type: message/sipfrag\r\n",
                 "SIP/2.0 200 OK\r\n",
-            ),
-        );
+            )
+        };
+        // Before any REFER of ours a NOTIFY reports on nothing.
+        feed(&mut ua, t0, &notify(3));
+        assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+        assert!(events(&mut ua).is_empty());
+        ua.refer(t0, call, "sip:ada@127.0.0.1:5080").unwrap();
+        sent(&mut ua);
+        feed(&mut ua, t0, &notify(4));
         assert_eq!(status_of(&sent(&mut ua)[0]), 200);
         assert!(matches!(
             events(&mut ua).as_slice(),

@@ -54,7 +54,8 @@ impl Policy<'static> {
         ],
         // REFER: we never act on a REFER we receive (we only send them).
         not_allowed: &[Method::Register, Method::Refer],
-        supported_extensions: &[],
+        // RFC 4028 session timers (UAS side, `session_timer`).
+        supported_extensions: &["timer"],
         accepted_body_types: ACCEPTED_BODIES,
     };
 
@@ -71,7 +72,7 @@ impl Policy<'static> {
             Method::Register,
         ],
         not_allowed: &[Method::Refer],
-        supported_extensions: &[],
+        supported_extensions: &["timer"],
         accepted_body_types: ACCEPTED_BODIES,
     };
 }
@@ -566,7 +567,8 @@ mod tests {
         ];
         let (s, _, h) = verdict(&req("INVITE", "sip:gw@y", &r, ""));
         assert_eq!(s, 420);
-        assert_eq!(h, vec![("Unsupported".into(), "100rel, timer".into())]);
+        // `timer` (RFC 4028) is supported: only 100rel is named.
+        assert_eq!(h, vec![("Unsupported".into(), "100rel".into())]);
         assert_eq!(status(&req("ACK", "sip:gw@y", &r, "")), None);
         assert_eq!(status(&req("CANCEL", "sip:gw@y", &r, "")), None);
         let policy = Policy {

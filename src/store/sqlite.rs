@@ -388,6 +388,7 @@ impl RawRow {
             first_call_ref: self.first_call_ref.unwrap_or_default(),
             orig_position,
             entered: None,
+            caller_failures: 0,
             told,
         })
     }

@@ -19,6 +19,11 @@ pub fn notice(n: &Notice) -> String {
         Notice::TransferFailed { queue_name, detail } => format!(
             "We could not move your call to {queue_name} ({detail}). You keep your place here."
         ),
+        Notice::TransfersFailed { attempts } => format!(
+            "We tried {attempts} times to put your call through to an agent, but your phone \
+             did not complete the transfer. You keep your place, but we will not try again \
+             on this call: choose a call-back below, or call again from another phone."
+        ),
         Notice::Text { text } => text.clone(),
     }
 }

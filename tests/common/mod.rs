@@ -457,6 +457,8 @@ pub struct Caller {
     pub rtp: UdpSocket,
     pub gateway: SocketAddr,
     pub call_id: String,
+    /// Our tag (From), the same on every request of the dialog.
+    pub from_tag: String,
     pub to_tag: String,
     /// The 12-digit contact number from the 200 OK's Call-Info.
     pub number: String,
@@ -554,6 +556,7 @@ impl Caller {
             rtp,
             gateway: g.sip,
             call_id,
+            from_tag: format!("t{n}"),
             to_tag,
             number,
             call_info,
@@ -568,9 +571,10 @@ impl Caller {
     fn send_in_dialog(&mut self, method: &str, cseq: u32, branch: &str) {
         let local = self.sip.local_addr().unwrap();
         let msg = format!(
-            "{method} sip:support@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch}{cseq}{id}\r\nFrom: \"Test\" <sip:test@{HOST}>;tag=t{id}\r\nTo: <sip:support@{gw}>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            "{method} sip:support@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch}{cseq}{id}\r\nFrom: \"Test\" <sip:test@{HOST}>;tag={from_tag}\r\nTo: <sip:support@{gw}>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
             gw = self.gateway,
             tag = self.to_tag,
+            from_tag = self.from_tag,
             call_id = self.call_id,
             id = self.call_id.len(),
         );
@@ -587,9 +591,10 @@ impl Caller {
             .map(|(n, v)| format!("{n}: {v}\r\n"))
             .collect();
         let msg = format!(
-            "{method} sip:support@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreq{cseq}{id}\r\nFrom: \"Test\" <sip:test@{HOST}>;tag=t{id}\r\nTo: <sip:support@{gw}>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:test@{local}>\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
+            "{method} sip:support@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreq{cseq}{id}\r\nFrom: \"Test\" <sip:test@{HOST}>;tag={from_tag}\r\nTo: <sip:support@{gw}>;tag={tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:test@{local}>\r\nMax-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
             gw = self.gateway,
             tag = self.to_tag,
+            from_tag = self.from_tag,
             call_id = self.call_id,
             id = self.call_id.len(),
         );

@@ -30,8 +30,13 @@ pub enum AgentOp {
     Logout,
     /// The offered contact is connected.
     Answered,
-    /// The offer failed (no answer, busy...): the contact goes back to its place.
+    /// The offer failed (no answer, busy...): the contact goes back to its place and the
+    /// agent is not ready (the agent's side: their phone did not answer or was busy).
     Failed(String),
+    /// The offer failed on the caller's side (their phone refused or never completed the
+    /// transfer): the agent stays ready, the contact goes back to its place, and after
+    /// `MAX_CALLER_FAILURES` it is no longer offered.
+    FailedByCaller(String),
     /// The agent finished with the contact: wrap-up.
     Handled,
     /// The outcome of a call-back attempt the agent made.
@@ -57,12 +62,24 @@ mod sealed {
     impl Sealed for super::AgentInput {}
     impl Sealed for super::TransferOutcome {}
     impl Sealed for super::FreshNumbers {}
+    impl Sealed for super::CallLost {}
 }
 
 /// A new contact joins the back of its queue (by seniority = `now`), or a redialling caller
-/// whose call was lost in a restart rejoins their place. Replies with its number.
+/// whose call was lost in a restart rejoins their place. Replies with its number and which
+/// of the two it was.
 #[derive(Debug, Clone)]
 pub struct Admit(pub NewContact);
+
+/// What [`Admit`] answers. `rejoined` is the explicit fact the front-end needs: a new
+/// contact's caller is told its number (Call-Info, spoken), a rejoined one is not (it was
+/// matched on a calling number, which can be spoofed). Never inferred from the contact's
+/// version: routing in the same batch bumps that too (issue 9, defect 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub id: ContactId,
+    pub rejoined: bool,
+}
 
 /// The caller hung up (or the call failed): the contact ends, or, if a substitute replaced
 /// the call, nothing changes.
@@ -92,6 +109,15 @@ pub struct TransferOutcome {
     pub ok: bool,
     /// The far end's answer, for the contact's history and the logs.
     pub detail: String,
+}
+
+/// The live call of a contact was found dead (no media and no answer to a probe, its
+/// connection closed, its session timer expired): the contact becomes disconnected and
+/// keeps its place for `keep_place_secs`, never offered meanwhile.
+#[derive(Debug, Clone)]
+pub struct CallLost {
+    pub id: ContactId,
+    pub why: super::LostCall,
 }
 
 /// Numbers the driver drew and found unused in the store, for the next admissions (see
@@ -155,13 +181,16 @@ impl Centre {
 }
 
 impl Input for Admit {
-    type Reply = ContactId;
+    type Reply = Admitted;
     type Error = CentreError;
-    fn apply(self, centre: &mut Centre, now: Timestamp) -> Result<ContactId, CentreError> {
-        let (status, changes) = centre.admit(now, self.0)?;
+    fn apply(self, centre: &mut Centre, now: Timestamp) -> Result<Admitted, CentreError> {
+        let (status, changes, rejoined) = centre.admit_or_rejoin(now, self.0)?;
         centre.emit(changes, Vec::new());
         centre.emit_routed();
-        Ok(status.id)
+        Ok(Admitted {
+            id: status.id,
+            rejoined,
+        })
     }
 }
 
@@ -210,6 +239,7 @@ impl Input for AgentInput {
             AgentOp::Logout => centre.agent_logout(now, agent),
             AgentOp::Answered => centre.offer_answered(now, agent),
             AgentOp::Failed(why) => centre.offer_failed(now, agent, &why),
+            AgentOp::FailedByCaller(why) => centre.offer_failed_by_caller(now, agent, &why),
             AgentOp::Handled => centre.contact_handled(now, agent),
             AgentOp::Attempt(outcome) => centre.callback_attempt(now, agent, outcome),
         }?;
@@ -224,6 +254,17 @@ impl Input for FreshNumbers {
     type Error = Infallible;
     fn apply(self, centre: &mut Centre, _now: Timestamp) -> Result<(), Infallible> {
         centre.fresh.extend(self.0);
+        Ok(())
+    }
+}
+
+impl Input for CallLost {
+    type Reply = ();
+    type Error = CentreError;
+    fn apply(self, centre: &mut Centre, now: Timestamp) -> Result<(), CentreError> {
+        let changes = centre.call_lost(now, &self.id, self.why)?;
+        centre.emit(changes, Vec::new());
+        centre.emit_routed();
         Ok(())
     }
 }
@@ -251,7 +292,7 @@ impl crate::centre::testkit::Drive for Centre {
         now: Timestamp,
         new: NewContact,
     ) -> Result<(ContactStatus, Vec<Change>), CentreError> {
-        let id = self.handle(now, Admit(new))?;
+        let id = self.handle(now, Admit(new))?.id;
         let status = self.status(&id).ok_or(CentreError::NotFound)?;
         Ok((status, self.take_changes()))
     }
