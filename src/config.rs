@@ -442,7 +442,8 @@ pub struct QueueConfig {
     /// SIP user parts (service numbers) that reach this queue (none for a remote queue).
     #[serde(default)]
     pub numbers: Vec<String>,
-    /// Average handle time assumed until real handle times are measured.
+    /// Talk time assumed per contact until the queue has learnt its own (the wait
+    /// estimate adds ring and wrap-up, and shrinks this toward what it observes).
     #[serde(default = "default_handle_secs")]
     pub default_handle_secs: u32,
     /// Music on hold is interrupted by the current position and wait every this many seconds.
