@@ -8,7 +8,7 @@
 #   KIND=register    REGISTERs without credentials (each challenged; TCP, so the source is
 #                    verified and every one reaches the transaction layer)
 #   KIND=options     OPTIONS (TCP)
-#   KIND=options30k  OPTIONS with a 30 KB body (TCP)
+#   KIND=options30k  OPTIONS with a 30 KB text body (TCP; each read whole, then refused 415)
 #   KIND=invite      short calls INVITE..BYE (UDP; each admits a contact that ends at once)
 #
 #   KIND=register RATE=2000 SECS=600 sipp/flood-rss.sh
@@ -83,7 +83,8 @@ EOF
 case $KIND in
   register) request_scenario REGISTER 401 0; scenario=$work/flood.xml; transport=t1; service=ada ;;
   options) request_scenario OPTIONS 200 0; scenario=$work/flood.xml; transport=t1; service=support ;;
-  options30k) request_scenario OPTIONS 200 30000; scenario=$work/flood.xml; transport=t1; service=support ;;
+  # A body OPTIONS does not take is refused with 415 after it is read whole.
+  options30k) request_scenario OPTIONS 415 30000; scenario=$work/flood.xml; transport=t1; service=support ;;
   invite) scenario=$root/sip-scenarios/load-short-call.xml; transport=u1; service=support ;;
   *) echo "KIND=register|options|options30k|invite" >&2; exit 2 ;;
 esac
