@@ -713,6 +713,52 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn live_updates_carry_each_move_targets_wait_in_words() {
+        let mut s = status(3, 2);
+        s.move_targets = vec![
+            crate::centre::MoveTarget {
+                queue: crate::centre::QueueId("sales".into()),
+                name: "Sales".into(),
+                skillset: "Sales — English".into(),
+                position: 1,
+                estimate: WaitEstimate::Range {
+                    low_secs: 30,
+                    high_secs: 170,
+                    expected_secs: 80,
+                    learning: false,
+                },
+                remote: false,
+            },
+            crate::centre::MoveTarget {
+                queue: crate::centre::QueueId("paris".into()),
+                name: "Paris office".into(),
+                skillset: String::new(),
+                position: 0,
+                estimate: WaitEstimate::NoAgents,
+                remote: true,
+            },
+        ];
+        let labels: Vec<(String, String)> = display(&s)
+            .targets
+            .into_iter()
+            .map(|t| (t.queue, t.label))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                (
+                    "sales".to_owned(),
+                    "Sales — English: up to 3 minutes (you would be 1st)".to_owned()
+                ),
+                (
+                    "paris".to_owned(),
+                    "Paris office (another site: no estimate from that office)".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn a_wait_that_grew_says_why() {
         let mut s = status(3, 2);
         s.wait_rise = Some(crate::centre::WaitRise {
