@@ -11,10 +11,18 @@ mod common;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use common::{Caller, Gateway, Http, HttpResponse, SippChild, free_port, sipp_spawn, sipp_uas};
-use serde_json::{Value, json};
+use common::{
+    AgentApi, Caller, Gateway, Http, SippChild, contact, contacts, free_port, sipp_spawn, sipp_uas,
+    state_name, wait_contact, wait_end_reason,
+};
+use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
+
+/// An agent's API, as `id` with the password every agent here has.
+fn agent_api(g: &Gateway, id: &str) -> AgentApi {
+    AgentApi::new(g, id, PASSWORD)
+}
 
 /// A complete configuration: two local queues, `extra` (agents, remote queues) appended,
 /// call-backs through `trunk` (empty: not dialled), short timers so tests stay quick.
@@ -106,142 +114,6 @@ uri = "sip:{id}@127.0.0.1:{port}"
     )
 }
 
-/// One agent's API calls, authenticated with HTTP Basic (no cookie, no CSRF).
-struct Agent {
-    http: Http,
-    auth: String,
-}
-
-impl Agent {
-    fn new(g: &Gateway, id: &str) -> Agent {
-        Agent {
-            http: Http::new(g),
-            auth: common::basic_auth(&format!("{id}:{PASSWORD}")),
-        }
-    }
-
-    fn me(&mut self) -> Value {
-        let r = self.http.send(
-            "GET",
-            "/api/agent/me",
-            &[("Authorization", &self.auth)],
-            None,
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()
-    }
-
-    fn post(&mut self, path: &str, body: Value) -> HttpResponse {
-        let text = body.to_string();
-        let auth = self.auth.clone();
-        self.http.send(
-            "POST",
-            path,
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            Some(&text),
-        )
-    }
-
-    fn state(&mut self, state: &str) {
-        let r = self.post("/api/agent/state", json!({ "state": state }));
-        assert!(
-            r.status == 200 || r.status == 204,
-            "{state}: {} {}",
-            r.status,
-            r.body
-        );
-    }
-
-    /// Logs in and goes ready.
-    fn ready(&mut self) {
-        self.state("logged_in");
-        self.state("ready");
-    }
-
-    /// Polls until `pred` holds for `/api/agent/me` (bounded).
-    fn wait_for(&mut self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let me = self.me();
-            if pred(&me) {
-                return me;
-            }
-            assert!(Instant::now() < deadline, "agent never {what}: {me}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn state_name(me: &Value) -> &str {
-    me["state"]["state"]
-        .as_str()
-        .or(me["state"].as_str())
-        .unwrap_or("")
-}
-
-/// Contact numbers in admission order, once `n` are committed (bounded wait).
-fn contacts(g: &Gateway, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ids: Vec<String> = {
-            let db = g.db();
-            let mut st = db.prepare("SELECT id FROM contacts ORDER BY seq").unwrap();
-            st.query_map([], |r| r.get(0))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
-        if ids.len() >= n {
-            return ids;
-        }
-        assert!(Instant::now() < deadline, "only {} contacts", ids.len());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn contact(http: &mut Http, number: &str) -> Value {
-    let r = http.get(&format!("/api/contacts/{number}"));
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()
-}
-
-/// Polls the contact's JSON until `pred` holds (bounded).
-fn wait_contact(http: &mut Http, number: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = contact(http, number);
-        if pred(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "contact never {what}: {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn end_reason(g: &Gateway, number: &str) -> Option<String> {
-    g.db()
-        .query_row(
-            "SELECT end_reason FROM contacts WHERE id = ?1",
-            [number],
-            |r| r.get::<_, Option<String>>(0),
-        )
-        .unwrap()
-}
-
-fn wait_end_reason(g: &Gateway, number: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(r) = end_reason(g, number) {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "contact never ended");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn queue_log(g: &Gateway) -> String {
     std::fs::read_to_string(g.data.join("queue_log")).unwrap_or_default()
 }
@@ -291,7 +163,7 @@ fn a_held_call_reaches_a_ready_agent_through_refer() {
         "caller-accepts-refer",
     );
     let mut http = Http::new(&g);
-    let mut ada = Agent::new(&g, "ada");
+    let mut ada = agent_api(&g, "ada");
     ada.ready();
 
     let run = caller.wait();
@@ -347,7 +219,7 @@ fn an_answered_call_is_scored_against_the_wait_it_was_told() {
         Some(&config("", &agent_at("ada", "Ada Lovelace", agent_port))),
     );
     // Ada works the queue before the call: the caller is told a wait (under a minute).
-    let mut ada = Agent::new(&g, "ada");
+    let mut ada = agent_api(&g, "ada");
     ada.ready();
     let phone = sipp_uas(
         "agent-phone-answers",
@@ -405,7 +277,7 @@ fn an_agent_who_does_not_answer_goes_not_ready() {
         "caller-refer-agent-rings",
     );
     let mut http = Http::new(&g);
-    let mut ada = Agent::new(&g, "ada");
+    let mut ada = agent_api(&g, "ada");
     ada.ready();
     // Offered (the page says who they are being connected to) ...
     let v = wait_contact(&mut http, &number, "offered", |v| !v["agent"].is_null());
@@ -513,7 +385,7 @@ fn a_call_back_is_dialled_out_retried_and_connected() {
     assert_eq!(r.status, 200, "{}", r.body);
     caller.expect_request("BYE", Duration::from_secs(15));
 
-    let mut ada = Agent::new(&g, "ada");
+    let mut ada = agent_api(&g, "ada");
     ada.ready();
     let run = busy.wait();
     assert!(run.ok, "busy trunk: {}", run.output);
@@ -664,7 +536,7 @@ skills = {{ support = 5 }}
         Duration::from_secs(60),
     );
     let number = contacts(&g, 1).remove(0);
-    let mut grace = Agent::new(&g, "grace");
+    let mut grace = agent_api(&g, "grace");
     grace.ready();
     let run = caller.wait();
     assert!(run.ok, "caller: {}", run.output);
@@ -724,7 +596,7 @@ skills = {{ support = 5 }}
         None,
     );
     assert_eq!(r.status, 401, "{}", r.body);
-    assert_eq!(Agent::new(&g, "grace").me()["id"], "grace");
+    assert_eq!(agent_api(&g, "grace").me()["id"], "grace");
     g.terminate();
 }
 
@@ -735,7 +607,7 @@ fn a_caller_whose_phone_refuses_refer_is_bridged_to_the_agent() {
         "agent-phone-answers",
         "caller-refuses-refer",
     );
-    let mut ada = Agent::new(&g, "ada");
+    let mut ada = agent_api(&g, "ada");
     ada.ready();
     let run = caller.wait();
     assert!(run.ok, "caller: {}", run.output);
@@ -763,7 +635,7 @@ fn a_caller_hanging_up_while_being_connected_is_abandoned_and_the_agent_stays_re
         Duration::from_secs(60),
     );
     let number = contacts(&g, 1).remove(0);
-    let mut ada = Agent::new(&g, "ada");
+    let mut ada = agent_api(&g, "ada");
     ada.ready();
     let run = caller.wait();
     assert!(run.ok, "caller: {}", run.output);

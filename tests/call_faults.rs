@@ -7,11 +7,19 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Caller, Gateway, Http, HttpResponse, free_port, sipp_spawn, sipp_uas};
+use common::{
+    AgentApi, Caller, Gateway, Http, HttpResponse, contact, contacts, end_reason, free_port,
+    sipp_spawn, sipp_uas, state_name, wait_contact, wait_end_reason,
+};
 use holdline::media::prompts::{ClipRef, Law, Pauses, contact_number_clips};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
+
+/// An agent's API, as `id` with the password every agent here has.
+fn agent_api(g: &Gateway, id: &str) -> AgentApi {
+    AgentApi::new(g, id, PASSWORD)
+}
 
 /// The default configuration with short agent timers, plus one `[[agent]]` per
 /// `(id, phone port)` reached at a fixed URI on loopback, and `extra` appended.
@@ -35,131 +43,6 @@ fn config(agents: &[(&str, u16)], extra: &str) -> String {
     }
     text.push_str(extra);
     text
-}
-
-/// One agent's API calls, authenticated with HTTP Basic.
-struct Agent {
-    http: Http,
-    auth: String,
-}
-
-impl Agent {
-    fn new(g: &Gateway, id: &str) -> Agent {
-        Agent {
-            http: Http::new(g),
-            auth: common::basic_auth(&format!("{id}:{PASSWORD}")),
-        }
-    }
-
-    fn me(&mut self) -> Value {
-        let auth = self.auth.clone();
-        let r = self
-            .http
-            .send("GET", "/api/agent/me", &[("Authorization", &auth)], None);
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()
-    }
-
-    fn post(&mut self, path: &str, body: Value) -> HttpResponse {
-        let text = body.to_string();
-        let auth = self.auth.clone();
-        self.http.send(
-            "POST",
-            path,
-            &[
-                ("Authorization", &auth),
-                ("Content-Type", "application/json"),
-            ],
-            Some(&text),
-        )
-    }
-
-    fn ready(&mut self) {
-        for state in ["logged_in", "ready"] {
-            let r = self.post("/api/agent/state", json!({ "state": state }));
-            assert!(r.status == 200 || r.status == 204, "{state}: {}", r.body);
-        }
-    }
-
-    /// Polls `/api/agent/me` until `pred` holds (bounded).
-    fn wait_for(&mut self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let me = self.me();
-            if pred(&me) {
-                return me;
-            }
-            assert!(Instant::now() < deadline, "agent never {what}: {me}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn state_name(me: &Value) -> &str {
-    me["state"]["state"]
-        .as_str()
-        .or(me["state"].as_str())
-        .unwrap_or("")
-}
-
-/// Contact numbers in admission order, once `n` are committed (bounded wait).
-fn contacts(g: &Gateway, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let ids: Vec<String> = {
-            let db = g.db();
-            let mut st = db.prepare("SELECT id FROM contacts ORDER BY seq").unwrap();
-            st.query_map([], |r| r.get(0))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
-        };
-        if ids.len() >= n {
-            return ids;
-        }
-        assert!(Instant::now() < deadline, "only {} contacts", ids.len());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn contact(http: &mut Http, number: &str) -> Value {
-    let r = http.get(&format!("/api/contacts/{number}"));
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()
-}
-
-/// Polls the contact's JSON until `pred` holds (bounded).
-fn wait_contact(http: &mut Http, number: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = contact(http, number);
-        if pred(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "contact never {what}: {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn end_reason(g: &Gateway, number: &str) -> Option<String> {
-    g.db()
-        .query_row(
-            "SELECT end_reason FROM contacts WHERE id = ?1",
-            [number],
-            |r| r.get::<_, Option<String>>(0),
-        )
-        .unwrap()
-}
-
-fn wait_end_reason(g: &Gateway, number: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(r) = end_reason(g, number) {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "contact never ended");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The caller's page action `body` on contact `number` (a session, its CSRF token).
@@ -238,7 +121,7 @@ fn a_forged_notify_before_any_refer_is_refused() {
     let port = free_port();
     let mut g = Gateway::start_with("faults-forged-notify", Some(&config(&[("ann", port)], "")));
     let phone = sipp_uas("agent-phone-answers", port, 1, Duration::from_secs(60));
-    let mut ann = Agent::new(&g, "ann");
+    let mut ann = agent_api(&g, "ann");
     ann.ready();
     let caller = sipp_spawn(
         &g,
@@ -291,7 +174,7 @@ fn a_caller_arriving_while_an_agent_is_ready_is_told_their_number() {
         "faults-ready-at-arrival",
         Some(&config(&[("ann", port)], "")),
     );
-    let mut ann = Agent::new(&g, "ann");
+    let mut ann = agent_api(&g, "ann");
     ann.ready();
     let mut caller = Caller::call(&g, "support", 0);
     assert_eq!(
@@ -348,7 +231,7 @@ fn a_transfer_failing_on_the_callers_side_is_not_the_agents_fault() {
     );
     let first = contacts(&g, 1).remove(0);
     let mut next = Caller::call(&g, "support", 0);
-    let mut ann = Agent::new(&g, "ann");
+    let mut ann = agent_api(&g, "ann");
     ann.ready();
     // Three offers of the first contact fail on the caller's side; then Ann, still
     // ready all along, is offered the next caller.
@@ -426,7 +309,7 @@ fn a_caller_who_vanishes_is_noticed_and_no_agent_is_blamed() {
     let mut live = Caller::call(&g, "support", 0);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let rtp = keep_sending_rtp(live.rtp.try_clone().unwrap(), live.server_rtp, stop.clone());
-    let mut ann = Agent::new(&g, "ann");
+    let mut ann = agent_api(&g, "ann");
     ann.ready();
     // Ann is offered the dead call first (it is at the head), then, once it is found dead,
     // the live one; never "not ready" meanwhile.

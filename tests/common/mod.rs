@@ -819,3 +819,157 @@ fn dechunk(mut rest: &str) -> String {
     }
     out
 }
+
+// ---------------------------------------------------------------------------------------
+// Agents and contacts over the JSON API (shared by the agent and call-fault tests).
+// ---------------------------------------------------------------------------------------
+
+/// One agent's API calls, authenticated with HTTP Basic (no cookie, no CSRF).
+pub struct AgentApi {
+    pub http: Http,
+    auth: String,
+}
+
+impl AgentApi {
+    pub fn new(g: &Gateway, id: &str, password: &str) -> AgentApi {
+        AgentApi {
+            http: Http::new(g),
+            auth: basic_auth(&format!("{id}:{password}")),
+        }
+    }
+
+    pub fn me(&mut self) -> serde_json::Value {
+        let r = self.http.send(
+            "GET",
+            "/api/agent/me",
+            &[("Authorization", &self.auth)],
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
+    pub fn post(&mut self, path: &str, body: serde_json::Value) -> HttpResponse {
+        let text = body.to_string();
+        let auth = self.auth.clone();
+        self.http.send(
+            "POST",
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            Some(&text),
+        )
+    }
+
+    pub fn state(&mut self, state: &str) {
+        let r = self.post("/api/agent/state", serde_json::json!({ "state": state }));
+        assert!(
+            r.status == 200 || r.status == 204,
+            "{state}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+
+    /// Logs in and goes ready.
+    pub fn ready(&mut self) {
+        self.state("logged_in");
+        self.state("ready");
+    }
+
+    /// Polls `/api/agent/me` until `pred` holds (bounded).
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        within: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let me = self.me();
+            if pred(&me) {
+                return me;
+            }
+            assert!(Instant::now() < deadline, "agent never {what}: {me}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The agent state's name in `/api/agent/me`.
+pub fn state_name(me: &serde_json::Value) -> &str {
+    me["state"]["state"]
+        .as_str()
+        .or(me["state"].as_str())
+        .unwrap_or("")
+}
+
+/// Contact numbers in admission order, once `n` are committed (bounded wait).
+pub fn contacts(g: &Gateway, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ids: Vec<String> = {
+            let db = g.db();
+            let mut st = db.prepare("SELECT id FROM contacts ORDER BY seq").unwrap();
+            st.query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        if ids.len() >= n {
+            return ids;
+        }
+        assert!(Instant::now() < deadline, "only {} contacts", ids.len());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A contact's JSON (the session's first read also gets its CSRF token).
+pub fn contact(http: &mut Http, number: &str) -> serde_json::Value {
+    let r = http.get(&format!("/api/contacts/{number}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+/// Polls the contact's JSON until `pred` holds (bounded).
+pub fn wait_contact(
+    http: &mut Http,
+    number: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = contact(http, number);
+        if pred(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "contact never {what}: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How the contact ended, from the store (`None` while live).
+pub fn end_reason(g: &Gateway, number: &str) -> Option<String> {
+    g.db()
+        .query_row(
+            "SELECT end_reason FROM contacts WHERE id = ?1",
+            [number],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .unwrap()
+}
+
+/// Polls the store until the contact has ended (bounded).
+pub fn wait_end_reason(g: &Gateway, number: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(r) = end_reason(g, number) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "contact never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
