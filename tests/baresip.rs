@@ -140,24 +140,7 @@ impl Drop for Baresip {
 }
 
 fn agent_api(http: &mut Http, method: &str, path: &str, body: Option<Value>) -> Value {
-    let auth = common::basic_auth(ADA);
-    let text = body.map(|b| b.to_string());
-    let mut headers = vec![("Authorization", auth.as_str())];
-    if text.is_some() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    let r = http.send(method, path, &headers, text.as_deref());
-    assert!(
-        r.status == 200 || r.status == 204,
-        "{path}: {} {}",
-        r.status,
-        r.body
-    );
-    if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    }
+    common::agent_call(http, ADA, method, path, body)
 }
 
 fn set_state(http: &mut Http, state: &str) {

@@ -176,24 +176,7 @@ fn config(agent_port: u16) -> String {
 }
 
 fn agent_api(http: &mut Http, method: &str, path: &str, body: Option<Value>) -> Value {
-    let auth = common::basic_auth(&format!("ada:{PASSWORD}"));
-    let text = body.map(|b| b.to_string());
-    let mut headers = vec![("Authorization", auth.as_str())];
-    if text.is_some() {
-        headers.push(("Content-Type", "application/json"));
-    }
-    let r = http.send(method, path, &headers, text.as_deref());
-    assert!(
-        r.status == 200 || r.status == 204,
-        "{path}: {} {}",
-        r.status,
-        r.body
-    );
-    if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    }
+    common::agent_call(http, &format!("ada:{PASSWORD}"), method, path, body)
 }
 
 fn wait_for(what: &str, mut pred: impl FnMut() -> bool) {

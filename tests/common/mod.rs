@@ -973,3 +973,32 @@ pub fn wait_end_reason(g: &Gateway, number: &str) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// One agent API request as `user:password` (HTTP Basic) on `http`: must answer 200 or 204;
+/// the JSON, or `Null` for an empty body.
+pub fn agent_call(
+    http: &mut Http,
+    credentials: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let auth = basic_auth(credentials);
+    let text = body.map(|b| b.to_string());
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if text.is_some() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let r = http.send(method, path, &headers, text.as_deref());
+    assert!(
+        r.status == 200 || r.status == 204,
+        "{path}: {} {}",
+        r.status,
+        r.body
+    );
+    if r.body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        r.json()
+    }
+}
