@@ -62,7 +62,6 @@ speak thousand "thousand"
 
 # Phrases.
 speak your_contact_number_is "Your contact number is"
-speak i_repeat "I repeat"
 speak you_are_number "You are number"
 speak in_the_queue "in the queue."
 speak expected_wait_about "The expected wait is about"

@@ -107,7 +107,9 @@ impl Routes {
     }
 }
 
-/// Routes UA events and centre effects to per-call tasks until cancelled.
+/// Routes UA events and centre effects to per-call tasks until the SIP endpoint stops. The
+/// token (shutdown) is the calls' own: cancelled, each call hangs up, and the ends of those
+/// dialogs must still reach their tasks, so routing goes on until the endpoint's events end.
 pub async fn run(
     mut events: mpsc::UnboundedReceiver<UaEvent>,
     deps: Deps,
@@ -194,7 +196,6 @@ pub async fn run(
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => effects_open = false,
             },
-            _ = token.cancelled() => break,
         }
     }
 }
@@ -256,7 +257,7 @@ async fn call_task(
     let Some(queue) = deps.config.queue_for_number(&ic.user).cloned() else {
         tracing::info!(user = %ic.user, "unknown service number");
         deps.sip.reject(key, 404, vec![]).await;
-        return wait_ended(&mut rx).await;
+        return wait_ended(&deps.sip, &mut rx).await;
     };
     let offer = match ic.content_type.as_deref().map(str::to_ascii_lowercase) {
         Some(ct) if ct.starts_with("application/sdp") && !ic.body.is_empty() => {
@@ -274,7 +275,7 @@ async fn call_task(
                     )],
                 )
                 .await;
-            return wait_ended(&mut rx).await;
+            return wait_ended(&deps.sip, &mut rx).await;
         }
     };
     let prefer = law_preference(&deps.config.media.codecs);
@@ -294,7 +295,7 @@ async fn call_task(
                     vec![("Warning".into(), format!("304 holdline \"{why}\""))],
                 )
                 .await;
-            return wait_ended(&mut rx).await;
+            return wait_ended(&deps.sip, &mut rx).await;
         }
         Err(e) => {
             tracing::info!(error = %e, "malformed SDP offer");
@@ -305,7 +306,7 @@ async fn call_task(
                     vec![("Warning".into(), "399 holdline \"malformed SDP\"".into())],
                 )
                 .await;
-            return wait_ended(&mut rx).await;
+            return wait_ended(&deps.sip, &mut rx).await;
         }
     };
     let local_ip: IpAddr = ic.peer.local.ip();
@@ -314,7 +315,7 @@ async fn call_task(
         Err(e) => {
             tracing::warn!(error = %e, "no RTP port free");
             deps.sip.reject(key, 503, retry_after(&deps)).await;
-            return wait_ended(&mut rx).await;
+            return wait_ended(&deps.sip, &mut rx).await;
         }
     };
     // Optional ring time before answering; a CANCEL meanwhile means no contact at all.
@@ -326,7 +327,7 @@ async fn call_task(
                 _ = &mut ring => break,
                 ev = rx.recv() => match ev {
                     Some(CallMsg::Sip(UaEvent::Ended(_))) | None => return,
-                    Some(CallMsg::Sip(UaEvent::Cancelled(_))) => return wait_ended(&mut rx).await,
+                    Some(CallMsg::Sip(UaEvent::Cancelled(_))) => return wait_ended(&deps.sip, &mut rx).await,
                     Some(_) => {}
                 },
             }
@@ -361,7 +362,7 @@ async fn call_task(
             };
             tracing::warn!(error = %e, status = code, "contact not admitted");
             deps.sip.reject(key, code, headers).await;
-            return wait_ended(&mut rx).await;
+            return wait_ended(&deps.sip, &mut rx).await;
         }
     };
     let id = status.id.clone();
@@ -407,7 +408,7 @@ async fn call_task(
     {
         tracing::info!(error = %e, "caller left before the answer");
         end_contact(&deps, &id).await;
-        return wait_ended(&mut rx).await;
+        return wait_ended(&deps.sip, &mut rx).await;
     }
     let prompts = match answer.law {
         Law::Pcmu => deps.pcmu.clone(),
@@ -434,24 +435,27 @@ async fn call_task(
             tracing::warn!(error = %e, "announcer refused the stream");
             deps.sip.hangup(key).await;
             end_contact(&deps, &id).await;
-            return wait_ended(&mut rx).await;
+            return wait_ended(&deps.sip, &mut rx).await;
         }
     };
+    // What `*` replays: the number and what to do with it (the web clip), so a key pressed
+    // during either gets both again; a rejoined caller, who is never told the number, gets
+    // their current place.
+    let web_clip = prompts.clip(&queue.web_clip);
     let spoken_key = |st: &ContactStatus| {
         if rejoined {
             prompts.position(st.position.unwrap_or(1), &wait_phrase(st))
         } else {
-            prompts.contact_number(id.as_str())
+            let mut words = prompts.contact_number(id.as_str());
+            words.extend(web_clip.clone());
+            words
         }
     };
-    let mut intro = if rejoined {
-        Vec::new()
-    } else {
-        prompts.contact_number(id.as_str())
-    };
-    intro.extend(prompts.position(status.position.unwrap_or(1), &wait_phrase(&status)));
-    if let Some(web) = prompts.clip(&queue.web_clip) {
-        intro.push(web);
+    // The place first (what a caller on hold wants to know, in a few seconds), then the
+    // number and what to do with it; a rejoined caller hears only the place.
+    let mut intro = prompts.position(status.position.unwrap_or(1), &wait_phrase(&status));
+    if !rejoined {
+        intro.extend(spoken_key(&status));
     }
     // Played, and the stream aimed at the caller, once the answer is acknowledged.
     let mut intro = Some(intro);
@@ -757,7 +761,7 @@ async fn call_task(
             deps.sip.hangup(key).await;
         }
     }
-    wait_ended(&mut rx).await;
+    wait_ended(&deps.sip, &mut rx).await;
 }
 
 /// Pauses an announcement stream (an unspecified remote sends nothing).
@@ -840,12 +844,21 @@ async fn end_contact(deps: &Deps, id: &ContactId) {
 }
 
 /// Waits (bounded) for the UA to forget the call, so the task's life covers the call's.
-async fn wait_ended(rx: &mut mpsc::UnboundedReceiver<CallMsg>) {
-    let _ = tokio::time::timeout(Duration::from_secs(70), async {
+/// Waits (bounded) for the dialog's end; at shutdown, for the endpoint to stop, after which
+/// no end will be reported (without this a hung-up call kept the shutdown waiting 5 s, with
+/// the web already closed).
+async fn wait_ended(sip: &SipHandle, rx: &mut mpsc::UnboundedReceiver<CallMsg>) {
+    let ended = async {
         while let Some(ev) = rx.recv().await {
             if matches!(ev, CallMsg::Sip(UaEvent::Ended(_))) {
                 break;
             }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(70), async {
+        tokio::select! {
+            () = ended => {}
+            () = sip.stopped() => {}
         }
     })
     .await;

@@ -52,9 +52,10 @@ fn check_call(law: Law) {
     );
     assert!(caller.call_info.ends_with(";purpose=info"));
 
-    let mut refs = contact_number_clips(&caller.number, Pauses::default());
-    // First caller in an unstaffed queue: number 1, "no agents are available".
-    refs.extend(position_clips(1, &WaitPhrase::NoAgents, Pauses::default()));
+    // The place first (first caller in an unstaffed queue: number 1, "no agents are
+    // available"), then the contact number and what to do with it.
+    let mut refs = position_clips(1, &WaitPhrase::NoAgents, Pauses::default());
+    refs.extend(contact_number_clips(&caller.number, Pauses::default()));
     refs.push(ClipRef::Clip("web_info"));
     let intro = expected(law, &refs);
     let moh = expected(law, &[ClipRef::Clip("moh")]);
@@ -78,7 +79,14 @@ fn check_call(law: Law) {
             let s = u16::from_be_bytes([h[2], h[3]]);
             let t = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
             assert_eq!(s, seq.wrapping_add(1), "sequence +1 at packet {i}");
-            assert_eq!(t, ts.wrapping_add(160), "timestamp +160 at packet {i}");
+            // +160 a frame; a stalled machine makes the announcer skip frames rather than
+            // burst them (the audio goes on where it was, the timestamp jumps over the
+            // silence, RFC 3550 §5.1), which loaded CI machines do now and then.
+            let step = t.wrapping_sub(ts);
+            assert!(
+                step >= 160 && step % 160 == 0 && step <= 160 * 50,
+                "timestamp +160 (or whole skipped frames) at packet {i}: +{step}"
+            );
             seq = s;
             ts = t;
         }
@@ -146,7 +154,7 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 }
 
 #[test]
-fn star_repeats_the_number_and_music_is_interrupted_by_the_position() {
+fn star_repeats_the_number_and_web_clip_and_music_is_interrupted_by_the_position() {
     let config = std::fs::read_to_string(repo().join("holdline.toml"))
         .unwrap()
         .replace("announce_every_secs = 30", "announce_every_secs = 5");
@@ -155,11 +163,12 @@ fn star_repeats_the_number_and_music_is_interrupted_by_the_position() {
     let law = Law::Pcmu;
     let before = caller.receive_rtp(50, Duration::from_secs(10));
     assert_eq!(before.len(), 50);
+    // One second in: the caller is hearing their place; `*` cuts it for the number and
+    // what to do with it (the web clip), whichever part was playing.
     press_star(&caller);
-    let number = expected(
-        law,
-        &contact_number_clips(&caller.number, Pauses::default()),
-    );
+    let mut replay = contact_number_clips(&caller.number, Pauses::default());
+    replay.push(ClipRef::Clip("web_info"));
+    let number = expected(law, &replay);
     let position = expected(
         law,
         &position_clips(1, &WaitPhrase::NoAgents, Pauses::default()),
@@ -174,7 +183,7 @@ fn star_repeats_the_number_and_music_is_interrupted_by_the_position() {
     let start = (0..10)
         .map(|f| f * 160)
         .find(|&at| audio[at..].starts_with(&number))
-        .unwrap_or_else(|| panic!("the contact number was not replayed after '*'"));
+        .unwrap_or_else(|| panic!("the contact number and web clip were not replayed after '*'"));
     let replay_end = start + number.len();
     // Then music, from where the music had got to (it had not started yet: the beginning).
     let music = &audio[replay_end..replay_end + 4 * 8000];
