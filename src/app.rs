@@ -3,8 +3,9 @@
 //!
 //! Shutdown order: stop taking calls (new INVITEs get 503 + Retry-After), let calls in
 //! progress end for `limits.drain_secs`, hang up the rest (their contacts stay queued and
-//! become "disconnected" on the next start, keeping their place), then stop every task and
-//! the centre thread. `anyhow` lives here and in `main` only.
+//! become "disconnected" on the next start, keeping their place), then stop every task, then
+//! the web server (it serves callers' pages and commands until then; live pages reconnect to
+//! the next start), then the centre thread. `anyhow` lives here and in `main` only.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -351,6 +352,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             })
         })
     };
+    // The web is the last to stop: callers keep their pages (and their commands) through
+    // the drain, and live pages reconnect to the next start when their stream ends.
+    let web_token = CancellationToken::new();
     let router = web::router(web::WebState {
         link_key,
         phones: Some(phones),
@@ -360,7 +364,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         centre: centre.clone(),
         secret: rand::random(),
         limits: web::RateLimits::default(),
-        shutdown: token.clone(),
+        shutdown: web_token.clone(),
         agents: config
             .agents
             .iter()
@@ -371,13 +375,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             })
             .collect(),
     });
-    let web_token = token.clone();
+    let web_stop = web_token.clone();
     let limits = web::conn_limit::ConnLimits {
         max: config.http.max_connections,
         per_ip: config.http.max_connections_per_ip,
         idle: Duration::from_secs(config.http.idle_secs),
     };
-    tracker.spawn(async move {
+    let web_task = tokio::spawn(async move {
         // Connect info gives the rate limit each client's address.
         let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
         // `tap_io` only so axum's ConnectInfo<SocketAddr> applies to a listener of ours.
@@ -386,7 +390,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             |_: &mut web::conn_limit::Guarded| {},
         );
         let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { web_token.cancelled().await });
+            .with_graceful_shutdown(async move { web_stop.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server failed");
         }
@@ -416,6 +420,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .is_err()
     {
         tracing::warn!("some tasks did not stop within 5 s");
+    }
+    // Live pages' streams end with this token; the server then finishes what is in flight.
+    web_token.cancel();
+    if tokio::time::timeout(Duration::from_secs(2), web_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the web server did not stop within 2 s");
     }
     centre_token.cancel();
     drop(centre);

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::{Caller, Gateway};
 
 fn rows(g: &Gateway) -> Vec<(String, String, i64)> {
@@ -94,6 +96,73 @@ fn sigterm_hangs_up_but_keeps_places_for_the_restart() {
     );
     g.spawn();
     assert!(rows(&g).iter().all(|r| r.1 == "disconnected"));
+}
+
+/// The status code of a GET on a fresh connection, or None (refused, reset, no answer).
+fn get_status(http: std::net::SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&http, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// Issue 12: during a restart with live calls the web served nothing for 5 s before the
+/// process even exited (a hung-up call's task waited for a dialog end nobody routed any
+/// more, and the web had been stopped first). Now the callers' pages are served through the
+/// whole drain, and the process exits right after it.
+#[test]
+fn the_web_serves_callers_through_the_drain_and_the_process_exits_right_after() {
+    let config = std::fs::read_to_string(common::repo().join("holdline.toml"))
+        .unwrap()
+        .replace("drain_secs = 5", "drain_secs = 3");
+    let mut g = Gateway::start_with("drain-web", Some(&config));
+    let caller = Caller::call(&g, "sales", 0);
+    let (http, page) = (g.http, format!("/c/{}", caller.number));
+    assert_eq!(get_status(http, &page), Some(200));
+    let sent = Instant::now();
+    // (seconds since SIGTERM, status) of every page load until the process is gone.
+    let mut loads: Vec<(f64, Option<u16>)> = Vec::new();
+    let status = std::thread::scope(|s| {
+        let hung_up = s.spawn(|| caller.expect_request("BYE", Duration::from_secs(15)));
+        let status = g.terminate_watching(|| {
+            loads.push((sent.elapsed().as_secs_f64(), get_status(http, &page)));
+        });
+        hung_up.join().unwrap();
+        status
+    });
+    let exited = sent.elapsed().as_secs_f64();
+    assert!(status.success(), "clean exit; log:\n{}", g.log_text());
+    let last_served = loads
+        .iter()
+        .filter(|(_, st)| *st == Some(200))
+        .map(|(t, _)| *t)
+        .fold(0.0, f64::max);
+    let failed_before: Vec<_> = loads
+        .iter()
+        .filter(|(t, st)| *st != Some(200) && *t < last_served)
+        .collect();
+    assert!(
+        failed_before.is_empty(),
+        "the page failed while the web still served: {failed_before:?}"
+    );
+    assert!(
+        last_served >= 2.5,
+        "the page was served through the 3 s drain (last at {last_served:.2} s): {loads:?}"
+    );
+    assert!(
+        exited - last_served < 2.0,
+        "the process exits right after the web stops serving (last page {last_served:.2} s, \
+         exit {exited:.2} s); log:\n{}",
+        g.log_text()
+    );
 }
 
 #[test]

@@ -189,6 +189,11 @@ impl SipHandle {
         rx.await.ok().flatten()
     }
 
+    /// Resolves once the endpoint task has stopped (no SIP event will come any more).
+    pub async fn stopped(&self) {
+        self.tx.closed().await
+    }
+
     /// New INVITEs get 503 + Retry-After from now on.
     pub async fn drain(&self) {
         let _ = self.tx.send(Command::Drain).await;

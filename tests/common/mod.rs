@@ -168,6 +168,11 @@ impl Gateway {
 
     /// SIGTERM and wait (bounded) for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.terminate_watching(|| {})
+    }
+
+    /// SIGTERM, then call `during` again and again until the process has exited (bounded).
+    pub fn terminate_watching(&mut self, mut during: impl FnMut()) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(i32::try_from(c.id()).expect("pid fits i32")),
@@ -185,6 +190,7 @@ impl Gateway {
                     self.log_text()
                 );
             }
+            during();
             std::thread::sleep(Duration::from_millis(50));
         }
     }
