@@ -248,10 +248,18 @@ async fn status_page(
     };
     let view = View {
         zone: Zone::of_request(&headers, &state.web.zone),
+        updates_off: updates_off(query.as_deref()),
         ..View::default()
     };
     let page = StatusPage::build(&state.web.secret, &session.id, &status, view);
     session.apply(render(StatusCode::OK, &page))
+}
+
+/// Whether the caller turned the page's own reloading off (`?updates=off`): without
+/// JavaScript the status page reloads itself, and WCAG 2.2.1 wants a way to stop that
+/// (a screen reader starts over at each reload).
+pub(crate) fn updates_off(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|p| p == "updates=off"))
 }
 
 /// One control on a page of its own: where a browser without JavaScript fills in a form
@@ -290,6 +298,7 @@ async fn done(
     session: Session,
     headers: HeaderMap,
     Path((raw, command)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let zone = Zone::of_request(&headers, &state.web.zone);
     let (id, status) = match find(&state, ip, Some(session.id.as_str()), None, &raw).await {
@@ -307,6 +316,7 @@ async fn done(
     let view = View {
         confirmation: Some(text),
         zone,
+        updates_off: updates_off(query.as_deref()),
         ..View::default()
     };
     let page = StatusPage::build(&state.web.secret, &session.id, &status, view);
@@ -444,6 +454,8 @@ pub(crate) struct View {
     pub zone: Zone,
     /// Only this control, on a page of its own (see `form_page`).
     pub only: Option<ActionKind>,
+    /// The caller turned the no-JavaScript reloading off (see `updates_off`).
+    pub updates_off: bool,
 }
 
 impl Default for View {
@@ -454,6 +466,7 @@ impl Default for View {
             typed: None,
             zone: Zone::utc(),
             only: None,
+            updates_off: false,
         }
     }
 }
@@ -543,6 +556,9 @@ pub(crate) struct StatusPage {
     pub summary: Option<Summary>,
     /// The contact can still change: without JavaScript the page reloads itself.
     pub refresh: bool,
+    /// The contact can still change and this is the status page itself: without
+    /// JavaScript it reloads itself (`refresh`) unless the caller turned that off.
+    pub updating: bool,
     /// Only this control's form is shown (its own page); `None`: the whole status page.
     pub only: Option<&'static str>,
     /// "your time, Europe/Paris": the zone the times are in, and the forms' `tz` value.
@@ -732,7 +748,8 @@ impl StatusPage {
             confirmation: view.confirmation,
             notice,
             summary,
-            refresh: status.state.is_live() && view.only.is_none(),
+            updating: status.state.is_live() && view.only.is_none(),
+            refresh: status.state.is_live() && view.only.is_none() && !view.updates_off,
             only: view.only.map(ActionKind::as_str),
             zone_label: zone.label(),
             zone_name: zone.name().to_owned(),

@@ -771,6 +771,32 @@ fn a_pending_callback_page_offers_cancel_and_change() {
 }
 
 #[test]
+fn without_javascript_the_reloading_can_be_stopped_and_started_again() {
+    let on = rendered(&all_options(hand_status(1, 0)), View::default());
+    assert!(on.contains(r#"<a id="refresh-off" href="?updates=off">stop updating it</a>"#));
+    let off = rendered(
+        &all_options(hand_status(1, 0)),
+        View {
+            updates_off: true,
+            ..View::default()
+        },
+    );
+    assert!(!off.contains("http-equiv=\"refresh\""), "stopped");
+    assert!(off.contains("This page does not update itself."));
+    assert!(
+        off.contains(r#"<a id="refresh-now" href="?updates=off">"#),
+        "stays stopped"
+    );
+    assert!(
+        off.contains(r#"<a id="refresh-on" href="/c/"#),
+        "can start again"
+    );
+    assert!(super::pages::updates_off(Some("k=abc&updates=off")));
+    assert!(!super::pages::updates_off(Some("updates=offx")));
+    assert!(!super::pages::updates_off(None));
+}
+
+#[test]
 fn without_javascript_the_page_reloads_itself_and_forms_are_pages_of_their_own() {
     let page = rendered(&all_options(hand_status(1, 0)), View::default());
     assert!(page.contains(r#"<noscript><meta http-equiv="refresh" content="20"></noscript>"#));
