@@ -1,7 +1,7 @@
 //! RFC 4028 session timers, the UAS side: what an INVITE asks for (Session-Expires,
 //! Min-SE, `Supported: timer`), what we answer (422 when the interval is too small, or the
 //! interval and who refreshes in the 2xx), and when a confirmed session must be refreshed
-//! or has expired. Plain values and `now` in: `ua.rs` drives it and owns the messages.
+//! or has expired. Plain values and `now` in: `ua/` drives it and owns the messages.
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //!
 //! Owns: the timer arithmetic (T1/T2/T4 and the timers derived from them) and the small
 //! state machines of the server INVITE, server non-INVITE and client non-INVITE
-//! transactions. It does not build or send messages: `ua.rs` asks it what to do and when.
+//! transactions. It does not build or send messages: `ua/` asks it what to do and when.
 //! Must not import `centre`, `media` or `web`.
 
 use std::time::{Duration, Instant};

@@ -5,29 +5,24 @@ use super::*;
 
 impl UserAgent {
     /// What a finished client transaction means for its call (`status` 408 = Timer F).
-    pub(super) fn client_outcome(&mut self, call: u64, method: &Method, status: u16) {
+    pub(super) fn client_outcome(&mut self, call: CallKey, method: &Method, status: u16) {
         match method {
             Method::Refer if (200..300).contains(&status) => {
-                self.events.push_back(UaEvent::ReferAccepted(CallKey(call)));
+                self.events.push_back(UaEvent::ReferAccepted(call));
             }
             Method::Refer => {
                 // A refused REFER creates no subscription (RFC 3515 §2.4.4).
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.refer = None;
                 }
-                self.events.push_back(UaEvent::ReferFailed {
-                    call: CallKey(call),
-                    status,
-                })
+                self.events.push_back(UaEvent::ReferFailed { call, status })
             }
             Method::Options => {
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.probing = false;
                 }
-                self.events.push_back(UaEvent::ProbeAnswered {
-                    call: CallKey(call),
-                    status,
-                });
+                self.events
+                    .push_back(UaEvent::ProbeAnswered { call, status });
             }
             // The INVITE's own final answer (487 or a late 2xx) settles a CANCEL.
             Method::Cancel => {}
@@ -43,12 +38,12 @@ impl UserAgent {
         peer: Peer,
         branch: String,
         method: Method,
-        call: u64,
+        call: CallKey,
         bytes: Vec<u8>,
     ) {
         let timers = self.config.timers;
         let state = NonInviteClientState::start(now, &timers, peer.transport.reliable());
-        let txn_id = self.id();
+        let txn_id = ClientTxnId(self.id());
         self.arm(state.deadline(), TimerRef::Client(txn_id));
         let key = client_key(&branch, &method);
         self.client_ids.insert(key.clone(), txn_id);
@@ -68,7 +63,7 @@ impl UserAgent {
         self.transmits.push_back(Transmit { peer, bytes });
     }
 
-    pub(super) fn client_timer(&mut self, now: Instant, id: u64) {
+    pub(super) fn client_timer(&mut self, now: Instant, id: ClientTxnId) {
         let timers = self.config.timers;
         let Some((_, txn)) = self.client.get_mut(&id) else {
             return;

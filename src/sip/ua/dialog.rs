@@ -10,19 +10,19 @@ impl UserAgent {
     pub fn hangup(&mut self, now: Instant, call: CallKey) -> Result<(), UaError> {
         let state = self
             .calls
-            .get(&call.0)
+            .get(&call)
             .map(|c| c.state.clone())
             .ok_or(UaError::NoSuchCall)?;
         match state {
             CallState::Early => self.reject(now, call, 480, vec![]),
             CallState::AwaitingAck { .. } => {
-                if let Some(c) = self.calls.get_mut(&call.0) {
+                if let Some(c) = self.calls.get_mut(&call) {
                     c.hangup_pending = true;
                 }
                 Ok(())
             }
             CallState::Confirmed => {
-                self.send_bye(now, call.0);
+                self.send_bye(now, call);
                 Ok(())
             }
             CallState::Outgoing { txn, cancel } => {
@@ -38,7 +38,7 @@ impl UserAgent {
                         // §9.1: no CANCEL before a provisional; Timer B bounds the wait.
                         Cancel::Pending
                     };
-                    if let Some(c) = self.calls.get_mut(&call.0) {
+                    if let Some(c) = self.calls.get_mut(&call) {
                         c.state = CallState::Outgoing { txn, cancel };
                     }
                 }
@@ -52,15 +52,15 @@ impl UserAgent {
     /// §11, as RFC 5057 §5.1 suggests for liveness). The answer comes as `ProbeAnswered`.
     /// One at a time: asking again while one is out does nothing.
     pub fn probe(&mut self, now: Instant, call: CallKey) -> Result<(), UaError> {
-        let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
+        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
         if c.state != CallState::Confirmed {
             return Err(UaError::NotPending);
         }
         if c.probing {
             return Ok(());
         }
-        self.send_in_dialog(now, call.0, Method::Options, Vec::new());
-        if let Some(c) = self.calls.get_mut(&call.0) {
+        self.send_in_dialog(now, call, Method::Options, Vec::new());
+        if let Some(c) = self.calls.get_mut(&call) {
             c.probing = true;
         }
         Ok(())
@@ -69,19 +69,19 @@ impl UserAgent {
     /// The driver's TCP connection `conn` closed: every confirmed call whose dialog came
     /// over it is reported (`ConnectionLost`), for the application to probe.
     pub fn connection_closed(&mut self, conn: u64) {
-        let lost: Vec<u64> = self
+        let lost: Vec<CallKey> = self
             .calls
             .iter()
             .filter(|(_, c)| c.peer.conn == Some(conn) && c.state == CallState::Confirmed)
             .map(|(id, _)| *id)
             .collect();
         for id in lost {
-            self.events.push_back(UaEvent::ConnectionLost(CallKey(id)));
+            self.events.push_back(UaEvent::ConnectionLost(id));
         }
     }
 
     /// A call's session timer fired: our refresh is due, or nobody refreshed in time.
-    pub(super) fn session_timer(&mut self, now: Instant, id: u64) {
+    pub(super) fn session_timer(&mut self, now: Instant, id: CallKey) {
         let Some(c) = self.calls.get(&id) else {
             return;
         };
@@ -96,7 +96,7 @@ impl UserAgent {
             Due::Refresh => {
                 let sdp = c.answer_sdp.clone().unwrap_or_default();
                 let headers = session_headers(&timer, true);
-                match self.reinvite_with(now, CallKey(id), sdp, headers) {
+                match self.reinvite_with(now, id, sdp, headers) {
                     Ok(txn) => {
                         if let Some(c) = self.calls.get_mut(&id) {
                             c.refreshing = Some(txn);
@@ -117,7 +117,7 @@ impl UserAgent {
                 if c.state == CallState::Confirmed {
                     self.send_bye(now, id);
                 }
-                self.events.push_back(UaEvent::SessionExpired(CallKey(id)));
+                self.events.push_back(UaEvent::SessionExpired(id));
             }
         }
     }
@@ -181,7 +181,7 @@ impl UserAgent {
                     Some(to_tag),
                     Some(id),
                 );
-                self.events.push_back(UaEvent::RemoteBye(CallKey(id)));
+                self.events.push_back(UaEvent::RemoteBye(id));
                 self.forget_call(id);
             }
             Method::Info => {
@@ -197,7 +197,7 @@ impl UserAgent {
                     Some(id),
                 );
                 self.events.push_back(UaEvent::Info {
-                    call: CallKey(id),
+                    call: id,
                     content_type: req
                         .headers
                         .get("Content-Type")
@@ -261,7 +261,7 @@ impl UserAgent {
                 }
                 if let Some(status) = status {
                     self.events.push_back(UaEvent::ReferProgress {
-                        call: CallKey(id),
+                        call: id,
                         status,
                         done,
                     });
@@ -292,7 +292,7 @@ impl UserAgent {
         peer: Peer,
         req: Request,
         key: TxnKey,
-        id: u64,
+        id: CallKey,
         state: CallState,
     ) {
         let local_tag = self.calls[&id].local_tag.clone();
@@ -399,7 +399,7 @@ impl UserAgent {
         .collect()
     }
 
-    pub(super) fn send_bye(&mut self, now: Instant, id: u64) {
+    pub(super) fn send_bye(&mut self, now: Instant, id: CallKey) {
         if let Some(c) = self.calls.get_mut(&id) {
             c.state = CallState::Terminating;
         }
@@ -410,7 +410,7 @@ impl UserAgent {
     pub(super) fn send_in_dialog(
         &mut self,
         now: Instant,
-        id: u64,
+        id: CallKey,
         method: Method,
         extra: Vec<(String, String)>,
     ) {
@@ -498,7 +498,7 @@ impl UserAgent {
         (peer, req)
     }
 
-    pub(super) fn call_timer(&mut self, now: Instant, id: u64) {
+    pub(super) fn call_timer(&mut self, now: Instant, id: CallKey) {
         let timers = self.config.timers;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -519,7 +519,7 @@ impl UserAgent {
             c.confirmed_reported = true;
             c.state = CallState::Confirmed;
             if first {
-                self.events.push_back(UaEvent::AckTimeout(CallKey(id)));
+                self.events.push_back(UaEvent::AckTimeout(id));
             }
             self.send_bye(now, id);
             return;
@@ -540,12 +540,12 @@ impl UserAgent {
         self.arm(next, TimerRef::Call(id));
     }
 
-    pub(super) fn forget_call(&mut self, id: u64) {
+    pub(super) fn forget_call(&mut self, id: CallKey) {
         if let Some(c) = self.calls.remove(&id) {
             left_early(&mut self.early, &c.state);
             self.by_dialog.remove(&c.dialog());
             self.by_initial.remove(&c.initial_key);
-            self.events.push_back(UaEvent::Ended(CallKey(id)));
+            self.events.push_back(UaEvent::Ended(id));
         }
     }
 }

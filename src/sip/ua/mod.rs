@@ -2,11 +2,12 @@
 //! without I/O or clocks (quinn-proto style: `handle_*(now, ..)` in, `poll_transmit`,
 //! `poll_event` and `poll_timeout` out).
 //!
-//! One file for now (~2,770 production lines): the transaction, dialog and REFER state share
-//! one set of maps keyed by bare ids; issue 9 splits it by RFC 3261 layer and role with
-//! newtype keys, which has to come first. (Issue 9 so far added the dialog identity with
-//! both tags, REFER subscriptions, liveness probes and the session-timer hooks; the
-//! session-timer rules themselves are in `session_timer.rs`.)
+//! Split by RFC 3261 layer and role: `server` (server transactions), `client` (non-INVITE
+//! client transactions), `uas` and `uac` (the two sides of an INVITE), `dialog` (requests in
+//! a dialog, hang-up, probes, session timers), `refer` (RFC 3515), `register`; this file keeps
+//! the types, the state they share (one `UserAgent`, its maps keyed by newtype ids:
+//! `CallKey`, `ServerTxnId`, `ClientTxnId`, `InviteTxnId`) and the entry points that
+//! dispatch to them. The session-timer rules themselves are in `session_timer.rs`.
 //!
 //! Owns: server and client transactions, dialogs, 2xx retransmission until ACK, CANCEL,
 //! overload (503) and drain refusal. It decides every protocol answer that does not need
@@ -92,6 +93,18 @@ pub struct Transmit {
 /// The UA's handle for one call (one INVITE dialog). Opaque outside `sip`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallKey(pub u64);
+
+/// A server transaction of ours (RFC 3261 §17.2): the key of `UserAgent::server`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ServerTxnId(u64);
+
+/// A non-INVITE client transaction of ours (§17.1.2): the key of `UserAgent::client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ClientTxnId(u64);
+
+/// An INVITE client transaction of ours (§17.1.1): the key of `UserAgent::invites`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct InviteTxnId(u64);
 
 /// A dialog's identity (RFC 3261 §12): the Call-ID and *both* tags. Two calls may share a
 /// Call-ID (a buggy or hostile phone, two phones behind one B2BUA that reuses them): only
@@ -299,7 +312,7 @@ struct ServerTxn {
     /// Kept to build every response of this transaction (Via, From, To, Call-ID, CSeq).
     request: Request,
     last_response: Option<Vec<u8>>,
-    call: Option<u64>,
+    call: Option<CallKey>,
 }
 
 #[derive(Debug)]
@@ -307,7 +320,7 @@ struct ClientTxn {
     state: NonInviteClientState,
     peer: Peer,
     request: Vec<u8>,
-    call: u64,
+    call: CallKey,
     method: Method,
 }
 
@@ -320,7 +333,7 @@ struct InviteClientTxn {
     /// Kept to build the CANCEL and the ACK for a non-2xx (same branch, Via and Route).
     request: Request,
     bytes: Vec<u8>,
-    call: u64,
+    call: CallKey,
     reinvite: bool,
     /// The ACK we sent for this transaction's final response: resent when it repeats.
     ack: Option<Vec<u8>>,
@@ -352,7 +365,7 @@ enum CallState {
     Confirmed,
     /// Our INVITE is out and has no final answer yet.
     Outgoing {
-        txn: u64,
+        txn: InviteTxnId,
         cancel: Cancel,
     },
     /// Our BYE is out.
@@ -381,7 +394,7 @@ struct Call {
     answer_sdp: Option<Bytes>,
     initial_key: (String, String),
     /// Our re-INVITE in progress (its client transaction).
-    reinvite: Option<u64>,
+    reinvite: Option<InviteTxnId>,
     /// The CSeq of the REFER we sent whose implicit subscription (RFC 3515 §2.4.4) is
     /// live: only NOTIFYs for it are accepted. `None`: no REFER, or its subscription ended.
     refer: Option<u32>,
@@ -392,7 +405,7 @@ struct Call {
     /// The running session timer, from our 2xx on.
     session: Option<SessionTimer>,
     /// Our refreshing re-INVITE in flight (its client transaction).
-    refreshing: Option<u64>,
+    refreshing: Option<InviteTxnId>,
 }
 
 impl Call {
@@ -407,14 +420,14 @@ impl Call {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerRef {
-    Server(u64),
-    Client(u64),
-    InviteClient(u64),
-    Call(u64),
+    Server(ServerTxnId),
+    Client(ClientTxnId),
+    InviteClient(InviteTxnId),
+    Call(CallKey),
     /// A registrar binding may have expired.
     Registrar,
     /// A call's session timer (RFC 4028) may be due.
-    Session(u64),
+    Session(CallKey),
 }
 
 /// The user agent. One value per SIP endpoint; driven by `endpoint.rs`.
@@ -422,17 +435,17 @@ pub struct UserAgent {
     config: UaConfig,
     rng: StdRng,
     next_id: u64,
-    calls: HashMap<u64, Call>,
+    calls: HashMap<CallKey, Call>,
     /// Incoming calls still `Early` (neither answered nor refused): the overload gauge.
     early: usize,
-    by_dialog: HashMap<DialogId, u64>,
-    by_initial: HashMap<(String, String), u64>,
-    server_ids: HashMap<TxnKey, u64>,
-    server: HashMap<u64, (TxnKey, ServerTxn)>,
-    client_ids: HashMap<String, u64>,
-    client: HashMap<u64, (String, ClientTxn)>,
-    invite_ids: HashMap<String, u64>,
-    invites: HashMap<u64, InviteClientTxn>,
+    by_dialog: HashMap<DialogId, CallKey>,
+    by_initial: HashMap<(String, String), CallKey>,
+    server_ids: HashMap<TxnKey, ServerTxnId>,
+    server: HashMap<ServerTxnId, (TxnKey, ServerTxn)>,
+    client_ids: HashMap<String, ClientTxnId>,
+    client: HashMap<ClientTxnId, (String, ClientTxn)>,
+    invite_ids: HashMap<String, InviteTxnId>,
+    invites: HashMap<InviteTxnId, InviteClientTxn>,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<UaEvent>,

@@ -8,7 +8,7 @@ impl UserAgent {
     /// comes as `ReferAccepted` (202) or `ReferFailed`; progress as `ReferProgress` from the
     /// caller's NOTIFYs (message/sipfrag), which the UA answers with 200.
     pub fn refer(&mut self, now: Instant, call: CallKey, target: &str) -> Result<(), UaError> {
-        let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
+        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
         if c.state != CallState::Confirmed {
             return Err(UaError::NotPending);
         }
@@ -21,7 +21,7 @@ impl UserAgent {
         };
         self.send_in_dialog(
             now,
-            call.0,
+            call,
             Method::Refer,
             vec![
                 ("Refer-To".into(), refer_to),
@@ -31,7 +31,7 @@ impl UserAgent {
         );
         // From now on (even before the 202: a NOTIFY may overtake it) this REFER's
         // NOTIFYs are accepted, and only its: an earlier REFER's subscription is over.
-        if let Some(c) = self.calls.get_mut(&call.0) {
+        if let Some(c) = self.calls.get_mut(&call) {
             c.refer = Some(c.local_cseq);
         }
         Ok(())
@@ -40,7 +40,7 @@ impl UserAgent {
     /// Whether `req` (a NOTIFY in call `id`'s dialog) reports on the REFER we sent there:
     /// `Event: refer`, and its `id` parameter, when present, naming that REFER's CSeq
     /// (RFC 3515 §2.4.6: the first REFER's NOTIFYs may omit it).
-    pub(super) fn notify_matches(&self, id: u64, req: &Request) -> bool {
+    pub(super) fn notify_matches(&self, id: CallKey, req: &Request) -> bool {
         let Some(refer_cseq) = self.calls.get(&id).and_then(|c| c.refer) else {
             return false;
         };

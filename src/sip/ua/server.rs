@@ -16,10 +16,10 @@ impl UserAgent {
         reason: &str,
         headers: Vec<(String, String)>,
         to_tag: Option<String>,
-        call: Option<u64>,
+        call: Option<CallKey>,
     ) {
         let invite = req.method == Method::Invite;
-        let id = self.id();
+        let id = ServerTxnId(self.id());
         let kind = if invite {
             ServerKind::Invite(InviteServerState::Proceeding)
         } else {
@@ -78,21 +78,21 @@ impl UserAgent {
         kind: ServerKind,
         peer: Peer,
         request: Request,
-        call: Option<u64>,
-    ) -> u64 {
-        let id = self.id();
+        call: Option<CallKey>,
+    ) -> ServerTxnId {
+        let id = ServerTxnId(self.id());
         self.insert_server_txn(id, key, kind, peer, request, call);
         id
     }
 
     pub(super) fn insert_server_txn(
         &mut self,
-        id: u64,
+        id: ServerTxnId,
         key: TxnKey,
         kind: ServerKind,
         peer: Peer,
         request: Request,
-        call: Option<u64>,
+        call: Option<CallKey>,
     ) {
         self.server_ids.insert(key.clone(), id);
         self.server.insert(
@@ -113,7 +113,7 @@ impl UserAgent {
     pub(super) fn final_non_2xx(
         &mut self,
         now: Instant,
-        txn_id: u64,
+        txn_id: ServerTxnId,
         status: u16,
         reason: &str,
         headers: Vec<(String, String)>,
@@ -129,7 +129,7 @@ impl UserAgent {
         self.enter_completed(now, txn_id);
     }
 
-    pub(super) fn enter_completed(&mut self, now: Instant, txn_id: u64) {
+    pub(super) fn enter_completed(&mut self, now: Instant, txn_id: ServerTxnId) {
         let timers = self.config.timers;
         let reliable = self.server[&txn_id].1.peer.transport.reliable();
         let mut r = Retransmit::start(now, &timers);
@@ -148,13 +148,13 @@ impl UserAgent {
         self.arm(r.next, TimerRef::Server(txn_id));
     }
 
-    pub(super) fn set_invite_state(&mut self, txn_id: u64, state: InviteServerState) {
+    pub(super) fn set_invite_state(&mut self, txn_id: ServerTxnId, state: InviteServerState) {
         if let Some((_, txn)) = self.server.get_mut(&txn_id) {
             txn.kind = ServerKind::Invite(state);
         }
     }
 
-    pub(super) fn send_on_txn(&mut self, txn_id: u64, bytes: Vec<u8>) {
+    pub(super) fn send_on_txn(&mut self, txn_id: ServerTxnId, bytes: Vec<u8>) {
         if let Some((_, txn)) = self.server.get_mut(&txn_id) {
             txn.last_response = Some(bytes.clone());
             self.transmits.push_back(Transmit {
@@ -166,7 +166,7 @@ impl UserAgent {
 
     pub(super) fn build_response(
         &self,
-        txn_id: u64,
+        txn_id: ServerTxnId,
         status: u16,
         reason: &str,
         headers: Vec<(String, String)>,
@@ -187,7 +187,7 @@ impl UserAgent {
         r.to_bytes()
     }
 
-    pub(super) fn server_timer(&mut self, now: Instant, id: u64) {
+    pub(super) fn server_timer(&mut self, now: Instant, id: ServerTxnId) {
         let timers = self.config.timers;
         let Some((_, txn)) = self.server.get_mut(&id) else {
             return;
@@ -230,7 +230,7 @@ impl UserAgent {
         }
     }
 
-    pub(super) fn terminate_server(&mut self, id: u64) {
+    pub(super) fn terminate_server(&mut self, id: ServerTxnId) {
         let Some((key, txn)) = self.server.remove(&id) else {
             return;
         };
@@ -249,7 +249,7 @@ impl UserAgent {
 
     /// A request that matched a transaction: resend what we last sent (absorbing it), to
     /// where this copy came from (RFC 3581: a NAT may have rebound the caller's port).
-    pub(super) fn retransmission(&mut self, id: u64, peer: Peer) {
+    pub(super) fn retransmission(&mut self, id: ServerTxnId, peer: Peer) {
         let Some((_, txn)) = self.server.get_mut(&id) else {
             return;
         };

@@ -38,7 +38,7 @@ impl UserAgent {
         if !user_ok || !display_ok || !headers_ok {
             return Err(UaError::InvalidFrom);
         }
-        let id = self.id();
+        let id = CallKey(self.id());
         let local_tag = self.token();
         let host = self.local_host(&remote);
         let call_id = format!("{}@{}", self.token(), host.trim_matches(['[', ']']));
@@ -125,7 +125,7 @@ impl UserAgent {
         let dialog = self.calls[&id].dialog();
         self.by_dialog.insert(dialog, id);
         tracing::info!(target = %target, remote = %remote.remote, "outgoing INVITE");
-        Ok(CallKey(id))
+        Ok(id)
     }
 
     /// Sends a re-INVITE with a new SDP offer in a confirmed dialog (either direction).
@@ -142,8 +142,8 @@ impl UserAgent {
         call: CallKey,
         sdp: Bytes,
         headers: Vec<(String, String)>,
-    ) -> Result<u64, UaError> {
-        let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
+    ) -> Result<InviteTxnId, UaError> {
+        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
         match c.state {
             CallState::Confirmed if c.reinvite.is_none() => {}
             CallState::Confirmed => return Err(UaError::InviteInProgress),
@@ -157,7 +157,7 @@ impl UserAgent {
         let branch = format!("z9hG4bK{}", self.token());
         let contact = self.contact_uri(&peer);
         let allow = validate::allow_header(&self.policy());
-        let Some(c) = self.calls.get_mut(&call.0) else {
+        let Some(c) = self.calls.get_mut(&call) else {
             return Err(UaError::NoSuchCall);
         };
         c.local_cseq += 1;
@@ -169,21 +169,21 @@ impl UserAgent {
         ];
         extra.extend(headers);
         let (peer, req) = self.dialog_request(
-            &self.calls[&call.0],
+            &self.calls[&call],
             Method::Invite,
             seq,
             &branch,
             &extra,
             sdp,
         );
-        let txn = self.start_invite_txn(now, peer, branch, req, call.0, true);
+        let txn = self.start_invite_txn(now, peer, branch, req, call, true);
         // A re-INVITE stuck in Proceeding is cancelled after 64*T1 (no Timer B there).
         let give_up = now + self.config.timers.timeout();
         if let Some(t) = self.invites.get_mut(&txn) {
             t.give_up = Some(give_up);
         }
         self.arm(give_up, TimerRef::InviteClient(txn));
-        if let Some(c) = self.calls.get_mut(&call.0) {
+        if let Some(c) = self.calls.get_mut(&call) {
             c.reinvite = Some(txn);
         }
         Ok(txn)
@@ -195,11 +195,11 @@ impl UserAgent {
         peer: Peer,
         branch: String,
         request: Request,
-        call: u64,
+        call: CallKey,
         reinvite: bool,
-    ) -> u64 {
+    ) -> InviteTxnId {
         let state = InviteClientState::start(now, &self.config.timers, peer.transport.reliable());
-        let id = self.id();
+        let id = InviteTxnId(self.id());
         let bytes = request.to_bytes();
         if let Some(at) = state.deadline() {
             self.arm(at, TimerRef::InviteClient(id));
@@ -226,7 +226,7 @@ impl UserAgent {
 
     /// CANCEL for the INVITE transaction `txn` (RFC 3261 §9.1): same branch, Request-URI,
     /// Call-ID, From, To and CSeq number; its own non-INVITE transaction.
-    pub(super) fn send_cancel(&mut self, now: Instant, txn: u64) {
+    pub(super) fn send_cancel(&mut self, now: Instant, txn: InviteTxnId) {
         let Some(t) = self.invites.get(&txn) else {
             return;
         };
@@ -256,7 +256,7 @@ impl UserAgent {
         self.start_client_txn(now, peer, branch, Method::Cancel, call, req.to_bytes());
     }
 
-    pub(super) fn invite_response(&mut self, now: Instant, id: u64, resp: Response) {
+    pub(super) fn invite_response(&mut self, now: Instant, id: InviteTxnId, resp: Response) {
         let timers = self.config.timers;
         let Some(txn) = self.invites.get_mut(&id) else {
             return;
@@ -287,10 +287,7 @@ impl UserAgent {
                 // 100 Trying is hop-by-hop and says nothing about the callee.
                 CallState::Outgoing {
                     cancel: Cancel::No, ..
-                } if status > 100 => self.events.push_back(UaEvent::Progress {
-                    call: CallKey(call),
-                    status,
-                }),
+                } if status > 100 => self.events.push_back(UaEvent::Progress { call, status }),
                 _ => {}
             }
             return;
@@ -327,7 +324,7 @@ impl UserAgent {
     }
 
     /// The TU's part of a 2xx to our INVITE: confirm the dialog, ACK, tell the app.
-    pub(super) fn invite_answered(&mut self, now: Instant, id: u64, resp: &Response) {
+    pub(super) fn invite_answered(&mut self, now: Instant, id: InviteTxnId, resp: &Response) {
         let Some(txn) = self.invites.get(&id) else {
             return;
         };
@@ -389,7 +386,7 @@ impl UserAgent {
             t.reported = true;
         }
         self.transmits.push_back(Transmit { peer, bytes: ack });
-        let key = CallKey(call);
+        let key = call;
         if reinvite {
             let mut refresh = false;
             if let Some(c) = self.calls.get_mut(&call) {
@@ -440,7 +437,7 @@ impl UserAgent {
 
     /// Tells the app our INVITE `id` failed with `status` (once); an initial INVITE's call
     /// is then forgotten.
-    pub(super) fn invite_failed(&mut self, id: u64, status: u16) {
+    pub(super) fn invite_failed(&mut self, id: InviteTxnId, status: u16) {
         let Some(txn) = self.invites.get_mut(&id) else {
             return;
         };
@@ -461,26 +458,21 @@ impl UserAgent {
                 // failures leave it to run until it expires.
                 c.refreshing = None;
                 if matches!(status, 408 | 481) {
-                    self.events
-                        .push_back(UaEvent::SessionExpired(CallKey(call)));
+                    self.events.push_back(UaEvent::SessionExpired(call));
                 }
                 return;
             }
-            self.events.push_back(UaEvent::ReinviteFailed {
-                call: CallKey(call),
-                status,
-            });
+            self.events
+                .push_back(UaEvent::ReinviteFailed { call, status });
         } else if matches!(c.state, CallState::Outgoing { .. }) {
             tracing::info!(status, "outgoing call failed");
-            self.events.push_back(UaEvent::OutgoingFailed {
-                call: CallKey(call),
-                status,
-            });
+            self.events
+                .push_back(UaEvent::OutgoingFailed { call, status });
             self.forget_call(call);
         }
     }
 
-    pub(super) fn invite_client_timer(&mut self, now: Instant, id: u64) {
+    pub(super) fn invite_client_timer(&mut self, now: Instant, id: InviteTxnId) {
         let Some(txn) = self.invites.get_mut(&id) else {
             return;
         };

@@ -6,8 +6,8 @@ use super::*;
 impl UserAgent {
     /// The INVITE transaction of a call still waiting for its one final answer (answered or
     /// rejected once; a CANCEL may have got there first).
-    pub(super) fn pending_invite(&self, call: CallKey) -> Result<u64, UaError> {
-        let c = self.calls.get(&call.0).ok_or(UaError::NoSuchCall)?;
+    pub(super) fn pending_invite(&self, call: CallKey) -> Result<ServerTxnId, UaError> {
+        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
         if c.state != CallState::Early {
             return Err(UaError::NotPending);
         }
@@ -36,7 +36,7 @@ impl UserAgent {
         extra_headers: Vec<(String, String)>,
     ) -> Result<(), UaError> {
         let txn_id = self.pending_invite(call)?;
-        let c = &self.calls[&call.0];
+        let c = &self.calls[&call];
         let reliable = c.peer.transport.reliable();
         let mut headers = self.dialog_headers(c);
         headers.push(("Content-Type".into(), "application/sdp".into()));
@@ -54,15 +54,15 @@ impl UserAgent {
             Ask::None | Ask::TooSmall { .. } => None,
         };
         let response = self.build_response(txn_id, 200, "OK", headers, sdp.clone());
-        let cseq = self.calls[&call.0].remote_cseq;
-        if let Some(c) = self.calls.get_mut(&call.0) {
+        let cseq = self.calls[&call].remote_cseq;
+        if let Some(c) = self.calls.get_mut(&call) {
             c.answer_sdp = Some(sdp);
             c.session = session;
         }
         if let Some(timer) = session {
-            self.arm(timer.deadline().0, TimerRef::Session(call.0));
+            self.arm(timer.deadline().0, TimerRef::Session(call));
         }
-        self.send_2xx(now, call.0, txn_id, response, cseq, reliable);
+        self.send_2xx(now, call, txn_id, response, cseq, reliable);
         Ok(())
     }
 
@@ -72,8 +72,8 @@ impl UserAgent {
     pub(super) fn send_2xx(
         &mut self,
         now: Instant,
-        call: u64,
-        txn_id: u64,
+        call: CallKey,
+        txn_id: ServerTxnId,
         response: Vec<u8>,
         cseq: u32,
         reliable: bool,
@@ -114,7 +114,7 @@ impl UserAgent {
     ) -> Result<(), UaError> {
         let txn_id = self.pending_invite(call)?;
         self.final_non_2xx(now, txn_id, status, reason_phrase(status), headers);
-        if let Some(c) = self.calls.get_mut(&call.0) {
+        if let Some(c) = self.calls.get_mut(&call) {
             left_early(&mut self.early, &c.state);
             c.state = CallState::Closing;
         }
@@ -201,7 +201,7 @@ impl UserAgent {
             );
             return;
         }
-        let id = self.id();
+        let id = CallKey(self.id());
         let local_tag = self.token();
         let remote_target = req
             .headers
@@ -272,7 +272,7 @@ impl UserAgent {
         self.send_on_txn(txn_id, trying);
         self.events
             .push_back(UaEvent::Incoming(Box::new(IncomingCall {
-                key: CallKey(id),
+                key: id,
                 call_id,
                 dialog,
                 user,
@@ -324,7 +324,7 @@ impl UserAgent {
                 c.state = CallState::Closing;
             }
             if let Some(c) = call {
-                self.events.push_back(UaEvent::Cancelled(CallKey(c)));
+                self.events.push_back(UaEvent::Cancelled(c));
             }
         }
     }
@@ -382,7 +382,7 @@ impl UserAgent {
         c.confirmed_reported = true;
         let hangup = c.hangup_pending;
         if first {
-            self.events.push_back(UaEvent::Confirmed(CallKey(id)));
+            self.events.push_back(UaEvent::Confirmed(id));
         }
         if hangup {
             self.send_bye(now, id);
