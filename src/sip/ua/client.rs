@@ -6,6 +6,11 @@ use super::*;
 impl UserAgent {
     /// What a finished client transaction means for its call (`status` 408 = Timer F).
     pub(super) fn client_outcome(&mut self, call: CallKey, method: &Method, status: u16) {
+        if !self.calls.contains_key(&call) {
+            // The call ended while this request was out (a BYE crossed our REFER or
+            // probe): `Ended` was its last event, so the outcome is nobody's news.
+            return;
+        }
         match method {
             Method::Refer if (200..300).contains(&status) => {
                 self.events.push_back(UaEvent::ReferAccepted(call));

@@ -2182,3 +2182,237 @@ fn far_end_requests_in_an_outgoing_dialog_are_matched_by_our_from_tag() {
     ));
     assert_eq!(ua.call_count(), 1);
 }
+
+// The races a real network makes (issue 9), each on the virtual clock.
+
+/// Every event about `call`, checking `Ended` is the last of them if it came.
+fn ended_last(evs: &[UaEvent], call: CallKey) {
+    if let Some(i) = evs
+        .iter()
+        .position(|e| matches!(e, UaEvent::Ended(k) if *k == call))
+    {
+        assert_eq!(i, evs.len() - 1, "Ended is the call's last event: {evs:?}");
+    }
+}
+
+#[test]
+fn a_bye_crossing_our_refer_ends_the_call_once_and_nothing_about_it_follows() {
+    let mut ua = ua();
+    let t0 = Instant::now();
+    let (call, tag) = confirmed(&mut ua, t0);
+    ua.refer(t0, call, "sip:agent1@127.0.0.1:5080").unwrap();
+    let refer = sent(&mut ua).pop().unwrap();
+    // The caller hangs up before our REFER reached it.
+    let at = t0 + Duration::from_millis(100);
+    feed(
+        &mut ua,
+        at,
+        &request("BYE", "z9hG4bKbye", "c1", 2, Some(&tag), ""),
+    );
+    let out = sent(&mut ua);
+    assert!(
+        out.iter().any(|m| status_of(m) == 200 && m.contains("BYE")),
+        "{out:?}"
+    );
+    let mut evs = events(&mut ua);
+    // Then its answer to the REFER (481: the dialog is gone there), retransmissions of
+    // anything, and every timer to the end.
+    feed(
+        &mut ua,
+        at + Duration::from_millis(50),
+        &answer_to(&refer, 481, "Call/Transaction Does Not Exist"),
+    );
+    run_until(&mut ua, at, at + Duration::from_secs(40));
+    evs.extend(events(&mut ua));
+    assert!(
+        matches!(evs.first(), Some(UaEvent::RemoteBye(k)) if *k == call),
+        "{evs:?}"
+    );
+    assert_eq!(
+        evs.iter()
+            .filter(|e| matches!(e, UaEvent::Ended(k) if *k == call))
+            .count(),
+        1,
+        "{evs:?}"
+    );
+    ended_last(&evs, call);
+    assert_eq!(ua.call_count(), 0);
+    assert!(ua.is_idle(), "no transaction outlives the race");
+}
+
+#[test]
+fn a_notify_after_the_bye_is_481_and_reports_nothing() {
+    let mut ua = ua();
+    let t0 = Instant::now();
+    let (call, tag) = confirmed(&mut ua, t0);
+    ua.refer(t0, call, "sip:agent1@127.0.0.1:5080").unwrap();
+    let refer = sent(&mut ua).pop().unwrap();
+    feed(&mut ua, t0, &answer_to(&refer, 202, "Accepted"));
+    feed(
+        &mut ua,
+        t0,
+        &request("BYE", "z9hG4bKbye", "c1", 2, Some(&tag), ""),
+    );
+    sent(&mut ua);
+    let before = events(&mut ua);
+    ended_last(&before, call);
+    feed(
+        &mut ua,
+        t0 + Duration::from_millis(10),
+        &notify(
+            &tag,
+            3,
+            "SIP/2.0 200 OK\r\n",
+            "terminated;reason=noresource",
+        ),
+    );
+    let out = sent(&mut ua);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(status_of(&out[0]), 481, "{}", out[0]);
+    assert!(
+        events(&mut ua).is_empty(),
+        "a late NOTIFY tells the application nothing"
+    );
+}
+
+#[test]
+fn a_cancel_crossing_our_200_is_answered_200_and_the_call_goes_on() {
+    let mut ua = ua();
+    let t0 = Instant::now();
+    let call = incoming(&mut ua, t0);
+    ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![])
+        .unwrap();
+    let ok = sent(&mut ua).pop().unwrap();
+    assert_eq!(status_of(&ok), 200);
+    let tag = to_tag(&ok);
+    // The caller's CANCEL was on its way (same branch as the INVITE, RFC 3261 §9.1).
+    feed(
+        &mut ua,
+        t0,
+        &request("CANCEL", "z9hG4bK1", "c1", 1, None, ""),
+    );
+    let out = sent(&mut ua);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(status_of(&out[0]), 200, "§9.2: the CANCEL is answered");
+    assert!(
+        header(&out[0], "CSeq").unwrap().ends_with("CANCEL"),
+        "{}",
+        out[0]
+    );
+    assert!(
+        !events(&mut ua)
+            .iter()
+            .any(|e| matches!(e, UaEvent::Cancelled(_) | UaEvent::Ended(_))),
+        "a CANCEL after the final answer changes nothing"
+    );
+    feed(
+        &mut ua,
+        t0,
+        &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""),
+    );
+    assert!(matches!(events(&mut ua).as_slice(), [UaEvent::Confirmed(k)] if *k == call));
+    assert_eq!(ua.call_count(), 1);
+}
+
+#[test]
+fn re_invite_glare_is_491_both_ways_and_the_call_goes_on() {
+    let mut ua = ua();
+    let t0 = Instant::now();
+    let (call, tag) = confirmed(&mut ua, t0);
+    ua.reinvite(t0, call, Bytes::from_static(SDP.as_bytes()))
+        .unwrap();
+    let ours = sent(&mut ua).pop().unwrap();
+    assert!(ours.starts_with("INVITE "), "{ours}");
+    // Theirs crosses ours: §14.2, 491 Request Pending.
+    feed(
+        &mut ua,
+        t0,
+        &request("INVITE", "z9hG4bKglare", "c1", 2, Some(&tag), SDP),
+    );
+    let out = sent(&mut ua);
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 491")), "{out:?}");
+    // And they answer ours 491 too: reported, the call stays.
+    feed(&mut ua, t0, &answer_to(&ours, 491, "Request Pending"));
+    let out = sent(&mut ua);
+    assert!(
+        out.iter().any(|m| m.starts_with("ACK ")),
+        "a non-2xx is ACKed: {out:?}"
+    );
+    let evs = events(&mut ua);
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, UaEvent::ReinviteFailed { call: k, status: 491 } if *k == call)),
+        "{evs:?}"
+    );
+    assert!(
+        !evs.iter().any(|e| matches!(e, UaEvent::Ended(_))),
+        "{evs:?}"
+    );
+    assert_eq!(ua.call_count(), 1);
+    // A later re-INVITE of theirs is taken.
+    feed(
+        &mut ua,
+        t0 + Duration::from_secs(3),
+        &request("INVITE", "z9hG4bKlater", "c1", 3, Some(&tag), SDP),
+    );
+    let out = sent(&mut ua);
+    assert!(out.iter().any(|m| m.starts_with("SIP/2.0 200")), "{out:?}");
+}
+
+#[test]
+fn the_callers_tcp_connection_dropping_mid_transfer_is_reported_and_the_refer_fails_in_time() {
+    let mut ua = ua();
+    let t0 = Instant::now();
+    let tcp = Peer {
+        transport: TransportKind::Tcp,
+        conn: Some(9),
+        ..peer()
+    };
+    let feed_tcp = |ua: &mut UserAgent, now: Instant, text: &str| {
+        let text = text.replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+        match parse_datagram(text.as_bytes()).expect("test message parses") {
+            Message::Request(r) => ua.handle_request(now, tcp, r),
+            Message::Response(r) => ua.handle_response(now, tcp, r),
+        }
+    };
+    feed_tcp(
+        &mut ua,
+        t0,
+        &request("INVITE", "z9hG4bK1", "c1", 1, None, SDP),
+    );
+    sent(&mut ua);
+    let call = match events(&mut ua).as_slice() {
+        [UaEvent::Incoming(ic)] => ic.key,
+        other => panic!("{other:?}"),
+    };
+    ua.answer(t0, call, Bytes::from_static(b"v=0\r\n"), vec![])
+        .unwrap();
+    let tag = to_tag(&sent(&mut ua).pop().unwrap());
+    feed_tcp(
+        &mut ua,
+        t0,
+        &request("ACK", "z9hG4bK2", "c1", 1, Some(&tag), ""),
+    );
+    events(&mut ua);
+    ua.refer(t0, call, "sip:agent1@127.0.0.1:5080").unwrap();
+    sent(&mut ua);
+    // The connection closes before any answer to the REFER.
+    ua.connection_closed(9);
+    let evs = events(&mut ua);
+    assert!(
+        matches!(evs.as_slice(), [UaEvent::ConnectionLost(k)] if *k == call),
+        "{evs:?}"
+    );
+    // Nothing answers: the REFER fails by Timer F (64*T1), not never.
+    run_until(&mut ua, t0, t0 + Duration::from_secs(33));
+    let evs = events(&mut ua);
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, UaEvent::ReferFailed { call: k, status: 408 } if *k == call)),
+        "{evs:?}"
+    );
+    assert!(
+        sent(&mut ua).is_empty(),
+        "no retransmission over a reliable transport"
+    );
+}
