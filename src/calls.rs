@@ -31,7 +31,8 @@ use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamHandle, StreamS
 use crate::media::ports::RtpPorts;
 use crate::media::prompts::{Law, PromptSet, WaitPhrase};
 use crate::media::sdp::{self, NegotiationError, Offer};
-use crate::sip::endpoint::SipHandle;
+use crate::sip::endpoint::{PendingCall, SipHandle};
+use crate::sip::status::StatusCode;
 use crate::sip::ua::{CallKey, IncomingCall, UaEvent};
 
 /// Everything a call task needs; cloned into each.
@@ -135,7 +136,8 @@ pub async fn run(
                         by_call_ref.insert(call_ref.clone(), tx.clone());
                         call_refs.insert(ic.key, call_ref);
                         let span = tracing::info_span!("call", call_id = %ic.call_id);
-                        let task = call_task(*ic, tx, rx, deps.clone(), routes.clone(), token.clone());
+                        let pending = PendingCall::new(deps.sip.clone(), ic.key);
+                        let task = call_task(*ic, pending, tx, rx, deps.clone(), routes.clone(), token.clone());
                         tracker.spawn(task.instrument(span));
                     }
                     UaEvent::Registered { user, contact, expires } => {
@@ -247,6 +249,7 @@ enum Outcome {
 
 async fn call_task(
     ic: IncomingCall,
+    pending: PendingCall,
     tx: mpsc::UnboundedSender<CallMsg>,
     mut rx: mpsc::UnboundedReceiver<CallMsg>,
     deps: Deps,
@@ -256,7 +259,7 @@ async fn call_task(
     let key = ic.key;
     let Some(queue) = deps.config.queue_for_number(&ic.user).cloned() else {
         tracing::info!(user = %ic.user, "unknown service number");
-        deps.sip.reject(key, 404, vec![]).await;
+        pending.reject(StatusCode::NOT_FOUND, vec![]).await;
         return wait_ended(&deps.sip, &mut rx).await;
     };
     let offer = match ic.content_type.as_deref().map(str::to_ascii_lowercase) {
@@ -265,10 +268,9 @@ async fn call_task(
         }
         // No offer in the INVITE (offer in the ACK) is not supported: say so.
         _ => {
-            deps.sip
+            pending
                 .reject(
-                    key,
-                    488,
+                    StatusCode::NOT_ACCEPTABLE_HERE,
                     vec![(
                         "Warning".into(),
                         "399 holdline \"an SDP offer is required in the INVITE\"".into(),
@@ -288,10 +290,9 @@ async fn call_task(
                 NegotiationError::NoConnection => "no connection address in the offer",
             };
             tracing::info!(%why, "codec mismatch");
-            deps.sip
+            pending
                 .reject(
-                    key,
-                    488,
+                    StatusCode::NOT_ACCEPTABLE_HERE,
                     vec![("Warning".into(), format!("304 holdline \"{why}\""))],
                 )
                 .await;
@@ -299,10 +300,9 @@ async fn call_task(
         }
         Err(e) => {
             tracing::info!(error = %e, "malformed SDP offer");
-            deps.sip
+            pending
                 .reject(
-                    key,
-                    400,
+                    StatusCode::BAD_REQUEST,
                     vec![("Warning".into(), "399 holdline \"malformed SDP\"".into())],
                 )
                 .await;
@@ -314,7 +314,9 @@ async fn call_task(
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "no RTP port free");
-            deps.sip.reject(key, 503, retry_after(&deps)).await;
+            pending
+                .reject(StatusCode::SERVICE_UNAVAILABLE, retry_after(&deps))
+                .await;
             return wait_ended(&deps.sip, &mut rx).await;
         }
     };
@@ -326,8 +328,11 @@ async fn call_task(
             tokio::select! {
                 _ = &mut ring => break,
                 ev = rx.recv() => match ev {
-                    Some(CallMsg::Sip(UaEvent::Ended(_))) | None => return,
-                    Some(CallMsg::Sip(UaEvent::Cancelled(_))) => return wait_ended(&deps.sip, &mut rx).await,
+                    Some(CallMsg::Sip(UaEvent::Ended(_))) | None => return pending.cancelled(),
+                    Some(CallMsg::Sip(UaEvent::Cancelled(_))) => {
+                        pending.cancelled();
+                        return wait_ended(&deps.sip, &mut rx).await;
+                    }
                     Some(_) => {}
                 },
             }
@@ -352,16 +357,16 @@ async fn call_task(
         Ok(a) => (a.status, a.rejoined),
         Err(e) => {
             let (code, headers) = match e {
-                CentreError::UnknownQueue(_) => (404, vec![]),
+                CentreError::UnknownQueue(_) => (StatusCode::NOT_FOUND, vec![]),
                 // A store that cannot write now (busy, full) is a passing condition for
                 // the caller: try again later, never a 500.
                 CentreError::Full | CentreError::ShuttingDown | CentreError::Storage(_) => {
-                    (503, retry_after(&deps))
+                    (StatusCode::SERVICE_UNAVAILABLE, retry_after(&deps))
                 }
-                _ => (500, vec![]),
+                _ => (StatusCode::SERVER_INTERNAL_ERROR, vec![]),
             };
-            tracing::warn!(error = %e, status = code, "contact not admitted");
-            deps.sip.reject(key, code, headers).await;
+            tracing::warn!(error = %e, status = code.code(), "contact not admitted");
+            pending.reject(code, headers).await;
             return wait_ended(&deps.sip, &mut rx).await;
         }
     };
@@ -393,10 +398,8 @@ async fn call_task(
         deps.link_key.token(&id)
     );
     // Answer only if the caller is still there; a CANCEL may have crossed the admission.
-    if let Err(e) = deps
-        .sip
+    if let Err(e) = pending
         .answer(
-            key,
             Bytes::from(sdp_text),
             if rejoined {
                 vec![]

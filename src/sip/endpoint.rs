@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::message::{Message, SipUri};
 use super::parse::{self, ParseError};
+use super::status::StatusCode;
 use super::transport::{self, LocalRoutes, Outbox, Sockets, StreamInput};
 use super::ua::{
     CallKey, OutgoingCall, Peer, TransportKind, UaConfig, UaError, UaEvent, UserAgent,
@@ -101,8 +102,72 @@ pub struct SipHandle {
     pub local: SocketAddr,
 }
 
-impl SipHandle {
+/// An incoming call not yet answered or refused, answered or refused exactly once: the
+/// methods take it by value, so a second answer, or a refusal after the answer, does not
+/// compile. If it is dropped unanswered (a task that returned early or panicked) the call
+/// is refused 500 at once rather than left ringing until the caller gives up.
+#[derive(Debug)]
+pub struct PendingCall {
+    key: CallKey,
+    sip: SipHandle,
+    settled: bool,
+}
+
+impl PendingCall {
+    /// The call `key` (from `UaEvent::Incoming`), to be answered through `sip`.
+    pub fn new(sip: SipHandle, key: CallKey) -> PendingCall {
+        PendingCall {
+            key,
+            sip,
+            settled: false,
+        }
+    }
+
+    pub fn key(&self) -> CallKey {
+        self.key
+    }
+
+    /// 200 OK with the SDP answer (retransmitted until ACK). An error means the caller
+    /// left meanwhile (CANCEL crossed the answer) or the endpoint stopped.
     pub async fn answer(
+        mut self,
+        sdp: Bytes,
+        headers: Vec<(String, String)>,
+    ) -> Result<CallKey, SipError> {
+        self.settled = true;
+        self.sip.answer(self.key, sdp, headers).await?;
+        Ok(self.key)
+    }
+
+    /// A final non-2xx answer.
+    pub async fn reject(mut self, status: StatusCode, headers: Vec<(String, String)>) {
+        self.settled = true;
+        self.sip.reject(self.key, status.code(), headers).await;
+    }
+
+    /// The caller cancelled (the UA has already answered 487): nothing is left to answer.
+    pub fn cancelled(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        if !self.settled {
+            tracing::warn!(call = ?self.key, "incoming call dropped unanswered: refused 500");
+            // Not awaited (no async drop): if the endpoint's queue is full or closed the
+            // UA's own limits end the transaction.
+            let _ = self.sip.tx.try_send(Command::Reject {
+                call: self.key,
+                status: StatusCode::SERVER_INTERNAL_ERROR.code(),
+                headers: Vec::new(),
+            });
+        }
+    }
+}
+
+impl SipHandle {
+    async fn answer(
         &self,
         call: CallKey,
         sdp: Bytes,
@@ -121,7 +186,7 @@ impl SipHandle {
         Ok(rx.await.map_err(|_| SipError::Stopped)??)
     }
 
-    pub async fn reject(&self, call: CallKey, status: u16, headers: Vec<(String, String)>) {
+    async fn reject(&self, call: CallKey, status: u16, headers: Vec<(String, String)>) {
         let _ = self
             .tx
             .send(Command::Reject {
@@ -576,6 +641,52 @@ fn destination(target: &str) -> Result<(String, u16, TransportKind), SipError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn handle() -> (SipHandle, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(4);
+        let local = "127.0.0.1:5060".parse().unwrap();
+        (SipHandle { tx, local }, rx)
+    }
+
+    #[tokio::test]
+    async fn a_pending_call_is_settled_once_and_refused_500_if_dropped_unanswered() {
+        let (sip, mut rx) = handle();
+        // Dropped unanswered: refused 500 at once.
+        drop(PendingCall::new(sip.clone(), CallKey(1)));
+        match rx.try_recv() {
+            Ok(Command::Reject { call, status, .. }) => {
+                assert_eq!((call, status), (CallKey(1), 500));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Refused: exactly the one refusal.
+        PendingCall::new(sip.clone(), CallKey(2))
+            .reject(StatusCode::NOT_FOUND, vec![])
+            .await;
+        match rx.try_recv() {
+            Ok(Command::Reject { call, status, .. }) => {
+                assert_eq!((call, status), (CallKey(2), 404));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(rx.try_recv().is_err(), "nothing more");
+        // Cancelled by the caller: nothing is sent.
+        PendingCall::new(sip.clone(), CallKey(3)).cancelled();
+        assert!(rx.try_recv().is_err());
+        // Answered: the answer, and nothing on drop.
+        let answer = tokio::spawn(
+            PendingCall::new(sip.clone(), CallKey(4)).answer(Bytes::from_static(b"v=0"), vec![]),
+        );
+        match rx.recv().await {
+            Some(Command::Answer { call, reply, .. }) => {
+                assert_eq!(call, CallKey(4));
+                reply.send(Ok(())).unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(answer.await.unwrap().unwrap(), CallKey(4));
+        assert!(rx.try_recv().is_err(), "no refusal after the answer");
+    }
 
     #[test]
     fn targets_name_host_port_and_transport() {

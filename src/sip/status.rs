@@ -1,8 +1,9 @@
 //! SIP status codes as a type (RFC 3261 §21 and the extensions the gateway speaks): one
 //! mapping from a code to its reason phrase, one from the wire (`from_wire`), and what a
 //! code means for a call, so the same question is never answered by two `match`es.
-//! Adopted so far where issue 9 decides things (`calls::flow`, the UA's 422 and NOTIFY
-//! 481); the remaining bare `u16`s move here as the UA is split.
+//! Adopted where issue 9 decides things (`calls::flow`, the UA's 422 and NOTIFY 481) and
+//! for every answer the call layer gives an incoming call (`endpoint::PendingCall`); the
+//! UA's own protocol answers inside `ua/` still write bare `u16`s.
 
 /// A SIP final or provisional status, 100..=699.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -13,6 +14,8 @@ impl StatusCode {
     pub const RINGING: StatusCode = StatusCode(180);
     pub const OK: StatusCode = StatusCode(200);
     pub const ACCEPTED: StatusCode = StatusCode(202);
+    pub const BAD_REQUEST: StatusCode = StatusCode(400);
+    pub const NOT_FOUND: StatusCode = StatusCode(404);
     pub const METHOD_NOT_ALLOWED: StatusCode = StatusCode(405);
     pub const REQUEST_TIMEOUT: StatusCode = StatusCode(408);
     pub const BAD_EXTENSION: StatusCode = StatusCode(420);
@@ -21,7 +24,10 @@ impl StatusCode {
     pub const DOES_NOT_EXIST: StatusCode = StatusCode(481);
     pub const BUSY_HERE: StatusCode = StatusCode(486);
     pub const REQUEST_TERMINATED: StatusCode = StatusCode(487);
+    pub const NOT_ACCEPTABLE_HERE: StatusCode = StatusCode(488);
+    pub const SERVER_INTERNAL_ERROR: StatusCode = StatusCode(500);
     pub const NOT_IMPLEMENTED: StatusCode = StatusCode(501);
+    pub const SERVICE_UNAVAILABLE: StatusCode = StatusCode(503);
     pub const BUSY_EVERYWHERE: StatusCode = StatusCode(600);
 
     /// A status read from the wire; `None` outside 100..=699.
