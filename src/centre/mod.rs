@@ -62,6 +62,7 @@
 pub mod accuracy;
 pub mod actor;
 pub mod agent;
+mod board_list;
 mod book;
 pub mod callback;
 pub mod command;
@@ -84,6 +85,7 @@ mod tests;
 mod view;
 
 pub use accuracy::AccuracyReport;
+pub use board_list::{QueueLine, WaitingContact};
 pub use actor::{Admission, CentreHandle, StartError, spawn};
 pub use agent::{
     AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Asked, AttemptOutcome,
@@ -101,7 +103,7 @@ pub use contact::{
 pub use core::{
     Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ContactEvent,
     Counters, End, FreshNumbers, Input, LostCall, MAX_CALLER_FAILURES, QueueSummary, Snapshot,
-    Stored, StoredCommand, StoredContact, Tick, TransferOutcome,
+    Stored, StoredCommand, StoredContact, SupervisorMove, Tick, TransferOutcome,
 };
 pub use estimate::{Spoken, WaitEstimate};
 pub use queue::{CentreConfig, QueueSpec};
