@@ -950,9 +950,6 @@ impl Config {
     }
 }
 
-/// Checks a configured SIP URI: `sip:` or `sips:`, an optional `user@`, a host (name,
-/// IPv4 or `[IPv6]`), an optional port and `;parameters`. The error completes the
-/// sentence "uri \"...\" ...".
 /// The passwords of the `[[list]]` entries in the embedded default (published to anyone
 /// who read holdline.toml).
 fn published_passwords(list: &str) -> Vec<String> {
@@ -969,6 +966,9 @@ fn published_passwords(list: &str) -> Vec<String> {
         .collect()
 }
 
+/// Checks a configured SIP URI: `sip:` or `sips:`, an optional `user@`, a host (name,
+/// IPv4 or `[IPv6]`), an optional port and `;parameters`. The error completes the
+/// sentence "uri \"...\" ...".
 pub fn check_sip_uri(uri: &str) -> Result<(), String> {
     if uri
         .bytes()

@@ -85,12 +85,12 @@ mod tests;
 mod view;
 
 pub use accuracy::AccuracyReport;
-pub use board_list::{QueueLine, WaitingContact};
 pub use actor::{Admission, CentreHandle, StartError, spawn};
 pub use agent::{
     AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Asked, AttemptOutcome,
     PHONE_NOT_REGISTERED, Reach, StoredAgent,
 };
+pub use board_list::{QueueLine, WaitingContact};
 pub use callback::{CallbackRules, default_callback_number};
 pub use command::{
     ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,

@@ -59,7 +59,7 @@ use crate::centre::{CentreHandle, CommandId, Confirmation, ContactId, ContactSta
 
 pub use agent::AgentAccount;
 pub use limit::RateLimits;
-pub use supervisor::{SupervisorAccount, Supervision};
+pub use supervisor::{Supervision, SupervisorAccount};
 
 /// Largest request body accepted (forms and API).
 pub const BODY_LIMIT: usize = 16 * 1024;

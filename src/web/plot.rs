@@ -325,12 +325,20 @@ mod tests {
             series: vec![Series {
                 label: "sales".into(),
                 colour: "#0b57d0",
-                points: vec![(0, Some(2.0)), (50, None), (60, Some(7.0)), (100, Some(3.0))],
+                points: vec![
+                    (0, Some(2.0)),
+                    (50, None),
+                    (60, Some(7.0)),
+                    (100, Some(3.0)),
+                ],
             }],
             bar_width: None,
         };
         let s = svg(&c);
-        assert!(s.contains("Waiting &lt;now&gt; &amp; &quot;then&quot;"), "{s}");
+        assert!(
+            s.contains("Waiting &lt;now&gt; &amp; &quot;then&quot;"),
+            "{s}"
+        );
         assert!(!s.contains("<now>"));
         assert!(s.contains(r#"data-points="0:2 50:- 60:7 100:3""#), "{s}");
         // Top of the axis: 7 rounds up to 10; the lone point before the gap is a dot.

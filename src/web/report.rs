@@ -93,7 +93,9 @@ impl Counts {
             }
         } else if f.end_reason.as_deref() == Some("abandoned") {
             self.abandoned += 1;
-            if f.ended.is_some_and(|end| end.saturating_sub(f.created) <= sl_ms) {
+            if f.ended
+                .is_some_and(|end| end.saturating_sub(f.created) <= sl_ms)
+            {
                 self.abandoned_within += 1;
             }
         }
@@ -353,7 +355,13 @@ mod tests {
                 Some((at(6, 30), "completed")),
             ),
             // 09:10: abandoned after 5 s (within), and one after 50 s (outside).
-            fact("sales", "voice", at(10, 0), None, Some((at(10, 5), "abandoned"))),
+            fact(
+                "sales",
+                "voice",
+                at(10, 0),
+                None,
+                Some((at(10, 5), "abandoned")),
+            ),
             fact(
                 "sales",
                 "voice",
@@ -365,7 +373,13 @@ mod tests {
             // still being handled.
             fact("sales", "email", at(20, 0), Some(at(20, 20)), None),
             // Another queue, not visible to this supervisor.
-            fact("support", "voice", at(1, 0), None, Some((at(1, 1), "abandoned"))),
+            fact(
+                "support",
+                "voice",
+                at(1, 0),
+                None,
+                Some((at(1, 1), "abandoned")),
+            ),
         ]
     }
 
@@ -442,7 +456,12 @@ mod tests {
         assert_eq!(r.rows[0].start_text, "2025-12-02 00:00 CET");
         let text = csv(&r);
         let mut lines = text.lines();
-        assert!(lines.next().unwrap().starts_with("interval_start,queue,media,offered"));
+        assert!(
+            lines
+                .next()
+                .unwrap()
+                .starts_with("interval_start,queue,media,offered")
+        );
         assert_eq!(
             lines.next().unwrap(),
             "2025-12-02 00:00 CET,'=cmd,all,1,0,1,0,0,,,,0.0,100.0"

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use askama::Template;
+use axum::Json;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Query, State};
@@ -28,7 +29,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
@@ -110,9 +110,12 @@ impl Default for Supervision {
     }
 }
 
+/// Today's facts as read: when, for which day (its start, Unix ms), and the facts.
+type TodayFacts = (Instant, u64, Arc<Vec<ContactFact>>);
+
 /// Today's contact facts, shared by every wallboard for [`TODAY_TTL`].
 #[derive(Debug, Default)]
-pub(crate) struct TodayCache(Mutex<Option<(Instant, u64, Arc<Vec<ContactFact>>)>>);
+pub(crate) struct TodayCache(Mutex<Option<TodayFacts>>);
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

@@ -23,7 +23,9 @@ const LISTED: usize = 10;
 /// Hours the waiting and agents plots cover.
 const PLOT_HOURS: u64 = 4;
 /// Series colours (distinguishable, dark enough on white).
-const COLOURS: &[&str] = &["#0b57d0", "#b3261e", "#146c2e", "#7d5700", "#6a1b9a", "#006a6a"];
+const COLOURS: &[&str] = &[
+    "#0b57d0", "#b3261e", "#146c2e", "#7d5700", "#6a1b9a", "#006a6a",
+];
 
 #[derive(Debug, Clone)]
 pub struct WaitingRow {
