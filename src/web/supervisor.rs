@@ -599,14 +599,15 @@ async fn move_contact(
         return refuse(StatusCode::BAD_REQUEST, "No such contact.").await;
     };
     let to = form.to.unwrap_or_default();
+    let Some(from) = state.web.centre.view().status(&contact).map(|s| s.queue) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "No such contact: it may have ended. The board shows who is waiting now.",
+        )
+        .await;
+    };
     // Both ends of the move must be this supervisor's queues.
-    let from_visible = state
-        .web
-        .centre
-        .view()
-        .status(&contact)
-        .is_some_and(|s| account.sees(&s.queue.0));
-    if !from_visible || !account.sees(&to) {
+    if !account.sees(&from.0) || !account.sees(&to) {
         return refuse(
             StatusCode::FORBIDDEN,
             "You can move contacts only between your own queues.",

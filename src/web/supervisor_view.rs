@@ -220,7 +220,13 @@ fn queue_row(
     let by_media = line
         .by_media
         .iter()
-        .map(|(m, n)| format!("{n} {m}"))
+        .map(|(m, n)| {
+            // "2 voice calls", "1 email" (the label of the stored name).
+            let label = m
+                .parse::<crate::centre::MediaType>()
+                .map_or(*m, crate::centre::MediaType::label);
+            format!("{n} {label}{}", if *n == 1 { "" } else { "s" })
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let c = today.copied().unwrap_or_default();
