@@ -526,7 +526,10 @@ fn only_supervisors_get_in_each_sees_their_queues_and_every_change_needs_csrf() 
         assert_eq!(r.status, 303, "{cookie}: {}", r.body);
         assert_eq!(r.header("location"), Some("/supervisor/login"));
         assert_eq!(h.get("/supervisor/events").status, 401, "{cookie}");
-        assert_eq!(h.get("/api/supervisor/reports").status, 401, "{cookie}");
+        let r = h.get("/api/supervisor/reports");
+        assert_eq!(r.status, 401, "{cookie}: {}", r.body);
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        assert!(r.body.contains("/supervisor/login"), "{}", r.body);
         assert_eq!(h.get("/supervisor/reports.csv").status, 303, "{cookie}");
     }
 
@@ -702,6 +705,66 @@ fn counts_from_queue_log(log: &str, sl_secs: u64) -> std::collections::BTreeMap<
     out
 }
 
+/// `value` has exactly the properties docs/openapi.yaml lists for `schema` (its own and
+/// those of an `allOf`), each of a documented type.
+fn documented_fields(value: &Value, schema: &str) {
+    let text = std::fs::read_to_string(common::repo().join("docs/openapi.yaml")).expect("doc");
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("yaml");
+    let schemas = &doc["components"]["schemas"];
+    let resolve = |s: &serde_yaml_ng::Value| -> serde_yaml_ng::Value {
+        match s.get("$ref").and_then(|r| r.as_str()) {
+            Some(r) => schemas[r.rsplit('/').next().expect("name")].clone(),
+            None => s.clone(),
+        }
+    };
+    let top = &schemas[schema];
+    let parts: Vec<serde_yaml_ng::Value> = match top.get("allOf") {
+        Some(all) => all
+            .as_sequence()
+            .expect("allOf")
+            .iter()
+            .map(resolve)
+            .collect(),
+        None => vec![top.clone()],
+    };
+    let mut documented = std::collections::BTreeMap::new();
+    for part in &parts {
+        for (name, prop) in part["properties"].as_mapping().expect("properties") {
+            documented.insert(name.as_str().expect("name").to_owned(), prop.clone());
+        }
+        for name in part["required"].as_sequence().expect("required") {
+            let name = name.as_str().expect("name");
+            assert!(
+                value.get(name).is_some(),
+                "{schema}: {name} missing in {value}"
+            );
+        }
+    }
+    for (name, v) in value.as_object().expect("an object") {
+        let prop = documented
+            .get(name)
+            .unwrap_or_else(|| panic!("{schema}: {name} is not documented"));
+        let types: Vec<String> = match &prop["type"] {
+            serde_yaml_ng::Value::String(t) => vec![t.clone()],
+            serde_yaml_ng::Value::Sequence(ts) => ts
+                .iter()
+                .map(|t| t.as_str().expect("type").to_owned())
+                .collect(),
+            _ => continue,
+        };
+        let ok = types.iter().any(|t| match t.as_str() {
+            "integer" => v.is_u64() || v.is_i64(),
+            "number" => v.is_number(),
+            "string" => v.is_string(),
+            "array" => v.is_array(),
+            "object" => v.is_object(),
+            "null" => v.is_null(),
+            _ => false,
+        });
+        assert!(ok, "{schema}.{name} = {v} is not {types:?}");
+    }
+}
+
 fn mean(v: &[u64]) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let m = v.iter().sum::<u64>() as f64 / v.len() as f64;
@@ -838,8 +901,15 @@ fn the_reports_csv_and_json_match_the_queue_log_of_the_same_calls() {
     seen.sort();
     assert_eq!(seen, ["sales", "support"], "{}", r.body);
 
-    // The JSON is the same report.
+    // The JSON is the same report, with the fields docs/openapi.yaml promises.
     let report = sam.json("/api/supervisor/reports?interval=day");
+    documented_fields(&report, "SupervisorReport");
+    for row in report["rows"].as_array().expect("rows") {
+        documented_fields(row, "SupervisorReportRow");
+    }
+    for agent in report["agents"].as_array().expect("agents") {
+        documented_fields(agent, "SupervisorAgentRow");
+    }
     for row in report["rows"].as_array().expect("rows") {
         if row["media"] != "all" {
             continue;

@@ -127,7 +127,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/supervisor/move", post(move_contact))
         .route("/supervisor/reports", get(reports_page))
         .route("/supervisor/reports.csv", get(reports_csv))
-        .route("/api/supervisor/reports", get(reports_json))
 }
 
 // --- sessions ---------------------------------------------------------------------------
@@ -768,13 +767,15 @@ async fn reports_csv(
     }
 }
 
-async fn reports_json(
+/// `GET /api/supervisor/reports` (listed in `api::API_ROUTES`, described in
+/// docs/openapi.yaml).
+pub(crate) async fn reports_json(
     State(state): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Report>, AppError> {
     let Some((account, _)) = from_cookie(&state, &headers) else {
-        return Err(AppError::Unauthorized);
+        return Err(AppError::NotSupervisor);
     };
     let Query(q) = q.map_err(|e| AppError::BadRequest(e.body_text()))?;
     build_report(&state, &account, &q).await.map(Json)
