@@ -303,6 +303,12 @@ fn the_wallboard_follows_callers_and_agents_live_and_a_supervisor_moves_and_stop
         "the board changed live, without reloading"
     );
     b.screenshot(&shot("supervisor-wall-1920x1080.png"));
+    b.execute(
+        "document.getElementById('plots-heading').scrollIntoView();",
+        vec![],
+    );
+    b.screenshot(&shot("supervisor-wall-1920x1080-plots.png"));
+    b.execute("window.scrollTo(0, 0);", vec![]);
 
     // Sam moves B from support to sales, with a reason the caller sees.
     b.click("#queue-support details summary");
@@ -433,8 +439,26 @@ fn the_wallboard_follows_callers_and_agents_live_and_a_supervisor_moves_and_stop
     phone_browser.click("#login");
     phone_browser.wait_for_url(|u| u.ends_with("/supervisor"), UI);
     let (_, _, width, _) = phone_browser.rect("main");
-    assert!(width <= 390.0, "no sideways scrolling on a phone: {width}");
+    assert!(width <= 390.0, "main fits a phone: {width}");
+    let widths = phone_browser.execute(
+        "var d = document.documentElement; return [d.scrollWidth, d.clientWidth];",
+        vec![],
+    );
+    assert!(
+        widths[0].as_f64() <= widths[1].as_f64(),
+        "no sideways scrolling on a phone: {widths}"
+    );
     phone_browser.screenshot(&shot("supervisor-phone-390x844.png"));
+    phone_browser.execute(
+        "document.getElementById('agents-heading').scrollIntoView();",
+        vec![],
+    );
+    phone_browser.screenshot(&shot("supervisor-phone-390x844-agents.png"));
+    phone_browser.execute(
+        "document.getElementById('plot-service').scrollIntoView();",
+        vec![],
+    );
+    phone_browser.screenshot(&shot("supervisor-phone-390x844-plots.png"));
     phone_browser.close();
 
     b_caller.hang_up();

@@ -131,12 +131,19 @@ pub struct Chart<'a> {
     pub bar_width: Option<u64>,
 }
 
-const W: f64 = 640.0;
-const H: f64 = 260.0;
-const LEFT: f64 = 56.0;
-const RIGHT: f64 = 12.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 36.0;
+// Sized for a quarter of a 1920-pixel wall (four plots a row, drawn about 1:1, so the
+// text is 14 to 17 px there) and one plot a row on a phone (about 0.75: 11 to 13 px).
+const W: f64 = 480.0;
+const H: f64 = 250.0;
+const LEFT: f64 = 66.0;
+const RIGHT: f64 = 14.0;
+/// Title on the first line, the legend on the second, then the plot.
+const TOP: f64 = 58.0;
+const BOTTOM: f64 = 30.0;
+const TITLE_PX: f64 = 17.0;
+const TEXT_PX: f64 = 14.0;
+/// A legend character's width, about, at TEXT_PX.
+const CHAR_PX: f64 = 7.8;
 
 /// Escapes text for SVG (XML) content and attributes.
 pub fn esc(s: &str) -> String {
@@ -200,7 +207,7 @@ pub fn svg(c: &Chart<'_>) -> String {
     );
     let _ = write!(
         out,
-        r##"<rect x="0" y="0" width="{W}" height="{H}" fill="#fff"/><text x="{LEFT}" y="18" font-size="16" font-weight="700" fill="#111">{}</text>"##,
+        r##"<rect x="0" y="0" width="{W}" height="{H}" fill="#fff"/><text x="8" y="21" font-size="{TITLE_PX}" font-weight="700" fill="#111">{}</text>"##,
         esc(c.title)
     );
     // Grid: 0, half and top.
@@ -214,7 +221,7 @@ pub fn svg(c: &Chart<'_>) -> String {
         };
         let _ = write!(
             out,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#bbb" stroke-width="1"/><text x="{:.1}" y="{:.1}" font-size="13" text-anchor="end" fill="#333">{} {}</text>"##,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#bbb" stroke-width="1"/><text x="{:.1}" y="{:.1}" font-size="{TEXT_PX}" text-anchor="end" fill="#333">{} {}</text>"##,
             W - RIGHT,
             LEFT - 6.0,
             y + 4.0,
@@ -223,25 +230,32 @@ pub fn svg(c: &Chart<'_>) -> String {
         );
     }
     for (x, label) in &c.x_labels {
+        // Centred under its time, but never past the right edge.
+        let at = x_of(*x);
+        let anchor = if at > W - RIGHT - 40.0 {
+            "end"
+        } else {
+            "middle"
+        };
         let _ = write!(
             out,
-            r##"<text x="{:.1}" y="{:.1}" font-size="13" text-anchor="middle" fill="#333">{}</text>"##,
-            x_of(*x),
-            H - BOTTOM + 18.0,
+            r##"<text x="{:.1}" y="{:.1}" font-size="{TEXT_PX}" text-anchor="{anchor}" fill="#333">{}</text>"##,
+            at.min(W - 2.0),
+            H - BOTTOM + 20.0,
             esc(label)
         );
     }
     // Legend, then the series.
-    let mut lx = LEFT + 260.0;
+    let mut lx = 8.0;
     for s in &c.series {
         let _ = write!(
             out,
-            r##"<rect x="{lx:.1}" y="8" width="12" height="12" fill="{colour}"/><text x="{:.1}" y="18" font-size="13" fill="#111">{}</text>"##,
-            lx + 16.0,
+            r##"<rect x="{lx:.1}" y="31" width="13" height="13" fill="{colour}"/><text x="{:.1}" y="43" font-size="{TEXT_PX}" fill="#111">{}</text>"##,
+            lx + 18.0,
             esc(&s.label),
             colour = s.colour,
         );
-        lx += 24.0 + 8.0 * as_f64(s.label.chars().count() as u64);
+        lx += 30.0 + CHAR_PX * as_f64(s.label.chars().count() as u64);
     }
     let n = c.series.len().max(1);
     for (k, s) in c.series.iter().enumerate() {
@@ -265,7 +279,8 @@ pub fn svg(c: &Chart<'_>) -> String {
             for (x, y) in &s.points {
                 let Some(y) = y else { continue };
                 let left = x_of(*x) + bar * as_f64(k as u64);
-                let yy = y_of(*y);
+                // A zero is drawn as a sliver, so it reads as "0", not "no data".
+                let yy = y_of(*y).min(TOP + plot_h - 2.0);
                 let _ = write!(
                     out,
                     r#"<rect x="{left:.1}" y="{yy:.1}" width="{:.1}" height="{:.1}" stroke="none"/>"#,

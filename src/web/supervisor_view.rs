@@ -321,7 +321,8 @@ fn plots(
         title: "Waiting, last 4 hours",
         unit: "",
         x_range: (from, now.0),
-        y_min_top: 1.0,
+        // Counts: a top of at least 2 keeps the middle line a whole number.
+        y_min_top: 2.0,
         x_labels: hour_labels(from, now.0),
         series: per_queue(&|w, _| f64::from(w)),
         bar_width: None,
@@ -352,7 +353,7 @@ fn plots(
     let sl_to = now.0.max(sl_from + 3_600_000);
     let service = Chart {
         id: "plot-service",
-        title: "Service level and abandoned, per 15 min today",
+        title: "SL and abandoned per 15 min, today",
         unit: "%",
         x_range: (sl_from, sl_to),
         y_min_top: 100.0,
@@ -388,7 +389,7 @@ fn plots(
         title: "Agents by state, last 4 hours",
         unit: "",
         x_range: (from, now.0),
-        y_min_top: 1.0,
+        y_min_top: 2.0,
         x_labels: hour_labels(from, now.0),
         series: kinds
             .iter()
