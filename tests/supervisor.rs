@@ -188,14 +188,12 @@ fn agent_state(api: &mut AgentApi) -> String {
     common::state_name(&api.me()).to_owned()
 }
 
-/// Screenshots go where the closing note can point at them.
+/// Screenshots go to `$HOLDLINE_SHOTS` when set (to look at them), else a scratch dir.
 fn shot(name: &str) -> PathBuf {
-    let dir = PathBuf::from("/work/notes/shots");
-    if std::fs::create_dir_all(&dir).is_ok() {
-        dir.join(name)
-    } else {
-        common::scratch_dir("supervisor-shots").join(name)
-    }
+    let dir = std::env::var_os("HOLDLINE_SHOTS")
+        .map_or_else(|| common::scratch_dir("supervisor-shots"), PathBuf::from);
+    std::fs::create_dir_all(&dir).expect("the screenshots' directory");
+    dir.join(name)
 }
 
 /// The rendered text of the first element matching `css`, read in one script run (the
