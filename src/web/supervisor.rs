@@ -117,9 +117,26 @@ impl Default for Supervision {
 /// Today's facts as read: when, for which day (its start, Unix ms), and the facts.
 type TodayFacts = (Instant, u64, Arc<Vec<ContactFact>>);
 
-/// Today's contact facts, shared by every wallboard for [`TODAY_TTL`].
+/// Today's contact facts, shared by every wallboard for [`TODAY_TTL`]; `refresh` lets one
+/// request read the store while the others wait for its answer (not N reads at once).
 #[derive(Debug, Default)]
-pub(crate) struct TodayCache(Mutex<Option<TodayFacts>>);
+pub(crate) struct TodayCache {
+    facts: Mutex<Option<TodayFacts>>,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl TodayCache {
+    /// The facts of the day starting at `day_start`, if read less than [`TODAY_TTL`] ago.
+    fn fresh(&self, day_start: u64) -> Option<Arc<Vec<ContactFact>>> {
+        let cache = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.as_ref() {
+            Some((at, start, facts)) if at.elapsed() < TODAY_TTL && *start == day_start => {
+                Some(facts.clone())
+            }
+            _ => None,
+        }
+    }
+}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -317,14 +334,13 @@ async fn logout(
 async fn today(state: &AppState) -> Arc<Vec<ContactFact>> {
     let now = crate::centre::Timestamp::now_wall();
     let day_start = state.web.zone.interval_start(now, 1440).0;
-    {
-        let cache = state.today.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, start, facts)) = cache.as_ref()
-            && at.elapsed() < TODAY_TTL
-            && *start == day_start
-        {
-            return facts.clone();
-        }
+    if let Some(facts) = state.today.fresh(day_start) {
+        return facts;
+    }
+    let _one_reader = state.today.refresh.lock().await;
+    // Another wallboard may have read them while this one waited.
+    if let Some(facts) = state.today.fresh(day_start) {
+        return facts;
     }
     let facts = match facts_between(state, day_start, u64::MAX).await {
         Ok(f) => Arc::new(f),
@@ -333,7 +349,7 @@ async fn today(state: &AppState) -> Arc<Vec<ContactFact>> {
             Arc::new(Vec::new())
         }
     };
-    let mut cache = state.today.0.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cache = state.today.facts.lock().unwrap_or_else(|e| e.into_inner());
     *cache = Some((Instant::now(), day_start, facts.clone()));
     facts
 }
