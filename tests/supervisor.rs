@@ -926,6 +926,17 @@ fn the_reports_csv_and_json_match_the_queue_log_of_the_same_calls() {
     // The JSON is the same report, with the fields docs/openapi.yaml promises.
     let report = sam.json("/api/supervisor/reports?interval=day");
     documented_fields(&report, "SupervisorReport");
+    // By default, today: from this midnight to the next (UTC, the default zone).
+    let day_ms = 86_400_000;
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits");
+    assert_eq!(report["from"], now_ms / day_ms * day_ms, "{report}");
+    assert_eq!(report["to"], now_ms / day_ms * day_ms + day_ms, "{report}");
     for row in report["rows"].as_array().expect("rows") {
         documented_fields(row, "SupervisorReportRow");
     }
@@ -954,6 +965,56 @@ fn the_reports_csv_and_json_match_the_queue_log_of_the_same_calls() {
         .get("/api/supervisor/reports?from=2026-01-01&to=2026-12-31");
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("at most 93 days"), "{}", r.body);
+
+    // The report page, in a browser at wall size: per quarter hour, the same counts.
+    let b = Browser::start();
+    b.set_viewport(1920, 1080);
+    let base = format!("http://{}", g.http);
+    b.goto(&format!("{base}/supervisor/login"));
+    b.fill("#id", "sam");
+    b.fill("#password", SAM_PASSWORD);
+    b.click("#login");
+    b.wait_for_url(|u| u.ends_with("/supervisor"), UI);
+    b.click("a[href='/supervisor/reports']");
+    b.wait_for_url(|u| u.contains("/supervisor/reports"), UI);
+    b.select("#interval", "15m");
+    b.click("#report-form button");
+    b.wait_for_url(|u| u.contains("interval=15m"), UI);
+    let rows = b.execute(
+        "return Array.from(document.querySelectorAll('#report tbody tr.total')).map(\
+         r => Array.from(r.cells).map(c => c.innerText.trim()));",
+        vec![],
+    );
+    let mut offered: std::collections::BTreeMap<String, u64> = Default::default();
+    for row in rows.as_array().expect("rows") {
+        let cells: Vec<&str> = row
+            .as_array()
+            .expect("cells")
+            .iter()
+            .map(|c| c.as_str().expect("text"))
+            .collect();
+        assert_eq!(cells[2], "all", "{cells:?}");
+        *offered.entry(cells[1].to_owned()).or_default() += cells[3].parse::<u64>().expect("n");
+    }
+    assert_eq!(offered.get("support"), Some(&expected["support"].offered));
+    assert_eq!(offered.get("sales"), Some(&expected["sales"].offered));
+    let href = b.execute(
+        "return document.getElementById('csv').getAttribute('href');",
+        vec![],
+    );
+    assert!(
+        href.as_str().is_some_and(|h| h.contains("interval=15m")),
+        "the CSV of what is shown: {href}"
+    );
+    assert_eq!(
+        b.execute(
+            "return document.querySelectorAll('#report-agents tbody tr').length;",
+            vec![]
+        ),
+        json!(1)
+    );
+    b.screenshot(&shot("supervisor-reports-1920x1080.png"));
+    b.close();
 
     // The service-level plot's bars are the store's: per quarter hour, all queues.
     let page = sam.board();

@@ -699,13 +699,16 @@ fn period(state: &AppState, q: &ReportQuery) -> Result<(Interval, u64, u64), Str
                 .ok_or_else(|| format!("{s:?} is not a date or a time like 2026-12-02T09:00"))
         }
     };
+    let today = zone.interval_start(now, 1440);
     let from = match q.from.as_deref().filter(|s| !s.trim().is_empty()) {
         Some(s) => read(s, false)?,
-        None => zone.interval_start(now, 1440).0,
+        None => today.0,
     };
+    // Default: to the end of today (tomorrow's midnight: 36 h after today's, floored,
+    // whatever daylight saving does to the day's length).
     let to = match q.to.as_deref().filter(|s| !s.trim().is_empty()) {
         Some(s) => read(s, true)?,
-        None => zone.interval_start(now.plus_secs(36 * 3600), 1440).0,
+        None => zone.interval_start(today.plus_secs(36 * 3600), 1440).0,
     };
     if to <= from {
         return Err("to must be after from".to_owned());
