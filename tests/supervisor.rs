@@ -335,6 +335,19 @@ fn the_wallboard_follows_callers_and_agents_live_and_a_supervisor_moves_and_stop
     );
     let d = common::contact(&mut http, &d_caller.number);
     assert_eq!(d["position"], 2, "{d}");
+    // The contact's durable history says who moved it and why.
+    let detail: String = g
+        .db()
+        .query_row(
+            "SELECT detail FROM contact_events WHERE contact = ?1 AND kind = 'moved'",
+            [&b_caller.number],
+            |r| r.get(0),
+        )
+        .expect("a moved event");
+    assert!(
+        detail.ends_with("to queue sales position 1 by supervisor sam: Sales can help with this"),
+        "{detail}"
+    );
     let log = queue_log(&g);
     let line = log
         .lines()

@@ -2,8 +2,8 @@
 //! (`move_queue`: seniority kept, the new position announced on a live call), told apart
 //! in three places so the caller and the records can explain it:
 //!
-//! * the durable `moved` event's detail is JSON with `"by": "supervisor"`, the supervisor's
-//!   id and their `reason` if they gave one (the caller's timeline renders it);
+//! * the durable `moved` event's detail (the contact's history in the store) ends with
+//!   `by supervisor ID[: reason]`;
 //! * the contact's notice says, on the caller's page, that a supervisor moved it;
 //! * the queue_log's `WITHDRAW` line (Asterisk has no event for a move made by someone
 //!   else; a caller's move without an exit key logs the same event) says
@@ -97,20 +97,7 @@ impl Centre {
                     ));
                 }
                 Change::Event(e) if e.kind == "moved" => {
-                    let Confirmation::Moved { from, to, position } = &confirmation else {
-                        continue;
-                    };
-                    let mut detail = serde_json::json!({
-                        "from": from.0,
-                        "to": to.0,
-                        "position": position,
-                        "by": "supervisor",
-                        "supervisor": input.supervisor,
-                    });
-                    if !reason.is_empty() {
-                        detail["reason"] = serde_json::Value::String(reason.clone());
-                    }
-                    e.detail = detail.to_string();
+                    e.detail = format!("{} by supervisor {}{said}", e.detail, input.supervisor);
                 }
                 Change::Contact(row) => {
                     let text = format!(
@@ -224,11 +211,11 @@ mod tests {
                 _ => None,
             })
             .expect("a moved event");
-        let detail: serde_json::Value = serde_json::from_str(&event.detail).expect("json");
-        assert_eq!(detail["by"], "supervisor");
-        assert_eq!(detail["supervisor"], "sam");
-        assert_eq!(detail["reason"], "sales is closed");
-        assert_eq!(detail["position"], 2);
+        assert_eq!(
+            event.detail,
+            "from queue sales position 1 to queue support position 2 \
+             by supervisor sam: sales is closed"
+        );
         let Some(Notice::Text { text }) = &status.notice else {
             panic!("the caller is told why: {:?}", status.notice);
         };
