@@ -229,14 +229,26 @@ pub fn svg(c: &Chart<'_>) -> String {
             esc(c.unit)
         );
     }
+    // Each label centred under its time, but never past the right edge, and left out
+    // where it would run into the one before (an hour just begun, next to the last).
+    let mut drawn_to = f64::MIN;
     for (x, label) in &c.x_labels {
-        // Centred under its time, but never past the right edge.
         let at = x_of(*x);
-        let anchor = if at > W - RIGHT - 40.0 {
+        let width = CHAR_PX * as_f64(label.chars().count() as u64);
+        let anchor = if at + width / 2.0 > W - 2.0 {
             "end"
         } else {
             "middle"
         };
+        let (from, to) = if anchor == "end" {
+            (at.min(W - 2.0) - width, at.min(W - 2.0))
+        } else {
+            (at - width / 2.0, at + width / 2.0)
+        };
+        if from < drawn_to + 8.0 {
+            continue;
+        }
+        drawn_to = to;
         let _ = write!(
             out,
             r##"<text x="{:.1}" y="{:.1}" font-size="{TEXT_PX}" text-anchor="{anchor}" fill="#333">{}</text>"##,
@@ -361,6 +373,42 @@ mod tests {
         assert_eq!(s.matches("<circle").count(), 1);
         assert_eq!(s.matches("<polyline").count(), 1);
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
+    }
+
+    #[test]
+    fn time_labels_never_overlap_nor_leave_the_frame() {
+        let hour = 3_600_000;
+        let c = Chart {
+            id: "t",
+            title: "t",
+            unit: "",
+            // 08:02 to 12:02: the last hour began two minutes ago, and its label would sit
+            // on the one before.
+            x_range: (0, 4 * hour),
+            y_min_top: 1.0,
+            x_labels: (0..=3)
+                .map(|h| (58 * 60_000 + h * hour, format!("{:02}:00 UTC", 9 + h)))
+                .collect(),
+            series: Vec::new(),
+            bar_width: None,
+        };
+        let s = svg(&c);
+        assert!(
+            s.contains(">09:00 UTC<") && s.contains(">11:00 UTC<"),
+            "{s}"
+        );
+        assert!(!s.contains(">12:00 UTC<"), "left out: {s}");
+        // Two hours a frame: the last one drawn, anchored at its end inside the frame.
+        let c = Chart {
+            x_range: (0, hour),
+            x_labels: vec![(0, "09:00 UTC".into()), (hour, "10:00 UTC".into())],
+            ..c
+        };
+        let s = svg(&c);
+        assert!(
+            s.contains(r##"text-anchor="end" fill="#333">10:00 UTC<"##),
+            "{s}"
+        );
     }
 
     #[test]
