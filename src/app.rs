@@ -183,7 +183,9 @@ fn announce_start(config: &Config, http_local: std::net::SocketAddr) {
     } else {
         format!("http://{http_local}")
     };
-    tracing::info!("callers' page: {base}/   agent console: {base}/agent");
+    tracing::info!(
+        "callers' page: {base}/   agent console: {base}/agent   wallboard: {base}/supervisor"
+    );
     if config.http.public_url.is_empty() && http_local.ip().is_unspecified() {
         tracing::info!(
             "from other machines use this machine's address, port {}; set http.public_url \
@@ -197,6 +199,15 @@ fn announce_start(config: &Config, http_local: std::net::SocketAddr) {
             "DEMO AGENTS ACTIVE: {} can log in to {base}/agent and register phones with the \
              passwords published in holdline.toml. Change their passwords or remove them \
              (agent = [] in your configuration file) before real use.",
+            demo.join(", ")
+        );
+    }
+    let demo = config.demo_supervisors();
+    if !demo.is_empty() {
+        tracing::warn!(
+            "DEMO SUPERVISORS ACTIVE: {} can log in to {base}/supervisor with the passwords \
+             published in holdline.toml. Change their passwords or remove them \
+             (supervisor = [] in your configuration file) before real use.",
             demo.join(", ")
         );
     }
@@ -374,6 +385,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 password: a.password.clone(),
             })
             .collect(),
+        supervision: web::Supervision {
+            accounts: config
+                .supervisors
+                .iter()
+                .map(|s| web::SupervisorAccount {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    password: s.password.clone(),
+                    queues: s.queues.clone(),
+                })
+                .collect(),
+            service_level_secs: config.supervisor_settings.service_level_secs,
+            data_dir: Some(config.data.dir.clone()),
+        },
     });
     let web_stop = web_token.clone();
     let limits = web::conn_limit::ConnLimits {

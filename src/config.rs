@@ -7,7 +7,7 @@
 //! `agent = []` at the top of a file means "no agents"). `--sip`, `--http` and `--data`
 //! then override single fields.
 //!
-//! One file of ~920 production lines on purpose: it is the one place that says what every
+//! One file of ~1,080 production lines on purpose: it is the one place that says what every
 //! configuration key means, its default and how it is checked, section by section in the
 //! order of `holdline.toml`; most of it is doc comments and `serde` defaults. Splitting it
 //! by section would put the cross-section checks (`validate`) away from the keys they read.
@@ -76,6 +76,12 @@ pub struct Config {
     /// `[[agent]]`: the people who take contacts (none: contacts only wait).
     #[serde(rename = "agent", default)]
     pub agents: Vec<AgentConfig>,
+    /// `[supervisors]`: settings of the supervisor's view (the wallboard and reports).
+    #[serde(rename = "supervisors", default)]
+    pub supervisor_settings: SupervisorsConfig,
+    /// `[[supervisor]]`: who may open the wallboard, reports and supervisor actions.
+    #[serde(rename = "supervisor", default)]
+    pub supervisors: Vec<SupervisorConfig>,
     #[serde(default)]
     pub log: LogConfig,
     /// `[email]`: relay of emails and web forms to an SMTP server (optional; off when absent).
@@ -225,6 +231,50 @@ impl std::fmt::Debug for AgentConfig {
             )
             .field("skills", &self.skills)
             .field("uri", &self.uri)
+            .finish()
+    }
+}
+
+/// `[supervisors]`: what the supervisor's view shares (`[[supervisor]]` is the accounts;
+/// TOML cannot have a table and an array of tables under one name, as with `[agents]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorsConfig {
+    /// Service level threshold: a contact answered (or abandoned) within this many
+    /// seconds of arriving counts as within the service level.
+    pub service_level_secs: u32,
+}
+
+impl Default for SupervisorsConfig {
+    fn default() -> Self {
+        SupervisorsConfig {
+            service_level_secs: 20,
+        }
+    }
+}
+
+/// `[[supervisor]]`: one person who watches the centre at `/supervisor`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorConfig {
+    /// `[a-z0-9_.-]{1,32}`: the login.
+    pub id: String,
+    pub name: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// Queue ids this supervisor sees and acts on; empty or absent: every queue.
+    #[serde(default)]
+    pub queues: Vec<String>,
+}
+
+// Hand-written so a logged config never shows a password.
+impl std::fmt::Debug for SupervisorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .field("queues", &self.queues)
             .finish()
     }
 }
@@ -584,6 +634,7 @@ impl Config {
             return invalid("limits.max_calls must be at least 1".into());
         }
         self.validate_agents()?;
+        self.validate_supervisors()?;
         self.validate_email()?;
         let log = &self.log.queue_log;
         if !log.is_empty()
@@ -737,6 +788,47 @@ impl Config {
         Ok(())
     }
 
+    fn validate_supervisors(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !(1..=3600).contains(&self.supervisor_settings.service_level_secs) {
+            return invalid("supervisors.service_level_secs must be 1 to 3600".into());
+        }
+        let mut ids = HashSet::new();
+        for s in &self.supervisors {
+            let valid_id = (1..=32).contains(&s.id.len())
+                && s.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+            if !valid_id {
+                return invalid(format!(
+                    "supervisor id {:?} must be 1 to 32 of a-z 0-9 _ . -",
+                    s.id
+                ));
+            }
+            if !ids.insert(s.id.as_str()) {
+                return invalid(format!("supervisor id {:?} is used twice", s.id));
+            }
+            let who = format!("supervisor {:?}", s.id);
+            if s.name.trim().is_empty() || s.name.chars().count() > 100 {
+                return invalid(format!("{who}: name must be 1 to 100 characters"));
+            }
+            if s.password.chars().count() < 8
+                || s.password.len() > 128
+                || s.password.chars().any(char::is_control)
+            {
+                return invalid(format!(
+                    "{who}: password must be 8 to 128 bytes without control characters"
+                ));
+            }
+            for queue in &s.queues {
+                if !self.queues.iter().any(|q| &q.id == queue) {
+                    return invalid(format!("{who}: unknown queue {queue:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_email(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         let e = &self.email;
@@ -833,21 +925,21 @@ impl Config {
     /// agents, or anyone given a demo password): whoever read holdline.toml can log in as
     /// them and register their phone.
     pub fn demo_agents(&self) -> Vec<&str> {
-        let published: Vec<String> = toml::from_str::<toml::Table>(DEFAULT_TOML)
-            .ok()
-            .and_then(|t| t.get("agent").and_then(|a| a.as_array()).cloned())
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|a| {
-                a.get("password")
-                    .and_then(|p| p.as_str())
-                    .map(str::to_owned)
-            })
-            .collect();
+        let published = published_passwords("agent");
         self.agents
             .iter()
             .filter(|a| published.contains(&a.password))
             .map(|a| a.id.as_str())
+            .collect()
+    }
+
+    /// Ids of the supervisors whose password is one the embedded default publishes.
+    pub fn demo_supervisors(&self) -> Vec<&str> {
+        let published = published_passwords("supervisor");
+        self.supervisors
+            .iter()
+            .filter(|s| published.contains(&s.password))
+            .map(|s| s.id.as_str())
             .collect()
     }
 
@@ -856,6 +948,22 @@ impl Config {
             .iter()
             .find(|q| q.numbers.iter().any(|n| n == user))
     }
+}
+
+/// The passwords of the `[[list]]` entries in the embedded default (published to anyone
+/// who read holdline.toml).
+fn published_passwords(list: &str) -> Vec<String> {
+    toml::from_str::<toml::Table>(DEFAULT_TOML)
+        .ok()
+        .and_then(|t| t.get(list).and_then(|a| a.as_array()).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| {
+            a.get("password")
+                .and_then(|p| p.as_str())
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 /// Checks a configured SIP URI: `sip:` or `sips:`, an optional `user@`, a host (name,
@@ -1424,5 +1532,50 @@ mod tests {
         ] {
             assert!(check_sip_uri(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    /// The default with its demo supervisor replaced by `supervisors` (`[[supervisor]]`s).
+    fn with_supervisors(supervisors: &str) -> String {
+        let base = DEFAULT_TOML.split("[[supervisor]]").next().unwrap();
+        format!("{base}\n{supervisors}")
+    }
+
+    #[test]
+    fn supervisors_are_checked_and_their_passwords_never_logged() {
+        let sue = "[[supervisor]]\nid = \"sue\"\nname = \"Sue\"\npassword = \"sue-pass-1\"\nqueues = [\"sales\"]\n";
+        let c = Config::from_toml(&with_supervisors(sue)).expect("valid");
+        assert_eq!(c.supervisors[0].queues, ["sales"]);
+        assert_eq!(c.supervisor_settings.service_level_secs, 20);
+        assert!(
+            !format!("{c:?}").contains("sue-pass-1"),
+            "Debug hides passwords"
+        );
+        assert!(c.demo_supervisors().is_empty());
+        assert_eq!(Config::embedded().demo_supervisors(), ["sam"]);
+        for (change, error) in [
+            (
+                sue.replace("\"sue\"\nname", "\"Sue!\"\nname"),
+                "must be 1 to 32 of a-z",
+            ),
+            (format!("{sue}{sue}"), "is used twice"),
+            (
+                sue.replace("sue-pass-1", "short"),
+                "password must be 8 to 128 bytes",
+            ),
+            (
+                sue.replace("\"sales\"", "\"nowhere\""),
+                "unknown queue \"nowhere\"",
+            ),
+            (
+                sue.replace("\"Sue\"", "\"  \""),
+                "name must be 1 to 100 characters",
+            ),
+        ] {
+            let why = refused(&with_supervisors(&change));
+            assert!(why.contains(error), "{why}");
+        }
+        let no_level =
+            with_supervisors(sue).replace("service_level_secs = 20", "service_level_secs = 0");
+        assert!(refused(&no_level).contains("service_level_secs must be 1 to 3600"));
     }
 }

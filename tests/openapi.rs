@@ -77,6 +77,7 @@ async fn the_router_answers_every_documented_route_itself() {
         sip_address: String::new(),
         phones: None,
         zone: holdline::web::zone::Zone::utc(),
+        supervision: Default::default(),
     });
     let ask = |method: &str, path: &str| {
         let uri = path.replace("{id}", "000000000000");

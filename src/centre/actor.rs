@@ -132,6 +132,11 @@ enum Request {
         request: CommandRequest,
         reply: oneshot::Sender<Result<Confirmation, CommandError>>,
     },
+    /// A supervisor moves a waiting contact (answered like a caller's command).
+    SupervisorMove {
+        input: super::core::SupervisorMove,
+        reply: oneshot::Sender<Result<Confirmation, CommandError>>,
+    },
     Agent {
         agent: AgentId,
         op: AgentOp,
@@ -216,6 +221,20 @@ impl CentreHandle {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request::Command { request, reply })
+            .await
+            .map_err(|_| CommandError::ShuttingDown)?;
+        answer.await.map_err(|_| CommandError::ShuttingDown)?
+    }
+
+    /// A supervisor moves a waiting contact to another queue, keeping its seniority (see
+    /// `core::supervisor`). Answered like [`command`](Self::command), once committed.
+    pub async fn supervisor_move(
+        &self,
+        input: super::core::SupervisorMove,
+    ) -> Result<Confirmation, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::SupervisorMove { input, reply })
             .await
             .map_err(|_| CommandError::ShuttingDown)?;
         answer.await.map_err(|_| CommandError::ShuttingDown)?
@@ -673,6 +692,15 @@ impl Actor {
                         },
                     };
                     let _ = reply.send(status);
+                }
+                Request::SupervisorMove { input, reply } => {
+                    let result = self.centre.handle(now, input);
+                    self.drain_changes(&mut changes);
+                    pending.push(Pending::Command {
+                        reply,
+                        result,
+                        changed: changes.len() > before,
+                    });
                 }
                 Request::Command { request, reply } => {
                     let result = self.centre.handle(now, request);

@@ -44,6 +44,7 @@ mod io;
 mod journal;
 mod places;
 mod restore;
+mod supervisor;
 #[cfg(test)]
 mod tests;
 
@@ -58,6 +59,7 @@ pub use io::{
     Admit, Admitted, AgentInput, AgentOp, CallLost, End, FreshNumbers, Input, Tick, TransferOutcome,
 };
 use journal::{Journal, Undo};
+pub use supervisor::{REASON_MAX_CHARS, SupervisorMove};
 
 /// How many fresh random numbers `admit` draws before giving up. With 10^11 numbers and
 /// at most a few hundred thousand in use, one draw collides with odds of about 1 in

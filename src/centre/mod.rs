@@ -62,6 +62,7 @@
 pub mod accuracy;
 pub mod actor;
 pub mod agent;
+mod board_list;
 mod book;
 pub mod callback;
 pub mod command;
@@ -89,6 +90,7 @@ pub use agent::{
     AgentError, AgentId, AgentSpec, AgentState, AgentStatus, AgentView, Asked, AttemptOutcome,
     PHONE_NOT_REGISTERED, Reach, StoredAgent,
 };
+pub use board_list::{QueueLine, WaitingContact};
 pub use callback::{CallbackRules, default_callback_number};
 pub use command::{
     ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
@@ -101,7 +103,7 @@ pub use contact::{
 pub use core::{
     Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ContactEvent,
     Counters, End, FreshNumbers, Input, LostCall, MAX_CALLER_FAILURES, QueueSummary, Snapshot,
-    Stored, StoredCommand, StoredContact, Tick, TransferOutcome,
+    Stored, StoredCommand, StoredContact, SupervisorMove, Tick, TransferOutcome,
 };
 pub use estimate::{Spoken, WaitEstimate};
 pub use queue::{CentreConfig, QueueSpec};

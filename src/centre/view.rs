@@ -112,6 +112,11 @@ impl ViewHandle {
         ViewWrite(Some(self.0.write().unwrap_or_else(|e| e.into_inner())))
     }
 
+    /// `f` over the committed book, under the read lock (keep it short).
+    pub(crate) fn read_book<T>(&self, f: impl FnOnce(&Book) -> T) -> T {
+        f(&self.read().book)
+    }
+
     /// The committed status of a contact (live, or ended and still remembered).
     pub fn status(&self, id: &ContactId) -> Option<ContactStatus> {
         self.read().book.status(id)

@@ -7,6 +7,7 @@
 
 pub mod dir_lock;
 pub mod memory;
+pub mod report;
 pub mod sqlite;
 
 pub use memory::MemoryStore;

@@ -79,6 +79,8 @@ const MIGRATIONS: &[&str] = &[
     // 4 -> 5: the wait estimate a contact was told at admission (JSON, NULL for none),
     // scored against the wait that followed when an agent answers.
     "ALTER TABLE contacts ADD COLUMN told TEXT;",
+    // 5 -> 6: the supervisor's reports select contacts by arrival time (`store::report`).
+    "CREATE INDEX contacts_created ON contacts (created);",
 ];
 
 /// WAL pages (4 KiB) after which a commit checkpoints the WAL into the database.

@@ -90,16 +90,31 @@ pub fn password_matches(secret: &[u8; 32], given: &str, expected: &str) -> bool 
     got.verify_slice(&want).is_ok()
 }
 
-/// The configured agent whose id and password these are. An unknown id costs the same
+/// An account that logs in with an id and a password (agents, supervisors).
+pub trait Credentials {
+    fn login_id(&self) -> &str;
+    fn password(&self) -> &str;
+}
+
+impl Credentials for AgentAccount {
+    fn login_id(&self) -> &str {
+        self.id.as_str()
+    }
+    fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+/// The configured account whose id and password these are. An unknown id costs the same
 /// work as a wrong password.
-pub fn authenticate<'a>(
+pub fn authenticate<'a, A: Credentials>(
     secret: &[u8; 32],
-    agents: &'a [AgentAccount],
+    accounts: &'a [A],
     id: &str,
     password: &str,
-) -> Option<&'a AgentAccount> {
-    match agents.iter().find(|a| a.id.as_str() == id) {
-        Some(a) => password_matches(secret, password, &a.password).then_some(a),
+) -> Option<&'a A> {
+    match accounts.iter().find(|a| a.login_id() == id) {
+        Some(a) => password_matches(secret, password, a.password()).then_some(a),
         None => {
             let _ = password_matches(secret, password, "\0no such agent");
             None
@@ -107,11 +122,37 @@ pub fn authenticate<'a>(
     }
 }
 
-/// The session's MAC covers the agent's session generation, which logging out advances:
+/// Whose sessions a cookie carries: its name and the MAC's domain, so that a cookie signed
+/// for one kind of account never verifies as another (an agent's is no supervisor's).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Realm {
+    pub cookie: &'static str,
+    mac: &'static [u8],
+}
+
+/// The agents' sessions (console and API).
+pub(crate) const AGENTS: Realm = Realm {
+    cookie: AGENT_COOKIE,
+    mac: b"agent-session\0",
+};
+
+/// The supervisors' sessions (`/supervisor`, `/api/supervisor`).
+pub(crate) const SUPERVISORS: Realm = Realm {
+    cookie: "hl_supervisor",
+    mac: b"supervisor-session\0",
+};
+
+/// The session's MAC covers the account's session generation, which logging out advances:
 /// every cookie issued before a logout stops verifying at once, with no session table.
-fn session_mac(secret: &[u8; 32], agent: &str, expiry: u64, generation: u64) -> HmacSha256 {
+fn session_mac(
+    realm: Realm,
+    secret: &[u8; 32],
+    agent: &str,
+    expiry: u64,
+    generation: u64,
+) -> HmacSha256 {
     let mut mac = keyed(secret);
-    mac.update(b"agent-session\0");
+    mac.update(realm.mac);
     mac.update(agent.as_bytes());
     mac.update(b"\0");
     mac.update(expiry.to_string().as_bytes());
@@ -123,8 +164,19 @@ fn session_mac(secret: &[u8; 32], agent: &str, expiry: u64, generation: u64) -> 
 /// A session cookie value for `agent` in its session `generation`, valid until
 /// `now_secs + SESSION_SECS`.
 pub fn session_value(secret: &[u8; 32], agent: &str, generation: u64, now_secs: u64) -> String {
+    session_value_in(AGENTS, secret, agent, generation, now_secs)
+}
+
+/// [`session_value`] for an account of `realm`.
+pub(crate) fn session_value_in(
+    realm: Realm,
+    secret: &[u8; 32],
+    agent: &str,
+    generation: u64,
+    now_secs: u64,
+) -> String {
     let expiry = now_secs + SESSION_SECS;
-    let tag = session_mac(secret, agent, expiry, generation)
+    let tag = session_mac(realm, secret, agent, expiry, generation)
         .finalize()
         .into_bytes();
     format!("{agent}.{expiry}.{}", hex::encode(tag))
@@ -138,11 +190,22 @@ pub fn verify_session(
     generation_of: impl Fn(&str) -> u64,
     now_secs: u64,
 ) -> Option<String> {
+    verify_session_in(AGENTS, secret, value, generation_of, now_secs)
+}
+
+/// [`verify_session`] for an account of `realm`.
+pub(crate) fn verify_session_in(
+    realm: Realm,
+    secret: &[u8; 32],
+    value: &str,
+    generation_of: impl Fn(&str) -> u64,
+    now_secs: u64,
+) -> Option<String> {
     let mut parts = value.rsplitn(3, '.');
     let (tag, expiry, agent) = (parts.next()?, parts.next()?, parts.next()?);
     let expiry: u64 = expiry.parse().ok()?;
     let tag = hex::decode(tag).ok()?;
-    session_mac(secret, agent, expiry, generation_of(agent))
+    session_mac(realm, secret, agent, expiry, generation_of(agent))
         .verify_slice(&tag)
         .ok()
         .filter(|()| now_secs < expiry)
@@ -151,25 +214,37 @@ pub fn verify_session(
 
 /// `Set-Cookie` for a session on `path`.
 pub fn session_cookie(value: &str, path: &str) -> String {
-    format!(
-        "{AGENT_COOKIE}={value}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={SESSION_SECS}"
-    )
+    session_cookie_in(AGENTS, value, path)
+}
+
+pub(crate) fn session_cookie_in(realm: Realm, value: &str, path: &str) -> String {
+    let name = realm.cookie;
+    format!("{name}={value}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={SESSION_SECS}")
 }
 
 /// `Set-Cookie` that removes the session on `path`.
 pub fn clear_cookie(path: &str) -> String {
-    format!("{AGENT_COOKIE}=; HttpOnly; SameSite=Strict; Path={path}; Max-Age=0")
+    clear_cookie_in(AGENTS, path)
+}
+
+pub(crate) fn clear_cookie_in(realm: Realm, path: &str) -> String {
+    let name = realm.cookie;
+    format!("{name}=; HttpOnly; SameSite=Strict; Path={path}; Max-Age=0")
 }
 
 /// The raw session cookie value from the request, if any.
 pub fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    cookie_value_in(AGENTS, headers)
+}
+
+pub(crate) fn cookie_value_in(realm: Realm, headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|h| h.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == AGENT_COOKIE && !value.is_empty())
+        .find(|(name, value)| *name == realm.cookie && !value.is_empty())
         .map(|(_, value)| value.to_owned())
 }
 
@@ -244,7 +319,7 @@ fn live_html(v: &ConsoleView, csrf: &str) -> String {
     })
 }
 
-fn with_cookie(mut response: Response, cookie: &str) -> Response {
+pub(crate) fn with_cookie(mut response: Response, cookie: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -29,6 +29,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/agent/me"),
     ("post", "/api/agent/state"),
     ("post", "/api/agent/done"),
+    ("get", "/api/supervisor/reports"),
 ];
 
 fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
@@ -40,6 +41,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("get", "/api/agent/me") => get(agent_api::me),
         ("post", "/api/agent/state") => post(agent_api::set_state),
         ("post", "/api/agent/done") => post(agent_api::done),
+        ("get", "/api/supervisor/reports") => get(super::supervisor::reports_json),
         _ => unreachable!("API_ROUTES lists a route without a handler: {method} {path}"),
     }
 }
@@ -80,6 +82,8 @@ pub enum AppError {
     },
     /// Agent API: the agent's state does not allow this now.
     AgentConflict(String),
+    /// Supervisor API: no supervisor's session (an agent's never counts).
+    NotSupervisor,
 }
 
 impl From<CommandError> for AppError {
@@ -166,6 +170,11 @@ impl IntoResponse for AppError {
                 "agent-state",
                 "Not allowed in the agent's current state",
             ),
+            AppError::NotSupervisor => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Supervisor session missing or expired",
+            ),
         };
         let mut body = json!({
             "type": format!("/problems/{slug}"),
@@ -199,6 +208,9 @@ impl IntoResponse for AppError {
                 format!("Too many failed logins from this address; retry after {retry_after_secs} s.")
             }
             AppError::AgentConflict(reason) => reason.clone(),
+            AppError::NotSupervisor => {
+                "Log in as a supervisor at /supervisor/login (the hl_supervisor cookie).".to_owned()
+            }
         };
         body["detail"] = json!(detail);
         match &self {

@@ -15,6 +15,9 @@
 //! * [`agent`]: the agent console under `/agent` (login, state, the contact's content) and
 //!   agent authentication; [`agent_api`]: the same as JSON under `/api/agent/`.
 //! * [`metrics`]: `GET /metrics`, Prometheus text from the centre's snapshot.
+//! * [`supervisor`]: the supervisor's wallboard, reports and actions under `/supervisor`
+//!   ([`supervisor_view`] what they show, [`report`] the report arithmetic, [`plot`] the
+//!   SVG plots and their sampled history).
 
 pub mod agent;
 pub mod agent_api;
@@ -27,8 +30,12 @@ pub mod limit;
 pub mod link;
 pub mod metrics;
 pub mod pages;
+pub mod plot;
 pub mod public;
+pub mod report;
 pub mod sse;
+pub mod supervisor;
+pub mod supervisor_view;
 pub mod words;
 pub mod zone;
 
@@ -52,6 +59,7 @@ use crate::centre::{CentreHandle, CommandId, Confirmation, ContactId, ContactSta
 
 pub use agent::AgentAccount;
 pub use limit::RateLimits;
+pub use supervisor::{Supervision, SupervisorAccount};
 
 /// Largest request body accepted (forms and API).
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -85,6 +93,8 @@ pub struct WebState {
     /// Whether an agent's phone can be reached now (the registrar's bindings); `None`
     /// where there is no SIP side (tests of the web alone): every phone counts as reachable.
     pub phones: Option<PhoneLookup>,
+    /// Supervisors, the service level threshold, and where the reports read the store.
+    pub supervision: Supervision,
 }
 
 /// Whether an agent's phone can take an offer now.
@@ -130,6 +140,10 @@ pub(crate) struct Shared {
     /// Browsers that proved a contact number (its link, or a lookup that found it): their
     /// page's own requests skip the guessing budget (see `link`).
     proven: Mutex<Proven>,
+    /// Today's contacts from the store, shared by the wallboards for a few seconds.
+    today: supervisor::TodayCache,
+    /// One sample a minute for the wallboard's plots (fed by `sample_history`).
+    history: plot::History,
 }
 
 /// (browser session, contact number) pairs, bounded: the oldest goes first.
@@ -269,14 +283,23 @@ pub fn router(state: WebState) -> Router {
         done: Mutex::new(DoneCache::default()),
         sessions: Mutex::new(HashMap::new()),
         proven: Mutex::new(Proven::default()),
+        today: supervisor::TodayCache::default(),
+        history: plot::History::default(),
     });
+    // Without a runtime (a router built outside one) there is no sampler: the plots stay
+    // empty, the rest works.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(sample_history(Arc::downgrade(&shared)));
+    }
     pages::routes()
         .merge(api::routes())
         .merge(agent::routes())
+        .merge(supervisor::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
         .route("/static/live.js", get(live_js))
         .route("/static/agent.js", get(agent_js))
+        .route("/static/supervisor.js", get(supervisor_js))
         .route("/static/style.css", get(style_css))
         .fallback(fallback)
         .layer(middleware::from_fn(guard))
@@ -314,25 +337,49 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn live_js() -> Response {
+    script(include_str!("../../static/live.js"))
+}
+
+async fn agent_js() -> Response {
+    script(include_str!("../../static/agent.js"))
+}
+
+async fn supervisor_js() -> Response {
+    script(include_str!("../../static/supervisor.js"))
+}
+
+fn script(body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        include_str!("../../static/live.js"),
+        body,
     )
         .into_response()
 }
 
-async fn agent_js() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=300"),
-        ],
-        include_str!("../../static/agent.js"),
-    )
-        .into_response()
+/// Feeds the plots' history from the centre's snapshots, every few seconds, until the
+/// server goes away (the router and its state dropped) or stops.
+async fn sample_history(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.web.shutdown.is_cancelled() {
+            return;
+        }
+        let snapshot = shared.web.centre.snapshots().borrow().clone();
+        shared.history.record(&snapshot);
+        let stop = shared.web.shutdown.clone();
+        drop(shared);
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 async fn style_css() -> Response {

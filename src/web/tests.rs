@@ -71,6 +71,7 @@ async fn fixture() -> Fixture {
         sip_address: String::new(),
         phones: None,
         zone: crate::web::zone::Zone::utc(),
+        supervision: Default::default(),
     });
     Fixture {
         app,
@@ -1218,6 +1219,7 @@ async fn event_streams_end_when_the_server_stops() {
         sip_address: String::new(),
         phones: None,
         zone: crate::web::zone::Zone::utc(),
+        supervision: Default::default(),
     });
     let r = get(&app, &format!("/c/{}/events", f.id)).await;
     let mut stream = r.into_body().into_data_stream();
@@ -1279,6 +1281,7 @@ async fn agent_fixture_phones(mut cfg: CentreConfig, phones: Option<PhoneLookup>
         sip_address: "192.0.2.1:5060".into(),
         phones,
         zone: crate::web::zone::Zone::utc(),
+        supervision: Default::default(),
     });
     Fixture {
         app,
@@ -1917,6 +1920,7 @@ async fn paris_fixture() -> Fixture {
         sip_address: String::new(),
         phones: None,
         zone: crate::web::zone::Zone::utc(),
+        supervision: Default::default(),
     });
     Fixture {
         app,

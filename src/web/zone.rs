@@ -138,6 +138,34 @@ impl Zone {
         self.format(t, "%Y-%m-%dT%H:%M")
     }
 
+    /// The start of the `minutes`-long interval of the local day holding `t` (15, 60, or
+    /// 1440 for the day), as an instant: report intervals follow the centre's clock, so a
+    /// day is a local day across daylight-saving changes.
+    pub fn interval_start(&self, t: Timestamp, minutes: u32) -> Timestamp {
+        let Some(civil) = self.civil(t) else {
+            return t;
+        };
+        let day = civil.date();
+        let start = if minutes >= 1440 {
+            day.to_datetime(jiff::civil::Time::midnight())
+        } else {
+            let of_day = i32::from(civil.hour()) * 60 + i32::from(civil.minute());
+            let m = i32::try_from(minutes.max(1)).unwrap_or(60);
+            let floored = of_day / m * m;
+            let (h, mi) = (floored / 60, floored % 60);
+            let (Ok(h), Ok(mi)) = (i8::try_from(h), i8::try_from(mi)) else {
+                return t;
+            };
+            day.at(h, mi, 0, 0)
+        };
+        // A local time a change skipped: the later offset, as `parse_datetime_local`.
+        start
+            .to_zoned_datetime(self.tz.clone())
+            .ok()
+            .and_then(|z| u64::try_from(z.timestamp().as_millisecond()).ok())
+            .map_or(t, Timestamp)
+    }
+
     /// A `datetime-local` value typed in this zone, as an instant. A time a daylight-saving
     /// change skips or repeats is taken the way RFC 5545 does (the later offset for a gap,
     /// the earlier for a fold).

@@ -430,6 +430,19 @@ impl Browser {
         }
     }
 
+    /// Resizes the window so the page's viewport is `width` × `height` CSS pixels (a wall
+    /// screen, say): the window's outer size is the viewport plus the browser's own frame.
+    pub fn set_viewport(&self, width: u32, height: u32) {
+        let c = self.client();
+        let inner = self.execute(
+            "return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight];",
+            vec![],
+        );
+        let frame = |i: usize| u32::try_from(inner[i].as_u64().unwrap_or(0)).unwrap_or(0);
+        let (w, h) = (width + frame(0), height + frame(1));
+        self.run("set window size", c.set_window_size(w, h));
+    }
+
     /// Saves a PNG of the viewport.
     pub fn screenshot(&self, path: &Path) {
         let png = self.run("screenshot", self.client().screenshot());

@@ -63,6 +63,7 @@ mod sealed {
     impl Sealed for super::TransferOutcome {}
     impl Sealed for super::FreshNumbers {}
     impl Sealed for super::CallLost {}
+    impl Sealed for super::SupervisorMove {}
 }
 
 /// A new contact joins the back of its queue (by seniority = `now`), or a redialling caller
@@ -168,13 +169,13 @@ impl Centre {
         self.next_deadline()
     }
 
-    fn emit(&mut self, changes: Vec<Change>, effects: Vec<Effect>) {
+    pub(super) fn emit(&mut self, changes: Vec<Change>, effects: Vec<Effect>) {
         self.outbox.changes.extend(changes);
         self.outbox.effects.extend(effects);
     }
 
     /// Effects routing made inside an operation whose own shape carries none.
-    fn emit_routed(&mut self) {
+    pub(super) fn emit_routed(&mut self) {
         let routed = std::mem::take(&mut self.routed);
         self.outbox.effects.extend(routed);
     }
