@@ -1,7 +1,7 @@
 //! Accessibility of every page a caller or an agent sees, checked by axe-core (the engine
 //! behind Lighthouse's and Chrome's accessibility audits) inside the real Chromium against
 //! the real gateway: WCAG 2.0/2.1/2.2 A and AA rules plus axe's best practices, at a phone's
-//! size for the caller's pages and a desktop's for the console. Zero violations is the bar.
+//! size for the caller's pages, a desktop's for the console, both for the supervisor's. Zero violations is the bar.
 //!
 //! axe-core is not a Rust crate: `./scripts/test` fetches the pinned npm release (checked
 //! against its SHA-256) and passes its path in `HOLDLINE_AXE_JS`. Without it the test
@@ -116,7 +116,7 @@ fn check(b: &Browser, auditor: Option<&Browser>, axe: &str, what: &str, found: &
 }
 
 #[test]
-fn every_caller_and_agent_page_passes_axe_core() {
+fn every_caller_agent_and_supervisor_page_passes_axe_core() {
     let axe = axe_source();
     let g = Gateway::start_with_agents(
         "axe",
@@ -258,6 +258,47 @@ fn every_caller_and_agent_page_passes_axe_core() {
     b.close();
     // The email replaced the call: the gateway has said goodbye and hung up.
     drop(other);
+
+    // The supervisor's view (the embedded default's demo supervisor): login and its
+    // refusal, the live wallboard with a contact waiting, the reports; at a wall screen's
+    // width and at a phone's.
+    let waiting = Caller::call(&g, "support", 0);
+    for phone in [false, true] {
+        let size = if phone { "phone" } else { "desktop" };
+        let b = Browser::start_with(Options {
+            phone,
+            ..Options::default()
+        });
+        b.goto(&url("/supervisor/login"));
+        check(
+            &b,
+            None,
+            &axe,
+            &format!("{size} supervisor login"),
+            &mut found,
+        );
+        b.fill("#id", "sam");
+        b.fill("#password", "not the password");
+        b.click("#login");
+        b.wait_for_text("#error", |t| !t.is_empty(), UI);
+        check(
+            &b,
+            None,
+            &axe,
+            &format!("{size} supervisor login refused"),
+            &mut found,
+        );
+        b.fill("#id", "sam");
+        b.fill("#password", "demo-sam-change-me");
+        b.click("#login");
+        b.wait_for_url(|u| u.ends_with("/supervisor"), UI);
+        b.wait_for_text("#queue-support .waiting", |t| t == "1", UI);
+        check(&b, None, &axe, &format!("{size} wallboard"), &mut found);
+        b.goto(&url("/supervisor/reports"));
+        check(&b, None, &axe, &format!("{size} reports"), &mut found);
+        b.close();
+    }
+    drop(waiting);
 
     assert!(
         found.is_empty(),
