@@ -128,6 +128,11 @@ enum Request {
         id: ContactId,
         reply: oneshot::Sender<Option<ContactStatus>>,
     },
+    /// The story of a contact the view does not hold (ended and out of memory).
+    Timeline {
+        id: ContactId,
+        reply: oneshot::Sender<Option<super::timeline::Timeline>>,
+    },
     Command {
         request: CommandRequest,
         reply: oneshot::Sender<Result<Confirmation, CommandError>>,
@@ -201,6 +206,17 @@ impl CentreHandle {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Stored { id, reply }).await.ok()?;
         answer.await.ok().flatten()
+    }
+
+    /// The contact's story for its caller, as committed: from the view, or for a contact
+    /// that ended long ago, read back from the store by the centre thread (rare).
+    pub async fn timeline(&self, id: ContactId) -> Option<Arc<super::timeline::Timeline>> {
+        if let Some(t) = self.view.timeline(&id) {
+            return Some(t);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Timeline { id, reply }).await.ok()?;
+        answer.await.ok().flatten().map(Arc::new)
     }
 
     /// The read view: statuses without the centre thread, and per-contact subscriptions.
@@ -373,6 +389,15 @@ pub fn spawn(
     let (requests, inbox) = mpsc::channel(REQUEST_CAPACITY);
     let (publish, snapshots) = watch::channel(Arc::new(centre.board(now)));
     let view = ViewHandle::new(centre.book().clone());
+    {
+        // Every remembered contact's story from its stored history: one indexed read per
+        // contact, once, so no page after a restart waits on the centre thread for it.
+        let mut w = view.write();
+        for id in centre.book().rows.keys() {
+            let events = store.events(id).map_err(StartError::Load)?;
+            w.seed(id, super::timeline::Timeline::from_events(&events));
+        }
+    }
     let (effects, _) = broadcast::channel(EFFECT_CAPACITY);
     let actor = Actor {
         centre,
@@ -674,6 +699,18 @@ impl Actor {
                     };
                     let _ = reply.send(status);
                 }
+                Request::Timeline { id, reply } => {
+                    // Read-only, answered at once: what is committed so far.
+                    let timeline = match self.store.events(&id) {
+                        Ok(events) if events.is_empty() => None,
+                        Ok(events) => Some(super::timeline::Timeline::from_events(&events)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading a contact's history failed");
+                            None
+                        }
+                    };
+                    let _ = reply.send(timeline);
+                }
                 Request::Command { request, reply } => {
                     let result = self.centre.handle(now, request);
                     self.drain_changes(&mut changes);
@@ -729,13 +766,16 @@ impl Actor {
                 self.tick_after = None;
                 if !changes.is_empty() {
                     let book = self.centre.book();
-                    rings = Some(self.view.write().apply(
+                    let mut view = self.view.write();
+                    rings = Some(view.apply(
                         touched.into_iter().map(|id| {
                             let row = book.rows.get(&id).cloned();
                             (id, row)
                         }),
                         book,
                     ));
+                    view.record(&changes);
+                    drop(view);
                     self.publish.send_replace(Arc::new(self.centre.board(now)));
                 }
                 // Committed: now the front-end may act. No subscriber is not an error.
@@ -874,6 +914,12 @@ mod tests {
         }
         fn number_taken(&mut self, id: &ContactId) -> Result<bool, StoreError> {
             self.0.number_taken(id)
+        }
+        fn events(
+            &mut self,
+            id: &ContactId,
+        ) -> Result<Vec<crate::centre::ContactEvent>, StoreError> {
+            self.0.events(id)
         }
         fn apply(&mut self, changes: &[crate::centre::Change]) -> Result<(), StoreError> {
             self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

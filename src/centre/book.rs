@@ -118,6 +118,13 @@ impl Book {
         self.estimate_in(i, self.queues[i].waiting(), None)
     }
 
+    /// A queue's name as callers see it (its id if it is no longer configured).
+    pub fn queue_name(&self, q: &QueueId) -> String {
+        self.queue_index
+            .get(q)
+            .map_or_else(|| q.0.clone(), |&i| self.queues[i].spec.name.clone())
+    }
+
     /// The contact's status, for live contacts and ended ones still remembered.
     pub fn status(&self, id: &ContactId) -> Option<ContactStatus> {
         self.rows.get(id).map(|row| self.status_of(row))

@@ -355,11 +355,11 @@ impl Centre {
                 contact: id,
                 at: now,
                 kind: "queued".to_owned(),
-                detail: format!(
-                    "queue {} position {}",
-                    row.queue,
-                    status.position.unwrap_or(0)
-                ),
+                detail: super::timeline::json(serde_json::json!({
+                    "queue": row.queue.as_str(),
+                    "queue_name": self.book.queue_name(&row.queue),
+                    "position": status.position.unwrap_or(0),
+                })),
             }),
             enter,
         ];
@@ -423,7 +423,10 @@ impl Centre {
                 contact: id,
                 at: now,
                 kind: "rejoined".to_owned(),
-                detail: format!("redialled; position {}", status.position.unwrap_or(0)),
+                detail: super::timeline::json(serde_json::json!({
+                    "by": "redial",
+                    "position": status.position.unwrap_or(0),
+                })),
             }),
         ];
         changes.extend(routed);

@@ -77,6 +77,7 @@ pub mod queue_log;
 mod queue_log_file;
 mod records;
 mod storage;
+pub mod timeline;
 #[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]

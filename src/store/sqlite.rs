@@ -409,6 +409,10 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl Store for SqliteStore {
+    fn events(&mut self, id: &ContactId) -> Result<Vec<ContactEvent>, StoreError> {
+        self.events_for(id)
+    }
+
     fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, queue, media, state, state_at, state_until, end_reason,

@@ -233,6 +233,14 @@ pub(crate) async fn find(
     Ok((id, status))
 }
 
+/// The contact's story in words, times in `zone`.
+async fn story(state: &AppState, id: &ContactId, zone: &Zone) -> Vec<words::StoryLine> {
+    match state.web.centre.timeline(id.clone()).await {
+        Some(t) => words::story(&t, zone),
+        None => Vec::new(),
+    }
+}
+
 async fn status_page(
     State(state): State<AppState>,
     Client(ip): Client,
@@ -242,12 +250,14 @@ async fn status_page(
     RawQuery(query): RawQuery,
 ) -> Response {
     let token = super::link::token_in(query.as_deref());
-    let (_, status) = match find(&state, ip, Some(session.id.as_str()), token, &raw).await {
+    let (id, status) = match find(&state, ip, Some(session.id.as_str()), token, &raw).await {
         Ok(found) => found,
         Err(r) => return r,
     };
+    let zone = Zone::of_request(&headers, &state.web.zone);
     let view = View {
-        zone: Zone::of_request(&headers, &state.web.zone),
+        story: story(&state, &id, &zone).await,
+        zone,
         ..View::default()
     };
     let page = StatusPage::build(&state.web.secret, &session.id, &status, view);
@@ -306,6 +316,7 @@ async fn done(
     );
     let view = View {
         confirmation: Some(text),
+        story: story(&state, &id, &zone).await,
         zone,
         ..View::default()
     };
@@ -444,6 +455,8 @@ pub(crate) struct View {
     pub zone: Zone,
     /// Only this control, on a page of its own (see `form_page`).
     pub only: Option<ActionKind>,
+    /// The contact's story in words (empty: the section waits for the live update).
+    pub story: Vec<words::StoryLine>,
 }
 
 impl Default for View {
@@ -454,6 +467,7 @@ impl Default for View {
             typed: None,
             zone: Zone::utc(),
             only: None,
+            story: Vec::new(),
         }
     }
 }
@@ -551,6 +565,7 @@ pub(crate) struct StatusPage {
     /// On the cancel page: what cancelling loses, in words.
     pub cancel_loses: String,
     pub d: Display,
+    pub story: Vec<words::StoryLine>,
     pub any_options: bool,
     pub version: u64,
     pub csrf: String,
@@ -738,6 +753,7 @@ impl StatusPage {
             zone_name: zone.name().to_owned(),
             cancel_loses,
             d: words::display_in(status, zone),
+            story: view.story,
             any_options: !status.options.is_empty(),
             version: status.version,
             csrf: csrf::token(secret, session, status.id.as_str()),

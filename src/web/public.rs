@@ -14,6 +14,7 @@ use crate::centre::{
 };
 
 use super::words::{self, Display};
+use crate::centre::timeline::Timeline;
 
 /// A buffer size that holds a typical status (about 1 KiB) without growing.
 pub(crate) const TYPICAL_BYTES: usize = 1536;
@@ -52,6 +53,8 @@ pub struct PublicStatus<'a> {
     seniority: Timestamp,
     skillset: &'a str,
     state: ContactState,
+    /// The contact's story in plain words, oldest first (see `words::story`).
+    timeline: Vec<words::StoryLine>,
     substitute: Option<PublicSubstitute<'a>>,
     transferring: &'a Option<String>,
     version: u64,
@@ -152,11 +155,20 @@ impl<'a> PublicStatus<'a> {
             seniority: *seniority,
             skillset,
             state: *state,
+            timeline: Vec::new(),
             substitute,
             transferring,
             version: *version,
             wait_rise,
         }
+    }
+
+    /// Adds the contact's story, its times in `zone`.
+    pub fn with_story(mut self, timeline: Option<&Timeline>, zone: &super::zone::Zone) -> Self {
+        if let Some(t) = timeline {
+            self.timeline = words::story(t, zone);
+        }
+        self
     }
 
     /// Adds the session's CSRF token (the API's `GET` only).

@@ -205,10 +205,10 @@ fn move_keeps_seniority_and_overtakes_juniors_in_the_target() {
     let ev = events(&changes);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].kind, "moved");
-    assert!(
-        ev[0]
-            .detail
-            .contains("sales position 2 to queue support position 2")
+    let detail: serde_json::Value = serde_json::from_str(&ev[0].detail).expect("json detail");
+    assert_eq!(
+        detail,
+        serde_json::json!({"by": "caller", "from": "sales", "from_name": "sales", "from_position": 2, "to": "support", "to_name": "support", "position": 2})
     );
     assert!(matches!(changes.last(), Some(Change::Command(_))));
 }

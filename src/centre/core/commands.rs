@@ -419,9 +419,16 @@ impl Centre {
                 contact: row.id.clone(),
                 at: now,
                 kind: "moved".to_owned(),
-                detail: format!(
-                    "from queue {from} position {from_position} to queue {to} position {position}"
-                ),
+                // A supervisor's move (another part) writes `"by": "supervisor"` and a `why`.
+                detail: super::super::timeline::json(serde_json::json!({
+                    "by": "caller",
+                    "from": from.as_str(),
+                    "from_name": self.book.queue_name(&from),
+                    "from_position": from_position,
+                    "to": to.as_str(),
+                    "to_name": self.book.queue_name(&to),
+                    "position": position,
+                })),
             }),
             Change::Contact(row),
         ];

@@ -131,7 +131,10 @@ impl Centre {
             contact: id.clone(),
             at: now,
             kind: "disconnected".to_owned(),
-            detail: format!("call lost ({}); place kept until {until}", why.as_str()),
+            detail: super::super::timeline::json(serde_json::json!({
+                "why": why.as_str(),
+                "until": until.0,
+            })),
         }));
         self.put_row(row.clone());
         changes.push(Change::Contact(row));
