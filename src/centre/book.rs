@@ -236,6 +236,7 @@ impl Book {
             notice: row.notice.clone(),
             attempts: row.attempts.clone(),
             next_attempt: row.next_attempt_at,
+            note: row.note.clone(),
         }
     }
 }
@@ -249,6 +250,8 @@ fn options(row: &StoredContact, can_move: bool) -> Vec<ActionKind> {
     if can_move {
         options.push(ActionKind::MoveQueue);
     }
+    // Until offered (`in_line` is false from the offer on), whatever the medium.
+    options.push(ActionKind::Note);
     match row.substitute {
         None => options.extend([ActionKind::Callback, ActionKind::Email, ActionKind::WebForm]),
         Some(Substitute::Callback { .. }) => {

@@ -389,6 +389,8 @@ pub struct ContactStatus {
     pub attempts: Vec<CallbackAttempt>,
     /// A call-back is not tried again before this.
     pub next_attempt: Option<Timestamp>,
+    /// The caller's note for the agent (the caller's own words: escape wherever shown).
+    pub note: Option<String>,
 }
 
 /// One try at calling a customer back.

@@ -42,6 +42,8 @@ mod commands;
 mod faults;
 mod io;
 mod journal;
+#[cfg(test)]
+mod note_tests;
 mod places;
 mod restore;
 #[cfg(test)]
@@ -327,6 +329,7 @@ impl Centre {
             entered: Some(now),
             caller_failures: 0,
             told: None,
+            note: None,
         };
         self.put_row(row.clone());
         let mut row = row;

@@ -77,11 +77,11 @@ pub mod queue_log;
 mod queue_log_file;
 mod records;
 mod storage;
-pub mod timeline;
 #[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
+pub mod timeline;
 mod view;
 
 pub use accuracy::AccuracyReport;

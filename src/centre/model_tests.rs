@@ -1069,6 +1069,16 @@ impl Model {
                     window: *window,
                 }
             }
+            // A note changes nothing the model follows (places, offers, media).
+            Command::Note { text } => {
+                let chars = text.trim().chars().count();
+                if chars > crate::centre::limits::NOTE_MAX_CHARS {
+                    return (Err(Refusal::Invalid), Vec::new());
+                }
+                Confirmation::NoteSaved {
+                    chars: u32::try_from(chars).unwrap_or(u32::MAX),
+                }
+            }
         };
         self.commands
             .insert(cmd_id.clone(), (id, command.clone(), confirmation.clone()));

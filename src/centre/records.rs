@@ -81,6 +81,10 @@ pub struct StoredContact {
     /// The wait estimate given at admission (live calls), scored when an agent answers.
     #[serde(default)]
     pub told: Option<WaitEstimate>,
+    /// What the caller wrote for the agent (at most `limits::NOTE_MAX_CHARS`), shown on the
+    /// agent's card from the offer on; editable until the contact is offered.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 impl StoredContact {

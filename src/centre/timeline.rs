@@ -66,18 +66,24 @@ pub enum Step {
         why: Option<String>,
     },
     /// The call was lost; the place is kept until `until`.
-    CallLost { until: Option<Timestamp> },
+    CallLost {
+        until: Option<Timestamp>,
+    },
     /// Back in the place kept for them.
     Rejoined {
         by: Option<Rejoin>,
         position: Option<u32>,
     },
     /// The call was replaced: "callback", "email" or "web_form".
-    Substituted { by: String },
+    Substituted {
+        by: String,
+    },
     CallbackChanged,
     CallbackCancelled,
     /// A call-back attempt and how it went ("connected", "busy", "no answer", ...).
-    CallbackAttempt { outcome: Option<String> },
+    CallbackAttempt {
+        outcome: Option<String>,
+    },
     /// Offered to an agent (not yet answered).
     Offered,
     /// The offer did not reach the agent; back in the place.
@@ -89,9 +95,13 @@ pub enum Step {
     /// The caller wrote or changed their note for the agent.
     Note,
     /// Ended, and how ("completed", "abandoned", "lost", ...).
-    Ended { reason: String },
+    Ended {
+        reason: String,
+    },
     /// A kind this build has no words for (written by a newer build or another part).
-    Other { event: String },
+    Other {
+        event: String,
+    },
 }
 
 /// Named fields of a JSON detail; every one optional, unknown ones ignored.
@@ -240,7 +250,10 @@ mod tests {
 
     #[test]
     fn created_carries_nothing_and_old_text_details_give_no_parameters() {
-        assert_eq!(entry(&ev("created", "Voice from sip:+15550100@x (call a)")), None);
+        assert_eq!(
+            entry(&ev("created", "Voice from sip:+15550100@x (call a)")),
+            None
+        );
         let e = entry(&ev("queued", "queue sales position 3")).expect("entry");
         assert_eq!(
             e.step,

@@ -79,6 +79,8 @@ const MIGRATIONS: &[&str] = &[
     // 4 -> 5: the wait estimate a contact was told at admission (JSON, NULL for none),
     // scored against the wait that followed when an agent answers.
     "ALTER TABLE contacts ADD COLUMN told TEXT;",
+    // 5 -> 6: the caller's note for the agent (NULL for none; at most 500 characters).
+    "ALTER TABLE contacts ADD COLUMN note TEXT;",
 ];
 
 /// WAL pages (4 KiB) after which a commit checkpoints the WAL into the database.
@@ -274,6 +276,7 @@ struct RawRow {
     first_call_ref: Option<String>,
     orig_position: Option<i64>,
     told: Option<String>,
+    note: Option<String>,
 }
 
 impl RawRow {
@@ -301,6 +304,7 @@ impl RawRow {
             first_call_ref: r.get(19)?,
             orig_position: r.get(20)?,
             told: r.get(21)?,
+            note: r.get(22)?,
         })
     }
 
@@ -390,6 +394,7 @@ impl RawRow {
             entered: None,
             caller_failures: 0,
             told,
+            note: self.note,
         })
     }
 }
@@ -419,7 +424,7 @@ impl Store for SqliteStore {
                     seniority, seq, created, caller, call_ref,
                     version, substitute, position_rise,
                     attempts, next_attempt_at, transferring, notice, first_call_ref,
-                    orig_position, told
+                    orig_position, told, note
              FROM contacts WHERE id = ?1",
         )?;
         let raw = stmt
@@ -445,7 +450,7 @@ impl Store for SqliteStore {
                     seniority, seq, created, caller, call_ref,
                     version, substitute, position_rise,
                     attempts, next_attempt_at, transferring, notice, first_call_ref,
-                    orig_position, told
+                    orig_position, told, note
              FROM contacts WHERE state != 'ended' OR state_at >= ?1 ORDER BY seq",
         )?;
         let raw = stmt
@@ -527,9 +532,9 @@ impl Store for SqliteStore {
                      end_reason, seniority, seq, created, caller, call_ref,
                      version, substitute, position_rise,
                      attempts, next_attempt_at, transferring, notice, first_call_ref,
-                     orig_position, told)
+                     orig_position, told, note)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+                     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
                  ON CONFLICT (id) DO UPDATE SET
                      queue = excluded.queue, media = excluded.media, state = excluded.state,
                      state_at = excluded.state_at, state_until = excluded.state_until,
@@ -542,7 +547,8 @@ impl Store for SqliteStore {
                      next_attempt_at = excluded.next_attempt_at,
                      transferring = excluded.transferring, notice = excluded.notice,
                      first_call_ref = excluded.first_call_ref,
-                     orig_position = excluded.orig_position, told = excluded.told",
+                     orig_position = excluded.orig_position, told = excluded.told,
+                     note = excluded.note",
             )?;
             let mut remember = tx.prepare_cached(
                 // An id the centre no longer remembers (its contact left memory) may come
@@ -617,6 +623,7 @@ impl Store for SqliteStore {
                                 .as_ref()
                                 .map(|t| to_json(t, "wait told"))
                                 .transpose()?,
+                            row.note,
                         ])?;
                     }
                     Change::Event(e) => {

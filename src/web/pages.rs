@@ -487,6 +487,7 @@ fn field_id(kind: Option<ActionKind>, field: &str) -> String {
         Some(ActionKind::ChangeCallback) => "change-callback",
         Some(ActionKind::Email) => "email",
         Some(ActionKind::WebForm) => "webform",
+        Some(ActionKind::Note) => return "note-text".to_owned(),
         Some(ActionKind::CancelCallback) | None => return "controls".to_owned(),
     };
     match (kind, field) {
@@ -537,7 +538,15 @@ pub(crate) struct TextForm {
     pub error: Option<FieldErr>,
 }
 
+/// The note for the agent: what is saved (or was typed and sent back), and its limit.
+pub(crate) struct NoteForm {
+    pub text: String,
+    pub max: usize,
+    pub error: Option<FieldErr>,
+}
+
 pub(crate) struct CommandIds {
+    pub note: String,
     pub move_queue: String,
     pub callback: String,
     pub change_callback: String,
@@ -570,6 +579,7 @@ pub(crate) struct StatusPage {
     pub version: u64,
     pub csrf: String,
     pub command_ids: CommandIds,
+    pub note_form: Option<NoteForm>,
     pub move_form: Option<MoveForm>,
     pub callback_form: Option<CallbackForm>,
     pub change_callback_form: Option<CallbackForm>,
@@ -710,6 +720,14 @@ impl StatusPage {
                 },
             }
         });
+        let note_form = has(ActionKind::Note).then(|| NoteForm {
+            text: match typed_for(ActionKind::Note) {
+                Some(f) => v(Some(f), |f| &f.note),
+                None => status.note.clone().unwrap_or_default(),
+            },
+            max: forms::MAX_NOTE,
+            error: error_for(ActionKind::Note),
+        });
         let mut text_form = |k: ActionKind| {
             has(k).then(|| {
                 let f = typed_for(k);
@@ -758,6 +776,7 @@ impl StatusPage {
             version: status.version,
             csrf: csrf::token(secret, session, status.id.as_str()),
             command_ids: CommandIds {
+                note: id_for(ActionKind::Note),
                 move_queue: id_for(ActionKind::MoveQueue),
                 callback: id_for(ActionKind::Callback),
                 change_callback: id_for(ActionKind::ChangeCallback),
@@ -765,6 +784,7 @@ impl StatusPage {
                 email: id_for(ActionKind::Email),
                 web_form: id_for(ActionKind::WebForm),
             },
+            note_form,
             move_form,
             callback_form,
             change_callback_form,

@@ -43,6 +43,8 @@ pub struct PublicStatus<'a> {
     media: MediaType,
     move_targets: &'a [MoveTarget],
     next_attempt: Option<Timestamp>,
+    /// The caller's own note for the agent (theirs to see and edit until offered).
+    note: &'a Option<String>,
     /// In words (the JSON API has always carried the sentence).
     notice: Option<String>,
     options: &'a [ActionKind],
@@ -122,6 +124,7 @@ impl<'a> PublicStatus<'a> {
             notice,
             attempts,
             next_attempt,
+            note,
         } = status;
         let substitute = substitute.as_ref().map(|s| match s {
             Substitute::Callback { number, window } => PublicSubstitute::Callback(MaskedCallback {
@@ -146,6 +149,7 @@ impl<'a> PublicStatus<'a> {
             media: *media,
             move_targets,
             next_attempt: *next_attempt,
+            note,
             notice: notice.as_ref().map(words::notice),
             options,
             position: *position,

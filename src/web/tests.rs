@@ -2213,3 +2213,65 @@ async fn the_api_answers_as_its_document_says() {
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(json_of(r).await["field"], "state");
 }
+
+#[test]
+fn the_note_form_shows_the_saved_note_escaped_and_has_a_page_of_its_own() {
+    let mut s = all_options(hand_status(1, 0));
+    s.options.push(ActionKind::Note);
+    s.note = Some("order <b>1234</b> & \"red\"".into());
+    let page = rendered(&s, View::default());
+    let form = page
+        .split(r#"<form id="note-form""#)
+        .nth(1)
+        .expect("the note form");
+    assert!(
+        form.split('>')
+            .next()
+            .unwrap()
+            .contains("data-js-form hidden")
+    );
+    assert!(
+        page.contains("/c/") && page.contains("/form/note"),
+        "no-JS link"
+    );
+    assert!(
+        page.contains("order &#60;b&#62;1234&#60;/b&#62; &#38; &#34;red&#34;</textarea>"),
+        "the saved note, escaped: {page}"
+    );
+    assert!(!page.contains("<b>1234</b>"));
+    assert!(page.contains(r#"maxlength="500""#));
+    // Alone on its page (no script needed), the note form is the one control.
+    let only = rendered(
+        &s,
+        View {
+            only: Some(ActionKind::Note),
+            ..View::default()
+        },
+    );
+    assert!(only.contains(r#"<form id="note-form" data-kind="note" method="post" action"#));
+    assert!(!only.contains("data-js-form"));
+    assert!(!only.contains(r#"id="email-form""#));
+    // Without the option (offered to an agent), no form.
+    s.options.retain(|k| *k != ActionKind::Note);
+    assert!(!rendered(&s, View::default()).contains("note-form"));
+}
+
+#[test]
+fn a_note_form_posts_a_note_command_bounded_in_characters() {
+    let zone = crate::web::zone::Zone::utc();
+    let form = |note: &str| forms::ActionForm {
+        action: Some("note".into()),
+        note: Some(note.into()),
+        ..forms::ActionForm::default()
+    };
+    assert_eq!(
+        forms::command_from_form(&form(" order 1234 "), &zone).expect("valid"),
+        crate::centre::Command::Note {
+            text: " order 1234 ".into()
+        }
+    );
+    assert!(forms::command_from_form(&form(&"é".repeat(500)), &zone).is_ok());
+    let e = forms::command_from_form(&form(&"é".repeat(501)), &zone).unwrap_err();
+    assert_eq!(e.field, "note");
+    assert!(e.message.contains("500"), "{}", e.message);
+}

@@ -55,6 +55,7 @@ fn field_noun(field: &str) -> &'static str {
         "reply_to" => "the email address we should reply to",
         "to" => "a queue",
         "window" => "a time window",
+        "note" => "your note",
         _ => "this field",
     }
 }
@@ -406,6 +407,10 @@ pub fn confirmation_in(done: &Confirmation, snapshot: &Snapshot, zone: &Zone) ->
         Confirmation::Transferring { name, .. } => {
             format!("We are moving your call to {name}. Stay on the line.")
         }
+        Confirmation::NoteSaved { chars: 0 } => "Your note for the agent is removed.".to_owned(),
+        Confirmation::NoteSaved { .. } => {
+            "Your note is saved: the agent sees it when they are offered your contact.".to_owned()
+        }
         Confirmation::CallbackChanged { number, window: w } => {
             format!(
                 "Call-back changed: we will now call you back on {}{}.",
@@ -597,7 +602,10 @@ pub fn step(s: &Step, zone: &Zone) -> String {
                 Some(Mover::Caller) => "You moved",
                 None => "You were moved",
             };
-            let from = from.as_ref().map(|f| format!(" from {f}")).unwrap_or_default();
+            let from = from
+                .as_ref()
+                .map(|f| format!(" from {f}"))
+                .unwrap_or_default();
             let to = to.as_ref().map(|t| format!(" to {t}")).unwrap_or_default();
             let why = why
                 .as_ref()
@@ -777,6 +785,7 @@ pub(crate) mod tests {
             notice: None,
             attempts: Vec::new(),
             next_attempt: None,
+            note: None,
         }
     }
 
