@@ -669,6 +669,7 @@ impl Model {
             if !targets.is_empty() {
                 options.push(ActionKind::MoveQueue);
             }
+            options.push(ActionKind::Note);
             match c.sub {
                 None => {
                     options.extend([ActionKind::Callback, ActionKind::Email, ActionKind::WebForm])

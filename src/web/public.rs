@@ -219,6 +219,7 @@ mod tests {
         if let Some(Substitute::Callback { number, .. }) = &status.substitute {
             map["substitute"]["number"] = words::masked(number).into();
         }
+        map.insert("timeline".into(), serde_json::json!([]));
         map.insert(
             "display".into(),
             serde_json::to_value(words::display(status)).expect("display serializes"),
