@@ -29,8 +29,8 @@ use super::agent::{AgentError, AgentId, AttemptOutcome};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
 use super::core::{
-    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, End, FreshNumbers,
-    LostCall, Snapshot, Tick, TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ClaimPlace, End,
+    FreshNumbers, LostCall, Snapshot, Tick, TransferOutcome,
 };
 use super::queue::CentreConfig;
 use super::queue_log::QueueLogLine;
@@ -123,6 +123,12 @@ enum Request {
         reason: EndReason,
         reply: oneshot::Sender<Result<(), CentreError>>,
     },
+    /// A call keyed the number of a kept place (`ClaimPlace`).
+    Claim {
+        current: ContactId,
+        number: ContactId,
+        reply: oneshot::Sender<Result<Admission, CentreError>>,
+    },
     /// The status of a contact the view does not hold (ended and out of memory).
     Stored {
         id: ContactId,
@@ -185,6 +191,25 @@ impl CentreHandle {
     pub async fn call_lost(&self, id: ContactId, why: LostCall) -> Result<(), CentreError> {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Lost { id, why, reply }).await?;
+        answer.await.map_err(|_| CentreError::ShuttingDown)?
+    }
+
+    /// The live call of contact `current` keyed `number`, the contact number of a place
+    /// kept for a dropped call: the call goes on as that contact (`rejoined`), `current`
+    /// ends as merged. Any refusal (`NotFound`: no such kept place; `AlreadyEnded`: this
+    /// call is no longer just waiting) changes nothing. Returns once committed.
+    pub async fn claim_place(
+        &self,
+        current: ContactId,
+        number: ContactId,
+    ) -> Result<Admission, CentreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Claim {
+            current,
+            number,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| CentreError::ShuttingDown)?
     }
 
@@ -672,6 +697,14 @@ impl Actor {
             match request {
                 Request::Admit { contact, reply } => {
                     let result = self.centre.handle(now, Admit(contact));
+                    pending.push(Pending::Admit(reply, result));
+                }
+                Request::Claim {
+                    current,
+                    number,
+                    reply,
+                } => {
+                    let result = self.centre.handle(now, ClaimPlace { current, number });
                     pending.push(Pending::Admit(reply, result));
                 }
                 Request::End { id, reason, reply } => {
@@ -1202,6 +1235,7 @@ mod tests {
             s.options,
             [
                 crate::centre::ActionKind::MoveQueue,
+                crate::centre::ActionKind::Note,
                 crate::centre::ActionKind::CancelCallback,
                 crate::centre::ActionKind::ChangeCallback
             ]

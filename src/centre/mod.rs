@@ -100,9 +100,9 @@ pub use contact::{
     NewContact, Notice, QueueId, Timestamp,
 };
 pub use core::{
-    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ContactEvent,
-    Counters, End, FreshNumbers, Input, LostCall, MAX_CALLER_FAILURES, QueueSummary, Snapshot,
-    Stored, StoredCommand, StoredContact, Tick, TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ClaimPlace,
+    ContactEvent, Counters, End, FreshNumbers, Input, LostCall, MAX_CALLER_FAILURES, QueueSummary,
+    Snapshot, Stored, StoredCommand, StoredContact, Tick, TransferOutcome,
 };
 pub use estimate::{Spoken, WaitEstimate};
 pub use queue::{CentreConfig, QueueSpec};

@@ -65,9 +65,11 @@ pub enum Step {
         position: Option<u32>,
         why: Option<String>,
     },
-    /// The call was lost; the place is kept until `until`.
+    /// The call was lost (or the caller hung up); the place is kept until `until`.
     CallLost {
         until: Option<Timestamp>,
+        #[serde(default)]
+        hung_up: bool,
     },
     /// Back in the place kept for them.
     Rejoined {
@@ -118,6 +120,7 @@ struct Detail {
     why: Option<String>,
     until: Option<Timestamp>,
     outcome: Option<String>,
+    hung_up: Option<bool>,
 }
 
 fn detail(ev: &ContactEvent) -> Detail {
@@ -150,7 +153,10 @@ pub fn entry(ev: &ContactEvent) -> Option<TimelineEntry> {
             // A supervisor's reason is for the caller; bounded so a page stays a page.
             why: d.why.map(|w| w.chars().take(200).collect()),
         },
-        "disconnected" => Step::CallLost { until: d.until },
+        "disconnected" => Step::CallLost {
+            until: d.until,
+            hung_up: d.hung_up.unwrap_or(false),
+        },
         "rejoined" => Step::Rejoined {
             by: match d.by.as_deref() {
                 Some("number") => Some(Rejoin::Number),

@@ -186,6 +186,10 @@ clips!(
     "moving_call",
     "not_connected",
     "callback_connecting",
+    "key_number_hint",
+    "welcome_back",
+    "number_not_right",
+    "number_tries_over",
     "moh",
 );
 
@@ -459,6 +463,32 @@ impl PromptSet {
             ClipRef::Clip("not_connected"),
             ClipRef::Silence(self.pauses.between_sentences_ms),
         ])
+    }
+
+    /// "If you were cut off before, key your old contact number to get your place back."
+    pub fn key_number_hint(&self) -> Vec<Bytes> {
+        self.resolve(&[
+            ClipRef::Clip("key_number_hint"),
+            ClipRef::Silence(self.pauses.between_sentences_ms),
+        ])
+    }
+
+    /// "Welcome back. You have your place again." (a keyed number took its kept place)
+    pub fn welcome_back(&self) -> Vec<Bytes> {
+        self.resolve(&[
+            ClipRef::Clip("welcome_back"),
+            ClipRef::Silence(self.pauses.between_sentences_ms),
+        ])
+    }
+
+    /// "That number is not right. Please key it again."
+    pub fn number_not_right(&self) -> Vec<Bytes> {
+        self.resolve(&[ClipRef::Clip("number_not_right")])
+    }
+
+    /// "We could not find that number. You keep your new place in the queue."
+    pub fn number_tries_over(&self) -> Vec<Bytes> {
+        self.resolve(&[ClipRef::Clip("number_tries_over")])
     }
 
     /// What the agent hears while a call-back dials the customer.

@@ -393,6 +393,7 @@ impl RawRow {
             orig_position,
             entered: None,
             caller_failures: 0,
+            hung_up: false,
             told,
             note: self.note,
         })

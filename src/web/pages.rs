@@ -580,6 +580,10 @@ pub(crate) struct StatusPage {
     pub csrf: String,
     pub command_ids: CommandIds,
     pub note_form: Option<NoteForm>,
+    /// "Call me now" (issue 16): a contact whose call ended while its place is kept, with
+    /// a calling number to ring, books an immediate call-back in one press; the number as
+    /// the page may show it ("the number ending 0118").
+    pub call_me_now: Option<String>,
     pub move_form: Option<MoveForm>,
     pub callback_form: Option<CallbackForm>,
     pub change_callback_form: Option<CallbackForm>,
@@ -677,6 +681,14 @@ impl StatusPage {
                 )
             },
         );
+        let call_me_now = match (&status.state, &status.default_callback_number) {
+            (crate::centre::ContactState::Disconnected { .. }, Some(n))
+                if has(ActionKind::Callback) =>
+            {
+                Some(words::masked(n))
+            }
+            _ => None,
+        };
         let callback_form = has(ActionKind::Callback).then(|| {
             let f = typed_for(ActionKind::Callback);
             CallbackForm {
@@ -785,6 +797,7 @@ impl StatusPage {
                 web_form: id_for(ActionKind::WebForm),
             },
             note_form,
+            call_me_now,
             move_form,
             callback_form,
             change_callback_form,

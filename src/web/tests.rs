@@ -895,7 +895,7 @@ fn disconnected_and_ended_pages_say_what_happened() {
     };
     s.options = vec![ActionKind::Callback];
     let page = rendered(&s, View::default());
-    assert!(page.contains("Disconnected: your call was lost when our system restarted."));
+    assert!(page.contains("Disconnected: your call ended."));
     assert!(page.contains(r#"<form id="callback-form""#));
 
     let mut s = hand_status(1, 0);
@@ -907,7 +907,7 @@ fn disconnected_and_ended_pages_say_what_happened() {
     };
     let page = rendered(&s, View::default());
     assert!(page.contains("You are no longer in the queue."));
-    assert!(page.contains("Ended at 1970-01-01 00:00 UTC: the call was lost in a restart"));
+    assert!(page.contains("Ended at 1970-01-01 00:00 UTC: the call was lost and the time"));
     assert!(!page.contains("<form"));
 }
 
@@ -2274,4 +2274,40 @@ fn a_note_form_posts_a_note_command_bounded_in_characters() {
     let e = forms::command_from_form(&form(&"é".repeat(501)), &zone).unwrap_err();
     assert_eq!(e.field, "note");
     assert!(e.message.contains("500"), "{}", e.message);
+}
+
+#[test]
+fn a_dropped_caller_can_be_called_now_in_one_press_without_seeing_their_number() {
+    let mut s = all_options(hand_status(1, 0));
+    s.default_callback_number = Some("+15550100118".into());
+    let waiting = rendered(&s, View::default());
+    assert!(
+        !waiting.contains("call-me-now"),
+        "on the line: no call me now"
+    );
+    s.state = ContactState::Disconnected {
+        since: Timestamp(0),
+        until: Timestamp(900_000),
+    };
+    let page = rendered(&s, View::default());
+    let form = page
+        .split(r#"<form id="call-me-now-form""#)
+        .nth(1)
+        .expect("call me now")
+        .split("</form>")
+        .next()
+        .unwrap();
+    // A plain form (no script needed): a call-back to the calling number, now.
+    assert!(!form.contains("hidden>"), "{form}");
+    assert!(form.contains(r#"name="action" value="callback""#), "{form}");
+    assert!(form.contains(r#"name="number" value="""#), "{form}");
+    assert!(!form.contains("not_before"), "{form}");
+    assert!(
+        form.contains("0118") && !form.contains("5550100118"),
+        "{form}"
+    );
+    assert!(form.contains(r#"<button id="call-me-now" type="submit">Call me now</button>"#));
+    // Without a calling number to ring, the call-back form asks for one instead.
+    s.default_callback_number = None;
+    assert!(!rendered(&s, View::default()).contains("call-me-now"));
 }

@@ -329,19 +329,18 @@ pub fn state_in(status: &ContactStatus, zone: &Zone) -> String {
             None => "Waiting: please stay on the line.".to_owned(),
         },
         ContactState::Disconnected { until, .. } => format!(
-            "Disconnected: your call was lost when our system restarted. You keep your place until {}: ask for a call-back below to keep it, or call again to rejoin.",
+            "Disconnected: your call ended. You keep your place until {}: ring again and key your contact number to get it back, or ask for a call-back below.",
             time(until)
         ),
         ContactState::Ended { at, reason } => {
             let how = match reason {
                 EndReason::Abandoned => "the call was hung up before an agent answered",
-                EndReason::Lost => {
-                    "the call was lost in a restart and the time to keep your place ran out"
-                }
+                EndReason::Lost => "the call was lost and the time to keep your place ran out",
                 EndReason::Rejected => "the call could not be answered",
                 EndReason::Cancelled => "you cancelled your call-back",
                 EndReason::Completed => "an agent took care of it",
                 EndReason::Transferred => "your call was moved to another office",
+                EndReason::Merged => "you keyed the number of your earlier contact, which goes on",
                 EndReason::CallbackFailed => {
                     return format!(
                         "Ended at {}: we could not reach you on the call-back number{}.",
@@ -614,11 +613,20 @@ pub fn step(s: &Step, zone: &Zone) -> String {
                 .unwrap_or_default();
             format!("{who}{from}{to}{}.{why}", in_place(*position))
         }
-        Step::CallLost { until: Some(t) } => format!(
-            "Your call was lost. We keep your place until {}.",
-            zone.time(*t)
-        ),
-        Step::CallLost { until: None } => "Your call was lost. We kept your place.".to_owned(),
+        Step::CallLost { until, hung_up } => {
+            let what = if *hung_up {
+                "Your call ended"
+            } else {
+                "Your call was lost"
+            };
+            match until {
+                Some(t) => format!(
+                    "{what}. We keep your place until {}: ring again and key your contact number to get it back.",
+                    zone.time(*t)
+                ),
+                None => format!("{what}. We kept your place."),
+            }
+        }
         Step::Rejoined { by, position } => {
             let how = match by {
                 Some(Rejoin::Number) => "You rejoined by phone with your contact number",
@@ -659,6 +667,10 @@ pub fn step(s: &Step, zone: &Zone) -> String {
             "transferred" => "Your call was moved to another office.".to_owned(),
             "callback_failed" => "We could not reach you by call-back.".to_owned(),
             "expired" => "Your call-back window closed before we could call.".to_owned(),
+            "merged" => {
+                "You keyed the number of your earlier contact: this call went on as that one."
+                    .to_owned()
+            }
             _ => "Your contact ended.".to_owned(),
         },
         Step::Other { .. } => "Your contact was updated.".to_owned(),
@@ -954,7 +966,7 @@ pub(crate) mod tests {
         };
         let d = display(&s);
         assert_eq!(d.position, "You are 2nd. 1 caller is ahead of you.");
-        assert!(d.state.starts_with("Disconnected: your call was lost"));
+        assert!(d.state.starts_with("Disconnected: your call ended"));
         assert!(d.state.contains("1970-01-01 00:10 UTC"), "{}", d.state);
     }
 

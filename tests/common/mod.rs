@@ -668,6 +668,41 @@ impl Caller {
 }
 
 impl Caller {
+    /// Sends `keys` as RFC 4733 events (payload type 101, as the caller offered) from the
+    /// caller's RTP socket to the gateway's (the SDP answer's port): per key three updates then the end packet three
+    /// times, one RTP timestamp per key, 20 ms apart.
+    pub fn key_rtp(&self, keys: &str) {
+        let mut seq: u16 = 1000;
+        let mut ts: u32 = 160_000;
+        for k in keys.chars() {
+            let event = match k {
+                '0'..='9' => k as u8 - b'0',
+                '*' => 10,
+                '#' => 11,
+                _ => panic!("key {k}"),
+            };
+            for i in 0..6u16 {
+                let end = i >= 3;
+                let mut p = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&ts.to_be_bytes());
+                p.extend_from_slice(&0x4733_0016u32.to_be_bytes());
+                let duration = 160 * (i.min(3) + 1);
+                p.extend_from_slice(&[
+                    event,
+                    if end { 0x80 } else { 0 } | 10,
+                    (duration >> 8) as u8,
+                    duration as u8,
+                ]);
+                self.rtp.send_to(&p, self.server_rtp).unwrap();
+                seq = seq.wrapping_add(1);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ts = ts.wrapping_add(1600);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
     /// Waits (bounded) for a request of `method` from the gateway and answers it 200 OK.
     pub fn expect_request(&self, method: &str, within: Duration) -> String {
         self.sip
