@@ -127,6 +127,15 @@ macro_rules! clips {
     };
 }
 
+/// Clips added after prompt directories were first recorded (issue 16: back in by number);
+/// `load_dir` takes the embedded ones when a directory lacks them.
+const ADDED_LATER: &[&str] = &[
+    "key_number_hint",
+    "welcome_back",
+    "number_not_right",
+    "number_tries_over",
+];
+
 clips!(
     "0",
     "1",
@@ -345,11 +354,22 @@ impl PromptSet {
     pub fn load_dir(dir: &Path, law: Law) -> Result<PromptSet, PromptError> {
         let (sub, ext) = law.dir_and_ext();
         let mut clips = HashMap::with_capacity(CLIP_NAMES.len());
+        let embedded = PromptSet::embedded(law);
         for &name in CLIP_NAMES {
             let path = dir.join(sub).join(format!("{name}.{ext}"));
             match std::fs::read(&path) {
                 Ok(data) => {
                     clips.insert(name, Bytes::from(data));
+                }
+                // A directory recorded before these clips existed keeps working: the
+                // embedded voice says them until the site records its own.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound && ADDED_LATER.contains(&name) =>
+                {
+                    tracing::warn!(clip = name, path = %path.display(), "prompt clip missing: the embedded one is used");
+                    if let Some(data) = embedded.clip(name) {
+                        clips.insert(name, data);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(PromptError::Missing { name, path });
@@ -686,6 +706,28 @@ mod tests {
             Err(PromptError::Missing { name, .. }) => assert_eq!(name, "0"),
             other => panic!("expected a missing clip, got {other:?}"),
         }
+        // A directory from before the back-in-by-number clips: those come from the
+        // embedded set, the rest from the directory.
+        let older = empty.join("older");
+        std::fs::create_dir_all(older.join("pcma")).expect("mkdir");
+        for name in CLIP_NAMES.iter().filter(|n| !ADDED_LATER.contains(n)) {
+            let file = format!("{name}.al");
+            std::fs::copy(
+                root.join("pcma").join(&file),
+                older.join("pcma").join(&file),
+            )
+            .expect("copy");
+        }
+        std::fs::write(older.join("pcma").join("goodbye.al"), b"site goodbye").expect("write");
+        let set = PromptSet::load_dir(&older, Law::Pcma).expect("an older directory loads");
+        assert_eq!(
+            set.clip("goodbye"),
+            Some(Bytes::from_static(b"site goodbye"))
+        );
+        assert_eq!(
+            set.clip("welcome_back"),
+            PromptSet::embedded(Law::Pcma).clip("welcome_back")
+        );
         let _ = std::fs::remove_dir_all(&empty);
     }
 
