@@ -1,8 +1,8 @@
 //! Back in by number (issue 16), end to end against the real binary: a caller whose call
 //! ended (BYE) keeps their place; ringing again and keying the contact number by RFC 4733
-//! telephone-events (real RTP from the test, to the port the SDP answer gave) or by SIP
-//! INFO (a SIPp scenario) gets that place back, the page's story saying "you rejoined by
-//! phone"; a mistyped number (bad check digit) is refused, and after three wrong tries the
+//! telephone-events (real RTP from the test, to the port the SDP answer gave; and from
+//! SIPp, a pcap made for the number) or by SIP INFO (SIPp) gets that place back, the
+//! page's story saying "you rejoined by phone"; a mistyped number (bad check digit) is refused, and after three wrong tries the
 //! call goes on as the new contact, even if the right number follows (no guessing oracle).
 //! From the page (Chromium), "Call me now" books an immediate call-back in the kept place.
 
@@ -239,4 +239,57 @@ fn a_caller_who_hung_up_presses_call_me_now_and_keeps_their_place() {
     assert_eq!(v["position"], 1, "in the kept place: {v}");
     assert_eq!(contact(&mut http, &behind.number)["position"], 2);
     b.close();
+}
+
+#[test]
+fn sipp_rings_again_and_keys_its_number_by_rfc4733() {
+    let g = gateway("back-in-sipp-rtp");
+    let mut http = Http::new(&g);
+    let run = sipp_spawn(
+        &g,
+        "caller-waits-and-hangs-up",
+        "support",
+        &[],
+        Duration::from_secs(30),
+    )
+    .wait();
+    assert!(run.ok, "first call: {}", run.output);
+    let number: String = g
+        .db()
+        .query_row("SELECT id FROM contacts ORDER BY seq LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    wait_contact(&mut http, &number, "kept", |v| state(v) == "disconnected");
+    // Another caller meanwhile: the kept place stays ahead of them.
+    let behind = Caller::call(&g, "support", 0);
+
+    // SIPp rings again and plays the number as RFC 4733 events (a pcap made for it).
+    let second = common::sipp_spawn_with_files(
+        &g,
+        "caller-keys-number-by-rfc4733",
+        "support",
+        &[],
+        Duration::from_secs(30),
+        &[("keys.pcap", common::rfc4733_pcap(&number))],
+    );
+    let v = wait_contact(&mut http, &number, "back in line", |v| {
+        state(v) == "queued" && v["live_call"] == true
+    });
+    assert_eq!(v["position"], 1, "{v}");
+    assert_eq!(contact(&mut http, &behind.number)["position"], 2);
+    assert!(
+        v["timeline"].to_string().contains("You rejoined by phone"),
+        "{v}"
+    );
+    assert!(
+        g.log_text()
+            .contains("the caller keyed their kept place's number"),
+        "by the keys, not a redial match"
+    );
+    let run = second.wait();
+    assert!(run.ok, "second call: {}", run.output);
+    wait_contact(&mut http, &number, "kept again", |v| {
+        state(v) == "disconnected"
+    });
 }
