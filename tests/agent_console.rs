@@ -196,6 +196,9 @@ fn agent_sees_the_callers_note_when_offered_before_answering() {
         "no element made from the caller's markup"
     );
     b.screenshot(&scratch_dir("agent-note-shot").join("offered.png"));
+    // The agent API has it too, as written.
+    let me = common::AgentApi::new(&g, "tess", PASSWORD).me();
+    assert_eq!(me["contact"]["note"], note, "{me}");
 
     // Offered: the caller can no longer change it (the agent may already be reading it).
     let mut http = Http::new(&g);
