@@ -1,9 +1,10 @@
 //! Call control: turns SIP calls into contacts and carries out what the centre decides.
 //!
-//! One file for now (~900 production lines): the per-call flow is one async function whose
+//! One file for now (~990 production lines): the per-call flow is one async function whose
 //! parts share its locals. Its decisions about hand-offs and liveness are already in the
-//! sans-IO `flow::CallFlow` (issue 9); the rest (hold music, position updates, DTMF, the
-//! farewell) moves there next, which is where this file shrinks.
+//! sans-IO `flow::CallFlow` (issue 9), and keyed contact numbers in `keyed::KeyedNumber`
+//! (issue 16); the rest (hold music, position updates, the farewell) moves there next,
+//! which is where this file shrinks.
 //!
 //! Owns the per-call state that joins the three parts: one task per call holds the call's
 //! SIP key, its contact number and its announcement stream. The SIP endpoint owns protocol
