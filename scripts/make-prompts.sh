@@ -79,6 +79,11 @@ speak connecting_agent "Please hold. We are connecting you to an agent now."
 speak moving_call "We are moving your call now. Please hold."
 speak not_connected "We could not connect you. You keep your place in the queue."
 speak callback_connecting "This is a call-back. We are calling the customer now. Please hold."
+# Back in by number (issue 16): a caller who was cut off keys their contact number.
+speak key_number_hint "If you were cut off before, key your old contact number to get your place back."
+speak welcome_back "Welcome back. You have your place again."
+speak number_not_right "That number is not right. Please key it again."
+speak number_tries_over "We could not find that number. You keep your new place in the queue."
 
 # Music on hold: a gentle I-vi-IV-V progression in C, four chords of 5 s (20 s in all).
 # Each chord fades in and out, so the loop point (end -> start) is silent on both sides and

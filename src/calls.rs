@@ -1,9 +1,10 @@
 //! Call control: turns SIP calls into contacts and carries out what the centre decides.
 //!
-//! One file for now (~900 production lines): the per-call flow is one async function whose
+//! One file for now (~990 production lines): the per-call flow is one async function whose
 //! parts share its locals. Its decisions about hand-offs and liveness are already in the
-//! sans-IO `flow::CallFlow` (issue 9); the rest (hold music, position updates, DTMF, the
-//! farewell) moves there next, which is where this file shrinks.
+//! sans-IO `flow::CallFlow` (issue 9), and keyed contact numbers in `keyed::KeyedNumber`
+//! (issue 16); the rest (hold music, position updates, the farewell) moves there next,
+//! which is where this file shrinks.
 //!
 //! Owns the per-call state that joins the three parts: one task per call holds the call's
 //! SIP key, its contact number and its announcement stream. The SIP endpoint owns protocol
@@ -54,9 +55,11 @@ pub struct Deps {
 }
 
 mod flow;
+mod keyed;
 mod outbound;
 
 use flow::{Action, CallFlow, Event, HandoffTo, Side, Words};
+use keyed::{Keyed, KeyedNumber};
 
 /// What a call task hears: its SIP events and the centre's effects for its contact.
 #[derive(Debug)]
@@ -229,8 +232,11 @@ fn event_call(ev: &UaEvent) -> Option<CallKey> {
 
 /// How a call left us, for the contact.
 enum Outcome {
-    /// The caller went away (BYE, CANCEL, no ACK): the contact is abandoned.
+    /// The caller went away while being handed over, or the call never became one (no
+    /// ACK): the contact is abandoned.
     CallerLeft,
+    /// The caller hung up (BYE) while waiting: the place is kept (issue 16).
+    HungUp,
     /// We are shutting down: the contact keeps its place as "disconnected" on restart.
     Shutdown,
     /// The centre replaced the call by a call-back, email or form: we hang up, the
@@ -353,7 +359,7 @@ async fn call_task(
             call_ref: ic.dialog.to_string(),
         })
         .await;
-    let (status, rejoined) = match admitted {
+    let (mut status, mut rejoined) = match admitted {
         Ok(a) => (a.status, a.rejoined),
         Err(e) => {
             let (code, headers) = match e {
@@ -370,7 +376,7 @@ async fn call_task(
             return wait_ended(&deps.sip, &mut rx).await;
         }
     };
-    let id = status.id.clone();
+    let mut id = status.id.clone();
     // `rejoined`: a caller who rang again after a restart and got their old contact back
     // (matched on the calling number), as the centre says — never guessed from the
     // contact's version, which routing in the same batch also bumps. Calling numbers can
@@ -441,25 +447,19 @@ async fn call_task(
             return wait_ended(&deps.sip, &mut rx).await;
         }
     };
-    // What `*` replays: the number and what to do with it (the web clip), so a key pressed
-    // during either gets both again; a rejoined caller, who is never told the number, gets
-    // their current place.
-    let web_clip = prompts.clip(&queue.web_clip);
-    let spoken_key = |st: &ContactStatus| {
-        if rejoined {
-            prompts.position(st.position.unwrap_or(1), &wait_phrase(st))
-        } else {
-            let mut words = prompts.contact_number(id.as_str());
-            words.extend(web_clip.clone());
-            words
-        }
-    };
     // The place first (what a caller on hold wants to know, in a few seconds), then the
-    // number and what to do with it; a rejoined caller hears only the place.
+    // number and what to do with it (the web clip); a rejoined caller hears only the place.
+    let web_clip = prompts.clip(&queue.web_clip);
     let mut intro = prompts.position(status.position.unwrap_or(1), &wait_phrase(&status));
     if !rejoined {
-        intro.extend(spoken_key(&status));
+        intro.extend(spoken(&prompts, rejoined, &id, &status, web_clip.clone()));
     }
+    if !rejoined {
+        // A caller cut off before may have their old place back (issue 16).
+        intro.extend(prompts.key_number_hint());
+    }
+    // The keys of an old contact number (issue 16), bounded per call.
+    let mut keyed = KeyedNumber::default();
     // Played, and the stream aimed at the caller, once the answer is acknowledged.
     let mut intro = Some(intro);
     // The decisions of hand-offs and liveness (`flow`): the task feeds it and carries out
@@ -498,16 +498,12 @@ async fn call_task(
         // What this turn gives the flow (an event, or its timer).
         let mut feed: Option<Event> = None;
         let mut flow_timer = false;
+        // A key the caller pressed (RFC 4733 or SIP INFO).
+        let mut pressed: Option<char> = None;
         tokio::select! {
             ev = rx.recv() => match ev {
                 Some(CallMsg::Sip(UaEvent::Info { content_type, body, .. })) => {
-                    if info_is_star(&content_type, &body) && farewell.is_none() && !flow.handing_off() {
-                        next_update = None;
-                        match (rejoined, deps.centre.status(id.clone()).await) {
-                            (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
-                            _ => stream.replace(spoken_key(&status)),
-                        }
-                    }
+                    pressed = info_key(&content_type, &body);
                 }
                 Some(CallMsg::Sip(UaEvent::Confirmed(_))) => {
                     if let Some(intro) = intro.take() {
@@ -542,6 +538,7 @@ async fn call_task(
                     feed = Some(Event::ReferProgress { status, done });
                 }
                 Some(CallMsg::Sip(_)) | None if farewell.is_some() => break Outcome::Substituted,
+                Some(CallMsg::Sip(UaEvent::RemoteBye(_))) if !flow.handing_off() => break Outcome::HungUp,
                 Some(CallMsg::Sip(_)) | None => break Outcome::CallerLeft,
                 Some(CallMsg::Centre(Effect::Reannounce { .. })) => {
                     // Only the caller's own move from the page re-announces: they have the
@@ -594,13 +591,7 @@ async fn call_task(
             _ = farewell_due => break Outcome::Substituted,
             _ = flow_due => flow_timer = true,
             me = media_events.recv(), if media_open => match me {
-                Some(MediaEvent::Dtmf('*')) if farewell.is_none() && !flow.handing_off() => {
-                    next_update = None;
-                    match (rejoined, deps.centre.status(id.clone()).await) {
-                        (true, Some(now_status)) => stream.replace(spoken_key(&now_status)),
-                        _ => stream.replace(spoken_key(&status)),
-                    }
-                }
+                Some(MediaEvent::Dtmf(key)) => pressed = Some(key),
                 // No RTP for `rtp_timeout_secs`: a vanished phone, or one that sends
                 // nothing on hold. The flow has the dialog probed to tell which.
                 Some(MediaEvent::Silent) => feed = Some(Event::Silent),
@@ -611,7 +602,6 @@ async fn call_task(
                     }
                     feed = Some(Event::SpeechDone);
                 }
-                Some(_) => {}
                 None => media_open = false,
             },
             _ = update_due => {
@@ -625,6 +615,51 @@ async fn call_task(
                 }
             }
             _ = token.cancelled() => break Outcome::Shutdown,
+        }
+        if let Some(key) = pressed
+            && farewell.is_none()
+            && !flow.handing_off()
+        {
+            if key == '*' {
+                // Repeat: a new caller's number, or a rejoined caller's place (whoever
+                // rejoined is never told the number).
+                next_update = None;
+                let now_status = deps.centre.status(id.clone()).await;
+                let st = now_status.as_ref().unwrap_or(&status);
+                stream.replace(spoken(&prompts, rejoined, &id, st, web_clip.clone()));
+            }
+            let said = match keyed.key(key, std::time::Instant::now()) {
+                Keyed::Number(number) => match deps.centre.claim_place(id.clone(), number).await {
+                    Ok(back) => {
+                        keyed.taken();
+                        tracing::info!(
+                            from = %id.redacted(),
+                            to = %back.status.id.redacted(),
+                            "the caller keyed their kept place's number: rejoined"
+                        );
+                        id = back.status.id.clone();
+                        rejoined = true;
+                        // They know their number: the hand-off need not wait to tell it.
+                        feed = Some(Event::NumberKnown);
+                        let mut clips = prompts.welcome_back();
+                        clips.extend(prompts.position(
+                            back.status.position.unwrap_or(1),
+                            &wait_phrase(&back.status),
+                        ));
+                        status = back.status;
+                        Some(clips)
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "a keyed contact number has no place kept");
+                        keyed_words(&prompts, keyed.refused())
+                    }
+                },
+                other => keyed_words(&prompts, other),
+            };
+            if let Some(clips) = said {
+                next_update = None;
+                stream.replace(clips);
+            }
         }
         let now = std::time::Instant::now();
         if flow_timer {
@@ -735,13 +770,29 @@ async fn call_task(
     stream.stop().await;
     match outcome {
         Outcome::CallerLeft => {
-            // Hung up while being connected: an abandoned contact. Not the agent's fault:
-            // ending the contact frees an agent it was offered to (ready again, keeping
-            // their idle time; RINGCANCELED then ABANDON in the queue_log).
+            // Hung up while being connected (or the call never became one: no ACK): an
+            // abandoned contact. Not the agent's fault: ending the contact frees an agent
+            // it was offered to (ready again, keeping their idle time; RINGCANCELED then
+            // ABANDON in the queue_log).
             if flow.handing_off() {
                 tracing::info!(contact = %id.redacted(), "caller hung up while being connected");
             }
             end_contact(&deps, &id).await;
+            deps.sip.hangup(key).await; // no-op if the dialog is already gone
+        }
+        Outcome::HungUp => {
+            // Hung up while waiting: a dropped mobile call looks just the same, so the
+            // place is kept for `keep_place_secs` and the caller may ring again and key
+            // the number to get it back (issue 16); if not, it ends as abandoned then.
+            // A contact replaced by a substitute or already with an agent is not
+            // concerned (the centre changes nothing).
+            match deps.centre.call_lost(id.clone(), LostCall::HungUp).await {
+                Ok(()) | Err(CentreError::AlreadyEnded) | Err(CentreError::NotFound) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, contact = %id.redacted(), "hang-up not recorded");
+                    end_contact(&deps, &id).await;
+                }
+            }
             deps.sip.hangup(key).await; // no-op if the dialog is already gone
         }
         Outcome::Substituted | Outcome::HandedOff | Outcome::Bridged => {
@@ -905,22 +956,60 @@ pub fn wait_phrase(status: &ContactStatus) -> WaitPhrase {
     }
 }
 
-/// SIP INFO DTMF (application/dtmf-relay "Signal=*" or application/dtmf "*").
-fn info_is_star(content_type: &str, body: &Bytes) -> bool {
+/// What a caller hears about their keys (`None`: nothing yet).
+fn keyed_words(prompts: &PromptSet, keyed: Keyed) -> Option<Vec<Bytes>> {
+    match keyed {
+        Keyed::Nothing | Keyed::Number(_) => None,
+        Keyed::Wrong => Some(prompts.number_not_right()),
+        Keyed::TriesOver => Some(prompts.number_tries_over()),
+    }
+}
+
+/// What `*` repeats: a new caller's contact number and what to do with it (the web clip),
+/// or a rejoined caller's place (a rejoined caller is never told the number).
+fn spoken(
+    prompts: &PromptSet,
+    rejoined: bool,
+    id: &ContactId,
+    st: &ContactStatus,
+    web_clip: Option<Bytes>,
+) -> Vec<Bytes> {
+    if rejoined {
+        prompts.position(st.position.unwrap_or(1), &wait_phrase(st))
+    } else {
+        let mut words = prompts.contact_number(id.as_str());
+        words.extend(web_clip);
+        words
+    }
+}
+
+/// The key of a SIP INFO DTMF (application/dtmf-relay "Signal=5" or application/dtmf
+/// "5"): a digit, `*`, `#` (or A-D).
+fn info_key(content_type: &str, body: &Bytes) -> Option<char> {
     let ct = content_type.to_ascii_lowercase();
     let text = String::from_utf8_lossy(body);
+    let one = |v: &str| {
+        let mut chars = v.trim().chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D') => Some(c),
+            _ => None,
+        }
+    };
     if ct.starts_with("application/dtmf-relay") {
-        text.lines().any(|l| {
-            let mut kv = l.splitn(2, '=');
-            kv.next()
-                .is_some_and(|k| k.trim().eq_ignore_ascii_case("signal"))
-                && kv.next().is_some_and(|v| v.trim() == "*")
+        text.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then(|| one(v))?
         })
     } else if ct.starts_with("application/dtmf") {
-        text.trim() == "*"
+        one(&text)
     } else {
-        false
+        None
     }
+}
+
+#[cfg(test)]
+fn info_is_star(content_type: &str, body: &Bytes) -> bool {
+    info_key(content_type, body) == Some('*')
 }
 
 #[cfg(test)]
@@ -939,6 +1028,21 @@ mod tests {
             &Bytes::from_static(b"Signal=5\r\n")
         ));
         assert!(!info_is_star("text/plain", &Bytes::from_static(b"*")));
+        assert_eq!(
+            info_key(
+                "application/dtmf-relay",
+                &Bytes::from_static(b"Signal=7\r\nDuration=160\r\n")
+            ),
+            Some('7')
+        );
+        assert_eq!(
+            info_key("application/dtmf", &Bytes::from_static(b" 0\r\n")),
+            Some('0')
+        );
+        assert_eq!(
+            info_key("application/dtmf", &Bytes::from_static(b"12")),
+            None
+        );
     }
 
     #[test]

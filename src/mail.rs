@@ -638,6 +638,7 @@ mod tests {
             notice: None,
             attempts: Vec::new(),
             next_attempt: None,
+            note: None,
         }
     }
 }

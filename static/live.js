@@ -77,6 +77,26 @@
       next.textContent = typeof d.next_attempt === "string" ? d.next_attempt : "";
       box.hidden = d.attempts.length === 0 && next.textContent === "";
     }
+    // The contact's story: every step so far, in words made (and escaped) by the server;
+    // written as text, never as markup.
+    var story = document.getElementById("story");
+    var timeline = document.getElementById("timeline");
+    if (story && timeline && Array.isArray(data.timeline)) {
+      while (timeline.firstChild) { timeline.removeChild(timeline.firstChild); }
+      data.timeline.forEach(function (s) {
+        var li = document.createElement("li");
+        li.setAttribute("data-step", String(s.kind));
+        if (s.time) {
+          var t = document.createElement("time");
+          t.textContent = String(s.time);
+          li.appendChild(t);
+          li.appendChild(document.createTextNode(" "));
+        }
+        li.appendChild(document.createTextNode(String(s.text)));
+        timeline.appendChild(li);
+      });
+      story.hidden = data.timeline.length === 0;
+    }
     // Controls the contact no longer offers go at once (connected to an agent, ended...);
     // one it offers that this page lacks needs a reload, which the hint offers.
     var offered = Array.isArray(data.options) ? data.options : null;

@@ -5,13 +5,17 @@
 //!
 //! Done relies on the centre routing an email straight to Busy (auto-accept: the console
 //! is the agent's phone for non-call contacts).
+//!
+//! A caller's note for the agent (issue 16): written on the caller's page in Chromium,
+//! shown on the console card as soon as the call is offered, before the agent's phone is
+//! answered, as text (markup in it shows literally).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::browser::Browser;
-use common::{Gateway, Http, agent_toml, scratch_dir, sipp_spawn};
+use common::{Gateway, Http, agent_toml, free_port, scratch_dir, sipp_spawn, sipp_uas};
 
 /// How long the page may take to show a change (a redirect, a live update).
 const UI: Duration = Duration::from_secs(10);
@@ -125,5 +129,92 @@ fn agent_sees_an_email_arrive_live_then_finishes_it() {
     assert!(b.is_shown("#ready-now"), "Ready now during wrap-up");
     assert!(b.is_shown("#wrap-up-left"));
     assert!(!b.is_shown("#contact"), "the email is done");
+    b.close();
+}
+
+#[test]
+fn agent_sees_the_callers_note_when_offered_before_answering() {
+    // Tess's phone is a SIPp UAS that rings and never answers: the offer stays an offer.
+    let phone_port = free_port();
+    let g = Gateway::start_with_agents(
+        "agent-note",
+        &format!(
+            "{}uri = \"sip:tess@127.0.0.1:{phone_port}\"\n",
+            agent_toml("tess", "Tess Tester", PASSWORD, "support = 5")
+        ),
+    );
+    let _phone = sipp_uas("agent-phone-rings", phone_port, 1, CALL);
+    let _caller = sipp_spawn(&g, "caller-holds-until-bye", "support", &[], CALL);
+    let number = newest_contact(&g, Duration::from_secs(15));
+    let note = r#"Order 1234 <b>router</b> blinks red & "fast""#;
+
+    // The caller writes the note on their page (one browser, two roles: the caller's
+    // page needs no login, the console its own session).
+    let b = Browser::start();
+    b.goto(&format!("http://{}/c/{number}", g.http));
+    b.wait_for_text("#queue", |t| !t.trim().is_empty(), UI);
+    assert!(
+        b.is_shown("#note-form"),
+        "the note form is offered while waiting"
+    );
+    b.fill("#note-text", note);
+    b.click("#note-submit");
+    b.wait_for_url(|u| u.contains(&format!("/c/{number}/done/")), UI);
+    b.wait_for_text("#confirmation", |t| t.contains("note is saved"), UI);
+    // Kept durable, as typed, and in the caller's JSON.
+    let stored: Option<String> = g
+        .db()
+        .query_row("SELECT note FROM contacts WHERE id = ?1", [&number], |r| {
+            r.get(0)
+        })
+        .expect("row");
+    assert_eq!(stored.as_deref(), Some(note));
+    let r = Http::new(&g).get(&format!("/api/contacts/{number}"));
+    assert_eq!(r.json()["note"], note, "{}", r.body);
+    // The page shows it back in the form, to change.
+    b.goto(&format!("http://{}/c/{number}", g.http));
+    assert_eq!(b.value("#note-text"), note);
+
+    b.goto(&format!("http://{}/agent", g.http));
+    b.fill("#agent", "tess");
+    b.fill("#password", PASSWORD);
+    b.click("#login");
+    b.wait_for_url(|u| u.ends_with("/agent/console"), UI);
+    b.wait_for_text("#state", |t| t.contains("Not ready"), UI);
+    b.click("#ready");
+    // Offered at once (the only caller): the card has the note, the phone not answered.
+    let shown = b.wait_for_text("#contact-note", |t| !t.is_empty(), UI);
+    assert_eq!(shown, note, "the note as text, markup and all");
+    let heading = b.text("#contact-heading");
+    assert!(heading.contains("offered"), "before answering: {heading}");
+    assert_eq!(
+        b.execute(
+            "return document.querySelectorAll('#contact-note *').length;",
+            vec![]
+        ),
+        serde_json::json!(0),
+        "no element made from the caller's markup"
+    );
+    b.screenshot(&scratch_dir("agent-note-shot").join("offered.png"));
+    // The agent API has it too, as written.
+    let me = common::AgentApi::new(&g, "tess", PASSWORD).me();
+    assert_eq!(me["contact"]["note"], note, "{me}");
+
+    // Offered: the caller can no longer change it (the agent may already be reading it).
+    let mut http = Http::new(&g);
+    let r = http.get(&format!("/api/contacts/{number}"));
+    let v = r.json();
+    assert!(!v["agent"].is_null(), "offered: {v}");
+    assert!(
+        !v["options"].as_array().unwrap().iter().any(|o| o == "note"),
+        "{v}"
+    );
+    let csrf = v["csrf"].as_str().expect("csrf").to_owned();
+    let r = http.post_json(
+        &format!("/api/contacts/{number}/actions"),
+        &csrf,
+        &serde_json::json!({ "command_id": "note-late", "action": "note", "text": "too late" }),
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
     b.close();
 }

@@ -57,6 +57,9 @@ fn check_call(law: Law) {
     let mut refs = position_clips(1, &WaitPhrase::NoAgents, Pauses::default());
     refs.extend(contact_number_clips(&caller.number, Pauses::default()));
     refs.push(ClipRef::Clip("web_info"));
+    // A caller cut off before may key their old number (issue 16).
+    refs.push(ClipRef::Clip("key_number_hint"));
+    refs.push(ClipRef::Silence(Pauses::default().between_sentences_ms));
     let intro = expected(law, &refs);
     let moh = expected(law, &[ClipRef::Clip("moh")]);
     let frames = intro.len().div_ceil(160) + 25;

@@ -21,6 +21,10 @@ use common::{Caller, Gateway, scratch_dir};
 use holdline::centre::Timestamp;
 use holdline::web::zone::Zone;
 
+/// A hang-up ends the contact at once (`keep_place_secs = 0`): these pages watch a contact
+/// end by itself. The place kept after a hang-up (issue 16) is tests/back_in_by_number.rs.
+const HANG_UP_ENDS: &str = "[data]\nkeep_place_secs = 0\n";
+
 /// How long the page may take to show a change (a redirect, a live update).
 const UI: Duration = Duration::from_secs(10);
 /// A phone's screen height in CSS pixels (Options::phone).
@@ -60,7 +64,7 @@ fn assert_summary_first_and_focused(b: &Browser, what: &str) {
 
 #[test]
 fn without_javascript_the_page_reloads_itself_and_each_form_is_a_page() {
-    let g = Gateway::start("phone-nojs");
+    let g = Gateway::start_with("phone-nojs", Some(HANG_UP_ENDS));
     let caller = Caller::call(&g, "support", 0);
     let number = caller.number.clone();
     let b = Browser::start_with(Options {
@@ -144,7 +148,7 @@ fn without_javascript_the_page_reloads_itself_and_each_form_is_a_page() {
 
 #[test]
 fn with_javascript_in_the_callers_zone_errors_focus_and_stale_controls_go() {
-    let g = Gateway::start("phone-js");
+    let g = Gateway::start_with("phone-js", Some(HANG_UP_ENDS));
     let caller = Caller::call(&g, "support", 0);
     let number = caller.number.clone();
     let b = Browser::start_with(Options {

@@ -169,9 +169,11 @@ fn the_checker_refuses_what_asterisk_would_not_write() {
 
 /// The embedded default (queues support on 100, sales on 200) with one agent, reached at
 /// a SIPp phone: a file's agent list replaces the default's demo agents.
+/// `keep_place_secs = 0`: a caller who hangs up while waiting is abandoned at once (the
+/// kept place of issue 16 is tests/back_in_by_number.rs).
 fn config(agent_port: u16) -> String {
     format!(
-        "[[agent]]\nid = \"ada\"\nname = \"Ada Lovelace\"\npassword = \"{PASSWORD}\"\nskills = {{ support = 5, sales = 5 }}\nuri = \"sip:ada@127.0.0.1:{agent_port}\"\n"
+        "[data]\nkeep_place_secs = 0\n\n[[agent]]\nid = \"ada\"\nname = \"Ada Lovelace\"\npassword = \"{PASSWORD}\"\nskills = {{ support = 5, sales = 5 }}\nuri = \"sip:ada@127.0.0.1:{agent_port}\"\n"
     )
 }
 

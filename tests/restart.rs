@@ -288,3 +288,136 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
     assert_eq!(soft, hard, "{line}");
     assert_ne!(soft, "1024", "raised from 1,024: {line}");
 }
+
+/// Issue 16: a contact's story is the store's, so it reads the same across `kill -9`, in
+/// the JSON and in Chromium: joined, moved, call ended (place kept), rejoined by keying
+/// the number after a crash, a call-back now, connected to an agent, done.
+#[test]
+fn the_story_of_a_contact_survives_kill_9_in_the_json_and_the_page() {
+    use common::browser::Browser;
+    use common::{AgentApi, Http, agent_toml, repo, wait_contact};
+    use std::time::Duration;
+
+    let text = std::fs::read_to_string(repo().join("holdline.toml"))
+        .unwrap()
+        .replace("rtp_timeout_secs = 40", "rtp_timeout_secs = 0");
+    let text = format!(
+        "{text}\n{}",
+        agent_toml("tess", "Tess Tester", "tess-password-1", "sales = 5")
+    );
+    let mut g = Gateway::start_with("story-restart", Some(&text));
+    let mut http = Http::new(&g);
+    let command = |http: &mut Http, number: &str, body: serde_json::Value| {
+        let v = common::contact(http, number);
+        let csrf = v["csrf"].as_str().expect("csrf").to_owned();
+        let r = http.post_json(&format!("/api/contacts/{number}/actions"), &csrf, &body);
+        assert_eq!(r.status, 200, "{body}: {}", r.body);
+    };
+    let state = |v: &serde_json::Value| v["state"]["state"].as_str().unwrap_or("").to_owned();
+
+    // Joined, moved (by the caller), the call ended while waiting.
+    let mut first = Caller::call(&g, "support", 0);
+    let number = first.number.clone();
+    command(
+        &mut http,
+        &number,
+        serde_json::json!({"command_id": "mv-1", "action": "move_queue", "to": "sales"}),
+    );
+    first.hang_up();
+    wait_contact(&mut http, &number, "kept", |v| state(v) == "disconnected");
+
+    // A crash; the caller rings again and keys the number.
+    g.kill9();
+    g.spawn();
+    let again = Caller::call(&g, "support", 0);
+    std::thread::sleep(Duration::from_millis(300));
+    again.key_rtp(&number);
+    wait_contact(&mut http, &number, "rejoined", |v| {
+        state(v) == "queued" && v["live_call"] == true
+    });
+    // A call-back now, taken by Tess at the console (hand-dialled: connected at once).
+    command(
+        &mut http,
+        &number,
+        serde_json::json!({"command_id": "cb-1", "action": "callback", "number": ""}),
+    );
+    let mut tess = AgentApi::new(&g, "tess", "tess-password-1");
+    tess.ready();
+    tess.wait_for("busy", Duration::from_secs(10), |me| {
+        common::state_name(me) == "busy"
+    });
+    let r = tess.post("/api/agent/done", serde_json::json!({}));
+    assert!(
+        r.status == 200 || r.status == 204,
+        "{} {}",
+        r.status,
+        r.body
+    );
+    wait_contact(&mut http, &number, "done", |v| state(v) == "ended");
+    drop(again);
+
+    // Another crash: the story is read back from the store.
+    g.kill9();
+    g.spawn();
+    let v = common::contact(&mut http, &number);
+    let steps: Vec<(String, String)> = v["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap().to_owned(),
+                s["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let kinds: Vec<&str> = steps.iter().map(|(k, _)| k.as_str()).collect();
+    for (want, after) in [
+        ("joined", 0),
+        ("moved", 1),
+        ("call_lost", 2),
+        ("rejoined", 3),
+        ("substituted", 4),
+        ("connected", 5),
+        ("ended", 6),
+    ] {
+        let at = kinds.iter().position(|k| *k == want);
+        assert!(at.is_some(), "{want} in {kinds:?}");
+        assert!(at.unwrap() >= after, "{want} in order: {kinds:?}");
+    }
+    let text: Vec<&str> = steps.iter().map(|(_, t)| t.as_str()).collect();
+    let all = text.join("\n");
+    for words in [
+        "You joined the queue",
+        "You moved from",
+        "Your call ended. We keep your place until",
+        "You rejoined by phone",
+        "You chose a call-back",
+        "You were connected to an agent.",
+        "Your contact was answered and is finished.",
+    ] {
+        assert!(all.contains(words), "{words:?} in:\n{all}");
+    }
+    assert!(
+        !all.contains("5550100"),
+        "no phone number in the story:\n{all}"
+    );
+
+    // The page shows the same lines, in the same order.
+    let b = Browser::start();
+    b.goto(&format!("http://{}/c/{number}", g.http));
+    b.wait_for_text("#timeline", |t| t.contains("You rejoined by phone"), UI);
+    let shown = b.execute(
+        "return Array.from(document.querySelectorAll('#timeline li')).map(li => li.textContent);",
+        vec![],
+    );
+    let shown: Vec<String> = serde_json::from_value(shown).expect("strings");
+    assert_eq!(shown.len(), steps.len(), "{shown:?}");
+    for (line, (_, t)) in shown.iter().zip(&steps) {
+        assert!(line.ends_with(t.as_str()), "{line:?} vs {t:?}");
+    }
+    b.close();
+}
+
+/// How long the page may take to show a change.
+const UI: std::time::Duration = std::time::Duration::from_secs(10);

@@ -29,8 +29,8 @@ use super::agent::{AgentError, AgentId, AttemptOutcome};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
 use super::core::{
-    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, End, FreshNumbers,
-    LostCall, Snapshot, Tick, TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ClaimPlace, End,
+    FreshNumbers, LostCall, Snapshot, Tick, TransferOutcome,
 };
 use super::queue::CentreConfig;
 use super::queue_log::QueueLogLine;
@@ -123,10 +123,21 @@ enum Request {
         reason: EndReason,
         reply: oneshot::Sender<Result<(), CentreError>>,
     },
+    /// A call keyed the number of a kept place (`ClaimPlace`).
+    Claim {
+        current: ContactId,
+        number: ContactId,
+        reply: oneshot::Sender<Result<Admission, CentreError>>,
+    },
     /// The status of a contact the view does not hold (ended and out of memory).
     Stored {
         id: ContactId,
         reply: oneshot::Sender<Option<ContactStatus>>,
+    },
+    /// The story of a contact the view does not hold (ended and out of memory).
+    Timeline {
+        id: ContactId,
+        reply: oneshot::Sender<Option<super::timeline::Timeline>>,
     },
     Command {
         request: CommandRequest,
@@ -188,6 +199,25 @@ impl CentreHandle {
         answer.await.map_err(|_| CentreError::ShuttingDown)?
     }
 
+    /// The live call of contact `current` keyed `number`, the contact number of a place
+    /// kept for a dropped call: the call goes on as that contact (`rejoined`), `current`
+    /// ends as merged. Any refusal (`NotFound`: no such kept place; `AlreadyEnded`: this
+    /// call is no longer just waiting) changes nothing. Returns once committed.
+    pub async fn claim_place(
+        &self,
+        current: ContactId,
+        number: ContactId,
+    ) -> Result<Admission, CentreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Claim {
+            current,
+            number,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| CentreError::ShuttingDown)?
+    }
+
     /// Ends a contact (caller hung up, call rejected). Returns once committed.
     pub async fn end(&self, id: ContactId, reason: EndReason) -> Result<(), CentreError> {
         let (reply, answer) = oneshot::channel();
@@ -206,6 +236,17 @@ impl CentreHandle {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Stored { id, reply }).await.ok()?;
         answer.await.ok().flatten()
+    }
+
+    /// The contact's story for its caller, as committed: from the view, or for a contact
+    /// that ended long ago, read back from the store by the centre thread (rare).
+    pub async fn timeline(&self, id: ContactId) -> Option<Arc<super::timeline::Timeline>> {
+        if let Some(t) = self.view.timeline(&id) {
+            return Some(t);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Timeline { id, reply }).await.ok()?;
+        answer.await.ok().flatten().map(Arc::new)
     }
 
     /// The read view: statuses without the centre thread, and per-contact subscriptions.
@@ -392,6 +433,15 @@ pub fn spawn(
     let (requests, inbox) = mpsc::channel(REQUEST_CAPACITY);
     let (publish, snapshots) = watch::channel(Arc::new(centre.board(now)));
     let view = ViewHandle::new(centre.book().clone());
+    {
+        // Every remembered contact's story from its stored history: one indexed read per
+        // contact, once, so no page after a restart waits on the centre thread for it.
+        let mut w = view.write();
+        for id in centre.book().rows.keys() {
+            let events = store.events(id).map_err(StartError::Load)?;
+            w.seed(id, super::timeline::Timeline::from_events(&events));
+        }
+    }
     let (effects, _) = broadcast::channel(EFFECT_CAPACITY);
     let actor = Actor {
         centre,
@@ -668,6 +718,14 @@ impl Actor {
                     let result = self.centre.handle(now, Admit(contact));
                     pending.push(Pending::Admit(reply, result));
                 }
+                Request::Claim {
+                    current,
+                    number,
+                    reply,
+                } => {
+                    let result = self.centre.handle(now, ClaimPlace { current, number });
+                    pending.push(Pending::Admit(reply, result));
+                }
                 Request::End { id, reason, reply } => {
                     let fact = Fact::End(id.clone(), reason);
                     let result = self.centre.handle(now, End { id, reason });
@@ -701,6 +759,18 @@ impl Actor {
                         result,
                         changed: changes.len() > before,
                     });
+                }
+                Request::Timeline { id, reply } => {
+                    // Read-only, answered at once: what is committed so far.
+                    let timeline = match self.store.events(&id) {
+                        Ok(events) if events.is_empty() => None,
+                        Ok(events) => Some(super::timeline::Timeline::from_events(&events)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading a contact's history failed");
+                            None
+                        }
+                    };
+                    let _ = reply.send(timeline);
                 }
                 Request::Command { request, reply } => {
                     let result = self.centre.handle(now, request);
@@ -757,13 +827,16 @@ impl Actor {
                 self.tick_after = None;
                 if !changes.is_empty() {
                     let book = self.centre.book();
-                    rings = Some(self.view.write().apply(
+                    let mut view = self.view.write();
+                    rings = Some(view.apply(
                         touched.into_iter().map(|id| {
                             let row = book.rows.get(&id).cloned();
                             (id, row)
                         }),
                         book,
                     ));
+                    view.record(&changes);
+                    drop(view);
                     self.publish.send_replace(Arc::new(self.centre.board(now)));
                 }
                 // Committed: now the front-end may act. No subscriber is not an error.
@@ -902,6 +975,12 @@ mod tests {
         }
         fn number_taken(&mut self, id: &ContactId) -> Result<bool, StoreError> {
             self.0.number_taken(id)
+        }
+        fn events(
+            &mut self,
+            id: &ContactId,
+        ) -> Result<Vec<crate::centre::ContactEvent>, StoreError> {
+            self.0.events(id)
         }
         fn apply(&mut self, changes: &[crate::centre::Change]) -> Result<(), StoreError> {
             self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1184,6 +1263,7 @@ mod tests {
             s.options,
             [
                 crate::centre::ActionKind::MoveQueue,
+                crate::centre::ActionKind::Note,
                 crate::centre::ActionKind::CancelCallback,
                 crate::centre::ActionKind::ChangeCallback
             ]

@@ -118,6 +118,13 @@ impl Book {
         self.estimate_in(i, self.queues[i].waiting(), None)
     }
 
+    /// A queue's name as callers see it (its id if it is no longer configured).
+    pub fn queue_name(&self, q: &QueueId) -> String {
+        self.queue_index
+            .get(q)
+            .map_or_else(|| q.0.clone(), |&i| self.queues[i].spec.name.clone())
+    }
+
     /// The contact's status, for live contacts and ended ones still remembered.
     pub fn status(&self, id: &ContactId) -> Option<ContactStatus> {
         self.rows.get(id).map(|row| self.status_of(row))
@@ -229,6 +236,7 @@ impl Book {
             notice: row.notice.clone(),
             attempts: row.attempts.clone(),
             next_attempt: row.next_attempt_at,
+            note: row.note.clone(),
         }
     }
 }
@@ -242,6 +250,8 @@ fn options(row: &StoredContact, can_move: bool) -> Vec<ActionKind> {
     if can_move {
         options.push(ActionKind::MoveQueue);
     }
+    // Until offered (`in_line` is false from the offer on), whatever the medium.
+    options.push(ActionKind::Note);
     match row.substitute {
         None => options.extend([ActionKind::Callback, ActionKind::Email, ActionKind::WebForm]),
         Some(Substitute::Callback { .. }) => {

@@ -53,6 +53,9 @@ pub enum Command {
         number: String,
         window: Option<Window>,
     },
+    /// Write (or, empty, remove) the note the agent sees when the contact is offered.
+    /// Allowed until the contact is offered.
+    Note { text: String },
 }
 
 impl Command {
@@ -64,6 +67,7 @@ impl Command {
             Command::WebForm { .. } => ActionKind::WebForm,
             Command::CancelCallback => ActionKind::CancelCallback,
             Command::ChangeCallback { .. } => ActionKind::ChangeCallback,
+            Command::Note { .. } => ActionKind::Note,
         }
     }
 }
@@ -78,6 +82,7 @@ pub enum ActionKind {
     WebForm,
     CancelCallback,
     ChangeCallback,
+    Note,
 }
 
 impl ActionKind {
@@ -89,6 +94,7 @@ impl ActionKind {
             ActionKind::WebForm => "web_form",
             ActionKind::CancelCallback => "cancel_callback",
             ActionKind::ChangeCallback => "change_callback",
+            ActionKind::Note => "note",
         }
     }
 }
@@ -127,6 +133,10 @@ pub enum Confirmation {
     CallbackChanged {
         number: String,
         window: Option<Window>,
+    },
+    /// The note for the agent was saved (`chars` 0: removed).
+    NoteSaved {
+        chars: u32,
     },
     /// The live call is being moved to another site's queue (`to` is a remote queue):
     /// the caller is referred there; the contact keeps its place here until the result

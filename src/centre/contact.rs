@@ -260,6 +260,10 @@ pub enum EndReason {
     CallbackFailed,
     /// The call-back window closed before the customer was reached.
     Expired,
+    /// The caller keyed the number of a place kept for them (issue 16): this call went on
+    /// as that contact, and this one (seconds old) ended without a queue-log exit (the
+    /// call's queue-log lines go on under the same callid).
+    Merged,
 }
 
 impl EndReason {
@@ -274,6 +278,7 @@ impl EndReason {
             EndReason::Transferred => "transferred",
             EndReason::CallbackFailed => "callback_failed",
             EndReason::Expired => "expired",
+            EndReason::Merged => "merged",
         }
     }
 }
@@ -296,6 +301,7 @@ impl FromStr for EndReason {
             "transferred" => EndReason::Transferred,
             "callback_failed" => EndReason::CallbackFailed,
             "expired" => EndReason::Expired,
+            "merged" => EndReason::Merged,
             _ => {
                 return Err(UnknownName {
                     what: "end reason",
@@ -389,6 +395,8 @@ pub struct ContactStatus {
     pub attempts: Vec<CallbackAttempt>,
     /// A call-back is not tried again before this.
     pub next_attempt: Option<Timestamp>,
+    /// The caller's note for the agent (the caller's own words: escape wherever shown).
+    pub note: Option<String>,
 }
 
 /// One try at calling a customer back.
@@ -526,6 +534,7 @@ mod tests {
             EndReason::Transferred,
             EndReason::CallbackFailed,
             EndReason::Expired,
+            EndReason::Merged,
         ] {
             assert_eq!(r.as_str().parse::<EndReason>(), Ok(r));
             // serde and the stored name agree.

@@ -36,12 +36,15 @@ mod agents;
 mod board;
 #[cfg(test)]
 mod call_fault_tests;
+mod claim;
 #[cfg(test)]
 mod command_tests;
 mod commands;
 mod faults;
 mod io;
 mod journal;
+#[cfg(test)]
+mod note_tests;
 mod places;
 mod restore;
 mod supervisor;
@@ -56,7 +59,8 @@ use agents::ring_millis;
 pub use faults::{LostCall, MAX_CALLER_FAILURES};
 use io::Outbox;
 pub use io::{
-    Admit, Admitted, AgentInput, AgentOp, CallLost, End, FreshNumbers, Input, Tick, TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, CallLost, ClaimPlace, End, FreshNumbers, Input, Tick,
+    TransferOutcome,
 };
 use journal::{Journal, Undo};
 pub use supervisor::{REASON_MAX_CHARS, SupervisorMove};
@@ -328,7 +332,9 @@ impl Centre {
             orig_position: 0,
             entered: Some(now),
             caller_failures: 0,
+            hung_up: false,
             told: None,
+            note: None,
         };
         self.put_row(row.clone());
         let mut row = row;
@@ -357,11 +363,11 @@ impl Centre {
                 contact: id,
                 at: now,
                 kind: "queued".to_owned(),
-                detail: format!(
-                    "queue {} position {}",
-                    row.queue,
-                    status.position.unwrap_or(0)
-                ),
+                detail: super::timeline::json(serde_json::json!({
+                    "queue": row.queue.as_str(),
+                    "queue_name": self.book.queue_name(&row.queue),
+                    "position": status.position.unwrap_or(0),
+                })),
             }),
             enter,
         ];
@@ -405,6 +411,7 @@ impl Centre {
         row.media = new.media;
         row.call_ref = new.call_ref.clone();
         row.transferring = None;
+        row.hung_up = false;
         // A new call: the old one's failed transfers say nothing about this phone.
         row.caller_failures = 0;
         if matches!(row.notice, Some(Notice::TransfersFailed { .. })) {
@@ -425,7 +432,10 @@ impl Centre {
                 contact: id,
                 at: now,
                 kind: "rejoined".to_owned(),
-                detail: format!("redialled; position {}", status.position.unwrap_or(0)),
+                detail: super::timeline::json(serde_json::json!({
+                    "by": "redial",
+                    "position": status.position.unwrap_or(0),
+                })),
             }),
         ];
         changes.extend(routed);
@@ -522,7 +532,12 @@ impl Centre {
             | EndReason::Cancelled
             | EndReason::CallbackFailed => Some("ABANDON"),
             EndReason::Lost | EndReason::Expired => Some("EXITWITHTIMEOUT"),
-            EndReason::Completed | EndReason::Transferred => None,
+            EndReason::Completed | EndReason::Transferred | EndReason::Merged => None,
+        };
+        // A caller who hung up waited until then, not through the place kept for them.
+        let waited_until = match row.state {
+            ContactState::Disconnected { since, .. } if row.hung_up => since,
+            _ => now,
         };
         let exit = exit.map(|event| {
             self.log(
@@ -534,7 +549,7 @@ impl Centre {
                     // Offered contacts are out of the line; they were at its head.
                     position.unwrap_or(1).to_string(),
                     row.orig_position.to_string(),
-                    row.waited_secs(now).to_string(),
+                    row.waited_secs(waited_until).to_string(),
                 ],
             )
         });
@@ -589,12 +604,19 @@ impl Centre {
                 continue;
             };
             match row.state {
-                ContactState::Disconnected { .. } => changes.extend(self.end_row(
-                    now,
-                    &id,
-                    EndReason::Lost,
-                    "keep-place window ran out".to_owned(),
-                )),
+                ContactState::Disconnected { .. } => {
+                    let reason = if row.hung_up {
+                        EndReason::Abandoned
+                    } else {
+                        EndReason::Lost
+                    };
+                    changes.extend(self.end_row(
+                        now,
+                        &id,
+                        reason,
+                        "keep-place window ran out".to_owned(),
+                    ));
+                }
                 // Out of memory; the store keeps the row (and so the number).
                 ContactState::Ended { .. } => {
                     self.remove_row(&id);

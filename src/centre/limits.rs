@@ -16,3 +16,5 @@ pub const PHONE_MAX_CHARS: usize = 32;
 pub const EMAIL_MAX_CHARS: usize = 254;
 /// Longest queue id a request may name (bytes).
 pub const QUEUE_ID_MAX_LEN: usize = 64;
+/// Longest note a caller leaves for the agent.
+pub const NOTE_MAX_CHARS: usize = 500;

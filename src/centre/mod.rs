@@ -82,6 +82,7 @@ mod storage;
 pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
+pub mod timeline;
 mod view;
 
 pub use accuracy::AccuracyReport;
@@ -101,9 +102,9 @@ pub use contact::{
     NewContact, Notice, QueueId, Timestamp,
 };
 pub use core::{
-    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ContactEvent,
-    Counters, End, FreshNumbers, Input, LostCall, MAX_CALLER_FAILURES, QueueSummary, Snapshot,
-    Stored, StoredCommand, StoredContact, SupervisorMove, Tick, TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ClaimPlace,
+    ContactEvent, Counters, End, FreshNumbers, Input, LostCall, MAX_CALLER_FAILURES, QueueSummary,
+    Snapshot, Stored, StoredCommand, StoredContact, SupervisorMove, Tick, TransferOutcome,
 };
 pub use estimate::{Spoken, WaitEstimate};
 pub use queue::{CentreConfig, QueueSpec};

@@ -669,6 +669,7 @@ impl Model {
             if !targets.is_empty() {
                 options.push(ActionKind::MoveQueue);
             }
+            options.push(ActionKind::Note);
             match c.sub {
                 None => {
                     options.extend([ActionKind::Callback, ActionKind::Email, ActionKind::WebForm])
@@ -1067,6 +1068,16 @@ impl Model {
                 Confirmation::CallbackChanged {
                     number: number.clone(),
                     window: *window,
+                }
+            }
+            // A note changes nothing the model follows (places, offers, media).
+            Command::Note { text } => {
+                let chars = text.trim().chars().count();
+                if chars > crate::centre::limits::NOTE_MAX_CHARS {
+                    return (Err(Refusal::Invalid), Vec::new());
+                }
+                Confirmation::NoteSaved {
+                    chars: u32::try_from(chars).unwrap_or(u32::MAX),
                 }
             }
         };

@@ -32,6 +32,8 @@
 //! | offer failed on the caller's side (`FailedByCaller`: their phone refused or never completed the transfer) | `RINGCANCELED|ringtime` (agent set); the agent stays ready, no `PAUSE` |
 //! | live call found dead (`CallLost`: no media and no answer to a probe, connection closed, session expired) | `RINGCANCELED|ringtime` first if it was being offered, then `INFO|CALLLOST|<why>`; the contact keeps its place (`EXITWITHTIMEOUT` if the window runs out) |
 //! | call-back attempt failed | nothing: Asterisk has no such event; attempts are in the contact history |
+//! | caller hung up while waiting (`CallLost` with `HungUp`) | nothing yet: the contact keeps its place; `ABANDON|position|origposition|waittime` if the window runs out |
+//! | keyed the number of a kept place (`ClaimPlace`) | nothing: the kept contact goes on with this call's callid (the new contact's `ENTERQUEUE` then reads as its re-entry); the new contact ends `merged` with no line |
 //! | caller hung up while offered | `RINGCANCELED|ringtime` (agent set), then `ABANDON|position|origposition|waittime` |
 //! | ended `Abandoned` / `Rejected` / `Cancelled` / `CallbackFailed` | `ABANDON|position|origposition|waittime` |
 //! | ended `Lost` (keep-place window ran out) / `Expired` (call-back window closed) | `EXITWITHTIMEOUT|position|origposition|waittime` |

@@ -78,9 +78,18 @@ pub struct StoredContact {
     /// call, which a restart ends (a caller who rejoins starts again from 0).
     #[serde(skip)]
     pub caller_failures: u32,
+    /// Disconnected because the caller hung up (not a dead call or a restart): when the
+    /// kept place runs out the contact ends as abandoned, not lost. Not stored: after a
+    /// restart every disconnected call was lost in it.
+    #[serde(skip)]
+    pub hung_up: bool,
     /// The wait estimate given at admission (live calls), scored when an agent answers.
     #[serde(default)]
     pub told: Option<WaitEstimate>,
+    /// What the caller wrote for the agent (at most `limits::NOTE_MAX_CHARS`), shown on the
+    /// agent's card from the offer on; editable until the contact is offered.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 impl StoredContact {

@@ -3,7 +3,7 @@
 //! implements it (SQLite, memory) and imports the centre, never the reverse.
 
 use super::contact::{ContactId, Timestamp};
-use super::records::{Change, Stored, StoredContact};
+use super::records::{Change, ContactEvent, Stored, StoredContact};
 
 /// Durable storage for the centre: all of a batch's changes or none.
 pub trait Store: Send {
@@ -22,6 +22,9 @@ pub trait Store: Send {
     /// One stored contact row (the centre keeps ended contacts in memory only briefly and
     /// reads older ones back from here when a page asks).
     fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError>;
+    /// One contact's history, oldest first (its caller's timeline after a restart, or
+    /// once it is out of memory).
+    fn events(&mut self, id: &ContactId) -> Result<Vec<ContactEvent>, StoreError>;
     /// Whether a contact with this number was ever stored. Numbers are never given out
     /// twice: the centre forgets ended contacts, the store does not. Override with a
     /// cheaper lookup than reading the row.

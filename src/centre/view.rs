@@ -29,6 +29,8 @@ use super::book::Book;
 use super::contact::{ContactId, ContactStatus};
 use super::core::StoredContact;
 use super::queue::LineKey;
+use super::records::Change;
+use super::timeline::Timeline;
 
 /// A cloneable handle on the view; the actor writes, everyone else reads.
 #[derive(Debug, Clone)]
@@ -38,6 +40,9 @@ pub struct ViewHandle(Arc<RwLock<View>>);
 pub(crate) struct View {
     book: Book,
     subs: Subscribers,
+    /// Each remembered contact's story for its page, appended from the committed events
+    /// (seeded from the store at start); gone with the row.
+    timelines: HashMap<ContactId, Arc<Timeline>>,
     /// Bells to ring once the write lock is released (see [`ViewWrite`]).
     due: Vec<Bell>,
 }
@@ -98,6 +103,7 @@ impl ViewHandle {
                 by_contact: HashMap::new(),
                 in_line: vec![BTreeSet::new(); queues],
             },
+            timelines: HashMap::new(),
             due: Vec::new(),
         })))
     }
@@ -142,6 +148,12 @@ impl ViewHandle {
         }
         subs.by_contact.insert(id.clone(), Sub { bell, place });
         Some(rx)
+    }
+
+    /// The contact's story so far, as committed; `None` when the view does not hold it
+    /// (unknown, or ended and out of memory: the store has it).
+    pub fn timeline(&self, id: &ContactId) -> Option<Arc<Timeline>> {
+        self.read().timelines.get(id).cloned()
     }
 
     /// Subscribed contacts (tests and metrics).
@@ -195,7 +207,10 @@ impl View {
         for (id, row) in touched {
             let old = match row {
                 Some(row) => self.book.put(row, false),
-                None => self.book.remove(&id),
+                None => {
+                    self.timelines.remove(&id);
+                    self.book.remove(&id)
+                }
             };
             if let Some(old) = &old
                 && let Some(i) = self.book.place_of(old)
@@ -215,6 +230,30 @@ impl View {
             }
         }
         rings
+    }
+
+    /// Appends a committed batch's events to the stories of the contacts the view
+    /// remembers: O(events in the batch). A "created" event starts a story; an event for a
+    /// contact without one (out of memory) is the store's alone.
+    pub(crate) fn record(&mut self, changes: &[Change]) {
+        for change in changes {
+            let Change::Event(ev) = change else { continue };
+            if ev.kind == "created" {
+                if self.book.rows.contains_key(&ev.contact) {
+                    self.timelines
+                        .insert(ev.contact.clone(), Arc::new(Timeline::default()));
+                }
+            } else if let Some(t) = self.timelines.get_mut(&ev.contact) {
+                Arc::make_mut(t).push(ev);
+            }
+        }
+    }
+
+    /// A remembered contact's story read back from the store (at start).
+    pub(crate) fn seed(&mut self, id: &ContactId, timeline: Timeline) {
+        if self.book.rows.contains_key(id) {
+            self.timelines.insert(id.clone(), Arc::new(timeline));
+        }
     }
 
     /// Queues the bells of the subscribers a batch concerned, rung when the write lock is

@@ -127,6 +127,15 @@ macro_rules! clips {
     };
 }
 
+/// Clips added after prompt directories were first recorded (issue 16: back in by number);
+/// `load_dir` takes the embedded ones when a directory lacks them.
+const ADDED_LATER: &[&str] = &[
+    "key_number_hint",
+    "welcome_back",
+    "number_not_right",
+    "number_tries_over",
+];
+
 clips!(
     "0",
     "1",
@@ -185,6 +194,10 @@ clips!(
     "moving_call",
     "not_connected",
     "callback_connecting",
+    "key_number_hint",
+    "welcome_back",
+    "number_not_right",
+    "number_tries_over",
     "moh",
 );
 
@@ -340,11 +353,22 @@ impl PromptSet {
     pub fn load_dir(dir: &Path, law: Law) -> Result<PromptSet, PromptError> {
         let (sub, ext) = law.dir_and_ext();
         let mut clips = HashMap::with_capacity(CLIP_NAMES.len());
+        let embedded = PromptSet::embedded(law);
         for &name in CLIP_NAMES {
             let path = dir.join(sub).join(format!("{name}.{ext}"));
             match std::fs::read(&path) {
                 Ok(data) => {
                     clips.insert(name, Bytes::from(data));
+                }
+                // A directory recorded before these clips existed keeps working: the
+                // embedded voice says them until the site records its own.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound && ADDED_LATER.contains(&name) =>
+                {
+                    tracing::warn!(clip = name, path = %path.display(), "prompt clip missing: the embedded one is used");
+                    if let Some(data) = embedded.clip(name) {
+                        clips.insert(name, data);
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return Err(PromptError::Missing { name, path });
@@ -458,6 +482,32 @@ impl PromptSet {
             ClipRef::Clip("not_connected"),
             ClipRef::Silence(self.pauses.between_sentences_ms),
         ])
+    }
+
+    /// "If you were cut off before, key your old contact number to get your place back."
+    pub fn key_number_hint(&self) -> Vec<Bytes> {
+        self.resolve(&[
+            ClipRef::Clip("key_number_hint"),
+            ClipRef::Silence(self.pauses.between_sentences_ms),
+        ])
+    }
+
+    /// "Welcome back. You have your place again." (a keyed number took its kept place)
+    pub fn welcome_back(&self) -> Vec<Bytes> {
+        self.resolve(&[
+            ClipRef::Clip("welcome_back"),
+            ClipRef::Silence(self.pauses.between_sentences_ms),
+        ])
+    }
+
+    /// "That number is not right. Please key it again."
+    pub fn number_not_right(&self) -> Vec<Bytes> {
+        self.resolve(&[ClipRef::Clip("number_not_right")])
+    }
+
+    /// "We could not find that number. You keep your new place in the queue."
+    pub fn number_tries_over(&self) -> Vec<Bytes> {
+        self.resolve(&[ClipRef::Clip("number_tries_over")])
     }
 
     /// What the agent hears while a call-back dials the customer.
@@ -654,6 +704,28 @@ mod tests {
             Err(PromptError::Missing { name, .. }) => assert_eq!(name, "0"),
             other => panic!("expected a missing clip, got {other:?}"),
         }
+        // A directory from before the back-in-by-number clips: those come from the
+        // embedded set, the rest from the directory.
+        let older = empty.join("older");
+        std::fs::create_dir_all(older.join("pcma")).expect("mkdir");
+        for name in CLIP_NAMES.iter().filter(|n| !ADDED_LATER.contains(n)) {
+            let file = format!("{name}.al");
+            std::fs::copy(
+                root.join("pcma").join(&file),
+                older.join("pcma").join(&file),
+            )
+            .expect("copy");
+        }
+        std::fs::write(older.join("pcma").join("goodbye.al"), b"site goodbye").expect("write");
+        let set = PromptSet::load_dir(&older, Law::Pcma).expect("an older directory loads");
+        assert_eq!(
+            set.clip("goodbye"),
+            Some(Bytes::from_static(b"site goodbye"))
+        );
+        assert_eq!(
+            set.clip("welcome_back"),
+            PromptSet::embedded(Law::Pcma).clip("welcome_back")
+        );
         let _ = std::fs::remove_dir_all(&empty);
     }
 

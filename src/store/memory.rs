@@ -62,6 +62,19 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn events(&mut self, id: &ContactId) -> Result<Vec<ContactEvent>, StoreError> {
+        let inner = self.lock();
+        if inner.failing {
+            return Err(StoreError::Unavailable("memory store set to fail".into()));
+        }
+        Ok(inner
+            .events
+            .iter()
+            .filter(|e| &e.contact == id)
+            .cloned()
+            .collect())
+    }
+
     fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError> {
         let inner = self.lock();
         if inner.failing {

@@ -81,6 +81,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE contacts ADD COLUMN told TEXT;",
     // 5 -> 6: the supervisor's reports select contacts by arrival time (`store::report`).
     "CREATE INDEX contacts_created ON contacts (created);",
+    // 6 -> 7: the caller's note for the agent (NULL for none; at most 500 characters).
+    "ALTER TABLE contacts ADD COLUMN note TEXT;",
 ];
 
 /// WAL pages (4 KiB) after which a commit checkpoints the WAL into the database.
@@ -276,6 +278,7 @@ struct RawRow {
     first_call_ref: Option<String>,
     orig_position: Option<i64>,
     told: Option<String>,
+    note: Option<String>,
 }
 
 impl RawRow {
@@ -303,6 +306,7 @@ impl RawRow {
             first_call_ref: r.get(19)?,
             orig_position: r.get(20)?,
             told: r.get(21)?,
+            note: r.get(22)?,
         })
     }
 
@@ -391,7 +395,9 @@ impl RawRow {
             orig_position,
             entered: None,
             caller_failures: 0,
+            hung_up: false,
             told,
+            note: self.note,
         })
     }
 }
@@ -411,13 +417,17 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl Store for SqliteStore {
+    fn events(&mut self, id: &ContactId) -> Result<Vec<ContactEvent>, StoreError> {
+        self.events_for(id)
+    }
+
     fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, queue, media, state, state_at, state_until, end_reason,
                     seniority, seq, created, caller, call_ref,
                     version, substitute, position_rise,
                     attempts, next_attempt_at, transferring, notice, first_call_ref,
-                    orig_position, told
+                    orig_position, told, note
              FROM contacts WHERE id = ?1",
         )?;
         let raw = stmt
@@ -443,7 +453,7 @@ impl Store for SqliteStore {
                     seniority, seq, created, caller, call_ref,
                     version, substitute, position_rise,
                     attempts, next_attempt_at, transferring, notice, first_call_ref,
-                    orig_position, told
+                    orig_position, told, note
              FROM contacts WHERE state != 'ended' OR state_at >= ?1 ORDER BY seq",
         )?;
         let raw = stmt
@@ -525,9 +535,9 @@ impl Store for SqliteStore {
                      end_reason, seniority, seq, created, caller, call_ref,
                      version, substitute, position_rise,
                      attempts, next_attempt_at, transferring, notice, first_call_ref,
-                     orig_position, told)
+                     orig_position, told, note)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+                     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)
                  ON CONFLICT (id) DO UPDATE SET
                      queue = excluded.queue, media = excluded.media, state = excluded.state,
                      state_at = excluded.state_at, state_until = excluded.state_until,
@@ -540,7 +550,8 @@ impl Store for SqliteStore {
                      next_attempt_at = excluded.next_attempt_at,
                      transferring = excluded.transferring, notice = excluded.notice,
                      first_call_ref = excluded.first_call_ref,
-                     orig_position = excluded.orig_position, told = excluded.told",
+                     orig_position = excluded.orig_position, told = excluded.told,
+                     note = excluded.note",
             )?;
             let mut remember = tx.prepare_cached(
                 // An id the centre no longer remembers (its contact left memory) may come
@@ -615,6 +626,7 @@ impl Store for SqliteStore {
                                 .as_ref()
                                 .map(|t| to_json(t, "wait told"))
                                 .transpose()?,
+                            row.note,
                         ])?;
                     }
                     Change::Event(e) => {

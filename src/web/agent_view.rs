@@ -127,6 +127,10 @@ fn card(status: &ContactStatus, now: Timestamp, zone: &Zone) -> ContactCard {
         ),
         f("contact-caller", "Caller's number", caller_number(status)),
     ];
+    // Why they called, in the caller's words (escaped by the template like every field).
+    if let Some(note) = &status.note {
+        fields.push(f("contact-note", "Caller's note", note.clone()));
+    }
     match &status.substitute {
         Some(Substitute::Email {
             subject,

@@ -287,7 +287,9 @@ async fn contact(
     match find(&state, ip, Some(session.id.as_str()), token, &raw).await {
         Ok((id, status)) => {
             let token = csrf::token(&state.web.secret, &session.id, id.as_str());
+            let story = state.web.centre.timeline(id.clone()).await;
             let body = PublicStatus::new_in(&status, &state.web.zone)
+                .with_story(story.as_deref(), &state.web.zone)
                 .with_csrf(token)
                 .to_vec();
             let response = ([(header::CONTENT_TYPE, JSON)], body).into_response();
@@ -375,7 +377,12 @@ async fn action(
     }
     Ok(axum::Json(json!({
         "confirmation": confirmation,
-        "status": PublicStatus::new_in(&status, &state.web.zone).to_value(),
+        "status": PublicStatus::new_in(&status, &state.web.zone)
+            .with_story(
+                state.web.centre.timeline(id.clone()).await.as_deref(),
+                &state.web.zone
+            )
+            .to_value(),
     }))
     .into_response())
 }

@@ -11,8 +11,8 @@ use super::zone::Zone;
 // The centre's limits (one set for every layer).
 pub use crate::centre::limits::{
     COMMAND_ID_MAX_LEN as MAX_COMMAND_ID, EMAIL_MAX_CHARS as MAX_EMAIL,
-    MESSAGE_MAX_CHARS as MAX_MESSAGE, NAME_MAX_CHARS as MAX_NAME, PHONE_MAX_CHARS as MAX_PHONE,
-    QUEUE_ID_MAX_LEN as MAX_QUEUE, SUBJECT_MAX_CHARS as MAX_SUBJECT,
+    MESSAGE_MAX_CHARS as MAX_MESSAGE, NAME_MAX_CHARS as MAX_NAME, NOTE_MAX_CHARS as MAX_NOTE,
+    PHONE_MAX_CHARS as MAX_PHONE, QUEUE_ID_MAX_LEN as MAX_QUEUE, SUBJECT_MAX_CHARS as MAX_SUBJECT,
 };
 /// The entry form's number field (digits plus spaces or hyphens).
 pub const MAX_LOOKUP: usize = 32;
@@ -48,6 +48,8 @@ pub struct ActionForm {
     pub message: Option<String>,
     pub reply_to: Option<String>,
     pub name: Option<String>,
+    /// The note for the agent (empty: remove it).
+    pub note: Option<String>,
     /// The IANA zone the window's times were typed in (set by the page; see `zone`).
     pub tz: Option<String>,
 }
@@ -60,6 +62,7 @@ pub fn action_kind(s: &str) -> Option<ActionKind> {
         ActionKind::WebForm,
         ActionKind::CancelCallback,
         ActionKind::ChangeCallback,
+        ActionKind::Note,
     ]
     .into_iter()
     .find(|k| k.as_str() == s)
@@ -203,6 +206,18 @@ pub fn validate(command: &Command) -> Result<(), FieldError> {
             email("reply_to", reply_to)
         }
         Command::CancelCallback => Ok(()),
+        Command::Note { text } => {
+            let len = text.trim().chars().count();
+            if len > MAX_NOTE {
+                return Err(FieldError::new(
+                    "note",
+                    format!(
+                        "Your note is too long: at most {MAX_NOTE} characters, this has {len}."
+                    ),
+                ));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -266,6 +281,9 @@ pub fn command_from_form(form: &ActionForm, zone: &Zone) -> Result<Command, Fiel
             reply_to: field(&form.reply_to).trim().to_owned(),
         },
         ActionKind::CancelCallback => Command::CancelCallback,
+        ActionKind::Note => Command::Note {
+            text: field(&form.note),
+        },
     };
     validate(&command)?;
     Ok(command)

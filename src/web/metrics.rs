@@ -229,6 +229,7 @@ const END_REASONS: &[&str] = &[
     "transferred",
     "callback_failed",
     "expired",
+    "merged",
 ];
 
 /// `known` keys at 0, then the counted values (which may add keys).

@@ -233,6 +233,14 @@ pub(crate) async fn find(
     Ok((id, status))
 }
 
+/// The contact's story in words, times in `zone`.
+async fn story(state: &AppState, id: &ContactId, zone: &Zone) -> Vec<words::StoryLine> {
+    match state.web.centre.timeline(id.clone()).await {
+        Some(t) => words::story(&t, zone),
+        None => Vec::new(),
+    }
+}
+
 async fn status_page(
     State(state): State<AppState>,
     Client(ip): Client,
@@ -242,12 +250,14 @@ async fn status_page(
     RawQuery(query): RawQuery,
 ) -> Response {
     let token = super::link::token_in(query.as_deref());
-    let (_, status) = match find(&state, ip, Some(session.id.as_str()), token, &raw).await {
+    let (id, status) = match find(&state, ip, Some(session.id.as_str()), token, &raw).await {
         Ok(found) => found,
         Err(r) => return r,
     };
+    let zone = Zone::of_request(&headers, &state.web.zone);
     let view = View {
-        zone: Zone::of_request(&headers, &state.web.zone),
+        story: story(&state, &id, &zone).await,
+        zone,
         updates_off: updates_off(query.as_deref()),
         ..View::default()
     };
@@ -315,6 +325,7 @@ async fn done(
     );
     let view = View {
         confirmation: Some(text),
+        story: story(&state, &id, &zone).await,
         zone,
         updates_off: updates_off(query.as_deref()),
         ..View::default()
@@ -456,6 +467,8 @@ pub(crate) struct View {
     pub only: Option<ActionKind>,
     /// The caller turned the no-JavaScript reloading off (see `updates_off`).
     pub updates_off: bool,
+    /// The contact's story in words (empty: the section waits for the live update).
+    pub story: Vec<words::StoryLine>,
 }
 
 impl Default for View {
@@ -467,6 +480,7 @@ impl Default for View {
             zone: Zone::utc(),
             only: None,
             updates_off: false,
+            story: Vec::new(),
         }
     }
 }
@@ -486,6 +500,7 @@ fn field_id(kind: Option<ActionKind>, field: &str) -> String {
         Some(ActionKind::ChangeCallback) => "change-callback",
         Some(ActionKind::Email) => "email",
         Some(ActionKind::WebForm) => "webform",
+        Some(ActionKind::Note) => return "note-text".to_owned(),
         Some(ActionKind::CancelCallback) | None => return "controls".to_owned(),
     };
     match (kind, field) {
@@ -536,7 +551,15 @@ pub(crate) struct TextForm {
     pub error: Option<FieldErr>,
 }
 
+/// The note for the agent: what is saved (or was typed and sent back), and its limit.
+pub(crate) struct NoteForm {
+    pub text: String,
+    pub max: usize,
+    pub error: Option<FieldErr>,
+}
+
 pub(crate) struct CommandIds {
+    pub note: String,
     pub move_queue: String,
     pub callback: String,
     pub change_callback: String,
@@ -567,10 +590,16 @@ pub(crate) struct StatusPage {
     /// On the cancel page: what cancelling loses, in words.
     pub cancel_loses: String,
     pub d: Display,
+    pub story: Vec<words::StoryLine>,
     pub any_options: bool,
     pub version: u64,
     pub csrf: String,
     pub command_ids: CommandIds,
+    pub note_form: Option<NoteForm>,
+    /// "Call me now" (issue 16): a contact whose call ended while its place is kept, with
+    /// a calling number to ring, books an immediate call-back in one press; the number as
+    /// the page may show it ("the number ending 0118").
+    pub call_me_now: Option<String>,
     pub move_form: Option<MoveForm>,
     pub callback_form: Option<CallbackForm>,
     pub change_callback_form: Option<CallbackForm>,
@@ -668,6 +697,14 @@ impl StatusPage {
                 )
             },
         );
+        let call_me_now = match (&status.state, &status.default_callback_number) {
+            (crate::centre::ContactState::Disconnected { .. }, Some(n))
+                if has(ActionKind::Callback) =>
+            {
+                Some(words::masked(n))
+            }
+            _ => None,
+        };
         let callback_form = has(ActionKind::Callback).then(|| {
             let f = typed_for(ActionKind::Callback);
             CallbackForm {
@@ -710,6 +747,14 @@ impl StatusPage {
                     hint,
                 },
             }
+        });
+        let note_form = has(ActionKind::Note).then(|| NoteForm {
+            text: match typed_for(ActionKind::Note) {
+                Some(f) => v(Some(f), |f| &f.note),
+                None => status.note.clone().unwrap_or_default(),
+            },
+            max: forms::MAX_NOTE,
+            error: error_for(ActionKind::Note),
         });
         let mut text_form = |k: ActionKind| {
             has(k).then(|| {
@@ -755,10 +800,12 @@ impl StatusPage {
             zone_name: zone.name().to_owned(),
             cancel_loses,
             d: words::display_in(status, zone),
+            story: view.story,
             any_options: !status.options.is_empty(),
             version: status.version,
             csrf: csrf::token(secret, session, status.id.as_str()),
             command_ids: CommandIds {
+                note: id_for(ActionKind::Note),
                 move_queue: id_for(ActionKind::MoveQueue),
                 callback: id_for(ActionKind::Callback),
                 change_callback: id_for(ActionKind::ChangeCallback),
@@ -766,6 +813,8 @@ impl StatusPage {
                 email: id_for(ActionKind::Email),
                 web_form: id_for(ActionKind::WebForm),
             },
+            note_form,
+            call_me_now,
             move_form,
             callback_form,
             change_callback_form,

@@ -14,6 +14,7 @@ use crate::centre::{
 };
 
 use super::words::{self, Display};
+use crate::centre::timeline::Timeline;
 
 /// A buffer size that holds a typical status (about 1 KiB) without growing.
 pub(crate) const TYPICAL_BYTES: usize = 1536;
@@ -42,6 +43,8 @@ pub struct PublicStatus<'a> {
     media: MediaType,
     move_targets: &'a [MoveTarget],
     next_attempt: Option<Timestamp>,
+    /// The caller's own note for the agent (theirs to see and edit until offered).
+    note: &'a Option<String>,
     /// In words (the JSON API has always carried the sentence).
     notice: Option<String>,
     options: &'a [ActionKind],
@@ -52,6 +55,8 @@ pub struct PublicStatus<'a> {
     seniority: Timestamp,
     skillset: &'a str,
     state: ContactState,
+    /// The contact's story in plain words, oldest first (see `words::story`).
+    timeline: Vec<words::StoryLine>,
     substitute: Option<PublicSubstitute<'a>>,
     transferring: &'a Option<String>,
     version: u64,
@@ -119,6 +124,7 @@ impl<'a> PublicStatus<'a> {
             notice,
             attempts,
             next_attempt,
+            note,
         } = status;
         let substitute = substitute.as_ref().map(|s| match s {
             Substitute::Callback { number, window } => PublicSubstitute::Callback(MaskedCallback {
@@ -143,6 +149,7 @@ impl<'a> PublicStatus<'a> {
             media: *media,
             move_targets,
             next_attempt: *next_attempt,
+            note,
             notice: notice.as_ref().map(words::notice),
             options,
             position: *position,
@@ -152,11 +159,20 @@ impl<'a> PublicStatus<'a> {
             seniority: *seniority,
             skillset,
             state: *state,
+            timeline: Vec::new(),
             substitute,
             transferring,
             version: *version,
             wait_rise,
         }
+    }
+
+    /// Adds the contact's story, its times in `zone`.
+    pub fn with_story(mut self, timeline: Option<&Timeline>, zone: &super::zone::Zone) -> Self {
+        if let Some(t) = timeline {
+            self.timeline = words::story(t, zone);
+        }
+        self
     }
 
     /// Adds the session's CSRF token (the API's `GET` only).
@@ -203,6 +219,7 @@ mod tests {
         if let Some(Substitute::Callback { number, .. }) = &status.substitute {
             map["substitute"]["number"] = words::masked(number).into();
         }
+        map.insert("timeline".into(), serde_json::json!([]));
         map.insert(
             "display".into(),
             serde_json::to_value(words::display(status)).expect("display serializes"),

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use tokio::sync::watch;
 
+use crate::centre::timeline::Timeline;
 use crate::centre::{ContactId, ContactState, ContactStatus, ViewHandle, WaitEstimate};
 
 use super::public::PublicStatus;
@@ -29,19 +30,22 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const EVENT_HEAD: &[u8] = b"event: status\ndata: ";
 const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 
-/// What, when it changes, is worth an event.
-type Key = (u64, Option<u32>, u32, WaitEstimate, ContactState);
+/// What, when it changes, is worth an event (the last: how many steps the story has had).
+type Key = (u64, Option<u32>, u32, WaitEstimate, ContactState, usize);
 
-fn key(s: &ContactStatus) -> Key {
-    (s.version, s.position, s.ahead, s.estimate, s.state)
+fn key(s: &ContactStatus, t: Option<&Timeline>) -> Key {
+    let steps = t.map_or(0, |t| t.entries().len() + t.skipped() as usize);
+    (s.version, s.position, s.ahead, s.estimate, s.state, steps)
 }
 
 /// One `status` event. Compact JSON has no raw line breaks (serde_json escapes them in
 /// strings), so it is one `data:` line.
-pub fn event(status: &ContactStatus, zone: &Zone) -> Bytes {
+pub fn event(status: &ContactStatus, timeline: Option<&Timeline>, zone: &Zone) -> Bytes {
     let mut out = Vec::with_capacity(super::public::TYPICAL_BYTES + EVENT_HEAD.len() + 2);
     out.extend_from_slice(EVENT_HEAD);
-    PublicStatus::new_in(status, zone).write_into(&mut out);
+    PublicStatus::new_in(status, zone)
+        .with_story(timeline, zone)
+        .write_into(&mut out);
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
 }
@@ -58,10 +62,11 @@ pub fn status_stream(
     zone: Zone,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let id: ContactId = first.id.clone();
-    let first_event = event(&first, &zone);
+    let story = view.timeline(&id);
+    let first_event = event(&first, story.as_deref(), &zone);
     let ping = Box::pin(tokio::time::sleep(KEEP_ALIVE));
     let rest = stream::unfold(
-        (bell, key(&first), (id, zone), view, ping),
+        (bell, key(&first, story.as_deref()), (id, zone), view, ping),
         |(mut bell, mut last, (id, zone), view, mut ping)| async move {
             loop {
                 tokio::select! {
@@ -74,10 +79,11 @@ pub fn status_stream(
                     }
                 }
                 let current = view.status(&id)?;
-                let k = key(&current);
+                let story = view.timeline(&id);
+                let k = key(&current, story.as_deref());
                 if k != last {
                     last = k;
-                    let bytes = event(&current, &zone);
+                    let bytes = event(&current, story.as_deref(), &zone);
                     return Some((Ok(bytes), (bell, last, (id, zone), view, ping)));
                 }
             }

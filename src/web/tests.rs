@@ -922,7 +922,7 @@ fn disconnected_and_ended_pages_say_what_happened() {
     };
     s.options = vec![ActionKind::Callback];
     let page = rendered(&s, View::default());
-    assert!(page.contains("Disconnected: your call was lost when our system restarted."));
+    assert!(page.contains("Disconnected: your call ended."));
     assert!(page.contains(r#"<form id="callback-form""#));
 
     let mut s = hand_status(1, 0);
@@ -934,7 +934,7 @@ fn disconnected_and_ended_pages_say_what_happened() {
     };
     let page = rendered(&s, View::default());
     assert!(page.contains("You are no longer in the queue."));
-    assert!(page.contains("Ended at 1970-01-01 00:00 UTC: the call was lost in a restart"));
+    assert!(page.contains("Ended at 1970-01-01 00:00 UTC: the call was lost and the time"));
     assert!(!page.contains("<form"));
 }
 
@@ -2242,4 +2242,102 @@ async fn the_api_answers_as_its_document_says() {
     let r = send(&f.app, api("POST", "/api/agent/state", &basic, Some("{}"))).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(json_of(r).await["field"], "state");
+}
+
+#[test]
+fn the_note_form_shows_the_saved_note_escaped_and_has_a_page_of_its_own() {
+    let mut s = all_options(hand_status(1, 0));
+    s.options.push(ActionKind::Note);
+    s.note = Some("order <b>1234</b> & \"red\"".into());
+    let page = rendered(&s, View::default());
+    let form = page
+        .split(r#"<form id="note-form""#)
+        .nth(1)
+        .expect("the note form");
+    assert!(
+        form.split('>')
+            .next()
+            .unwrap()
+            .contains("data-js-form hidden")
+    );
+    assert!(
+        page.contains("/c/") && page.contains("/form/note"),
+        "no-JS link"
+    );
+    assert!(
+        page.contains("order &#60;b&#62;1234&#60;/b&#62; &#38; &#34;red&#34;</textarea>"),
+        "the saved note, escaped: {page}"
+    );
+    assert!(!page.contains("<b>1234</b>"));
+    assert!(page.contains(r#"maxlength="500""#));
+    // Alone on its page (no script needed), the note form is the one control.
+    let only = rendered(
+        &s,
+        View {
+            only: Some(ActionKind::Note),
+            ..View::default()
+        },
+    );
+    assert!(only.contains(r#"<form id="note-form" data-kind="note" method="post" action"#));
+    assert!(!only.contains("data-js-form"));
+    assert!(!only.contains(r#"id="email-form""#));
+    // Without the option (offered to an agent), no form.
+    s.options.retain(|k| *k != ActionKind::Note);
+    assert!(!rendered(&s, View::default()).contains("note-form"));
+}
+
+#[test]
+fn a_note_form_posts_a_note_command_bounded_in_characters() {
+    let zone = crate::web::zone::Zone::utc();
+    let form = |note: &str| forms::ActionForm {
+        action: Some("note".into()),
+        note: Some(note.into()),
+        ..forms::ActionForm::default()
+    };
+    assert_eq!(
+        forms::command_from_form(&form(" order 1234 "), &zone).expect("valid"),
+        crate::centre::Command::Note {
+            text: " order 1234 ".into()
+        }
+    );
+    assert!(forms::command_from_form(&form(&"é".repeat(500)), &zone).is_ok());
+    let e = forms::command_from_form(&form(&"é".repeat(501)), &zone).unwrap_err();
+    assert_eq!(e.field, "note");
+    assert!(e.message.contains("500"), "{}", e.message);
+}
+
+#[test]
+fn a_dropped_caller_can_be_called_now_in_one_press_without_seeing_their_number() {
+    let mut s = all_options(hand_status(1, 0));
+    s.default_callback_number = Some("+15550100118".into());
+    let waiting = rendered(&s, View::default());
+    assert!(
+        !waiting.contains("call-me-now"),
+        "on the line: no call me now"
+    );
+    s.state = ContactState::Disconnected {
+        since: Timestamp(0),
+        until: Timestamp(900_000),
+    };
+    let page = rendered(&s, View::default());
+    let form = page
+        .split(r#"<form id="call-me-now-form""#)
+        .nth(1)
+        .expect("call me now")
+        .split("</form>")
+        .next()
+        .unwrap();
+    // A plain form (no script needed): a call-back to the calling number, now.
+    assert!(!form.contains("hidden>"), "{form}");
+    assert!(form.contains(r#"name="action" value="callback""#), "{form}");
+    assert!(form.contains(r#"name="number" value="""#), "{form}");
+    assert!(!form.contains("not_before"), "{form}");
+    assert!(
+        form.contains("0118") && !form.contains("5550100118"),
+        "{form}"
+    );
+    assert!(form.contains(r#"<button id="call-me-now" type="submit">Call me now</button>"#));
+    // Without a calling number to ring, the call-back form asks for one instead.
+    s.default_callback_number = None;
+    assert!(!rendered(&s, View::default()).contains("call-me-now"));
 }

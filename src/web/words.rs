@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::zone::Zone;
 
+use crate::centre::timeline::{Mover, Rejoin, Step, Timeline};
 use crate::centre::{
     Asked, Confirmation, ContactState, ContactStatus, EndReason, Notice, Problem, Refusal,
     RiseReason, Snapshot, Spoken, Substitute, Timestamp, WaitEstimate, Window,
@@ -54,6 +55,7 @@ fn field_noun(field: &str) -> &'static str {
         "reply_to" => "the email address we should reply to",
         "to" => "a queue",
         "window" => "a time window",
+        "note" => "your note",
         _ => "this field",
     }
 }
@@ -327,19 +329,18 @@ pub fn state_in(status: &ContactStatus, zone: &Zone) -> String {
             None => "Waiting: please stay on the line.".to_owned(),
         },
         ContactState::Disconnected { until, .. } => format!(
-            "Disconnected: your call was lost when our system restarted. You keep your place until {}: ask for a call-back below to keep it, or call again to rejoin.",
+            "Disconnected: your call ended. You keep your place until {}: ring again and key your contact number to get it back, or ask for a call-back below.",
             time(until)
         ),
         ContactState::Ended { at, reason } => {
             let how = match reason {
                 EndReason::Abandoned => "the call was hung up before an agent answered",
-                EndReason::Lost => {
-                    "the call was lost in a restart and the time to keep your place ran out"
-                }
+                EndReason::Lost => "the call was lost and the time to keep your place ran out",
                 EndReason::Rejected => "the call could not be answered",
                 EndReason::Cancelled => "you cancelled your call-back",
                 EndReason::Completed => "an agent took care of it",
                 EndReason::Transferred => "your call was moved to another office",
+                EndReason::Merged => "you keyed the number of your earlier contact, which goes on",
                 EndReason::CallbackFailed => {
                     return format!(
                         "Ended at {}: we could not reach you on the call-back number{}.",
@@ -404,6 +405,10 @@ pub fn confirmation_in(done: &Confirmation, snapshot: &Snapshot, zone: &Zone) ->
         Confirmation::CallbackCancelled => "Your call-back is cancelled.".to_owned(),
         Confirmation::Transferring { name, .. } => {
             format!("We are moving your call to {name}. Stay on the line.")
+        }
+        Confirmation::NoteSaved { chars: 0 } => "Your note for the agent is removed.".to_owned(),
+        Confirmation::NoteSaved { .. } => {
+            "Your note is saved: the agent sees it when they are offered your contact.".to_owned()
         }
         Confirmation::CallbackChanged { number, window: w } => {
             format!(
@@ -508,6 +513,167 @@ pub fn display_in(status: &ContactStatus, zone: &Zone) -> Display {
                 label: target(t),
             })
             .collect(),
+    }
+}
+
+/// One line of a contact's story, as the page and the JSON show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoryLine {
+    pub at: Timestamp,
+    /// The step's kind (`centre::timeline::Step`'s tag), for scripts and styling.
+    pub kind: &'static str,
+    /// "14:02 CET"
+    pub time: String,
+    pub text: String,
+}
+
+/// A contact's story in plain words, oldest first, times in `zone`. Nothing in it names
+/// another caller, an agent's login or the caller's own number: the entries carry no such
+/// field (see `centre::timeline`).
+pub fn story(timeline: &Timeline, zone: &Zone) -> Vec<StoryLine> {
+    let entries = timeline.entries();
+    let mut lines = Vec::with_capacity(entries.len() + 1);
+    let half = crate::centre::timeline::MAX_ENTRIES / 2;
+    for (i, e) in entries.iter().enumerate() {
+        if i == half && timeline.skipped() > 0 {
+            lines.push(StoryLine {
+                at: e.at,
+                kind: "skipped",
+                time: String::new(),
+                text: format!("… {} earlier steps not shown …", timeline.skipped()),
+            });
+        }
+        lines.push(StoryLine {
+            at: e.at,
+            kind: step_kind(&e.step),
+            time: zone.clock(e.at),
+            text: step(&e.step, zone),
+        });
+    }
+    lines
+}
+
+fn step_kind(s: &Step) -> &'static str {
+    match s {
+        Step::Joined { .. } => "joined",
+        Step::Moved { .. } => "moved",
+        Step::CallLost { .. } => "call_lost",
+        Step::Rejoined { .. } => "rejoined",
+        Step::Substituted { .. } => "substituted",
+        Step::CallbackChanged => "callback_changed",
+        Step::CallbackCancelled => "callback_cancelled",
+        Step::CallbackAttempt { .. } => "callback_attempt",
+        Step::Offered => "offered",
+        Step::OfferFailed => "offer_failed",
+        Step::Connected => "connected",
+        Step::Transferring => "transferring",
+        Step::TransferFailed => "transfer_failed",
+        Step::Note => "note",
+        Step::Ended { .. } => "ended",
+        Step::Other { .. } => "other",
+    }
+}
+
+/// " in 3rd place", or "" without a place.
+fn in_place(position: Option<u32>) -> String {
+    match position {
+        Some(p) if p > 0 => format!(" in {} place", ordinal(p)),
+        _ => String::new(),
+    }
+}
+
+/// One step in words.
+pub fn step(s: &Step, zone: &Zone) -> String {
+    match s {
+        Step::Joined { queue, position } => match queue {
+            Some(q) => format!("You joined the queue for {q}{}.", in_place(*position)),
+            None => format!("You joined the queue{}.", in_place(*position)),
+        },
+        Step::Moved {
+            by,
+            from,
+            to,
+            position,
+            why,
+        } => {
+            let who = match by {
+                Some(Mover::Supervisor) => "A supervisor moved you",
+                Some(Mover::Caller) => "You moved",
+                None => "You were moved",
+            };
+            let from = from
+                .as_ref()
+                .map(|f| format!(" from {f}"))
+                .unwrap_or_default();
+            let to = to.as_ref().map(|t| format!(" to {t}")).unwrap_or_default();
+            let why = why
+                .as_ref()
+                .filter(|w| !w.trim().is_empty())
+                .map(|w| format!(" Reason: {}.", w.trim().trim_end_matches('.')))
+                .unwrap_or_default();
+            format!("{who}{from}{to}{}.{why}", in_place(*position))
+        }
+        Step::CallLost { until, hung_up } => {
+            let what = if *hung_up {
+                "Your call ended"
+            } else {
+                "Your call was lost"
+            };
+            match until {
+                Some(t) => format!(
+                    "{what}. We keep your place until {}: ring again and key your contact number to get it back.",
+                    zone.time(*t)
+                ),
+                None => format!("{what}. We kept your place."),
+            }
+        }
+        Step::Rejoined { by, position } => {
+            let how = match by {
+                Some(Rejoin::Number) => "You rejoined by phone with your contact number",
+                Some(Rejoin::Redial) => "You rejoined by phone",
+                None => "You rejoined",
+            };
+            format!("{how}{}.", in_place(*position))
+        }
+        Step::Substituted { by } => match by.as_str() {
+            "callback" => "You chose a call-back instead of waiting on the line.".to_owned(),
+            "email" => "You left an email instead of waiting on the line.".to_owned(),
+            "web_form" => "You left a web form instead of waiting on the line.".to_owned(),
+            _ => "You chose another way to be answered.".to_owned(),
+        },
+        Step::CallbackChanged => "You changed your call-back.".to_owned(),
+        Step::CallbackCancelled => "You cancelled your call-back.".to_owned(),
+        Step::CallbackAttempt { outcome } => match outcome.as_deref() {
+            Some("connected") => "We called you back and you answered.".to_owned(),
+            Some(o) => format!("We tried to call you back: {o}."),
+            None => "We tried to call you back.".to_owned(),
+        },
+        Step::Offered => "An agent was about to take your contact.".to_owned(),
+        Step::OfferFailed => {
+            "The agent could not take your contact; you kept your place.".to_owned()
+        }
+        Step::Connected => "You were connected to an agent.".to_owned(),
+        Step::Transferring => "We started moving your call to another office.".to_owned(),
+        Step::TransferFailed => {
+            "We could not move your call to another office; you kept your place.".to_owned()
+        }
+        Step::Note => "You wrote a note for the agent.".to_owned(),
+        Step::Ended { reason } => match reason.as_str() {
+            "completed" => "Your contact was answered and is finished.".to_owned(),
+            "abandoned" => "You hung up; your contact ended.".to_owned(),
+            "lost" => "Your call was lost and was not picked up again in time.".to_owned(),
+            "rejected" => "Your call could not be taken.".to_owned(),
+            "cancelled" => "Your contact was cancelled.".to_owned(),
+            "transferred" => "Your call was moved to another office.".to_owned(),
+            "callback_failed" => "We could not reach you by call-back.".to_owned(),
+            "expired" => "Your call-back window closed before we could call.".to_owned(),
+            "merged" => {
+                "You keyed the number of your earlier contact: this call went on as that one."
+                    .to_owned()
+            }
+            _ => "Your contact ended.".to_owned(),
+        },
+        Step::Other { .. } => "Your contact was updated.".to_owned(),
     }
 }
 
@@ -631,6 +797,7 @@ pub(crate) mod tests {
             notice: None,
             attempts: Vec::new(),
             next_attempt: None,
+            note: None,
         }
     }
 
@@ -799,7 +966,7 @@ pub(crate) mod tests {
         };
         let d = display(&s);
         assert_eq!(d.position, "You are 2nd. 1 caller is ahead of you.");
-        assert!(d.state.starts_with("Disconnected: your call was lost"));
+        assert!(d.state.starts_with("Disconnected: your call ended"));
         assert!(d.state.contains("1970-01-01 00:10 UTC"), "{}", d.state);
     }
 

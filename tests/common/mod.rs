@@ -308,9 +308,93 @@ pub fn sipp_spawn(
     extra: &[&str],
     timeout: Duration,
 ) -> SippChild {
+    sipp_spawn_with_files(g, scenario, service, extra, timeout, &[])
+}
+
+/// [`sipp_spawn`] with `files` (name, bytes) written into SIPp's working directory first,
+/// e.g. a pcap for `play_pcap_audio` made for this run.
+pub fn sipp_spawn_with_files(
+    g: &Gateway,
+    scenario: &str,
+    service: &str,
+    extra: &[&str],
+    timeout: Duration,
+    files: &[(&str, Vec<u8>)],
+) -> SippChild {
     let mut args = vec!["-s", service, "-l", "1", "-max_recv_loops", "1000"];
     args.extend_from_slice(extra);
-    sipp_start(Some(g.sip), scenario, free_port(), 1, timeout, &args)
+    sipp_start_with(Some(g.sip), scenario, free_port(), 1, timeout, &args, files)
+}
+
+/// A pcap (Ethernet, IPv4, UDP) of `keys` as RFC 4733 telephone-events (payload type 101),
+/// for SIPp's `play_pcap_audio`: per key three updates and the end packet three times, 20
+/// ms apart, one RTP timestamp per key, 200 ms between keys. SIPp rewrites the addresses
+/// and ports; the RTP is sent as recorded.
+pub fn rfc4733_pcap(keys: &str) -> Vec<u8> {
+    // The global header: magic, version 2.4, zone, accuracy, snap length, Ethernet.
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    for v in [0u32, 0, 65_535, 1] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut at_us: u64 = 1_000_000;
+    let mut seq: u16 = 4000;
+    let mut ts: u32 = 80_000;
+    for k in keys.chars() {
+        let event = match k {
+            '0'..='9' => k as u8 - b'0',
+            '*' => 10,
+            '#' => 11,
+            _ => panic!("key {k}"),
+        };
+        for i in 0..6u16 {
+            let end = i >= 3;
+            let duration = 160 * (i.min(3) + 1);
+            let mut rtp = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
+            rtp.extend_from_slice(&seq.to_be_bytes());
+            rtp.extend_from_slice(&ts.to_be_bytes());
+            rtp.extend_from_slice(&0x5150_4733u32.to_be_bytes());
+            rtp.extend_from_slice(&[
+                event,
+                if end { 0x80 } else { 0 } | 10,
+                (duration >> 8) as u8,
+                duration as u8,
+            ]);
+            let udp_len = 8 + rtp.len() as u16;
+            let ip_len = 20 + udp_len;
+            let mut frame = vec![0u8; 12];
+            frame.extend_from_slice(&[0x08, 0x00]);
+            let mut ip = vec![
+                0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+            ];
+            ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+            let sum = ip
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                .sum::<u32>();
+            let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            frame.extend_from_slice(&ip);
+            frame.extend_from_slice(&6000u16.to_be_bytes());
+            frame.extend_from_slice(&6002u16.to_be_bytes());
+            frame.extend_from_slice(&udp_len.to_be_bytes());
+            frame.extend_from_slice(&[0, 0]);
+            frame.extend_from_slice(&rtp);
+            let len = frame.len() as u32;
+            out.extend_from_slice(&((at_us / 1_000_000) as u32).to_le_bytes());
+            out.extend_from_slice(&((at_us % 1_000_000) as u32).to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&frame);
+            seq = seq.wrapping_add(1);
+            at_us += 20_000;
+        }
+        ts = ts.wrapping_add(1600);
+        at_us += 200_000;
+    }
+    out
 }
 
 /// Starts one SIPp scenario as a UAS (an agent's phone, another site, the outbound trunk)
@@ -330,7 +414,22 @@ fn sipp_start(
     timeout: Duration,
     args: &[&str],
 ) -> SippChild {
+    sipp_start_with(remote, scenario, port, calls, timeout, args, &[])
+}
+
+fn sipp_start_with(
+    remote: Option<SocketAddr>,
+    scenario: &str,
+    port: u16,
+    calls: u32,
+    timeout: Duration,
+    args: &[&str],
+    files: &[(&str, Vec<u8>)],
+) -> SippChild {
     let dir = scratch_dir(&format!("sipp-{scenario}"));
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
     let path = repo().join("sip-scenarios").join(format!("{scenario}.xml"));
     assert!(path.exists(), "no scenario {}", path.display());
     let mut cmd = Command::new(sipp_bin());
@@ -674,6 +773,41 @@ impl Caller {
 }
 
 impl Caller {
+    /// Sends `keys` as RFC 4733 events (payload type 101, as the caller offered) from the
+    /// caller's RTP socket to the gateway's (the SDP answer's port): per key three updates then the end packet three
+    /// times, one RTP timestamp per key, 20 ms apart.
+    pub fn key_rtp(&self, keys: &str) {
+        let mut seq: u16 = 1000;
+        let mut ts: u32 = 160_000;
+        for k in keys.chars() {
+            let event = match k {
+                '0'..='9' => k as u8 - b'0',
+                '*' => 10,
+                '#' => 11,
+                _ => panic!("key {k}"),
+            };
+            for i in 0..6u16 {
+                let end = i >= 3;
+                let mut p = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
+                p.extend_from_slice(&seq.to_be_bytes());
+                p.extend_from_slice(&ts.to_be_bytes());
+                p.extend_from_slice(&0x4733_0016u32.to_be_bytes());
+                let duration = 160 * (i.min(3) + 1);
+                p.extend_from_slice(&[
+                    event,
+                    if end { 0x80 } else { 0 } | 10,
+                    (duration >> 8) as u8,
+                    duration as u8,
+                ]);
+                self.rtp.send_to(&p, self.server_rtp).unwrap();
+                seq = seq.wrapping_add(1);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ts = ts.wrapping_add(1600);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
     /// Waits (bounded) for a request of `method` from the gateway and answers it 200 OK.
     pub fn expect_request(&self, method: &str, within: Duration) -> String {
         self.sip

@@ -202,7 +202,11 @@ impl Centre {
             contact: contact.clone(),
             at: now,
             kind: "callback_attempt".to_owned(),
-            detail: format!("attempt {n} by agent {id}: {label}"),
+            detail: super::super::timeline::json(serde_json::json!({
+                "attempt": n,
+                "agent": id.as_str(),
+                "outcome": label,
+            })),
         })];
         if outcome == AttemptOutcome::Connected {
             row.version += 1;

@@ -205,10 +205,10 @@ fn move_keeps_seniority_and_overtakes_juniors_in_the_target() {
     let ev = events(&changes);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].kind, "moved");
-    assert!(
-        ev[0]
-            .detail
-            .contains("sales position 2 to queue support position 2")
+    let detail: serde_json::Value = serde_json::from_str(&ev[0].detail).expect("json detail");
+    assert_eq!(
+        detail,
+        serde_json::json!({"by": "caller", "from": "sales", "from_name": "SALES", "from_position": 2, "to": "support", "to_name": "SUPPORT", "position": 2})
     );
     assert!(matches!(changes.last(), Some(Change::Command(_))));
 }
@@ -276,6 +276,7 @@ fn callback_from_a_live_call_keeps_the_place_and_hangs_up_once() {
         s.options,
         [
             ActionKind::MoveQueue,
+            ActionKind::Note,
             ActionKind::CancelCallback,
             ActionKind::ChangeCallback
         ]
@@ -319,6 +320,7 @@ fn callback_for_a_disconnected_contact_keeps_its_place_past_the_window() {
         s.options,
         [
             ActionKind::MoveQueue,
+            ActionKind::Note,
             ActionKind::Callback,
             ActionKind::Email,
             ActionKind::WebForm
@@ -395,7 +397,7 @@ fn email_and_web_form_keep_the_place_and_say_goodbye() {
             s.seniority,
             at(if media == MediaType::Email { 10 } else { 20 })
         );
-        assert_eq!(s.options, [ActionKind::MoveQueue]);
+        assert_eq!(s.options, [ActionKind::MoveQueue, ActionKind::Note]);
         assert!(!s.live_call);
     }
     assert!(matches!(
@@ -894,6 +896,11 @@ fn status_offers_targets_with_their_place_and_wait() {
     assert!(s.move_targets.is_empty());
     assert_eq!(
         s.options,
-        [ActionKind::Callback, ActionKind::Email, ActionKind::WebForm]
+        [
+            ActionKind::Note,
+            ActionKind::Callback,
+            ActionKind::Email,
+            ActionKind::WebForm
+        ]
     );
 }

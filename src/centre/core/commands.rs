@@ -5,7 +5,7 @@
 use super::*;
 
 use crate::centre::limits::{
-    COMMAND_ID_MAX_LEN, MESSAGE_MAX_CHARS, NAME_MAX_CHARS, SUBJECT_MAX_CHARS,
+    COMMAND_ID_MAX_LEN, MESSAGE_MAX_CHARS, NAME_MAX_CHARS, NOTE_MAX_CHARS, SUBJECT_MAX_CHARS,
 };
 
 /// The fields an email and a web form share, checked and trimmed, errors named by field.
@@ -209,6 +209,38 @@ impl Centre {
                     "call-back cancelled".to_owned(),
                 ));
                 (Confirmation::CallbackCancelled, changes, Vec::new())
+            }
+            Command::Note { text } => {
+                // Empty (or blank) removes the note; otherwise trimmed and bounded.
+                let note = if text.trim().is_empty() {
+                    None
+                } else {
+                    Some(check_text(&text, NOTE_MAX_CHARS).map_err(|p| invalid("note", p))?)
+                };
+                let chars = note.as_ref().map_or(0, |n| n.chars().count());
+                let mut row = row;
+                row.note = note;
+                row.version += 1;
+                self.put_row(row.clone());
+                let changes = vec![
+                    // The history says that a note was written, not what it says.
+                    Change::Event(ContactEvent {
+                        contact: row.id.clone(),
+                        at: now,
+                        kind: "note".to_owned(),
+                        detail: super::super::timeline::json(serde_json::json!({
+                            "chars": chars,
+                        })),
+                    }),
+                    Change::Contact(row),
+                ];
+                (
+                    Confirmation::NoteSaved {
+                        chars: u32::try_from(chars).unwrap_or(u32::MAX),
+                    },
+                    changes,
+                    Vec::new(),
+                )
             }
             Command::ChangeCallback { number, window } => {
                 self.require_pending_callback(&row)?;
@@ -419,9 +451,16 @@ impl Centre {
                 contact: row.id.clone(),
                 at: now,
                 kind: "moved".to_owned(),
-                detail: format!(
-                    "from queue {from} position {from_position} to queue {to} position {position}"
-                ),
+                // A supervisor's move (another part) writes `"by": "supervisor"` and a `why`.
+                detail: super::super::timeline::json(serde_json::json!({
+                    "by": "caller",
+                    "from": from.as_str(),
+                    "from_name": self.book.queue_name(&from),
+                    "from_position": from_position,
+                    "to": to.as_str(),
+                    "to_name": self.book.queue_name(&to),
+                    "position": position,
+                })),
             }),
             Change::Contact(row),
         ];

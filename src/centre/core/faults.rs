@@ -21,6 +21,10 @@ pub enum LostCall {
     ConnectionClosed,
     /// The session timer (RFC 4028) ran out without a refresh.
     SessionExpired,
+    /// The caller hung up (BYE) while waiting: a dropped mobile call looks the same, so
+    /// the place is kept and the caller can get it back by keying the contact number
+    /// (issue 16). If they do not, the contact ends as abandoned when the window runs out.
+    HungUp,
 }
 
 impl LostCall {
@@ -30,6 +34,7 @@ impl LostCall {
             LostCall::NoAnswer => "no answer in the dialog",
             LostCall::ConnectionClosed => "connection closed",
             LostCall::SessionExpired => "session timer expired",
+            LostCall::HungUp => "the caller hung up",
         }
     }
 }
@@ -113,6 +118,12 @@ impl Centre {
             changes.extend(self.release_agent(now, i, id));
         }
         let mut row = self.row(id).ok_or(CentreError::NotFound)?;
+        let hung_up = why == LostCall::HungUp;
+        if hung_up && row.agent.is_none() {
+            // How long this caller was willing to wait, as with any hang-up.
+            self.record_patience(now, &row, true);
+        }
+        row.hung_up = hung_up;
         let until = now.plus_secs(self.keep_place_secs);
         row.state = ContactState::Disconnected { since: now, until };
         row.agent = None;
@@ -120,18 +131,26 @@ impl Centre {
         row.offered_at = None;
         row.transferring = None;
         row.version += 1;
-        changes.push(self.log(
-            now,
-            &row,
-            None,
-            "INFO",
-            vec!["CALLLOST".to_owned(), why.as_str().to_owned()],
-        ));
+        // A hang-up is no fault of the call: Asterisk's readers see the `ABANDON` if the
+        // kept place runs out, nothing if the caller comes back.
+        if !hung_up {
+            changes.push(self.log(
+                now,
+                &row,
+                None,
+                "INFO",
+                vec!["CALLLOST".to_owned(), why.as_str().to_owned()],
+            ));
+        }
         changes.push(Change::Event(ContactEvent {
             contact: id.clone(),
             at: now,
             kind: "disconnected".to_owned(),
-            detail: format!("call lost ({}); place kept until {until}", why.as_str()),
+            detail: super::super::timeline::json(serde_json::json!({
+                "why": why.as_str(),
+                "hung_up": hung_up,
+                "until": until.0,
+            })),
         }));
         self.put_row(row.clone());
         changes.push(Change::Contact(row));

@@ -64,6 +64,7 @@ mod sealed {
     impl Sealed for super::FreshNumbers {}
     impl Sealed for super::CallLost {}
     impl Sealed for super::SupervisorMove {}
+    impl Sealed for super::ClaimPlace {}
 }
 
 /// A new contact joins the back of its queue (by seniority = `now`), or a redialling caller
@@ -119,6 +120,15 @@ pub struct TransferOutcome {
 pub struct CallLost {
     pub id: ContactId,
     pub why: super::LostCall,
+}
+
+/// The live call of contact `current` keyed `number`, the contact number of a place kept
+/// for a dropped call (issue 16): the call goes on as that contact (see
+/// `Centre::claim_place`). Replies with the kept contact's number, `rejoined`.
+#[derive(Debug, Clone)]
+pub struct ClaimPlace {
+    pub current: ContactId,
+    pub number: ContactId,
 }
 
 /// Numbers the driver drew and found unused in the store, for the next admissions (see
@@ -191,6 +201,20 @@ impl Input for Admit {
         Ok(Admitted {
             id: status.id,
             rejoined,
+        })
+    }
+}
+
+impl Input for ClaimPlace {
+    type Reply = Admitted;
+    type Error = CentreError;
+    fn apply(self, centre: &mut Centre, now: Timestamp) -> Result<Admitted, CentreError> {
+        let changes = centre.claim_place(now, &self.current, &self.number)?;
+        centre.emit(changes, Vec::new());
+        centre.emit_routed();
+        Ok(Admitted {
+            id: self.number,
+            rejoined: true,
         })
     }
 }

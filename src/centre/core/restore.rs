@@ -106,7 +106,10 @@ impl Centre {
                         contact: row.id.clone(),
                         at: now,
                         kind: "disconnected".to_owned(),
-                        detail: format!("call lost in a restart; place kept until {until}"),
+                        detail: super::super::timeline::json(serde_json::json!({
+                            "why": "restart",
+                            "until": until.0,
+                        })),
                     }));
                     centre.put_row(row);
                 }
