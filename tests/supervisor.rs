@@ -308,9 +308,20 @@ fn the_wallboard_follows_callers_and_agents_live_and_a_supervisor_moves_and_stop
     b.screenshot(&shot("supervisor-wall-1920x1080-plots.png"));
     b.execute("window.scrollTo(0, 0);", vec![]);
 
-    // Sam moves B from support to sales, with a reason the caller sees.
+    // B writes a note for the agent; the wallboard's line shows it, as written (escaped).
+    let mut http = Http::new(&g);
+    let note = "Order <b>1234</b>: the router blinks red";
+    let r = http.get(&format!("/api/contacts/{}", b_caller.number));
+    let csrf = r.json()["csrf"].as_str().expect("csrf").to_owned();
+    let r = http.post_json(
+        &format!("/api/contacts/{}/actions", b_caller.number),
+        &csrf,
+        &json!({"command_id": "sup-note-1", "action": "note", "text": note}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
     b.click("#queue-support details summary");
     let row = "#queue-support li.waiting-contact[data-position=\"1\"]";
+    b.wait_for_text(&format!("{row} .note"), |t| t.contains(note), UI);
     b.select(&format!("{row} select[name=to]"), "sales");
     b.fill(
         &format!("{row} input[name=reason]"),
@@ -324,7 +335,6 @@ fn the_wallboard_follows_callers_and_agents_live_and_a_supervisor_moves_and_stop
 
     // The caller's JSON: the new queue, the place by seniority (ahead of D, who was in
     // sales before the move but arrived later), and why.
-    let mut http = Http::new(&g);
     let moved = common::contact(&mut http, &b_caller.number);
     assert_eq!(moved["queue"], "sales", "{moved}");
     assert_eq!(moved["position"], 1, "seniority kept: {moved}");
@@ -344,9 +354,21 @@ fn the_wallboard_follows_callers_and_agents_live_and_a_supervisor_moves_and_stop
             |r| r.get(0),
         )
         .expect("a moved event");
-    assert!(
-        detail.ends_with("to queue sales position 1 by supervisor sam: Sales can help with this"),
+    let detail: serde_json::Value = serde_json::from_str(&detail).expect("JSON detail");
+    assert_eq!(detail["by"], "supervisor", "{detail}");
+    assert_eq!(detail["supervisor"], "sam", "{detail}");
+    assert_eq!(detail["why"], "Sales can help with this", "{detail}");
+    assert_eq!(
+        (&detail["to"], &detail["position"]),
+        (&"sales".into(), &1.into()),
         "{detail}"
+    );
+    // And the caller's timeline tells it in words.
+    let story = moved["timeline"].to_string();
+    assert!(
+        story.contains("A supervisor moved you from Support to Sales")
+            && story.contains("Reason: Sales can help with this."),
+        "{story}"
     );
     let log = queue_log(&g);
     let line = log
@@ -809,7 +831,10 @@ fn mean(v: &[u64]) -> f64 {
 #[test]
 fn the_reports_csv_and_json_match_the_queue_log_of_the_same_calls() {
     let agent_port = free_port();
-    let g = Gateway::start_with("supervisor-report", Some(&config(agent_port)));
+    // A hang-up is an abandon at once here (`keep_place_secs = 0`), not when the kept
+    // place runs out 15 minutes later (issue 16's default).
+    let config = format!("[data]\nkeep_place_secs = 0\n{}", config(agent_port));
+    let g = Gateway::start_with("supervisor-report", Some(&config));
     // The script: one support caller answered by Ada well past the 20 s service level,
     // one support caller who gives up after 3 s (SIPp), one sales caller who hangs up
     // after a few seconds, one support caller who hangs up after a second. No wait is

@@ -20,6 +20,8 @@ pub struct WaitingContact {
     pub since: Timestamp,
     /// The call was lost and the place is kept for the caller's return.
     pub disconnected: bool,
+    /// The caller's note for the agent (their own words: escape wherever shown).
+    pub note: Option<String>,
 }
 
 /// The line of one queue now.
@@ -61,6 +63,7 @@ impl Book {
                     media: row.media,
                     since: row.created,
                     disconnected: matches!(row.state, ContactState::Disconnected { .. }),
+                    note: row.note.clone(),
                 });
             }
         }

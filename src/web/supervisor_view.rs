@@ -36,6 +36,8 @@ pub struct WaitingRow {
     pub media: &'static str,
     pub waited: String,
     pub disconnected: bool,
+    /// The caller's note for the agent (escaped by the template).
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -261,6 +263,7 @@ fn queue_row(
                 media: w.media.label(),
                 waited: duration(now.0.saturating_sub(w.since.0) / 1000),
                 disconnected: w.disconnected,
+                note: w.note.clone(),
             })
             .collect(),
     }

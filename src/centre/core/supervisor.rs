@@ -2,8 +2,8 @@
 //! (`move_queue`: seniority kept, the new position announced on a live call), told apart
 //! in three places so the caller and the records can explain it:
 //!
-//! * the durable `moved` event's detail (the contact's history in the store) ends with
-//!   `by supervisor ID[: reason]`;
+//! * the durable `moved` event's detail (JSON, the contact's history and its timeline)
+//!   says `"by": "supervisor"`, which supervisor, and `"why"` when a reason was given;
 //! * the contact's notice says, on the caller's page, that a supervisor moved it;
 //! * the queue_log's `WITHDRAW` line (Asterisk has no event for a move made by someone
 //!   else; a caller's move without an exit key logs the same event) says
@@ -97,7 +97,21 @@ impl Centre {
                     ));
                 }
                 Change::Event(e) if e.kind == "moved" => {
-                    e.detail = format!("{} by supervisor {}{said}", e.detail, input.supervisor);
+                    // The caller's move wrote its JSON (`by: caller`); the same fields, by a
+                    // supervisor, and why.
+                    let mut detail = serde_json::from_str::<serde_json::Value>(&e.detail)
+                        .ok()
+                        .and_then(|v| match v {
+                            serde_json::Value::Object(map) => Some(map),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    detail.insert("by".into(), "supervisor".into());
+                    detail.insert("supervisor".into(), input.supervisor.clone().into());
+                    if !reason.is_empty() {
+                        detail.insert("why".into(), reason.to_string().into());
+                    }
+                    e.detail = serde_json::Value::Object(detail).to_string();
                 }
                 Change::Contact(row) => {
                     let text = format!(
@@ -211,10 +225,14 @@ mod tests {
                 _ => None,
             })
             .expect("a moved event");
+        let detail: serde_json::Value = serde_json::from_str(&event.detail).expect("JSON");
         assert_eq!(
-            event.detail,
-            "from queue sales position 1 to queue support position 2 \
-             by supervisor sam: sales is closed"
+            detail,
+            serde_json::json!({
+                "by": "supervisor", "supervisor": "sam", "why": "sales is closed",
+                "from": "sales", "from_name": "SALES", "from_position": 1,
+                "to": "support", "to_name": "SUPPORT", "position": 2,
+            })
         );
         let Some(Notice::Text { text }) = &status.notice else {
             panic!("the caller is told why: {:?}", status.notice);
