@@ -37,7 +37,7 @@ use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
 use crate::centre::{AgentError, AgentId, CommandError, ContactId, QueueId, SupervisorMove};
-use crate::store::report::{self as store_report, ContactFact};
+use crate::store::report::{self as store_report, ContactFact, DayFacts};
 
 use super::agent::{self, Credentials, SUPERVISORS};
 use super::api::AppError;
@@ -114,11 +114,13 @@ impl Default for Supervision {
     }
 }
 
-/// Today's facts as read: when, for which day (its start, Unix ms), and the facts.
-type TodayFacts = (Instant, u64, Arc<Vec<ContactFact>>);
+/// Today's facts as last brought up to date, and when.
+type TodayFacts = (Instant, Arc<DayFacts>);
 
 /// Today's contact facts, shared by every wallboard for [`TODAY_TTL`]; `refresh` lets one
-/// request read the store while the others wait for its answer (not N reads at once).
+/// request bring them up to date while the others wait for its answer (not N reads at
+/// once). Read whole once a day; after that only the contacts that changed
+/// ([`DayFacts::catch_up`]).
 #[derive(Debug, Default)]
 pub(crate) struct TodayCache {
     facts: Mutex<Option<TodayFacts>>,
@@ -126,13 +128,24 @@ pub(crate) struct TodayCache {
 }
 
 impl TodayCache {
-    /// The facts of the day starting at `day_start`, if read less than [`TODAY_TTL`] ago.
-    fn fresh(&self, day_start: u64) -> Option<Arc<Vec<ContactFact>>> {
+    /// The facts of the day starting at `day_start`, if brought up to date less than
+    /// [`TODAY_TTL`] ago.
+    fn fresh(&self, day_start: u64) -> Option<Arc<DayFacts>> {
         let cache = self.facts.lock().unwrap_or_else(|e| e.into_inner());
         match cache.as_ref() {
-            Some((at, start, facts)) if at.elapsed() < TODAY_TTL && *start == day_start => {
+            Some((at, facts)) if at.elapsed() < TODAY_TTL && facts.day_start == day_start => {
                 Some(facts.clone())
             }
+            _ => None,
+        }
+    }
+
+    /// The facts held for the day starting at `day_start`, taken out to be brought up to
+    /// date (none for another day: that one is read whole).
+    fn take(&self, day_start: u64) -> Option<Arc<DayFacts>> {
+        let mut cache = self.facts.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.take() {
+            Some((_, facts)) if facts.day_start == day_start => Some(facts),
             _ => None,
         }
     }
@@ -331,7 +344,7 @@ async fn logout(
 
 /// Contacts that arrived since the start of today (the centre's day), from the store,
 /// at most [`TODAY_TTL`] old; empty without a store.
-async fn today(state: &AppState) -> Arc<Vec<ContactFact>> {
+async fn today(state: &AppState) -> Arc<DayFacts> {
     let now = crate::centre::Timestamp::now_wall();
     let day_start = state.web.zone.interval_start(now, 1440).0;
     if let Some(facts) = state.today.fresh(day_start) {
@@ -342,15 +355,38 @@ async fn today(state: &AppState) -> Arc<Vec<ContactFact>> {
     if let Some(facts) = state.today.fresh(day_start) {
         return facts;
     }
-    let facts = match facts_between(state, day_start, u64::MAX).await {
-        Ok(f) => Arc::new(f),
+    let empty = || Arc::new(DayFacts::empty(day_start));
+    let Some(dir) = state.web.supervision.data_dir.clone() else {
+        return empty();
+    };
+    let held = state.today.take(day_start);
+    let read = tokio::task::spawn_blocking(move || {
+        let conn = store_report::open_read(&dir)?;
+        match held {
+            // Copied only if a wallboard still holds these facts while rendering.
+            Some(facts) => {
+                let mut facts = Arc::unwrap_or_clone(facts);
+                facts.catch_up(&conn)?;
+                Ok(facts)
+            }
+            None => DayFacts::load(&conn, day_start),
+        }
+    })
+    .await;
+    let facts = match read {
+        Ok(Ok(f)) => Arc::new(f),
+        Ok(Err(e)) => {
+            // Read whole again next time.
+            tracing::warn!(error = %e, "reading today's contacts failed");
+            return empty();
+        }
         Err(e) => {
             tracing::warn!(error = %e, "reading today's contacts failed");
-            Arc::new(Vec::new())
+            return empty();
         }
     };
     let mut cache = state.today.facts.lock().unwrap_or_else(|e| e.into_inner());
-    *cache = Some((Instant::now(), day_start, facts.clone()));
+    *cache = Some((Instant::now(), facts.clone()));
     facts
 }
 
@@ -396,7 +432,7 @@ async fn board_now(state: &AppState, account: &SupervisorAccount) -> Board {
         account,
         &snapshot,
         state.web.centre.view(),
-        (&facts, &since, &history),
+        (&facts.list, &since, &history),
         &state.web.zone,
         state.web.supervision.service_level_secs,
     )
