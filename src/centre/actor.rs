@@ -11,7 +11,7 @@
 //! back and every request in the batch that changed something gets
 //! [`CentreError::Storage`].
 //!
-//! One file of ~820 production lines on purpose: the handle's requests, the thread's loop
+//! One file of ~920 production lines on purpose: the handle's requests, the thread's loop
 //! that batches them, and the retry of facts after a failed write are one protocol (every
 //! `Request` variant is matched in both halves); split, each half would have to be read
 //! with the other open. The core it drives lives in `core/`.

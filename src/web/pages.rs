@@ -2,6 +2,11 @@
 //! plain pages for not found, too many attempts, forbidden and unavailable.
 //!
 //! Templates only format; everything they show is computed here or in [`words`].
+//!
+//! One file of ~830 production lines: the routes and `StatusPage::build`, which turns one
+//! contact's status into every control and text the page shows, are read together (each
+//! route picks a `View` of the same page); the words are already in `words`, the forms'
+//! parsing in `forms`, the caller's story in `words` too.
 
 use askama::Template;
 use axum::Router;

@@ -14,7 +14,7 @@
 //! seconds so many wall screens cost one query. What the pages show is built in
 //! [`super::supervisor_view`]; the plots are [`super::plot`]'s.
 //!
-//! One file (about 800 lines) because its handlers share one thing each must get right in
+//! One file (about 840 production lines) because its handlers share one thing each must get right in
 //! the same way: who the supervisor is (`from_cookie`), whether the CSRF token is theirs,
 //! and which queues and agents they may see and touch; split, each part would re-state it.
 
