@@ -340,28 +340,8 @@ pub fn rfc4733_pcap(keys: &str) -> Vec<u8> {
         out.extend_from_slice(&v.to_le_bytes());
     }
     let mut at_us: u64 = 1_000_000;
-    let mut seq: u16 = 4000;
-    let mut ts: u32 = 80_000;
-    for k in keys.chars() {
-        let event = match k {
-            '0'..='9' => k as u8 - b'0',
-            '*' => 10,
-            '#' => 11,
-            _ => panic!("key {k}"),
-        };
-        for i in 0..6u16 {
-            let end = i >= 3;
-            let duration = 160 * (i.min(3) + 1);
-            let mut rtp = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
-            rtp.extend_from_slice(&seq.to_be_bytes());
-            rtp.extend_from_slice(&ts.to_be_bytes());
-            rtp.extend_from_slice(&0x5150_4733u32.to_be_bytes());
-            rtp.extend_from_slice(&[
-                event,
-                if end { 0x80 } else { 0 } | 10,
-                (duration >> 8) as u8,
-                duration as u8,
-            ]);
+    for key in rfc4733_keys(keys, 4000, 80_000, 0x5150_4733) {
+        for rtp in key {
             let udp_len = 8 + rtp.len() as u16;
             let ip_len = 20 + udp_len;
             let mut frame = vec![0u8; 12];
@@ -388,13 +368,47 @@ pub fn rfc4733_pcap(keys: &str) -> Vec<u8> {
             out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(&len.to_le_bytes());
             out.extend_from_slice(&frame);
-            seq = seq.wrapping_add(1);
             at_us += 20_000;
         }
-        ts = ts.wrapping_add(1600);
         at_us += 200_000;
     }
     out
+}
+
+/// `keys` as RFC 4733 telephone-event RTP packets (payload type 101), per key: three
+/// updates then the end packet three times (RFC 4733 §2.5.1.4), one RTP timestamp per key
+/// (1,600 apart), sequence numbers from `seq`. The caller paces them (20 ms apart).
+pub fn rfc4733_keys(keys: &str, mut seq: u16, mut ts: u32, ssrc: u32) -> Vec<Vec<Vec<u8>>> {
+    keys.chars()
+        .map(|k| {
+            let event = match k {
+                '0'..='9' => k as u8 - b'0',
+                '*' => 10,
+                '#' => 11,
+                _ => panic!("key {k}"),
+            };
+            let packets = (0..6u16)
+                .map(|i| {
+                    let end = i >= 3;
+                    let duration = 160 * (i.min(3) + 1);
+                    let mut rtp = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
+                    rtp.extend_from_slice(&seq.to_be_bytes());
+                    rtp.extend_from_slice(&ts.to_be_bytes());
+                    rtp.extend_from_slice(&ssrc.to_be_bytes());
+                    rtp.extend_from_slice(&[
+                        event,
+                        if end { 0x80 } else { 0 } | 10,
+                        (duration >> 8) as u8,
+                        duration as u8,
+                    ]);
+                    seq = seq.wrapping_add(1);
+                    rtp
+                })
+                .collect();
+            ts = ts.wrapping_add(1600);
+            packets
+        })
+        .collect()
 }
 
 /// Starts one SIPp scenario as a UAS (an agent's phone, another site, the outbound trunk)
@@ -777,33 +791,11 @@ impl Caller {
     /// caller's RTP socket to the gateway's (the SDP answer's port): per key three updates then the end packet three
     /// times, one RTP timestamp per key, 20 ms apart.
     pub fn key_rtp(&self, keys: &str) {
-        let mut seq: u16 = 1000;
-        let mut ts: u32 = 160_000;
-        for k in keys.chars() {
-            let event = match k {
-                '0'..='9' => k as u8 - b'0',
-                '*' => 10,
-                '#' => 11,
-                _ => panic!("key {k}"),
-            };
-            for i in 0..6u16 {
-                let end = i >= 3;
-                let mut p = vec![0x80, 101 | if i == 0 { 0x80 } else { 0 }];
-                p.extend_from_slice(&seq.to_be_bytes());
-                p.extend_from_slice(&ts.to_be_bytes());
-                p.extend_from_slice(&0x4733_0016u32.to_be_bytes());
-                let duration = 160 * (i.min(3) + 1);
-                p.extend_from_slice(&[
-                    event,
-                    if end { 0x80 } else { 0 } | 10,
-                    (duration >> 8) as u8,
-                    duration as u8,
-                ]);
+        for key in rfc4733_keys(keys, 1000, 160_000, 0x4733_0016) {
+            for p in key {
                 self.rtp.send_to(&p, self.server_rtp).unwrap();
-                seq = seq.wrapping_add(1);
                 std::thread::sleep(Duration::from_millis(20));
             }
-            ts = ts.wrapping_add(1600);
             std::thread::sleep(Duration::from_millis(60));
         }
     }
