@@ -406,18 +406,7 @@ impl Centre {
             .get(&(new.queue.clone(), number))?
             .first()?
             .clone();
-        let mut row = self.row(&id)?;
-        row.state = ContactState::Queued;
-        row.media = new.media;
-        row.call_ref = new.call_ref.clone();
-        row.transferring = None;
-        row.hung_up = false;
-        // A new call: the old one's failed transfers say nothing about this phone.
-        row.caller_failures = 0;
-        if matches!(row.notice, Some(Notice::TransfersFailed { .. })) {
-            row.notice = None;
-        }
-        row.version += 1;
+        let row = on_new_call(self.row(&id)?, new.media, new.call_ref.clone());
         let id = row.id.clone();
         self.put_row(row.clone());
         let (routed, effects) = self.route(now);
@@ -866,6 +855,24 @@ impl Centre {
 
 /// Where a row sits in `Centre::rejoinable`: a disconnected call (no substitute) whose
 /// caller has a number to match a redial on.
+/// A kept place taken up by a new call (a redial after a restart, or a keyed number): live
+/// in its queue again on that call, and what the old call left (its transfer, its hang-up,
+/// its failed transfers) forgotten.
+fn on_new_call(mut row: StoredContact, media: MediaType, call_ref: String) -> StoredContact {
+    row.state = ContactState::Queued;
+    row.media = media;
+    row.call_ref = call_ref;
+    row.transferring = None;
+    row.hung_up = false;
+    // A new call: the old one's failed transfers say nothing about this phone.
+    row.caller_failures = 0;
+    if matches!(row.notice, Some(Notice::TransfersFailed { .. })) {
+        row.notice = None;
+    }
+    row.version += 1;
+    row
+}
+
 fn rejoin_key(row: &StoredContact) -> Option<(QueueId, String)> {
     if !matches!(row.state, ContactState::Disconnected { .. }) || row.substitute.is_some() {
         return None;

@@ -45,20 +45,9 @@ impl Centre {
             EndReason::Merged,
             "the caller keyed the number of their kept place".to_owned(),
         );
-        let mut row = kept;
-        row.state = ContactState::Queued;
-        row.media = cur.media;
-        row.call_ref = cur.call_ref.clone();
+        let mut row = on_new_call(kept, cur.media, cur.call_ref.clone());
         // The phone on the line now (the agent's card, a call-back's default number).
         row.caller = cur.caller.clone();
-        row.transferring = None;
-        row.hung_up = false;
-        // A new call: the old one's failed transfers say nothing about this phone.
-        row.caller_failures = 0;
-        if matches!(row.notice, Some(Notice::TransfersFailed { .. })) {
-            row.notice = None;
-        }
-        row.version += 1;
         let id = row.id.clone();
         self.put_row(row.clone());
         let position = self.position_of(&row).unwrap_or(0);
