@@ -6,7 +6,7 @@
 //! (WAL: readers never block the centre's writer, and the writer never blocks them), so
 //! no report ever queues behind the centre thread. Callers run these on a blocking task.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -114,18 +114,30 @@ pub fn contacts_between(
     .collect())
 }
 
+/// One contact's fact as the day's totals must count it now: `old` is what they counted
+/// it as until now (`None`: new to the day), `new` what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactChange {
+    pub old: Option<ContactFact>,
+    pub new: ContactFact,
+}
+
 /// The facts of the contacts that arrived since `day_start`, kept up to date from the
 /// history: the first read takes the day's contacts, each later one ([`DayFacts::catch_up`])
 /// only the contacts with events appended since (every change of a contact writes one), so
-/// a wallboard's refresh costs work in proportion to what changed, not to the day.
+/// a wallboard's refresh costs work in proportion to what changed, not to the day. Whoever
+/// keeps totals applies the [`FactChange`]s; only the facts that can still change (contacts
+/// not ended) are kept here, with the bare numbers of the ended ones (8 bytes each instead
+/// of the whole fact), so memory follows the live load.
 #[derive(Debug, Clone, Default)]
 pub struct DayFacts {
     pub day_start: u64,
     /// The newest history line taken into account.
     last_event: i64,
-    /// Oldest first, as they arrived (a contact changed later keeps its place).
-    pub list: Vec<ContactFact>,
-    index: HashMap<String, usize>,
+    /// The day's contacts not ended yet, by number: their facts can still change.
+    open: HashMap<String, ContactFact>,
+    /// The day's ended contacts: their facts are final and already counted.
+    closed: HashSet<u64>,
 }
 
 impl DayFacts {
@@ -137,8 +149,11 @@ impl DayFacts {
         }
     }
 
-    /// The day's facts as the store has them now.
-    pub fn load(conn: &Connection, day_start: u64) -> Result<DayFacts, StoreError> {
+    /// The day's facts as the store has them now, each as a change from nothing.
+    pub fn load(
+        conn: &Connection,
+        day_start: u64,
+    ) -> Result<(DayFacts, Vec<FactChange>), StoreError> {
         // One read transaction: the history's end and the rows are the same moment.
         let tx = conn.unchecked_transaction()?;
         let last_event =
@@ -156,15 +171,16 @@ impl DayFacts {
             last_event,
             ..DayFacts::default()
         };
-        for (id, fact) in rows {
-            day.put(id, fact);
-        }
-        Ok(day)
+        let changes = rows
+            .into_iter()
+            .filter_map(|(id, fact)| day.put(id, fact))
+            .collect();
+        Ok((day, changes))
     }
 
-    /// Takes in the contacts whose history grew since the last look; returns how many
-    /// were read again.
-    pub fn catch_up(&mut self, conn: &Connection) -> Result<usize, StoreError> {
+    /// Takes in the contacts whose history grew since the last look; returns what changed
+    /// (one entry per contact read again whose fact the totals must count anew).
+    pub fn catch_up(&mut self, conn: &Connection) -> Result<Vec<FactChange>, StoreError> {
         let tx = conn.unchecked_transaction()?;
         let mut touched: Vec<String> = Vec::new();
         let mut newest = self.last_event;
@@ -175,7 +191,7 @@ impl DayFacts {
             let rows = stmt.query_map([self.last_event], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
             })?;
-            let mut seen = std::collections::HashSet::new();
+            let mut seen = HashSet::new();
             for row in rows {
                 let (id, contact) = row?;
                 newest = newest.max(id);
@@ -184,27 +200,61 @@ impl DayFacts {
                 }
             }
         }
+        let mut changes = Vec::new();
         for contact in &touched {
+            if number(contact).is_some_and(|n| self.closed.contains(&n)) {
+                continue;
+            }
             for (id, fact) in query_facts(&tx, "WHERE c.id = ?1", [contact])? {
                 if fact.created >= self.day_start {
-                    self.put(id, fact);
+                    changes.extend(self.put(id, fact));
                 }
             }
         }
         tx.finish()?;
         self.last_event = newest;
-        Ok(touched.len())
+        Ok(changes)
     }
 
-    fn put(&mut self, id: String, fact: ContactFact) {
-        match self.index.get(&id) {
-            Some(&i) => self.list[i] = fact,
-            None => {
-                self.index.insert(id, self.list.len());
-                self.list.push(fact);
+    /// Contacts of the day whose facts are kept because they can still change.
+    pub fn open(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Takes in `fact`; `None` if nothing the totals count changed.
+    fn put(&mut self, id: String, fact: ContactFact) -> Option<FactChange> {
+        let ended = fact.ended.is_some();
+        let key = number(&id);
+        if ended && key.is_some_and(|n| self.closed.contains(&n)) {
+            return None;
+        }
+        let old = self.open.remove(&id);
+        if old.as_ref() == Some(&fact) {
+            self.open.insert(id, fact);
+            return None;
+        }
+        let change = FactChange {
+            old,
+            new: fact.clone(),
+        };
+        match key {
+            Some(n) if ended => {
+                self.closed.insert(n);
+            }
+            // A number that is not twelve digits (never written by the centre) stays open.
+            _ => {
+                self.open.insert(id, fact);
             }
         }
+        Some(change)
     }
+}
+
+/// A contact number as the integer it spells.
+fn number(id: &str) -> Option<u64> {
+    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| id.parse().ok())
+        .flatten()
 }
 
 /// When each agent entered the state it is in (Unix ms), by agent id.
@@ -365,14 +415,35 @@ mod tests {
         day(&dir, n, t0);
         let read = open_read(&dir).expect("read-only");
         let started = std::time::Instant::now();
-        let mut facts = DayFacts::load(&read, t0).expect("load");
+        let (mut facts, loaded) = DayFacts::load(&read, t0).expect("load");
         let whole = started.elapsed();
+        // What a wallboard counts: the changes applied to an empty bag of facts.
+        let mut counted: Vec<ContactFact> = Vec::new();
+        let apply = |counted: &mut Vec<ContactFact>, changes: Vec<FactChange>| {
+            for c in changes {
+                if let Some(old) = c.old {
+                    let at = counted
+                        .iter()
+                        .position(|f| *f == old)
+                        .expect("counted before");
+                    counted.swap_remove(at);
+                }
+                counted.push(c.new);
+            }
+        };
+        let sorted = |mut v: Vec<ContactFact>| {
+            v.sort_by(|a, b| (a.created, &a.queue, a.ended).cmp(&(b.created, &b.queue, b.ended)));
+            v
+        };
+        apply(&mut counted, loaded);
         assert_eq!(
-            facts.list,
-            contacts_between(&read, t0, u64::MAX).expect("facts")
+            sorted(counted.clone()),
+            sorted(contacts_between(&read, t0, u64::MAX).expect("facts"))
         );
+        // Only the contacts still waiting are kept whole (every third).
+        assert_eq!(facts.open(), usize::try_from(n / 3).expect("fits"));
         // Nothing changed: nothing read again.
-        assert_eq!(facts.catch_up(&read).expect("catch up"), 0);
+        assert!(facts.catch_up(&read).expect("catch up").is_empty());
 
         // Then: one waiting contact answered, another ends abandoned, a new one arrives,
         // and one from the day before changes (it stays out of today's facts).
@@ -421,22 +492,33 @@ mod tests {
                 rusqlite::params![yesterday, at(100_000_001)],
             )
             .expect("event");
+        // And a contact that ended earlier gets one more history line: already final.
+        write
+            .execute(
+                "INSERT INTO contact_events (contact, at, kind, detail)
+                 VALUES ('000000000003', ?1, 'note', '{}')",
+                [at(100_000_002)],
+            )
+            .expect("event");
         let started = std::time::Instant::now();
-        assert_eq!(
-            facts.catch_up(&read).expect("catch up"),
-            4,
-            "only what changed"
-        );
+        let changes = facts.catch_up(&read).expect("catch up");
         let change = started.elapsed();
-        eprintln!("{n} contacts' facts: read whole in {whole:?}; 4 changes taken in {change:?}");
-        // The same as reading the whole day again, in the same order.
+        eprintln!("{n} contacts' facts: read whole in {whole:?}; 5 changes taken in {change:?}");
+        // Yesterday's contact and the ended one change nothing today.
+        assert_eq!(changes.len(), 3, "only what changed: {changes:?}");
+        assert_eq!(changes[0].new.agent.as_deref(), Some("a7"));
+        assert_eq!(changes[0].old.as_ref().map(|f| f.connected), Some(None));
+        assert_eq!(changes[1].new.end_reason.as_deref(), Some("abandoned"));
+        assert_eq!(changes[2].old, None);
+        assert_eq!(changes[2].new.media, "email");
+        apply(&mut counted, changes);
+        // The same as reading the whole day again.
         assert_eq!(
-            facts.list,
-            contacts_between(&read, t0, u64::MAX).expect("facts")
+            sorted(counted),
+            sorted(contacts_between(&read, t0, u64::MAX).expect("facts"))
         );
-        assert_eq!(facts.list[2].agent.as_deref(), Some("a7"));
-        assert_eq!(facts.list[5].end_reason.as_deref(), Some("abandoned"));
-        assert_eq!(facts.list.last().map(|f| f.media.as_str()), Some("email"));
+        // Contact 5 ended (no longer kept whole), the new one arrived (kept).
+        assert_eq!(facts.open(), usize::try_from(n / 3).expect("fits"));
         drop((read, write));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -79,24 +79,34 @@ pub struct Counts {
 impl Counts {
     /// Counts one contact, with the service level threshold `sl_ms`.
     pub fn add(&mut self, f: &ContactFact, sl_ms: u64) {
-        self.offered += 1;
+        self.tally(f, sl_ms, |n, by| *n = n.saturating_add(by));
+    }
+
+    /// Uncounts a contact counted by [`Counts::add`] with the same fact and threshold
+    /// (its fact changed: the new one is added instead).
+    pub fn remove(&mut self, f: &ContactFact, sl_ms: u64) {
+        self.tally(f, sl_ms, |n, by| *n = n.saturating_sub(by));
+    }
+
+    fn tally(&mut self, f: &ContactFact, sl_ms: u64, op: impl Fn(&mut u64, u64)) {
+        op(&mut self.offered, 1);
         if let Some(at) = f.connected {
             let wait = at.saturating_sub(f.created);
-            self.answered += 1;
-            self.wait_ms += wait;
+            op(&mut self.answered, 1);
+            op(&mut self.wait_ms, wait);
             if wait <= sl_ms {
-                self.answered_within += 1;
+                op(&mut self.answered_within, 1);
             }
             if let Some(end) = f.ended {
-                self.handled += 1;
-                self.handle_ms += end.saturating_sub(at);
+                op(&mut self.handled, 1);
+                op(&mut self.handle_ms, end.saturating_sub(at));
             }
         } else if f.end_reason.as_deref() == Some("abandoned") {
-            self.abandoned += 1;
+            op(&mut self.abandoned, 1);
             if f.ended
                 .is_some_and(|end| end.saturating_sub(f.created) <= sl_ms)
             {
-                self.abandoned_within += 1;
+                op(&mut self.abandoned_within, 1);
             }
         }
     }
@@ -143,6 +153,87 @@ impl Counts {
             service_level2: self.service_level2().map(round1),
             abandon_rate: self.abandon_rate().map(round1),
         }
+    }
+}
+
+/// Today's totals for the wallboard, kept up to date change by change
+/// ([`FactChange`](crate::store::report::FactChange)): per queue and quarter hour (UTC
+/// quarters, which are every zone's quarters: all offsets in use are whole quarter hours),
+/// and contacts answered per agent. A render sums at most 96 quarters per queue, whatever
+/// the day's contacts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayTotals {
+    quarters: BTreeMap<(String, u64), Counts>,
+    handled: std::collections::HashMap<String, u64>,
+}
+
+/// A quarter hour, in ms.
+const QUARTER_MS: u64 = 15 * 60_000;
+
+impl DayTotals {
+    /// Counts `new` instead of `old` (`None`: a contact new to the day).
+    pub fn apply(&mut self, old: Option<&ContactFact>, new: &ContactFact, sl_ms: u64) {
+        if let Some(old) = old {
+            self.count(old, sl_ms, false);
+        }
+        self.count(new, sl_ms, true);
+    }
+
+    fn count(&mut self, f: &ContactFact, sl_ms: u64, add: bool) {
+        let quarter = f.created - f.created % QUARTER_MS;
+        let counts = self.quarters.entry((f.queue.clone(), quarter)).or_default();
+        if add {
+            counts.add(f, sl_ms);
+        } else {
+            counts.remove(f, sl_ms);
+        }
+        if let (Some(agent), Some(_)) = (&f.agent, f.connected) {
+            let n = self.handled.entry(agent.clone()).or_default();
+            *n = if add {
+                n.saturating_add(1)
+            } else {
+                n.saturating_sub(1)
+            };
+        }
+    }
+
+    /// The day so far per queue.
+    pub fn by_queue(&self) -> std::collections::HashMap<&str, Counts> {
+        let mut out: std::collections::HashMap<&str, Counts> = std::collections::HashMap::new();
+        for ((queue, _), c) in &self.quarters {
+            out.entry(queue.as_str()).or_default().merge(c);
+        }
+        out
+    }
+
+    /// Per quarter hour (its start, Unix ms), the queues `sees` admits together.
+    pub fn quarters(&self, sees: impl Fn(&str) -> bool) -> BTreeMap<u64, Counts> {
+        let mut out: BTreeMap<u64, Counts> = BTreeMap::new();
+        for ((queue, at), c) in &self.quarters {
+            if sees(queue) {
+                out.entry(*at).or_default().merge(c);
+            }
+        }
+        out
+    }
+
+    /// Contacts `agent` answered today.
+    pub fn handled_by(&self, agent: &str) -> u64 {
+        self.handled.get(agent).copied().unwrap_or(0)
+    }
+}
+
+impl Counts {
+    /// Adds another group's counts to these.
+    pub fn merge(&mut self, o: &Counts) {
+        self.offered += o.offered;
+        self.answered += o.answered;
+        self.abandoned += o.abandoned;
+        self.answered_within += o.answered_within;
+        self.abandoned_within += o.abandoned_within;
+        self.wait_ms += o.wait_ms;
+        self.handled += o.handled;
+        self.handle_ms += o.handle_ms;
     }
 }
 
@@ -467,5 +558,95 @@ mod tests {
             "2025-12-02 00:00 CET,'=cmd,all,1,0,1,0,0,,,,0.0,100.0"
         );
         assert_eq!(csv_field("a,\"b\""), "\"a,\"\"b\"\"\"");
+    }
+
+    #[test]
+    fn day_totals_kept_change_by_change_equal_the_sums_of_the_final_facts() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let sl_ms = 20_000;
+        let mut rng = StdRng::seed_from_u64(9);
+        let queues = ["sales", "support", "vip"];
+        let mut facts: Vec<ContactFact> = Vec::new();
+        let mut totals = DayTotals::default();
+        for step in 0..5_000u64 {
+            // A new contact, or one of the open ones moving on (answered, moved, ended).
+            let open: Vec<usize> = (0..facts.len())
+                .filter(|&i| facts[i].ended.is_none())
+                .collect();
+            if open.is_empty() || rng.random_bool(0.4) {
+                let created = T0 + step * 7_000;
+                let f = fact(queues[rng.random_range(0..3)], "voice", created, None, None);
+                totals.apply(None, &f, sl_ms);
+                facts.push(f);
+                continue;
+            }
+            let i = open[rng.random_range(0..open.len())];
+            let old = facts[i].clone();
+            let mut new = old.clone();
+            match rng.random_range(0..4) {
+                0 if new.connected.is_none() => {
+                    new.connected = Some(new.created + rng.random_range(0..60_000));
+                    new.agent = Some(format!("a{}", rng.random_range(0..5)));
+                }
+                1 => new.queue = queues[rng.random_range(0..3)].to_owned(),
+                2 => {
+                    let at = new.connected.unwrap_or(new.created) + rng.random_range(0..90_000);
+                    new.ended = Some(at);
+                    new.end_reason = Some(
+                        if new.connected.is_some() {
+                            "completed"
+                        } else {
+                            "abandoned"
+                        }
+                        .to_owned(),
+                    );
+                }
+                _ => continue,
+            }
+            totals.apply(Some(&old), &new, sl_ms);
+            facts[i] = new;
+        }
+        // The same as counting the final facts at once.
+        let mut whole = DayTotals::default();
+        for f in &facts {
+            whole.apply(None, f, sl_ms);
+        }
+        let nonzero = |t: &DayTotals| -> Vec<((String, u64), Counts)> {
+            t.quarters
+                .iter()
+                .filter(|(_, c)| **c != Counts::default())
+                .map(|(k, c)| (k.clone(), *c))
+                .collect()
+        };
+        assert_eq!(nonzero(&totals), nonzero(&whole));
+        for a in 0..5 {
+            let a = format!("a{a}");
+            assert_eq!(totals.handled_by(&a), whole.handled_by(&a), "{a}");
+        }
+        let mut by_queue: Vec<(String, Counts)> = totals
+            .by_queue()
+            .into_iter()
+            .map(|(q, c)| (q.to_owned(), c))
+            .collect();
+        by_queue.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut expected: std::collections::BTreeMap<String, Counts> = Default::default();
+        for f in &facts {
+            expected.entry(f.queue.clone()).or_default().add(f, sl_ms);
+        }
+        let expected: Vec<(String, Counts)> = expected.into_iter().collect();
+        assert_eq!(by_queue, expected);
+        assert!(
+            expected
+                .iter()
+                .all(|(_, c)| c.answered > 0 && c.abandoned > 0)
+        );
+        // Every quarter of the visible queues, together.
+        let sales = totals.quarters(|q| q == "sales");
+        let sum: u64 = sales.values().map(|c| c.offered).sum();
+        assert_eq!(
+            sum,
+            facts.iter().filter(|f| f.queue == "sales").count() as u64
+        );
     }
 }

@@ -42,7 +42,7 @@ use crate::store::report::{self as store_report, ContactFact, DayFacts};
 use super::agent::{self, Credentials, SUPERVISORS};
 use super::api::AppError;
 use super::pages::render;
-use super::report::{self, Interval, Report};
+use super::report::{self, DayTotals, Interval, Report};
 use super::supervisor_view::{Board, ReportPage};
 use super::{AppState, Client, Session, csrf, limit, words};
 
@@ -114,38 +114,44 @@ impl Default for Supervision {
     }
 }
 
-/// Today's facts as last brought up to date, and when.
-type TodayFacts = (Instant, Arc<DayFacts>);
+/// Today's facts and totals as last brought up to date, and when.
+#[derive(Debug)]
+struct Today {
+    at: Instant,
+    facts: DayFacts,
+    totals: Arc<DayTotals>,
+}
 
-/// Today's contact facts, shared by every wallboard for [`TODAY_TTL`]; `refresh` lets one
+/// Today's totals, shared by every wallboard for [`TODAY_TTL`]; `refresh` lets one
 /// request bring them up to date while the others wait for its answer (not N reads at
 /// once). Read whole once a day; after that only the contacts that changed
-/// ([`DayFacts::catch_up`]).
+/// ([`DayFacts::catch_up`]), each applied to the totals as a change, so a refresh costs
+/// work in proportion to what changed and a render to the queues and quarter hours.
 #[derive(Debug, Default)]
 pub(crate) struct TodayCache {
-    facts: Mutex<Option<TodayFacts>>,
+    held: Mutex<Option<Today>>,
     refresh: tokio::sync::Mutex<()>,
 }
 
 impl TodayCache {
-    /// The facts of the day starting at `day_start`, if brought up to date less than
+    /// The totals of the day starting at `day_start`, if brought up to date less than
     /// [`TODAY_TTL`] ago.
-    fn fresh(&self, day_start: u64) -> Option<Arc<DayFacts>> {
-        let cache = self.facts.lock().unwrap_or_else(|e| e.into_inner());
-        match cache.as_ref() {
-            Some((at, facts)) if at.elapsed() < TODAY_TTL && facts.day_start == day_start => {
-                Some(facts.clone())
+    fn fresh(&self, day_start: u64) -> Option<Arc<DayTotals>> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match held.as_ref() {
+            Some(t) if t.at.elapsed() < TODAY_TTL && t.facts.day_start == day_start => {
+                Some(t.totals.clone())
             }
             _ => None,
         }
     }
 
-    /// The facts held for the day starting at `day_start`, taken out to be brought up to
-    /// date (none for another day: that one is read whole).
-    fn take(&self, day_start: u64) -> Option<Arc<DayFacts>> {
-        let mut cache = self.facts.lock().unwrap_or_else(|e| e.into_inner());
-        match cache.take() {
-            Some((_, facts)) if facts.day_start == day_start => Some(facts),
+    /// The facts and totals held for the day starting at `day_start`, taken out to be
+    /// brought up to date (none for another day: that one is read whole).
+    fn take(&self, day_start: u64) -> Option<(DayFacts, Arc<DayTotals>)> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match held.take() {
+            Some(t) if t.facts.day_start == day_start => Some((t.facts, t.totals)),
             _ => None,
         }
     }
@@ -342,52 +348,64 @@ async fn logout(
 
 // --- the wallboard ----------------------------------------------------------------------
 
-/// Contacts that arrived since the start of today (the centre's day), from the store,
-/// at most [`TODAY_TTL`] old; empty without a store.
-async fn today(state: &AppState) -> Arc<DayFacts> {
+/// The totals of the contacts that arrived since the start of today (the centre's day),
+/// from the store, at most [`TODAY_TTL`] old; empty without a store.
+async fn today(state: &AppState) -> Arc<DayTotals> {
     let now = crate::centre::Timestamp::now_wall();
     let day_start = state.web.zone.interval_start(now, 1440).0;
-    if let Some(facts) = state.today.fresh(day_start) {
-        return facts;
+    if let Some(totals) = state.today.fresh(day_start) {
+        return totals;
     }
     let _one_reader = state.today.refresh.lock().await;
     // Another wallboard may have read them while this one waited.
-    if let Some(facts) = state.today.fresh(day_start) {
-        return facts;
+    if let Some(totals) = state.today.fresh(day_start) {
+        return totals;
     }
-    let empty = || Arc::new(DayFacts::empty(day_start));
     let Some(dir) = state.web.supervision.data_dir.clone() else {
-        return empty();
+        return Arc::default();
     };
+    let sl_ms = u64::from(state.web.supervision.service_level_secs) * 1000;
     let held = state.today.take(day_start);
     let read = tokio::task::spawn_blocking(move || {
         let conn = store_report::open_read(&dir)?;
-        match held {
-            // Copied only if a wallboard still holds these facts while rendering.
-            Some(facts) => {
-                let mut facts = Arc::unwrap_or_clone(facts);
-                facts.catch_up(&conn)?;
-                Ok(facts)
+        let (facts, mut totals, changes) = match held {
+            Some((mut facts, totals)) => {
+                let changes = facts.catch_up(&conn)?;
+                (facts, totals, changes)
             }
-            None => DayFacts::load(&conn, day_start),
+            None => {
+                let (facts, changes) = DayFacts::load(&conn, day_start)?;
+                (facts, Arc::default(), changes)
+            }
+        };
+        // Copied only if a wallboard still holds these totals while rendering (they are
+        // small: queues times quarter hours).
+        let sums = Arc::make_mut(&mut totals);
+        for c in &changes {
+            sums.apply(c.old.as_ref(), &c.new, sl_ms);
         }
+        Ok::<_, crate::store::StoreError>((facts, totals))
     })
     .await;
-    let facts = match read {
-        Ok(Ok(f)) => Arc::new(f),
+    let (facts, totals) = match read {
+        Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             // Read whole again next time.
             tracing::warn!(error = %e, "reading today's contacts failed");
-            return empty();
+            return Arc::default();
         }
         Err(e) => {
             tracing::warn!(error = %e, "reading today's contacts failed");
-            return empty();
+            return Arc::default();
         }
     };
-    let mut cache = state.today.facts.lock().unwrap_or_else(|e| e.into_inner());
-    *cache = Some((Instant::now(), facts.clone()));
-    facts
+    let mut held = state.today.held.lock().unwrap_or_else(|e| e.into_inner());
+    *held = Some(Today {
+        at: Instant::now(),
+        facts,
+        totals: totals.clone(),
+    });
+    totals
 }
 
 /// The facts of contacts that arrived in `[from, to)`, read on a blocking task.
@@ -432,7 +450,7 @@ async fn board_now(state: &AppState, account: &SupervisorAccount) -> Board {
         account,
         &snapshot,
         state.web.centre.view(),
-        (&facts.list, &since, &history),
+        (&facts, &since, &history),
         &state.web.zone,
         state.web.supervision.service_level_secs,
     )

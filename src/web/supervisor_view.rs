@@ -3,18 +3,17 @@
 //! history (plots) and a report ([`super::report`]). Only the queues the supervisor sees,
 //! and the agents serving one of them. Contact numbers are shown masked.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use askama::Template;
 
 use crate::centre::{
     AccuracyReport, AgentState, QueueSummary, Snapshot, Timestamp, ViewHandle, WaitEstimate,
 };
-use crate::store::report::ContactFact;
 
 use super::agent_view::duration;
 use super::plot::{self, Chart, Sample, Series, StateKind};
-use super::report::{Counts, Report, Row};
+use super::report::{Counts, DayTotals, Report, Row};
 use super::supervisor::SupervisorAccount;
 use super::zone::Zone;
 
@@ -138,20 +137,12 @@ impl Board {
         account: &SupervisorAccount,
         snapshot: &Snapshot,
         view: &ViewHandle,
-        (facts, since, history): (&[ContactFact], &HashMap<String, u64>, &[Sample]),
+        (totals, since, history): (&DayTotals, &HashMap<String, u64>, &[Sample]),
         zone: &Zone,
         sl_secs: u32,
     ) -> Board {
         let now = snapshot.at;
-        let sl_ms = u64::from(sl_secs) * 1000;
-        let mut today: HashMap<&str, Counts> = HashMap::new();
-        let mut handled: HashMap<&str, u64> = HashMap::new();
-        for f in facts {
-            today.entry(f.queue.as_str()).or_default().add(f, sl_ms);
-            if let (Some(agent), Some(_)) = (&f.agent, f.connected) {
-                *handled.entry(agent.as_str()).or_default() += 1;
-            }
-        }
+        let today = totals.by_queue();
         let visible: Vec<&QueueSummary> = snapshot
             .queues
             .iter()
@@ -184,7 +175,7 @@ impl Board {
                         .contact()
                         .map(crate::centre::ContactId::redacted)
                         .unwrap_or_default(),
-                    handled: handled.get(a.id.as_str()).copied().unwrap_or(0),
+                    handled: totals.handled_by(a.id.as_str()),
                     can_not_ready: matches!(a.state, AgentState::Ready { .. }),
                     can_logout: matches!(
                         a.state,
@@ -199,7 +190,7 @@ impl Board {
             .iter()
             .map(|q| (q.id.0.clone(), q.name.clone()))
             .collect();
-        let plots = plots(account, facts, history, (now, zone, sl_secs));
+        let plots = plots(account, totals, history, (now, zone, sl_secs));
         Board {
             queues,
             agents,
@@ -273,7 +264,7 @@ fn queue_row(
 /// service level and abandon rate per 15 minutes today, agents by state.
 fn plots(
     account: &SupervisorAccount,
-    facts: &[ContactFact],
+    totals: &DayTotals,
     history: &[Sample],
     (now, zone, sl_secs): (Timestamp, &Zone, u32),
 ) -> Vec<String> {
@@ -343,14 +334,7 @@ fn plots(
     };
     // Service level and abandon rate per quarter hour today, all visible queues together.
     let day_start = zone.interval_start(now, 1440).0;
-    let mut quarters: BTreeMap<u64, Counts> = BTreeMap::new();
-    for f in facts.iter().filter(|f| account.sees(&f.queue)) {
-        let q = zone.interval_start(Timestamp(f.created), 15).0;
-        quarters
-            .entry(q)
-            .or_default()
-            .add(f, u64::from(sl_secs) * 1000);
-    }
+    let quarters = totals.quarters(|q| account.sees(q));
     let first = quarters.keys().next().copied().unwrap_or(day_start);
     let sl_from = zone.interval_start(Timestamp(first), 60).0;
     let sl_to = now.0.max(sl_from + 3_600_000);
