@@ -384,7 +384,7 @@ async fn call_task(
     // number, `*` repeats the position): the secret stays with whoever heard it first.
     // Every other caller is told it, whether or not an agent is ready at this moment.
     tracing::debug!(contact = %id.redacted(), queue = %queue.id, rejoined, "contact admitted");
-    let sdp_text = answer.to_sdp(local_ip, rtp_port, rand::random::<u32>() as u64);
+    let sdp_text = answer.to_sdp(local_ip, rtp_port, None, rand::random::<u32>() as u64);
     let base = match &deps.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         // No public URL configured and HTTP on a wildcard: the caller reached us at this
