@@ -22,7 +22,7 @@ pub mod video;
 
 pub use announcer::{
     Announcer, AnnouncerConfig, AnnouncerError, AnnouncerHandle, AnnouncerStats, MediaEvent,
-    Playout, StreamHandle, StreamSpec,
+    Playout, StreamHandle, StreamSpec, VideoSpec,
 };
 pub use ports::{RtpPorts, RtpSocket};
 pub use prompts::{

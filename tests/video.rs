@@ -1,0 +1,213 @@
+//! Video callers stay on video (issue 13): a caller offering audio + VP8 video is answered
+//! with a live video stream carrying the hold card (`prompts/video/hold.ivf`), sent as RFC
+//! 7741 RTP from the port in the answer, while the audio goes on as before; a caller
+//! offering another video codec has its video declined (port 0) and keeps audio.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::{Caller, Gateway, HOST};
+
+/// The committed card's first frame (the key frame), read from the IVF file by hand.
+fn card_key_frame() -> Vec<u8> {
+    let ivf = std::fs::read(common::repo().join("prompts/video/hold.ivf")).unwrap();
+    assert_eq!(&ivf[..4], b"DKIF");
+    let size = u32::from_le_bytes(ivf[32..36].try_into().unwrap()) as usize;
+    ivf[44..44 + size].to_vec()
+}
+
+/// The answer's `m=<kind>` line: (port, payload types).
+fn m_line(sdp: &str, kind: &str) -> (u16, Vec<String>) {
+    let line = sdp
+        .lines()
+        .find(|l| l.starts_with(&format!("m={kind} ")))
+        .unwrap_or_else(|| panic!("no m={kind} in the answer:\n{sdp}"));
+    let mut parts = line.split_whitespace().skip(1);
+    let port = parts.next().unwrap().parse().unwrap();
+    (port, parts.skip(1).map(str::to_owned).collect())
+}
+
+/// One RTP packet's (marker, pt, seq, ts, ssrc, payload).
+struct Rtp {
+    marker: bool,
+    pt: u8,
+    ts: u32,
+    ssrc: u32,
+    payload: Vec<u8>,
+}
+
+fn parse(buf: &[u8]) -> Rtp {
+    assert!(buf.len() > 12, "short RTP packet");
+    assert_eq!(buf[0], 0x80, "RTP v2, no padding/extension/CSRC");
+    Rtp {
+        marker: buf[1] & 0x80 != 0,
+        pt: buf[1] & 0x7f,
+        ts: u32::from_be_bytes(buf[4..8].try_into().unwrap()),
+        ssrc: u32::from_be_bytes(buf[8..12].try_into().unwrap()),
+        payload: buf[12..].to_vec(),
+    }
+}
+
+/// Receives VP8 RTP on `sock` until `frames` whole frames are in (bounded), checking every
+/// packet comes from `from`; returns (timestamp, frame bytes, ssrc) per frame.
+fn receive_frames(sock: &UdpSocket, from: SocketAddr, frames: usize) -> Vec<(u32, Vec<u8>, u32)> {
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = Vec::new();
+    let mut current: Vec<u8> = Vec::new();
+    while out.len() < frames {
+        assert!(Instant::now() < deadline, "only {} video frames", out.len());
+        let mut buf = [0u8; 2048];
+        let Ok((n, src)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        assert_eq!(src, from, "video comes from the port in the answer");
+        assert!(n <= 1_200 + 12, "packet of {n} bytes");
+        let p = parse(&buf[..n]);
+        assert_eq!(p.pt, 96);
+        // RFC 7741 descriptor: one byte (X=0), S set on a frame's first packet only, PID 0.
+        let d = p.payload[0];
+        assert_eq!(d & 0x80, 0, "X bit");
+        assert_eq!(d & 0x07, 0, "PID");
+        assert_eq!(
+            d & 0x10 != 0,
+            current.is_empty(),
+            "S bit on the first packet"
+        );
+        current.extend_from_slice(&p.payload[1..]);
+        if p.marker {
+            out.push((p.ts, std::mem::take(&mut current), p.ssrc));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_vp8_caller_sees_the_hold_card_and_still_hears_the_queue() {
+    let g = Gateway::start("video-vp8");
+    let video = UdpSocket::bind((HOST, 0)).unwrap();
+    let vport = video.local_addr().unwrap().port();
+    // A softphone's offer: VP8 and H.264, VP8 at a dynamic payload type.
+    let mut caller = Caller::call_offering(
+        &g,
+        "support",
+        0,
+        "+15550199001",
+        &format!(
+            "m=video {vport} RTP/AVP 96 97\r\na=rtpmap:96 VP8/90000\r\n\
+             a=rtpmap:97 H264/90000\r\na=fmtp:97 profile-level-id=42e01f\r\na=sendrecv\r\n"
+        ),
+    );
+    let (port, pts) = m_line(&caller.answer_sdp, "video");
+    assert_ne!(port, 0, "video accepted:\n{}", caller.answer_sdp);
+    assert_ne!(port, caller.server_rtp.port(), "a port of its own");
+    assert_eq!(pts, ["96"], "VP8 only");
+    assert!(
+        caller.answer_sdp.contains(&format!(
+            "m=video {port} RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n"
+        )),
+        "{}",
+        caller.answer_sdp
+    );
+
+    // Audio as for any caller.
+    let audio = caller.receive_rtp(10, Duration::from_secs(5));
+    assert_eq!(audio.len(), 10, "audio RTP");
+    let audio_ssrc = u32::from_be_bytes(audio[0].0[8..12].try_into().unwrap());
+
+    // The picture: the key frame first, byte for byte, then the loop's inter frames, one
+    // every 200 ms (18,000 ticks at 90 kHz), on an SSRC of its own.
+    let started = Instant::now();
+    let frames = receive_frames(&video, SocketAddr::new(HOST.parse().unwrap(), port), 11);
+    let elapsed = started.elapsed();
+    let key = card_key_frame();
+    assert_eq!(frames[0].1, key, "the first frame is the card's key frame");
+    assert_eq!(frames[0].1[0] & 1, 0, "a VP8 key frame");
+    for f in &frames[1..10] {
+        assert_eq!(f.1[0] & 1, 1, "inter frames between key frames");
+        assert!(f.1.len() < 200);
+    }
+    // The loop comes round: the key frame again after 10 frames (2 s).
+    assert_eq!(frames[10].1, key);
+    for w in frames.windows(2) {
+        assert_eq!(w[1].0.wrapping_sub(w[0].0), 18_000, "5 frames a second");
+        assert_eq!(w[1].2, w[0].2);
+    }
+    assert_ne!(frames[0].2, audio_ssrc, "video SSRC distinct from audio");
+    assert!(elapsed >= Duration::from_millis(1_700), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(4_000), "{elapsed:?}");
+
+    // The contact is a video call.
+    let media: String = g
+        .db()
+        .query_row(
+            "SELECT media FROM contacts WHERE id = ?1",
+            [&caller.number],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(media, "video");
+
+    // Hung up: the picture stops.
+    caller.hang_up();
+    std::thread::sleep(Duration::from_millis(300));
+    video
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    while video.recv_from(&mut buf).is_ok() {}
+    video
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    assert!(
+        video.recv_from(&mut buf).is_err(),
+        "video still sent after BYE"
+    );
+}
+
+#[test]
+fn other_video_codecs_are_declined_and_audio_goes_on() {
+    let g = Gateway::start("video-h264");
+    let video = UdpSocket::bind((HOST, 0)).unwrap();
+    let vport = video.local_addr().unwrap().port();
+    let mut caller = Caller::call_offering(
+        &g,
+        "support",
+        8,
+        "+15550199002",
+        &format!("m=video {vport} RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\n"),
+    );
+    let (port, pts) = m_line(&caller.answer_sdp, "video");
+    assert_eq!(
+        (port, pts),
+        (0, vec!["97".to_owned()]),
+        "{}",
+        caller.answer_sdp
+    );
+    assert!(!caller.answer_sdp.contains("VP8"));
+    let audio = caller.receive_rtp(10, Duration::from_secs(5));
+    assert_eq!(audio.len(), 10, "audio RTP");
+    assert_eq!(audio[0].0[1] & 0x7f, 8, "PCMA as offered");
+    video
+        .set_read_timeout(Some(Duration::from_millis(1_000)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        video.recv_from(&mut buf).is_err(),
+        "video sent though declined"
+    );
+    caller.hang_up();
+
+    // An audio-only offer is answered exactly as before: one m-line.
+    let mut plain = Caller::call(&g, "support", 0);
+    assert_eq!(
+        plain.answer_sdp.matches("m=").count(),
+        1,
+        "{}",
+        plain.answer_sdp
+    );
+    plain.hang_up();
+}
