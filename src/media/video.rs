@@ -10,6 +10,11 @@
 //! loss indication (RFC 4585 PLI) or a full intra request (RFC 5104 FIR): we do not read
 //! RTCP on the video port, the key frame is never more than one loop away.
 //!
+//! Cost (`VIDEO=1 cargo run --release --example announcer_load -- 1000 10` against the same
+//! without `VIDEO`, 2-core VM shared with other builds): 8.3 video packets/s and ~4.3 KB/s
+//! per call; process CPU 372–388 µs per second per call with video against 337–361
+//! without, i.e. a parked video call costs about 1.1× an audio-only one.
+//!
 //! Sans-IO: [`parse_ivf`] reads the file, [`Vp8Packetizer`] cuts a frame into RTP packets,
 //! [`FrameClock`] says when the next frame is due; the announcer's thread does the sending.
 
