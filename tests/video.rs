@@ -412,3 +412,74 @@ fn baresip_video_caller_sees_the_card_and_is_referred_to_a_video_agent() {
     assert_eq!(me["contact"]["id"], number.as_str(), "{me}");
     assert_eq!(me["contact"]["media"], "video", "{me}");
 }
+
+/// An even port with the next `n - 1` ports free too (UDP), for a tiny RTP range.
+fn free_port_block(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = free_port() & !1;
+        if base > 1024
+            && base.checked_add(n).is_some()
+            && (0..n).all(|i| UdpSocket::bind((HOST, base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports");
+}
+
+/// Two ports per video call, from the one pool: video only takes a port while one stays
+/// free for each call still to come, so a video caller never costs a later caller their
+/// audio (a 503). Four RTP ports and at most three calls: the first video caller gets
+/// video, the second has it declined, and a third caller still gets audio.
+#[test]
+fn video_ports_never_cost_a_later_caller_their_audio() {
+    let base = free_port_block(8);
+    let mut config = common::default_config_with("");
+    for (from, to) in [
+        ("rtp_port_min = 20000", format!("rtp_port_min = {base}")),
+        (
+            "rtp_port_max = 39999",
+            format!("rtp_port_max = {}", base + 6),
+        ),
+        ("max_calls = 2500", "max_calls = 3".to_owned()),
+    ] {
+        assert!(config.contains(from), "holdline.toml has no {from:?}");
+        config = config.replace(from, &to);
+    }
+    let g = Gateway::start_with("video-ports", Some(&config));
+    let vp8 = |sock: &UdpSocket| {
+        format!(
+            "m=video {} RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n",
+            sock.local_addr().unwrap().port()
+        )
+    };
+    let (v1, v2) = (
+        UdpSocket::bind((HOST, 0)).unwrap(),
+        UdpSocket::bind((HOST, 0)).unwrap(),
+    );
+    let mut first = Caller::call_offering(&g, "support", 0, "+15550199011", &vp8(&v1));
+    let (port, _) = m_line(&first.answer_sdp, "video");
+    assert!((base..=base + 6).contains(&port), "{}", first.answer_sdp);
+    let mut second = Caller::call_offering(&g, "support", 0, "+15550199012", &vp8(&v2));
+    assert_eq!(
+        m_line(&second.answer_sdp, "video").0,
+        0,
+        "{}",
+        second.answer_sdp
+    );
+    assert!(
+        g.log_text().contains("no RTP port for video"),
+        "the declined video is logged"
+    );
+    // The third caller gets the port kept for them (Caller::call fails on anything but 200).
+    let mut third = Caller::call(&g, "support", 0);
+    for c in [&first, &second, &third] {
+        assert_eq!(c.receive_rtp(5, Duration::from_secs(5)).len(), 5, "audio");
+        assert!((base..=base + 6).contains(&c.server_rtp.port()));
+    }
+    let frames = receive_frames(&v1, SocketAddr::new(HOST.parse().unwrap(), port), 1);
+    assert_eq!(frames[0].1, card_key_frame());
+    for c in [&mut first, &mut second, &mut third] {
+        c.hang_up();
+    }
+}
