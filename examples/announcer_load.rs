@@ -119,6 +119,7 @@ async fn main() -> std::io::Result<()> {
                 socket: ports.bind_secondary(0).await?,
                 pt: 96,
                 card: Arc::clone(&card),
+                rtcp_mux: false,
             })
         } else {
             None

@@ -464,6 +464,7 @@ async fn call_task(
                 socket,
                 pt: v.pt,
                 card,
+                rtcp_mux: v.rtcp_mux,
             }),
         )
         .await;

@@ -483,3 +483,46 @@ fn video_ports_never_cost_a_later_caller_their_audio() {
         c.hang_up();
     }
 }
+
+/// With `a=rtcp-mux` offered (RFC 5761), the answer has it too and the caller's RTCP comes
+/// to the video port: a picture loss indication (RFC 4585 PLI) brings the key frame at the
+/// next frame slot instead of at the next loop (10 frames later).
+#[test]
+fn a_picture_loss_indication_brings_the_key_frame_at_once() {
+    let g = Gateway::start("video-pli");
+    let video = UdpSocket::bind((HOST, 0)).unwrap();
+    let vport = video.local_addr().unwrap().port();
+    let mut caller = Caller::call_offering(
+        &g,
+        "support",
+        0,
+        "+15550199021",
+        &format!(
+            "m=video {vport} RTP/AVPF 96\r\na=rtpmap:96 VP8/90000\r\n\
+             a=rtcp-fb:96 nack pli\r\na=rtcp-mux\r\n"
+        ),
+    );
+    let (port, _) = m_line(&caller.answer_sdp, "video");
+    assert!(
+        caller.answer_sdp.contains("a=sendonly\r\na=rtcp-mux\r\n"),
+        "{}",
+        caller.answer_sdp
+    );
+    let from = SocketAddr::new(HOST.parse().unwrap(), port);
+    let key = card_key_frame();
+    let first = receive_frames(&video, from, 3);
+    assert_eq!(first[0].1, key);
+    assert_ne!(first[2].1, key, "an inter frame");
+    let ssrc = first[0].2;
+    // PLI: V=2, FMT=1, PT=206 (PSFB), length 2; sender SSRC, media SSRC (ours).
+    let mut pli = vec![0x81, 206, 0, 2, 0x12, 0x34, 0x56, 0x78];
+    pli.extend_from_slice(&ssrc.to_be_bytes());
+    video.send_to(&pli, from).unwrap();
+    let next = receive_frames(&video, from, 2);
+    assert!(
+        next.iter().any(|f| f.1 == key),
+        "no key frame within two frames of the PLI"
+    );
+    // Without the request the loop would have gone on with inter frames 3 and 4.
+    caller.hang_up();
+}

@@ -241,9 +241,9 @@ pub struct StreamSpec {
 }
 
 /// The video side of a stream: the hold picture, looped on its own socket (see
-/// [`super::video`]). Nothing is read from that socket: we answer `sendonly`, so a
-/// conforming phone sends nothing there, and what a broken one sends only fills that
-/// socket's bounded kernel buffer.
+/// [`super::video`]). We answer `sendonly`, so a conforming phone sends no RTP there; with
+/// `rtcp_mux` its RTCP comes there and is read for key frame requests, otherwise nothing is
+/// read and what a broken phone sends only fills that socket's bounded kernel buffer.
 #[derive(Debug, Clone)]
 pub struct VideoSpec {
     /// The video RTP socket, from the same [`super::ports::RtpPorts`].
@@ -251,6 +251,8 @@ pub struct VideoSpec {
     /// VP8's payload type, as the caller offered it.
     pub pt: u8,
     pub card: Arc<HoldVideo>,
+    /// RTCP shares the port (RFC 5761): read it and answer PLI/FIR with the key frame.
+    pub rtcp_mux: bool,
 }
 
 /// Tuning of the announcer.
@@ -318,6 +320,7 @@ enum Command {
     Replace { id: u64, clips: Vec<Bytes> },
     Remote { id: u64, remote: SocketAddr },
     VideoRemote { id: u64, remote: SocketAddr },
+    KeyFrame { id: u64 },
     Stop { id: u64, done: oneshot::Sender<()> },
 }
 
@@ -423,6 +426,10 @@ impl AnnouncerHandle {
         let now = Instant::now();
         // Frames fall due on the tick grid like the audio's, from the stream's first tick;
         // random SSRC (distinct from the audio's), sequence and timestamp, as for audio.
+        let feedback = video
+            .as_ref()
+            .filter(|v| v.rtcp_mux)
+            .map(|v| Arc::clone(&v.socket));
         let video = video.map(|v| VideoStream {
             socket: v.socket,
             remote: UNSPECIFIED_REMOTE,
@@ -451,6 +458,10 @@ impl AnnouncerHandle {
             .send(Command::Start(Box::new(stream)))
             .await
             .map_err(|_| AnnouncerError::Closed)?;
+        if let Some(socket) = feedback {
+            self.tracker
+                .spawn(video_feedback(socket, self.tx.clone(), id, token.clone()));
+        }
         // Always read: incoming audio is drained and dropped (not left to fill the kernel
         // buffer); key presses are recognised when telephone-event was negotiated.
         self.tracker.spawn(receive(
@@ -559,6 +570,35 @@ impl Drop for StreamHandle {
         // The announcer drops cancelled streams at its next tick; no message needed, so this
         // works even when the command queue is full.
         self.token.cancel();
+    }
+}
+
+/// Reads the video socket's RTCP (RFC 5761 multiplexing) and asks the announcer for the key
+/// frame when the caller's decoder lost the picture; everything else is dropped.
+async fn video_feedback(
+    socket: Arc<RtpSocket>,
+    commands: mpsc::Sender<Command>,
+    id: u64,
+    token: CancellationToken,
+) {
+    let mut buf = [0u8; 1500];
+    loop {
+        let n = tokio::select! {
+            () = token.cancelled() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, _)) => n,
+                Err(e) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ) => continue,
+                Err(_) => break,
+            },
+        };
+        if super::video::asks_for_key_frame(&buf[..n]) {
+            // At most one frame slot later; a full queue drops the request (the loop brings
+            // the key frame round anyway).
+            let _ = commands.try_send(Command::KeyFrame { id });
+        }
     }
 }
 
@@ -1027,6 +1067,7 @@ mod tests {
                     socket: Arc::new(video_socket),
                     pt: 100,
                     card: Arc::clone(&card),
+                    rtcp_mux: false,
                 }),
             )
             .await

@@ -101,6 +101,8 @@ pub struct MediaDescription {
     pub ptime: Option<u32>,
     /// Media-level direction; the session-level one applies when absent.
     pub direction: Option<Direction>,
+    /// `a=rtcp-mux` (RFC 5761): RTCP may share the RTP port.
+    pub rtcp_mux: bool,
 }
 
 impl MediaDescription {
@@ -174,6 +176,7 @@ fn parse_media(value: &str, line: usize) -> Result<MediaDescription, SdpError> {
         fmtps: Vec::new(),
         ptime: None,
         direction: None,
+        rtcp_mux: false,
     })
 }
 
@@ -255,6 +258,13 @@ impl Offer {
                         }
                         continue;
                     }
+                    let media = match (arg, name, media) {
+                        (None, "rtcp-mux", Some(m)) => {
+                            m.rtcp_mux = true;
+                            continue;
+                        }
+                        (_, _, media) => media,
+                    };
                     let (Some(m), Some(arg)) = (media, arg) else {
                         continue;
                     };
@@ -331,6 +341,9 @@ pub struct VideoAnswer {
     /// Our direction: `sendonly`, as we never use the caller's picture; `inactive` when
     /// the offer says the caller will not receive (`sendonly`/`inactive`).
     pub direction: Direction,
+    /// The offer allows RTCP on the RTP port (RFC 5761) and the answer says so: the
+    /// caller's picture loss indications then reach the video socket.
+    pub rtcp_mux: bool,
 }
 
 impl VideoAnswer {
@@ -370,6 +383,7 @@ fn vp8_stream(m: &MediaDescription, session: &Offer) -> Option<VideoAnswer> {
         pt,
         remote: SocketAddr::new(ip, m.port),
         direction,
+        rtcp_mux: m.rtcp_mux,
     })
 }
 
@@ -550,6 +564,9 @@ impl Answer {
                             v.direction.as_str(),
                             pt = v.pt
                         );
+                        if v.rtcp_mux {
+                            s.push_str("a=rtcp-mux\r\n");
+                        }
                     }
                     _ => {
                         let _ = write!(s, "m={kind} 0 {proto} {format}\r\n");
@@ -752,7 +769,7 @@ a=fmtp:97 profile-level-id=42801F\r\n";
              a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n\
              m=video 10002 RTP/AVPF 100 101\r\nc=IN IP4 127.0.0.2\r\n\
              a=rtpmap:100 VP9/90000\r\na=rtpmap:101 vp8/90000\r\na=rtcp-fb:* nack pli\r\n\
-             a=sendrecv\r\n",
+             a=rtcp-mux\r\na=sendrecv\r\n",
         );
         let a = negotiate(&offer, &[Law::Pcmu]).expect("negotiate");
         let v = a.video().expect("vp8");
@@ -761,7 +778,13 @@ a=fmtp:97 profile-level-id=42801F\r\n";
             (101, "127.0.0.2:10002".parse().expect("addr"))
         );
         let sdp = a.to_sdp(IpAddr::V4(Ipv4Addr::LOCALHOST), 30000, Some(30002), 1);
-        assert!(sdp.contains("m=video 30002 RTP/AVPF 101\r\na=rtpmap:101 VP8/90000\r\n"));
+        assert!(sdp.contains(
+            "m=video 30002 RTP/AVPF 101\r\na=rtpmap:101 VP8/90000\r\na=sendonly\r\na=rtcp-mux\r\n"
+        ));
+        assert!(v.rtcp_mux);
+        // Without rtcp-mux in the offer, none in the answer.
+        let plain = negotiate(&parse(SOFTPHONE), &[Law::Pcmu]).expect("negotiate");
+        assert!(!plain.video().expect("vp8").rtcp_mux);
     }
 
     #[test]

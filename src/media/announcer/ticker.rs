@@ -204,6 +204,11 @@ fn apply(streams: &mut HashMap<u64, Stream>, cmd: Command) {
                 v.out.restart_from_key_frame();
             }
         }
+        Command::KeyFrame { id } => {
+            if let Some(v) = streams.get_mut(&id).and_then(|s| s.video.as_mut()) {
+                v.out.restart_from_key_frame();
+            }
+        }
         Command::Stop { id, done } => {
             streams.remove(&id);
             let _ = done.send(());
