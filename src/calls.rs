@@ -1,6 +1,6 @@
 //! Call control: turns SIP calls into contacts and carries out what the centre decides.
 //!
-//! One file for now (~990 production lines): the per-call flow is one async function whose
+//! One file for now (~1,050 production lines): the per-call flow is one async function whose
 //! parts share its locals. Its decisions about hand-offs and liveness are already in the
 //! sans-IO `flow::CallFlow` (issue 9), and keyed contact numbers in `keyed::KeyedNumber`
 //! (issue 16); the rest (hold music, position updates, the farewell) moves there next,

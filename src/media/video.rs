@@ -13,9 +13,10 @@
 //! do not open, and the next loop brings the key frame.
 //!
 //! Cost (`VIDEO=1 cargo run --release --example announcer_load -- 1000 10` against the same
-//! without `VIDEO`, 2-core VM shared with other builds): 8.3 video packets/s and ~4.3 KB/s
-//! per call; process CPU 372–388 µs per second per call with video against 337–361
-//! without, i.e. a parked video call costs about 1.1× an audio-only one.
+//! without `VIDEO`, three runs each on a 2-core VM shared with other builds, load 4–10):
+//! 8.3 video packets/s and ~4.3 KB/s per call; process CPU 371–388 µs per second per call
+//! with video against 326–361 without, i.e. a parked video call costs about 1.1× an
+//! audio-only one (the sending is per packet, and video adds 8 packets/s to audio's 50).
 //!
 //! Sans-IO: [`parse_ivf`] reads the file, [`Vp8Packetizer`] cuts a frame into RTP packets,
 //! [`FrameClock`] says when the next frame is due; the announcer's thread does the sending.
