@@ -526,3 +526,41 @@ fn a_picture_loss_indication_brings_the_key_frame_at_once() {
     // Without the request the loop would have gone on with inter frames 3 and 4.
     caller.hang_up();
 }
+
+/// A video caller whose phone refuses REFER is joined to the agent by third-party call
+/// control, audio only: the re-INVITE keeps the session's video line, disabled (port 0),
+/// as RFC 3264 §8 requires (`sip-scenarios/video-caller-refuses-refer.xml` checks both the
+/// first answer's video and the re-INVITE's), and the contact is completed.
+#[test]
+fn a_video_caller_refusing_refer_is_bridged_with_its_video_line_kept() {
+    let agent_port = free_port();
+    let password = "video-agent-password-1";
+    let g = Gateway::start_with(
+        "video-bridge",
+        Some(&common::default_config_with(&format!(
+            "[[agent]]\nid = \"vic\"\nname = \"Vic\"\npassword = \"{password}\"\n\
+             skills = {{ support = 5 }}\nuri = \"sip:vic@127.0.0.1:{agent_port}\"\n"
+        ))),
+    );
+    let phone = common::sipp_uas(
+        "agent-phone-answers",
+        agent_port,
+        1,
+        Duration::from_secs(60),
+    );
+    let caller = common::sipp_spawn(
+        &g,
+        "video-caller-refuses-refer",
+        "support",
+        &[],
+        Duration::from_secs(60),
+    );
+    let number = common::contacts(&g, 1).remove(0);
+    let mut vic = AgentApi::new(&g, "vic", password);
+    vic.ready();
+    let run = caller.wait();
+    assert!(run.ok, "caller: {}", run.output);
+    let run = phone.wait();
+    assert!(run.ok, "agent phone: {}", run.output);
+    assert_eq!(common::wait_end_reason(&g, &number), "completed");
+}

@@ -597,6 +597,12 @@ pub fn offer_sdp(
     session_id: u64,
     version: u64,
 ) -> String {
+    let mut s = offer_header(ip, session_id, version);
+    audio_offer(&mut s, port, formats, telephone_event_pt);
+    s
+}
+
+fn offer_header(ip: IpAddr, session_id: u64, version: u64) -> String {
     let addr_type = match ip {
         IpAddr::V4(_) => "IP4",
         IpAddr::V6(_) => "IP6",
@@ -605,8 +611,13 @@ pub fn offer_sdp(
     let _ = write!(
         s,
         "v=0\r\no=holdline {session_id} {version} IN {addr_type} {ip}\r\n\
-         s=holdline\r\nc=IN {addr_type} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP"
+         s=holdline\r\nc=IN {addr_type} {ip}\r\nt=0 0\r\n"
     );
+    s
+}
+
+fn audio_offer(s: &mut String, port: u16, formats: &[(Law, u8)], telephone_event_pt: Option<u8>) {
+    let _ = write!(s, "m=audio {port} RTP/AVP");
     for (_, pt) in formats {
         let _ = write!(s, " {pt}");
     }
@@ -624,7 +635,44 @@ pub fn offer_sdp(
         );
     }
     s.push_str("a=ptime:20\r\na=sendrecv\r\n");
-    s
+}
+
+impl Answer {
+    /// A new offer in this session (a re-INVITE, RFC 3264 §8) that aims its audio at
+    /// `ip:port` like [`offer_sdp`], keeping every other m-line of the session in its place
+    /// with port 0: an offer may not drop m-lines, so a video caller's session keeps its
+    /// video line, now disabled (the hold picture stops when the audio goes elsewhere).
+    pub fn reoffer_sdp(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        formats: &[(Law, u8)],
+        telephone_event_pt: Option<u8>,
+        session_id: u64,
+        version: u64,
+    ) -> String {
+        let mut s = offer_header(ip, session_id, version);
+        for m in &self.media {
+            match m {
+                AnswerMedia::Accepted { .. } => {
+                    audio_offer(&mut s, port, formats, telephone_event_pt);
+                }
+                AnswerMedia::Video {
+                    kind,
+                    proto,
+                    format,
+                }
+                | AnswerMedia::Rejected {
+                    kind,
+                    proto,
+                    format,
+                } => {
+                    let _ = write!(s, "m={kind} 0 {proto} {format}\r\n");
+                }
+            }
+        }
+        s
+    }
 }
 
 #[cfg(test)]
@@ -728,6 +776,33 @@ a=fmtp:97 profile-level-id=42801F\r\n";
         // Preferring only PCMU skips the earlier PCMA.
         let a = negotiate(&offer, &[Law::Pcmu]).expect("negotiate");
         assert_eq!((a.law, a.pt), (Law::Pcmu, 0));
+    }
+
+    #[test]
+    fn a_reoffer_keeps_every_m_line_in_place() {
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+        // Audio only: exactly the offer `offer_sdp` writes.
+        let a = negotiate(&parse(SIPP), &[Law::Pcmu]).expect("negotiate");
+        assert_eq!(
+            a.reoffer_sdp(ip, 5000, &[(Law::Pcmu, 0)], None, 3, 2),
+            offer_sdp(ip, 5000, &[(Law::Pcmu, 0)], None, 3, 2)
+        );
+        // Audio + video: the video line stays, disabled, after the audio.
+        let a = negotiate(&parse(SOFTPHONE), &[Law::Pcmu]).expect("negotiate");
+        let sdp = a.reoffer_sdp(ip, 5000, &[(Law::Pcmu, 0)], Some(101), 3, 2);
+        assert!(
+            sdp.ends_with("a=ptime:20\r\na=sendrecv\r\nm=video 0 RTP/AVP 96\r\n"),
+            "{sdp}"
+        );
+        // A disabled line before the audio stays before it.
+        let a = negotiate(
+            &parse("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 0 RTP/AVP 0\r\nm=audio 4000 RTP/AVP 8\r\n"),
+            &[Law::Pcma],
+        )
+        .expect("negotiate");
+        let back = parse(&a.reoffer_sdp(ip, 5000, &[(Law::Pcma, 8)], None, 3, 2));
+        let ports: Vec<u16> = back.media.iter().map(|m| m.port).collect();
+        assert_eq!(ports, [0, 5000]);
     }
 
     #[test]
