@@ -141,7 +141,9 @@ fn a_vp8_caller_sees_the_hold_card_and_still_hears_the_queue() {
     // The loop comes round: the key frame again after 10 frames (2 s).
     assert_eq!(frames[10].1, key);
     for w in frames.windows(2) {
-        assert_eq!(w[1].0.wrapping_sub(w[0].0), 18_000, "5 frames a second");
+        // 200 ms apart, or a multiple should a loaded machine stall the sending past a slot.
+        let d = w[1].0.wrapping_sub(w[0].0);
+        assert!(d > 0 && d % 18_000 == 0, "5 frames a second: {d}");
         assert_eq!(w[1].2, w[0].2);
     }
     assert_ne!(frames[0].2, audio_ssrc, "video SSRC distinct from audio");

@@ -1110,12 +1110,19 @@ mod tests {
         for (i, (_, f)) in frames.iter().enumerate().skip(1) {
             assert_eq!(f, &card.frames[i]);
         }
-        // 5 frames apart: 200 ms each, 18,000 ticks of the 90 kHz clock.
+        // 5 frames a second: 200 ms, 18,000 ticks of the 90 kHz clock, apart (or a multiple,
+        // should the machine stall the thread past a frame slot: `FrameClock` skips it).
         for w in frames.windows(2) {
-            assert_eq!(w[1].0.wrapping_sub(w[0].0), 18_000);
+            let d = w[1].0.wrapping_sub(w[0].0);
+            assert!(d > 0 && d % 18_000 == 0, "{d}");
         }
         assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
-        assert!(rig.announcer.stats().video_sent >= 6 + 6);
+        // The key frame's packets and four inter frames' at least: the last frame's tick may
+        // not have added its count yet when its packet arrives here.
+        let key_packets = card.frames[0]
+            .len()
+            .div_ceil(crate::media::video::MAX_PAYLOAD - 1);
+        assert!(rig.announcer.stats().video_sent >= (key_packets + 4) as u64);
         // Held: the picture stops.
         stream.set_video_remote(UNSPECIFIED_REMOTE);
         tokio::time::sleep(Duration::from_millis(100)).await;
