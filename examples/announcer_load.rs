@@ -2,7 +2,12 @@
 //!
 //! ```text
 //! cargo run --release --example announcer_load -- [STREAMS=2000] [SECONDS=10]
+//! VIDEO=1 cargo run --release --example announcer_load -- [STREAMS] [SECONDS]
 //! ```
+//!
+//! `VIDEO=1`: every stream is a video caller's, with the hold card (5 frames/s of VP8 on a
+//! second socket, `media::video`) next to the audio, to compare the cost per parked video
+//! call with an audio-only one.
 //!
 //! Each stream gets its own RTP socket (with a receive task listening for key presses, as in
 //! production), speaks a contact number and a position, then plays music on hold with the
@@ -21,7 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use holdline::media::{
-    Announcer, Law, PromptSet, RtpPorts, StreamSpec, WaitPhrase, announcer::AnnouncerStats,
+    Announcer, Law, PromptSet, RtpPorts, StreamSpec, VideoSpec, WaitPhrase,
+    announcer::AnnouncerStats, video::HoldVideo,
 };
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -68,6 +74,8 @@ async fn main() -> std::io::Result<()> {
     // every 2 ms without blocking, which still proves delivery. SINK_READ=0 leaves them
     // unread (the kernel drops what overflows) to isolate the sending cost.
     let read_sinks = std::env::var("SINK_READ").map_or(true, |v| v != "0");
+    let video = std::env::var("VIDEO").is_ok_and(|v| v == "1");
+    let card = HoldVideo::embedded().ok_or_else(|| std::io::Error::other("no hold card"))?;
     let received = Arc::new(AtomicU64::new(0));
     let mut sinks = Vec::new();
     let mut sockets = Vec::new();
@@ -99,25 +107,41 @@ async fn main() -> std::io::Result<()> {
     let ports = RtpPorts::new(
         localhost,
         20_000,
-        20_000 + 2 * u16::try_from(streams).unwrap_or(u16::MAX / 4) + 200,
+        20_000 + 4 * u16::try_from(streams).unwrap_or(u16::MAX / 8) + 200,
     );
     let setup = Instant::now();
     let mut handles = Vec::new();
     for i in 0..streams {
         let socket = ports.bind().await?;
         let remote: SocketAddr = sinks[i as usize % SINKS];
-        let (stream, events) = announcer
-            .start(StreamSpec {
-                socket,
-                remote,
-                law: Law::Pcmu,
-                pt: 0,
-                telephone_event_pt: Some(101),
-                prompts: Arc::clone(&prompts),
-                silence_timeout: None,
+        let video_spec = if video {
+            Some(VideoSpec {
+                socket: ports.bind_secondary(0).await?,
+                pt: 96,
+                card: Arc::clone(&card),
+                rtcp_mux: false,
             })
+        } else {
+            None
+        };
+        let (stream, events) = announcer
+            .start_with_video(
+                StreamSpec {
+                    socket,
+                    remote,
+                    law: Law::Pcmu,
+                    pt: 0,
+                    telephone_event_pt: Some(101),
+                    prompts: Arc::clone(&prompts),
+                    silence_timeout: None,
+                },
+                video_spec,
+            )
             .await
             .map_err(std::io::Error::other)?;
+        if video {
+            stream.set_video_remote(sinks[(i as usize + 1) % SINKS]);
+        }
         let mut speech = prompts.contact_number(&format!("{:06}", 100_000 + i));
         speech.extend(prompts.position(
             u32::try_from(i % 40 + 1).unwrap_or(1),
@@ -198,6 +222,11 @@ async fn main() -> std::io::Result<()> {
         "frames skipped     {} (dropped after a stall)",
         d(|s| s.skipped)
     );
+    println!(
+        "video packets      {} ({:.0} pkt/s; VIDEO=1 sends the hold card)",
+        d(|s| s.video_sent),
+        d(|s| s.video_sent) as f64 / wall
+    );
     println!("send errors        {}", d(|s| s.send_errors));
     println!(
         "ticks              {} ({} more than 10 ms late, max lag {:.1} ms)",
@@ -215,6 +244,12 @@ async fn main() -> std::io::Result<()> {
         u1 - u0,
         s1 - s0,
         100.0 * cpu / wall
+    );
+    println!(
+        "per stream         announcer {:.1} us/s, process {:.1} us/s ({})",
+        1e6 * busy / wall / streams.max(1) as f64,
+        1e6 * cpu / wall / streams.max(1) as f64,
+        if video { "audio + video" } else { "audio only" }
     );
     Ok(())
 }

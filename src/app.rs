@@ -267,6 +267,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.media.rtp_port_min,
         config.media.rtp_port_max,
     ));
+    // A call needs one RTP port, a video call two (the second only while one stays free for
+    // every call still to come, `RtpPorts::bind_secondary`).
+    let max_calls = u32::try_from(config.limits.max_calls).unwrap_or(u32::MAX);
+    if ports.capacity() < max_calls.saturating_mul(2) {
+        tracing::warn!(
+            rtp_ports = ports.capacity(),
+            max_calls,
+            "the RTP port range is under two even ports per call: calls beyond it get 503, and \
+             video is declined when ports run short (widen media.rtp_port_min..max)"
+        );
+    }
     let (ua_tx, ua_rx) = mpsc::unbounded_channel();
     let ua_config = UaConfig {
         max_calls: config.limits.max_calls,

@@ -1,6 +1,6 @@
 //! Call control: turns SIP calls into contacts and carries out what the centre decides.
 //!
-//! One file for now (~990 production lines): the per-call flow is one async function whose
+//! One file for now (~1,050 production lines): the per-call flow is one async function whose
 //! parts share its locals. Its decisions about hand-offs and liveness are already in the
 //! sans-IO `flow::CallFlow` (issue 9), and keyed contact numbers in `keyed::KeyedNumber`
 //! (issue 16); the rest (hold music, position updates, the farewell) moves there next,
@@ -28,10 +28,11 @@ use crate::centre::{
     MediaType, NewContact, QueueId, Spoken,
 };
 use crate::config::Config;
-use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamHandle, StreamSpec};
+use crate::media::announcer::{AnnouncerHandle, MediaEvent, StreamHandle, StreamSpec, VideoSpec};
 use crate::media::ports::RtpPorts;
 use crate::media::prompts::{Law, PromptSet, WaitPhrase};
 use crate::media::sdp::{self, NegotiationError, Offer};
+use crate::media::video::HoldVideo;
 use crate::sip::endpoint::{PendingCall, SipHandle};
 use crate::sip::status::StatusCode;
 use crate::sip::ua::{CallKey, IncomingCall, UaEvent};
@@ -345,6 +346,26 @@ async fn call_task(
         }
     }
     let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    // A VP8 video stream gets the hold picture on a second port, if one is spare (never at
+    // the cost of another call's audio port); without one, video is declined (port 0) and
+    // the call goes on as audio.
+    let video = match (answer.video(), HoldVideo::embedded()) {
+        (Some(v), Some(card)) => {
+            let max_calls = u32::try_from(deps.config.limits.max_calls).unwrap_or(u32::MAX);
+            match deps.ports.bind_secondary(max_calls).await {
+                Ok(socket) => Some((v, card, socket)),
+                Err(e) => {
+                    tracing::info!(error = %e, "no RTP port for video: declined");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let video_port = video
+        .as_ref()
+        .and_then(|(_, _, s)| s.local_addr().ok())
+        .map(|a| a.port());
     let media = if answer.video_offered() {
         MediaType::Video
     } else {
@@ -384,7 +405,7 @@ async fn call_task(
     // number, `*` repeats the position): the secret stays with whoever heard it first.
     // Every other caller is told it, whether or not an agent is ready at this moment.
     tracing::debug!(contact = %id.redacted(), queue = %queue.id, rejoined, "contact admitted");
-    let sdp_text = answer.to_sdp(local_ip, rtp_port, rand::random::<u32>() as u64);
+    let sdp_text = answer.to_sdp(local_ip, rtp_port, video_port, rand::random::<u32>() as u64);
     let base = match &deps.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         // No public URL configured and HTTP on a wildcard: the caller reached us at this
@@ -425,18 +446,27 @@ async fn call_task(
     };
     // Media waits for the ACK (below): an INVITE from a spoofed address must not aim a
     // stream at someone else (50 packets a second until Timer H, ~275 KB for ~400 bytes).
+    let video_remote = video.as_ref().map(|(v, _, _)| *v);
     let started = deps
         .announcer
-        .start(StreamSpec {
-            socket,
-            remote: UNSPECIFIED,
-            law: answer.law,
-            pt: answer.pt,
-            telephone_event_pt: answer.telephone_event_pt,
-            prompts: prompts.clone(),
-            silence_timeout: (deps.config.calls.rtp_timeout_secs > 0)
-                .then(|| Duration::from_secs(u64::from(deps.config.calls.rtp_timeout_secs))),
-        })
+        .start_with_video(
+            StreamSpec {
+                socket,
+                remote: UNSPECIFIED,
+                law: answer.law,
+                pt: answer.pt,
+                telephone_event_pt: answer.telephone_event_pt,
+                prompts: prompts.clone(),
+                silence_timeout: (deps.config.calls.rtp_timeout_secs > 0)
+                    .then(|| Duration::from_secs(u64::from(deps.config.calls.rtp_timeout_secs))),
+            },
+            video.map(|(v, card, socket)| VideoSpec {
+                socket,
+                pt: v.pt,
+                card,
+                rtcp_mux: v.rtcp_mux,
+            }),
+        )
         .await;
     let (stream, mut media_events) = match started {
         Ok(s) => s,
@@ -508,6 +538,7 @@ async fn call_task(
                 Some(CallMsg::Sip(UaEvent::Confirmed(_))) => {
                     if let Some(intro) = intro.take() {
                         stream.set_remote(answer.remote);
+                        set_video(&stream, video_remote, true);
                         stream.enqueue(intro);
                     }
                 }
@@ -737,6 +768,7 @@ async fn call_task(
                     // to the agent by third-party call control instead.
                     tracing::info!("caller refuses REFER: bridging to the agent");
                     stream.set_remote(UNSPECIFIED);
+                    set_video(&stream, video_remote, false);
                     match outbound::bridge_caller(
                         &deps, &routes, &tx, &mut rx, key, &answer, &agent, &uri, &token,
                     )
@@ -747,6 +779,7 @@ async fn call_task(
                         outbound::Bridge::Shutdown => ended = Some(Outcome::Shutdown),
                         outbound::Bridge::NotConnected(why) => {
                             stream.set_remote(answer.remote);
+                            set_video(&stream, video_remote, true);
                             let _ = deps.centre.offer_failed(agent, why).await;
                             not_connected(&deps, &id, &stream, &prompts).await;
                             next_update = None;
@@ -923,6 +956,17 @@ fn retry_after(deps: &Deps) -> Vec<(String, String)> {
         "Retry-After".into(),
         deps.config.limits.retry_after_secs.to_string(),
     )]
+}
+
+/// Aims the hold picture at the caller (`on`, when they receive video) or stops it.
+fn set_video(stream: &StreamHandle, video: Option<sdp::VideoAnswer>, on: bool) {
+    if let Some(v) = video {
+        stream.set_video_remote(if on && v.should_send() {
+            v.remote
+        } else {
+            UNSPECIFIED
+        });
+    }
 }
 
 fn law_preference(codecs: &[String]) -> Vec<Law> {

@@ -559,7 +559,8 @@ pub(super) async fn bridge_caller(
             Rung::CallerLeft => return Bridge::CallerLeft,
             Rung::Shutdown => return Bridge::Shutdown,
         };
-    let to_agent = sdp::offer_sdp(
+    // The caller's session keeps all its m-lines (a video caller's video is disabled).
+    let to_agent = caller_media.reoffer_sdp(
         agent_media.remote.ip(),
         agent_media.remote.port(),
         &[(law, pt)],

@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use super::ports::RtpSocket;
 use super::prompts::{Law, PromptSet};
 use super::rtp::{DtmfDetector, FRAME_SAMPLES, Packetizer, parse_rtp};
+use super::video::{HoldVideo, VideoOut, Vp8Packetizer};
 
 mod ticker;
 
@@ -198,6 +199,10 @@ fn next_tick(t: Instant, grid: Instant) -> Instant {
     }
 }
 
+/// No address: nothing is sent.
+const UNSPECIFIED_REMOTE: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
 /// Something the stream's caller did or the announcer finished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaEvent {
@@ -233,6 +238,21 @@ pub struct StreamSpec {
     /// Report [`MediaEvent::Silent`] after this long without an incoming RTP packet (and
     /// again after each further such period); `None`: never.
     pub silence_timeout: Option<Duration>,
+}
+
+/// The video side of a stream: the hold picture, looped on its own socket (see
+/// [`super::video`]). We answer `sendonly`, so a conforming phone sends no RTP there; with
+/// `rtcp_mux` its RTCP comes there and is read for key frame requests, otherwise nothing is
+/// read and what a broken phone sends only fills that socket's bounded kernel buffer.
+#[derive(Debug, Clone)]
+pub struct VideoSpec {
+    /// The video RTP socket, from the same [`super::ports::RtpPorts`].
+    pub socket: Arc<RtpSocket>,
+    /// VP8's payload type, as the caller offered it.
+    pub pt: u8,
+    pub card: Arc<HoldVideo>,
+    /// RTCP shares the port (RFC 5761): read it and answer PLI/FIR with the key frame.
+    pub rtcp_mux: bool,
 }
 
 /// Tuning of the announcer.
@@ -276,6 +296,8 @@ pub struct AnnouncerStats {
     pub max_tick_lag_us: u64,
     /// Time spent inside ticks, i.e. the announcer's own CPU for sending.
     pub busy_us: u64,
+    /// Video packets handed to the kernel (not counted in `sent`).
+    pub video_sent: u64,
 }
 
 #[derive(Debug, Default)]
@@ -289,6 +311,7 @@ struct Counters {
     late_ticks: AtomicU64,
     max_tick_lag_us: AtomicU64,
     busy_us: AtomicU64,
+    video_sent: AtomicU64,
 }
 
 enum Command {
@@ -296,6 +319,8 @@ enum Command {
     Enqueue { id: u64, clips: Vec<Bytes> },
     Replace { id: u64, clips: Vec<Bytes> },
     Remote { id: u64, remote: SocketAddr },
+    VideoRemote { id: u64, remote: SocketAddr },
+    KeyFrame { id: u64 },
     Stop { id: u64, done: oneshot::Sender<()> },
 }
 
@@ -311,6 +336,15 @@ struct Stream {
     marker: bool,
     events: mpsc::Sender<MediaEvent>,
     token: CancellationToken,
+    video: Option<VideoStream>,
+}
+
+/// The video side of a [`Stream`].
+struct VideoStream {
+    socket: Arc<RtpSocket>,
+    /// Unspecified until the call is confirmed, and while held.
+    remote: SocketAddr,
+    out: VideoOut,
 }
 
 /// Starts the announcer.
@@ -373,12 +407,39 @@ impl AnnouncerHandle {
         &self,
         spec: StreamSpec,
     ) -> Result<(StreamHandle, mpsc::Receiver<MediaEvent>), AnnouncerError> {
+        self.start_with_video(spec, None).await
+    }
+
+    /// The same, with the hold picture on a video socket too; it is sent once
+    /// [`StreamHandle::set_video_remote`] gives an address.
+    pub async fn start_with_video(
+        &self,
+        spec: StreamSpec,
+        video: Option<VideoSpec>,
+    ) -> Result<(StreamHandle, mpsc::Receiver<MediaEvent>), AnnouncerError> {
         if self.token.is_cancelled() {
             return Err(AnnouncerError::Closed);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let token = self.token.child_token();
         let (events_tx, events_rx) = mpsc::channel(self.config.event_capacity.max(1));
+        let now = Instant::now();
+        // Frames fall due on the tick grid like the audio's, from the stream's first tick;
+        // random SSRC (distinct from the audio's), sequence and timestamp, as for audio.
+        let feedback = video
+            .as_ref()
+            .filter(|v| v.rtcp_mux)
+            .map(|v| Arc::clone(&v.socket));
+        let video = video.map(|v| VideoStream {
+            socket: v.socket,
+            remote: UNSPECIFIED_REMOTE,
+            out: VideoOut::new(
+                v.card,
+                Vp8Packetizer::new(v.pt, rand::random(), rand::random()),
+                next_tick(now, self.grid),
+                rand::random(),
+            ),
+        });
         let stream = Stream {
             id,
             socket: Arc::clone(&spec.socket),
@@ -387,15 +448,20 @@ impl AnnouncerHandle {
             // Random SSRC, sequence and timestamp (RFC 3550 §5.1), so packets of a previous
             // call on the same port cannot be mistaken for this one's.
             packetizer: Packetizer::new(spec.pt, rand::random(), rand::random(), rand::random()),
-            pacer: Pacer::new(Instant::now(), self.grid, self.config.max_catch_up_frames),
+            pacer: Pacer::new(now, self.grid, self.config.max_catch_up_frames),
             marker: true,
             events: events_tx.clone(),
             token: token.clone(),
+            video,
         };
         self.tx
             .send(Command::Start(Box::new(stream)))
             .await
             .map_err(|_| AnnouncerError::Closed)?;
+        if let Some(socket) = feedback {
+            self.tracker
+                .spawn(video_feedback(socket, self.tx.clone(), id, token.clone()));
+        }
         // Always read: incoming audio is drained and dropped (not left to fill the kernel
         // buffer); key presses are recognised when telephone-event was negotiated.
         self.tracker.spawn(receive(
@@ -428,6 +494,7 @@ impl AnnouncerHandle {
             late_ticks: get(&c.late_ticks),
             max_tick_lag_us: get(&c.max_tick_lag_us),
             busy_us: get(&c.busy_us),
+            video_sent: get(&c.video_sent),
         }
     }
 }
@@ -455,6 +522,16 @@ impl StreamHandle {
     /// the announcement resumes where it paused.
     pub fn set_remote(&self, remote: SocketAddr) {
         self.command(Command::Remote {
+            id: self.id,
+            remote,
+        });
+    }
+
+    /// Changes where the hold picture goes (the call is confirmed, or held or moved); an
+    /// unspecified IP pauses it. The picture starts again from its key frame. Ignored by a
+    /// stream without video.
+    pub fn set_video_remote(&self, remote: SocketAddr) {
+        self.command(Command::VideoRemote {
             id: self.id,
             remote,
         });
@@ -493,6 +570,35 @@ impl Drop for StreamHandle {
         // The announcer drops cancelled streams at its next tick; no message needed, so this
         // works even when the command queue is full.
         self.token.cancel();
+    }
+}
+
+/// Reads the video socket's RTCP (RFC 5761 multiplexing) and asks the announcer for the key
+/// frame when the caller's decoder lost the picture; everything else is dropped.
+async fn video_feedback(
+    socket: Arc<RtpSocket>,
+    commands: mpsc::Sender<Command>,
+    id: u64,
+    token: CancellationToken,
+) {
+    let mut buf = [0u8; 1500];
+    loop {
+        let n = tokio::select! {
+            () = token.cancelled() => break,
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, _)) => n,
+                Err(e) if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ) => continue,
+                Err(_) => break,
+            },
+        };
+        if super::video::asks_for_key_frame(&buf[..n]) {
+            // At most one frame slot later; a full queue drops the request (the loop brings
+            // the key frame round anyway).
+            let _ = commands.try_send(Command::KeyFrame { id });
+        }
     }
 }
 
@@ -940,6 +1046,91 @@ mod tests {
         let again = rig.announcer.start(rig.spec(None)).await;
         assert_eq!(again.err(), Some(AnnouncerError::Closed));
         drop(stream);
+        rig.shutdown().await;
+    }
+
+    /// A stream with the hold picture: nothing on the video socket until it has an address,
+    /// then VP8 packets (their own SSRC) that reassemble into the card's key frame first,
+    /// at 5 frames a second, next to the audio, which is unchanged.
+    #[tokio::test]
+    async fn video_side_sends_the_card_from_its_key_frame() {
+        use crate::media::video::{HoldVideo, is_key_frame};
+        let rig = rig(24_600).await;
+        let video_socket = RtpSocket::bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let video_sink = UdpSocket::bind("127.0.0.1:0").await.expect("sink");
+        let card = HoldVideo::embedded().expect("card");
+        let (stream, _events) = rig
+            .announcer
+            .start_with_video(
+                rig.spec(None),
+                Some(VideoSpec {
+                    socket: Arc::new(video_socket),
+                    pt: 100,
+                    card: Arc::clone(&card),
+                    rtcp_mux: false,
+                }),
+            )
+            .await
+            .expect("start");
+        let audio = parse_rtp(&rig.recv().await.expect("audio"))
+            .expect("rtp")
+            .ssrc;
+        let mut buf = [0u8; 2048];
+        let early =
+            tokio::time::timeout(Duration::from_millis(300), video_sink.recv(&mut buf)).await;
+        assert!(early.is_err(), "video sent before it had an address");
+        stream.set_video_remote(video_sink.local_addr().expect("addr"));
+        let started = std::time::Instant::now();
+        // Frames: the key frame (several packets), then inter frames, one packet each.
+        let mut frames: Vec<(u32, Vec<u8>)> = Vec::new();
+        let mut current = Vec::new();
+        let mut ssrc = None;
+        while frames.len() < 6 {
+            let n = tokio::time::timeout(Duration::from_secs(2), video_sink.recv(&mut buf))
+                .await
+                .expect("video packet")
+                .expect("recv");
+            let p = parse_rtp(&buf[..n]).expect("rtp");
+            assert_eq!(p.pt, 100);
+            assert_ne!(p.ssrc, audio, "video has its own SSRC");
+            assert_eq!(*ssrc.get_or_insert(p.ssrc), p.ssrc);
+            assert!(n <= 1_200 + 12);
+            assert_eq!(p.payload[0] & 0x10 != 0, current.is_empty(), "S bit");
+            current.extend_from_slice(&p.payload[1..]);
+            if p.marker {
+                frames.push((p.ts, std::mem::take(&mut current)));
+            }
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(
+            frames[0].1, card.frames[0],
+            "the key frame first, byte for byte"
+        );
+        assert!(is_key_frame(&frames[0].1));
+        for (i, (_, f)) in frames.iter().enumerate().skip(1) {
+            assert_eq!(f, &card.frames[i]);
+        }
+        // 5 frames a second: 200 ms, 18,000 ticks of the 90 kHz clock, apart (or a multiple,
+        // should the machine stall the thread past a frame slot: `FrameClock` skips it).
+        for w in frames.windows(2) {
+            let d = w[1].0.wrapping_sub(w[0].0);
+            assert!(d > 0 && d % 18_000 == 0, "{d}");
+        }
+        assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+        // The key frame's packets and four inter frames' at least: the last frame's tick may
+        // not have added its count yet when its packet arrives here.
+        let key_packets = card.frames[0]
+            .len()
+            .div_ceil(crate::media::video::MAX_PAYLOAD - 1);
+        assert!(rig.announcer.stats().video_sent >= (key_packets + 4) as u64);
+        // Held: the picture stops.
+        stream.set_video_remote(UNSPECIFIED_REMOTE);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        while video_sink.try_recv(&mut buf).is_ok() {}
+        let more =
+            tokio::time::timeout(Duration::from_millis(500), video_sink.recv(&mut buf)).await;
+        assert!(more.is_err(), "video sent while held");
+        stream.stop().await;
         rig.shutdown().await;
     }
 

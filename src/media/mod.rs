@@ -6,6 +6,8 @@
 //! - [`prompts`]: the recorded clips (embedded from `prompts/`) and how sentences such as
 //!   "your contact number is 4 8 2 7" are assembled from them.
 //! - [`ports`]: the RTP port range.
+//! - [`video`]: the hold picture for video callers: pre-encoded VP8 frames (IVF) sent as
+//!   RTP (RFC 7741).
 //! - [`announcer`]: one thread that paces every active stream (key presses are read on tokio).
 //!
 //! This module knows nothing of SIP, the web side or the centre: the SIP front-end decides
@@ -16,10 +18,11 @@ pub mod ports;
 pub mod prompts;
 pub mod rtp;
 pub mod sdp;
+pub mod video;
 
 pub use announcer::{
     Announcer, AnnouncerConfig, AnnouncerError, AnnouncerHandle, AnnouncerStats, MediaEvent,
-    Playout, StreamHandle, StreamSpec,
+    Playout, StreamHandle, StreamSpec, VideoSpec,
 };
 pub use ports::{RtpPorts, RtpSocket};
 pub use prompts::{

@@ -19,6 +19,32 @@ use tokio::io::unix::AsyncFd;
 #[derive(Debug)]
 pub struct RtpSocket {
     fd: AsyncFd<UdpSocket>,
+    /// The pool's count this socket is in (released on drop); `None` outside a pool.
+    counted: Option<Counted>,
+}
+
+/// A socket's place in its pool's counts.
+#[derive(Debug)]
+struct Counted {
+    counts: Arc<Counts>,
+    secondary: bool,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    in_use: AtomicU32,
+    secondary: AtomicU32,
+}
+
+impl Drop for RtpSocket {
+    fn drop(&mut self) {
+        if let Some(c) = &self.counted {
+            c.counts.in_use.fetch_sub(1, Ordering::Relaxed);
+            if c.secondary {
+                c.counts.secondary.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 impl RtpSocket {
@@ -34,7 +60,7 @@ impl RtpSocket {
         // away, only this type changes (back to `tokio::net::UdpSocket`, at twice the cost).
         #[allow(deprecated)]
         let fd = AsyncFd::with_interest(sock, Interest::READABLE)?;
-        Ok(RtpSocket { fd })
+        Ok(RtpSocket { fd, counted: None })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -65,13 +91,20 @@ impl RtpSocket {
 /// RTCP but keep the convention that firewalls and peers expect). Allocation starts after the
 /// last port handed out, so a port just released is not reused at once, which keeps late
 /// packets of an ended call out of the next one. A port is released by dropping the last
-/// `Arc` to its socket; the kernel is the only record of what is in use.
+/// `Arc` to its socket; the kernel is the record of which ports are in use, the pool only
+/// counts them.
+///
+/// A call has one audio port, and a second for video when the caller's video is accepted
+/// (`secondary`): that one is only handed out while enough ports stay free for an audio
+/// port for every call the SIP side may still admit (`limits.max_calls`), so video never
+/// turns an audio call away with 503; without a spare port the video is declined (port 0).
 #[derive(Debug)]
 pub struct RtpPorts {
     ip: IpAddr,
     first: u16,
     count: u32,
     cursor: AtomicU32,
+    counts: Arc<Counts>,
 }
 
 impl RtpPorts {
@@ -90,6 +123,7 @@ impl RtpPorts {
             first,
             count,
             cursor: AtomicU32::new(0),
+            counts: Arc::default(),
         }
     }
 
@@ -98,8 +132,35 @@ impl RtpPorts {
         self.count
     }
 
+    /// Sockets of this pool alive now (both kinds).
+    pub fn in_use(&self) -> u32 {
+        self.counts.in_use.load(Ordering::Relaxed)
+    }
+
     /// Binds the next free even port, trying each port of the range at most once.
     pub async fn bind(&self) -> io::Result<Arc<RtpSocket>> {
+        self.bind_counted(false)
+    }
+
+    /// Binds a second port for a call (video), only if afterwards at least
+    /// `max_primary - primary in use` ports stay free, i.e. one for each call that may
+    /// still come; `AddrInUse` otherwise. Best effort: two calls racing may both pass the
+    /// check, which costs one call a port at worst, never more.
+    pub async fn bind_secondary(&self, max_primary: u32) -> io::Result<Arc<RtpSocket>> {
+        let in_use = self.in_use();
+        let primary = in_use.saturating_sub(self.counts.secondary.load(Ordering::Relaxed));
+        let reserve = max_primary.saturating_sub(primary);
+        let free = self.count.saturating_sub(in_use);
+        if free <= reserve {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "the free RTP ports are kept for audio",
+            ));
+        }
+        self.bind_counted(true)
+    }
+
+    fn bind_counted(&self, secondary: bool) -> io::Result<Arc<RtpSocket>> {
         for _ in 0..self.count {
             let slot = self.cursor.fetch_add(1, Ordering::Relaxed) % self.count;
             // slot < count <= 32768, so the port fits: first + 2 * slot <= max.
@@ -108,7 +169,17 @@ impl RtpPorts {
                 continue;
             };
             match RtpSocket::bind(SocketAddr::new(self.ip, port)) {
-                Ok(sock) => return Ok(Arc::new(sock)),
+                Ok(mut sock) => {
+                    self.counts.in_use.fetch_add(1, Ordering::Relaxed);
+                    if secondary {
+                        self.counts.secondary.fetch_add(1, Ordering::Relaxed);
+                    }
+                    sock.counted = Some(Counted {
+                        counts: Arc::clone(&self.counts),
+                        secondary,
+                    });
+                    return Ok(Arc::new(sock));
+                }
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
                 Err(e) => return Err(e),
             }
@@ -166,6 +237,30 @@ mod tests {
             (&buf[..n], from),
             (&b"hello"[..], a.local_addr().expect("addr"))
         );
+    }
+
+    #[tokio::test]
+    async fn video_ports_leave_one_audio_port_per_call_to_come() {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        // 6 ports (21102..=21112), at most 3 calls.
+        let ports = RtpPorts::new(ip, 21_101, 21_112);
+        assert_eq!(ports.capacity(), 6);
+        let a1 = ports.bind().await.expect("audio 1");
+        // 5 free, 2 calls may still come: a video port leaves 4.
+        let v1 = ports.bind_secondary(3).await.expect("video 1");
+        let a2 = ports.bind().await.expect("audio 2");
+        let v2 = ports.bind_secondary(3).await.expect("video 2");
+        assert_eq!(ports.in_use(), 4);
+        // 2 free, 1 call may still come: a video port leaves 1, enough.
+        let _v3 = ports.bind_secondary(3).await.expect("video 3");
+        // 1 free, kept for the third call's audio.
+        let e = ports.bind_secondary(3).await.expect_err("reserved");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let _a3 = ports.bind().await.expect("audio 3 gets its port");
+        // Ended calls give their ports and their place in the counts back.
+        drop((a1, v1, a2, v2));
+        assert_eq!(ports.in_use(), 2);
+        let _v = ports.bind_secondary(3).await.expect("video again");
     }
 
     #[test]

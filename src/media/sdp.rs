@@ -1,7 +1,9 @@
 //! SDP offer parsing (RFC 4566) and the answer we give (RFC 3264 offer/answer).
 //!
 //! We only ever answer: the gateway plays G.711 audio and listens for RFC 4733 key presses,
-//! so negotiation picks one audio stream and rejects everything else with port 0.
+//! so negotiation picks one audio stream; a video stream offering VP8 is accepted to send
+//! the hold picture (`super::video`, never receiving: `sendonly`, or `inactive` when the
+//! caller will not receive); everything else is rejected with port 0.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -99,6 +101,8 @@ pub struct MediaDescription {
     pub ptime: Option<u32>,
     /// Media-level direction; the session-level one applies when absent.
     pub direction: Option<Direction>,
+    /// `a=rtcp-mux` (RFC 5761): RTCP may share the RTP port.
+    pub rtcp_mux: bool,
 }
 
 impl MediaDescription {
@@ -172,6 +176,7 @@ fn parse_media(value: &str, line: usize) -> Result<MediaDescription, SdpError> {
         fmtps: Vec::new(),
         ptime: None,
         direction: None,
+        rtcp_mux: false,
     })
 }
 
@@ -253,6 +258,13 @@ impl Offer {
                         }
                         continue;
                     }
+                    let media = match (arg, name, media) {
+                        (None, "rtcp-mux", Some(m)) => {
+                            m.rtcp_mux = true;
+                            continue;
+                        }
+                        (_, _, media) => media,
+                    };
                     let (Some(m), Some(arg)) = (media, arg) else {
                         continue;
                     };
@@ -284,6 +296,13 @@ impl Offer {
 enum AnswerMedia {
     /// The audio stream we use.
     Accepted { proto: String },
+    /// The video stream we send the hold picture on, when it gets a port (else rejected
+    /// like any other).
+    Video {
+        kind: String,
+        proto: String,
+        format: String,
+    },
     /// Rejected with port 0, keeping kind, proto and one format as RFC 3264 §6 requires.
     Rejected {
         kind: String,
@@ -307,7 +326,65 @@ pub struct Answer {
     /// The packet time the offer asked for, if any. We always send 20 ms.
     pub remote_ptime: Option<u32>,
     video_offered: bool,
+    /// The caller's VP8 video stream, which we can answer (see [`Answer::video`]).
+    video: Option<VideoAnswer>,
     media: Vec<AnswerMedia>,
+}
+
+/// The video stream we can accept: VP8 (RFC 7741) on RTP/AVP(F).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoAnswer {
+    /// VP8's payload type, as offered.
+    pub pt: u8,
+    /// Where to send video RTP (unspecified IP: do not send).
+    pub remote: SocketAddr,
+    /// Our direction: `sendonly`, as we never use the caller's picture; `inactive` when
+    /// the offer says the caller will not receive (`sendonly`/`inactive`).
+    pub direction: Direction,
+    /// The offer allows RTCP on the RTP port (RFC 5761) and the answer says so: the
+    /// caller's picture loss indications then reach the video socket.
+    pub rtcp_mux: bool,
+}
+
+impl VideoAnswer {
+    /// Whether video RTP should be sent.
+    pub fn should_send(&self) -> bool {
+        !self.remote.ip().is_unspecified() && self.direction == Direction::SendOnly
+    }
+}
+
+/// The first VP8 payload type of a video m-line we can use, with the stream's address and
+/// our direction.
+fn vp8_stream(m: &MediaDescription, session: &Offer) -> Option<VideoAnswer> {
+    if !m.kind.eq_ignore_ascii_case("video") || m.port == 0 || !m.is_rtp_avp() {
+        return None;
+    }
+    let pt = m
+        .formats
+        .iter()
+        .filter_map(|f| f.parse::<u8>().ok())
+        .find(|&pt| {
+            m.rtpmap(pt).is_some_and(|r| {
+                r.encoding.eq_ignore_ascii_case("VP8") && r.clock_rate == super::video::CLOCK_RATE
+            })
+        })?;
+    let ip = m.connection.or(session.connection)?;
+    let offered = m
+        .direction
+        .or(session.direction)
+        .unwrap_or(Direction::SendRecv);
+    let direction = match offered {
+        // The caller receives: we send (and ignore whatever they send, RFC 3264 §6.1 lets a
+        // sendrecv offer be answered sendonly).
+        Direction::SendRecv | Direction::RecvOnly => Direction::SendOnly,
+        Direction::SendOnly | Direction::Inactive => Direction::Inactive,
+    };
+    Some(VideoAnswer {
+        pt,
+        remote: SocketAddr::new(ip, m.port),
+        direction,
+        rtcp_mux: m.rtcp_mux,
+    })
 }
 
 /// Picks our audio stream from an offer (RFC 3264 §6).
@@ -366,6 +443,14 @@ pub fn negotiate(offer: &Offer, prefer: &[Law]) -> Result<Answer, NegotiationErr
         .or(offer.direction)
         .unwrap_or(Direction::SendRecv);
 
+    // The first video stream offering VP8 is the one we may accept.
+    let mut video: Option<(usize, VideoAnswer)> = None;
+    for (i, m) in offer.media.iter().enumerate() {
+        if let Some(v) = vp8_stream(m, offer) {
+            video = Some((i, v));
+            break;
+        }
+    }
     let media = offer
         .media
         .iter()
@@ -374,6 +459,12 @@ pub fn negotiate(offer: &Offer, prefer: &[Law]) -> Result<Answer, NegotiationErr
             if i == index {
                 AnswerMedia::Accepted {
                     proto: m.proto.clone(),
+                }
+            } else if video.is_some_and(|(v, _)| v == i) {
+                AnswerMedia::Video {
+                    kind: m.kind.clone(),
+                    proto: m.proto.clone(),
+                    format: m.formats.first().cloned().unwrap_or_default(),
                 }
             } else {
                 AnswerMedia::Rejected {
@@ -396,14 +487,21 @@ pub fn negotiate(offer: &Offer, prefer: &[Law]) -> Result<Answer, NegotiationErr
             .media
             .iter()
             .any(|m| m.kind.eq_ignore_ascii_case("video") && m.port != 0),
+        video: video.map(|(_, v)| v),
         media,
     })
 }
 
 impl Answer {
-    /// The caller offered a (live) video stream, even though we reject it.
+    /// The caller offered a (live) video stream, whether or not we accept it.
     pub fn video_offered(&self) -> bool {
         self.video_offered
+    }
+
+    /// The caller's VP8 stream we can accept, if any: give [`Answer::to_sdp`] a port for it
+    /// to accept it, or none to decline it (port 0, as for any other codec).
+    pub fn video(&self) -> Option<VideoAnswer> {
+        self.video
     }
 
     /// Whether RTP should be sent at all: not while the caller holds us (`c=0.0.0.0`,
@@ -413,8 +511,15 @@ impl Answer {
             && matches!(self.direction, Direction::SendRecv | Direction::SendOnly)
     }
 
-    /// Writes the answer SDP (CRLF line ends, as RFC 4566 requires).
-    pub fn to_sdp(&self, local_ip: IpAddr, local_port: u16, session_id: u64) -> String {
+    /// Writes the answer SDP (CRLF line ends, as RFC 4566 requires). `video_port`: our port
+    /// for the accepted VP8 stream ([`Answer::video`]); `None` declines it with port 0.
+    pub fn to_sdp(
+        &self,
+        local_ip: IpAddr,
+        local_port: u16,
+        video_port: Option<u16>,
+        session_id: u64,
+    ) -> String {
         let addr_type = match local_ip {
             IpAddr::V4(_) => "IP4",
             IpAddr::V6(_) => "IP6",
@@ -447,6 +552,26 @@ impl Answer {
                     }
                     let _ = write!(s, "a=ptime:20\r\na={}\r\n", self.direction.as_str());
                 }
+                AnswerMedia::Video {
+                    kind,
+                    proto,
+                    format,
+                } => match (video_port, self.video) {
+                    (Some(port), Some(v)) => {
+                        let _ = write!(
+                            s,
+                            "m={kind} {port} {proto} {pt}\r\na=rtpmap:{pt} VP8/90000\r\na={}\r\n",
+                            v.direction.as_str(),
+                            pt = v.pt
+                        );
+                        if v.rtcp_mux {
+                            s.push_str("a=rtcp-mux\r\n");
+                        }
+                    }
+                    _ => {
+                        let _ = write!(s, "m={kind} 0 {proto} {format}\r\n");
+                    }
+                },
                 AnswerMedia::Rejected {
                     kind,
                     proto,
@@ -472,6 +597,12 @@ pub fn offer_sdp(
     session_id: u64,
     version: u64,
 ) -> String {
+    let mut s = offer_header(ip, session_id, version);
+    audio_offer(&mut s, port, formats, telephone_event_pt);
+    s
+}
+
+fn offer_header(ip: IpAddr, session_id: u64, version: u64) -> String {
     let addr_type = match ip {
         IpAddr::V4(_) => "IP4",
         IpAddr::V6(_) => "IP6",
@@ -480,8 +611,13 @@ pub fn offer_sdp(
     let _ = write!(
         s,
         "v=0\r\no=holdline {session_id} {version} IN {addr_type} {ip}\r\n\
-         s=holdline\r\nc=IN {addr_type} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP"
+         s=holdline\r\nc=IN {addr_type} {ip}\r\nt=0 0\r\n"
     );
+    s
+}
+
+fn audio_offer(s: &mut String, port: u16, formats: &[(Law, u8)], telephone_event_pt: Option<u8>) {
+    let _ = write!(s, "m=audio {port} RTP/AVP");
     for (_, pt) in formats {
         let _ = write!(s, " {pt}");
     }
@@ -499,7 +635,44 @@ pub fn offer_sdp(
         );
     }
     s.push_str("a=ptime:20\r\na=sendrecv\r\n");
-    s
+}
+
+impl Answer {
+    /// A new offer in this session (a re-INVITE, RFC 3264 §8) that aims its audio at
+    /// `ip:port` like [`offer_sdp`], keeping every other m-line of the session in its place
+    /// with port 0: an offer may not drop m-lines, so a video caller's session keeps its
+    /// video line, now disabled (the hold picture stops when the audio goes elsewhere).
+    pub fn reoffer_sdp(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        formats: &[(Law, u8)],
+        telephone_event_pt: Option<u8>,
+        session_id: u64,
+        version: u64,
+    ) -> String {
+        let mut s = offer_header(ip, session_id, version);
+        for m in &self.media {
+            match m {
+                AnswerMedia::Accepted { .. } => {
+                    audio_offer(&mut s, port, formats, telephone_event_pt);
+                }
+                AnswerMedia::Video {
+                    kind,
+                    proto,
+                    format,
+                }
+                | AnswerMedia::Rejected {
+                    kind,
+                    proto,
+                    format,
+                } => {
+                    let _ = write!(s, "m={kind} 0 {proto} {format}\r\n");
+                }
+            }
+        }
+        s
+    }
 }
 
 #[cfg(test)]
@@ -566,7 +739,7 @@ a=fmtp:97 profile-level-id=42801F\r\n";
         assert_eq!(a.remote, "127.0.0.1:6000".parse().expect("addr"));
         assert!(!a.video_offered());
         assert!(a.should_send());
-        let sdp = a.to_sdp(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), 30000, 42);
+        let sdp = a.to_sdp(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)), 30000, None, 42);
         assert_eq!(
             sdp,
             "v=0\r\no=holdline 42 42 IN IP4 10.0.0.5\r\ns=holdline\r\nc=IN IP4 10.0.0.5\r\n\
@@ -590,7 +763,7 @@ a=fmtp:97 profile-level-id=42801F\r\n";
             (Law::Pcma, 8, Some(101))
         );
         assert!(a.video_offered());
-        let sdp = a.to_sdp(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 20000, 7);
+        let sdp = a.to_sdp(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 20000, None, 7);
         assert!(sdp.contains(
             "m=audio 20000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n\
              a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n\
@@ -603,6 +776,145 @@ a=fmtp:97 profile-level-id=42801F\r\n";
         // Preferring only PCMU skips the earlier PCMA.
         let a = negotiate(&offer, &[Law::Pcmu]).expect("negotiate");
         assert_eq!((a.law, a.pt), (Law::Pcmu, 0));
+    }
+
+    #[test]
+    fn a_reoffer_keeps_every_m_line_in_place() {
+        let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9));
+        // Audio only: exactly the offer `offer_sdp` writes.
+        let a = negotiate(&parse(SIPP), &[Law::Pcmu]).expect("negotiate");
+        assert_eq!(
+            a.reoffer_sdp(ip, 5000, &[(Law::Pcmu, 0)], None, 3, 2),
+            offer_sdp(ip, 5000, &[(Law::Pcmu, 0)], None, 3, 2)
+        );
+        // Audio + video: the video line stays, disabled, after the audio.
+        let a = negotiate(&parse(SOFTPHONE), &[Law::Pcmu]).expect("negotiate");
+        let sdp = a.reoffer_sdp(ip, 5000, &[(Law::Pcmu, 0)], Some(101), 3, 2);
+        assert!(
+            sdp.ends_with("a=ptime:20\r\na=sendrecv\r\nm=video 0 RTP/AVP 96\r\n"),
+            "{sdp}"
+        );
+        // A disabled line before the audio stays before it.
+        let a = negotiate(
+            &parse("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 0 RTP/AVP 0\r\nm=audio 4000 RTP/AVP 8\r\n"),
+            &[Law::Pcma],
+        )
+        .expect("negotiate");
+        let back = parse(&a.reoffer_sdp(ip, 5000, &[(Law::Pcma, 8)], None, 3, 2));
+        let ports: Vec<u16> = back.media.iter().map(|m| m.port).collect();
+        assert_eq!(ports, [0, 5000]);
+    }
+
+    #[test]
+    fn vp8_video_is_accepted_sendonly_on_our_port() {
+        let offer = parse(SOFTPHONE);
+        let a = negotiate(&offer, &[Law::Pcmu, Law::Pcma]).expect("negotiate");
+        let v = a.video().expect("VP8 offered");
+        assert_eq!(v.pt, 96);
+        assert_eq!(v.remote, "192.0.2.10:9078".parse().expect("addr"));
+        assert_eq!(v.direction, Direction::SendOnly);
+        assert!(v.should_send());
+        let sdp = a.to_sdp(
+            IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            20000,
+            Some(20002),
+            7,
+        );
+        assert!(
+            sdp.ends_with(
+                "a=ptime:20\r\na=sendrecv\r\n\
+                 m=video 20002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n"
+            ),
+            "{sdp}"
+        );
+        let back = parse(&sdp);
+        assert_eq!(back.media[1].port, 20002);
+        assert_eq!(back.media[1].direction, Some(Direction::SendOnly));
+        // No port for it (none free): declined as before.
+        let sdp = a.to_sdp(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 20000, None, 7);
+        assert!(sdp.ends_with("m=video 0 RTP/AVP 96\r\n"), "{sdp}");
+    }
+
+    /// baresip 1.0 with `vp8` and `fakevideo`: VP8 second, its own c= per m-line, AVPF.
+    #[test]
+    fn baresip_like_offer_with_vp8_not_first() {
+        let offer = parse(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+             m=audio 10000 RTP/AVP 0 101\r\nc=IN IP4 127.0.0.1\r\na=rtpmap:0 PCMU/8000\r\n\
+             a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n\
+             m=video 10002 RTP/AVPF 100 101\r\nc=IN IP4 127.0.0.2\r\n\
+             a=rtpmap:100 VP9/90000\r\na=rtpmap:101 vp8/90000\r\na=rtcp-fb:* nack pli\r\n\
+             a=rtcp-mux\r\na=sendrecv\r\n",
+        );
+        let a = negotiate(&offer, &[Law::Pcmu]).expect("negotiate");
+        let v = a.video().expect("vp8");
+        assert_eq!(
+            (v.pt, v.remote),
+            (101, "127.0.0.2:10002".parse().expect("addr"))
+        );
+        let sdp = a.to_sdp(IpAddr::V4(Ipv4Addr::LOCALHOST), 30000, Some(30002), 1);
+        assert!(sdp.contains(
+            "m=video 30002 RTP/AVPF 101\r\na=rtpmap:101 VP8/90000\r\na=sendonly\r\na=rtcp-mux\r\n"
+        ));
+        assert!(v.rtcp_mux);
+        // Without rtcp-mux in the offer, none in the answer.
+        let plain = negotiate(&parse(SOFTPHONE), &[Law::Pcmu]).expect("negotiate");
+        assert!(!plain.video().expect("vp8").rtcp_mux);
+    }
+
+    #[test]
+    fn other_video_codecs_and_unusable_video_are_declined() {
+        let base = "v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n\
+                    m=audio 4000 RTP/AVP 0\r\n";
+        for video in [
+            // H.264 only.
+            "m=video 4002 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\n",
+            // VP8 at a clock rate that is not VP8's.
+            "m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/8000\r\n",
+            // VP8 over SRTP: no keys.
+            "m=video 4002 RTP/SAVP 96\r\na=rtpmap:96 VP8/90000\r\n",
+            // VP8 by static number without rtpmap: dynamic types need one.
+            "m=video 4002 RTP/AVP 96\r\n",
+        ] {
+            let offer = parse(&format!("{base}{video}"));
+            let a = negotiate(&offer, &[Law::Pcmu]).expect("negotiate");
+            assert!(a.video_offered(), "{video}");
+            assert_eq!(a.video(), None, "{video}");
+            // Even given a port, the answer declines it with port 0.
+            let sdp = a.to_sdp(IpAddr::V4(Ipv4Addr::LOCALHOST), 30000, Some(30002), 1);
+            let m = sdp
+                .lines()
+                .find(|l| l.starts_with("m=video"))
+                .expect("m=video");
+            assert!(m.starts_with("m=video 0 "), "{video}: {sdp}");
+            assert!(!sdp.contains("VP8"), "{sdp}");
+        }
+        // A disabled VP8 stream stays disabled and is not counted as video.
+        let off = parse(&format!(
+            "{base}m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n"
+        ));
+        let a = negotiate(&off, &[Law::Pcmu]).expect("negotiate");
+        assert!(!a.video_offered());
+        assert_eq!(a.video(), None);
+        // A caller who only sends video gets `inactive`: nothing for us to send.
+        let sendonly = parse(&format!(
+            "{base}m=video 4002 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n"
+        ));
+        let v = negotiate(&sendonly, &[Law::Pcmu])
+            .expect("negotiate")
+            .video()
+            .expect("vp8");
+        assert_eq!(v.direction, Direction::Inactive);
+        assert!(!v.should_send());
+        // Held with c=0.0.0.0 on the video line: accepted, but nothing is sent.
+        let held = parse(&format!(
+            "{base}m=video 4002 RTP/AVP 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n"
+        ));
+        let v = negotiate(&held, &[Law::Pcmu])
+            .expect("negotiate")
+            .video()
+            .expect("vp8");
+        assert!(!v.should_send());
     }
 
     #[test]
@@ -621,7 +933,7 @@ a=fmtp:97 profile-level-id=42801F\r\n";
         // The caller only sends: we answer recvonly and must not send.
         assert_eq!(a.direction, Direction::RecvOnly);
         assert!(!a.should_send());
-        let sdp = a.to_sdp(IpAddr::V6(Ipv6Addr::LOCALHOST), 4000, 1);
+        let sdp = a.to_sdp(IpAddr::V6(Ipv6Addr::LOCALHOST), 4000, None, 1);
         assert!(
             sdp.starts_with("v=0\r\no=holdline 1 1 IN IP6 ::1\r\ns=holdline\r\nc=IN IP6 ::1\r\n")
         );

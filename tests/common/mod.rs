@@ -610,6 +610,18 @@ impl Caller {
     /// The same, calling from the phone number `from_user` (the From user part). A 200 OK
     /// without Call-Info leaves `number` and `call_info` empty.
     pub fn call_as(g: &Gateway, service: &str, codec_pt: u8, from_user: &str) -> Caller {
+        Self::call_offering(g, service, codec_pt, from_user, "")
+    }
+
+    /// The same, with `more_media` (whole `m=` sections, CRLF-terminated, e.g. a video
+    /// stream) after the audio stream in the offer.
+    pub fn call_offering(
+        g: &Gateway,
+        service: &str,
+        codec_pt: u8,
+        from_user: &str,
+        more_media: &str,
+    ) -> Caller {
         let sip = UdpSocket::bind((HOST, 0)).unwrap();
         let rtp = UdpSocket::bind((HOST, 0)).unwrap();
         sip.set_read_timeout(Some(Duration::from_millis(500)))
@@ -619,7 +631,7 @@ impl Caller {
         let call_id = format!("test-{}-{n}@{HOST}", std::process::id());
         let codec = if codec_pt == 8 { "PCMA" } else { "PCMU" };
         let sdp = format!(
-            "v=0\r\no=t 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\nm=audio {} RTP/AVP {codec_pt} 101\r\na=rtpmap:{codec_pt} {codec}/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+            "v=0\r\no=t 1 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\nm=audio {} RTP/AVP {codec_pt} 101\r\na=rtpmap:{codec_pt} {codec}/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n{more_media}",
             rtp.local_addr().unwrap().port()
         );
         let invite = format!(

@@ -198,6 +198,17 @@ fn apply(streams: &mut HashMap<u64, Stream>, cmd: Command) {
                 s.remote = remote;
             }
         }
+        Command::VideoRemote { id, remote } => {
+            if let Some(v) = streams.get_mut(&id).and_then(|s| s.video.as_mut()) {
+                v.remote = remote;
+                v.out.restart_from_key_frame();
+            }
+        }
+        Command::KeyFrame { id } => {
+            if let Some(v) = streams.get_mut(&id).and_then(|s| s.video.as_mut()) {
+                v.out.restart_from_key_frame();
+            }
+        }
         Command::Stop { id, done } => {
             streams.remove(&id);
             let _ = done.send(());
@@ -218,10 +229,22 @@ fn tick(
     // the next.
     let at = now.max(scheduled);
     let (mut sent, mut late, mut skipped, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let mut video_sent = 0u64;
     let before = streams.len();
     streams.retain(|_, s| !s.token.is_cancelled());
     let mut frame = [0u8; FRAME_BYTES];
     for s in streams.values_mut() {
+        if let Some(v) = s.video.as_mut() {
+            // The hold picture: a frame every few ticks, on its own socket and SSRC.
+            let sending = !v.remote.ip().is_unspecified();
+            let (socket, remote) = (&v.socket, v.remote);
+            v.out.tick(at, sending, packet, |p| {
+                match socket.try_send_to(p, remote) {
+                    Ok(_) => video_sent += 1,
+                    Err(_) => errors += 1,
+                }
+            });
+        }
         let due = s.pacer.poll(at);
         if due.send == 0 {
             continue;
@@ -261,6 +284,7 @@ fn tick(
     c.send_errors.fetch_add(errors, Ordering::Relaxed);
     c.ticks.fetch_add(1, Ordering::Relaxed);
     c.busy_us.fetch_add(busy, Ordering::Relaxed);
+    c.video_sent.fetch_add(video_sent, Ordering::Relaxed);
     c.max_tick_lag_us.fetch_max(lag, Ordering::Relaxed);
     if lag > 10_000 {
         c.late_ticks.fetch_add(1, Ordering::Relaxed);
