@@ -355,7 +355,10 @@ fn a_visitor_with_no_page_open_is_away_keeps_the_place_and_comes_back() {
     );
     assert_eq!(r.status, 303, "{}", r.body);
     wait_state(&g, &number, "ended", UI);
-    assert_eq!(common::end_reason(&g, &number).as_deref(), Some("abandoned"));
+    assert_eq!(
+        common::end_reason(&g, &number).as_deref(),
+        Some("abandoned")
+    );
     let page = vera.get(&format!("/c/{number}"));
     assert!(page.body.contains("the chat was left"), "{}", page.body);
     assert!(!page.body.contains("id=\"chat-form\""), "no box once ended");

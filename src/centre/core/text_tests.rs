@@ -70,7 +70,8 @@ fn drain(c: &mut Centre) -> (Vec<Change>, Vec<Effect>) {
     )
 }
 
-fn ready(c: &mut Centre, now: Timestamp, who: &str) {
+/// Logs `who` in and makes them ready; what that stored and made happen (routing).
+fn ready(c: &mut Centre, now: Timestamp, who: &str) -> (Vec<Change>, Vec<Effect>) {
     c.handle(
         now,
         AgentInput {
@@ -87,7 +88,7 @@ fn ready(c: &mut Centre, now: Timestamp, who: &str) {
         },
     )
     .expect("ready");
-    drain(c);
+    drain(c)
 }
 
 fn agent_state(c: &Centre, who: &str) -> AgentState {
@@ -137,16 +138,38 @@ fn a_chat_waits_by_seniority_with_calls_and_the_visitor_types_while_waiting() {
 fn an_agent_takes_a_chat_at_once_replies_and_done_ends_it() {
     let mut c = centre();
     let id = c.handle(at(0), Admit(chat(1))).expect("chat").id;
+    // The queue log counts a chat as it counts a call, under the chat's own handle.
+    let (changes, _) = drain(&mut c);
+    assert!(changes.iter().any(|ch| matches!(ch,
+        Change::QueueLog(l) if l.event == "ENTERQUEUE" && l.call_id == "web-chat-1")));
+    assert_eq!(c.counters.admitted_media.get("chat"), Some(&1));
     post(&mut c, at(1), &id, Author::Customer, "hi").expect("post");
+    assert_eq!(c.counters.messages.get("customer"), Some(&1));
     // Nobody may write as an agent who does not hold it.
     assert_eq!(
         post(&mut c, at(2), &id, Author::Agent { id: a("ann") }, "hello"),
         Err(PostError::NotHolder(a("ann")))
     );
     drain(&mut c);
-    ready(&mut c, at(3), "ann");
+    let (changes, effects) = ready(&mut c, at(3), "ann");
     // Routing ran as Ann got ready: the offer is already accepted, nothing rings.
     assert!(c.row(&id).expect("row").connected, "taken at once");
+    assert!(
+        changes
+            .iter()
+            .any(|ch| matches!(ch, Change::QueueLog(l) if l.event == "CONNECT"))
+    );
+    assert!(
+        effects.iter().all(|e| matches!(
+            e,
+            Effect::Offer {
+                call_ref: None,
+                media: MediaType::Chat,
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
     assert!(matches!(agent_state(&c, "ann"), AgentState::Busy { contact, .. } if contact == id));
     // Bob is not the holder either.
     assert_eq!(
