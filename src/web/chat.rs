@@ -292,10 +292,15 @@ pub(crate) async fn section(
     status: &ContactStatus,
     zone: &Zone,
 ) -> Option<ChatSection> {
-    let (messages, last) = state
-        .web
-        .centre
-        .transcript(status.id.clone(), 0, usize::MAX)
+    // The latest only: a page costs what it shows, not the whole conversation.
+    let centre = &state.web.centre;
+    let (_, last) = centre
+        .transcript(status.id.clone(), u32::MAX, 0)
+        .await
+        .unwrap_or_default();
+    let from = last.saturating_sub(PAGE_MESSAGES as u32);
+    let (messages, last) = centre
+        .transcript(status.id.clone(), from, PAGE_MESSAGES)
         .await
         .unwrap_or_default();
     let open = status.media == MediaType::Chat && status.state.is_live();
@@ -303,9 +308,8 @@ pub(crate) async fn section(
         return None;
     }
     let snapshot = state.web.centre.snapshots().borrow().clone();
-    let skip = messages.len().saturating_sub(PAGE_MESSAGES);
     Some(ChatSection {
-        messages: messages[skip..]
+        messages: messages
             .iter()
             .map(|m| line(m, &snapshot, zone, false))
             .collect(),
