@@ -454,3 +454,76 @@ fn after_a_restart_a_chat_waits_for_its_visitor_an_im_stays_queued_and_numbering
         Ok(3)
     );
 }
+
+#[test]
+fn a_chat_switches_queue_or_leaves_an_email_keeping_its_place() {
+    use crate::centre::{Command, CommandId, CommandRequest};
+    let mut c = centre();
+    let first = c
+        .handle(
+            at(0),
+            Admit(NewContact {
+                queue: q("sales"),
+                ..call(1)
+            }),
+        )
+        .expect("call")
+        .id;
+    let id = c.handle(at(1), Admit(chat(2))).expect("chat").id;
+    let later = c
+        .handle(
+            at(2),
+            Admit(NewContact {
+                queue: q("sales"),
+                ..call(3)
+            }),
+        )
+        .expect("call")
+        .id;
+    post(&mut c, at(3), &id, Author::Customer, "hello").expect("post");
+    let command = |n: &str, command| CommandRequest {
+        id: CommandId(n.to_owned()),
+        contact: id.clone(),
+        expected_version: None,
+        command,
+    };
+    // Moved to sales: between the two calls, by seniority.
+    c.handle(at(4), command("m1", Command::MoveQueue { to: q("sales") }))
+        .expect("moved");
+    let s = c.status(&id).expect("status");
+    assert_eq!((s.queue.clone(), s.position), (q("sales"), Some(2)));
+    assert_eq!(c.status(&first).expect("call").position, Some(1));
+    assert_eq!(c.status(&later).expect("call").position, Some(3));
+    // An email instead: same place, no more chat (nothing to hang up: no call).
+    let (_, effects) = drain(&mut c);
+    assert!(effects.is_empty(), "{effects:?}");
+    c.handle(
+        at(5),
+        command(
+            "e1",
+            Command::Email {
+                subject: "Later".into(),
+                message: "Write to me instead".into(),
+                reply_to: "vera@example.org".into(),
+            },
+        ),
+    )
+    .expect("email");
+    let s = c.status(&id).expect("status");
+    assert_eq!((s.media, s.position), (MediaType::Email, Some(2)));
+    assert!(drain(&mut c).1.is_empty(), "no call to end");
+    assert_eq!(
+        post(&mut c, at(6), &id, Author::Customer, "more"),
+        Err(PostError::NotText)
+    );
+    // Not a chat any more: going away is nothing (an email does not wait on a page).
+    c.handle(
+        at(7),
+        CallLost {
+            id: id.clone(),
+            why: LostCall::Idle,
+        },
+    )
+    .expect("no-op");
+    assert_eq!(c.status(&id).expect("status").state, ContactState::Queued);
+}
