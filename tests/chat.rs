@@ -270,6 +270,15 @@ fn bad_chat_input_is_refused_clearly_and_loses_nothing() {
         &page.body[page.body.find("chat-transcript").unwrap_or(0)..]
     );
     assert!(!page.body.contains("<script>alert(1)"));
+    // Without JavaScript the page reloads itself: the box says how to write at length.
+    assert!(
+        page.body
+            .contains(&format!("href=\"/c/{number}?updates=off#chat\""))
+    );
+    let still = vera.get(&format!("/c/{number}?updates=off"));
+    assert!(
+        still.body.contains("id=\"chat-form\"") && !still.body.contains("http-equiv=\"refresh\"")
+    );
 
     // A flood: after the burst, 429 with Retry-After; the other visitor is served, and
     // nothing Vera sent before is lost.
