@@ -121,7 +121,8 @@ fn store(rows: &mut Rows, changes: Vec<Change>) {
             Change::Agent(agent) => {
                 rows.agents.insert(agent.id.clone(), agent);
             }
-            Change::Event(_) | Change::QueueLog(_) => {}
+            // The model admits calls only: no transcript.
+            Change::Event(_) | Change::QueueLog(_) | Change::Message(_) => {}
         }
     }
 }
@@ -154,6 +155,7 @@ fn drain(s: &mut Sut) -> (Vec<Offer>, Vec<Told>) {
                 call_ref,
                 target,
             } => told.push(Told::Transfer(contact, call_ref, target)),
+            Effect::Deliver { .. } => unreachable!("the model admits calls only"),
         }
     }
     (offers, told)
@@ -848,6 +850,7 @@ impl Model {
     ) -> usize {
         self.next_seq += 1;
         bump(&mut self.counters.admitted, self.cfg.queues[q].id.as_str());
+        bump(&mut self.counters.admitted_media, media.as_str());
         self.contacts.push(MContact {
             id,
             queue: q,
