@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use holdline::centre::{
-    CallbackRules, CentreConfig, Change, ContactEvent, ContactId, EndReason, MediaType, NewContact,
-    QueueId, QueueSpec, Store, StoreError, Stored, StoredContact, Timestamp,
+    CallbackRules, CentreConfig, Change, ChatMessage, ContactEvent, ContactId, EndReason,
+    MediaType, NewContact, QueueId, QueueSpec, Store, StoreError, Stored, StoredContact, Timestamp,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,9 @@ impl Store for Nothing {
     }
     fn number_taken(&mut self, _: &ContactId) -> Result<bool, StoreError> {
         Ok(false)
+    }
+    fn messages(&mut self, _: &ContactId) -> Result<Vec<ChatMessage>, StoreError> {
+        Ok(Vec::new())
     }
 }
 

@@ -128,9 +128,10 @@ fn run(
         // bounded batch, so senders that keep the queue full cannot hold the tick back (the
         // rest wait for the next one).
         let mut open = true;
+        let mut stopped = Vec::new();
         for _ in 0..COMMANDS_PER_TICK {
             match rx.try_recv() {
-                Ok(cmd) => apply(&mut streams, cmd),
+                Ok(cmd) => apply(&mut streams, cmd, &mut stopped),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     open = false;
@@ -144,6 +145,10 @@ fn run(
         counters
             .streams
             .store(streams.len() as u64, Ordering::Relaxed);
+        // A stopped stream's owner hears of it once the counters say so too.
+        for done in stopped {
+            let _ = done.send(());
+        }
         tick(&mut streams, grid.instant(tick_no), &mut packet, counters);
         // The next tick, or if this one overran past it, the latest that has come: that one
         // runs at once (its deadline has passed, so the sleep returns), since frames are due
@@ -178,7 +183,7 @@ fn sleep_until(deadline: TimeSpec) {
     }
 }
 
-fn apply(streams: &mut HashMap<u64, Stream>, cmd: Command) {
+fn apply(streams: &mut HashMap<u64, Stream>, cmd: Command, stopped: &mut Vec<oneshot::Sender<()>>) {
     match cmd {
         Command::Start(stream) => {
             streams.insert(stream.id, *stream);
@@ -211,7 +216,7 @@ fn apply(streams: &mut HashMap<u64, Stream>, cmd: Command) {
         }
         Command::Stop { id, done } => {
             streams.remove(&id);
-            let _ = done.send(());
+            stopped.push(done);
         }
     }
 }
