@@ -417,8 +417,21 @@ struct StartForm {
     csrf: Option<String>,
 }
 
+/// Chats one address may start: 10 at once, then one every 30 s (an office behind one
+/// NAT starts a few an hour; a script trying to fill the queues with chats, which would
+/// crowd callers out of `max_live_contacts`, is stopped after 10); and once an address has
+/// started one, 5 a second across all such addresses after a burst of 100.
+pub(crate) const START_LIMITS: super::RateLimits = super::RateLimits {
+    per_client_per_minute: 2.0,
+    per_client_burst: 10.0,
+    global_per_second: 5.0,
+    global_burst: 100.0,
+    max_clients: 10_000,
+};
+
 async fn start(
     State(state): State<AppState>,
+    Client(ip): Client,
     headers: HeaderMap,
     form: Result<Form<StartForm>, FormRejection>,
 ) -> Response {
@@ -466,6 +479,19 @@ async fn start(
             Err(e) => return again(StatusCode::UNPROCESSABLE_ENTITY, post_error_words(&e)),
         }
     };
+    if let Err(wait) = state.chat_start_gate(ip) {
+        let secs = super::limit::retry_after_secs(wait);
+        let mut r = again(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Many chats were started from your address just now. Please try again in {secs} seconds; what you typed is kept below."
+            ),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let caller = if name.is_empty() {
         "Web visitor".to_owned()
     } else {
@@ -489,6 +515,7 @@ async fn start(
             return unavailable();
         }
     };
+    state.chat_started(ip);
     state.prove(&session, &status.id);
     // Starting counts as being there: the clock runs from now if no page follows.
     let _ = here(&state, &status, false).await;

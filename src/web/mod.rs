@@ -136,6 +136,8 @@ pub(crate) struct Shared {
     limiter: Mutex<limit::Limiter>,
     /// Failed agent logins (console, API, Basic auth), apart from contact lookups.
     logins: Mutex<limit::Limiter>,
+    /// Web chats started, per address ([`chat::START_LIMITS`]).
+    chat_starts: Mutex<limit::Limiter>,
     done: Mutex<DoneCache>,
     /// Each agent's session generation (absent = 0): a logout advances it, which ends
     /// every console and API session issued before (see `agent::session_mac`). Bounded by
@@ -225,6 +227,17 @@ impl Shared {
         limiter.record_failure(ip, Instant::now());
     }
 
+    /// `Err(retry_after)` when this client (or everyone) started too many chats lately.
+    pub(crate) fn chat_start_gate(&self, ip: IpAddr) -> Result<(), Duration> {
+        let mut limiter = self.chat_starts.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.check(ip, Instant::now())
+    }
+
+    pub(crate) fn chat_started(&self, ip: IpAddr) {
+        let mut limiter = self.chat_starts.lock().unwrap_or_else(|e| e.into_inner());
+        limiter.record_failure(ip, Instant::now());
+    }
+
     /// `Err(retry_after)` when this client (or everyone) failed to log in too often.
     pub(crate) fn login_gate(&self, ip: IpAddr) -> Result<(), Duration> {
         let mut limiter = self.logins.lock().unwrap_or_else(|e| e.into_inner());
@@ -284,10 +297,12 @@ impl DoneCache {
 pub fn router(state: WebState) -> Router {
     let limiter = Mutex::new(limit::Limiter::new(state.limits, Instant::now()));
     let logins = Mutex::new(limit::Limiter::new(state.limits, Instant::now()));
+    let chat_starts = Mutex::new(limit::Limiter::new(chat::START_LIMITS, Instant::now()));
     let shared = Arc::new(Shared {
         web: state,
         limiter,
         logins,
+        chat_starts,
         done: Mutex::new(DoneCache::default()),
         sessions: Mutex::new(HashMap::new()),
         proven: Mutex::new(Proven::default()),

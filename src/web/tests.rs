@@ -2345,3 +2345,52 @@ fn a_dropped_caller_can_be_called_now_in_one_press_without_seeing_their_number()
     s.default_callback_number = None;
     assert!(!rendered(&s, View::default()).contains("call-me-now"));
 }
+
+#[tokio::test]
+async fn chat_starts_are_limited_per_address_and_another_address_is_served() {
+    let f = fixture().await;
+    let (c, csrf) = entry_session(&f.app).await;
+    let start = |ip: &'static str| {
+        let mut r = form_post(
+            "/chat",
+            &c,
+            &format!("queue=sales&name=Grace&text=Hello&csrf={csrf}"),
+        );
+        r.extensions_mut().insert(from(ip));
+        r
+    };
+    let burst = usize::try_from(chat::START_LIMITS.per_client_burst as u32).expect("fits");
+    for i in 0..burst {
+        let r = send(&f.app, start("192.0.2.9")).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "chat {i}");
+    }
+    // One more from the same address: refused saying when to try again, what was typed kept,
+    // and no contact made.
+    let live = f
+        .centre
+        .snapshots()
+        .borrow()
+        .queues
+        .iter()
+        .map(|q| q.waiting)
+        .sum::<u32>();
+    let r = send(&f.app, start("192.0.2.9")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header_of(&r, header::RETRY_AFTER), "30");
+    let page = body(r).await;
+    assert!(page.contains("try again in 30 seconds"), "{page}");
+    assert!(page.contains("Grace"), "the name is kept");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = f
+        .centre
+        .snapshots()
+        .borrow()
+        .queues
+        .iter()
+        .map(|q| q.waiting)
+        .sum::<u32>();
+    assert_eq!(after, live, "nothing admitted");
+    // Another address starts its chat.
+    let r = send(&f.app, start("192.0.2.10")).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}
