@@ -217,6 +217,28 @@ fn every_caller_agent_and_supervisor_page_passes_axe_core() {
     b.close();
     drop(caller);
 
+    // Web chat: the start form, then the visitor's page with the conversation (with and
+    // without scripts); the visitor leaves, so no agent is offered it below.
+    for javascript in [true, false] {
+        let mode = if javascript { "js" } else { "no-js" };
+        let no_js = (!javascript).then_some(&auditor);
+        let b = Browser::start_with(Options {
+            phone: true,
+            javascript,
+            time_zone: None,
+        });
+        b.goto(&url("/chat"));
+        check(&b, no_js, &axe, &format!("{mode} chat start"), &mut found);
+        b.fill("#chat-name", "Vera");
+        b.fill("#chat-first", "Hello, my router reboots");
+        b.click("#chat-start");
+        b.wait_for_text("#chat-transcript", |t| t.contains("router reboots"), UI);
+        check(&b, no_js, &axe, &format!("{mode} chat waiting"), &mut found);
+        b.click("#chat-leave");
+        b.wait_for_text("#state", |t| t.starts_with("Ended"), UI);
+        b.close();
+    }
+
     // The agent console: the login page, a refused login, the console ready with a contact
     // (an email, so no phone is needed to take it).
     let b = Browser::start();
