@@ -70,12 +70,32 @@
       function fail(message) {
         if (error) { error.textContent = message; error.hidden = false; }
       }
-      fetch(chatForm.getAttribute("action"), {
-        method: "POST",
-        body: new URLSearchParams(new FormData(chatForm)),
-        headers: { "Accept": "application/json" },
-        credentials: "same-origin"
-      }).then(function (r) {
+      var action = chatForm.getAttribute("action");
+      // After a restart of the gateway its keys are new and the page's token is refused
+      // (403): take a fresh one from the contact's JSON and send once more, so nothing
+      // typed is lost and no reload is needed.
+      function post(retried) {
+        return fetch(action, {
+          method: "POST",
+          body: new URLSearchParams(new FormData(chatForm)),
+          headers: { "Accept": "application/json" },
+          credentials: "same-origin"
+        }).then(function (r) {
+          var token = chatForm.querySelector("input[name=csrf]");
+          if (r.status === 403 && !retried && token) {
+            return fetch(action.replace(/^\/c\//, "/api/contacts/").replace(/\/chat$/, ""), {
+              headers: { "Accept": "application/json" },
+              credentials: "same-origin"
+            }).then(function (a) { return a.ok ? a.json() : null; })
+              .then(function (j) {
+                if (j && j.csrf) { token.value = j.csrf; return post(true); }
+                return r;
+              });
+          }
+          return r;
+        });
+      }
+      post(false).then(function (r) {
         return r.json().then(function (j) { return { ok: r.ok, body: j }; }, function () {
           return { ok: false, body: { error: "Your message was not sent (" + r.status + "). Reload the page and send it again." } };
         });

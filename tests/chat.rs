@@ -205,6 +205,14 @@ fn a_visitor_and_an_agent_chat_live_and_carry_on_after_kill_9() {
         "every message survived"
     );
     assert_eq!(stored[1].1, "agent:tess");
+    // The page left open across the restart sends at once: its token was made with the
+    // old process's key, so the script takes a fresh one and sends again (nothing typed is
+    // lost, no reload).
+    visitor.fill("#chat-text", "Are you back?");
+    visitor.click("#chat-send");
+    visitor.wait_for_text("#chat-transcript", |t| t.contains("Are you back?"), UI);
+    assert_eq!(visitor.value("#chat-text"), "", "sent, the box emptied");
+    assert_eq!(stored_messages(&g, &number).len(), 4);
     // The visitor comes back by their number: the whole conversation, and they go on.
     visitor.goto(&format!("http://{}/c/{number}", g.http));
     let t = visitor.text("#chat-transcript");
@@ -212,6 +220,7 @@ fn a_visitor_and_an_agent_chat_live_and_carry_on_after_kill_9() {
         "Hello <script>alert(1)</script>",
         "Hi Vera, <b>how</b> can I help?",
         "My router reboots",
+        "Are you back?",
     ] {
         assert!(t.contains(said), "{said:?} missing after the restart: {t}");
     }
@@ -222,7 +231,7 @@ fn a_visitor_and_an_agent_chat_live_and_carry_on_after_kill_9() {
     visitor.fill("#chat-text", "Still there?");
     visitor.click("#chat-send");
     agent.wait_for_text("#agent-transcript", |t| t.contains("Still there?"), UI);
-    assert_eq!(stored_messages(&g, &number).len(), 4);
+    assert_eq!(stored_messages(&g, &number).len(), 5);
     agent.click("#done");
     agent.wait_for_text("#state", |t| t.contains("Wrap-up"), UI);
     visitor.wait_for_text("#state", |t| !t.is_empty() && !t.contains("Waiting"), UI);
