@@ -527,3 +527,74 @@ fn a_chat_switches_queue_or_leaves_an_email_keeping_its_place() {
     .expect("no-op");
     assert_eq!(c.status(&id).expect("status").state, ContactState::Queued);
 }
+
+/// One line for every medium: a chat, a call on another queue, an IM and a call arrive in
+/// that order and one agent with both skills is given them in exactly that order, a text
+/// session at once (Busy), a call by an offer it answers.
+#[test]
+fn one_agent_takes_chat_call_im_and_call_in_order_of_arrival_across_media_and_queues() {
+    let mut c = centre();
+    let im = NewContact {
+        queue: q("support"),
+        media: MediaType::Im,
+        caller: "sip:ida@phones.example".to_owned(),
+        call_ref: "sip:ida@phones.example".to_owned(),
+    };
+    let sales_call = NewContact {
+        queue: q("sales"),
+        ..call(2)
+    };
+    let order = [
+        c.handle(at(0), Admit(chat(1))).expect("chat").id,
+        c.handle(at(1), Admit(sales_call)).expect("sales call").id,
+        c.handle(at(2), Admit(im)).expect("im").id,
+        c.handle(at(3), Admit(call(4))).expect("call").id,
+    ];
+    drain(&mut c);
+    let mut now = at(10);
+    ready(&mut c, now, "bob");
+    for (i, id) in order.iter().enumerate() {
+        let row = c.row(id).expect("row");
+        assert_eq!(
+            row.agent,
+            Some(a("bob")),
+            "contact {i} ({:?}) is Bob's turn",
+            row.media
+        );
+        // Everyone behind is still waiting.
+        for later in &order[i + 1..] {
+            assert_eq!(c.row(later).expect("row").agent, None);
+        }
+        if !row.media.is_text() {
+            assert!(matches!(
+                agent_state(&c, "bob"),
+                AgentState::Reserved { .. }
+            ));
+            c.handle(
+                now,
+                AgentInput {
+                    agent: a("bob"),
+                    op: AgentOp::Answered,
+                },
+            )
+            .expect("answered");
+        }
+        assert!(
+            matches!(agent_state(&c, "bob"), AgentState::Busy { contact, .. } if &contact == id)
+        );
+        now = now.plus_secs(60);
+        c.handle(
+            now,
+            AgentInput {
+                agent: a("bob"),
+                op: AgentOp::Handled,
+            },
+        )
+        .expect("handled");
+        // Wrap-up over: the next one is routed by the tick.
+        now = now.plus_secs(31);
+        c.handle(now, Tick).expect("tick");
+        drain(&mut c);
+    }
+    assert!(matches!(agent_state(&c, "bob"), AgentState::Ready { .. }));
+}
