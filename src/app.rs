@@ -23,7 +23,7 @@ use crate::media::ports::RtpPorts;
 use crate::media::prompts::{Law, PromptSet};
 use crate::sip::{
     endpoint, transport,
-    ua::{RegistrarConfig, UaConfig},
+    ua::{PagerConfig, RegistrarConfig, UaConfig},
 };
 use crate::store::SqliteStore;
 use crate::{calls, mail, web};
@@ -292,6 +292,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 users,
                 algorithms: config.agent_settings.digest_algorithms.clone(),
             })
+        },
+        // Instant messages (RFC 3428) to any queue's service number, as calls.
+        pager: PagerConfig {
+            services: config
+                .queues
+                .iter()
+                .flat_map(|q| q.numbers.iter().cloned())
+                .collect(),
+            ..PagerConfig::default()
         },
         ..UaConfig::default()
     };

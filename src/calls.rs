@@ -226,7 +226,9 @@ fn event_call(ev: &UaEvent) -> Option<CallKey> {
         | UaEvent::ReinviteAnswered { call, .. }
         | UaEvent::ProbeAnswered { call, .. }
         | UaEvent::ReinviteFailed { call, .. } => *call,
-        UaEvent::Registered { .. } => return None,
+        UaEvent::Registered { .. } | UaEvent::Message(_) | UaEvent::MessageOutcome { .. } => {
+            return None;
+        }
     })
 }
 
@@ -519,7 +521,9 @@ async fn call_task(
                     | UaEvent::OutgoingFailed { .. }
                     | UaEvent::ReinviteAnswered { .. }
                     | UaEvent::ReinviteFailed { .. }
-                    | UaEvent::Registered { .. },
+                    | UaEvent::Registered { .. }
+                    | UaEvent::Message(_)
+                    | UaEvent::MessageOutcome { .. },
                 )) => {}
                 Some(CallMsg::Sip(UaEvent::ProbeAnswered { status, .. })) => {
                     feed = Some(Event::ProbeAnswered(status));
