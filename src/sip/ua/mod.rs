@@ -177,6 +177,53 @@ impl ImSender {
     pub fn peer(&self) -> Peer {
         self.peer
     }
+
+    /// A text form to keep with their contact (its `call_ref`), so that replies can still
+    /// reach them after a restart: `im TRANSPORT REMOTE LOCAL SERVICE URI`. A TCP
+    /// connection is not kept: a reply opens a new one to the same address.
+    pub fn to_ref(&self) -> String {
+        format!(
+            "im {} {} {} {} {}",
+            self.peer.transport.via_token(),
+            self.peer.remote,
+            self.peer.local,
+            pager::escape_user(&self.service),
+            self.uri
+        )
+    }
+
+    /// Reads [`ImSender::to_ref`]'s form back (only ever one we wrote: it is the one
+    /// place a message may go).
+    pub fn from_ref(r: &str) -> Option<ImSender> {
+        let mut parts = r.splitn(6, ' ');
+        if parts.next()? != "im" {
+            return None;
+        }
+        let transport = match parts.next()? {
+            "UDP" => TransportKind::Udp,
+            "TCP" => TransportKind::Tcp,
+            _ => return None,
+        };
+        let remote = parts.next()?.parse().ok()?;
+        let local = parts.next()?.parse().ok()?;
+        let service = SipUri::parse(&format!("sip:{}@x", parts.next()?))
+            .ok()?
+            .user_unescaped()?;
+        let uri = parts.next()?.to_owned();
+        if uri.is_empty() {
+            return None;
+        }
+        Some(ImSender {
+            peer: Peer {
+                transport,
+                remote,
+                local,
+                conn: None,
+            },
+            uri,
+            service,
+        })
+    }
 }
 
 /// An instant message accepted with 202 (RFC 3428 pager mode).

@@ -15,7 +15,7 @@ use super::*;
 
 /// Characters a SIP URI's user part may carry unescaped (RFC 3261 §25.1: unreserved and
 /// user-unreserved).
-fn escape_user(user: &str) -> String {
+pub(super) fn escape_user(user: &str) -> String {
     let mut out = String::with_capacity(user.len());
     for b in user.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/".contains(&b) {

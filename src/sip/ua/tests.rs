@@ -2486,6 +2486,14 @@ fn a_message_to_a_service_is_accepted_once_and_its_retransmissions_absorbed() {
     assert_eq!(m.from.service(), "support");
     assert_eq!(m.from.peer(), peer());
     assert_eq!(m.display.as_deref(), Some("Alice A"));
+    // Kept with the contact, read back after a restart (without the TCP connection).
+    let kept = ImSender::from_ref(&m.from.to_ref()).expect("read back");
+    assert_eq!(kept, m.from);
+    assert_eq!(
+        ImSender::from_ref("im SCTP 1.2.3.4:5 1.2.3.4:6 s sip:a@b"),
+        None
+    );
+    assert_eq!(ImSender::from_ref("call 1"), None);
     // The same request again (UDP retransmission): the same 202, no second message.
     feed_bytes(&mut ua, t0 + Duration::from_millis(500), peer(), &msg);
     let again = sent(&mut ua);
