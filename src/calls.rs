@@ -187,6 +187,8 @@ pub async fn run(
                         }
                         // Emails and web forms: the centre hands them to the agent's console.
                         Effect::Offer { call_ref: None, .. } => continue,
+                        // Messages of chat and IM contacts: no call carries them.
+                        Effect::Deliver { .. } => continue,
                     };
                     if let Some(tx) = by_call_ref.get(&call_ref) {
                         let _ = tx.send(CallMsg::Centre(effect));
@@ -591,6 +593,8 @@ async fn call_task(
                         feed = Some(Event::HandOver { to: HandoffTo::Site, uri: target });
                     }
                 }
+                // Never routed to a call (see the effects loop above).
+                Some(CallMsg::Centre(Effect::Deliver { .. })) => {}
             },
             _ = farewell_due => break Outcome::Substituted,
             _ = flow_due => flow_timer = true,

@@ -11,7 +11,7 @@
 //! back and every request in the batch that changed something gets
 //! [`CentreError::Storage`].
 //!
-//! One file of ~920 production lines on purpose: the handle's requests, the thread's loop
+//! One file of ~1,050 production lines on purpose: the handle's requests, the thread's loop
 //! that batches them, and the retry of facts after a failed write are one protocol (every
 //! `Request` variant is matched in both halves); split, each half would have to be read
 //! with the other open. The core it drives lives in `core/`.
@@ -26,11 +26,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::agent::{AgentError, AgentId, AttemptOutcome};
+use super::chat::{Author, ChatMessage, PostError, Posted};
 use super::command::{CommandError, CommandRequest, Confirmation, Effect};
 use super::contact::{ContactId, ContactStatus, EndReason, NewContact, Timestamp};
 use super::core::{
     Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ClaimPlace, End,
-    FreshNumbers, LostCall, Snapshot, Tick, TransferOutcome,
+    FreshNumbers, LostCall, Post, SessionBack, Snapshot, Tick, TransferOutcome,
 };
 use super::queue::CentreConfig;
 use super::queue_log::QueueLogLine;
@@ -165,6 +166,21 @@ enum Request {
         why: LostCall,
         reply: oneshot::Sender<Result<(), CentreError>>,
     },
+    /// A chat or IM message (`Post`).
+    Post {
+        post: Post,
+        reply: oneshot::Sender<Result<Posted, PostError>>,
+    },
+    /// A chat or IM customer is back (`SessionBack`).
+    Back {
+        id: ContactId,
+        reply: oneshot::Sender<Result<(), CentreError>>,
+    },
+    /// The transcript of a contact the view does not hold (ended and out of memory).
+    Transcript {
+        id: ContactId,
+        reply: oneshot::Sender<Vec<ChatMessage>>,
+    },
 }
 
 /// The way into the centre for everyone else. Cheap to clone.
@@ -247,6 +263,59 @@ impl CentreHandle {
         let (reply, answer) = oneshot::channel();
         self.send(Request::Timeline { id, reply }).await.ok()?;
         answer.await.ok().flatten().map(Arc::new)
+    }
+
+    /// Posts a message to a chat or IM contact's transcript (see [`Post`]): answered with
+    /// the stored message once the batch is committed; an agent's message then also goes
+    /// out as [`Effect::Deliver`].
+    pub async fn post(
+        &self,
+        contact: ContactId,
+        author: Author,
+        text: String,
+    ) -> Result<Posted, PostError> {
+        let (reply, answer) = oneshot::channel();
+        let post = Post {
+            contact,
+            author,
+            text,
+        };
+        self.requests
+            .send(Request::Post { post, reply })
+            .await
+            .map_err(|_| PostError::ShuttingDown)?;
+        answer.await.map_err(|_| PostError::ShuttingDown)?
+    }
+
+    /// The customer of a chat or IM contact away (disconnected with
+    /// [`LostCall::Idle`]) is back: queued again in its place. Returns once committed.
+    pub async fn session_back(&self, id: ContactId) -> Result<(), CentreError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Back { id, reply }).await?;
+        answer.await.map_err(|_| CentreError::ShuttingDown)?
+    }
+
+    /// Up to `max` messages of a contact's transcript after `seq` `after`, and the latest
+    /// `seq`: from the view (never the centre thread) for a remembered contact; for one
+    /// that ended long ago, read from the store by the centre thread (rare). `None`: no
+    /// such contact in memory and nothing stored.
+    pub async fn transcript(
+        &self,
+        id: ContactId,
+        after: u32,
+        max: usize,
+    ) -> Option<(Vec<ChatMessage>, u32)> {
+        if let Some(found) = self.view.messages(&id, after, max) {
+            return Some(found);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Transcript { id, reply }).await.ok()?;
+        let all = answer.await.ok()?;
+        let last = all.last().map_or(0, |m| m.seq);
+        (!all.is_empty()).then(|| {
+            let t = super::chat::Transcript::from_messages(all);
+            (t.after(after, max), last)
+        })
     }
 
     /// The read view: statuses without the centre thread, and per-contact subscriptions.
@@ -437,9 +506,15 @@ pub fn spawn(
         // Every remembered contact's story from its stored history: one indexed read per
         // contact, once, so no page after a restart waits on the centre thread for it.
         let mut w = view.write();
-        for id in centre.book().rows.keys() {
+        let ids: Vec<ContactId> = centre.book().rows.keys().cloned().collect();
+        for id in &ids {
             let events = store.events(id).map_err(StartError::Load)?;
             w.seed(id, super::timeline::Timeline::from_events(&events));
+            // Transcripts likewise (chat and IM contacts; and any that switched to a
+            // call-back or an email, whose page still shows what was said).
+            let messages = store.messages(id).map_err(StartError::Load)?;
+            centre.seed_transcript(id, &messages);
+            w.seed_transcript(id, messages);
         }
     }
     let (effects, _) = broadcast::channel(EFFECT_CAPACITY);
@@ -542,6 +617,17 @@ enum Pending {
     Command {
         reply: oneshot::Sender<Result<Confirmation, CommandError>>,
         result: Result<Confirmation, CommandError>,
+        changed: bool,
+    },
+    Post(
+        oneshot::Sender<Result<Posted, PostError>>,
+        Result<Posted, PostError>,
+    ),
+    /// A request answered `Ok(())` or refused, whose answer depends on the write when it
+    /// `changed` something.
+    Plain {
+        reply: oneshot::Sender<Result<(), CentreError>>,
+        result: Result<(), CentreError>,
         changed: bool,
     },
     Agent {
@@ -736,6 +822,27 @@ impl Actor {
                     let result = self.centre.handle(now, CallLost { id, why });
                     pending.push(Pending::Fact(reply, result, fact));
                 }
+                Request::Post { post, reply } => {
+                    let result = self.centre.handle(now, post);
+                    pending.push(Pending::Post(reply, result));
+                }
+                Request::Back { id, reply } => {
+                    let result = self.centre.handle(now, SessionBack { id });
+                    self.drain_changes(&mut changes);
+                    pending.push(Pending::Plain {
+                        reply,
+                        result,
+                        changed: changes.len() > before,
+                    });
+                }
+                Request::Transcript { id, reply } => {
+                    // Read-only, answered at once: what is committed so far.
+                    let messages = self.store.messages(&id).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "reading a transcript failed");
+                        Vec::new()
+                    });
+                    let _ = reply.send(messages);
+                }
                 Request::Stored { id, reply } => {
                     // Read-only, so answered at once (not part of the batch's commit).
                     let status = match self.centre.status(&id) {
@@ -871,6 +978,24 @@ impl Actor {
                     };
                     let _ = reply.send(answer);
                 }
+                Pending::Post(reply, result) => {
+                    let answer = match result {
+                        Ok(_) if failure.is_some() => Err(PostError::Storage(fault)),
+                        other => other,
+                    };
+                    let _ = reply.send(answer);
+                }
+                Pending::Plain {
+                    reply,
+                    result,
+                    changed,
+                } => {
+                    let answer = match result {
+                        Ok(()) if changed && failure.is_some() => Err(storage_error()),
+                        other => other,
+                    };
+                    let _ = reply.send(answer);
+                }
                 Pending::Fact(reply, Ok(()), fact) if failure.is_some() => {
                     // Not refused: it happened. Applied again until it is stored.
                     self.retry.push(fact.again(reply));
@@ -981,6 +1106,9 @@ mod tests {
             id: &ContactId,
         ) -> Result<Vec<crate::centre::ContactEvent>, StoreError> {
             self.0.events(id)
+        }
+        fn messages(&mut self, id: &ContactId) -> Result<Vec<ChatMessage>, StoreError> {
+            self.0.messages(id)
         }
         fn apply(&mut self, changes: &[crate::centre::Change]) -> Result<(), StoreError> {
             self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -1593,6 +1721,95 @@ mod agent_tests {
         assert_eq!(counters.callback_attempts.get("busy"), Some(&1));
         settled().await;
         assert!(events(read()).contains(&"ENTERQUEUE||+442079460002|1".to_owned()));
+        token.cancel();
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("join task")
+            .expect("centre thread panicked");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chat_messages_are_stored_before_anyone_hears_and_survive_a_restart() {
+        let store = MemoryStore::new();
+        let token = CancellationToken::new();
+        let (handle, thread) =
+            spawn(config(), Box::new(store.clone()), token.clone()).expect("spawn");
+        let mut effects = handle.subscribe_effects();
+        let chat = NewContact {
+            queue: QueueId("sales".into()),
+            media: MediaType::Chat,
+            caller: "Visitor".into(),
+            call_ref: "web-chat-1".into(),
+        };
+        let id = handle.admit(chat).await.expect("admit").id;
+        let mut bell = handle.view().subscribe(&id).expect("bell");
+        bell.borrow_and_update();
+        let said = handle
+            .post(id.clone(), Author::Customer, "hello".into())
+            .await
+            .expect("posted");
+        assert_eq!(said.seq, 1);
+        // Rung just after the replies (live pages last).
+        tokio::time::timeout(Duration::from_secs(5), bell.changed())
+            .await
+            .expect("the page is woken")
+            .expect("bell");
+        let (seen, last) = handle.view().messages(&id, 0, 10).expect("held");
+        assert_eq!((seen, last), (vec![said.clone()], 1));
+        // Not stored, not said: refused, and the number is given again.
+        store.set_failing(true);
+        assert!(matches!(
+            handle
+                .post(id.clone(), Author::Customer, "lost".into())
+                .await,
+            Err(PostError::Storage(_))
+        ));
+        store.set_failing(false);
+        assert_eq!(handle.view().messages(&id, 1, 10), Some((Vec::new(), 1)));
+        // Ada takes it at once and replies: stored, then carried out.
+        let ada = AgentId("ada".into());
+        handle.agent_login(ada.clone()).await.expect("login");
+        handle.agent_ready(ada.clone()).await.expect("ready");
+        let reply = handle
+            .post(
+                id.clone(),
+                Author::Agent { id: ada.clone() },
+                "Hi, Ada here".into(),
+            )
+            .await
+            .expect("reply");
+        assert_eq!(reply.seq, 2);
+        loop {
+            match effects.recv().await.expect("effect") {
+                Effect::Deliver {
+                    message, call_ref, ..
+                } => {
+                    assert_eq!((message, call_ref.as_str()), (reply.clone(), "web-chat-1"));
+                    break;
+                }
+                Effect::Offer { call_ref, .. } => assert_eq!(call_ref, None),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        token.cancel();
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("join task")
+            .expect("centre thread panicked");
+
+        // Restarted on the same store: the transcript is there, numbering goes on, and
+        // the visitor's page (back) puts the chat in its place.
+        let token = CancellationToken::new();
+        let (handle, thread) =
+            spawn(config(), Box::new(store.clone()), token.clone()).expect("respawn");
+        let (seen, last) = handle.transcript(id.clone(), 0, 10).await.expect("held");
+        assert_eq!((seen, last), (vec![said, reply], 2));
+        handle.session_back(id.clone()).await.expect("back");
+        let next = handle
+            .post(id.clone(), Author::Customer, "still there?".into())
+            .await
+            .expect("posted");
+        assert_eq!(next.seq, 3);
         token.cancel();
         tokio::task::spawn_blocking(move || thread.join())
             .await

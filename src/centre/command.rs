@@ -379,6 +379,15 @@ pub enum Effect {
         call_ref: String,
         target: String,
     },
+    /// Carry an agent's (or the system's) message of a chat or IM contact to its customer:
+    /// the IM front-end sends it as SIP MESSAGE to `call_ref` (the sender it was admitted
+    /// with); the web has it from the view and ignores this. Already stored.
+    Deliver {
+        contact: ContactId,
+        call_ref: String,
+        media: super::contact::MediaType,
+        message: super::chat::ChatMessage,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -171,8 +171,9 @@ impl fmt::Display for QueueId {
     }
 }
 
-/// How the contact reached us. Only voice and video are admitted today; the rest are here
-/// so that stored rows and later issues (call-backs, emails, web forms) share one type.
+/// How the contact reached us: a call (voice, video), a text session (web chat, SIP
+/// MESSAGE instant messaging: live, the customer is there, but no call to bridge), or what
+/// replaced a call or a session (call-back, email, web form).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MediaType {
@@ -181,9 +182,19 @@ pub enum MediaType {
     Callback,
     Email,
     WebForm,
+    /// A web chat started from the entry page.
+    Chat,
+    /// Instant messages over SIP MESSAGE (RFC 3428, pager mode).
+    Im,
 }
 
 impl MediaType {
+    /// A text session: the customer is there and types; messages go both ways
+    /// ([`crate::centre::chat`]). An agent takes it at once (nothing rings).
+    pub fn is_text(self) -> bool {
+        matches!(self, MediaType::Chat | MediaType::Im)
+    }
+
     /// Stable machine name (stored in the database; do not change).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -192,6 +203,8 @@ impl MediaType {
             MediaType::Callback => "callback",
             MediaType::Email => "email",
             MediaType::WebForm => "webform",
+            MediaType::Chat => "chat",
+            MediaType::Im => "im",
         }
     }
 
@@ -203,6 +216,8 @@ impl MediaType {
             MediaType::Callback => "call-back",
             MediaType::Email => "email",
             MediaType::WebForm => "web form",
+            MediaType::Chat => "web chat",
+            MediaType::Im => "instant message",
         }
     }
 }
@@ -230,6 +245,8 @@ impl FromStr for MediaType {
             "callback" => MediaType::Callback,
             "email" => MediaType::Email,
             "webform" => MediaType::WebForm,
+            "chat" => MediaType::Chat,
+            "im" => MediaType::Im,
             _ => {
                 return Err(UnknownName {
                     what: "media type",
@@ -522,8 +539,15 @@ mod tests {
             MediaType::Callback,
             MediaType::Email,
             MediaType::WebForm,
+            MediaType::Chat,
+            MediaType::Im,
         ] {
             assert_eq!(m.as_str().parse::<MediaType>(), Ok(m));
+            // serde and the stored name agree.
+            assert_eq!(
+                serde_json::to_string(&m).expect("json"),
+                format!("\"{}\"", m.as_str())
+            );
         }
         for r in [
             EndReason::Abandoned,

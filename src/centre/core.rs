@@ -50,6 +50,9 @@ mod restore;
 mod supervisor;
 #[cfg(test)]
 mod tests;
+mod text;
+#[cfg(test)]
+mod text_tests;
 
 use super::records::CommandOutcome;
 pub use super::records::{
@@ -59,8 +62,8 @@ use agents::ring_millis;
 pub use faults::{LostCall, MAX_CALLER_FAILURES};
 use io::Outbox;
 pub use io::{
-    Admit, Admitted, AgentInput, AgentOp, CallLost, ClaimPlace, End, FreshNumbers, Input, Tick,
-    TransferOutcome,
+    Admit, Admitted, AgentInput, AgentOp, CallLost, ClaimPlace, End, FreshNumbers, Input, Post,
+    SessionBack, Tick, TransferOutcome,
 };
 use journal::{Journal, Undo};
 pub use supervisor::{REASON_MAX_CHARS, SupervisorMove};
@@ -165,6 +168,16 @@ pub struct Centre {
     /// or wrapping up (their elapsed times move the models as time passes).
     models_at: Timestamp,
     models_busy: bool,
+    /// Per contact with a transcript: messages and characters so far (the next `seq` and
+    /// the transcript's bounds). Gone with the row.
+    said: HashMap<ContactId, Said>,
+}
+
+/// How much a contact's transcript holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Said {
+    pub(crate) messages: u32,
+    pub(crate) chars: u32,
 }
 
 /// While an agent is in a contact, the wait models are rebuilt at least this often.
@@ -263,6 +276,7 @@ impl Centre {
             models_dirty: true,
             models_at: Timestamp(0),
             models_busy: false,
+            said: HashMap::new(),
         }
     }
 
@@ -874,7 +888,12 @@ fn on_new_call(mut row: StoredContact, media: MediaType, call_ref: String) -> St
 }
 
 fn rejoin_key(row: &StoredContact) -> Option<(QueueId, String)> {
-    if !matches!(row.state, ContactState::Disconnected { .. }) || row.substitute.is_some() {
+    // A redial matches a lost call, never a chat or IM session whose sender looks like a
+    // phone number.
+    if !matches!(row.state, ContactState::Disconnected { .. })
+        || row.substitute.is_some()
+        || !matches!(row.media, MediaType::Voice | MediaType::Video)
+    {
         return None;
     }
     let number = default_callback_number(&row.caller)?;

@@ -18,3 +18,11 @@ pub const EMAIL_MAX_CHARS: usize = 254;
 pub const QUEUE_ID_MAX_LEN: usize = 64;
 /// Longest note a caller leaves for the agent.
 pub const NOTE_MAX_CHARS: usize = 500;
+/// Longest chat or instant message (the web's text box and a SIP MESSAGE body alike).
+pub const CHAT_MAX_CHARS: usize = 2000;
+/// Most messages one contact's transcript holds; more are refused (the conversation has
+/// gone on far longer than any chat does; a flood, not a customer).
+pub const TRANSCRIPT_MAX_MESSAGES: u32 = 500;
+/// Most characters one contact's transcript holds, all messages together: with the count
+/// above, what bounds the memory a live transcript takes.
+pub const TRANSCRIPT_MAX_CHARS: u32 = 200_000;

@@ -65,6 +65,7 @@ pub mod agent;
 mod board_list;
 mod book;
 pub mod callback;
+pub mod chat;
 pub mod command;
 pub mod contact;
 pub mod core;
@@ -93,6 +94,7 @@ pub use agent::{
 };
 pub use board_list::{QueueLine, WaitingContact};
 pub use callback::{CallbackRules, default_callback_number};
+pub use chat::{Author, ChatMessage, PostError, Posted, Transcript};
 pub use command::{
     ActionKind, Command, CommandError, CommandId, CommandRequest, Confirmation, Effect, Farewell,
     MoveTarget, PositionRise, Problem, Refusal, RiseReason, Substitute, WaitRise, Window,
@@ -103,8 +105,9 @@ pub use contact::{
 };
 pub use core::{
     Admit, Admitted, AgentInput, AgentOp, CallLost, Centre, CentreError, Change, ClaimPlace,
-    ContactEvent, Counters, End, FreshNumbers, Input, LostCall, MAX_CALLER_FAILURES, QueueSummary,
-    Snapshot, Stored, StoredCommand, StoredContact, SupervisorMove, Tick, TransferOutcome,
+    ContactEvent, Counters, End, FreshNumbers, Input, LostCall, MAX_CALLER_FAILURES, Post,
+    QueueSummary, SessionBack, Snapshot, Stored, StoredCommand, StoredContact, SupervisorMove,
+    Tick, TransferOutcome,
 };
 pub use estimate::{Spoken, WaitEstimate};
 pub use queue::{CentreConfig, QueueSpec};

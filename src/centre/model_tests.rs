@@ -121,7 +121,8 @@ fn store(rows: &mut Rows, changes: Vec<Change>) {
             Change::Agent(agent) => {
                 rows.agents.insert(agent.id.clone(), agent);
             }
-            Change::Event(_) | Change::QueueLog(_) => {}
+            // The model admits calls only: no transcript.
+            Change::Event(_) | Change::QueueLog(_) | Change::Message(_) => {}
         }
     }
 }
@@ -154,6 +155,7 @@ fn drain(s: &mut Sut) -> (Vec<Offer>, Vec<Told>) {
                 call_ref,
                 target,
             } => told.push(Told::Transfer(contact, call_ref, target)),
+            Effect::Deliver { .. } => unreachable!("the model admits calls only"),
         }
     }
     (offers, told)

@@ -162,6 +162,18 @@ impl StoredContact {
             && matches!(self.media, MediaType::Voice | MediaType::Video)
             && self.substitute.is_none()
     }
+
+    /// Queued with its customer there: a chat or IM session not replaced by a substitute
+    /// (a disconnected one's customer went away).
+    pub fn has_live_session(&self) -> bool {
+        self.state == ContactState::Queued && self.is_text_session()
+    }
+
+    /// A chat or IM contact, not replaced by a substitute, in any state: messages may be
+    /// posted to it while it is live.
+    pub fn is_text_session(&self) -> bool {
+        self.media.is_text() && self.substitute.is_none()
+    }
 }
 
 /// An accepted command as remembered (and persisted) for idempotency: a repeat of `id`
@@ -225,6 +237,8 @@ pub enum Change {
     Agent(StoredAgent),
     /// Append to the queue log file once the batch is committed (not a database row).
     QueueLog(QueueLogLine),
+    /// Append a message to its contact's transcript.
+    Message(super::chat::ChatMessage),
 }
 
 /// Totals since the process started, for metrics.

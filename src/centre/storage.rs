@@ -2,6 +2,7 @@
 //! errors. The trait belongs to the centre (it speaks the centre's types); `store/`
 //! implements it (SQLite, memory) and imports the centre, never the reverse.
 
+use super::chat::ChatMessage;
 use super::contact::{ContactId, Timestamp};
 use super::records::{Change, ContactEvent, Stored, StoredContact};
 
@@ -25,6 +26,8 @@ pub trait Store: Send {
     /// One contact's history, oldest first (its caller's timeline after a restart, or
     /// once it is out of memory).
     fn events(&mut self, id: &ContactId) -> Result<Vec<ContactEvent>, StoreError>;
+    /// One contact's chat or IM transcript, oldest (`seq` 1) first; empty for none.
+    fn messages(&mut self, id: &ContactId) -> Result<Vec<ChatMessage>, StoreError>;
     /// Whether a contact with this number was ever stored. Numbers are never given out
     /// twice: the centre forgets ended contacts, the store does not. Override with a
     /// cheaper lookup than reading the row.

@@ -26,6 +26,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::watch;
 
 use super::book::Book;
+use super::chat::{ChatMessage, Transcript};
 use super::contact::{ContactId, ContactStatus};
 use super::core::StoredContact;
 use super::queue::LineKey;
@@ -43,6 +44,13 @@ pub(crate) struct View {
     /// Each remembered contact's story for its page, appended from the committed events
     /// (seeded from the store at start); gone with the row.
     timelines: HashMap<ContactId, Arc<Timeline>>,
+    /// Each remembered chat or IM contact's messages, appended from the committed batches
+    /// (seeded from the store at start); gone with the row. Bounded per contact by
+    /// `limits::TRANSCRIPT_MAX_*`.
+    transcripts: HashMap<ContactId, Transcript>,
+    /// Contacts that got a message in the batch being taken in: their bells ring with
+    /// the batch's others ([`View::ring`]).
+    messaged: Vec<ContactId>,
     /// Bells to ring once the write lock is released (see [`ViewWrite`]).
     due: Vec<Bell>,
 }
@@ -104,6 +112,8 @@ impl ViewHandle {
                 in_line: vec![BTreeSet::new(); queues],
             },
             timelines: HashMap::new(),
+            transcripts: HashMap::new(),
+            messaged: Vec::new(),
             due: Vec::new(),
         })))
     }
@@ -154,6 +164,23 @@ impl ViewHandle {
     /// (unknown, or ended and out of memory: the store has it).
     pub fn timeline(&self, id: &ContactId) -> Option<Arc<Timeline>> {
         self.read().timelines.get(id).cloned()
+    }
+
+    /// Up to `max` committed messages of a contact's transcript with `seq > after`, oldest
+    /// first, and the latest `seq` it holds: O(log n + returned) under the read lock.
+    /// `None` when the view does not hold the contact (unknown, or ended and out of
+    /// memory: the store has it). A contact with no message yet has an empty transcript.
+    pub fn messages(
+        &self,
+        id: &ContactId,
+        after: u32,
+        max: usize,
+    ) -> Option<(Vec<ChatMessage>, u32)> {
+        let view = self.read();
+        match view.transcripts.get(id) {
+            Some(t) => Some((t.after(after, max), t.last_seq())),
+            None => view.book.rows.contains_key(id).then(|| (Vec::new(), 0)),
+        }
     }
 
     /// Subscribed contacts (tests and metrics).
@@ -209,6 +236,7 @@ impl View {
                 Some(row) => self.book.put(row, false),
                 None => {
                     self.timelines.remove(&id);
+                    self.transcripts.remove(&id);
                     self.book.remove(&id)
                 }
             };
@@ -237,6 +265,17 @@ impl View {
     /// contact without one (out of memory) is the store's alone.
     pub(crate) fn record(&mut self, changes: &[Change]) {
         for change in changes {
+            if let Change::Message(m) = change {
+                // Only remembered contacts: a message cannot outlive its row in a batch.
+                if self.book.rows.contains_key(&m.contact) {
+                    self.transcripts
+                        .entry(m.contact.clone())
+                        .or_default()
+                        .push(m);
+                    self.messaged.push(m.contact.clone());
+                }
+                continue;
+            }
             let Change::Event(ev) = change else { continue };
             if ev.kind == "created" {
                 if self.book.rows.contains_key(&ev.contact) {
@@ -246,6 +285,14 @@ impl View {
             } else if let Some(t) = self.timelines.get_mut(&ev.contact) {
                 Arc::make_mut(t).push(ev);
             }
+        }
+    }
+
+    /// A remembered contact's transcript read back from the store (at start).
+    pub(crate) fn seed_transcript(&mut self, id: &ContactId, messages: Vec<ChatMessage>) {
+        if !messages.is_empty() && self.book.rows.contains_key(id) {
+            self.transcripts
+                .insert(id.clone(), Transcript::from_messages(messages));
         }
     }
 
@@ -260,6 +307,9 @@ impl View {
     /// released: O(touched + subscribers behind a change).
     pub(crate) fn ring(&mut self, rings: Rings) {
         let due = &mut self.due;
+        for id in std::mem::take(&mut self.messaged) {
+            self.subs.messaged(&id, due);
+        }
         for (id, place) in rings.touched {
             self.subs.moved(&id, place, due);
         }
@@ -296,6 +346,15 @@ impl Subscribers {
         sub.place = place;
         if let Some((i, key)) = place {
             self.in_line[i].insert((key, id.clone()));
+        }
+    }
+
+    /// A contact with a new message: queue its bell (its place is unchanged).
+    fn messaged(&mut self, id: &ContactId, due: &mut Vec<Bell>) {
+        if let Some(sub) = self.by_contact.get(id)
+            && sub.bell.receiver_count() > 0
+        {
+            due.push(Arc::clone(&sub.bell));
         }
     }
 

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Store, StoreError};
 use crate::centre::{
-    Change, CommandId, ContactEvent, ContactId, ContactState, Stored, StoredAgent, StoredCommand,
-    StoredContact, Timestamp,
+    Change, ChatMessage, CommandId, ContactEvent, ContactId, ContactState, Stored, StoredAgent,
+    StoredCommand, StoredContact, Timestamp,
 };
 
 #[derive(Debug, Default)]
@@ -17,6 +17,8 @@ struct Inner {
     command_ids: std::collections::HashSet<CommandId>,
     /// Agents in first-stored order, each with its last state.
     agents: Vec<StoredAgent>,
+    /// Transcripts by contact, in `seq` order.
+    messages: HashMap<ContactId, Vec<ChatMessage>>,
     failing: bool,
 }
 
@@ -75,6 +77,14 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn messages(&mut self, id: &ContactId) -> Result<Vec<ChatMessage>, StoreError> {
+        let inner = self.lock();
+        if inner.failing {
+            return Err(StoreError::Unavailable("memory store set to fail".into()));
+        }
+        Ok(inner.messages.get(id).cloned().unwrap_or_default())
+    }
+
     fn contact(&mut self, id: &ContactId) -> Result<Option<StoredContact>, StoreError> {
         let inner = self.lock();
         if inner.failing {
@@ -111,8 +121,32 @@ impl Store for MemoryStore {
         if inner.failing {
             return Err(StoreError::Unavailable("memory store set to fail".into()));
         }
+        // As SQLite's primary key: a message stored twice fails the whole slice (numbers
+        // only grow, so the last one stored is the one to compare with).
+        let mut seen = std::collections::HashSet::new();
+        for change in changes {
+            if let Change::Message(m) = change {
+                let taken = inner
+                    .messages
+                    .get(&m.contact)
+                    .and_then(|t| t.last())
+                    .is_some_and(|o| o.seq >= m.seq);
+                if taken || !seen.insert((m.contact.clone(), m.seq)) {
+                    return Err(StoreError::Database(format!(
+                        "message {} of contact {} stored twice",
+                        m.seq,
+                        m.contact.redacted()
+                    )));
+                }
+            }
+        }
         for change in changes {
             match change {
+                Change::Message(m) => inner
+                    .messages
+                    .entry(m.contact.clone())
+                    .or_default()
+                    .push(m.clone()),
                 Change::Contact(row) => {
                     // As SQLite: what the row type does not store is not kept.
                     let mut row = row.clone();

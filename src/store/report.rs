@@ -20,7 +20,7 @@ use super::sqlite::DB_FILE;
 pub struct ContactFact {
     /// The queue it is (or ended) in: a contact moved between queues counts in the last.
     pub queue: String,
-    /// "voice", "video", "callback", "email", "webform" (a call replaced by a call-back
+    /// "voice", "video", "callback", "email", "webform", "chat", "im" (a call replaced by a call-back
     /// counts as a call-back).
     pub media: String,
     pub created: u64,

@@ -7,8 +7,9 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{Store, StoreError};
 use crate::centre::{
-    AgentId, Change, CommandId, ContactEvent, ContactId, ContactState, EndReason, MediaType,
-    Notice, QueueId, Stored, StoredAgent, StoredCommand, StoredContact, Timestamp,
+    AgentId, Author, Change, ChatMessage, CommandId, ContactEvent, ContactId, ContactState,
+    EndReason, MediaType, Notice, QueueId, Stored, StoredAgent, StoredCommand, StoredContact,
+    Timestamp,
 };
 use crate::config::Synchronous;
 
@@ -83,6 +84,17 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX contacts_created ON contacts (created);",
     // 6 -> 7: the caller's note for the agent (NULL for none; at most 500 characters).
     "ALTER TABLE contacts ADD COLUMN note TEXT;",
+    // 7 -> 8: chat and IM transcripts, one row per message, numbered per contact; media
+    // may now also be 'chat' or 'im' (free TEXT). author: 'customer', 'agent:<id>' or
+    // 'system'.
+    "CREATE TABLE messages (
+        contact TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        at      INTEGER NOT NULL,
+        author  TEXT NOT NULL,
+        text    TEXT NOT NULL,
+        PRIMARY KEY (contact, seq)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// WAL pages (4 KiB) after which a commit checkpoints the WAL into the database.
@@ -437,6 +449,35 @@ impl Store for SqliteStore {
         raw.map(RawRow::decode).transpose()
     }
 
+    fn messages(&mut self, id: &ContactId) -> Result<Vec<ChatMessage>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, author, text FROM messages WHERE contact = ?1 ORDER BY seq",
+        )?;
+        let raw = stmt
+            .query_map([id.as_str()], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        raw.into_iter()
+            .map(|(seq, at, author, text)| {
+                Ok(ChatMessage {
+                    contact: id.clone(),
+                    seq: u32::try_from(seq)
+                        .map_err(|_| StoreError::Corrupt(format!("message seq {seq}")))?,
+                    at: Timestamp(from_sql_int(at, "message time")?),
+                    author: Author::from_stored(&author)
+                        .ok_or_else(|| StoreError::Corrupt(format!("message author {author:?}")))?,
+                    text,
+                })
+            })
+            .collect()
+    }
+
     fn number_taken(&mut self, id: &ContactId) -> Result<bool, StoreError> {
         let mut stmt = self
             .conn
@@ -569,6 +610,9 @@ impl Store for SqliteStore {
             let mut append = tx.prepare_cached(
                 "INSERT INTO contact_events (contact, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut say = tx.prepare_cached(
+                "INSERT INTO messages (contact, seq, at, author, text) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for change in changes {
                 match change {
                     Change::Contact(row) => {
@@ -653,6 +697,15 @@ impl Store for SqliteStore {
                             to_sql_int(c.at.0, "command time")?,
                         ])?;
                     }
+                    Change::Message(m) => {
+                        say.execute(params![
+                            m.contact.as_str(),
+                            i64::from(m.seq),
+                            to_sql_int(m.at.0, "message time")?,
+                            m.author.to_stored(),
+                            m.text,
+                        ])?;
+                    }
                     // Appended to its file by the actor after the commit.
                     Change::QueueLog(_) => {}
                 }
@@ -687,6 +740,53 @@ mod tests {
             ContactId::random(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(4242));
         assert_ne!(other, first.id);
         assert!(!store.number_taken(&other).expect("lookup"));
+    }
+
+    #[test]
+    fn transcripts_are_stored_in_the_batch_and_a_repeated_number_fails_it_whole() {
+        use crate::centre::{Author, ChatMessage};
+        let dir = TempDir::new("sqlite-messages");
+        let mut store = SqliteStore::open(dir.path()).expect("open");
+        let (changes, _) = sample();
+        let Change::Contact(first) = &changes[0] else {
+            panic!("sample starts with a row")
+        };
+        let m = |seq, author, text: &str| ChatMessage {
+            contact: first.id.clone(),
+            seq,
+            at: Timestamp(1_000 + u64::from(seq)),
+            author,
+            text: text.to_owned(),
+        };
+        let said = [
+            m(1, Author::Customer, "<b>hi</b> ünïcode\nline two"),
+            m(
+                2,
+                Author::Agent {
+                    id: AgentId("ada".into()),
+                },
+                "hello",
+            ),
+            m(3, Author::System, "the visitor left"),
+        ];
+        let mut batch = changes.clone();
+        batch.extend(said.iter().cloned().map(Change::Message));
+        store.apply(&batch).expect("apply");
+        assert_eq!(store.messages(&first.id).expect("read"), said.to_vec());
+        // Number 3 again, with a new row change: the whole slice is refused.
+        let before = store.contact(&first.id).expect("row").expect("row");
+        let mut moved = before.clone();
+        moved.version += 100;
+        let again = [
+            Change::Contact(moved),
+            Change::Message(m(3, Author::Customer, "x")),
+        ];
+        assert!(store.apply(&again).is_err());
+        assert_eq!(store.contact(&first.id).expect("row"), Some(before));
+        assert_eq!(store.messages(&first.id).expect("read").len(), 3);
+        let other =
+            ContactId::random(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7));
+        assert!(store.messages(&other).expect("read").is_empty());
     }
 
     #[test]

@@ -192,6 +192,8 @@ fn card(status: &ContactStatus, now: Timestamp, zone: &Zone) -> ContactCard {
         MediaType::Callback => "Call-back",
         MediaType::Email => "Email",
         MediaType::WebForm => "Web form",
+        MediaType::Chat => "Web chat",
+        MediaType::Im => "Instant message",
     };
     ContactCard {
         heading: if status.connected {

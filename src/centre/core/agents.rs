@@ -677,7 +677,8 @@ impl Centre {
             let at_once = match row.substitute {
                 Some(Substitute::Email { .. } | Substitute::WebForm { .. }) => true,
                 Some(Substitute::Callback { .. }) => !self.dial_callbacks,
-                None => false,
+                // A chat or IM session: the console is where the agent types.
+                None => row.media.is_text(),
             };
             effects.push(Effect::Offer {
                 agent: agent_id.clone(),

@@ -25,6 +25,10 @@ pub enum LostCall {
     /// the place is kept and the caller can get it back by keying the contact number
     /// (issue 16). If they do not, the contact ends as abandoned when the window runs out.
     HungUp,
+    /// The customer of a chat or IM session went away (their page closed, no heartbeat):
+    /// as a hang-up, the place is kept and they get it back by coming back
+    /// ([`SessionBack`](super::SessionBack), or a message).
+    Idle,
 }
 
 impl LostCall {
@@ -35,7 +39,14 @@ impl LostCall {
             LostCall::ConnectionClosed => "connection closed",
             LostCall::SessionExpired => "session timer expired",
             LostCall::HungUp => "the caller hung up",
+            LostCall::Idle => "the visitor went away",
         }
+    }
+
+    /// The customer left (rather than the call failing): the kept place ends as abandoned,
+    /// and the queue log has no `CALLLOST`.
+    pub fn left(self) -> bool {
+        matches!(self, LostCall::HungUp | LostCall::Idle)
     }
 }
 
@@ -105,9 +116,9 @@ impl Centre {
         if !row.state.is_live() {
             return Err(CentreError::AlreadyEnded);
         }
-        if !row.has_live_call() || row.connected {
+        if !(row.has_live_call() || row.has_live_session()) || row.connected {
             // Already disconnected, replaced by a substitute, or with an agent: nothing
-            // waits on this call any more.
+            // waits on this call any more (a chat with an agent is theirs to finish).
             return Ok(Vec::new());
         }
         let mut changes = Vec::new();
@@ -118,7 +129,7 @@ impl Centre {
             changes.extend(self.release_agent(now, i, id));
         }
         let mut row = self.row(id).ok_or(CentreError::NotFound)?;
-        let hung_up = why == LostCall::HungUp;
+        let hung_up = why.left();
         if hung_up && row.agent.is_none() {
             // How long this caller was willing to wait, as with any hang-up.
             self.record_patience(now, &row, true);

@@ -65,6 +65,8 @@ mod sealed {
     impl Sealed for super::CallLost {}
     impl Sealed for super::SupervisorMove {}
     impl Sealed for super::ClaimPlace {}
+    impl Sealed for super::Post {}
+    impl Sealed for super::SessionBack {}
 }
 
 /// A new contact joins the back of its queue (by seniority = `now`), or a redialling caller
@@ -129,6 +131,25 @@ pub struct CallLost {
 pub struct ClaimPlace {
     pub current: ContactId,
     pub number: ContactId,
+}
+
+/// A message of a chat or IM contact (see [`crate::centre::chat`]): from its customer
+/// (who, if away, is back with it), from the agent connected with it, or from the system.
+/// Replies with the message as stored (its `seq`); the store has it before the reply is
+/// given. A message not from the customer also comes out as [`Effect::Deliver`].
+#[derive(Debug, Clone)]
+pub struct Post {
+    pub contact: ContactId,
+    pub author: crate::centre::chat::Author,
+    pub text: String,
+}
+
+/// The customer of a chat or IM contact disconnected for being away ([`CallLost`] with
+/// [`LostCall::Idle`](super::LostCall::Idle)) is back (their page reconnected): the contact
+/// is queued again in its place. Already queued: nothing changes.
+#[derive(Debug, Clone)]
+pub struct SessionBack {
+    pub id: ContactId,
 }
 
 /// Numbers the driver drew and found unused in the store, for the next admissions (see
@@ -288,6 +309,32 @@ impl Input for CallLost {
     type Error = CentreError;
     fn apply(self, centre: &mut Centre, now: Timestamp) -> Result<(), CentreError> {
         let changes = centre.call_lost(now, &self.id, self.why)?;
+        centre.emit(changes, Vec::new());
+        centre.emit_routed();
+        Ok(())
+    }
+}
+
+impl Input for Post {
+    type Reply = crate::centre::chat::Posted;
+    type Error = crate::centre::chat::PostError;
+    fn apply(
+        self,
+        centre: &mut Centre,
+        now: Timestamp,
+    ) -> Result<crate::centre::chat::Posted, crate::centre::chat::PostError> {
+        let (message, changes, effects) = centre.post(now, self)?;
+        centre.emit(changes, effects);
+        centre.emit_routed();
+        Ok(message)
+    }
+}
+
+impl Input for SessionBack {
+    type Reply = ();
+    type Error = CentreError;
+    fn apply(self, centre: &mut Centre, now: Timestamp) -> Result<(), CentreError> {
+        let changes = centre.session_back(now, &self.id)?;
         centre.emit(changes, Vec::new());
         centre.emit_routed();
         Ok(())

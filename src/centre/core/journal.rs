@@ -34,6 +34,8 @@ pub(super) enum Undo {
     Accuracy(usize, Box<crate::centre::accuracy::Accuracy>),
     /// A senior-join mark added to queue `.0`, and the oldest one it pushed out.
     Rise(usize, Option<Rise>),
+    /// A contact's transcript count as it was (or absent).
+    Said(ContactId, Option<super::Said>),
 }
 
 impl Centre {
@@ -108,6 +110,12 @@ impl Centre {
                 Undo::Occupancy(i, prior) => self.book.queues[i].occupancy = *prior,
                 Undo::Patience(i, prior) => self.book.queues[i].patience = prior,
                 Undo::Accuracy(i, prior) => self.book.queues[i].accuracy = *prior,
+                Undo::Said(id, Some(said)) => {
+                    self.said.insert(id, said);
+                }
+                Undo::Said(id, None) => {
+                    self.said.remove(&id);
+                }
                 Undo::Rise(i, evicted) => {
                     let rises = &mut self.book.queues[i].rises;
                     rises.pop_back();

@@ -62,6 +62,9 @@ impl Centre {
         if prior.is_some() {
             self.undo(Undo::Row(id.clone(), prior));
         }
+        if let Some(said) = self.said.remove(id) {
+            self.undo(Undo::Said(id.clone(), Some(said)));
+        }
     }
 
     pub(super) fn unindex(&mut self, id: &ContactId) -> Option<Arc<StoredContact>> {

@@ -40,7 +40,10 @@ impl Centre {
             // contact is treated like any other live call.
             row.agent = None;
             row.connected = false;
+            // A chat or IM session cannot go on without us either: the customer carries on
+            // in their place once an agent is back.
             let talking = row.state.is_live()
+                && !row.is_text_session()
                 && !matches!(
                     row.substitute,
                     Some(Substitute::Email { .. } | Substitute::WebForm { .. })
@@ -94,7 +97,10 @@ impl Centre {
                     changes.push(Change::Contact(row.clone()));
                     centre.put_row(row);
                 }
-                ContactState::Queued if row.has_live_call() => {
+                // A web chat's page lost its connection with us as a call would: the
+                // visitor's page comes back (`SessionBack`) within the window. An IM
+                // sender has no connection to lose (pager mode): it stays queued.
+                ContactState::Queued if row.has_live_call() || row.media == MediaType::Chat => {
                     let until = now.plus_secs(centre.keep_place_secs);
                     let mut row = row;
                     row.state = ContactState::Disconnected { since: now, until };
