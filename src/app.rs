@@ -26,7 +26,7 @@ use crate::sip::{
     ua::{PagerConfig, RegistrarConfig, UaConfig},
 };
 use crate::store::SqliteStore;
-use crate::{calls, mail, web};
+use crate::{calls, im, mail, web};
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
@@ -333,9 +333,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         mail::spawn(relay, centre.clone(), token.clone(), &tracker);
         tracing::info!(smtp = %config.email.smtp, "relaying emails and web forms by SMTP");
     }
+    // Instant messages (RFC 3428): the IM front-end, fed by the call layer's router.
+    let (im_tx, im_rx) = mpsc::unbounded_channel();
+    let im_deps = im::Deps {
+        config: config.clone(),
+        centre: centre.clone(),
+        sip: sip.clone(),
+        public_url: deps.public_url.clone(),
+        http_port: deps.http_port,
+        link_key: deps.link_key.clone(),
+        max_text_bytes: PagerConfig::default().max_text_bytes,
+    };
+    tracker.spawn(im::run(im_rx, im_deps, token.clone(), tracker.clone()));
     let calls_token = CancellationToken::new();
     tracker.spawn(calls::run(
         ua_rx,
+        im_tx,
         deps,
         calls_token.clone(),
         tracker.clone(),
