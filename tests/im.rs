@@ -114,7 +114,6 @@ impl ImPhone {
         None
     }
 
-    #[allow(dead_code)] // used once the IM front-end answers (next commit)
     /// The next MESSAGE the gateway sends us (bounded wait): the whole request.
     fn expect_message(&mut self, within: Duration) -> String {
         let deadline = Instant::now() + within;
@@ -141,7 +140,6 @@ impl ImPhone {
     }
 }
 
-#[allow(dead_code)]
 fn body(msg: &str) -> &str {
     msg.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
 }
@@ -205,4 +203,135 @@ fn bad_messages_are_refused_saying_why_and_a_flooder_is_limited_without_harm_to_
     let mut other = ImPhone::new(&g, "grace");
     let a = other.send("support", "Hello, I need help with my order");
     assert_eq!(a.status, 202, "{}", a.text);
+}
+
+const PASSWORD: &str = "tess-password-1";
+
+/// The contact number in a welcome ("... Your contact number is 4827 1930 5561. ...").
+fn number_in(text: &str) -> String {
+    let at = text.find("contact number is ").expect("a number") + 18;
+    text[at..at + 14].replace(' ', "")
+}
+
+/// The transcript as stored, once it has `n` messages (bounded wait): (author, text).
+fn transcript(g: &Gateway, number: &str, n: usize) -> Vec<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows: Vec<(String, String)> = {
+            let db = g.db();
+            let mut st = db
+                .prepare("SELECT author, text FROM messages WHERE contact = ?1 ORDER BY seq")
+                .unwrap();
+            st.query_map([number], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        if rows.len() >= n {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "transcript: {rows:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_sender_gets_a_number_keeps_their_conversation_across_a_restart_and_an_agent_takes_it() {
+    let mut g = Gateway::start_with_agents(
+        "im-flow",
+        &agent_toml("tess", "Tess Tester", PASSWORD, "support = 5"),
+    );
+    let mut ada = ImPhone::new(&g, "ada");
+    let a = ada.send("support", "Hello, my parcel has not arrived <b>yet</b>");
+    assert_eq!(a.status, 202, "{}", a.text);
+    assert!(header_value(&a.text, "To").unwrap().contains(";tag="));
+
+    // The gateway writes back, from the service, to where Ada wrote from.
+    let welcome = ada.expect_message(Duration::from_secs(10));
+    assert!(
+        welcome.starts_with("MESSAGE sip:ada@example.com SIP/2.0"),
+        "{welcome}"
+    );
+    assert!(
+        header_value(&welcome, "From")
+            .unwrap()
+            .starts_with("<sip:support@")
+    );
+    let text = body(&welcome);
+    assert!(
+        text.starts_with("Thank you, we have your message."),
+        "{text}"
+    );
+    assert!(
+        text.contains("You are 1st. No one is ahead of you."),
+        "{text}"
+    );
+    assert!(
+        text.contains("No agents are available at the moment."),
+        "{text}"
+    );
+    let number = number_in(text);
+    assert!(
+        text.contains(&format!("http://{}/c/{number}?k=", g.http)),
+        "{text}"
+    );
+    // The page's JSON shows the contact as an instant message, like any other contact.
+    let mut http = Http::new(&g);
+    let json = contact(&mut http, &number);
+    assert_eq!(json["media"], "im", "{json}");
+    assert_eq!(json["queue"], "support", "{json}");
+
+    // Her next message joins the same contact's transcript; STATUS is answered.
+    assert_eq!(ada.send("support", "It was due on Friday").status, 202);
+    assert_eq!(
+        transcript(&g, &number, 2),
+        vec![
+            (
+                "customer".to_owned(),
+                "Hello, my parcel has not arrived <b>yet</b>".to_owned()
+            ),
+            ("customer".to_owned(), "It was due on Friday".to_owned()),
+        ]
+    );
+    assert_eq!(ada.send("support", "status").status, 202);
+    let status = ada.expect_message(Duration::from_secs(10));
+    let grouped = format!("{} {} {}", &number[..4], &number[4..8], &number[8..]);
+    assert!(
+        body(&status).starts_with(&format!("Contact {grouped}: You are 1st.")),
+        "{status}"
+    );
+
+    // kill -9 and start again on the same data: her next message continues her contact.
+    g.kill9();
+    g.spawn();
+    assert_eq!(ada.send("support", "Are you still there?").status, 202);
+    assert_eq!(transcript(&g, &number, 3)[2].1, "Are you still there?");
+    assert_eq!(contacts(&g, 1).len(), 1, "no second contact");
+
+    // Tess goes ready: the contact is hers at once and Ada is told.
+    let mut tess = AgentApi::new(&g, "tess", PASSWORD);
+    tess.ready();
+    let taken = ada.expect_message(Duration::from_secs(10));
+    assert_eq!(
+        body(&taken),
+        "Tess Tester is with you now and can read what you wrote."
+    );
+    // Done ends it; Ada is told, and nothing else comes.
+    let r = tess.post("/api/agent/done", serde_json::json!({}));
+    assert!(
+        r.status == 200 || r.status == 204,
+        "{} {}",
+        r.status,
+        r.body
+    );
+    let ended = ada.expect_message(Duration::from_secs(10));
+    assert!(
+        body(&ended).starts_with(&format!("Contact {grouped} has ended.")),
+        "{ended}"
+    );
+    assert_eq!(wait_end_reason(&g, &number), "completed");
+    assert_eq!(
+        ada.quiet_for(Duration::from_millis(700)),
+        Vec::<String>::new()
+    );
 }
