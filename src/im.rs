@@ -3,7 +3,8 @@
 //!
 //! A MESSAGE to a service number (the SIP layer has already answered it 202 and checked
 //! its size, type, text and rate) opens an IM contact in that number's queue for its
-//! sender, or continues their open one (sender URI + service); each text joins the
+//! sender, or continues their open one (sender URI + service + the address they write
+//! from: see `desk`); each text joins the
 //! contact's transcript (stored before anything is said about it). A new conversation is
 //! answered with the contact number, place, wait and the page's link; "STATUS" asks for
 //! them again. The agent's messages come from the centre as `Effect::Deliver` and go out

@@ -203,6 +203,22 @@ fn bad_messages_are_refused_saying_why_and_a_flooder_is_limited_without_harm_to_
     let mut other = ImPhone::new(&g, "grace");
     let a = other.send("support", "Hello, I need help with my order");
     assert_eq!(a.status, 202, "{}", a.text);
+
+    // What was accepted is all kept, what was refused is not; nobody else lost anything.
+    let welcome = other.expect_message(Duration::from_secs(10));
+    let grace = number_in(body(&welcome));
+    assert_eq!(
+        transcript(&g, &grace, 1),
+        vec![(
+            "customer".to_owned(),
+            "Hello, I need help with my order".to_owned()
+        )]
+    );
+    let flooder = number_in(body(&flood.expect_message(Duration::from_secs(10))));
+    let kept = transcript(&g, &flooder, accepted);
+    assert_eq!(kept.len(), accepted, "{kept:?}");
+    assert_eq!(kept[0].1, "spam 0");
+    assert_eq!(contacts(&g, 2).len(), 2, "Ada's refused messages opened nothing");
 }
 
 const PASSWORD: &str = "tess-password-1";

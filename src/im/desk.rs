@@ -1,8 +1,12 @@
 //! The IM front-end's state, sans-IO: which contact each sender's conversation is, and
 //! what is still to be written to each sender, in order.
 //!
-//! A conversation is keyed by the sender's URI (case-insensitive) and the service they
-//! wrote to. Messages to a sender go out one at a time (the next when the previous one's
+//! A conversation is keyed by the sender's URI (case-insensitive), the service they
+//! wrote to and the IP address they write from. From can be forged: with the address in
+//! the key, someone else claiming a sender's URI from elsewhere gets a conversation of
+//! their own, never the sender's replies (behind a proxy or trunk, which authenticates its
+//! users, every sender has the proxy's address and the key is the URI and service). A
+//! sender whose port changes (NAT) keeps their conversation, written to at the new port. Messages to a sender go out one at a time (the next when the previous one's
 //! MESSAGE has a final answer), so they arrive in the order written even over UDP, where
 //! retransmissions could otherwise reorder them; a text too long for one MESSAGE is split.
 //! Bounded: at most `max_conversations` conversations (past that a new sender is told to
@@ -10,6 +14,7 @@
 //! is dropped: a sender who never answers must not hold memory).
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 
 use crate::centre::ContactId;
 use crate::sip::ua::{ImSender, MessageId};
@@ -23,12 +28,14 @@ pub const MAX_OUTBOX: usize = 32;
 struct Key {
     uri: String,
     service: String,
+    ip: IpAddr,
 }
 
 fn key(s: &ImSender) -> Key {
     Key {
         uri: s.uri().to_ascii_lowercase(),
         service: s.service().to_owned(),
+        ip: s.peer().remote.ip(),
     }
 }
 
@@ -259,6 +266,12 @@ mod tests {
         assert_eq!(d.sending(&last, Some(MessageId(2))), None);
         assert_eq!(d.outcome(MessageId(2)), None, "nothing left");
         assert_eq!(d.outcome(MessageId(99)), None, "not ours");
+        // Someone claiming to be Alice from another address is not her conversation.
+        let forged = sender("sip:alice@example.com", 5070);
+        let forged =
+            ImSender::from_ref(&forged.to_ref().replace("127.0.0.1:5070", "192.0.2.66:5070"))
+                .expect("sender");
+        assert_eq!(d.contact_of(&forged), None);
         // Another service is another conversation.
         let other =
             ImSender::from_ref("im UDP 127.0.0.1:5070 127.0.0.1:5060 sales sip:alice@example.com")
