@@ -218,7 +218,11 @@ fn bad_messages_are_refused_saying_why_and_a_flooder_is_limited_without_harm_to_
     let kept = transcript(&g, &flooder, accepted);
     assert_eq!(kept.len(), accepted, "{kept:?}");
     assert_eq!(kept[0].1, "spam 0");
-    assert_eq!(contacts(&g, 2).len(), 2, "Ada's refused messages opened nothing");
+    assert_eq!(
+        contacts(&g, 2).len(),
+        2,
+        "Ada's refused messages opened nothing"
+    );
 }
 
 const PASSWORD: &str = "tess-password-1";
@@ -349,5 +353,44 @@ fn a_sender_gets_a_number_keeps_their_conversation_across_a_restart_and_an_agent
     assert_eq!(
         ada.quiet_for(Duration::from_millis(700)),
         Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_sipp_sender_gets_202_then_the_gateways_message_with_its_number() {
+    let g = Gateway::start("im-sipp");
+    let answers = repo().join("sip-scenarios/im-sender-answers.xml");
+    let run = sipp(
+        &g,
+        "im-sender",
+        "support",
+        &["-oocsf", answers.to_str().unwrap(), "-trace_logs"],
+        Duration::from_secs(20),
+    );
+    assert!(
+        run.ok,
+        "SIPp failed:\n{}\n--- gateway log:\n{}",
+        run.output,
+        g.log_text()
+    );
+    // The number SIPp read out of the gateway's MESSAGE is the contact's.
+    let number = contacts(&g, 1)[0].clone();
+    let grouped = format!("{} {} {}", &number[..4], &number[4..8], &number[8..]);
+    let logs: String = std::fs::read_dir(&run.dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with("_logs.log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(
+        logs.contains(&format!(
+            "gateway said: contact number is {grouped}; number {grouped}"
+        )),
+        "{logs}\n{}",
+        run.output
+    );
+    assert_eq!(
+        transcript(&g, &number, 1)[0].1,
+        "Hello from SIPp: my order has not arrived."
     );
 }
