@@ -407,6 +407,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 password: a.password.clone(),
             })
             .collect(),
+        chat_idle_secs: config.http.chat_idle_secs,
         supervision: web::Supervision {
             accounts: config
                 .supervisors

@@ -344,6 +344,15 @@ pub struct HttpConfig {
     /// (without JavaScript), and the agent console shows times in it.
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
+    /// A web chat visitor with no page of theirs open (no event stream, no page load, no
+    /// message) for this long is away: their contact keeps its place for
+    /// `keep_place_secs`, is not offered meanwhile, and comes back when they do.
+    #[serde(default = "default_chat_idle_secs")]
+    pub chat_idle_secs: u64,
+}
+
+fn default_chat_idle_secs() -> u64 {
+    60
 }
 
 fn default_time_zone() -> String {

@@ -34,9 +34,73 @@
     }
   } catch (err) { /* no zone, no cookies: the page's own zone stays, and is named */ }
 
+  // Web chat: messages arrive as `message` events (each once: numbered), the visitor's
+  // go by POST without leaving the page; what they typed stays if sending fails.
+  var chat = document.getElementById("chat");
+  var transcript = document.getElementById("chat-transcript");
+  var lastSeq = chat ? Number(chat.getAttribute("data-last-seq")) || 0 : 0;
+  function addMessage(m) {
+    if (!transcript || typeof m.seq !== "number" || m.seq <= lastSeq) { return; }
+    lastSeq = m.seq;
+    var li = document.createElement("li");
+    li.className = "msg " + String(m.author);
+    li.setAttribute("data-seq", String(m.seq));
+    var who = document.createElement("span");
+    who.className = "who";
+    who.textContent = String(m.who);
+    var t = document.createElement("time");
+    t.textContent = String(m.time);
+    var text = document.createElement("span");
+    text.className = "text";
+    text.textContent = String(m.text);
+    li.appendChild(who);
+    li.appendChild(document.createTextNode(" "));
+    li.appendChild(t);
+    li.appendChild(document.createTextNode(" "));
+    li.appendChild(text);
+    transcript.appendChild(li);
+    li.scrollIntoView({ block: "nearest" });
+  }
+  var chatForm = document.getElementById("chat-form");
+  if (chatForm && window.fetch && window.URLSearchParams && window.FormData) {
+    chatForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var box = document.getElementById("chat-text");
+      var error = document.getElementById("chat-error");
+      function fail(message) {
+        if (error) { error.textContent = message; error.hidden = false; }
+      }
+      fetch(chatForm.getAttribute("action"), {
+        method: "POST",
+        body: new URLSearchParams(new FormData(chatForm)),
+        headers: { "Accept": "application/json" },
+        credentials: "same-origin"
+      }).then(function (r) {
+        return r.json().then(function (j) { return { ok: r.ok, body: j }; }, function () {
+          return { ok: false, body: { error: "Your message was not sent (" + r.status + "). Reload the page and send it again." } };
+        });
+      }).then(function (res) {
+        if (res.ok) {
+          if (box) { box.value = ""; box.focus(); }
+          if (error) { error.hidden = true; }
+          addMessage(res.body);
+        } else {
+          fail(String(res.body.error));
+        }
+      }, function () {
+        fail("Your message was not sent: check your connection and send it again.");
+      });
+    });
+  }
+
   if (!controls || !window.EventSource) { return; }
   var shown = Number(controls.getAttribute("data-version"));
-  var source = new EventSource(controls.getAttribute("data-events"));
+  var events = controls.getAttribute("data-events");
+  if (chat) { events += (events.indexOf("?") === -1 ? "?" : "&") + "after=" + lastSeq; }
+  var source = new EventSource(events);
+  source.addEventListener("message", function (e) {
+    try { addMessage(JSON.parse(e.data)); } catch (err) { /* not a message */ }
+  });
   source.addEventListener("status", function (e) {
     var data;
     try { data = JSON.parse(e.data); } catch (err) { return; }

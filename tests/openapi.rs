@@ -78,6 +78,7 @@ async fn the_router_answers_every_documented_route_itself() {
         phones: None,
         zone: holdline::web::zone::Zone::utc(),
         supervision: Default::default(),
+        chat_idle_secs: 60,
     });
     let ask = |method: &str, path: &str| {
         let uri = path.replace("{id}", "000000000000");

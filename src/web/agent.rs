@@ -501,6 +501,41 @@ struct ConsoleForm {
     action: Option<String>,
     reason: Option<String>,
     csrf: Option<String>,
+    /// The reply to the chat or IM contact the agent holds (`action=reply`).
+    text: Option<String>,
+}
+
+/// The agent's reply to the chat or IM contact they hold.
+async fn reply(state: &AppState, account: &AgentAccount, value: &str, text: String) -> Response {
+    let snapshot = state.web.centre.snapshots().borrow().clone();
+    let holding = snapshot
+        .agents
+        .iter()
+        .find(|a| a.id == account.id)
+        .and_then(|a| a.contact.clone());
+    let Some(contact) = holding else {
+        let notice = "You hold no chat to reply to.".to_owned();
+        return console_page(state, account, value, StatusCode::CONFLICT, Some(notice));
+    };
+    let author = crate::centre::Author::Agent {
+        id: account.id.clone(),
+    };
+    match state.web.centre.post(contact, author, text).await {
+        Ok(_) => Redirect::to("/agent/console").into_response(),
+        Err(e) => {
+            let code = match e {
+                crate::centre::PostError::Storage(_) | crate::centre::PostError::ShuttingDown => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                crate::centre::PostError::Empty | crate::centre::PostError::TooLong { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                _ => StatusCode::CONFLICT,
+            };
+            let notice = super::chat::post_error_words(&e);
+            console_page(state, account, value, code, Some(notice))
+        }
+    }
 }
 
 /// The console's buttons, as the API's states: what to ask of the centre.
@@ -574,6 +609,9 @@ async fn console_action(
         Some("not_ready") => AgentAction::NotReady(reason(form.reason.as_deref())),
         Some("logout") => AgentAction::Logout,
         Some("done") => AgentAction::Done,
+        Some("reply") => {
+            return reply(&state, &account, &value, form.text.unwrap_or_default()).await;
+        }
         _ => {
             return console_page(
                 &state,

@@ -53,7 +53,23 @@ pub(crate) struct ConsoleView {
     /// How to register the softphone, while the agent is not ready because it is not
     /// registered (an offer found no binding): without it they only see the state.
     pub phone_help: Option<PhoneHelp>,
+    /// The conversation of the chat or IM contact the agent holds, and whether they may
+    /// reply (connected with it).
+    pub chat: Option<AgentChat>,
 }
+
+/// A chat or IM contact's conversation on the agent's console: its latest messages (the
+/// console is rendered again as things change, so it shows a bounded tail).
+pub(crate) struct AgentChat {
+    pub messages: Vec<super::chat::ChatLine>,
+    /// Messages before the ones shown.
+    pub earlier: u32,
+    pub can_reply: bool,
+    pub max: usize,
+}
+
+/// Messages the console shows (the latest).
+pub const CONSOLE_MESSAGES: u32 = 50;
 
 /// What an agent types into their softphone to register it.
 pub(crate) struct PhoneHelp {
@@ -125,7 +141,12 @@ fn card(status: &ContactStatus, now: Timestamp, zone: &Zone) -> ContactCard {
             "Waited",
             duration(now.millis_since(status.created) / 1000),
         ),
-        f("contact-caller", "Caller's number", caller_number(status)),
+        match status.media {
+            // The name the visitor gave (their own words: escaped like every field).
+            MediaType::Chat => f("contact-caller", "Visitor", status.caller.clone()),
+            MediaType::Im => f("contact-caller", "Sender", caller_number(status)),
+            _ => f("contact-caller", "Caller's number", caller_number(status)),
+        },
     ];
     // Why they called, in the caller's words (escaped by the template like every field).
     if let Some(note) = &status.note {
@@ -248,6 +269,7 @@ impl ConsoleView {
             card,
             queues,
             phone_help: None,
+            chat: None,
         }
     }
 
@@ -263,6 +285,23 @@ impl ConsoleView {
         let agent = snapshot.agents.iter().find(|a| &a.id == id)?;
         let contact = agent.contact.as_ref().and_then(|c| view.status(c));
         let mut v = ConsoleView::build(agent, snapshot, contact.as_ref(), zone);
+        if let Some(c) = contact.as_ref().filter(|c| c.media.is_text())
+            && let Some((_, last)) = view.messages(&c.id, u32::MAX, 0)
+        {
+            let from = last.saturating_sub(CONSOLE_MESSAGES);
+            let (tail, _) = view
+                .messages(&c.id, from, CONSOLE_MESSAGES as usize)
+                .unwrap_or_default();
+            v.chat = Some(AgentChat {
+                messages: tail
+                    .iter()
+                    .map(|m| super::chat::line(m, snapshot, zone, true))
+                    .collect(),
+                earlier: from,
+                can_reply: c.connected && c.state.is_live(),
+                max: crate::centre::limits::CHAT_MAX_CHARS,
+            });
+        }
         if matches!(&agent.state, AgentState::NotReady { reason } if reason == PHONE_NOT_REGISTERED)
         {
             v.phone_help = Some(PhoneHelp {

@@ -12,6 +12,7 @@
 //! * [`csrf`]: every state-changing request carries an HMAC token bound to the browser
 //!   session and the contact; `Origin`, when sent, must match `Host`.
 //! * [`words`]: the plain-words sentences; [`forms`]: input bounds and commands.
+//! * [`chat`]: web chat for visitors (start page, message box, presence, flood limit).
 //! * [`agent`]: the agent console under `/agent` (login, state, the contact's content) and
 //!   agent authentication; [`agent_api`]: the same as JSON under `/api/agent/`.
 //! * [`metrics`]: `GET /metrics`, Prometheus text from the centre's snapshot.
@@ -23,6 +24,7 @@ pub mod agent;
 pub mod agent_api;
 pub mod agent_view;
 pub mod api;
+pub mod chat;
 pub mod conn_limit;
 pub mod csrf;
 pub mod forms;
@@ -95,6 +97,8 @@ pub struct WebState {
     pub phones: Option<PhoneLookup>,
     /// Supervisors, the service level threshold, and where the reports read the store.
     pub supervision: Supervision,
+    /// A web chat visitor with no page open for this long is away (`http.chat_idle_secs`).
+    pub chat_idle_secs: u64,
 }
 
 /// Whether an agent's phone can take an offer now.
@@ -144,6 +148,10 @@ pub(crate) struct Shared {
     today: supervisor::TodayCache,
     /// One sample a minute for the wallboard's plots (fed by `sample_history`).
     history: plot::History,
+    /// Which web chat visitors are there (see `chat`).
+    pub(crate) presence: chat::Presence,
+    /// Each chat contact's message budget.
+    pub(crate) floods: chat::Floods,
 }
 
 /// (browser session, contact number) pairs, bounded: the oldest goes first.
@@ -285,6 +293,8 @@ pub fn router(state: WebState) -> Router {
         proven: Mutex::new(Proven::default()),
         today: supervisor::TodayCache::default(),
         history: plot::History::default(),
+        presence: chat::Presence::default(),
+        floods: chat::Floods::default(),
     });
     // Without a runtime (a router built outside one) there is no sampler: the plots stay
     // empty, the rest works.
@@ -292,6 +302,7 @@ pub fn router(state: WebState) -> Router {
         runtime.spawn(sample_history(Arc::downgrade(&shared)));
     }
     pages::routes()
+        .merge(chat::routes())
         .merge(api::routes())
         .merge(agent::routes())
         .merge(supervisor::routes())

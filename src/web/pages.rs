@@ -3,7 +3,7 @@
 //!
 //! Templates only format; everything they show is computed here or in [`words`].
 //!
-//! One file of ~830 production lines: the routes and `StatusPage::build`, which turns one
+//! One file of ~870 production lines: the routes and `StatusPage::build`, which turns one
 //! contact's status into every control and text the page shows, are read together (each
 //! route picks a `View` of the same page); the words are already in `words`, the forms'
 //! parsing in `forms`, the caller's story in `words` too.
@@ -120,6 +120,38 @@ fn form_rejected(rejection: &FormRejection) -> Response {
     } else {
         bad_request()
     }
+}
+
+/// A form that did not parse (the chat's too).
+pub(crate) fn bad_form() -> Response {
+    bad_request()
+}
+
+/// A chat message refused, for a browser without JavaScript: the page again, with the
+/// error by the message box and what was typed in it (nothing lost).
+pub(crate) async fn chat_refused(
+    state: &AppState,
+    session: &str,
+    status: &ContactStatus,
+    headers: &HeaderMap,
+    code: StatusCode,
+    error: String,
+    typed: String,
+) -> Response {
+    let zone = Zone::of_request(headers, &state.web.zone);
+    let chat = super::chat::section(state, status, &zone).await;
+    let view = View {
+        story: story(state, &status.id, &zone).await,
+        zone,
+        ..View::default()
+    };
+    let mut page = StatusPage::build(&state.web.secret, session, status, view);
+    page.chat = chat.map(|mut c| {
+        c.error = Some(error);
+        c.text = typed.chars().take(c.max * 2).collect();
+        c
+    });
+    render(code, &page)
 }
 
 fn bad_request() -> Response {
@@ -266,7 +298,10 @@ async fn status_page(
         updates_off: updates_off(query.as_deref()),
         ..View::default()
     };
-    let page = StatusPage::build(&state.web.secret, &session.id, &status, view);
+    let _ = super::chat::here(&state, &status, false).await;
+    let chat = super::chat::section(&state, &status, &view.zone).await;
+    let mut page = StatusPage::build(&state.web.secret, &session.id, &status, view);
+    page.chat = chat;
     session.apply(render(StatusCode::OK, &page))
 }
 
@@ -611,6 +646,8 @@ pub(crate) struct StatusPage {
     pub cancel_callback: bool,
     pub email_form: Option<TextForm>,
     pub webform_form: Option<TextForm>,
+    /// A chat contact's conversation and message box (set by the handlers that show it).
+    pub chat: Option<super::chat::ChatSection>,
 }
 
 fn group(id: &ContactId) -> String {
@@ -826,6 +863,7 @@ impl StatusPage {
             cancel_callback,
             email_form,
             webform_form,
+            chat: None,
         }
     }
 }

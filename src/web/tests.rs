@@ -72,6 +72,7 @@ async fn fixture() -> Fixture {
         phones: None,
         zone: crate::web::zone::Zone::utc(),
         supervision: Default::default(),
+        chat_idle_secs: 60,
     });
     Fixture {
         app,
@@ -1220,6 +1221,7 @@ async fn event_streams_end_when_the_server_stops() {
         phones: None,
         zone: crate::web::zone::Zone::utc(),
         supervision: Default::default(),
+        chat_idle_secs: 60,
     });
     let r = get(&app, &format!("/c/{}/events", f.id)).await;
     let mut stream = r.into_body().into_data_stream();
@@ -1282,6 +1284,7 @@ async fn agent_fixture_phones(mut cfg: CentreConfig, phones: Option<PhoneLookup>
         phones,
         zone: crate::web::zone::Zone::utc(),
         supervision: Default::default(),
+        chat_idle_secs: 60,
     });
     Fixture {
         app,
@@ -1921,6 +1924,7 @@ async fn paris_fixture() -> Fixture {
         phones: None,
         zone: crate::web::zone::Zone::utc(),
         supervision: Default::default(),
+        chat_idle_secs: 60,
     });
     Fixture {
         app,
