@@ -394,3 +394,67 @@ fn a_sipp_sender_gets_202_then_the_gateways_message_with_its_number() {
         "Hello from SIPp: my order has not arrived."
     );
 }
+
+/// How long the console may take to show a change.
+const UI: Duration = Duration::from_secs(10);
+
+#[test]
+fn an_agent_reads_an_im_in_the_console_and_replies_to_the_phone() {
+    let g = Gateway::start_with_agents(
+        "im-console",
+        &agent_toml("tess", "Tess Tester", PASSWORD, "support = 5"),
+    );
+    let mut ada = ImPhone::new(&g, "ada");
+    let a = ada.send("support", "Hello <script>alert(1)</script> <i>there</i>");
+    assert_eq!(a.status, 202, "{}", a.text);
+    let number = number_in(body(&ada.expect_message(Duration::from_secs(10))));
+
+    let agent = common::browser::Browser::start();
+    agent.goto(&format!("http://{}/agent", g.http));
+    agent.fill("#agent", "tess");
+    agent.fill("#password", PASSWORD);
+    agent.click("#login");
+    agent.wait_for_url(|u| u.ends_with("/agent/console"), UI);
+    agent.wait_for_text("#state", |t| t.contains("Not ready"), UI);
+    agent.click("#ready");
+    // Taken at once: the conversation is on the console, markup shown as text.
+    agent.wait_for_text(
+        "#contact-heading",
+        |t| t.to_lowercase().contains("instant message"),
+        UI,
+    );
+    agent.wait_for_text(
+        "#agent-transcript",
+        |t| t.contains("Hello <script>alert(1)</script> <i>there</i>"),
+        UI,
+    );
+    let markup =
+        "return document.querySelectorAll('#agent-transcript script, #agent-transcript i').length;";
+    assert_eq!(agent.execute(markup, vec![]), serde_json::json!(0));
+    assert_eq!(
+        body(&ada.expect_message(UI)),
+        "Tess Tester is with you now and can read what you wrote."
+    );
+
+    // Tess replies in the console: the phone gets it, named, as she wrote it.
+    agent.fill("#reply-text", "Hi Ada, <b>Tess</b> here. How can I help?");
+    agent.click("#reply");
+    assert_eq!(
+        body(&ada.expect_message(UI)),
+        "Tess Tester: Hi Ada, <b>Tess</b> here. How can I help?"
+    );
+    // Ada answers from her phone: the console shows it live.
+    assert_eq!(ada.send("support", "My parcel is late").status, 202);
+    agent.wait_for_text("#agent-transcript", |t| t.contains("My parcel is late"), UI);
+    let authors: Vec<String> = transcript(&g, &number, 3)
+        .into_iter()
+        .map(|(author, _)| author)
+        .collect();
+    assert_eq!(authors, ["customer", "agent:tess", "customer"]);
+
+    // Done in the console ends it; the phone is told.
+    agent.click("#done");
+    let ended = ada.expect_message(UI);
+    assert!(body(&ended).contains("has ended"), "{ended}");
+    assert_eq!(wait_end_reason(&g, &number), "completed");
+}
