@@ -313,6 +313,20 @@ fn a_sender_gets_a_number_keeps_their_conversation_across_a_restart_and_an_agent
             ("customer".to_owned(), "It was due on Friday".to_owned()),
         ]
     );
+    // The page the link opens shows the conversation, her markup as text.
+    let link = text
+        .lines()
+        .find(|l| l.starts_with("http://"))
+        .expect("the link on a line of its own");
+    let page = http.get(link.trim_start_matches(&format!("http://{}", g.http)));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body
+            .contains("Hello, my parcel has not arrived &#60;b&#62;yet&#60;/b&#62;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("It was due on Friday"));
     assert_eq!(ada.send("support", "status").status, 202);
     let status = ada.expect_message(Duration::from_secs(10));
     let grouped = format!("{} {} {}", &number[..4], &number[4..8], &number[8..]);
