@@ -471,4 +471,16 @@ fn an_agent_reads_an_im_in_the_console_and_replies_to_the_phone() {
     let ended = ada.expect_message(UI);
     assert!(body(&ended).contains("has ended"), "{ended}");
     assert_eq!(wait_end_reason(&g, &number), "completed");
+    // The queue_log counts it like a call: queued, connected, completed by the agent.
+    let log = std::fs::read_to_string(g.data.join("queue_log")).unwrap_or_default();
+    let lines: Vec<Vec<&str>> = log
+        .lines()
+        .map(|l| l.split('|').collect::<Vec<_>>())
+        .filter(|f| f.len() > 4 && f[1].contains("sip:ada@example.com"))
+        .collect();
+    assert!(lines.iter().all(|f| !f[1].contains(' ')), "{log}");
+    let events: Vec<&str> = lines.iter().map(|f| f[4]).collect();
+    for want in ["ENTERQUEUE", "CONNECT", "COMPLETEAGENT"] {
+        assert!(events.contains(&want), "{want} in {events:?}\n{log}");
+    }
 }

@@ -231,7 +231,7 @@ mod tests {
 
     fn sender(uri: &str, port: u16) -> ImSender {
         ImSender::from_ref(&format!(
-            "im UDP 127.0.0.1:{port} 127.0.0.1:5060 support {uri}"
+            "im;UDP;127.0.0.1:{port};127.0.0.1:5060;support;{uri}"
         ))
         .expect("a sender")
     }
@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(d.contact_of(&forged), None);
         // Another service is another conversation.
         let other =
-            ImSender::from_ref("im UDP 127.0.0.1:5070 127.0.0.1:5060 sales sip:alice@example.com")
+            ImSender::from_ref("im;UDP;127.0.0.1:5070;127.0.0.1:5060;sales;sip:alice@example.com")
                 .expect("sender");
         assert_eq!(d.contact_of(&other), None);
         // Ended: the last words go out, then the conversation is forgotten and the

@@ -179,15 +179,17 @@ impl ImSender {
     }
 
     /// A text form to keep with their contact (its `call_ref`), so that replies can still
-    /// reach them after a restart: `im TRANSPORT REMOTE LOCAL SERVICE URI`. A TCP
-    /// connection is not kept: a reply opens a new one to the same address.
+    /// reach them after a restart: `im;TRANSPORT;REMOTE;LOCAL;SERVICE;URI`. A TCP
+    /// connection is not kept: a reply opens a new one to the same address. No spaces or
+    /// `|` (it is the queue_log's call id too): `;` separates, and the service, the only
+    /// part that could hold one, has its `;` escaped.
     pub fn to_ref(&self) -> String {
         format!(
-            "im {} {} {} {} {}",
+            "im;{};{};{};{};{}",
             self.peer.transport.via_token(),
             self.peer.remote,
             self.peer.local,
-            pager::escape_user(&self.service),
+            pager::escape_user(&self.service).replace(';', "%3B"),
             self.uri
         )
     }
@@ -195,7 +197,7 @@ impl ImSender {
     /// Reads [`ImSender::to_ref`]'s form back (only ever one we wrote: it is the one
     /// place a message may go).
     pub fn from_ref(r: &str) -> Option<ImSender> {
-        let mut parts = r.splitn(6, ' ');
+        let mut parts = r.splitn(6, ';');
         if parts.next()? != "im" {
             return None;
         }

@@ -84,6 +84,15 @@ impl UserAgent {
             return refuse(self, 400, "From", vec![]);
         };
         let uri = from.uri.trim().to_owned();
+        // Only URI characters (RFC 3986): the URI is kept with the contact, shown and
+        // written to the queue_log, where `|` separates fields.
+        if uri.is_empty()
+            || !uri
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()%;:@&=+$,/?[]".contains(&b))
+        {
+            return refuse(self, 400, "From", vec![]);
+        }
         if let Err(wait) = self.im_senders.take(now, &uri.to_ascii_lowercase()) {
             let h = vec![("Retry-After".into(), retry_secs(wait, fallback))];
             return refuse(self, 503, "too many messages from this sender", h);

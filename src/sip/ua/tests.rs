@@ -2490,7 +2490,7 @@ fn a_message_to_a_service_is_accepted_once_and_its_retransmissions_absorbed() {
     let kept = ImSender::from_ref(&m.from.to_ref()).expect("read back");
     assert_eq!(kept, m.from);
     assert_eq!(
-        ImSender::from_ref("im SCTP 1.2.3.4:5 1.2.3.4:6 s sip:a@b"),
+        ImSender::from_ref("im;SCTP;1.2.3.4:5;1.2.3.4:6;s;sip:a@b"),
         None
     );
     assert_eq!(ImSender::from_ref("call 1"), None);
@@ -2564,6 +2564,11 @@ fn bad_messages_are_refused_with_a_status_that_says_why_and_never_reported() {
             im("z9hG4bKb9", "a", "support", "text/plain", b"bell\x07\x00"),
             400,
             "control",
+        ),
+        (
+            im("z9hG4bKba", "a|b", "support", "text/plain", b"hi"),
+            400,
+            "From",
         ),
     ];
     for (msg, status, why) in cases {
