@@ -484,3 +484,73 @@ fn an_agent_reads_an_im_in_the_console_and_replies_to_the_phone() {
         assert!(events.contains(&want), "{want} in {events:?}\n{log}");
     }
 }
+
+/// Reads one SIP message from a TCP stream (head, then Content-Length bytes of body).
+fn read_sip(stream: &mut std::net::TcpStream, buf: &mut Vec<u8>) -> String {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let len: usize = header_value(&head, "Content-Length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let msg = String::from_utf8_lossy(&buf[..end + 4 + len]).into_owned();
+                buf.drain(..end + 4 + len);
+                return msg;
+            }
+        }
+        assert!(Instant::now() < deadline, "no whole message: {buf:?}");
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("connection closed"),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => {}
+        }
+    }
+}
+
+#[test]
+fn over_tcp_the_answer_comes_back_on_the_senders_connection() {
+    use std::io::Write;
+    let g = Gateway::start("im-tcp");
+    let mut stream = std::net::TcpStream::connect(g.sip).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let local = stream.local_addr().unwrap();
+    let text = "Hello over TCP";
+    let msg = format!(
+        "MESSAGE sip:support@{gw} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKtcp1\r\nFrom: <sip:tina@example.com>;tag=t1\r\nTo: <sip:support@{gw}>\r\nCall-ID: tcp-im-1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len(),
+        gw = g.sip
+    );
+    stream.write_all(msg.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let first = read_sip(&mut stream, &mut buf);
+    assert!(first.starts_with("SIP/2.0 202 "), "{first}");
+    let welcome = read_sip(&mut stream, &mut buf);
+    assert!(
+        welcome.starts_with("MESSAGE sip:tina@example.com SIP/2.0"),
+        "{welcome}"
+    );
+    assert!(
+        header_value(&welcome, "Via")
+            .unwrap()
+            .starts_with("SIP/2.0/TCP "),
+        "{welcome}"
+    );
+    assert!(
+        body(&welcome).contains("Your contact number is"),
+        "{welcome}"
+    );
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for h in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        ok.push_str(&format!("{h}: {}\r\n", header_value(&welcome, h).unwrap()));
+    }
+    ok.push_str("Content-Length: 0\r\n\r\n");
+    stream.write_all(ok.as_bytes()).unwrap();
+    let number = number_in(body(&welcome));
+    assert_eq!(transcript(&g, &number, 1)[0].1, text);
+}
