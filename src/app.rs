@@ -22,7 +22,9 @@ use crate::media::announcer::Announcer;
 use crate::media::ports::RtpPorts;
 use crate::media::prompts::{Law, PromptSet};
 use crate::sip::{
-    endpoint, transport,
+    endpoint,
+    rate::Rate,
+    transport,
     ua::{PagerConfig, RegistrarConfig, UaConfig},
 };
 use crate::store::SqliteStore;
@@ -300,6 +302,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 .iter()
                 .flat_map(|q| q.numbers.iter().cloned())
                 .collect(),
+            per_sender: Rate {
+                burst: 10.0,
+                per_second: f64::from(config.limits.im_per_sender_per_minute) / 60.0,
+            },
+            per_source: Rate {
+                burst: 4.0 * f64::from(config.limits.im_per_source_per_second),
+                per_second: f64::from(config.limits.im_per_source_per_second),
+            },
             ..PagerConfig::default()
         },
         ..UaConfig::default()
