@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::centre::chat::{Author, PostError};
+use crate::centre::chat::{Author, ChatMessage, PostError};
 use crate::centre::{
     CentreError, CentreHandle, ContactId, ContactStatus, Effect, MediaType, NewContact, QueueId,
 };
@@ -82,8 +82,15 @@ pub async fn run(
         token: token.clone(),
         seen: mpsc::unbounded_channel(),
     };
-    let mut effects = front.deps.centre.subscribe_effects();
-    let mut effects_open = true;
+    // The agents' messages, taken off the centre's broadcast by a task that does nothing
+    // else, so it never lags behind (a lagging receiver loses effects) while this loop
+    // waits on a commit or the SIP endpoint.
+    let (deliver_tx, mut deliveries) = mpsc::unbounded_channel();
+    front.tracker.spawn(forward_deliveries(
+        front.deps.centre.subscribe_effects(),
+        deliver_tx,
+        token.clone(),
+    ));
     front.rebuild();
     loop {
         tokio::select! {
@@ -101,18 +108,43 @@ pub async fn run(
                 None => break,
             },
             Some(seen) = front.seen.1.recv() => front.seen(seen).await,
-            effect = effects.recv(), if effects_open => match effect {
-                Ok(Effect::Deliver { contact, call_ref, media: MediaType::Im, message }) => {
-                    if message.author != Author::Customer {
-                        front.deliver(contact, &call_ref, &message.author, &message.text).await;
-                    }
+            Some((contact, call_ref, message)) = deliveries.recv() => {
+                front.deliver(contact, &call_ref, &message.author, &message.text).await;
+            }
+        }
+    }
+}
+
+/// Passes the centre's IM deliveries not written by the customer to `tx`.
+async fn forward_deliveries(
+    mut effects: broadcast::Receiver<Effect>,
+    tx: mpsc::UnboundedSender<(ContactId, String, ChatMessage)>,
+    token: CancellationToken,
+) {
+    loop {
+        let effect = tokio::select! {
+            _ = token.cancelled() => return,
+            e = effects.recv() => e,
+        };
+        match effect {
+            Ok(Effect::Deliver {
+                contact,
+                call_ref,
+                media: MediaType::Im,
+                message,
+            }) if message.author != Author::Customer => {
+                if tx.send((contact, call_ref, message)).is_err() {
+                    return;
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::error!(missed = n, "the IM front-end fell behind the centre's effects");
-                }
-                Err(broadcast::error::RecvError::Closed) => effects_open = false,
-            },
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::error!(
+                    missed = n,
+                    "the IM front-end fell behind the centre's effects"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
