@@ -270,6 +270,15 @@ fn bad_chat_input_is_refused_clearly_and_loses_nothing() {
         &page.body[page.body.find("chat-transcript").unwrap_or(0)..]
     );
     assert!(!page.body.contains("<script>alert(1)"));
+    // Without JavaScript the page reloads itself: the box says how to write at length.
+    assert!(
+        page.body
+            .contains(&format!("href=\"/c/{number}?updates=off#chat\""))
+    );
+    let still = vera.get(&format!("/c/{number}?updates=off"));
+    assert!(
+        still.body.contains("id=\"chat-form\"") && !still.body.contains("http-equiv=\"refresh\"")
+    );
 
     // A flood: after the burst, 429 with Retry-After; the other visitor is served, and
     // nothing Vera sent before is lost.
@@ -294,6 +303,34 @@ fn bad_chat_input_is_refused_clearly_and_loses_nothing() {
         "no gap: {kept:?}"
     );
 
+    // The agent API: Tess takes Vera's chat (the senior), reads it and replies.
+    let mut tess = common::AgentApi::new(&g, "tess", PASSWORD);
+    tess.ready();
+    let me = tess.wait_for("took the chat", UI, |me| {
+        me["contact"]["id"] == number.as_str()
+    });
+    let said = me["messages"].as_array().expect("messages").clone();
+    assert_eq!(said[0]["text"], "first");
+    assert_eq!(said[0]["author"]["kind"], "customer");
+    let r = tess.post(
+        "/api/agent/reply",
+        serde_json::json!({ "text": "<b>On it</b>" }),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["author"]["id"], "tess");
+    let seq = r.json()["seq"].as_u64().expect("seq");
+    assert_eq!(seq as usize, stored_messages(&g, &number).len());
+    let r = tess.post(
+        "/api/agent/reply",
+        serde_json::json!({ "text": "z".repeat(2001) }),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let page = vera.get(&format!("/c/{number}"));
+    assert!(
+        page.body.contains("&#60;b&#62;On it&#60;/b&#62;"),
+        "escaped on the page"
+    );
+
     // Without the page's token: refused.
     let r = vera.send(
         "POST",
@@ -316,4 +353,22 @@ fn a_visitor_with_no_page_open_is_away_keeps_the_place_and_comes_back() {
     // Still number one in the queue.
     let api = vera.get(&format!("/api/contacts/{number}"));
     assert_eq!(api.json()["position"], 1, "{}", api.body);
+    // The visitor leaves: ended, abandoned (no agent had it), the page says so.
+    let page = vera.get(&format!("/c/{number}"));
+    let csrf = csrf_in(&page.body, "chat-leave-form");
+    let r = vera.send(
+        "POST",
+        &format!("/c/{number}/chat/leave"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(&form(&[("csrf", &csrf)])),
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    wait_state(&g, &number, "ended", UI);
+    assert_eq!(
+        common::end_reason(&g, &number).as_deref(),
+        Some("abandoned")
+    );
+    let page = vera.get(&format!("/c/{number}"));
+    assert!(page.body.contains("the chat was left"), "{}", page.body);
+    assert!(!page.body.contains("id=\"chat-form\""), "no box once ended");
 }

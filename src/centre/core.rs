@@ -356,6 +356,7 @@ impl Centre {
         row.told = self.told(&row);
         self.put_row(row.clone());
         Counters::bump(&mut self.counters.admitted, row.queue.as_str());
+        Counters::bump(&mut self.counters.admitted_media, row.media.as_str());
         let enter = self.enter_line(now, &row);
         let (routed, effects) = self.route(now);
         self.routed.extend(effects);

@@ -850,6 +850,7 @@ impl Model {
     ) -> usize {
         self.next_seq += 1;
         bump(&mut self.counters.admitted, self.cfg.queues[q].id.as_str());
+        bump(&mut self.counters.admitted_media, media.as_str());
         self.contacts.push(MContact {
             id,
             queue: q,

@@ -246,6 +246,12 @@ pub enum Change {
 pub struct Counters {
     /// Contacts admitted, by queue.
     pub admitted: BTreeMap<String, u64>,
+    /// Contacts admitted, by medium (`MediaType::as_str`: voice, video, chat, im).
+    #[serde(default)]
+    pub admitted_media: BTreeMap<String, u64>,
+    /// Chat and IM messages stored, by author kind (customer, agent, system).
+    #[serde(default)]
+    pub messages: BTreeMap<String, u64>,
     /// Contacts ended, by (queue, end reason).
     #[serde(with = "pair_keys")]
     pub ended: BTreeMap<(String, String), u64>,

@@ -124,6 +124,16 @@ pub fn me_json(
         _ => {}
     }
     if let Some(status) = a.contact.as_ref().and_then(|c| view.status(c)) {
+        // A chat or IM contact's latest messages (the whole of a short conversation).
+        if status.media.is_text()
+            && let Some((_, last)) = view.messages(&status.id, u32::MAX, 0)
+        {
+            let keep = super::agent_view::CONSOLE_MESSAGES;
+            let (tail, _) = view
+                .messages(&status.id, last.saturating_sub(keep), keep as usize)
+                .unwrap_or_default();
+            me["messages"] = serde_json::to_value(tail).unwrap_or_default();
+        }
         me["contact"] = serde_json::to_value(status).unwrap_or_default();
     }
     me["queues"] = a
@@ -272,6 +282,55 @@ pub(crate) async fn done(
     let (account, cookie) = authorize(&state, ip, &headers, true).await?;
     agent::apply(&state, &account.id, AgentAction::Done).await?;
     me_response(&state, &account.id, cookie.as_deref()).await
+}
+
+#[derive(Deserialize)]
+struct ReplyBody {
+    text: String,
+}
+
+/// `POST /api/agent/reply`: a message to the chat or IM contact the agent is connected
+/// with; answers the message as stored (the customer gets it after that).
+pub(crate) async fn reply(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let (account, _) = authorize(&state, ip, &headers, true).await?;
+    let wanted: ReplyBody = api::json_body(&headers, &body, "the body", "what this call takes")?;
+    let holding = state
+        .web
+        .centre
+        .snapshots()
+        .borrow()
+        .agents
+        .iter()
+        .find(|a| a.id == account.id)
+        .and_then(|a| a.contact.clone());
+    let Some(contact) = holding else {
+        return Err(AppError::AgentConflict(
+            "You hold no chat to reply to.".to_owned(),
+        ));
+    };
+    let author = crate::centre::Author::Agent {
+        id: account.id.clone(),
+    };
+    match state.web.centre.post(contact, author, wanted.text).await {
+        Ok(message) => Ok(axum::Json(message).into_response()),
+        Err(e) => Err(match e {
+            crate::centre::PostError::Empty | crate::centre::PostError::TooLong { .. } => {
+                AppError::Invalid {
+                    field: "text".to_owned(),
+                    message: super::chat::post_error_words(&e),
+                }
+            }
+            crate::centre::PostError::Storage(_) | crate::centre::PostError::ShuttingDown => {
+                AppError::Unavailable
+            }
+            other => AppError::AgentConflict(super::chat::post_error_words(&other)),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/agent/me"),
     ("post", "/api/agent/state"),
     ("post", "/api/agent/done"),
+    ("post", "/api/agent/reply"),
     ("get", "/api/supervisor/reports"),
 ];
 
@@ -41,6 +42,7 @@ fn handler(method: &str, path: &str) -> MethodRouter<AppState> {
         ("get", "/api/agent/me") => get(agent_api::me),
         ("post", "/api/agent/state") => post(agent_api::set_state),
         ("post", "/api/agent/done") => post(agent_api::done),
+        ("post", "/api/agent/reply") => post(agent_api::reply),
         ("get", "/api/supervisor/reports") => get(super::supervisor::reports_json),
         _ => unreachable!("API_ROUTES lists a route without a handler: {method} {path}"),
     }

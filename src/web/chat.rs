@@ -57,6 +57,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/chat", get(start_page).post(start))
         .route("/chat/{queue}", get(start_page_for))
         .route("/c/{id}/chat", post(say))
+        .route("/c/{id}/chat/leave", post(leave))
 }
 
 // --- presence ---------------------------------------------------------------------------
@@ -291,10 +292,15 @@ pub(crate) async fn section(
     status: &ContactStatus,
     zone: &Zone,
 ) -> Option<ChatSection> {
-    let (messages, last) = state
-        .web
-        .centre
-        .transcript(status.id.clone(), 0, usize::MAX)
+    // The latest only: a page costs what it shows, not the whole conversation.
+    let centre = &state.web.centre;
+    let (_, last) = centre
+        .transcript(status.id.clone(), u32::MAX, 0)
+        .await
+        .unwrap_or_default();
+    let from = last.saturating_sub(PAGE_MESSAGES as u32);
+    let (messages, last) = centre
+        .transcript(status.id.clone(), from, PAGE_MESSAGES)
         .await
         .unwrap_or_default();
     let open = status.media == MediaType::Chat && status.state.is_live();
@@ -302,9 +308,8 @@ pub(crate) async fn section(
         return None;
     }
     let snapshot = state.web.centre.snapshots().borrow().clone();
-    let skip = messages.len().saturating_sub(PAGE_MESSAGES);
     Some(ChatSection {
-        messages: messages[skip..]
+        messages: messages
             .iter()
             .map(|m| line(m, &snapshot, zone, false))
             .collect(),
@@ -672,6 +677,56 @@ async fn say(
                 None,
             )
             .await
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct LeaveForm {
+    csrf: Option<String>,
+}
+
+/// The visitor ends the chat: abandoned while waiting, completed once an agent had it
+/// (the agent then wraps up).
+async fn leave(
+    State(state): State<AppState>,
+    Client(ip): Client,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    form: Result<Form<LeaveForm>, FormRejection>,
+) -> Response {
+    let session = Session::from_headers(&headers);
+    let (id, status) = match super::pages::find(&state, ip, session.as_deref(), None, &raw).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let (Some(session), Ok(Form(form))) = (session, form) else {
+        return forbidden();
+    };
+    if !csrf::verify(
+        &state.web.secret,
+        &session,
+        id.as_str(),
+        form.csrf.as_deref().unwrap_or(""),
+    ) {
+        return forbidden();
+    }
+    if status.media != MediaType::Chat || !status.state.is_live() {
+        return Redirect::to(&format!("/c/{id}")).into_response();
+    }
+    let reason = if status.connected {
+        crate::centre::EndReason::Completed
+    } else {
+        crate::centre::EndReason::Abandoned
+    };
+    match state.web.centre.end(id.clone(), reason).await {
+        Ok(()) | Err(crate::centre::CentreError::AlreadyEnded) => {
+            tracing::info!(contact = %id.redacted(), "visitor left the chat");
+            Redirect::to(&format!("/c/{id}")).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(contact = %id.redacted(), error = %e, "leaving the chat not stored");
+            unavailable()
         }
     }
 }

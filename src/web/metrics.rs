@@ -265,6 +265,31 @@ pub fn counters(out: &mut String, snapshot: &Snapshot, c: &Counters) {
     }
     family(
         out,
+        "holdline_contacts_admitted_by_media_total",
+        "counter",
+        "Contacts admitted since start, by medium (voice, video, chat, im).",
+    );
+    for m in ["voice", "video", "chat", "im"] {
+        let n = c.admitted_media.get(m).copied().unwrap_or(0);
+        sample(
+            out,
+            "holdline_contacts_admitted_by_media_total",
+            &[("media", m)],
+            n,
+        );
+    }
+    family(
+        out,
+        "holdline_chat_messages_total",
+        "counter",
+        "Chat and IM messages stored since start, by author (customer, agent, system).",
+    );
+    for a in ["customer", "agent", "system"] {
+        let n = c.messages.get(a).copied().unwrap_or(0);
+        sample(out, "holdline_chat_messages_total", &[("author", a)], n);
+    }
+    family(
+        out,
         "holdline_contacts_ended_total",
         "counter",
         "Contacts ended since start, by queue and reason.",
@@ -377,6 +402,8 @@ mod tests {
             offers: BTreeMap::from([("answered".to_owned(), 2)]),
             callback_attempts: BTreeMap::from([("rejected \"503\"".to_owned(), 1)]),
             transfers: BTreeMap::new(),
+            admitted_media: BTreeMap::from([("chat".to_owned(), 4)]),
+            messages: BTreeMap::new(),
         };
         counters(&mut out, &s, &c);
         assert!(
@@ -384,6 +411,14 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("injected"), "{out}");
+        assert!(
+            out.contains("holdline_contacts_admitted_by_media_total{media=\"chat\"} 4\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("holdline_chat_messages_total{author=\"agent\"} 0\n"),
+            "{out}"
+        );
         assert!(
             out.contains(
                 "holdline_contacts_ended_total{queue=\"support\",reason=\"abandoned\"} 1\n"

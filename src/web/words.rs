@@ -7,8 +7,8 @@ use super::zone::Zone;
 
 use crate::centre::timeline::{Mover, Rejoin, Step, Timeline};
 use crate::centre::{
-    Asked, Confirmation, ContactState, ContactStatus, EndReason, Notice, Problem, Refusal,
-    RiseReason, Snapshot, Spoken, Substitute, Timestamp, WaitEstimate, Window,
+    Asked, Confirmation, ContactState, ContactStatus, EndReason, MediaType, Notice, Problem,
+    Refusal, RiseReason, Snapshot, Spoken, Substitute, Timestamp, WaitEstimate, Window,
 };
 
 /// What the centre wants the caller to know now, in words.
@@ -325,15 +325,34 @@ pub fn state_in(status: &ContactStatus, zone: &Zone) -> String {
             Some(Substitute::WebForm { reply_to, .. }) => {
                 format!("Waiting: your web form is in the queue. We will reply to {reply_to}.")
             }
+            None if status.media == MediaType::Chat && status.connected => {
+                "Chatting with an agent: write below.".to_owned()
+            }
+            None if status.media == MediaType::Chat => {
+                "Waiting: keep this page open; you can write below while you wait.".to_owned()
+            }
+            None if status.media == MediaType::Im => {
+                "Waiting: keep messaging us; an agent will answer.".to_owned()
+            }
             // Queued without a substitute means the call is live (see `ContactState`).
             None => "Waiting: please stay on the line.".to_owned(),
         },
+        ContactState::Disconnected { until, .. } if status.media.is_text() => format!(
+            "Away: we did not hear from you for a while. You keep your place until {}: come back to this page (or write to us) to get it back.",
+            time(until)
+        ),
         ContactState::Disconnected { until, .. } => format!(
             "Disconnected: your call ended. You keep your place until {}: ring again and key your contact number to get it back, or ask for a call-back below.",
             time(until)
         ),
         ContactState::Ended { at, reason } => {
             let how = match reason {
+                EndReason::Abandoned if status.media.is_text() => {
+                    "the chat was left before an agent answered"
+                }
+                EndReason::Lost if status.media.is_text() => {
+                    "you were away and the time to keep your place ran out"
+                }
                 EndReason::Abandoned => "the call was hung up before an agent answered",
                 EndReason::Lost => "the call was lost and the time to keep your place ran out",
                 EndReason::Rejected => "the call could not be answered",

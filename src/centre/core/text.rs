@@ -69,6 +69,12 @@ impl Centre {
                 message: message.clone(),
             }]
         };
+        let kind = match message.author {
+            Author::Customer => "customer",
+            Author::Agent { .. } => "agent",
+            Author::System => "system",
+        };
+        Counters::bump(&mut self.counters.messages, kind);
         changes.push(Change::Message(message.clone()));
         Ok((message, changes, effects))
     }

@@ -70,7 +70,8 @@ fn drain(c: &mut Centre) -> (Vec<Change>, Vec<Effect>) {
     )
 }
 
-fn ready(c: &mut Centre, now: Timestamp, who: &str) {
+/// Logs `who` in and makes them ready; what that stored and made happen (routing).
+fn ready(c: &mut Centre, now: Timestamp, who: &str) -> (Vec<Change>, Vec<Effect>) {
     c.handle(
         now,
         AgentInput {
@@ -87,7 +88,7 @@ fn ready(c: &mut Centre, now: Timestamp, who: &str) {
         },
     )
     .expect("ready");
-    drain(c);
+    drain(c)
 }
 
 fn agent_state(c: &Centre, who: &str) -> AgentState {
@@ -137,16 +138,38 @@ fn a_chat_waits_by_seniority_with_calls_and_the_visitor_types_while_waiting() {
 fn an_agent_takes_a_chat_at_once_replies_and_done_ends_it() {
     let mut c = centre();
     let id = c.handle(at(0), Admit(chat(1))).expect("chat").id;
+    // The queue log counts a chat as it counts a call, under the chat's own handle.
+    let (changes, _) = drain(&mut c);
+    assert!(changes.iter().any(|ch| matches!(ch,
+        Change::QueueLog(l) if l.event == "ENTERQUEUE" && l.call_id == "web-chat-1")));
+    assert_eq!(c.counters.admitted_media.get("chat"), Some(&1));
     post(&mut c, at(1), &id, Author::Customer, "hi").expect("post");
+    assert_eq!(c.counters.messages.get("customer"), Some(&1));
     // Nobody may write as an agent who does not hold it.
     assert_eq!(
         post(&mut c, at(2), &id, Author::Agent { id: a("ann") }, "hello"),
         Err(PostError::NotHolder(a("ann")))
     );
     drain(&mut c);
-    ready(&mut c, at(3), "ann");
+    let (changes, effects) = ready(&mut c, at(3), "ann");
     // Routing ran as Ann got ready: the offer is already accepted, nothing rings.
     assert!(c.row(&id).expect("row").connected, "taken at once");
+    assert!(
+        changes
+            .iter()
+            .any(|ch| matches!(ch, Change::QueueLog(l) if l.event == "CONNECT"))
+    );
+    assert!(
+        effects.iter().all(|e| matches!(
+            e,
+            Effect::Offer {
+                call_ref: None,
+                media: MediaType::Chat,
+                ..
+            }
+        )),
+        "{effects:?}"
+    );
     assert!(matches!(agent_state(&c, "ann"), AgentState::Busy { contact, .. } if contact == id));
     // Bob is not the holder either.
     assert_eq!(
@@ -430,4 +453,77 @@ fn after_a_restart_a_chat_waits_for_its_visitor_an_im_stays_queued_and_numbering
         post(&mut b, at(10_003), &web, Author::Customer, "back"),
         Ok(3)
     );
+}
+
+#[test]
+fn a_chat_switches_queue_or_leaves_an_email_keeping_its_place() {
+    use crate::centre::{Command, CommandId, CommandRequest};
+    let mut c = centre();
+    let first = c
+        .handle(
+            at(0),
+            Admit(NewContact {
+                queue: q("sales"),
+                ..call(1)
+            }),
+        )
+        .expect("call")
+        .id;
+    let id = c.handle(at(1), Admit(chat(2))).expect("chat").id;
+    let later = c
+        .handle(
+            at(2),
+            Admit(NewContact {
+                queue: q("sales"),
+                ..call(3)
+            }),
+        )
+        .expect("call")
+        .id;
+    post(&mut c, at(3), &id, Author::Customer, "hello").expect("post");
+    let command = |n: &str, command| CommandRequest {
+        id: CommandId(n.to_owned()),
+        contact: id.clone(),
+        expected_version: None,
+        command,
+    };
+    // Moved to sales: between the two calls, by seniority.
+    c.handle(at(4), command("m1", Command::MoveQueue { to: q("sales") }))
+        .expect("moved");
+    let s = c.status(&id).expect("status");
+    assert_eq!((s.queue.clone(), s.position), (q("sales"), Some(2)));
+    assert_eq!(c.status(&first).expect("call").position, Some(1));
+    assert_eq!(c.status(&later).expect("call").position, Some(3));
+    // An email instead: same place, no more chat (nothing to hang up: no call).
+    let (_, effects) = drain(&mut c);
+    assert!(effects.is_empty(), "{effects:?}");
+    c.handle(
+        at(5),
+        command(
+            "e1",
+            Command::Email {
+                subject: "Later".into(),
+                message: "Write to me instead".into(),
+                reply_to: "vera@example.org".into(),
+            },
+        ),
+    )
+    .expect("email");
+    let s = c.status(&id).expect("status");
+    assert_eq!((s.media, s.position), (MediaType::Email, Some(2)));
+    assert!(drain(&mut c).1.is_empty(), "no call to end");
+    assert_eq!(
+        post(&mut c, at(6), &id, Author::Customer, "more"),
+        Err(PostError::NotText)
+    );
+    // Not a chat any more: going away is nothing (an email does not wait on a page).
+    c.handle(
+        at(7),
+        CallLost {
+            id: id.clone(),
+            why: LostCall::Idle,
+        },
+    )
+    .expect("no-op");
+    assert_eq!(c.status(&id).expect("status").state, ContactState::Queued);
 }
