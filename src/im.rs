@@ -24,7 +24,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::centre::chat::{Author, ChatMessage, PostError};
 use crate::centre::{
-    CentreError, CentreHandle, ContactId, ContactStatus, Effect, MediaType, NewContact, QueueId,
+    CentreError, CentreHandle, ContactId, ContactStatus, Effect, EndReason, MediaType, NewContact,
+    QueueId,
 };
 use crate::config::Config;
 use crate::sip::endpoint::SipHandle;
@@ -62,10 +63,20 @@ enum Seen {
     Ended { contact: ContactId },
 }
 
-/// Is this text the STATUS command?
-fn is_status(text: &str) -> bool {
+/// Is this text the command `word` (alone, any case, trailing punctuation allowed)?
+fn is_command(text: &str, word: &str) -> bool {
     let t = text.trim().trim_end_matches(['?', '!', '.']);
-    t.eq_ignore_ascii_case("status")
+    t.eq_ignore_ascii_case(word)
+}
+
+/// STATUS: the number, place and wait again.
+fn is_status(text: &str) -> bool {
+    is_command(text, "status")
+}
+
+/// STOP: the sender leaves (the contact ends, as a caller hanging up).
+fn is_stop(text: &str) -> bool {
+    is_command(text, "stop")
 }
 
 /// Runs the IM front-end until `token` is cancelled or the SIP events end.
@@ -255,6 +266,22 @@ impl Front {
                 let text = words::status(&status, &self.page(&id, &from));
                 return self.write(&id, &text).await;
             }
+            if is_stop(&m.text) {
+                // Like a caller hanging up: abandoned while waiting, completed with an agent.
+                let reason = if status.agent.is_some() {
+                    EndReason::Completed
+                } else {
+                    EndReason::Abandoned
+                };
+                if let Err(e) = self.deps.centre.end(id.clone(), reason).await {
+                    tracing::warn!(error = %e, "an IM contact could not be ended");
+                    return self
+                        .write(&id, &words::not_taken("we could not end it now"))
+                        .await;
+                }
+                // The watcher sees the end and says so.
+                return;
+            }
             match self
                 .deps
                 .centre
@@ -438,6 +465,8 @@ mod tests {
         assert!(is_status("STATUS"));
         assert!(is_status(" status? "));
         assert!(!is_status("what is my status"));
+        assert!(is_stop("Stop."));
+        assert!(!is_stop("stop it please"));
     }
 }
 

@@ -154,7 +154,7 @@ async fn a_sender_gets_a_number_an_agent_and_their_replies_in_order() {
 
     // A first message: 202, then the welcome (split to the 60-byte limit, in order).
     assert_eq!(alice.send("Hello, my router keeps rebooting").await, 202);
-    let welcome = alice.read_until("place again.").await;
+    let welcome = alice.read_until("STOP to leave.").await;
     assert!(
         welcome.starts_with("Thank you, we have your message."),
         "{welcome}"
@@ -207,8 +207,24 @@ async fn a_sender_gets_a_number_an_agent_and_their_replies_in_order() {
         "{bye}"
     );
     assert_eq!(alice.send("One more thing").await, 202);
-    let again = alice.read_until("place again.").await;
-    assert_ne!(number_in(&again), id, "a new conversation, a new number");
+    let again = alice.read_until("STOP to leave.").await;
+    let second = number_in(&again);
+    assert_ne!(second, id, "a new conversation, a new number");
+    // STOP: she leaves, as a caller hanging up while waiting.
+    assert_eq!(alice.send("STOP").await, 202);
+    let left = alice.read_until("new conversation.").await;
+    assert!(left.contains("has ended"), "{left}");
+    let status = centre.view().status(&second).expect("remembered");
+    assert_eq!(
+        status.state,
+        crate::centre::ContactState::Ended {
+            at: match status.state {
+                crate::centre::ContactState::Ended { at, .. } => at,
+                _ => panic!("not ended: {status:?}"),
+            },
+            reason: EndReason::Abandoned
+        }
+    );
 
     token.cancel();
     tracker.close();

@@ -42,7 +42,7 @@ pub fn welcome(status: &ContactStatus, page: &str) -> String {
     format!(
         "Thank you, we have your message. Your contact number is {}. {}\n\
          See or change your place:\n{page}\n\
-         Reply here to write to us; send STATUS to see your place again.",
+         Reply here to write to us; send STATUS to see your place again, STOP to leave.",
         grouped(&status.id),
         standing(status)
     )
