@@ -16,6 +16,7 @@
 //! transcripts, the SIP endpoint the transactions. Like `calls`, a front-end application
 //! layer: it may use `sip`, `centre` and `web`'s words; nothing imports it but `app`.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -92,6 +93,8 @@ pub async fn run(
         tracker,
         token: token.clone(),
         seen: mpsc::unbounded_channel(),
+        lanes: HashMap::new(),
+        finished: mpsc::unbounded_channel(),
     };
     // The agents' messages, taken off the centre's broadcast by a task that does nothing
     // else, so it never lags behind (a lagging receiver loses effects) while this loop
@@ -119,6 +122,7 @@ pub async fn run(
                 None => break,
             },
             Some(seen) = front.seen.1.recv() => front.seen(seen).await,
+            Some(f) = front.finished.1.recv() => front.finished(f).await,
             Some((contact, call_ref, message)) = deliveries.recv() => {
                 front.deliver(contact, &call_ref, &message.author, &message.text).await;
             }
@@ -166,6 +170,58 @@ struct Front {
     tracker: TaskTracker,
     token: CancellationToken,
     seen: (mpsc::UnboundedSender<Seen>, mpsc::UnboundedReceiver<Seen>),
+    /// Senders with a message being stored, and what waits behind it.
+    lanes: HashMap<String, Lane>,
+    finished: (
+        mpsc::UnboundedSender<Finished>,
+        mpsc::UnboundedReceiver<Finished>,
+    ),
+}
+
+/// One sender's messages: one at a time goes to the centre, so their order is kept, while
+/// other senders' are stored in the same batches.
+#[derive(Default)]
+struct Lane {
+    busy: bool,
+    waiting: VecDeque<IncomingMessage>,
+}
+
+/// Messages waiting behind one sender's message being stored, at most.
+const MAX_WAITING: usize = 32;
+
+/// The lane of a sender: as `desk` keys conversations.
+fn lane_key(from: &ImSender) -> String {
+    format!(
+        "{}\n{}\n{}",
+        from.uri().to_ascii_lowercase(),
+        from.service(),
+        from.peer().remote.ip()
+    )
+}
+
+/// What a task did with one message.
+enum Done {
+    /// Stored (or ended); nothing to say.
+    Quiet,
+    /// Not stored: say so.
+    NotStored {
+        contact: ContactId,
+        why: &'static str,
+    },
+    /// The contact had ended: the message opens a new one.
+    Gone {
+        contact: ContactId,
+    },
+    Opened(Box<crate::centre::Admission>),
+    NotOpened {
+        why: &'static str,
+    },
+}
+
+struct Finished {
+    lane: String,
+    message: IncomingMessage,
+    done: Done,
 }
 
 impl Front {
@@ -259,110 +315,199 @@ impl Front {
         }
     }
 
+    /// A message from a sender: started now, or after the one before it from the same
+    /// sender is stored (their order is kept; different senders' are stored together).
     async fn message(&mut self, m: IncomingMessage) {
-        let from = m.from;
-        if let Some((id, status)) = self.open_contact(&from) {
-            if is_status(&m.text) {
-                let text = words::status(&status, &self.page(&id, &from));
-                return self.write(&id, &text).await;
+        let lane = lane_key(&m.from);
+        let l = self.lanes.entry(lane.clone()).or_default();
+        if l.busy {
+            if l.waiting.len() >= MAX_WAITING {
+                // The SIP layer's per-sender rate keeps this from happening; if it does,
+                // the oldest waiting text is dropped rather than memory growing.
+                l.waiting.pop_front();
+                tracing::warn!("an instant message was dropped: too many waiting from one sender");
             }
-            if is_stop(&m.text) {
-                // Like a caller hanging up: abandoned while waiting, completed with an agent.
-                let reason = if status.agent.is_some() {
-                    EndReason::Completed
-                } else {
-                    EndReason::Abandoned
-                };
-                if let Err(e) = self.deps.centre.end(id.clone(), reason).await {
-                    tracing::warn!(error = %e, "an IM contact could not be ended");
-                    return self
-                        .write(&id, &words::not_taken("we could not end it now"))
-                        .await;
-                }
-                // The watcher sees the end and says so.
-                return;
-            }
-            match self
-                .deps
-                .centre
-                .post(id.clone(), Author::Customer, m.text.clone())
-                .await
-            {
-                Ok(_) => return,
-                // Ended meanwhile: this message starts a new conversation (below).
-                Err(PostError::Ended | PostError::NotFound | PostError::NotText) => {
-                    self.desk.close(&id);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "an instant message was not stored");
-                    let why = match e {
-                        PostError::TranscriptFull => "this conversation is too long",
-                        _ => "we could not store it",
-                    };
-                    return self.write(&id, &words::not_taken(why)).await;
-                }
-            }
+            l.waiting.push_back(m);
+            return;
         }
-        self.open(from, m.display, m.text).await;
+        l.busy = true;
+        if !self.start(&lane, m).await {
+            self.advance(&lane).await;
+        }
     }
 
-    /// A new conversation: a contact in the service's queue, the first text in its
-    /// transcript, and the welcome.
-    async fn open(&mut self, from: ImSender, display: Option<String>, text: String) {
-        let Some(queue) = self.deps.config.queue_for_number(from.service()) else {
-            return; // the SIP layer only takes the queues' numbers
+    /// Starts the next waiting messages of `lane` until one is left working (or none is
+    /// left: the lane goes).
+    async fn advance(&mut self, lane: &str) {
+        loop {
+            let next = self.lanes.get_mut(lane).and_then(|l| l.waiting.pop_front());
+            let Some(m) = next else {
+                self.lanes.remove(lane);
+                return;
+            };
+            if self.start(lane, m).await {
+                return;
+            }
+        }
+    }
+
+    /// Acts on one message: at once (STATUS, or no room), or by a task that reports to
+    /// `finished` (returns `true` then).
+    async fn start(&mut self, lane: &str, m: IncomingMessage) -> bool {
+        let Some((id, status)) = self.open_contact(&m.from) else {
+            return self.start_open(lane, m).await;
+        };
+        if is_status(&m.text) {
+            let text = words::status(&status, &self.page(&id, &m.from));
+            self.write(&id, &text).await;
+            return false;
+        }
+        let centre = self.deps.centre.clone();
+        let stop = is_stop(&m.text);
+        // Like a caller hanging up: abandoned while waiting, completed with an agent.
+        let reason = if status.agent.is_some() {
+            EndReason::Completed
+        } else {
+            EndReason::Abandoned
+        };
+        let text = m.text.clone();
+        let done = self.finished.0.clone();
+        let lane = lane.to_owned();
+        self.tracker.spawn(async move {
+            let outcome = if stop {
+                match centre.end(id.clone(), reason).await {
+                    // The watcher sees the end and says so.
+                    Ok(()) => Done::Quiet,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "an IM contact could not be ended");
+                        Done::NotStored {
+                            contact: id,
+                            why: "we could not end it now",
+                        }
+                    }
+                }
+            } else {
+                match centre.post(id.clone(), Author::Customer, text).await {
+                    Ok(_) => Done::Quiet,
+                    // Ended meanwhile: this message starts a new conversation.
+                    Err(PostError::Ended | PostError::NotFound | PostError::NotText) => {
+                        Done::Gone { contact: id }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "an instant message was not stored");
+                        Done::NotStored {
+                            contact: id,
+                            why: match e {
+                                PostError::TranscriptFull => "this conversation is too long",
+                                _ => "we could not store it",
+                            },
+                        }
+                    }
+                }
+            };
+            let _ = done.send(Finished {
+                lane,
+                message: m,
+                done: outcome,
+            });
+        });
+        true
+    }
+
+    /// A new conversation: a contact in the service's queue and the first text in its
+    /// transcript, by a task; the loop then opens it here and sends the welcome.
+    async fn start_open(&mut self, lane: &str, m: IncomingMessage) -> bool {
+        let Some(queue) = self.deps.config.queue_for_number(m.from.service()) else {
+            return false; // the SIP layer only takes the queues' numbers
         };
         if !self.desk.has_room() {
-            return self
-                .answer_once(&from, &words::not_taken("we are too busy right now"))
+            self.answer_once(&m.from, &words::not_taken("we are too busy right now"))
                 .await;
+            return false;
         }
-        let caller = match display.as_deref().map(str::trim) {
-            Some(d) if !d.is_empty() => format!("{d} <{}>", from.uri()),
-            _ => from.uri().to_owned(),
+        let caller = match m.display.as_deref().map(str::trim) {
+            Some(d) if !d.is_empty() => format!("{d} <{}>", m.from.uri()),
+            _ => m.from.uri().to_owned(),
         };
-        let admitted = self
-            .deps
-            .centre
-            .admit_call(NewContact {
-                queue: QueueId(queue.id.clone()),
-                media: MediaType::Im,
-                caller,
-                call_ref: from.to_ref(),
-            })
-            .await;
-        let admission = match admitted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "instant-message contact not admitted");
-                let why = match e {
-                    CentreError::Full => "we are too busy right now",
-                    _ => "we could not open a conversation",
-                };
-                return self.answer_once(&from, &words::not_taken(why)).await;
+        let contact = NewContact {
+            queue: QueueId(queue.id.clone()),
+            media: MediaType::Im,
+            caller,
+            call_ref: m.from.to_ref(),
+        };
+        let centre = self.deps.centre.clone();
+        let done = self.finished.0.clone();
+        let lane = lane.to_owned();
+        self.tracker.spawn(async move {
+            let outcome = match centre.admit_call(contact).await {
+                Ok(admission) => {
+                    let id = admission.status.id.clone();
+                    if !is_status(&m.text)
+                        && let Err(e) = centre
+                            .post(id.clone(), Author::Customer, m.text.clone())
+                            .await
+                    {
+                        tracing::warn!(error = %e, "the first instant message was not stored");
+                    }
+                    Done::Opened(Box::new(admission))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "instant-message contact not admitted");
+                    Done::NotOpened {
+                        why: match e {
+                            CentreError::Full => "we are too busy right now",
+                            _ => "we could not open a conversation",
+                        },
+                    }
+                }
+            };
+            let _ = done.send(Finished {
+                lane,
+                message: m,
+                done: outcome,
+            });
+        });
+        true
+    }
+
+    /// What a task did with a message; then the sender's next one.
+    async fn finished(&mut self, f: Finished) {
+        let Finished {
+            lane,
+            message,
+            done,
+        } = f;
+        match done {
+            Done::Quiet => {}
+            Done::NotStored { contact, why } => {
+                self.write(&contact, &words::not_taken(why)).await;
             }
-        };
-        let id = admission.status.id.clone();
-        tracing::info!(contact = %id.redacted(), queue = %queue.id, "instant-message contact opened");
-        self.desk.open(&from, id.clone());
-        self.watch(&id);
-        if !is_status(&text)
-            && let Err(e) = self
-                .deps
-                .centre
-                .post(id.clone(), Author::Customer, text)
-                .await
-        {
-            tracing::warn!(error = %e, "the first instant message was not stored");
+            Done::Gone { contact } => {
+                self.desk.close(&contact);
+                if self.start_open(&lane, message).await {
+                    return; // the lane stays busy with it
+                }
+            }
+            Done::Opened(admission) => {
+                let id = admission.status.id.clone();
+                tracing::info!(contact = %id.redacted(), "instant-message contact opened");
+                self.desk.open(&message.from, id.clone());
+                self.watch(&id);
+                // A rejoined contact (matched on the sender, which can be forged) is not
+                // told its number, as a rejoined caller is not.
+                let text = if admission.rejoined {
+                    words::status(&admission.status, "your page")
+                } else {
+                    words::welcome(&admission.status, &self.page(&id, &message.from))
+                };
+                self.write(&id, &text).await;
+            }
+            Done::NotOpened { why } => {
+                self.answer_once(&message.from, &words::not_taken(why))
+                    .await;
+            }
         }
-        // A rejoined contact (matched on the sender, which can be forged) is not told its
-        // number, as a rejoined caller is not.
-        let text = if admission.rejoined {
-            words::status(&admission.status, "your page")
-        } else {
-            words::welcome(&admission.status, &self.page(&id, &from))
-        };
-        self.write(&id, &text).await;
+        self.advance(&lane).await;
     }
 
     /// The agent's (or the system's) message for `contact`'s sender.

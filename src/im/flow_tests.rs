@@ -180,6 +180,39 @@ async fn a_sender_gets_a_number_an_agent_and_their_replies_in_order() {
         texts,
         ["Hello, my router keeps rebooting", "It started yesterday"]
     );
+    // A burst: each is answered 202 at once and stored in the order written, while
+    // another sender's messages are stored beside them.
+    let mut bob = Phone {
+        sock: UdpSocket::bind("127.0.0.1:0").await.expect("bind"),
+        gateway: sip.local,
+        user: "bob",
+        n: 0,
+    };
+    for i in 1..=5 {
+        assert_eq!(alice.send(&format!("part {i}")).await, 202);
+        assert_eq!(bob.send(&format!("bob {i}")).await, 202);
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let kept = loop {
+        let (kept, _) = centre.view().messages(&id, 2, 10).expect("transcript");
+        if kept.len() >= 5 || tokio::time::Instant::now() > deadline {
+            break kept;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let texts: Vec<&str> = kept.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["part 1", "part 2", "part 3", "part 4", "part 5"]);
+    let bob_id = number_in(&bob.read_until("STOP to leave.").await);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let bobs = loop {
+        let (kept, _) = centre.view().messages(&bob_id, 0, 10).expect("bob's");
+        if kept.len() >= 5 || tokio::time::Instant::now() > deadline {
+            break kept;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let texts: Vec<&str> = bobs.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["bob 1", "bob 2", "bob 3", "bob 4", "bob 5"]);
 
     // Ada takes it: Alice is told, and Ada's reply reaches her, named.
     let ada = AgentId("ada".into());
