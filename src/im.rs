@@ -12,6 +12,10 @@
 //! time and in order (`desk`). When an agent takes the contact, or it ends, the sender is
 //! told.
 //!
+//! The loop never waits for a commit: each sender's messages go to the centre one at a
+//! time, in their order, from small tasks (`Lane`), so different senders' are committed
+//! together in the centre's batches.
+//!
 //! Owns the conversations (`desk::Desk`), one task; the centre owns the contacts and
 //! transcripts, the SIP endpoint the transactions. Like `calls`, a front-end application
 //! layer: it may use `sip`, `centre` and `web`'s words; nothing imports it but `app`.
