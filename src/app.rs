@@ -22,11 +22,13 @@ use crate::media::announcer::Announcer;
 use crate::media::ports::RtpPorts;
 use crate::media::prompts::{Law, PromptSet};
 use crate::sip::{
-    endpoint, transport,
-    ua::{RegistrarConfig, UaConfig},
+    endpoint,
+    rate::Rate,
+    transport,
+    ua::{PagerConfig, RegistrarConfig, UaConfig},
 };
 use crate::store::SqliteStore;
-use crate::{calls, mail, web};
+use crate::{calls, im, mail, web};
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
@@ -304,6 +306,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 algorithms: config.agent_settings.digest_algorithms.clone(),
             })
         },
+        // Instant messages (RFC 3428) to any queue's service number, as calls.
+        pager: PagerConfig {
+            services: config
+                .queues
+                .iter()
+                .flat_map(|q| q.numbers.iter().cloned())
+                .collect(),
+            per_sender: Rate {
+                burst: 10.0,
+                per_second: f64::from(config.limits.im_per_sender_per_minute) / 60.0,
+            },
+            per_source: Rate {
+                burst: 4.0 * f64::from(config.limits.im_per_source_per_second),
+                per_second: f64::from(config.limits.im_per_source_per_second),
+            },
+            ..PagerConfig::default()
+        },
         ..UaConfig::default()
     };
     let sip_token = CancellationToken::new();
@@ -335,9 +354,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         mail::spawn(relay, centre.clone(), token.clone(), &tracker);
         tracing::info!(smtp = %config.email.smtp, "relaying emails and web forms by SMTP");
     }
+    // Instant messages (RFC 3428): the IM front-end, fed by the call layer's router.
+    let (im_tx, im_rx) = mpsc::unbounded_channel();
+    let im_deps = im::Deps {
+        config: config.clone(),
+        centre: centre.clone(),
+        sip: sip.clone(),
+        public_url: deps.public_url.clone(),
+        http_port: deps.http_port,
+        link_key: deps.link_key.clone(),
+        max_text_bytes: PagerConfig::default().max_text_bytes,
+    };
+    tracker.spawn(im::run(im_rx, im_deps, token.clone(), tracker.clone()));
     let calls_token = CancellationToken::new();
     tracker.spawn(calls::run(
         ua_rx,
+        im_tx,
         deps,
         calls_token.clone(),
         tracker.clone(),

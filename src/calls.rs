@@ -115,8 +115,10 @@ impl Routes {
 /// Routes UA events and centre effects to per-call tasks until the SIP endpoint stops. The
 /// token (shutdown) is the calls' own: cancelled, each call hangs up, and the ends of those
 /// dialogs must still reach their tasks, so routing goes on until the endpoint's events end.
+/// Instant messages (no call) go to the IM front-end on `im`.
 pub async fn run(
     mut events: mpsc::UnboundedReceiver<UaEvent>,
+    im: mpsc::UnboundedSender<UaEvent>,
     deps: Deps,
     token: CancellationToken,
     tracker: TaskTracker,
@@ -146,6 +148,9 @@ pub async fn run(
                     }
                     UaEvent::Registered { user, contact, expires } => {
                         tracing::info!(agent = %user, contact = ?contact, expires, "agent phone registration");
+                    }
+                    ev @ (UaEvent::Message(_) | UaEvent::MessageOutcome { .. }) => {
+                        let _ = im.send(ev);
                     }
                     other => {
                         let Some(key) = event_call(&other) else { continue };
@@ -229,7 +234,9 @@ fn event_call(ev: &UaEvent) -> Option<CallKey> {
         | UaEvent::ReinviteAnswered { call, .. }
         | UaEvent::ProbeAnswered { call, .. }
         | UaEvent::ReinviteFailed { call, .. } => *call,
-        UaEvent::Registered { .. } => return None,
+        UaEvent::Registered { .. } | UaEvent::Message(_) | UaEvent::MessageOutcome { .. } => {
+            return None;
+        }
     })
 }
 
@@ -552,7 +559,9 @@ async fn call_task(
                     | UaEvent::OutgoingFailed { .. }
                     | UaEvent::ReinviteAnswered { .. }
                     | UaEvent::ReinviteFailed { .. }
-                    | UaEvent::Registered { .. },
+                    | UaEvent::Registered { .. }
+                    | UaEvent::Message(_)
+                    | UaEvent::MessageOutcome { .. },
                 )) => {}
                 Some(CallMsg::Sip(UaEvent::ProbeAnswered { status, .. })) => {
                     feed = Some(Event::ProbeAnswered(status));

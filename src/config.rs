@@ -429,10 +429,26 @@ pub struct LimitsConfig {
     pub retry_after_secs: u32,
     /// How long to let calls finish on shutdown before ending them with BYE.
     pub drain_secs: u64,
+    /// Instant messages (SIP MESSAGE) one sender (From URI) may send a minute, after a
+    /// burst of ten; beyond, 503 + Retry-After.
+    #[serde(default = "default_im_per_sender_per_minute")]
+    pub im_per_sender_per_minute: u32,
+    /// Instant messages one source address (a phone, or a proxy carrying many senders)
+    /// may send a second, after a burst of four seconds' worth.
+    #[serde(default = "default_im_per_source_per_second")]
+    pub im_per_source_per_second: u32,
 }
 
 fn default_max_pending_calls() -> usize {
     1024
+}
+
+fn default_im_per_sender_per_minute() -> u32 {
+    30
+}
+
+fn default_im_per_source_per_second() -> u32 {
+    50
 }
 
 /// Which numbers a caller may ask to be called back on (checked by the centre), and how
@@ -638,6 +654,12 @@ impl Config {
         self.validate_callback()?;
         if self.limits.max_pending_calls == 0 {
             return invalid("limits.max_pending_calls must be at least 1".into());
+        }
+        if self.limits.im_per_sender_per_minute == 0 || self.limits.im_per_source_per_second == 0 {
+            return invalid(
+                "limits.im_per_sender_per_minute and limits.im_per_source_per_second must be at least 1"
+                    .into(),
+            );
         }
         if self.limits.max_calls == 0 {
             return invalid("limits.max_calls must be at least 1".into());

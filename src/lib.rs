@@ -21,7 +21,8 @@
 //! Dependencies point one way: `sip`, `media` and `web` use `centre`; `store` implements the
 //! centre's `Store` trait and imports the centre, never the reverse; `centre` imports none of
 //! them (its tests use the real stores). `mail` (the optional SMTP relay of emails and web forms) is
-//! front-end side too, started by `app` only. Live queue state lives in one
+//! front-end side too, started by `app` only; so is `im` (instant-messaging contacts over SIP
+//! MESSAGE, beside `calls`). Live queue state lives in one
 //! `centre::Centre` value owned by the centre actor thread; everything else asks through
 //! `CentreHandle`, reads statuses from its read view (updated by the actor after each
 //! commit) or the board it publishes.
@@ -30,6 +31,7 @@ pub mod app;
 pub mod calls;
 pub mod centre;
 pub mod config;
+pub mod im;
 pub mod mail;
 pub mod media;
 pub mod sip;

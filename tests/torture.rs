@@ -86,7 +86,7 @@ fn cases() -> Vec<Case> {
         case!("rfc4475-3.1.1.8-dblreq.dat", Respond(405), "handle the REGISTER [non-registrar: 405]"),
         case!("rfc4475-3.1.1.9-semiuri.dat", Accept, "well-formed OPTIONS"),
         case!("rfc4475-3.1.1.10-transports.dat", Accept, "well-formed OPTIONS"),
-        case!("rfc4475-3.1.1.11-mpart01.dat", Respond(501), "well-formed MESSAGE; the gateway does not implement MESSAGE (policy) -> 501"),
+        case!("rfc4475-3.1.1.11-mpart01.dat", Respond(415), "well-formed MESSAGE; an instant message is text/plain only (policy) -> 415 with Accept"),
         case!("rfc4475-3.1.1.12-unreason.dat", DropResponse, "200 response, must accept (parse); nobody answers a response"),
         case!("rfc4475-3.1.1.13-noreason.dat", DropResponse, "100 with empty phrase, must accept (parse)"),
         case!("rfc4475-3.1.2.1-badinv01.dat", Respond(400), "400 Bad Request"),

@@ -19,7 +19,8 @@ use super::parse::{self, ParseError};
 use super::status::StatusCode;
 use super::transport::{self, LocalRoutes, Outbox, Sockets, StreamInput};
 use super::ua::{
-    CallKey, OutgoingCall, Peer, TransportKind, UaConfig, UaError, UaEvent, UserAgent,
+    CallKey, ImSender, MessageId, OutgoingCall, Peer, TransportKind, UaConfig, UaError, UaEvent,
+    UserAgent,
 };
 
 /// Commands from the call layer.
@@ -59,6 +60,11 @@ enum Command {
     Binding {
         user: String,
         reply: oneshot::Sender<Option<String>>,
+    },
+    SendMessage {
+        to: ImSender,
+        text: String,
+        reply: oneshot::Sender<Result<MessageId, UaError>>,
     },
     Drain,
     CallCount {
@@ -252,6 +258,17 @@ impl SipHandle {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Binding { user, reply }).await.ok()?;
         rx.await.ok().flatten()
+    }
+
+    /// Sends an instant message (RFC 3428) to the sender of one we received, back where it
+    /// came from; its final status comes as a `MessageOutcome` event.
+    pub async fn send_message(&self, to: ImSender, text: String) -> Result<MessageId, SipError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SendMessage { to, text, reply })
+            .await
+            .map_err(|_| SipError::Stopped)?;
+        Ok(rx.await.map_err(|_| SipError::Stopped)??)
     }
 
     /// Resolves once the endpoint task has stopped (no SIP event will come any more).
@@ -471,6 +488,9 @@ impl Driver {
             }
             Command::Binding { user, reply } => {
                 let _ = reply.send(self.ua.binding(now, &user));
+            }
+            Command::SendMessage { to, text, reply } => {
+                let _ = reply.send(self.ua.send_message(now, &to, &text));
             }
             Command::Drain => self.ua.start_draining(),
             Command::CallCount { reply } => {

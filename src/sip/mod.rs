@@ -11,6 +11,7 @@
 //!
 //! - [`transaction`]: RFC 3261 timers and transaction states.
 //! - [`ua`]: the user agent core (transactions, dialogs, CANCEL, overload), sans-IO.
+//! - [`rate`]: bounded token buckets per key (instant-message rate limits).
 //! - [`registrar`]: REGISTER with digest authentication and in-memory bindings, sans-IO.
 //! - [`transport`]: UDP and TCP sockets and stream framing.
 //! - [`endpoint`]: the driver task between sockets and the `ua` core.
@@ -23,6 +24,7 @@ pub mod auth_guard;
 pub mod endpoint;
 pub mod message;
 pub mod parse;
+pub mod rate;
 pub mod reflection;
 pub mod registrar;
 pub mod session_timer;

@@ -51,6 +51,8 @@ impl Policy<'static> {
             Method::Info,
             // In-dialog only: the progress of our REFERs (RFC 3515).
             Method::Notify,
+            // Instant messages outside a dialog (RFC 3428 pager mode, `ua/pager.rs`).
+            Method::Message,
         ],
         // REFER: we never act on a REFER we receive (we only send them).
         not_allowed: &[Method::Register, Method::Refer],
@@ -69,6 +71,7 @@ impl Policy<'static> {
             Method::Options,
             Method::Info,
             Method::Notify,
+            Method::Message,
             Method::Register,
         ],
         not_allowed: &[Method::Refer],
@@ -83,6 +86,10 @@ const ACCEPTED_BODIES: &[&str] = &[
     "application/dtmf",
     "message/sipfrag",
 ];
+
+/// A MESSAGE's body is an instant message: plain text only (no SDP, no multipart, no
+/// CPIM); its charset is checked where the text is read (`ua/pager.rs`).
+pub const MESSAGE_BODIES: &[&str] = &["text/plain"];
 
 /// The Allow header value: the implemented methods, comma separated.
 pub fn allow_header(policy: &Policy<'_>) -> String {
@@ -258,13 +265,15 @@ fn check_inner(req: &Request, policy: &Policy<'_>) -> Result<(), Verdict> {
     }
 
     if !req.body.is_empty() {
-        let accept = || vec![("Accept".to_owned(), policy.accepted_body_types.join(", "))];
-        let acceptable = h.content_type().is_some_and(|t| {
-            policy
-                .accepted_body_types
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(&t))
-        });
+        let types = if req.method == Method::Message {
+            MESSAGE_BODIES
+        } else {
+            policy.accepted_body_types
+        };
+        let accept = || vec![("Accept".to_owned(), types.join(", "))];
+        let acceptable = h
+            .content_type()
+            .is_some_and(|t| types.iter().any(|a| a.eq_ignore_ascii_case(&t)));
         if !acceptable {
             return Err(reject_with(415, "", accept()));
         }
@@ -544,7 +553,7 @@ mod tests {
             h,
             vec![(
                 "Allow".into(),
-                "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY".into()
+                "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY, MESSAGE".into()
             )]
         );
         let mismatch = req("OPTIONS", "sip:gw@y", &[("CSeq", Some("1 INVITE"))], "");
@@ -555,7 +564,7 @@ mod tests {
         assert_eq!(status(&req("invite", "sip:gw@y", &[], "")), Some(501));
         assert_eq!(
             allow_header(&Policy::GATEWAY),
-            "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY"
+            "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY, MESSAGE"
         );
     }
 

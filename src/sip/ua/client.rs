@@ -1,11 +1,20 @@
 //! Non-INVITE client transactions (RFC 3261 §17.1.2): BYE, REFER, OPTIONS probes and
-//! whatever else we send in a dialog, their retransmission, timeout and outcome.
+//! whatever else we send in a dialog, instant messages outside one (RFC 3428), their
+//! retransmission, timeout and outcome.
 
 use super::*;
 
 impl UserAgent {
     /// What a finished client transaction means for its call (`status` 408 = Timer F).
-    pub(super) fn client_outcome(&mut self, call: CallKey, method: &Method, status: u16) {
+    pub(super) fn client_outcome(&mut self, owner: Owner, method: &Method, status: u16) {
+        let call = match owner {
+            Owner::Call(call) => call,
+            Owner::Message(id) => {
+                self.events
+                    .push_back(UaEvent::MessageOutcome { id, status });
+                return;
+            }
+        };
         if !self.calls.contains_key(&call) {
             // The call ended while this request was out (a BYE crossed our REFER or
             // probe): `Ended` was its last event, so the outcome is nobody's news.
@@ -43,7 +52,7 @@ impl UserAgent {
         peer: Peer,
         branch: String,
         method: Method,
-        call: CallKey,
+        owner: Owner,
         bytes: Vec<u8>,
     ) {
         let timers = self.config.timers;
@@ -60,7 +69,7 @@ impl UserAgent {
                     state,
                     peer,
                     request: bytes.clone(),
-                    call,
+                    owner,
                     method,
                 },
             ),
@@ -93,7 +102,7 @@ impl UserAgent {
             NonInviteClientState::Completed { until } => done = now >= *until,
         }
         let deadline = txn.state.deadline();
-        let call = txn.call;
+        let owner = txn.owner;
         let method = txn.method.clone();
         if let Some((peer, bytes)) = resend {
             self.transmits.push_back(Transmit { peer, bytes });
@@ -104,7 +113,7 @@ impl UserAgent {
             }
             if timed_out {
                 tracing::info!(method = method.as_str(), "request timed out (Timer F)");
-                self.client_outcome(call, &method, 408);
+                self.client_outcome(owner, &method, 408);
             }
         } else {
             self.arm(deadline, TimerRef::Client(id));

@@ -428,7 +428,7 @@ impl UserAgent {
             &extra,
             Bytes::new(),
         );
-        self.start_client_txn(now, peer, branch, method, id, req.to_bytes());
+        self.start_client_txn(now, peer, branch, method, Owner::Call(id), req.to_bytes());
     }
 
     /// A request in the call's dialog (RFC 3261 §12.2.1.1): Request-URI = remote target,

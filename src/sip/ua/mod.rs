@@ -4,7 +4,8 @@
 //!
 //! Split by RFC 3261 layer and role: `server` (server transactions), `client` (non-INVITE
 //! client transactions), `uas` and `uac` (the two sides of an INVITE), `dialog` (requests in
-//! a dialog, hang-up, probes, session timers), `refer` (RFC 3515), `register`; this file keeps
+//! a dialog, hang-up, probes, session timers), `refer` (RFC 3515), `register`, `pager`
+//! (instant messages outside dialogs, RFC 3428, both roles); this file keeps
 //! the types, the state they share (one `UserAgent`, its maps keyed by newtype ids:
 //! `CallKey`, `ServerTxnId`, `ClientTxnId`, `InviteTxnId`) and the entry points that
 //! dispatch to them. The session-timer rules themselves are in `session_timer.rs`.
@@ -12,7 +13,8 @@
 //! Owns: server and client transactions, dialogs, 2xx retransmission until ACK, CANCEL,
 //! overload (503) and drain refusal. It decides every protocol answer that does not need
 //! the application (400/481/501/405/420/415/416/406/503...); the application decides only
-//! whether and how to answer a new INVITE (`answer`/`reject`) and when to hang up.
+//! whether and how to answer a new INVITE (`answer`/`reject`) and when to hang up, and
+//! what to say in an instant message (`send_message`, only ever to an [`ImSender`]).
 //! Must not import `centre`, `media` or `web`.
 
 use std::cmp::Reverse;
@@ -25,6 +27,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::message::{CSeq, Headers, Method, NameAddr, Request, Response, SipUri, reason_phrase};
 use super::parse::{Invalid, Kind};
+use super::rate::{Buckets, Rate, source_key};
 use super::reflection::Reflection;
 use super::registrar::Registrar;
 use super::session_timer::{self, Ask, Due, SessionTimer};
@@ -36,6 +39,7 @@ use super::validate::{self, Policy, Verdict};
 
 mod client;
 mod dialog;
+mod pager;
 mod refer;
 mod register;
 mod server;
@@ -142,6 +146,99 @@ impl std::fmt::Display for DialogId {
     }
 }
 
+/// An instant message we sent (RFC 3428): the key of its `MessageOutcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub u64);
+
+/// Who sent us an instant message (RFC 3428 pager mode) and the one place an answer may
+/// go: the transport and address the MESSAGE came from, its From URI as Request-URI and
+/// the service they wrote to as our From. Only the UA makes one (from a MESSAGE it
+/// accepted), so a message can never be aimed anywhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImSender {
+    peer: Peer,
+    uri: String,
+    service: String,
+}
+
+impl ImSender {
+    /// The sender's address-of-record as their From header gave it (no tag or header
+    /// parameters): with `service`, the key of their conversation.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The service number (Request-URI user) they wrote to.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Where their MESSAGE came from.
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    /// A text form to keep with their contact (its `call_ref`), so that replies can still
+    /// reach them after a restart: `im;TRANSPORT;REMOTE;LOCAL;SERVICE;URI`. A TCP
+    /// connection is not kept: a reply opens a new one to the same address. No spaces or
+    /// `|` (it is the queue_log's call id too): `;` separates, and the service, the only
+    /// part that could hold one, has its `;` escaped.
+    pub fn to_ref(&self) -> String {
+        format!(
+            "im;{};{};{};{};{}",
+            self.peer.transport.via_token(),
+            self.peer.remote,
+            self.peer.local,
+            pager::escape_user(&self.service).replace(';', "%3B"),
+            self.uri
+        )
+    }
+
+    /// Reads [`ImSender::to_ref`]'s form back (only ever one we wrote: it is the one
+    /// place a message may go).
+    pub fn from_ref(r: &str) -> Option<ImSender> {
+        let mut parts = r.splitn(6, ';');
+        if parts.next()? != "im" {
+            return None;
+        }
+        let transport = match parts.next()? {
+            "UDP" => TransportKind::Udp,
+            "TCP" => TransportKind::Tcp,
+            _ => return None,
+        };
+        let remote = parts.next()?.parse().ok()?;
+        let local = parts.next()?.parse().ok()?;
+        let service = SipUri::parse(&format!("sip:{}@x", parts.next()?))
+            .ok()?
+            .user_unescaped()?;
+        let uri = parts.next()?.to_owned();
+        if uri.is_empty() {
+            return None;
+        }
+        Some(ImSender {
+            peer: Peer {
+                transport,
+                remote,
+                local,
+                conn: None,
+            },
+            uri,
+            service,
+        })
+    }
+}
+
+/// An instant message accepted with 202 (RFC 3428 pager mode).
+#[derive(Debug, Clone)]
+pub struct IncomingMessage {
+    pub from: ImSender,
+    /// The From header's display name, if any (unescaped, as the sender wrote it).
+    pub display: Option<String>,
+    /// The text: UTF-8, within the size limit, never empty or blank.
+    pub text: String,
+    pub call_id: String,
+}
+
 /// A new INVITE the application must answer or reject, exactly once.
 #[derive(Debug, Clone)]
 pub struct IncomingCall {
@@ -221,6 +318,11 @@ pub enum UaEvent {
     ConnectionLost(CallKey),
     /// The UA has forgotten the call: always the last event of every call.
     Ended(CallKey),
+    /// An instant message to one of our services (RFC 3428); 202 Accepted is sent.
+    Message(Box<IncomingMessage>),
+    /// The final status of a MESSAGE we sent (2xx: delivered to the sender's agent; 408:
+    /// nothing answered by Timer F).
+    MessageOutcome { id: MessageId, status: u16 },
 }
 
 /// A call we place (RFC 3261 §13.2). `target` is a sip: URI the application configured;
@@ -249,6 +351,8 @@ pub enum UaError {
     InvalidFrom,
     #[error("another INVITE transaction is in progress in this dialog")]
     InviteInProgress,
+    #[error("an instant message must be non-empty text within the size limit")]
+    InvalidText,
 }
 
 pub use super::registrar::RegistrarConfig;
@@ -269,6 +373,44 @@ pub struct UaConfig {
     /// 90 s), and the one we offer a caller that supports timers but asked for none.
     pub min_se_secs: u32,
     pub session_expires_secs: u32,
+    /// Instant messages (RFC 3428 pager mode).
+    pub pager: PagerConfig,
+}
+
+/// What MESSAGE requests we take and how many.
+#[derive(Debug, Clone)]
+pub struct PagerConfig {
+    /// Request-URI users that take instant messages (the service numbers); a MESSAGE to
+    /// anyone else gets 404.
+    pub services: Vec<String>,
+    /// The largest text we take or send, in bytes (413 beyond it). RFC 3428 §8 keeps a
+    /// MESSAGE on a path that may be UDP under 1,300 bytes; the text is most of it.
+    pub max_text_bytes: usize,
+    /// Messages one sender (From URI) may send at once, then per second.
+    pub per_sender: Rate,
+    /// Messages one source address (IPv6: its /64) may send: a trunk or proxy carries
+    /// many senders, so this is larger.
+    pub per_source: Rate,
+    /// Senders and sources whose buckets are kept (each), the oldest dropped first.
+    pub max_tracked: usize,
+}
+
+impl Default for PagerConfig {
+    fn default() -> Self {
+        Self {
+            services: Vec::new(),
+            max_text_bytes: 1000,
+            per_sender: Rate {
+                burst: 10.0,
+                per_second: 0.5,
+            },
+            per_source: Rate {
+                burst: 200.0,
+                per_second: 50.0,
+            },
+            max_tracked: 65_536,
+        }
+    }
 }
 
 impl Default for UaConfig {
@@ -283,6 +425,7 @@ impl Default for UaConfig {
             registrar: None,
             min_se_secs: 90,
             session_expires_secs: 1800,
+            pager: PagerConfig::default(),
         }
     }
 }
@@ -320,8 +463,17 @@ struct ClientTxn {
     state: NonInviteClientState,
     peer: Peer,
     request: Vec<u8>,
-    call: CallKey,
+    owner: Owner,
     method: Method,
+}
+
+/// What a non-INVITE client transaction of ours belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// A request in a call's dialog (BYE, REFER, OPTIONS probe) or its CANCEL.
+    Call(CallKey),
+    /// An instant message outside any dialog (RFC 3428).
+    Message(MessageId),
 }
 
 /// Our INVITE (initial or re-INVITE) as a client transaction.
@@ -455,11 +607,16 @@ pub struct UserAgent {
     registrar_armed: Option<Instant>,
     /// Which UDP sources have shown they receive our answers (see `reflection`).
     reflection: Reflection,
+    /// Instant messages each sender, and each source address, may still send.
+    im_senders: Buckets<String>,
+    im_sources: Buckets<IpAddr>,
 }
 
 impl UserAgent {
     pub fn new(config: UaConfig) -> Self {
         let rng = StdRng::seed_from_u64(config.seed);
+        let im_senders = Buckets::new(config.pager.per_sender, config.pager.max_tracked);
+        let im_sources = Buckets::new(config.pager.per_source, config.pager.max_tracked);
         // The nonce key comes from the OS-seeded generator, never from the (test) seed.
         let registrar = config
             .registrar
@@ -486,6 +643,8 @@ impl UserAgent {
             events: VecDeque::new(),
             draining: false,
             reflection: Reflection::default(),
+            im_senders,
+            im_sources,
         }
     }
 
@@ -599,10 +758,10 @@ impl UserAgent {
         } else {
             now + self.config.timers.t4
         };
-        let (call, method) = {
+        let (owner, method) = {
             let (_, txn) = self.client.get_mut(&id).expect("indexed client txn");
             txn.state = NonInviteClientState::Completed { until };
-            (txn.call, txn.method.clone())
+            (txn.owner, txn.method.clone())
         };
         self.arm(until, TimerRef::Client(id));
         tracing::debug!(
@@ -610,7 +769,7 @@ impl UserAgent {
             method = method.as_str(),
             "request answered"
         );
-        self.client_outcome(call, &method, resp.status);
+        self.client_outcome(owner, &method, resp.status);
     }
 
     pub fn handle_request(&mut self, now: Instant, peer: Peer, req: Request) {
@@ -640,6 +799,7 @@ impl UserAgent {
         match (&req.method, to_tag) {
             (Method::Invite, None) => self.new_invite(now, peer, req, key),
             (Method::Cancel, _) => self.cancel(now, peer, req, key),
+            (Method::Message, None) => self.message(now, peer, req, key),
             (_, Some(tag)) => self.in_dialog(now, peer, req, key, tag),
             (Method::Options, None) => {
                 let tag = self.token();

@@ -2416,3 +2416,331 @@ fn the_callers_tcp_connection_dropping_mid_transfer_is_reported_and_the_refer_fa
         "no retransmission over a reliable transport"
     );
 }
+
+// ---- instant messages (RFC 3428 pager mode) ------------------------------------------
+
+fn im_ua(pager: PagerConfig) -> UserAgent {
+    UserAgent::new(UaConfig {
+        seed: 7,
+        pager: PagerConfig {
+            services: vec!["support".into()],
+            ..pager
+        },
+        ..UaConfig::default()
+    })
+}
+
+/// A MESSAGE from `from_user` to `to_user` with `body` typed `ct` (none when empty).
+fn im(branch: &str, from_user: &str, to_user: &str, ct: &str, body: &[u8]) -> Vec<u8> {
+    let ct = if ct.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Type: {ct}\r\n")
+    };
+    let mut m = format!(
+        "MESSAGE sip:{to_user}@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\nFrom: \"Alice A\" <sip:{from_user}@example.com>;tag=f-{branch}\r\nTo: <sip:{to_user}@127.0.0.1:5060>\r\nCall-ID: im-{branch}\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    m.extend_from_slice(body);
+    m
+}
+
+fn feed_bytes(ua: &mut UserAgent, now: Instant, from: Peer, bytes: &[u8]) {
+    match parse_datagram(bytes).expect("test message parses") {
+        Message::Request(r) => ua.handle_request(now, from, r),
+        Message::Response(r) => ua.handle_response(now, from, r),
+    }
+}
+
+fn text_im(branch: &str, from_user: &str, text: &str) -> Vec<u8> {
+    im(
+        branch,
+        from_user,
+        "support",
+        "text/plain;charset=UTF-8",
+        text.as_bytes(),
+    )
+}
+
+fn accepted(ua: &mut UserAgent) -> IncomingMessage {
+    let out = sent(ua);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(status_of(&out[0]), 202, "{}", out[0]);
+    assert!(to_tag(&out[0]).len() > 4, "the 202 carries a To tag");
+    match events(ua).as_slice() {
+        [UaEvent::Message(m)] => (**m).clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_message_to_a_service_is_accepted_once_and_its_retransmissions_absorbed() {
+    let mut ua = im_ua(PagerConfig::default());
+    let t0 = Instant::now();
+    let msg = text_im("z9hG4bKm1", "alice", "Hello, is anyone there? 👋");
+    feed_bytes(&mut ua, t0, peer(), &msg);
+    let m = accepted(&mut ua);
+    assert_eq!(m.text, "Hello, is anyone there? 👋");
+    assert_eq!(m.from.uri(), "sip:alice@example.com");
+    assert_eq!(m.from.service(), "support");
+    assert_eq!(m.from.peer(), peer());
+    assert_eq!(m.display.as_deref(), Some("Alice A"));
+    // Kept with the contact, read back after a restart (without the TCP connection).
+    let kept = ImSender::from_ref(&m.from.to_ref()).expect("read back");
+    assert_eq!(kept, m.from);
+    assert_eq!(
+        ImSender::from_ref("im;SCTP;1.2.3.4:5;1.2.3.4:6;s;sip:a@b"),
+        None
+    );
+    assert_eq!(ImSender::from_ref("call 1"), None);
+    // The same request again (UDP retransmission): the same 202, no second message.
+    feed_bytes(&mut ua, t0 + Duration::from_millis(500), peer(), &msg);
+    let again = sent(&mut ua);
+    assert_eq!(again.len(), 1);
+    assert_eq!(status_of(&again[0]), 202);
+    assert!(events(&mut ua).is_empty(), "reported once");
+    // Timer J ends the transaction: nothing is held.
+    ua.handle_timeout(t0 + Duration::from_secs(33));
+    assert_eq!(ua.server_transaction_count(), 0);
+}
+
+#[test]
+fn bad_messages_are_refused_with_a_status_that_says_why_and_never_reported() {
+    let mut ua = im_ua(PagerConfig::default());
+    let t0 = Instant::now();
+    let max = PagerConfig::default().max_text_bytes;
+    let big = "x".repeat(max + 1);
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (
+            im("z9hG4bKb1", "a", "nobody", "text/plain", b"hi"),
+            404,
+            "no such service",
+        ),
+        (
+            im("z9hG4bKb2", "a", "support", "application/sdp", b"v=0"),
+            415,
+            "",
+        ),
+        (
+            im(
+                "z9hG4bKb3",
+                "a",
+                "support",
+                "multipart/mixed;boundary=x",
+                b"--x\r\n\r\nhi\r\n--x--",
+            ),
+            415,
+            "",
+        ),
+        (
+            im(
+                "z9hG4bKb4",
+                "a",
+                "support",
+                "text/plain;charset=ISO-8859-1",
+                b"caf\xe9",
+            ),
+            415,
+            "charset",
+        ),
+        (
+            im("z9hG4bKb5", "a", "support", "text/plain", big.as_bytes()),
+            413,
+            "over",
+        ),
+        (
+            im("z9hG4bKb6", "a", "support", "text/plain", b"caf\xe9 \xff"),
+            400,
+            "not UTF-8",
+        ),
+        (im("z9hG4bKb7", "a", "support", "", b""), 400, "empty"),
+        (
+            im("z9hG4bKb8", "a", "support", "text/plain", b" \r\n\t "),
+            400,
+            "empty",
+        ),
+        (
+            im("z9hG4bKb9", "a", "support", "text/plain", b"bell\x07\x00"),
+            400,
+            "control",
+        ),
+        (
+            im("z9hG4bKba", "a|b", "support", "text/plain", b"hi"),
+            400,
+            "From",
+        ),
+    ];
+    for (msg, status, why) in cases {
+        feed_bytes(&mut ua, t0, peer(), &msg);
+        let out = sent(&mut ua);
+        assert_eq!(out.len(), 1);
+        assert_eq!(status_of(&out[0]), status, "{}", out[0]);
+        assert!(out[0].lines().next().unwrap().contains(why), "{}", out[0]);
+        if status == 415 && why.is_empty() {
+            assert_eq!(header(&out[0], "Accept"), Some("text/plain"));
+        }
+        assert!(events(&mut ua).is_empty(), "refused: not reported");
+    }
+    // Exactly at the limit is fine.
+    let full = "é".repeat(max / 2);
+    feed_bytes(&mut ua, t0, peer(), &text_im("z9hG4bKok", "a", &full));
+    assert_eq!(accepted(&mut ua).text, full);
+}
+
+#[test]
+fn a_flooding_sender_is_limited_while_another_sender_is_still_served() {
+    let mut ua = im_ua(PagerConfig::default());
+    let t0 = Instant::now();
+    let burst = PagerConfig::default().per_sender.burst as usize;
+    let mut ok = 0;
+    let mut refused = Vec::new();
+    for i in 0..50 {
+        feed_bytes(
+            &mut ua,
+            t0,
+            peer(),
+            &text_im(&format!("z9hG4bKf{i}"), "flood", "spam"),
+        );
+        let r = sent(&mut ua).pop().unwrap();
+        match status_of(&r) {
+            202 => ok += 1,
+            503 => refused.push(r),
+            s => panic!("{s}"),
+        }
+    }
+    assert_eq!(ok, burst);
+    assert_eq!(events(&mut ua).len(), burst);
+    let r = &refused[0];
+    assert!(r.contains("this sender"), "{r}");
+    assert_eq!(header(r, "Retry-After"), Some("2"), "one message per 2 s");
+    // Another sender from the same address is served.
+    feed_bytes(&mut ua, t0, peer(), &text_im("z9hG4bKo1", "bob", "hello"));
+    assert_eq!(accepted(&mut ua).from.uri(), "sip:bob@example.com");
+    // The flooder earns a message back after 2 s, and only one.
+    let t1 = t0 + Duration::from_secs(2);
+    feed_bytes(&mut ua, t1, peer(), &text_im("z9hG4bKl1", "FLOOD", "x"));
+    accepted(&mut ua);
+    feed_bytes(&mut ua, t1, peer(), &text_im("z9hG4bKl2", "flood", "y"));
+    assert_eq!(status_of(&sent(&mut ua)[0]), 503);
+}
+
+#[test]
+fn a_source_address_is_limited_whoever_it_claims_to_be() {
+    let mut ua = im_ua(PagerConfig {
+        per_source: crate::sip::rate::Rate {
+            burst: 5.0,
+            per_second: 1.0,
+        },
+        ..PagerConfig::default()
+    });
+    let t0 = Instant::now();
+    let codes: Vec<u16> = (0..8)
+        .map(|i| {
+            let msg = text_im(&format!("z9hG4bKs{i}"), &format!("s{i}"), "hi");
+            feed_bytes(&mut ua, t0, peer(), &msg);
+            status_of(&sent(&mut ua)[0])
+        })
+        .collect();
+    assert_eq!(codes, [202, 202, 202, 202, 202, 503, 503, 503]);
+    assert_eq!(events(&mut ua).len(), 5);
+    let other = Peer {
+        remote: "127.0.0.2:5070".parse().unwrap(),
+        ..peer()
+    };
+    feed_bytes(&mut ua, t0, other, &text_im("z9hG4bKs9", "s9", "hi"));
+    assert_eq!(accepted(&mut ua).from.peer(), other);
+}
+
+#[test]
+fn our_message_goes_back_to_where_the_sender_wrote_from_and_reports_its_outcome() {
+    let mut ua = im_ua(PagerConfig::default());
+    let t0 = Instant::now();
+    // Over a NAT: the MESSAGE came from another address than its Via says.
+    let nat = Peer {
+        remote: "203.0.113.9:40000".parse().unwrap(),
+        ..peer()
+    };
+    feed_bytes(&mut ua, t0, nat, &text_im("z9hG4bKr1", "alice", "hi"));
+    let m = accepted(&mut ua);
+    let id = ua
+        .send_message(t0, &m.from, "You are number 2 in the queue.")
+        .unwrap();
+    let out: Vec<Transmit> = std::iter::from_fn(|| ua.poll_transmit()).collect();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].peer, nat, "back to the source, nowhere else");
+    let req = String::from_utf8(out[0].bytes.clone()).unwrap();
+    assert_eq!(
+        start_line(&req),
+        "MESSAGE sip:alice@example.com SIP/2.0",
+        "{req}"
+    );
+    assert_eq!(header(&req, "To"), Some("<sip:alice@example.com>"));
+    assert!(
+        header(&req, "From")
+            .unwrap()
+            .starts_with("<sip:support@127.0.0.1:5060>;tag="),
+        "{req}"
+    );
+    assert_eq!(
+        header(&req, "Content-Type"),
+        Some("text/plain;charset=UTF-8")
+    );
+    assert!(req.ends_with("\r\n\r\nYou are number 2 in the queue."));
+    // Timer E: retransmitted at T1 until answered.
+    ua.handle_timeout(t0 + Duration::from_millis(500));
+    assert_eq!(sent(&mut ua).len(), 1);
+    feed_bytes(
+        &mut ua,
+        t0 + Duration::from_millis(600),
+        nat,
+        reply(&req, 200, Some("x"), "", "").as_bytes(),
+    );
+    match events(&mut ua).as_slice() {
+        [UaEvent::MessageOutcome { id: got, status }] => assert_eq!((*got, *status), (id, 200)),
+        other => panic!("{other:?}"),
+    }
+    ua.handle_timeout(t0 + Duration::from_secs(10));
+    assert!(
+        sent(&mut ua).is_empty(),
+        "no retransmission after the answer"
+    );
+    assert!(ua.is_idle(), "the transaction ended (Timer K)");
+
+    // Unanswered: 408 at Timer F; refused text never leaves.
+    let lost = ua.send_message(t0, &m.from, "hello?").unwrap();
+    sent(&mut ua);
+    ua.handle_timeout(t0 + Duration::from_secs(32));
+    let outcomes: Vec<_> = events(&mut ua)
+        .into_iter()
+        .filter_map(|e| match e {
+            UaEvent::MessageOutcome { id, status } => Some((id, status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes, vec![(lost, 408)]);
+    assert_eq!(
+        ua.send_message(t0, &m.from, "  "),
+        Err(UaError::InvalidText)
+    );
+    let too_long = "x".repeat(PagerConfig::default().max_text_bytes + 1);
+    assert_eq!(
+        ua.send_message(t0, &m.from, &too_long),
+        Err(UaError::InvalidText)
+    );
+    assert!(sent(&mut ua).is_empty());
+}
+
+#[test]
+fn a_message_inside_a_call_or_to_a_dialog_we_do_not_have_is_not_an_instant_message() {
+    let mut ua = im_ua(PagerConfig::default());
+    let t0 = Instant::now();
+    let mut msg = String::from_utf8(text_im("z9hG4bKd1", "alice", "hi")).unwrap();
+    msg = msg.replace(
+        "To: <sip:support@127.0.0.1:5060>",
+        "To: <sip:support@127.0.0.1:5060>;tag=nope",
+    );
+    feed(&mut ua, t0, &msg);
+    assert_eq!(status_of(&sent(&mut ua)[0]), 481);
+    assert!(events(&mut ua).is_empty());
+}

@@ -253,7 +253,14 @@ impl UserAgent {
             t.give_up = Some(give_up);
         }
         self.arm(give_up, TimerRef::InviteClient(txn));
-        self.start_client_txn(now, peer, branch, Method::Cancel, call, req.to_bytes());
+        self.start_client_txn(
+            now,
+            peer,
+            branch,
+            Method::Cancel,
+            Owner::Call(call),
+            req.to_bytes(),
+        );
     }
 
     pub(super) fn invite_response(&mut self, now: Instant, id: InviteTxnId, resp: Response) {
