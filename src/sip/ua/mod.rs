@@ -758,11 +758,20 @@ impl UserAgent {
         } else {
             now + self.config.timers.t4
         };
-        let (owner, method) = {
+        let (owner, method, peer) = {
             let (_, txn) = self.client.get_mut(&id).expect("indexed client txn");
             txn.state = NonInviteClientState::Completed { until };
-            (txn.owner, txn.method.clone())
+            (txn.owner, txn.method.clone(), txn.peer)
         };
+        // A 2xx to one of our instant messages came back to where we sent it: that
+        // address receives what we send, like a source that acknowledged a 2xx to an
+        // INVITE (`reflection`).
+        if matches!(owner, Owner::Message(_))
+            && (200..300).contains(&resp.status)
+            && !peer.transport.reliable()
+        {
+            self.reflection.verified(now, peer.remote.ip());
+        }
         self.arm(until, TimerRef::Client(id));
         tracing::debug!(
             status = resp.status,

@@ -56,7 +56,8 @@ impl UserAgent {
     /// A MESSAGE outside a dialog. Checked in this order, each refusal saying why: the
     /// source's rate, then the sender's (503 + Retry-After; 429 means something else in
     /// SIP, RFC 3892), the service (404), the charset (415), the size (413), the text
-    /// (400: not UTF-8, control characters, empty). Validation already refused a body
+    /// (400: not UTF-8, control characters, empty), and over UDP the reflection budget of
+    /// a source that never answered us (503). Validation already refused a body
     /// that is not `text/plain` (415 with Accept).
     pub(super) fn message(&mut self, now: Instant, peer: Peer, req: Request, key: TxnKey) {
         let refuse = |ua: &mut Self, status: u16, why: &str, headers: Vec<(String, String)>| {
@@ -125,6 +126,15 @@ impl UserAgent {
         }
         if text.trim().is_empty() {
             return refuse(self, 400, "empty message", vec![]);
+        }
+        // Accepting opens (or feeds) a conversation whose answers are our MESSAGEs to this
+        // address, retransmitted until answered: over UDP, where the address can be
+        // spoofed, an unverified source spends the same budget as its INVITEs (32 at
+        // once, 4 a second after; `reflection`), and a 2xx to one of our MESSAGEs verifies
+        // it. Refusals above are one response per request and need no budget.
+        if !peer.transport.reliable() && !self.reflection.allow(now, peer.remote.ip()) {
+            let h = vec![("Retry-After".into(), fallback.to_string())];
+            return refuse(self, 503, "unverified source", h);
         }
         let message = IncomingMessage {
             from: ImSender { peer, uri, service },

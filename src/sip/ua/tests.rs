@@ -2744,3 +2744,51 @@ fn a_message_inside_a_call_or_to_a_dialog_we_do_not_have_is_not_an_instant_messa
     assert_eq!(status_of(&sent(&mut ua)[0]), 481);
     assert!(events(&mut ua).is_empty());
 }
+
+#[test]
+fn an_unverified_udp_source_past_the_reflection_budget_opens_no_conversation_until_it_answers_us() {
+    use crate::sip::reflection::BURST;
+    let mut ua = im_ua(PagerConfig::default());
+    let t0 = Instant::now();
+    let spoofed = Peer {
+        remote: "198.51.100.7:5060".parse().unwrap(),
+        ..peer()
+    };
+    let burst = BURST as usize;
+    let mut first = None;
+    for i in 0..burst + 5 {
+        // A new sender each time, so only the source's budgets apply.
+        let msg = text_im(&format!("z9hG4bKsp{i}"), &format!("u{i}"), "hello");
+        feed_bytes(&mut ua, t0, spoofed, &msg);
+        let out = sent(&mut ua);
+        assert_eq!(out.len(), 1, "one answer per request: {out:?}");
+        let reported = events(&mut ua);
+        if i < burst {
+            assert_eq!(status_of(&out[0]), 202, "{}", out[0]);
+            if let [UaEvent::Message(m)] = reported.as_slice() {
+                first.get_or_insert_with(|| m.from.clone());
+            }
+        } else {
+            assert_eq!(status_of(&out[0]), 503, "{}", out[0]);
+            assert!(out[0].contains("unverified source"), "{}", out[0]);
+            assert!(header(&out[0], "Retry-After").is_some());
+            assert!(reported.is_empty(), "nothing opened for it");
+        }
+    }
+    // Our answer to one of them comes back answered 200 from that address: verified, and
+    // its messages are taken again.
+    let first = first.expect("an accepted sender");
+    ua.send_message(t0, &first, "You are number 1.").unwrap();
+    let out: Vec<Transmit> = std::iter::from_fn(|| ua.poll_transmit()).collect();
+    let req = String::from_utf8(out[0].bytes.clone()).unwrap();
+    feed_bytes(
+        &mut ua,
+        t0 + Duration::from_millis(100),
+        spoofed,
+        reply(&req, 200, Some("x"), "", "").as_bytes(),
+    );
+    events(&mut ua);
+    let msg = text_im("z9hG4bKsp-after", "late", "still there?");
+    feed_bytes(&mut ua, t0 + Duration::from_millis(200), spoofed, &msg);
+    accepted(&mut ua);
+}
