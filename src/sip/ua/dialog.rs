@@ -5,6 +5,29 @@
 use super::*;
 
 impl UserAgent {
+    /// 200 OK to a request inside call `id`'s dialog, in a server transaction of its own.
+    fn ok_in_dialog(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        req: &Request,
+        key: TxnKey,
+        headers: Vec<(String, String)>,
+        (to_tag, id): (String, CallKey),
+    ) {
+        self.reply_new_txn(
+            now,
+            peer,
+            req,
+            key,
+            StatusCode::OK.code(),
+            StatusCode::OK.reason(),
+            headers,
+            Some(to_tag),
+            Some(id),
+        );
+    }
+
     /// End the call from our side: BYE once the dialog is confirmed (or as soon as the ACK
     /// arrives or times out); 480 if it was never answered.
     pub fn hangup(&mut self, now: Instant, call: CallKey) -> Result<(), UaError> {
@@ -170,32 +193,12 @@ impl UserAgent {
         }
         match req.method {
             Method::Bye => {
-                self.reply_new_txn(
-                    now,
-                    peer,
-                    &req,
-                    key,
-                    200,
-                    "OK",
-                    vec![],
-                    Some(to_tag),
-                    Some(id),
-                );
+                self.ok_in_dialog(now, peer, &req, key, vec![], (to_tag, id));
                 self.events.push_back(UaEvent::RemoteBye(id));
                 self.forget_call(id);
             }
             Method::Info => {
-                self.reply_new_txn(
-                    now,
-                    peer,
-                    &req,
-                    key,
-                    200,
-                    "OK",
-                    vec![],
-                    Some(to_tag),
-                    Some(id),
-                );
+                self.ok_in_dialog(now, peer, &req, key, vec![], (to_tag, id));
                 self.events.push_back(UaEvent::Info {
                     call: id,
                     content_type: req
@@ -208,16 +211,13 @@ impl UserAgent {
             }
             Method::Options => {
                 let allow = validate::allow_header(&self.policy());
-                self.reply_new_txn(
+                self.ok_in_dialog(
                     now,
                     peer,
                     &req,
                     key,
-                    200,
-                    "OK",
                     vec![("Allow".into(), allow)],
-                    Some(to_tag),
-                    Some(id),
+                    (to_tag, id),
                 );
             }
             Method::Invite => self.remote_reinvite(now, peer, req, key, id, state),
@@ -240,17 +240,7 @@ impl UserAgent {
             }
             Method::Notify => {
                 // RFC 3515 §2.4.4: the REFER's progress as a message/sipfrag status line.
-                self.reply_new_txn(
-                    now,
-                    peer,
-                    &req,
-                    key,
-                    200,
-                    "OK",
-                    vec![],
-                    Some(to_tag),
-                    Some(id),
-                );
+                self.ok_in_dialog(now, peer, &req, key, vec![], (to_tag, id));
                 let status = sipfrag_status(&req.body);
                 let done = req
                     .headers
