@@ -92,7 +92,7 @@ case $TARGET in
     if [ "$SEED" != 0 ]; then "$helper" seed "$work/data" "$SEED" >&2; fi
     # Room for every call the run can have open at once: the benchmark measures throughput,
     # not the configured admission cap (which answers 503 once reached).
-    sed -e "s/^max_calls = .*/max_calls = 10000/" -e "s/^rtp_timeout_secs = .*/rtp_timeout_secs = 0/" -e "s/^synchronous = .*/synchronous = \"$SYNC\"/" -e "s/^max_contacts = .*/max_contacts = $((SEED + 200000))/" holdline.toml >"$work/holdline.toml"
+    sed -e "s/^max_calls = .*/max_calls = 10000/" -e "s/^rtp_timeout_secs = .*/rtp_timeout_secs = 0/" -e "s/^synchronous = .*/synchronous = \"$SYNC\"/" -e "s/^max_contacts = .*/max_contacts = $((SEED + 200000))/" -e "s/^keep_place_secs = .*/keep_place_secs = ${KEEP_PLACE:-0}/" holdline.toml >"$work/holdline.toml"
     RUST_LOG=${RUST_LOG:-warn} "$HOLDLINE_BIN" --config "$work/holdline.toml" \
       --sip 127.0.0.1:$SIP_PORT --http 127.0.0.1:$HTTP_PORT --data "$work/data" \
       >"$work/target.log" 2>&1 &
