@@ -8,136 +8,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, Http, free_port, sipp_spawn};
+use common::baresip::Baresip;
+use common::{Gateway, Http, sipp_spawn};
 use serde_json::{Value, json};
 
 /// The demo agent's password in the embedded default (holdline.toml).
 const ADA: &str = "ada:demo-ada-change-me";
-
-/// baresip with its own configuration directory, its output read line by line.
-struct Baresip {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Baresip {
-    /// Registers `aor` with `password` through the gateway at `gateway` (UDP), answers
-    /// every call at once, plays a tone and discards what it hears; SIP on 127.0.0.1 only.
-    fn start(dir: &Path, gateway: std::net::SocketAddr, user: &str, password: &str) -> Baresip {
-        let bin = Path::new("/usr/bin/baresip");
-        assert!(
-            bin.exists(),
-            "baresip is not installed: install Debian's baresip (the README's test command does)"
-        );
-        let conf = dir.join("baresip");
-        std::fs::create_dir_all(&conf).unwrap();
-        let port = free_port();
-        std::fs::write(
-            conf.join("config"),
-            format!(
-                "poll_method epoll\n\
-                 sip_listen 127.0.0.1:{port}\n\
-                 sip_transports udp\n\
-                 net_interface 127.0.0.1\n\
-                 audio_player aufile,/dev/null\n\
-                 audio_source ausine,440\n\
-                 ausrc_srate 48000\n\
-                 ausrc_channels 2\n\
-                 audio_alert aufile,/dev/null\n\
-                 module_path /usr/lib/baresip/modules\n\
-                 module g711.so\n\
-                 module ausine.so\n\
-                 module aufile.so\n\
-                 module_app account.so\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            conf.join("accounts"),
-            format!(
-                "<sip:{user}@{gateway};transport=udp>;auth_pass={password};regint=300;answermode=auto\n"
-            ),
-        )
-        .unwrap();
-        // A `contacts` file stops baresip writing its template (with example addresses).
-        std::fs::write(conf.join("contacts"), "").unwrap();
-        let mut child = Command::new(bin)
-            .arg("-f")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start baresip");
-        let (tx, lines) = mpsc::channel();
-        for pipe in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Baresip {
-            child,
-            lines,
-            seen: vec![],
-        }
-    }
-
-    /// Waits (bounded) for an output line containing `needle`; fails on `refused` first.
-    fn expect_line(&mut self, needle: &str, refused: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    assert!(
-                        !refused.iter().any(|r| line.contains(r)),
-                        "baresip: {line}\n{}",
-                        self.seen.join("\n")
-                    );
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "baresip never printed {needle:?} within {within:?}:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn agent_api(http: &mut Http, method: &str, path: &str, body: Option<Value>) -> Value {
     common::agent_call(http, ADA, method, path, body)
@@ -233,8 +111,16 @@ fn baresip_registers_as_a_demo_agent_and_takes_a_call() {
 
     // baresip registers with the demo credentials and the default digest challenge.
     let dir = common::scratch_dir("baresip-conf");
-    let mut phone = Baresip::start(&dir, g.sip, "ada", "demo-ada-change-me");
-    let line = phone.expect_line(
+    let mut phone = Baresip::start(
+        &dir.join("baresip"),
+        &format!(
+            "<sip:ada@{};transport=udp>;auth_pass=demo-ada-change-me;regint=300;answermode=auto",
+            g.sip
+        ),
+        false,
+        None,
+    );
+    let line = phone.expect_new_line(
         "200 OK",
         // With a SHA-256 challenge in the 401, baresip 1.0 gives up with
         // "Register: Function not implemented".
@@ -250,11 +136,11 @@ fn baresip_registers_as_a_demo_agent_and_takes_a_call() {
     // Ready again: the waiting caller is offered to the registered phone, which answers;
     // the caller's phone refuses REFER, so the gateway bridges the two.
     set_state(&mut http, "ready");
-    phone.expect_line("Call established", &[], Duration::from_secs(30));
+    phone.expect_new_line("Call established", &[], Duration::from_secs(30));
     let run = caller.wait();
     assert!(run.ok, "caller: {}", run.output);
     assert_eq!(end_reason(&g, &number), "completed");
     // The gateway hung up the phone when the caller left.
-    phone.expect_line("terminated", &[], Duration::from_secs(15));
+    phone.expect_new_line("terminated", &[], Duration::from_secs(15));
     g.terminate();
 }

@@ -9,13 +9,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::baresip::Baresip;
 use common::{AgentApi, Caller, Gateway, HOST, free_port};
 
 /// The committed card's first frame (the key frame), read from the IVF file by hand.
@@ -222,137 +219,6 @@ fn other_video_codecs_are_declined_and_audio_goes_on() {
     plain.hang_up();
 }
 
-/// baresip with audio (a tone) and video (`fakevideo`'s test picture, VP8), its own
-/// configuration directory and its output read line by line; SIP on 127.0.0.1 only.
-struct Baresip {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Baresip {
-    /// `account`: one line of baresip's `accounts` file; `run`: a command at start-up.
-    fn start(dir: &Path, account: &str, run: Option<&str>) -> Baresip {
-        let bin = Path::new("/usr/bin/baresip");
-        assert!(
-            bin.exists(),
-            "baresip is not installed: install Debian's baresip (the README's test command does)"
-        );
-        std::fs::create_dir_all(dir).unwrap();
-        let port = free_port();
-        std::fs::write(
-            dir.join("config"),
-            format!(
-                "poll_method epoll\n\
-                 sip_listen 127.0.0.1:{port}\n\
-                 sip_transports udp\n\
-                 net_interface 127.0.0.1\n\
-                 audio_player aufile,/dev/null\n\
-                 audio_source ausine,440\n\
-                 ausrc_srate 48000\n\
-                 ausrc_channels 2\n\
-                 audio_alert aufile,/dev/null\n\
-                 video_source fakevideo,nil\n\
-                 video_display fakevideo,nil\n\
-                 module_path /usr/lib/baresip/modules\n\
-                 module g711.so\n\
-                 module ausine.so\n\
-                 module aufile.so\n\
-                 module vp8.so\n\
-                 module fakevideo.so\n\
-                 module_app account.so\n\
-                 module_app menu.so\n"
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.join("accounts"), format!("{account}\n")).unwrap();
-        // A `contacts` file stops baresip writing its template (with example addresses).
-        std::fs::write(dir.join("contacts"), "").unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.arg("-f").arg(dir);
-        if let Some(run) = run {
-            cmd.arg("-e").arg(run);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start baresip");
-        let (tx, lines) = mpsc::channel();
-        let out: Vec<Box<dyn std::io::Read + Send>> = vec![
-            Box::new(child.stdout.take().unwrap()),
-            Box::new(child.stderr.take().unwrap()),
-        ];
-        for pipe in out {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                // The status line is redrawn with `\r`: split on it too.
-                for line in BufReader::new(pipe).split(b'\n').map_while(Result::ok) {
-                    for part in String::from_utf8_lossy(&line).split('\r') {
-                        if !part.trim().is_empty() && tx.send(part.to_owned()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-        Baresip {
-            child,
-            lines,
-            seen: vec![],
-        }
-    }
-
-    /// Waits (bounded) for an output line containing `needle`.
-    fn expect_line(&mut self, needle: &str, within: Duration) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
-            return l.clone();
-        }
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "baresip never printed {needle:?} within {within:?}:\n{}",
-                    self.seen
-                        .iter()
-                        .filter(|l| !l.starts_with("[0:"))
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Every line so far (status lines left out), for assertions on what came before.
-    fn text(&mut self) -> String {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        self.seen
-            .iter()
-            .filter(|l| !l.starts_with("[0:"))
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn baresip_video_caller_sees_the_card_and_is_referred_to_a_video_agent() {
     // The embedded default configuration: the demo agent Ada registers her baresip.
@@ -365,6 +231,7 @@ fn baresip_video_caller_sees_the_card_and_is_referred_to_a_video_agent() {
             "<sip:ada@{};transport=udp>;auth_pass=demo-ada-change-me;regint=300;answermode=auto",
             g.sip
         ),
+        true,
         None,
     );
     agent.expect_line("200 OK (holdline)", Duration::from_secs(15));
@@ -374,6 +241,7 @@ fn baresip_video_caller_sees_the_card_and_is_referred_to_a_video_agent() {
     let mut caller = Baresip::start(
         &dir.join("caller"),
         "<sip:caller@127.0.0.1;transport=udp>;regint=0",
+        true,
         Some(&format!("/dial sip:support@{}", g.sip)),
     );
     caller.expect_line("Call established: sip:support@", Duration::from_secs(15));

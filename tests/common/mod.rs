@@ -4,6 +4,7 @@
 //! Every wait here is for an event with a deadline, never a bare sleep for a condition.
 #![allow(dead_code)]
 
+pub mod baresip;
 pub mod browser;
 
 use std::io::{BufRead, BufReader};
